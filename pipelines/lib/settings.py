@@ -1,0 +1,111 @@
+"""The one settings object. Everything configurable comes from environment variables,
+with defaults that work from a fresh clone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_MAPPINGS_DIR = REPO_ROOT / "pipelines" / "ingest" / "mappings" / "demo"
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the project cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Project settings (see README, section Settings).
+
+    | variable | default |
+    |---|---|
+    | CRM_HOME | ./data (relative to the current directory) |
+    | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule) |
+    | CRM_CURRENCY | CNY (reporting currency) |
+    | CRM_MAPPINGS_DIR | the repo's demo mappings (pipelines/ingest/mappings/demo) |
+    | CRM_LANDING_DIR | $CRM_HOME/landing |
+    | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
+    | CRM_REPORT_LANGUAGE | en (en or zh) |
+    """
+
+    home: Path
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    mappings_dir: Path = DEMO_MAPPINGS_DIR
+    landing_dir: Path | None = None
+    supernode_threshold: int = 20
+    report_language: str = "en"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    # Folders under CRM_HOME -------------------------------------------------------
+    @property
+    def landing(self) -> Path:
+        return self.landing_dir if self.landing_dir is not None else self.home / "landing"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def serving(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def warehouse_db(self) -> Path:
+        """The DuckDB file the pipeline writes. Analysts never open it (see serving/)."""
+        return self.warehouse / "warehouse.duckdb"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def ensure_dirs(self) -> Settings:
+        for folder in (self.landing, self.warehouse, self.serving, self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("CRM_HOME", "data")).expanduser().resolve()
+        timezone = env.get("CRM_TIMEZONE", "Asia/Shanghai")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(
+                f"CRM_TIMEZONE={timezone!r} is not an IANA timezone (e.g. Asia/Shanghai)"
+            ) from exc
+        currency = env.get("CRM_CURRENCY", "CNY").upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise SettingsError(f"CRM_CURRENCY={currency!r} is not an ISO 4217 code (e.g. CNY)")
+        mappings = Path(env["CRM_MAPPINGS_DIR"]).expanduser().resolve() if env.get("CRM_MAPPINGS_DIR") else DEMO_MAPPINGS_DIR
+        landing = Path(env["CRM_LANDING_DIR"]).expanduser().resolve() if env.get("CRM_LANDING_DIR") else None
+        try:
+            threshold = int(env.get("CRM_SUPERNODE_THRESHOLD", "20"))
+        except ValueError as exc:
+            raise SettingsError("CRM_SUPERNODE_THRESHOLD must be an integer") from exc
+        language = env.get("CRM_REPORT_LANGUAGE", "en")
+        if language not in ("en", "zh"):
+            raise SettingsError(f"CRM_REPORT_LANGUAGE={language!r}: use en or zh")
+        return cls(
+            home=home,
+            timezone=timezone,
+            currency=currency,
+            mappings_dir=mappings,
+            landing_dir=landing,
+            supernode_threshold=threshold,
+            report_language=language,
+        )
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()
