@@ -1,0 +1,114 @@
+"""`crm`: the command-line tool of the CRM warehouse.
+
+Every command that changes the warehouse goes through Dagster, so runs appear in the UI
+when DAGSTER_HOME is set (`make demo` and `make dev` set it to $CRM_HOME/dagster).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+
+from pipelines.lib.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env().ensure_dirs()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crm-warehouse")
+def main() -> None:
+    """CRM analytics warehouse: ingest CRM exports, build the marts, publish for BI.
+
+    Settings come from environment variables (CRM_HOME, CRM_TIMEZONE, CRM_CURRENCY,
+    CRM_MAPPINGS_DIR, ...); see the README.
+    """
+
+
+def _register_generate() -> None:
+    from pipelines.generate.cli import generate_command
+
+    main.add_command(generate_command, name="generate")
+
+
+_register_generate()
+
+
+@main.command("run")
+@click.option("--date", "run_date", required=True, callback=_iso_date, help="Delivery date D (YYYY-MM-DD).")
+@click.option("--force", is_flag=True, help="Reload the delivery even if its files are unchanged.")
+def run_command(run_date: date, force: bool) -> None:
+    """One night: ingest the delivery of DATE and run everything downstream as of DATE."""
+    from pipelines.orchestrate import run_nightly
+
+    ok = run_nightly(_settings(), run_date, run_date, force=force)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("backfill")
+@click.option("--start", "start", required=True, callback=_iso_date, help="First delivery date.")
+@click.option("--end", "end", required=True, callback=_iso_date, help="Last delivery date (the as-of date).")
+@click.option("--force", is_flag=True, help="Reload deliveries even if their files are unchanged.")
+def backfill_command(start: date, end: date, force: bool) -> None:
+    """Ingest every delivery from START to END in date order, then build downstream once.
+
+    Resumable: an interrupted backfill run again skips deliveries already loaded whose
+    files have not changed.
+    """
+    if end < start:
+        raise click.BadParameter("--end is before --start")
+    from pipelines.orchestrate import run_nightly
+
+    ok = run_nightly(_settings(), start, end, force=force)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("check-mapping")
+@click.argument("mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sample", default=20, show_default=True, help="Rows to show per file.")
+@click.option("--date", "delivery", callback=_iso_date, help="Delivery date to check (default: the latest).")
+def check_mapping_command(mapping_file: Path, sample: int, delivery: date | None) -> None:
+    """Dry run: how each field of MAPPING_FILE maps on real landing rows, what would be
+    quarantined and why. Writes nothing to the warehouse."""
+    from pipelines.orchestrate import run_check_mapping
+
+    text, ok = run_check_mapping(_settings(), mapping_file, sample, delivery)
+    click.echo(text)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("demo")
+@click.option("--preset", default="small", show_default=True, type=click.Choice(["small", "medium", "large"]))
+@click.option("--seed", default=7, show_default=True, type=int)
+def demo_command(preset: str, seed: int) -> None:
+    """Generate demo exports into CRM_HOME/landing (once), run the whole pipeline over every
+    delivery date, and print where the outputs are."""
+    from pipelines.orchestrate import run_demo
+
+    sys.exit(0 if run_demo(_settings(), preset, seed) else 1)
+
+
+def yesterday(settings: Settings) -> date:
+    from datetime import datetime
+
+    return datetime.now(settings.tz).date() - timedelta(days=1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

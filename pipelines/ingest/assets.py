@@ -1,0 +1,116 @@
+"""Ingest assets: one partitioned asset per canonical entity, loading every source mapping of
+that entity through the one loader engine (`pipelines.ingest.engine`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import dagster as dg
+
+from pipelines.ingest.engine import ensure_raw_schema, load_partition, partition_is_unchanged
+from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
+from pipelines.lib.duck import connect
+from pipelines.lib.resources import CrmSettingsResource
+from pipelines.lib.retry import TRANSIENT_RETRY
+
+#: Pool that serialises every step writing the warehouse file (DuckDB: one writer per file).
+WAREHOUSE_POOL = "warehouse"
+
+
+def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=entity,
+        key_prefix="raw",
+        group_name="ingest",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=TRANSIENT_RETRY,
+        pool=WAREHOUSE_POOL,
+        kinds={"duckdb"},
+        description=(
+            f"Raw `{entity}` rows of every source mapping with entity `{entity}`, typed, with "
+            "lineage columns; rows that cannot be typed go to `raw.quarantine`. One partition "
+            "per delivery date; a partition whose files are unchanged is skipped, a changed "
+            "one is replaced."
+        ),
+    )
+    def _ingest(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
+        settings = crm.settings
+        try:
+            mappings = [m for m in load_mappings(settings.mappings_dir) if m.entity == entity]
+        except MappingError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        if not mappings:
+            context.log.info(f"no source mapping for {entity}: raw.{entity} stays empty")
+        force = context.run.tags.get("crm/force") == "true"
+        totals = {"files": 0, "bytes": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
+        duplicates: list[str] = []
+        warnings: list[str] = []
+        skipped: list[str] = []
+        failures: list[str] = []
+        started = time.monotonic()
+        keys = context.partition_keys
+        with connect(settings.warehouse_db) as con:
+            ensure_raw_schema(con)
+            for index, key in enumerate(keys, start=1):
+                delivery = date.fromisoformat(key)
+                for mapping in mappings:
+                    if not force and partition_is_unchanged(con, mapping, settings.landing, delivery):
+                        skipped.append(f"{mapping.name}/{key}")
+                        continue
+                    try:
+                        result = load_partition(
+                            con,
+                            mapping,
+                            settings.landing,
+                            delivery,
+                            reporting_currency=settings.currency,
+                        )
+                    except MappingError as exc:
+                        failures.append(str(exc))
+                        context.log.error(str(exc))
+                        continue
+                    for f in result.files:
+                        totals["files"] += 1
+                        totals["bytes"] += f.bytes
+                        totals["rows_read"] += f.rows_read
+                        totals["rows_loaded"] += f.rows_loaded
+                        totals["rows_quarantined"] += f.rows_quarantined
+                        if f.status == "duplicate":
+                            duplicates.append(f.file)
+                        warnings.extend(f"{f.file}: {w}" for w in f.warnings)
+                if len(keys) > 1 and (index % 10 == 0 or index == len(keys)):
+                    context.log.info(f"raw.{entity}: {index}/{len(keys)} delivery dates ({key})")
+        seconds = round(time.monotonic() - started, 3)
+        if failures:
+            raise dg.Failure(
+                description=f"raw.{entity}: {len(failures)} source partition(s) failed; nothing "
+                "partial was loaded for them:\n" + "\n".join(failures),
+                metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in failures))},
+                allow_retries=False,
+            )
+        for w in warnings:
+            context.log.warning(w)
+        assert totals["rows_read"] == totals["rows_loaded"] + totals["rows_quarantined"]
+        return dg.MaterializeResult(
+            metadata={
+                "mappings": ", ".join(m.name for m in mappings) or "(none)",
+                "delivery_dates": len(keys),
+                "files": totals["files"],
+                "bytes": totals["bytes"],
+                "rows_read": totals["rows_read"],
+                "rows_loaded": totals["rows_loaded"],
+                "rows_quarantined": totals["rows_quarantined"],
+                "duplicate_files": len(duplicates),
+                "unchanged_partitions_skipped": len(skipped),
+                "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+                "seconds": seconds,
+            }
+        )
+
+    return _ingest
+
+
+def build_ingest_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_ingest_asset(entity, partitions_def) for entity in ENTITIES]

@@ -1,0 +1,33 @@
+"""Op jobs around the loader that are not asset materialisations (dry runs)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.lib.resources import CrmSettingsResource
+
+
+class CheckMappingConfig(dg.Config):
+    mapping_file: str
+    sample: int = 20
+    delivery_date: str | None = None
+
+
+@dg.op(description="Dry run of a source mapping on real landing files; writes nothing.")
+def check_mapping_op(context: dg.OpExecutionContext, config: CheckMappingConfig, crm: CrmSettingsResource) -> str:
+    from pipelines.ingest.engine import check_mapping, format_check_report
+
+    report = check_mapping(
+        config.mapping_file,
+        crm.settings.landing,
+        sample=config.sample,
+        delivery_date=config.delivery_date,
+    )
+    text = format_check_report(report)
+    context.add_output_metadata({"report": dg.MetadataValue.md(f"```\n{text}\n```")})
+    return text
+
+
+@dg.job(description="Dry run of a mapping (crm check-mapping).")
+def check_mapping_job():
+    check_mapping_op()

@@ -1,0 +1,45 @@
+"""Dagster resources: configuration travels in resources, logic lives in assets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.lib.settings import Settings
+
+
+class CrmSettingsResource(dg.ConfigurableResource):
+    """The project settings (see `pipelines.lib.settings.Settings`), as a Dagster resource."""
+
+    home: str
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    mappings_dir: str
+    landing_dir: str
+    supernode_threshold: int = 20
+    report_language: str = "en"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CrmSettingsResource:
+        return cls(
+            home=str(settings.home),
+            timezone=settings.timezone,
+            currency=settings.currency,
+            mappings_dir=str(settings.mappings_dir),
+            landing_dir=str(settings.landing),
+            supernode_threshold=settings.supernode_threshold,
+            report_language=settings.report_language,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            home=Path(self.home),
+            timezone=self.timezone,
+            currency=self.currency,
+            mappings_dir=Path(self.mappings_dir),
+            landing_dir=Path(self.landing_dir),
+            supernode_threshold=self.supernode_threshold,
+            report_language=self.report_language,
+        ).ensure_dirs()

@@ -1,0 +1,146 @@
+"""Launch Dagster runs from the command line (crm run / backfill / check-mapping / demo)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from pipelines.lib.settings import Settings
+
+NIGHTLY_JOB = "nightly"
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME (runs show in the UI), else an ephemeral one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def _echo(message: str) -> None:
+    print(f"[crm] {message}", flush=True)
+
+
+def run_nightly(settings: Settings, start: date, end: date, *, force: bool = False) -> bool:
+    """Ingest deliveries start..end (in date order) and build everything downstream once,
+    as of `end`. Returns True on success."""
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    partitions = job.partitions_def
+    assert partitions is not None
+    keys = partitions.get_partition_keys()
+    for day in (start, end):
+        if day.isoformat() not in keys:
+            raise SystemExit(
+                f"error: {day} is not a delivery date the pipeline knows "
+                f"({keys[0]} .. {keys[-1]}); set CRM_PARTITIONS_START for earlier data"
+            )
+    tags = {"crm/force": "true" if force else "false"}
+    what = f"delivery {start}" if start == end else f"deliveries {start} .. {end}"
+    _echo(f"running the nightly pipeline for {what} (warehouse {settings.warehouse_db})")
+    started = time.monotonic()
+    with dagster_instance() as instance:
+        if start == end:
+            result = job.execute_in_process(
+                instance=instance, partition_key=start.isoformat(), tags=tags, raise_on_error=False
+            )
+        else:
+            tags |= {
+                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+            }
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    seconds = time.monotonic() - started
+    if result.success:
+        _echo(f"done in {seconds:.1f} s (run {result.run_id})")
+        return True
+    for event in result.all_events:
+        if event.is_step_failure:
+            info = event.step_failure_data.error
+            _echo(f"FAILED step {event.step_key}: {info.message.strip() if info else ''}")
+    _echo(f"the run failed after {seconds:.1f} s (run {result.run_id}); nothing was published")
+    return False
+
+
+def run_check_mapping(settings: Settings, mapping_file: Path, sample: int, delivery: date | None) -> tuple[str, bool]:
+    from pipelines.ingest.jobs import check_mapping_job
+    from pipelines.lib.resources import CrmSettingsResource
+
+    with dagster_instance() as instance:
+        result = check_mapping_job.execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {
+                    "check_mapping_op": {
+                        "config": {
+                            "mapping_file": str(mapping_file.resolve()),
+                            "sample": sample,
+                            "delivery_date": delivery.isoformat() if delivery else None,
+                        }
+                    }
+                }
+            },
+            resources={"crm": CrmSettingsResource.from_settings(settings)},
+            raise_on_error=False,
+        )
+    if result.success:
+        return result.output_for_node("check_mapping_op"), True
+    messages = [
+        e.step_failure_data.error.message.strip()
+        for e in result.all_events
+        if e.is_step_failure and e.step_failure_data.error
+    ]
+    return "error: " + "\n".join(messages), False
+
+
+def delivery_range(landing: Path) -> tuple[date, date] | None:
+    from pipelines.ingest.sensors import delivery_dates
+
+    dates = delivery_dates(landing)
+    if not dates:
+        return None
+    return date.fromisoformat(dates[0]), date.fromisoformat(dates[-1])
+
+
+def run_demo(settings: Settings, preset: str, seed: int) -> bool:
+    span = delivery_range(settings.landing)
+    if span is None:
+        from pipelines.generate import generate
+
+        _echo(f"generating the {preset} demo preset (seed {seed}) into {settings.landing}")
+        generate(preset=preset, seed=seed, out=settings.landing)
+        span = delivery_range(settings.landing)
+        assert span is not None
+    else:
+        _echo(f"landing data already present in {settings.landing}: {span[0]} .. {span[1]}")
+    ok = run_nightly(settings, span[0], span[1])
+    if ok:
+        print_outputs(settings)
+    return ok
+
+
+def print_outputs(settings: Settings) -> None:
+    rows = [
+        ("landing files", settings.landing),
+        ("warehouse (pipeline only)", settings.warehouse_db),
+        ("dbt docs", settings.home / "docs" / "dbt" / "index.html"),
+        ("serving DuckDB (analysts)", settings.serving / "serving.duckdb"),
+        ("Parquet", settings.serving / "parquet"),
+        ("Tableau extracts", settings.serving / "tableau"),
+        ("KPI review", settings.reports / "latest" / "kpi_review.html"),
+    ]
+    print()
+    print("Outputs:")
+    for label, path in rows:
+        mark = "" if Path(path).exists() else "   (not produced yet)"
+        print(f"  {label:<28} {path}{mark}")
+    print()
