@@ -1,0 +1,329 @@
+"""Writing deliveries: per-source buffers keyed by delivery day, rendering (CSV/TSV/JSON
+Lines/Parquet), file-level and row-level defects, re-deliveries and the identity truth."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.generate.presets import Rates
+from pipelines.generate.textgen import Clock, rng_for
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a source's files look; must agree with its mapping YAML."""
+
+    name: str
+    entity: str
+    kind: str  # csv | jsonl | parquet
+    stem: str  # file name stem, "{date}" = YYYYMMDD of the delivery, "{part}" = split value
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    bom: bool = False
+    required: tuple[str, ...] = ()  # raw columns behind required canonical fields
+    malformed: bool = False  # inject malformed rows
+    truncate: bool = False  # may cut the last row of a file
+    split_by: str | None = None  # one file per value of this column
+    late_rate: float = 0.0
+
+    @property
+    def ext(self) -> str:
+        if self.kind == "csv":
+            return ".csv" if self.delimiter == "," else ".tsv"
+        return ".jsonl" if self.kind == "jsonl" else ".parquet"
+
+    @property
+    def id(self) -> int:
+        return sum(ord(c) * 31**i for i, c in enumerate(self.name)) % 1_000_003
+
+
+class IdentityWriter:
+    """`_truth/identity.parquet`: entity, record_key, person_id (null = nobody in particular)."""
+
+    SCHEMA = pa.schema(
+        [("entity", pa.string()), ("record_key", pa.string()), ("person_id", pa.int64())]
+    )
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._writer = pq.ParquetWriter(path, self.SCHEMA, compression="zstd")
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self.total = 0
+
+    def add(self, entity: str, keys: pa.Array, person: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        person = np.asarray(person, dtype=np.int64)
+        pid = pa.array(person, mask=person < 0)
+        ent = pa.array(np.full(len(keys), entity, dtype=object), type=pa.string())
+        self._pending.append(pa.table([ent, keys, pid], schema=self.SCHEMA))
+        self._rows += len(keys)
+        self.total += len(keys)
+        if self._rows >= 1_000_000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending))
+            self._pending, self._rows = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+
+def lines_to_bytes(lines: pa.Array) -> bytes:
+    """Join strings with a trailing newline each, straight from the Arrow buffers."""
+    ls = pa.large_string()
+    arr = pc.binary_join_element_wise(lines.cast(ls), pa.scalar("", ls), pa.scalar("\n", ls))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) == 0:
+        return b""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    return memoryview(arr.buffers()[2])[start:end].tobytes()
+
+
+def csv_lines(table: pa.Table, delimiter: str) -> pa.Array:
+    """One string per row, fields quoted only when they need it (RFC 4180)."""
+    cols = []
+    special = "[" + "".join("\\t" if c == "\t" else "\\" + c for c in delimiter) + '"\\n\\r]'
+    for col in table.columns:
+        col = col.combine_chunks().cast(pa.string())
+        needs = pc.fill_null(pc.match_substring_regex(col, special), False)
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
+        cols.append(pc.if_else(needs, quoted, col))
+    return pc.binary_join_element_wise(
+        *cols, delimiter, null_handling="replace", null_replacement=""
+    )
+
+
+def json_lines(table: pa.Table) -> pa.Array:
+    """One JSON object per row; strings escaped, integers bare, nulls as null."""
+    parts = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        col = col.combine_chunks()
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            val = col.cast(pa.string())
+        else:
+            s = pc.replace_substring(col.cast(pa.string()), "\\", "\\\\")
+            s = pc.replace_substring(s, '"', '\\"')
+            val = pc.binary_join_element_wise('"', s, '"', "")
+        val = pc.fill_null(val, "null")
+        parts.append(pc.binary_join_element_wise(json.dumps(name, ensure_ascii=False), val, ": "))
+    body = pc.binary_join_element_wise(*parts, ", ")
+    return pc.binary_join_element_wise("{", body, "}", "")
+
+
+class Landing:
+    """Buffers rows per (source, delivery day) and writes them as files with defects."""
+
+    def __init__(
+        self,
+        out: Path,
+        clock: Clock,
+        timeline_total: int,
+        first_day: int,
+        rates: Rates,
+        seed: int,
+        specs: dict[str, SourceSpec],
+    ) -> None:
+        self.out, self.clock, self.rates, self.seed = out, clock, rates, seed
+        self.last_day = timeline_total - 1
+        self.first_day = first_day
+        self.specs = specs
+        self.buffers: dict[str, dict[int, list[pa.Table]]] = {s: defaultdict(list) for s in specs}
+        self.id_buffers: dict[int, list[tuple[str, pa.Array, np.ndarray]]] = defaultdict(list)
+        self.identity = IdentityWriter(out / "_truth" / "identity.parquet")
+        self.files: dict[str, dict] = {}
+        self.duplicates: list[dict[str, str]] = []
+        self.totals: dict[str, dict] = {
+            s: {"rows": 0, "files": 0, "malformed_rows": 0, "truncated_rows": 0,
+                "missing_required": defaultdict(int)}
+            for s in specs
+        }  # fmt: skip
+        self.extra: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.bytes_written = 0
+        self.written: list[Path] = []
+
+    # --- buffering --------------------------------------------------------------------
+    def add(
+        self,
+        source: str,
+        day: np.ndarray,
+        table: pa.Table,
+        identity: tuple[str, pa.Array, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Queue rows for delivery on `day` (one per row; clipped to the first delivered day;
+        rows due after the last day are never delivered). `identity` = (entity, keys,
+        person, row index of the key's row) is written when that row is delivered."""
+        day = np.maximum(np.asarray(day, dtype=np.int64), self.first_day)
+        if len(day) == 0:
+            return
+        uniq = np.unique(day)
+        if identity is not None:
+            entity, keys, person, rows = identity
+            id_day = day[rows]
+        for d in uniq:
+            if d > self.last_day:
+                continue
+            mask = day == d
+            self.buffers[source][int(d)].append(
+                table if len(uniq) == 1 else table.filter(pa.array(mask))
+            )
+            if identity is not None:
+                m = id_day == d
+                if m.any():
+                    sel = np.flatnonzero(m)
+                    self.id_buffers[int(d)].append((entity, keys.take(pa.array(sel)), person[sel]))
+
+    def count(self, source: str, key: str, n: int) -> None:
+        self.extra[source][key] += int(n)
+
+    def flush(self, k: int) -> None:
+        """Write every source's deliveries for day k."""
+        for source, spec in self.specs.items():
+            tables = self.buffers[source].pop(k, [])
+            if not tables:
+                continue
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            ymd = self.clock.date(k).strftime("%Y%m%d")
+            if spec.split_by:
+                values = table[spec.split_by]
+                for v in sorted(set(pc.unique(values).to_pylist()) - {None}):
+                    part = table.filter(pc.equal(values, v))
+                    self.write_file(source, k, spec.stem.format(date=ymd, part=v) + spec.ext, part)
+            else:
+                self.write_file(source, k, spec.stem.format(date=ymd, part="") + spec.ext, table)
+        for entity, keys, person in self.id_buffers.pop(k, []):
+            self.identity.add(entity, keys, person)
+
+    # --- writing ----------------------------------------------------------------------
+    def write_file(self, source: str, k: int, name: str, table: pa.Table) -> Path:
+        spec = self.specs[source]
+        rates = self.rates
+        rel = f"{source}/{self.clock.date(k).isoformat()}/{name}"
+        rng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003)
+        n = table.num_rows
+        info: dict = {"rows": n, "malformed_rows": 0, "truncated_rows": 0, "missing_required": {}}
+
+        # missing required fields: one required column blanked per affected row
+        if spec.required and n:
+            hit = rng.random(n) < rates.missing_required
+            which = rng.integers(0, len(spec.required), n)
+            for j, col in enumerate(spec.required):
+                m = hit & (which == j)
+                c = int(m.sum())
+                if c:
+                    i = table.column_names.index(col)
+                    arr = table[col].combine_chunks()
+                    table = table.set_column(
+                        i, col, pc.if_else(pa.array(m), pa.scalar(None, arr.type), arr)
+                    )
+                    info["missing_required"][col] = c
+
+        if spec.kind == "parquet":
+            path = self.out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path, compression="snappy")
+            data = path.read_bytes()
+        else:
+            if spec.kind == "csv":
+                lines = csv_lines(table, spec.delimiter)
+                header = spec.delimiter.join(table.column_names) + "\n"
+            else:
+                lines = json_lines(table)
+                header = ""
+            truncate = spec.truncate and n >= 2 and rng.random() < rates.truncated_file
+            if spec.malformed and n:
+                bad = rng.random(n) < rates.malformed_row
+                if truncate:
+                    bad[-1] = False
+                sel = np.flatnonzero(bad)
+                if len(sel):
+                    old = lines.take(pa.array(sel)).to_pylist()
+                    new = [_malform(s, spec, rng) for s in old]
+                    lines = pc.replace_with_mask(lines, pa.array(bad), pa.array(new, pa.string()))
+                    info["malformed_rows"] = len(sel)
+            body = lines_to_bytes(lines)
+            if truncate:
+                last = lines[n - 1].as_py()
+                cut = _truncate(last, spec, rng)
+                body = body[: len(body) - len(last.encode()) - 1] + cut.encode()
+                info["truncated_rows"] = 1
+            text = header.encode() + body
+            if spec.encoding != "utf-8":
+                text = text.decode("utf-8").encode(spec.encoding)
+            data = (b"\xef\xbb\xbf" if spec.bom else b"") + text
+            path = self.out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        self._record(source, rel, path, len(data), info)
+        # re-delivery of the same bytes 1-3 days later, same or other name
+        frng = rng_for(self.seed, "files", spec.id, k, sum(map(ord, name)) % 100_003)
+        if frng.random() < rates.duplicate_file:
+            k2 = k + int(frng.integers(1, 4))
+            if k2 <= self.last_day:
+                stem, dot, ext = name.rpartition(".")
+                name2 = name if frng.random() < 0.5 else f"{stem}_resend.{ext}"
+                rel2 = f"{source}/{self.clock.date(k2).isoformat()}/{name2}"
+                path2 = self.out / rel2
+                path2.parent.mkdir(parents=True, exist_ok=True)
+                path2.write_bytes(data)
+                self.duplicates.append({"path": rel2, "original": rel})
+                self.bytes_written += len(data)
+                self.written.append(path2)
+                self.totals[source]["duplicate_files"] = (
+                    self.totals[source].get("duplicate_files", 0) + 1
+                )
+        return path
+
+    def _record(self, source: str, rel: str, path: Path, size: int, info: dict) -> None:
+        self.files[rel] = info
+        t = self.totals[source]
+        t["rows"] += info["rows"]
+        t["files"] += 1
+        t["malformed_rows"] += info["malformed_rows"]
+        t["truncated_rows"] += info["truncated_rows"]
+        for col, c in info["missing_required"].items():
+            t["missing_required"][col] += c
+        self.bytes_written += size
+        self.written.append(path)
+
+    def close(self) -> None:
+        self.identity.close()
+
+
+def _malform(line: str, spec: SourceSpec, rng: np.random.Generator) -> str:
+    """CSV/TSV: an unquoted delimiter inside a field (one field too many) or a field lost
+    (one too few). JSON Lines: the object cut in half."""
+    if spec.kind == "jsonl":
+        return line[: max(1, len(line) // 2)]
+    d = spec.delimiter
+    if rng.random() < 0.5:
+        pos = line.find(d, len(line) // 2)
+        pos = len(line) if pos < 0 else pos
+        bad = line[:pos] + d + "x" + line[pos:]
+        # an empty last field would pass for a trailing delimiter in lenient readers
+        return bad + "x" if bad.endswith(d) else bad
+    return line[: line.rfind(d)]
+
+
+def _truncate(line: str, spec: SourceSpec, rng: np.random.Generator) -> str:
+    """Cut a row before its last field (the transfer stopped mid-row)."""
+    if spec.kind == "jsonl":
+        return line[: max(1, int(len(line) * rng.uniform(0.2, 0.8)))]
+    first, last = line.find(spec.delimiter), line.rfind(spec.delimiter)
+    return line[: int(rng.integers(first + 1, last + 1))] if last > first >= 0 else ""

@@ -1,0 +1,220 @@
+"""Help-desk tickets as event logs (`helpdesk_events`, tab-separated).
+
+A ticket is created, assigned, answered (lognormal first-response time by priority),
+discussed, resolved (lognormal resolution time), sometimes reopened and resolved again,
+closed after 72 h and sometimes rated (CSAT falls when the first response was slow).
+Some tickets are never answered, some never resolved. Pre-sales `inquiry` tickets convert
+to orders within 30 days at a fixed rate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.generate.landing import Landing
+from pipelines.generate.orders import Orders
+from pipelines.generate.population import WECHAT, WEIBO, Population
+from pipelines.generate.presets import Rates
+from pipelines.generate.textgen import (
+    Clock,
+    PersonText,
+    digits,
+    join,
+    lut,
+    messy_emails,
+    null_where,
+    phone_formats,
+    rng_for,
+    take,
+    where,
+)
+
+COLUMNS = [
+    "ticket_no", "event_no", "event_time", "event", "channel", "priority", "category",
+    "member_no", "caller_phone", "email", "social_id", "agent", "csat", "nps",
+]  # fmt: skip
+EVENTS = ["CREATE", "ASSIGN", "REPLY_AGENT", "REPLY_CUSTOMER", "STATUS", "RESOLVE", "REOPEN",
+          "CLOSE", "SURVEY"]  # fmt: skip
+CREATE, ASSIGN, REPLY_AGENT, REPLY_CUSTOMER, STATUS, RESOLVE, REOPEN, CLOSE, SURVEY = range(9)
+CHANNELS = ["PHONE", "EMAIL", "CHAT", "WECHAT", "WEIBO", "APP"]
+PHONE, EMAIL, CHAT, WECHAT_CH, WEIBO_CH, APP = range(6)
+PRIORITIES = ["urgent", "high", "normal", "low"]
+CATEGORIES = ["presale", "complaint", "aftersale", "technical", "feedback"]
+INQUIRY = 0
+BUSINESS_HOURS = np.array([0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 2.0, 3.0, 3.2, 3.0,
+                           2.5, 2.8, 3.0, 3.0, 2.8, 2.5, 2.2, 2.0, 1.8, 1.5, 0.9, 0.4])  # fmt: skip
+
+
+class Service:
+    source = "helpdesk_events"
+
+    def __init__(
+        self, pop: Population, text: PersonText, clock: Clock, landing: Landing, rates: Rates,
+        seed: int, orders: Orders,
+    ) -> None:  # fmt: skip
+        self.pop, self.text, self.clock, self.landing = pop, text, clock, landing
+        self.rates, self.seed, self.orders = rates, seed, orders
+        self.n_agents = max(12, pop.n_customers // 1500)
+        self.end_t = np.int64(landing.last_day + 1) * 86400
+        self.breach_counts: dict[str, int] = defaultdict(int)
+
+    def day(self, k: int) -> None:
+        pop, rates, text = self.pop, self.rates, self.text
+        rng = rng_for(self.seed, "service", k)
+        trig = self.orders.ticket_triggers.pop(k, [])
+        after = np.concatenate(trig) if trig else np.empty(0, np.int64)
+        n_reg = pop.registered_prefix(k)
+        n_inq = rng.poisson(rates.inquiries_per_person_year / 365.0 * n_reg)
+        inq = pop.order_by_reg[rng.integers(0, max(n_reg, 1), n_inq)] if n_reg else after[:0]
+        inq = inq[pop.is_customer[inq]]
+        person = np.concatenate([inq, after]).astype(np.int64)
+        n = len(person)
+        if n == 0:
+            return
+        cat = np.concatenate([
+            np.zeros(len(inq), np.int64),
+            rng.choice([1, 2, 3, 4], len(after), p=[0.30, 0.45, 0.15, 0.10]),
+        ])  # fmt: skip
+        prio = rng.choice(4, n, p=list(rates.priority_shares))
+        prio = np.where((cat == 1) & (rng.random(n) < 0.4), np.maximum(prio - 1, 0), prio)
+        prio = np.where(cat == INQUIRY, np.maximum(prio, 2), prio)
+
+        # channel and who is identified how
+        plat = pop.platforms[person]
+        ch = rng.choice(6, n, p=[0.30, 0.10, 0.25, 0.20, 0.05, 0.10])
+        ch = np.where((ch == WECHAT_CH) & ((plat & WECHAT) == 0), CHAT, ch)
+        ch = np.where((ch == WEIBO_CH) & ((plat & WEIBO) == 0), CHAT, ch)
+        in_crm = pop.in_crm[person]
+        member = in_crm & ((ch == CHAT) | (ch == APP) | (rng.random(n) < 0.3))
+        has_phone = (ch == PHONE) | (~member & ((ch == CHAT) | (ch == APP)))
+        has_email = ch == EMAIL
+        social = (ch == WECHAT_CH) | (ch == WEIBO_CH)
+
+        # timeline of each ticket (seconds since day 0)
+        t0 = k * 86400 + rng.choice(24, n, p=BUSINESS_HOURS / BUSINESS_HOURS.sum()) * 3600
+        t0 = t0 + rng.integers(0, 3600, n)
+        frt = rng.lognormal(np.log(np.array(rates.first_response_median_min)[prio]),
+                            rates.first_response_sigma) * 60.0  # fmt: skip
+        answered = rng.random(n) >= rates.never_answered
+        t_assign = t0 + np.minimum(rng.lognormal(np.log(120.0), 0.8, n), frt * 0.8)
+        t_reply = t0 + frt
+        resolved = answered & (rng.random(n) >= rates.unresolved)
+        res = rng.lognormal(
+            np.log(np.array(rates.resolution_median_h)[prio]), rates.resolution_sigma
+        )
+        t_res = t_reply + res * 3600.0
+        reopen = resolved & (rng.random(n) < rates.reopen_rate)
+        t_reopen = t_res + rng.uniform(2, 120, n) * 3600
+        t_reply2 = t_reopen + rng.lognormal(np.log(2 * 3600.0), 0.8, n)
+        t_res2 = t_reply2 + rng.lognormal(np.log(10 * 3600.0), 0.8, n)
+        t_final = np.where(reopen, t_res2, t_res)
+        t_close = t_final + 72 * 3600
+        surveyed = resolved & (rng.random(n) < rates.csat_response)
+        t_csat = t_res + rng.lognormal(np.log(2 * 3600.0), 0.7, n)
+        target = np.array(rates.first_response_target_min)[prio] * 60.0
+        slow = np.log2(np.maximum(frt / target, 0.5))
+        mean = 4.4 - 1.1 * np.maximum(slow, 0) - 0.15 * np.minimum(slow, 0) - 0.6 * reopen
+        mean = mean - 0.5 * (cat == 1)
+        csat = np.clip(np.round(mean + rng.normal(0, 0.7, n)), 1, 5).astype(np.int64)
+        nps = np.clip(np.round(2 * csat - 1 + rng.normal(0, 1.5, n)), 0, 10).astype(np.int64)
+        has_nps = rng.random(n) < rates.nps_share
+        # customer follow-ups: on answered tickets before resolution; chasers on unanswered
+        n_cr = np.where(answered, np.minimum(rng.poisson(0.8, n), 4),
+                        (rng.random(n) < 0.4).astype(np.int64))  # fmt: skip
+        status_ch = answered & (rng.random(n) < 0.5)
+        t_status = t_reply + rng.random(n) * (t_res - t_reply)
+
+        # events: (ticket index, type, time)
+        ti, et, tt = [], [], []
+
+        def ev(mask: np.ndarray, typ: int, when: np.ndarray) -> None:
+            sel = np.flatnonzero(mask)
+            ti.append(sel)
+            et.append(np.full(len(sel), typ))
+            tt.append(np.asarray(when)[sel])
+
+        ones = np.ones(n, bool)
+        ev(ones, CREATE, t0)
+        ev(answered | (rng.random(n) < 0.7), ASSIGN, t_assign)
+        ev(answered, REPLY_AGENT, t_reply)
+        rep = np.repeat(np.arange(n), n_cr)
+        span = np.where(answered, t_res - t_reply, 48 * 3600.0)[rep]
+        start = np.where(answered, t_reply, t0 + 3600.0)[rep]
+        t_cr = start + rng.uniform(0.05, 0.6, len(rep)) * span
+        ti.append(rep), et.append(np.full(len(rep), REPLY_CUSTOMER)), tt.append(t_cr)
+        ans_rep = answered[rep]
+        t_follow = t_cr + rng.uniform(0.1, 0.35, len(rep)) * span
+        ti.append(rep[ans_rep]), et.append(np.full(ans_rep.sum(), REPLY_AGENT))
+        tt.append(t_follow[ans_rep])
+        ev(status_ch, STATUS, t_status)
+        ev(resolved, RESOLVE, t_res)
+        ev(reopen, REOPEN, t_reopen)
+        ev(reopen, REPLY_AGENT, t_reply2)
+        ev(reopen, RESOLVE, t_res2)
+        ev(resolved, CLOSE, t_close)
+        ev(surveyed, SURVEY, t_csat)
+        ti, et = np.concatenate(ti), np.concatenate(et)
+        tt = np.concatenate(tt).astype(np.int64)
+        keep = tt < self.end_t
+        ti, et, tt = ti[keep], et[keep], tt[keep]
+        order = np.lexsort((et, tt, ti))
+        ti, et, tt = ti[order], et[order], tt[order]
+        m = len(ti)
+        grp_start = np.flatnonzero(np.r_[True, ti[1:] != ti[:-1]])
+        seq = np.arange(m) - np.repeat(grp_start, np.diff(np.r_[grp_start, m]))
+
+        # rendering
+        ymd = self.clock.date(k).strftime("%Y%m%d")
+        ticket_no = join("TK", ymd, digits(np.arange(n), 6))
+        tix = pa.array(ti)
+        p = person
+        phone = null_where(~has_phone, phone_formats(text.phone(p), rng.choice([0, 3, 5], n)))
+        email = null_where(~has_email, messy_emails(text.email(p), rng.random(n)))
+        social_id = null_where(
+            ~social, where(ch == WECHAT_CH, text.openid_oa(p), text.weibo_uid(p))
+        )
+        agent_no = rng.integers(1, self.n_agents + 1, n)
+        agent = join("AG", digits(agent_no, 3))
+        has_agent = np.isin(et, [ASSIGN, REPLY_AGENT, STATUS, RESOLVE, CLOSE])
+        is_survey = et == SURVEY
+        table = pa.table({
+            "ticket_no": ticket_no.take(tix),
+            "event_no": join(ticket_no.take(tix), "-", digits(seq + 1, 2)),
+            "event_time": self.clock.format(tt, "dash"),
+            "event": take(lut(EVENTS), et),
+            "channel": take(lut(CHANNELS), ch[ti]),
+            "priority": take(lut(PRIORITIES), prio[ti]),
+            "category": take(lut(CATEGORIES), cat[ti]),
+            "member_no": null_where(~member[ti], join("M", digits(pop.crm_no[p[ti]], 8))),
+            "caller_phone": phone.take(tix),
+            "email": email.take(tix),
+            "social_id": social_id.take(tix),
+            "agent": null_where(~has_agent, agent.take(tix)),
+            "csat": null_where(~is_survey, digits(csat[ti])),
+            "nps": null_where(~(is_survey & has_nps[ti]), digits(nps[ti])),
+        })  # fmt: skip
+        late = rng.random(m) < rates.late_service
+        deliver = tt // 86400 + np.where(late, rng.integers(1, 5, m), 0)
+        created_rows = np.flatnonzero(et == CREATE)
+        self.landing.add(
+            self.source, deliver, table,
+            ("service_events", ticket_no, p, created_rows),
+        )  # fmt: skip
+
+        # inquiries converting into orders within 1-29 days
+        conv = (cat == INQUIRY) & (rng.random(n) < rates.inquiry_conversion)
+        self.orders.schedule(k + rng.integers(1, 30, n)[conv], p[conv])
+
+        delivered = deliver <= self.landing.last_day
+        c = self.landing.count
+        c(self.source, "tickets", n)
+        c(self.source, "inquiry_tickets", (cat == INQUIRY).sum())
+        c(self.source, "inquiries_scheduled_to_convert", conv.sum())
+        c(self.source, "events", delivered.sum())
+        c(self.source, "late_events", (late & delivered).sum())
+        c(self.source, "never_answered_tickets", (~answered).sum())
+        c(self.source, "reopened_tickets", (reopen & (t_reopen < self.end_t)).sum())
+        c(self.source, "first_response_breaches", (answered & (frt > target)).sum())
