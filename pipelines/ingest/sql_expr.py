@@ -1,0 +1,292 @@
+"""Validation of mapping expressions: one DuckDB scalar expression over source columns.
+
+The expression is parsed by DuckDB itself (``json_serialize_sql``) inside
+``SELECT (<expr>) FROM __src`` and the syntax tree is walked: only expression nodes are
+allowed (constants, column references, operators, CASE, CAST, comparisons, lambdas) and only
+DuckDB's own scalar functions, minus a deny list (environment, settings, sequences, random,
+logging). Anything else -- a second statement, a subquery, a table function such as
+``read_csv``, an aggregate, a window, ``COPY``/``ATTACH``/``PRAGMA`` -- is refused before
+any file is read.
+
+The SQL that runs is regenerated from the validated tree (``json_deserialize_sql``), with
+``strptime`` turned into ``try_strptime`` and ``CAST`` into ``TRY_CAST`` so that one bad
+value sends its row to quarantine instead of failing the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+import duckdb
+
+SOURCE_ALIAS = "__src"
+
+ALLOWED_CLASSES = frozenset(
+    {
+        "CONSTANT",
+        "COLUMN_REF",
+        "FUNCTION",
+        "OPERATOR",
+        "CAST",
+        "CASE",
+        "COMPARISON",
+        "CONJUNCTION",
+        "BETWEEN",
+        "LAMBDA",
+        "LAMBDA_REF",
+        "COLLATE",
+        "TYPE",
+    }
+)
+
+# Scalar functions that exist in DuckDB but have no business in a mapping: they read the
+# environment or settings, touch sequences or files, log, or are not deterministic (a
+# reload must give the same rows).
+DENIED_FUNCTIONS = frozenset(
+    {
+        "getenv",
+        "current_setting",
+        "getvariable",
+        "current_query",
+        "current_query_id",
+        "current_database",
+        "current_catalog",
+        "current_schema",
+        "current_schemas",
+        "current_user",
+        "current_role",
+        "session_user",
+        "user",
+        "current_connection_id",
+        "current_transaction_id",
+        "txid_current",
+        "in_search_path",
+        "nextval",
+        "currval",
+        "setval",
+        "setseed",
+        "random",
+        "uuid",
+        "uuidv4",
+        "uuidv7",
+        "gen_random_uuid",
+        "write_log",
+        "parse_duckdb_log_message",
+        "json_serialize_sql",
+        "json_deserialize_sql",
+        "json_execute_serialized_sql",
+        "json_serialize_plan",
+        "sql_auto_complete",
+        "error",
+        "version",
+        "pragma_version",
+        "platform",
+        "now",
+        "current_date",
+        "current_time",
+        "current_timestamp",
+        "get_current_time",
+        "get_current_timestamp",
+        "current_localtime",
+        "current_localtimestamp",
+        "transaction_timestamp",
+    }
+)
+
+DENIED_PREFIXES = ("read_", "glob", "duckdb_", "pragma_", "query", "sniff_", "parquet_", "iceberg")
+
+REWRITE_FUNCTIONS = {"strptime": "try_strptime"}
+
+
+class ExpressionError(ValueError):
+    """The expression is not an allowed scalar expression; the message says why."""
+
+
+@dataclass(frozen=True)
+class ValidatedExpression:
+    source: str  # as written in the mapping
+    sql: str  # what runs: regenerated from the validated tree, failure-tolerant
+    columns: tuple[str, ...]  # source columns it reads
+
+
+@lru_cache(maxsize=1)
+def _scalar_functions() -> frozenset[str]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "select distinct lower(function_name) from duckdb_functions() "
+            "where internal and function_type in ('scalar', 'macro')"
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset(r[0] for r in rows)
+
+
+@lru_cache(maxsize=1)
+def _type_names() -> frozenset[str]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "select upper(type_name) from duckdb_types() union "
+            "select upper(logical_type) from duckdb_types()"
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset(r[0] for r in rows) | {"LIST", "STRUCT", "MAP", "ARRAY", "UNION"}
+
+
+def _function_allowed(name: str) -> bool:
+    name = name.lower()
+    if name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES):
+        return False
+    return name in _scalar_functions()
+
+
+def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, columns, lambda_params)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") in ("SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE"):
+        raise ExpressionError("subqueries are not allowed")
+    cls = node.get("class")
+    if cls is not None:
+        if cls == "SUBQUERY":
+            raise ExpressionError("subqueries are not allowed")
+        if cls == "WINDOW":
+            raise ExpressionError("window functions are not allowed")
+        if cls not in ALLOWED_CLASSES:
+            raise ExpressionError(f"{cls.lower()} expressions are not allowed")
+        if cls == "FUNCTION":
+            name = str(node.get("function_name", ""))
+            if node.get("schema") or node.get("catalog"):
+                raise ExpressionError(f"qualified function names are not allowed ({name})")
+            if not node.get("is_operator") and not _function_allowed(name):
+                raise ExpressionError(
+                    f"function {name}() is not allowed (only DuckDB scalar functions; "
+                    "no table functions, aggregates, file, environment or settings access)"
+                )
+            if node.get("filter") is not None or node.get("distinct"):
+                raise ExpressionError(f"aggregate modifiers on {name}() are not allowed")
+            if node.get("order_bys", {}).get("orders"):
+                raise ExpressionError(f"ORDER BY inside {name}() is not allowed")
+            if name.lower() in REWRITE_FUNCTIONS:
+                node["function_name"] = REWRITE_FUNCTIONS[name.lower()]
+                if "qualified_name" in node:
+                    node["qualified_name"] = {"path": [node["function_name"]]}
+        elif cls == "CAST":
+            type_name = str((node.get("type_expr") or {}).get("type_name", "")).upper()
+            if type_name and type_name not in _type_names():
+                raise ExpressionError(f"unknown type {type_name} in a cast")
+            node["try_cast"] = True
+        elif cls == "LAMBDA":
+            lhs = node.get("lhs") or {}
+            for name in _lambda_names(lhs):
+                lambda_params.add(name)
+        elif cls == "COLUMN_REF":
+            names = node.get("column_names") or []
+            if len(names) != 1:
+                raise ExpressionError(
+                    f"use plain column names, not qualified ones ({'.'.join(names)})"
+                )
+            if names[0] not in lambda_params and names[0] not in columns:
+                columns.append(names[0])
+    for value in node.values():
+        _walk(value, columns, lambda_params)
+
+
+def _lambda_names(lhs: object) -> list[str]:
+    found: list[str] = []
+    if isinstance(lhs, dict):
+        if lhs.get("class") == "COLUMN_REF":
+            found.extend(lhs.get("column_names") or [])
+        for v in lhs.values():
+            found.extend(_lambda_names(v))
+    elif isinstance(lhs, list):
+        for v in lhs:
+            found.extend(_lambda_names(v))
+    return found
+
+
+def validate_expression(expr: str) -> ValidatedExpression:
+    """Check that ``expr`` is one safe scalar expression; return the SQL to run.
+
+    Raises ExpressionError naming the problem.
+    """
+    if not isinstance(expr, str) or not expr.strip():
+        raise ExpressionError("the expression is empty")
+    if ";" in expr:
+        raise ExpressionError("';' is not allowed (one expression, no statements)")
+    if "--" in expr or "/*" in expr:
+        raise ExpressionError("SQL comments are not allowed")
+    sql = f"SELECT ({expr}) AS __v FROM {SOURCE_ALIAS}"
+    con = duckdb.connect()
+    try:
+        parsed = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        if parsed.get("error"):
+            raise ExpressionError(f"not a valid expression: {parsed.get('error_message')}")
+        statements = parsed.get("statements") or []
+        if len(statements) != 1:
+            raise ExpressionError("exactly one expression is allowed")
+        root = statements[0].get("node") or {}
+        if root.get("type") != "SELECT_NODE":
+            raise ExpressionError("only a scalar expression is allowed")
+        from_table = root.get("from_table") or {}
+        if (
+            from_table.get("type") != "BASE_TABLE"
+            or from_table.get("table_name") != SOURCE_ALIAS
+            or from_table.get("schema_name")
+            or from_table.get("catalog_name")
+        ):
+            raise ExpressionError("the expression may not name tables or table functions")
+        for key in ("where_clause", "having", "qualify", "sample"):
+            if root.get(key) is not None:
+                raise ExpressionError("only a scalar expression is allowed")
+        if (
+            root.get("group_expressions")
+            or root.get("group_sets")
+            or root.get("modifiers")
+            or (root.get("cte_map") or {}).get("map")
+            or len(root.get("select_list") or []) != 1
+        ):
+            raise ExpressionError("only one scalar expression is allowed")
+        expression = root["select_list"][0]
+        columns: list[str] = []
+        _walk(expression, columns, set())
+        expression["alias"] = ""
+        # Regenerate the SQL from the checked tree: what runs is exactly what was checked.
+        select_only = {
+            "error": False,
+            "statements": [
+                {
+                    "node": {
+                        **{k: v for k, v in root.items() if k != "from_table"},
+                        "select_list": [expression],
+                        "from_table": {
+                            "type": "EMPTY",
+                            "alias": "",
+                            "sample": None,
+                            "query_location": 0,
+                            "query_location_length": 0,
+                        },
+                    },
+                    "named_param_map": [],
+                }
+            ],
+        }
+        regenerated = con.execute(
+            "SELECT json_deserialize_sql(?::json)", [json.dumps(select_only)]
+        ).fetchone()[0]
+    except duckdb.Error as exc:
+        raise ExpressionError(f"not a valid expression: {exc}") from exc
+    finally:
+        con.close()
+    prefix = "SELECT "
+    if not regenerated.upper().startswith(prefix):
+        raise ExpressionError("could not regenerate the expression")
+    body = regenerated[len(prefix) :].strip()
+    return ValidatedExpression(source=expr, sql=f"({body})", columns=tuple(columns))
