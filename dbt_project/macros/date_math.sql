@@ -1,0 +1,89 @@
+{#- Small date helpers behind adapter.dispatch so that a Spark target only adds spark__
+    versions. -#}
+{% macro add_days(date_sql, days) -%}
+    {{ return(adapter.dispatch('add_days', 'crm_warehouse')(date_sql, days)) }}
+{%- endmacro %}
+
+{% macro default__add_days(date_sql, days) -%}
+    cast({{ date_sql }} + cast({{ days }} as integer) as date)
+{%- endmacro %}
+
+{% macro spark__add_days(date_sql, days) -%}
+    date_add({{ date_sql }}, cast({{ days }} as int))
+{%- endmacro %}
+
+{#- Whole days from `start_sql` to `end_sql` (end - start). -#}
+{% macro days_between(start_sql, end_sql) -%}
+    {{ return(adapter.dispatch('days_between', 'crm_warehouse')(start_sql, end_sql)) }}
+{%- endmacro %}
+
+{% macro default__days_between(start_sql, end_sql) -%}
+    date_diff('day', cast({{ start_sql }} as date), cast({{ end_sql }} as date))
+{%- endmacro %}
+
+{% macro spark__days_between(start_sql, end_sql) -%}
+    datediff(cast({{ end_sql }} as date), cast({{ start_sql }} as date))
+{%- endmacro %}
+
+{#- Calendar minutes (with fractions) from `start_sql` to `end_sql`, timestamps. -#}
+{% macro minutes_between(start_sql, end_sql) -%}
+    {{ return(adapter.dispatch('minutes_between', 'crm_warehouse')(start_sql, end_sql)) }}
+{%- endmacro %}
+
+{% macro default__minutes_between(start_sql, end_sql) -%}
+    (epoch({{ end_sql }}) - epoch({{ start_sql }})) / 60.0
+{%- endmacro %}
+
+{% macro spark__minutes_between(start_sql, end_sql) -%}
+    (unix_timestamp({{ end_sql }}) - unix_timestamp({{ start_sql }})) / 60.0
+{%- endmacro %}
+
+{#- Timestamp plus a number of minutes. -#}
+{% macro add_minutes(ts_sql, minutes) -%}
+    {{ return(adapter.dispatch('add_minutes', 'crm_warehouse')(ts_sql, minutes)) }}
+{%- endmacro %}
+
+{% macro default__add_minutes(ts_sql, minutes) -%}
+    ({{ ts_sql }} + to_minutes(cast({{ minutes }} as bigint)))
+{%- endmacro %}
+
+{% macro spark__add_minutes(ts_sql, minutes) -%}
+    ({{ ts_sql }} + make_interval(0, 0, 0, 0, 0, cast({{ minutes }} as int), 0))
+{%- endmacro %}
+
+{#- First day of the month of a date. -#}
+{% macro month_start(date_sql) -%}
+    cast(date_trunc('month', {{ date_sql }}) as date)
+{%- endmacro %}
+
+{#- Last day of the month of a date. -#}
+{% macro month_end(date_sql) -%}
+    {{ return(adapter.dispatch('month_end', 'crm_warehouse')(date_sql)) }}
+{%- endmacro %}
+
+{% macro default__month_end(date_sql) -%}
+    last_day(cast({{ date_sql }} as date))
+{%- endmacro %}
+
+{#- One row per month (column `month`, its first day) from the month of `start_sql` to the
+    month of `end_sql`, both date expressions. Used as a FROM item. -#}
+{% macro month_spine(start_sql, end_sql) -%}
+    {{ return(adapter.dispatch('month_spine', 'crm_warehouse')(start_sql, end_sql)) }}
+{%- endmacro %}
+
+{% macro default__month_spine(start_sql, end_sql) -%}
+    (
+        select cast(generate_series as date) as month
+        from generate_series(
+            cast({{ month_start(start_sql) }} as timestamp),
+            cast({{ month_start(end_sql) }} as timestamp),
+            interval 1 month
+        )
+    )
+{%- endmacro %}
+
+{% macro spark__month_spine(start_sql, end_sql) -%}
+    (
+        select explode(sequence({{ month_start(start_sql) }}, {{ month_start(end_sql) }}, interval 1 month)) as month
+    )
+{%- endmacro %}

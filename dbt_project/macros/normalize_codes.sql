@@ -1,0 +1,34 @@
+{#- Gender: M/F/male/female/男/女 (any case) to male/female; anything else
+    (unknown, U, blank) to NULL. -#}
+{% macro normalize_gender(column) -%}
+    case
+        when lower(trim(cast({{ column }} as varchar))) in ('m', 'male', '男', 'man')
+            then 'male'
+        when lower(trim(cast({{ column }} as varchar))) in ('f', 'female', '女', 'woman')
+            then 'female'
+    end
+{%- endmacro %}
+
+{#- Ticket priority: P1-P4 (any case), 1-4, urgent/high/normal/medium/low; else NULL. -#}
+{% macro normalize_priority(column) -%}
+    case
+        when upper(trim(cast({{ column }} as varchar))) in ('P1', '1', 'URGENT', 'CRITICAL')
+            then 'P1'
+        when upper(trim(cast({{ column }} as varchar))) in ('P2', '2', 'HIGH')
+            then 'P2'
+        when upper(trim(cast({{ column }} as varchar))) in ('P3', '3', 'NORMAL', 'MEDIUM')
+            then 'P3'
+        when upper(trim(cast({{ column }} as varchar))) in ('P4', '4', 'LOW')
+            then 'P4'
+    end
+{%- endmacro %}
+
+{#- Lower-case trimmed code, NULL when blank (status, channel, category, event types). -#}
+{% macro normalize_code(column) -%}
+    nullif(lower(trim(cast({{ column }} as varchar))), '')
+{%- endmacro %}
+
+{#- Trimmed text, NULL when blank. -#}
+{% macro clean_text(column) -%}
+    nullif(trim(cast({{ column }} as varchar)), '')
+{%- endmacro %}

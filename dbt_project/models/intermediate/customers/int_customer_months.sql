@@ -1,0 +1,123 @@
+{{ config(materialized='table') }}
+
+-- One row per customer and month from the month of the customer's first order to the
+-- month of D: the customer's order state at start(M) and end(M), the facts every
+-- customer KPI counts (metrics.md, "KPIs").
+
+with
+
+orders as (
+    select * from {{ ref('fct_orders') }}
+    where customer_id is not null and not is_cancelled
+),
+
+months as (
+    select * from {{ ref('int_kpi_months') }}
+),
+
+first_orders as (
+    select
+        customer_id,
+        min(order_date) as first_order_date
+    from orders
+    group by customer_id
+),
+
+monthly_orders as (
+    select
+        customer_id,
+        {{ month_start('order_date') }} as month,
+        count(*) as orders_in_month,
+        sum(net_revenue) as net_revenue_in_month,
+        max(order_date) as last_order_date_in_month
+    from orders
+    group by customer_id, {{ month_start('order_date') }}
+),
+
+revenue_365d_at_end as (
+    -- net revenue with order date in [end(M) - 364, end(M)]
+    select
+        months.month,
+        orders.customer_id,
+        sum(orders.net_revenue) as net_revenue_365d_at_end
+    from orders
+    inner join months
+        on orders.order_date <= months.end_date
+            and orders.order_date >= {{ add_days('months.end_date', -var('revenue_window_days')) }}
+    group by months.month, orders.customer_id
+),
+
+grid as (
+    select
+        first_orders.customer_id,
+        first_orders.first_order_date,
+        months.month,
+        months.start_date,
+        months.end_date,
+        coalesce(monthly_orders.orders_in_month, 0) as orders_in_month,
+        coalesce(monthly_orders.net_revenue_in_month, 0) as net_revenue_in_month,
+        monthly_orders.last_order_date_in_month,
+        coalesce(revenue_365d_at_end.net_revenue_365d_at_end, 0) as net_revenue_365d_at_end
+    from first_orders
+    inner join months
+        on first_orders.first_order_date <= months.end_date
+    left join monthly_orders
+        on first_orders.customer_id = monthly_orders.customer_id
+            and months.month = monthly_orders.month
+    left join revenue_365d_at_end
+        on first_orders.customer_id = revenue_365d_at_end.customer_id
+            and months.month = revenue_365d_at_end.month
+),
+
+cumulated as (
+    select
+        *,
+        sum(orders_in_month) over customer_months as orders_lifetime_at_end,
+        max(last_order_date_in_month) over customer_months as last_order_date_at_end
+    from grid
+    window customer_months as (
+        partition by customer_id order by month rows between unbounded preceding and current row
+    )
+),
+
+with_start as (
+    -- the previous month is complete, so its end is this month's start(M)
+    select
+        *,
+        coalesce(lag(orders_lifetime_at_end) over (partition by customer_id order by month), 0)
+            as orders_lifetime_at_start,
+        lag(last_order_date_at_end) over (partition by customer_id order by month)
+            as last_order_date_at_start
+    from cumulated
+),
+
+final as (
+    select
+        customer_id || '|' || strftime(month, '%Y-%m') as customer_month_id,
+        customer_id,
+        month,
+        start_date,
+        end_date,
+        first_order_date,
+        orders_in_month,
+        net_revenue_in_month,
+        orders_lifetime_at_start,
+        orders_lifetime_at_end,
+        last_order_date_at_start,
+        last_order_date_at_end,
+        net_revenue_365d_at_end,
+        orders_in_month > 0 as is_purchasing,
+        first_order_date between month and end_date as is_new_in_month,
+        {{ is_active_as_of('last_order_date_at_start', 'start_date') }} as is_active_at_start,
+        {{ is_active_as_of('last_order_date_at_end', 'end_date') }} as is_active_at_end,
+        {{ is_dormant_as_of('last_order_date_at_start', 'start_date') }} as is_dormant_at_start,
+        net_revenue_365d_at_end >= {{ var('vip_revenue_365d') }} as is_vip_at_end,
+        {{ lifecycle_stage(
+            'case when first_order_date <= start_date then first_order_date end',
+            'last_order_date_at_start',
+            'start_date'
+        ) }} as lifecycle_stage_at_start
+    from with_start
+)
+
+select * from final

@@ -1,0 +1,51 @@
+{{ config(materialized='table', schema='restricted') }}
+
+-- RESTRICTED: the golden record with clear personal data (name, phone, email, address),
+-- one row per customer. Lives in schema `restricted`, which BI users are not granted;
+-- published marts carry has_* flags only.
+--
+-- Survivorship, per field independently: the latest non-NULL value over the customer's
+-- member-profile versions (by updated_at), ties broken by the lower seed source_priority,
+-- then the smaller record key.
+-- first_<field>_date: the first business date the field was known (non-NULL on some
+-- version), which gives the profile completeness of any past date.
+
+{%- set fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'province', 'city',
+                  'address', 'member_level', 'marketing_consent', 'unionid', 'registered_at'] %}
+{%- set completeness_fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'city'] %}
+
+with
+
+profile_versions as (
+    select * from {{ ref('int_customer_profile_versions') }}
+),
+
+merged as (
+    select
+        customer_id,
+        {%- for field in fields %}
+        first({{ field }} order by updated_at desc, source_priority asc, record_key asc)
+        filter (where {{ field }} is not null) as {{ field }},
+        {%- endfor %}
+        {%- for field in completeness_fields %}
+        min(updated_date) filter (where {{ field }} is not null) as first_{{ field }}_date,
+        {%- endfor %}
+        count(*) as profile_version_count,
+        min(updated_date) as first_profile_date,
+        max(updated_at) as last_updated_at
+    from profile_versions
+    group by customer_id
+),
+
+final as (
+    select
+        *,
+        (
+            {%- for field in completeness_fields %}
+            cast({{ field }} is not null as integer){{ ' +' if not loop.last }}
+            {%- endfor %}
+        ) / 6.0 as profile_completeness
+    from merged
+)
+
+select * from final

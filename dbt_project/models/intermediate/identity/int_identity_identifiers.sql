@@ -1,0 +1,222 @@
+{{ config(materialized='table') }}
+
+-- One row per (identity record, identifier). Identifier types:
+--   phone, email, unionid   shared attributes; subject to the super-node guard
+--   account                 <source_system>:<customer_ref>, a reference to an account
+--   social                  a social account id (openid / uid), a reference to an account
+--
+-- Super-node guard (docs/warehouse.md, "Identity resolution"): a shared attribute links
+-- nothing when it is carried by more than var supernode_threshold (20) distinct records
+--   - of the long-lived kinds (accounts, social accounts), in total, or
+--   - of any kind first seen in the same calendar month.
+-- A shop's front-desk phone typed into walk-in orders is on about a hundred orders a
+-- month; a loyal guest buyer's own phone is on a few orders a month, even when it adds
+-- up to more than 20 orders over the years, and still links them. References are never
+-- suppressed (every ticket of one member points at the member's account: a key, not a
+-- coincidence).
+
+with
+
+customers as (
+    select * from {{ ref('stg_raw__customers') }}
+),
+
+order_lines as (
+    select * from {{ ref('stg_raw__orders') }}
+),
+
+service_events as (
+    select * from {{ ref('stg_raw__service_events') }}
+),
+
+social_interactions as (
+    select * from {{ ref('stg_raw__social_interactions') }}
+),
+
+records as (
+    select * from {{ ref('int_identity_records') }}
+),
+
+order_record_ids as (
+    -- an order with a customer_ref belongs to the account record of that ref
+    select
+        order_id,
+        coalesce(
+            'account:' || min(source_system) || ':' || min(customer_ref),
+            'order:' || order_id
+        ) as record_id
+    from order_lines
+    group by order_id
+),
+
+customer_identifiers as (
+    select
+        'account:' || customer_key as record_id,
+        'account' as identifier_type,
+        customer_key as identifier_value
+    from customers
+    union all
+    select
+        'account:' || customer_key as record_id,
+        'phone' as identifier_type,
+        phone as identifier_value
+    from customers
+    union all
+    select
+        'account:' || customer_key as record_id,
+        'email' as identifier_type,
+        email as identifier_value
+    from customers
+    union all
+    select
+        'account:' || customer_key as record_id,
+        'unionid' as identifier_type,
+        unionid as identifier_value
+    from customers
+),
+
+order_identifiers as (
+    select
+        order_record_ids.record_id,
+        'account' as identifier_type,
+        order_lines.source_system || ':' || order_lines.customer_ref as identifier_value
+    from order_lines
+    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+    union all
+    select
+        order_record_ids.record_id,
+        'phone' as identifier_type,
+        order_lines.buyer_phone as identifier_value
+    from order_lines
+    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+    union all
+    select
+        order_record_ids.record_id,
+        'email' as identifier_type,
+        order_lines.buyer_email as identifier_value
+    from order_lines
+    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+),
+
+ticket_identifiers as (
+    select
+        'ticket:' || ticket_id as record_id,
+        'account' as identifier_type,
+        '{{ var("ticket_customer_ref_source_system") }}:' || customer_ref as identifier_value
+    from service_events
+    union all
+    select
+        'ticket:' || ticket_id as record_id,
+        'phone' as identifier_type,
+        phone as identifier_value
+    from service_events
+    union all
+    select
+        'ticket:' || ticket_id as record_id,
+        'email' as identifier_type,
+        email as identifier_value
+    from service_events
+    union all
+    select
+        'ticket:' || ticket_id as record_id,
+        'social' as identifier_type,
+        -- 'wechat:o6_x' and 'o6_x' both name the account o6_x
+        regexp_replace(social_account_id, '^(wechat|weibo|douyin|xiaohongshu|mini_program):', '') as identifier_value
+    from service_events
+),
+
+social_identifiers as (
+    select
+        'social:' || social_account_key as record_id,
+        'social' as identifier_type,
+        account_id as identifier_value
+    from social_interactions
+    union all
+    select
+        'social:' || social_account_key as record_id,
+        'unionid' as identifier_type,
+        unionid as identifier_value
+    from social_interactions
+    union all
+    select
+        'social:' || social_account_key as record_id,
+        'phone' as identifier_type,
+        phone as identifier_value
+    from social_interactions
+),
+
+all_identifiers as (
+    select * from customer_identifiers
+    union all
+    select * from order_identifiers
+    union all
+    select * from ticket_identifiers
+    union all
+    select * from social_identifiers
+),
+
+distinct_identifiers as (
+    select distinct
+        record_id,
+        identifier_type,
+        identifier_value
+    from all_identifiers
+    where identifier_value is not null
+),
+
+dated as (
+    select
+        distinct_identifiers.*,
+        records.record_type in ('account', 'social') as is_long_lived_record,
+        {{ month_start('records.first_seen_date') }} as first_seen_month
+    from distinct_identifiers
+    inner join records
+        on distinct_identifiers.record_id = records.record_id
+),
+
+monthly_counts as (
+    select
+        identifier_type,
+        identifier_value,
+        max(records_in_month) as max_records_in_a_month
+    from (
+        select
+            identifier_type,
+            identifier_value,
+            first_seen_month,
+            count(*) as records_in_month
+        from dated
+        group by identifier_type, identifier_value, first_seen_month
+    ) as per_month
+    group by identifier_type, identifier_value
+),
+
+counted as (
+    select
+        {{ hash_key("dated.record_id || '|' || dated.identifier_type || '|' || dated.identifier_value") }}
+            as record_identifier_id,
+        dated.record_id,
+        dated.identifier_type,
+        dated.identifier_value,
+        count(*) over (partition by dated.identifier_type, dated.identifier_value) as record_count,
+        count(case when dated.is_long_lived_record then 1 end)
+            over (partition by dated.identifier_type, dated.identifier_value) as long_lived_record_count,
+        monthly_counts.max_records_in_a_month
+    from dated
+    inner join monthly_counts
+        on dated.identifier_type = monthly_counts.identifier_type
+            and dated.identifier_value = monthly_counts.identifier_value
+),
+
+final as (
+    select
+        *,
+        identifier_type in ('phone', 'email', 'unionid')
+        and (
+            long_lived_record_count > {{ var('supernode_threshold') }}
+            or max_records_in_a_month > {{ var('supernode_threshold') }}
+        ) as is_supernode
+    from counted
+)
+
+select * from final

@@ -1,0 +1,79 @@
+{{ config(materialized='table') }}
+
+-- Every source record in the key form of the generator's ground truth
+-- (_truth/identity.parquet) with its customer: customers `source_system:customer_ref`,
+-- orders `source_system:order_id`, service_events `ticket_id`, social_interactions
+-- `platform:account_id`. The facts take their customer_id from here, and an evaluation
+-- joins it to the truth to compute pairwise precision and recall.
+
+with
+
+customers as (
+    select * from {{ ref('stg_raw__customers') }}
+),
+
+order_lines as (
+    select * from {{ ref('stg_raw__orders') }}
+),
+
+service_events as (
+    select * from {{ ref('stg_raw__service_events') }}
+),
+
+social_interactions as (
+    select * from {{ ref('stg_raw__social_interactions') }}
+),
+
+resolved as (
+    select * from {{ ref('int_customers_resolved') }}
+),
+
+source_records as (
+    select distinct
+        'customers' as entity,
+        customer_key as record_key,
+        'account:' || customer_key as record_id
+    from customers
+
+    union all
+
+    select
+        'orders' as entity,
+        order_id as record_key,
+        coalesce(
+            'account:' || min(source_system) || ':' || min(customer_ref),
+            'order:' || order_id
+        ) as record_id
+    from order_lines
+    group by order_id
+
+    union all
+
+    select distinct
+        'service_events' as entity,
+        ticket_id as record_key,
+        'ticket:' || ticket_id as record_id
+    from service_events
+
+    union all
+
+    select distinct
+        'social_interactions' as entity,
+        social_account_key as record_key,
+        'social:' || social_account_key as record_id
+    from social_interactions
+),
+
+final as (
+    select
+        source_records.entity || '/' || source_records.record_key as source_record_id,
+        source_records.entity,
+        source_records.record_key,
+        source_records.record_id,
+        resolved.customer_id
+    from source_records
+    left join resolved
+        on source_records.record_id = resolved.record_id
+)
+
+select * from final

@@ -1,0 +1,44 @@
+-- The calendar months the KPIs are computed for, from the first month with data to the
+-- month of D (metrics.md): start(M) = last day of the previous month; end(M) = last day
+-- of M, or D for the running month (is_complete = false).
+
+with
+
+orders as (
+    select * from {{ ref('fct_orders') }}
+),
+
+service_tickets as (
+    select * from {{ ref('fct_service_tickets') }}
+),
+
+social_interactions as (
+    select * from {{ ref('fct_social_interactions') }}
+),
+
+bounds as (
+    select least(
+        (select min(order_date) from orders),
+        (select min(created_date) from service_tickets),
+        (select min(occurred_date) from social_interactions),
+        {{ as_of_date() }}
+    ) as first_date
+),
+
+spine as (
+    select spine_months.month
+    from bounds
+    cross join {{ month_spine('bounds.first_date', as_of_date()) }} as spine_months
+),
+
+final as (
+    select
+        month,
+        strftime(month, '%Y-%m') as month_label,
+        {{ add_days('month', -1) }} as start_date,
+        least({{ month_end('month') }}, {{ as_of_date() }}) as end_date,
+        {{ month_end('month') }} <= {{ as_of_date() }} as is_complete
+    from spine
+)
+
+select * from final

@@ -1,0 +1,134 @@
+-- Service KPIs per month, segment all (metrics.md). Tickets are counted in the month of
+-- their creation; CSAT per answered survey (every `csat` event with a score) in the month
+-- it was answered. SLA rates count the tickets
+-- whose clock is decided (met or breached) as of the end of D; pending tickets (still
+-- within target) enter once decided. demand_conversion_rate counts inquiry tickets of a
+-- resolved customer (an unknown requester cannot be followed to an order).
+
+with
+
+service_tickets as (
+    select * from {{ ref('fct_service_tickets') }}
+),
+
+service_events as (
+    select * from {{ ref('stg_raw__service_events') }}
+),
+
+created as (
+    select
+        {{ month_start('created_date') }} as month,
+        count(*) as tickets,
+        {{ percentile_cont('first_response_minutes', 0.5) }} as first_response_minutes_p50,
+        {{ percentile_cont('first_response_minutes', 0.9) }} as first_response_minutes_p90,
+        count(first_response_minutes) as answered_tickets,
+        count(case when first_response_sla_status = 'met' then 1 end) as first_response_met,
+        count(case when first_response_sla_status in ('met', 'breached') then 1 end) as first_response_decided,
+        count(case when resolution_sla_status = 'met' then 1 end) as resolution_met,
+        count(case when resolution_sla_status in ('met', 'breached') then 1 end) as resolution_decided,
+        count(case when reopen_count > 0 then 1 end) as reopened_tickets,
+        count(case when is_converted_30d then 1 end) as converted_inquiries,
+        count(is_converted_30d) as customer_inquiries
+    from service_tickets
+    group by {{ month_start('created_date') }}
+),
+
+surveys as (
+    select
+        {{ month_start('event_date') }} as month,
+        count(*) as surveys,
+        sum(csat_score) as csat_total,
+        count(case when csat_score >= {{ var('csat_satisfied_score') }} then 1 end) as satisfied_surveys
+    from service_events
+    where event_type = 'csat' and csat_score is not null
+    group by {{ month_start('event_date') }}
+),
+
+unpivoted as (
+    select
+        month,
+        'tickets' as kpi,
+        tickets as numerator,
+        null as denominator,
+        tickets as value
+    from created
+    union all
+    select
+        month,
+        'first_response_minutes_p50' as kpi,
+        null as numerator,
+        answered_tickets as denominator,
+        first_response_minutes_p50 as value
+    from created
+    union all
+    select
+        month,
+        'first_response_minutes_p90' as kpi,
+        null as numerator,
+        answered_tickets as denominator,
+        first_response_minutes_p90 as value
+    from created
+    union all
+    select
+        month,
+        'first_response_sla_rate' as kpi,
+        first_response_met as numerator,
+        first_response_decided as denominator,
+        {{ safe_ratio('first_response_met', 'first_response_decided') }} as value
+    from created
+    union all
+    select
+        month,
+        'resolution_sla_rate' as kpi,
+        resolution_met as numerator,
+        resolution_decided as denominator,
+        {{ safe_ratio('resolution_met', 'resolution_decided') }} as value
+    from created
+    union all
+    select
+        month,
+        'reopen_rate' as kpi,
+        reopened_tickets as numerator,
+        tickets as denominator,
+        {{ safe_ratio('reopened_tickets', 'tickets') }} as value
+    from created
+    union all
+    select
+        month,
+        'demand_conversion_rate' as kpi,
+        converted_inquiries as numerator,
+        customer_inquiries as denominator,
+        {{ safe_ratio('converted_inquiries', 'customer_inquiries') }} as value
+    from created
+    union all
+    select
+        month,
+        'csat_avg' as kpi,
+        csat_total as numerator,
+        surveys as denominator,
+        {{ safe_ratio('csat_total', 'surveys') }} as value
+    from surveys
+    union all
+    select
+        month,
+        'csat_satisfied_rate' as kpi,
+        satisfied_surveys as numerator,
+        surveys as denominator,
+        {{ safe_ratio('satisfied_surveys', 'surveys') }} as value
+    from surveys
+),
+
+final as (
+    select
+        strftime(month, '%Y-%m') || '|all|' || kpi as kpi_row_id,
+        month,
+        'all' as segment_type,
+        'all' as segment,
+        kpi,
+        cast(numerator as double) as numerator,
+        cast(denominator as double) as denominator,
+        cast(value as double) as value
+    from unpivoted
+)
+
+select * from final

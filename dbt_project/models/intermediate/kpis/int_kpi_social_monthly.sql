@@ -1,0 +1,129 @@
+-- Social and campaign KPIs per month, segment all (metrics.md):
+--   message_reply_rate: inbound messages in M answered within 24 h (fct flag)
+--   campaign_response_rate: campaign pushes in M to resolved customers followed within
+--     7 days by an inbound interaction or an order of the customer (fct flag)
+--   winback_conversion_rate: customers dormant as of a campaign push they received in M
+--     (last order in [push date - 364, push date - 180]) who ordered within 30 days after
+--     that push, over those customers
+--   social_engaged_customers: resolved customers with an inbound interaction in M
+
+with
+
+social_interactions as (
+    select * from {{ ref('fct_social_interactions') }}
+),
+
+orders as (
+    select * from {{ ref('fct_orders') }}
+    where customer_id is not null and not is_cancelled
+),
+
+pushes as (
+    select
+        interaction_id,
+        customer_id,
+        occurred_at,
+        occurred_date
+    from social_interactions
+    where interaction_type = 'campaign_push' and direction = 'outbound' and customer_id is not null
+),
+
+push_states as (
+    select
+        pushes.interaction_id,
+        pushes.customer_id,
+        {{ month_start('pushes.occurred_date') }} as month,
+        pushes.occurred_date as push_date,
+        max(case when orders.order_date <= pushes.occurred_date then orders.order_date end) as last_order_date,
+        count(
+            case
+                when orders.ordered_at > pushes.occurred_at
+                    and orders.ordered_at <= {{ add_minutes('pushes.occurred_at', var('winback_conversion_days') * 1440) }}
+                    then 1
+            end
+        ) as orders_after_push
+    from pushes
+    left join orders
+        on pushes.customer_id = orders.customer_id
+    group by pushes.interaction_id, pushes.customer_id, {{ month_start('pushes.occurred_date') }}, pushes.occurred_date
+),
+
+winback_customers as (
+    select
+        month,
+        customer_id,
+        max(case when orders_after_push > 0 then 1 else 0 end) as is_converted
+    from push_states
+    where {{ is_dormant_as_of('last_order_date', 'push_date') }}
+    group by month, customer_id
+),
+
+monthly as (
+    select
+        {{ month_start('occurred_date') }} as month,
+        count(case when is_replied_24h then 1 end) as replied_messages,
+        count(is_replied_24h) as inbound_messages,
+        count(case when is_campaign_responded_7d then 1 end) as responded_pushes,
+        count(is_campaign_responded_7d) as customer_pushes,
+        count(distinct case when is_inbound then customer_id end) as social_engaged_customers
+    from social_interactions
+    group by {{ month_start('occurred_date') }}
+),
+
+winback as (
+    select
+        month,
+        sum(is_converted) as converted_customers,
+        count(*) as dormant_pushed_customers
+    from winback_customers
+    group by month
+),
+
+unpivoted as (
+    select
+        month,
+        'message_reply_rate' as kpi,
+        replied_messages as numerator,
+        inbound_messages as denominator,
+        {{ safe_ratio('replied_messages', 'inbound_messages') }} as value
+    from monthly
+    union all
+    select
+        month,
+        'campaign_response_rate' as kpi,
+        responded_pushes as numerator,
+        customer_pushes as denominator,
+        {{ safe_ratio('responded_pushes', 'customer_pushes') }} as value
+    from monthly
+    union all
+    select
+        month,
+        'social_engaged_customers' as kpi,
+        social_engaged_customers as numerator,
+        null as denominator,
+        social_engaged_customers as value
+    from monthly
+    union all
+    select
+        month,
+        'winback_conversion_rate' as kpi,
+        converted_customers as numerator,
+        dormant_pushed_customers as denominator,
+        {{ safe_ratio('converted_customers', 'dormant_pushed_customers') }} as value
+    from winback
+),
+
+final as (
+    select
+        strftime(month, '%Y-%m') || '|all|' || kpi as kpi_row_id,
+        month,
+        'all' as segment_type,
+        'all' as segment,
+        kpi,
+        cast(numerator as double) as numerator,
+        cast(denominator as double) as denominator,
+        cast(value as double) as value
+    from unpivoted
+)
+
+select * from final

@@ -1,0 +1,78 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='month',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+-- Every KPI of metrics.md per calendar month and segment, long format (one row per
+-- month x segment x kpi). A nightly run recomputes only the months that contain a date
+-- within var late_arrival_lookback_days before D (and the running month); older,
+-- complete months stay as they were published (docs/warehouse.md, "As-of rules").
+
+with
+
+months as (
+    select * from {{ ref('int_kpi_months') }}
+),
+
+kpi_definitions as (
+    select * from {{ ref('kpi_definitions') }}
+),
+
+customer_kpis as (
+    select * from {{ ref('int_kpi_customers_monthly') }}
+),
+
+profile_kpis as (
+    select * from {{ ref('int_kpi_profiles_monthly') }}
+),
+
+service_kpis as (
+    select * from {{ ref('int_kpi_service_monthly') }}
+),
+
+social_kpis as (
+    select * from {{ ref('int_kpi_social_monthly') }}
+),
+
+unioned as (
+    select * from customer_kpis
+    union all
+    select * from profile_kpis
+    union all
+    select * from service_kpis
+    union all
+    select * from social_kpis
+),
+
+final as (
+    select
+        cast(months.month_label || '|' || unioned.segment || '|' || unioned.kpi as varchar) as kpi_monthly_id,
+        cast(months.month as date) as month,
+        cast(months.month_label as varchar) as month_label,
+        cast(months.start_date as date) as start_date,
+        cast(months.end_date as date) as end_date,
+        cast(months.is_complete as boolean) as is_complete,
+        cast(unioned.segment_type as varchar) as segment_type,
+        cast(unioned.segment as varchar) as segment,
+        cast(unioned.kpi as varchar) as kpi,
+        cast(kpi_definitions.kpi_type as varchar) as kpi_type,
+        cast(kpi_definitions.unit as varchar) as unit,
+        cast(unioned.value as double) as value,
+        cast(unioned.numerator as double) as numerator,
+        cast(unioned.denominator as double) as denominator,
+        cast({{ as_of_date() }} as date) as computed_as_of_date
+    from unioned
+    inner join months
+        on unioned.month = months.month
+    left join kpi_definitions
+        on unioned.kpi = kpi_definitions.kpi
+    {% if is_incremental() %}
+    where months.month >= {{ month_start(incremental_cutoff_date()) }}
+    {% endif %}
+)
+
+select * from final

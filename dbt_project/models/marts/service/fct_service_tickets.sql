@@ -1,0 +1,105 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='ticket_id',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+-- One row per service ticket with its SLA clocks (int_service_tickets_sla_clocked), its
+-- customer, and, for pre-sales inquiries, whether the customer ordered within
+-- var demand_conversion_days after creation.
+
+with
+
+tickets as (
+    select * from {{ ref('int_service_tickets_sla_clocked') }}
+),
+
+source_records_resolved as (
+    select * from {{ ref('int_source_records_resolved') }}
+),
+
+orders as (
+    select * from {{ ref('fct_orders') }}
+),
+
+tickets_with_customer as (
+    select
+        tickets.*,
+        source_records_resolved.customer_id
+    from tickets
+    left join source_records_resolved
+        on tickets.ticket_id = source_records_resolved.record_key
+            and source_records_resolved.entity = 'service_events'
+),
+
+conversions as (
+    select
+        tickets_with_customer.ticket_id,
+        min(orders.ordered_at) as converted_at
+    from tickets_with_customer
+    inner join orders
+        on tickets_with_customer.customer_id = orders.customer_id
+            and tickets_with_customer.created_at < orders.ordered_at
+            and {{ add_minutes('tickets_with_customer.created_at', var('demand_conversion_days') * 1440) }} >= orders.ordered_at
+            and not orders.is_cancelled
+    where tickets_with_customer.category = 'inquiry'
+    group by tickets_with_customer.ticket_id
+),
+
+final as (
+    select
+        cast(tickets_with_customer.ticket_id as varchar) as ticket_id,
+        cast(tickets_with_customer.customer_id as varchar) as customer_id,
+        cast(tickets_with_customer.source_system as varchar) as source_system,
+        cast(tickets_with_customer.created_at as timestamp) as created_at,
+        cast({{ to_business_date('tickets_with_customer.created_at') }} as date) as created_date,
+        cast(tickets_with_customer.priority as varchar) as priority,
+        cast(tickets_with_customer.sla_priority as varchar) as sla_priority,
+        cast(tickets_with_customer.is_priority_defaulted as boolean) as is_priority_defaulted,
+        cast(tickets_with_customer.category as varchar) as category,
+        cast(tickets_with_customer.channel as varchar) as channel,
+        cast(tickets_with_customer.first_agent_reply_at as timestamp) as first_agent_reply_at,
+        cast(tickets_with_customer.first_resolved_at as timestamp) as first_resolved_at,
+        cast(tickets_with_customer.last_closed_at as timestamp) as last_closed_at,
+        cast(tickets_with_customer.last_event_at as timestamp) as last_event_at,
+        cast(tickets_with_customer.first_response_minutes as double) as first_response_minutes,
+        cast(tickets_with_customer.resolution_minutes as double) as resolution_minutes,
+        cast(tickets_with_customer.first_response_target_minutes as integer) as first_response_target_minutes,
+        cast(tickets_with_customer.resolution_target_minutes as integer) as resolution_target_minutes,
+        cast(tickets_with_customer.is_resolved_before_first_reply as boolean) as is_resolved_before_first_reply,
+        cast(tickets_with_customer.first_response_sla_status as varchar) as first_response_sla_status,
+        cast(tickets_with_customer.resolution_sla_status as varchar) as resolution_sla_status,
+        cast(case tickets_with_customer.first_response_sla_status
+            when 'breached' then true when 'met' then false
+        end as boolean) as is_first_response_breached,
+        cast(case tickets_with_customer.resolution_sla_status
+            when 'breached' then true when 'met' then false
+        end as boolean) as is_resolution_breached,
+        cast(tickets_with_customer.reopen_count as integer) as reopen_count,
+        cast(tickets_with_customer.reopen_count > 0 as boolean) as is_reopened,
+        cast(tickets_with_customer.csat_score as integer) as csat_score,
+        cast(tickets_with_customer.csat_at as timestamp) as csat_at,
+        cast({{ to_business_date('tickets_with_customer.csat_at') }} as date) as csat_date,
+        cast(tickets_with_customer.nps_score as integer) as nps_score,
+        cast(tickets_with_customer.category = 'inquiry' as boolean) as is_inquiry,
+        cast(case
+            when tickets_with_customer.category = 'inquiry' and tickets_with_customer.customer_id is not null
+                then conversions.converted_at is not null
+        end as boolean) as is_converted_30d,
+        cast(conversions.converted_at as timestamp) as converted_at
+    from tickets_with_customer
+    left join conversions
+        on tickets_with_customer.ticket_id = conversions.ticket_id
+    {% if is_incremental() %}
+    where
+        {{ to_business_date('tickets_with_customer.created_at') }}
+        >= {{ incremental_cutoff_date(var('demand_conversion_days')) }}
+        or {{ to_business_date('tickets_with_customer.last_event_at') }} >= {{ incremental_cutoff_date() }}
+        or tickets_with_customer.ticket_id in ({{ keys_with_changed_customer('ticket_id', 'source_records_resolved', 'service_events') }})
+    {% endif %}
+)
+
+select * from final

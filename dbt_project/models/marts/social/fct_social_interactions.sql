@@ -1,0 +1,123 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='interaction_id',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+-- One row per social interaction (content left out: it may hold personal data), with
+--   is_replied_24h: inbound `message`s answered by an outbound `message` to the same
+--     account within var message_reply_hours (NULL for other interactions);
+--   is_campaign_responded_7d: outbound `campaign_push`es to a resolved customer followed
+--     within var campaign_response_days by an inbound interaction (any of the customer's
+--     accounts) or a non-cancelled order of the customer (NULL for other interactions).
+
+with
+
+interactions as (
+    select * from {{ ref('stg_raw__social_interactions') }}
+),
+
+source_records_resolved as (
+    select * from {{ ref('int_source_records_resolved') }}
+),
+
+orders as (
+    select * from {{ ref('fct_orders') }}
+),
+
+interactions_with_customer as (
+    select
+        interactions.*,
+        source_records_resolved.customer_id
+    from interactions
+    left join source_records_resolved
+        on interactions.social_account_key = source_records_resolved.record_key
+            and source_records_resolved.entity = 'social_interactions'
+),
+
+message_replies as (
+    select inbound.interaction_id
+    from interactions_with_customer as inbound
+    inner join interactions_with_customer as outbound
+        on inbound.social_account_key = outbound.social_account_key
+            and outbound.direction = 'outbound'
+            and outbound.interaction_type = 'message'
+            and inbound.occurred_at < outbound.occurred_at
+            and outbound.occurred_at <= {{ add_minutes('inbound.occurred_at', var('message_reply_hours') * 60) }}
+    where inbound.direction = 'inbound' and inbound.interaction_type = 'message'
+    group by inbound.interaction_id
+),
+
+pushes as (
+    select
+        interaction_id,
+        customer_id,
+        occurred_at
+    from interactions_with_customer
+    where
+        direction = 'outbound'
+        and interaction_type = 'campaign_push'
+        and customer_id is not null
+),
+
+push_responses as (
+    select pushes.interaction_id
+    from pushes
+    inner join interactions_with_customer as responses
+        on pushes.customer_id = responses.customer_id
+            and responses.direction = 'inbound'
+            and pushes.occurred_at < responses.occurred_at
+            and responses.occurred_at <= {{ add_minutes('pushes.occurred_at', var('campaign_response_days') * 1440) }}
+
+    union
+
+    select pushes.interaction_id
+    from pushes
+    inner join orders
+        on pushes.customer_id = orders.customer_id
+            and not orders.is_cancelled
+            and pushes.occurred_at < orders.ordered_at
+            and orders.ordered_at <= {{ add_minutes('pushes.occurred_at', var('campaign_response_days') * 1440) }}
+),
+
+final as (
+    select
+        cast(interactions_with_customer.interaction_id as varchar) as interaction_id,
+        cast(interactions_with_customer.source_interaction_id as varchar) as source_interaction_id,
+        cast(interactions_with_customer.platform as varchar) as platform,
+        cast(interactions_with_customer.social_account_key as varchar) as social_account_key,
+        cast(interactions_with_customer.customer_id as varchar) as customer_id,
+        cast(interactions_with_customer.occurred_at as timestamp) as occurred_at,
+        cast(interactions_with_customer.occurred_date as date) as occurred_date,
+        cast(interactions_with_customer.direction as varchar) as direction,
+        cast(interactions_with_customer.direction = 'inbound' as boolean) as is_inbound,
+        cast(interactions_with_customer.interaction_type as varchar) as interaction_type,
+        cast(interactions_with_customer.campaign_id as varchar) as campaign_id,
+        cast(interactions_with_customer.content is not null as boolean) as has_content,
+        cast(case
+            when interactions_with_customer.direction = 'inbound' and interactions_with_customer.interaction_type = 'message'
+                then message_replies.interaction_id is not null
+        end as boolean) as is_replied_24h,
+        cast(case
+            when pushes.interaction_id is not null then push_responses.interaction_id is not null
+        end as boolean) as is_campaign_responded_7d
+    from interactions_with_customer
+    left join message_replies
+        on interactions_with_customer.interaction_id = message_replies.interaction_id
+    left join pushes
+        on interactions_with_customer.interaction_id = pushes.interaction_id
+    left join push_responses
+        on interactions_with_customer.interaction_id = push_responses.interaction_id
+    {% if is_incremental() %}
+    where
+        interactions_with_customer.occurred_date >= {{ incremental_cutoff_date(var('campaign_response_days') + 1) }}
+        or interactions_with_customer.social_account_key in (
+            {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions') }}
+        )
+    {% endif %}
+)
+
+select * from final

@@ -1,0 +1,61 @@
+with
+
+source as (
+    select * from {{ source('raw', 'customers') }}
+    where
+        _delivery_date <= {{ as_of_date() }}
+        and {{ to_business_date('updated_at') }} <= {{ as_of_date() }}
+),
+
+renamed as (
+    select
+        -- keys
+        {{ clean_text('source_system') }} || ':' || {{ clean_text('customer_ref') }} as customer_key,
+        {{ clean_text('source_system') }} as source_system,
+        {{ clean_text('customer_ref') }} as customer_ref,
+
+        -- profile (normalised; the raw value is kept only to count invalid values)
+        {{ clean_text('name') }} as customer_name,
+        {{ normalize_gender('gender') }} as gender,
+        birth_date,
+        {{ normalize_phone('phone') }} as phone,
+        {{ normalize_email('email') }} as email,
+        {{ clean_text('province') }} as province,
+        {{ clean_text('city') }} as city,
+        {{ clean_text('address') }} as address,
+        {{ clean_text('member_level') }} as member_level,
+        marketing_consent,
+        {{ clean_text('unionid') }} as unionid,
+        {{ clean_text('phone') }} is not null and {{ normalize_phone('phone') }} is null as is_phone_invalid,
+        {{ clean_text('email') }} is not null and {{ normalize_email('email') }} is null as is_email_invalid,
+
+        -- timestamps (UTC) and business dates
+        updated_at,
+        {{ to_business_date('updated_at') }} as updated_date,
+        registered_at,
+        {{ to_business_date('registered_at') }} as registered_date,
+
+        -- lineage
+        _source_name as source_name,
+        _source_file as source_file,
+        _source_line as source_line,
+        _delivery_date as delivery_date,
+        _loaded_at as loaded_at
+    from source
+),
+
+deduplicated as (
+    -- Exact duplicates (the same version delivered in two files) and re-deliveries of a
+    -- version: one row per (source_system, customer_ref, updated_at), the latest delivery.
+    select
+        {{ hash_key("customer_key || '|' || cast(updated_at as varchar)") }} as customer_version_id,
+        *
+    from renamed
+    qualify
+        row_number() over (
+            partition by customer_key, updated_at
+            order by delivery_date desc, loaded_at desc, source_file desc, source_line desc
+        ) = 1
+)
+
+select * from deduplicated

@@ -1,0 +1,66 @@
+with
+
+source as (
+    select * from {{ source('raw', 'service_events') }}
+    where
+        _delivery_date <= {{ as_of_date() }}
+        and {{ to_business_date('event_at') }} <= {{ as_of_date() }}
+),
+
+renamed as (
+    select
+        -- keys
+        {{ clean_text('ticket_id') }} as ticket_id,
+        {{ clean_text('event_id') }} as source_event_id,
+        _source_name as source_system,
+
+        -- event
+        {{ normalize_code('event_type') }} as event_type,
+        {{ normalize_code('channel') }} as channel,
+        {{ normalize_priority('priority') }} as priority,
+        {{ normalize_code('category') }} as category,
+
+        -- requester identifiers
+        {{ clean_text('customer_ref') }} as customer_ref,
+        {{ normalize_phone('phone') }} as phone,
+        {{ normalize_email('email') }} as email,
+        {{ clean_text('social_account_id') }} as social_account_id,
+
+        {{ clean_text('agent_id') }} as agent_id,
+        csat_score,
+        nps_score,
+
+        -- timestamps
+        event_at,
+        {{ to_business_date('event_at') }} as event_date,
+
+        -- lineage
+        _source_name as source_name,
+        _source_file as source_file,
+        _source_line as source_line,
+        _delivery_date as delivery_date,
+        _loaded_at as loaded_at
+    from source
+),
+
+deduplicated as (
+    -- Exact duplicates: the same event (all canonical values but the event id, which may
+    -- be a hash of the delivered row) delivered twice; the latest delivery is kept.
+    select
+        {{ hash_key(
+            "concat_ws('|', ticket_id, event_type, cast(event_at as varchar), channel, priority, category,"
+            ~ " customer_ref, phone, email, social_account_id, agent_id,"
+            ~ " cast(csat_score as varchar), cast(nps_score as varchar))"
+        ) }} as service_event_id,
+        *
+    from renamed
+    qualify
+        row_number() over (
+            partition by
+                ticket_id, event_type, event_at, channel, priority, category, customer_ref,
+                phone, email, social_account_id, agent_id, csat_score, nps_score
+            order by delivery_date desc, loaded_at desc, source_file desc, source_line desc
+        ) = 1
+)
+
+select * from deduplicated

@@ -1,0 +1,468 @@
+"""The dbt project (dbt_project/): conventions, a build on a tiny hand-made raw dataset
+with hand-computed numbers, and the SQL lint.
+
+(a) `dbt parse` and the manifest: names per folder, descriptions, contracts, data types,
+    primary-key tests (house style, ../shared/style.md).
+(b) `dbt build` in its two halves (`--exclude source:clv+`, then `--select source:clv+`)
+    on a temporary DuckDB file holding the raw tables below; every expected number in
+    the asserts was computed by hand from these rows (see the comments).
+(c) `sqlfluff lint` of the models and the singular tests.
+
+Every dbt call writes its target/ and logs/ into a temporary folder, so parallel pytest
+workers never collide; the tests share one xdist group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.ingest.engine import ensure_raw_schema
+
+REPO = Path(__file__).resolve().parents[1]
+DBT_DIR = REPO / "dbt_project"
+AS_OF = "2026-10-31"
+
+pytestmark = pytest.mark.xdist_group("dbt")
+
+
+# --------------------------------------------------------------------------- helpers
+def _bin(name: str) -> str:
+    """The executable next to the running interpreter (the venv), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+def run_dbt(
+    args: list[str], work: Path, db: Path, check: bool = True
+) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CRM_WAREHOUSE_DB=str(db), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    cmd = [
+        _bin("dbt"),
+        *args,
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--project-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    proc = subprocess.run(cmd, cwd=DBT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+        )
+    return proc
+
+
+def build_vars(as_of: str = AS_OF) -> str:
+    return json.dumps({"as_of_date": as_of})
+
+
+LINEAGE = ("_source_name", "_source_file", "_source_line", "_delivery_date", "_loaded_at",
+           "_mapping_version", "_file_sha256")  # fmt: skip
+
+
+def insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+    """Insert rows (canonical fields by name) with default lineage columns."""
+    for i, row in enumerate(rows):
+        full = {
+            "_source_name": table,
+            "_source_file": f"{table}/file.csv",
+            "_source_line": i + 2,
+            "_loaded_at": datetime(2026, 11, 1, 0, 0),
+            "_mapping_version": "1",
+            "_file_sha256": "x",
+            **row,
+        }
+        full.setdefault("_delivery_date", (full.get("updated_at") or full.get("ordered_at")
+                                            or full.get("event_at") or full.get("occurred_at")).date())  # fmt: skip
+        cols = list(full)
+        con.execute(
+            f"insert into raw.{table} ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
+            [full[c] for c in cols],
+        )
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --------------------------------------------------------------------------- the tiny dataset
+# D = 2026-10-31 (Asia/Shanghai). Persons:
+#   P1: CRM member crm:C1 (full profile), mall member mall:M1 (same phone in another
+#       format, unionid U1), WeChat account o1 (unionid U1), ticket T1 (phone), orders
+#       crm:O1 (2 lines, 240 CNY, Oct 5) and crm:O2 (8,000 USD = 56,800 CNY, Sep 3).
+#       The chain C1 -phone- M1 -unionid- o1 links transitively.
+#   P2: CRM member crm:C2 (name + phone), guest order crm:O3 with the same phone (300 CNY,
+#       Oct 20, delivered twice), cancelled guest order crm:O4, inquiry ticket T3 (phone).
+#   Nobody: 21 walk-in orders typed with the front-desk phone in October (21 > 20 records
+#       in one month: a super-node, no customer; 100 CNY each), ticket T2 without any
+#       identifier.
+#   Not as of D: crm:C3 updated 2026-11-01 00:30 Shanghai; order crm:O9 placed
+#       2026-11-01 01:00 Shanghai; order crm:O8 dated Oct 30 but delivered Nov 1.
+def create_raw(db: Path) -> None:
+    con = duckdb.connect(str(db))
+    ensure_raw_schema(con)
+    insert(con, "customers", [
+        dict(source_system="crm", customer_ref="C1", updated_at=ts("2026-01-10 02:00"),
+             name="张三", gender="F", birth_date=date(1990, 5, 1), phone="138 0013 8000",
+             email=" A@X.com ", city="上海", province="上海", member_level="gold"),
+        dict(source_system="mall", customer_ref="M1", updated_at=ts("2026-03-01 02:00"),
+             phone="+86-138-0013-8000", unionid="U1", gender="female"),
+        dict(source_system="crm", customer_ref="C2", updated_at=ts("2026-02-01 02:00"),
+             name="李四", phone="13900000002"),
+        dict(source_system="crm", customer_ref="C3", updated_at=ts("2026-10-31 16:30"),
+             name="王五", phone="13700000003"),
+    ])  # fmt: skip
+    line = dict(status="completed", channel="online_store", source_system="crm",
+                product_id="P", quantity=1, discount_amount=0, refunded_amount=0)  # fmt: skip
+    orders = [
+        {**line, "order_id": "O1", "line_no": 1, "ordered_at": ts("2026-10-05 04:00"),
+         "customer_ref": "C1", "quantity": 2, "unit_price": 100, "discount_amount": 10},
+        {**line, "order_id": "O1", "line_no": 2, "ordered_at": ts("2026-10-05 04:00"),
+         "customer_ref": "C1", "unit_price": 50},
+        {**line, "order_id": "O2", "line_no": 1, "ordered_at": ts("2026-09-03 04:00"),
+         "customer_ref": "C1", "unit_price": 8000, "currency": "USD"},
+        {**line, "order_id": "O3", "line_no": 1, "ordered_at": ts("2026-10-20 04:00"),
+         "buyer_phone": "+86 139 0000 0002", "unit_price": 300},
+        {**line, "order_id": "O3", "line_no": 1, "ordered_at": ts("2026-10-20 04:00"),
+         "buyer_phone": "+86 139 0000 0002", "unit_price": 300,
+         "_source_file": "orders/resend.csv", "_delivery_date": date(2026, 10, 22)},
+        {**line, "order_id": "O4", "line_no": 1, "ordered_at": ts("2026-10-21 04:00"),
+         "buyer_phone": "13900000002", "unit_price": 500, "status": "cancelled"},
+        {**line, "order_id": "O9", "line_no": 1, "ordered_at": ts("2026-10-31 17:00"),
+         "customer_ref": "C2", "unit_price": 999},
+        {**line, "order_id": "O8", "line_no": 1, "ordered_at": ts("2026-10-30 04:00"),
+         "customer_ref": "C2", "unit_price": 999, "_delivery_date": date(2026, 11, 1)},
+    ] + [
+        {**line, "order_id": f"W{k:02d}", "line_no": 1, "channel": "offline_store",
+         "ordered_at": ts(f"2026-10-{k:02d} 03:00"), "buyer_phone": "021-55550000",
+         "unit_price": 100}
+        for k in range(1, 22)
+    ]  # fmt: skip
+    insert(con, "orders", orders)
+    insert(con, "service_events", [
+        dict(ticket_id="T1", event_id="e1", event_at=ts("2026-10-06 00:00"), event_type="created",
+             priority="P2", category="inquiry", channel="phone", phone="13800138000"),
+        dict(ticket_id="T1", event_id="e2", event_at=ts("2026-10-06 00:30"), event_type="agent_reply"),
+        dict(ticket_id="T1", event_id="e3", event_at=ts("2026-10-06 10:00"), event_type="resolved"),
+        dict(ticket_id="T1", event_id="e4", event_at=ts("2026-10-07 10:00"), event_type="csat",
+             csat_score=5),
+        dict(ticket_id="T2", event_id="e5", event_at=ts("2026-10-20 00:00"), event_type="created",
+             priority="urgent", category="complaint", channel="phone"),
+        dict(ticket_id="T2", event_id="e6", event_at=ts("2026-10-20 00:20"), event_type="agent_reply"),
+        dict(ticket_id="T2", event_id="e7", event_at=ts("2026-10-21 00:00"), event_type="csat",
+             csat_score=2),
+        dict(ticket_id="T3", event_id="e8", event_at=ts("2026-10-15 00:00"), event_type="created",
+             priority="low", category="inquiry", channel="wechat", phone="139-0000-0002"),
+    ])  # fmt: skip
+    social = dict(platform="wechat", account_id="o1", unionid="U1")
+    insert(con, "social_interactions", [
+        {**social, "interaction_id": "i1", "occurred_at": ts("2026-10-10 02:00"),
+         "direction": "inbound", "interaction_type": "message", "content": "hi"},
+        {**social, "interaction_id": "i2", "occurred_at": ts("2026-10-10 05:00"),
+         "direction": "outbound", "interaction_type": "message"},
+        {**social, "interaction_id": "i3", "occurred_at": ts("2026-10-12 05:00"),
+         "direction": "inbound", "interaction_type": "comment"},
+    ])  # fmt: skip
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    """The tiny dataset built by the two halves of `dbt build`."""
+    work = tmp_path_factory.mktemp("dbt_tiny")
+    db = work / "warehouse.duckdb"
+    create_raw(db)
+    first = run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], work, db)
+    second = run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], work, db)
+    return {"work": work, "db": db, "logs": first.stdout + second.stdout}
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def kpi(db: Path, month: str, kpi_name: str, segment: str = "all") -> float | None:
+    rows = query(db, f"select value from marts.fct_kpi_monthly where month_label = '{month}' "
+                     f"and segment = '{segment}' and kpi = '{kpi_name}'")  # fmt: skip
+    assert len(rows) == 1, (month, segment, kpi_name, rows)
+    return rows[0][0]
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+C1 = md5("account:crm:C1")  # smallest record of P1's component
+C2 = md5("account:crm:C2")
+
+
+# --------------------------------------------------------------------------- (a) conventions
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("dbt_parse")
+    run_dbt(["parse"], work, work / "unused.duckdb")
+    return json.loads((work / "target" / "manifest.json").read_text(encoding="utf-8"))
+
+
+PREFIXES = {"staging": ("stg_",), "intermediate": ("int_",), "marts": ("dim_", "fct_", "rpt_")}
+
+
+def _models(manifest: dict) -> list[dict]:
+    return [n for n in manifest["nodes"].values()
+            if n["resource_type"] == "model" and n["package_name"] == "crm_warehouse"]  # fmt: skip
+
+
+def test_model_names_follow_their_folder(manifest):
+    for node in _models(manifest):
+        layer = Path(node["original_file_path"]).parts[1]
+        assert node["name"].startswith(PREFIXES[layer]), node["original_file_path"]
+        if layer == "staging":
+            source = Path(node["original_file_path"]).parts[2]
+            assert node["name"].startswith(f"stg_{source}__"), node["name"]
+
+
+def test_one_models_yml_per_folder(manifest):
+    folders = {Path(n["original_file_path"]).parent for n in _models(manifest)}
+    for folder in folders:
+        ymls = sorted(p.name for p in (DBT_DIR / folder).glob("_*__models.yml"))
+        assert ymls == [f"_{folder.name}__models.yml"], (folder, ymls)
+        if folder.parts[1] == "staging":
+            assert (DBT_DIR / folder / f"_{folder.name}__sources.yml").exists(), folder
+
+
+def test_every_model_is_described_and_marts_are_contracted(manifest):
+    for node in _models(manifest):
+        assert node["description"].strip(), node["name"]
+        if node["original_file_path"].startswith("models/marts/"):
+            assert node["config"]["contract"]["enforced"], node["name"]
+            assert node["config"]["materialized"] in ("table", "incremental"), node["name"]
+            assert node["columns"], node["name"]
+            for col in node["columns"].values():
+                assert col.get("data_type"), (node["name"], col["name"])
+                assert col.get("description", "").strip(), (node["name"], col["name"])
+
+
+def test_every_model_has_unique_and_not_null_on_its_primary_key(manifest):
+    tests: dict[str, dict[str, set[str]]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or "test_metadata" not in node:
+            continue
+        column = node.get("column_name") or node["test_metadata"]["kwargs"].get("column_name")
+        for parent in node["depends_on"]["nodes"]:
+            tests.setdefault(parent, {}).setdefault(column, set()).add(
+                node["test_metadata"]["name"]
+            )
+    for node in _models(manifest):
+        by_column = tests.get(node["unique_id"], {})
+        keys = [c for c, names in by_column.items() if c and {"unique", "not_null"} <= names]
+        assert keys, f"{node['name']}: no column with both unique and not_null"
+
+
+def test_non_trivial_logic_has_unit_tests(manifest):
+    tested = {n["model"] for n in manifest.get("unit_tests", {}).values()}
+    for model in ("int_customers_rfm_scored", "int_customers_order_summarised",
+                  "int_customer_months", "int_kpi_customers_monthly",
+                  "int_service_tickets_sla_clocked", "int_identity_components_resolved",
+                  "int_identity_identifiers", "int_identity_edges", "rpt_kpi_review",
+                  "stg_raw__customers"):  # fmt: skip
+        assert model in tested, model
+
+
+def test_sources_have_freshness(manifest):
+    raw = [s for s in manifest["sources"].values() if s["source_name"] == "raw"]
+    data_tables = [
+        s
+        for s in raw
+        if s["name"] in ("customers", "orders", "service_events", "social_interactions")
+    ]
+    assert len(data_tables) == 4
+    for source in data_tables:
+        assert source["loaded_at_field"] == "_loaded_at"
+        assert source["freshness"]["error_after"]["count"], source["name"]
+
+
+def test_rfm_seed_is_the_map_of_metrics_md():
+    seed = (DBT_DIR / "seeds" / "rfm_segment_map.csv").read_text(encoding="utf-8")
+    fixture = (DBT_DIR / "tests" / "fixtures" / "rfm_segment_map_fixture.csv").read_text(
+        encoding="utf-8"
+    )
+    assert seed == fixture
+
+
+def test_no_packages_and_no_extensions():
+    assert not (DBT_DIR / "packages.yml").exists()
+    assert not (DBT_DIR / "dependencies.yml").exists()
+    profiles = (DBT_DIR / "profiles.yml").read_text(encoding="utf-8")
+    assert "extensions" not in profiles
+
+
+# --------------------------------------------------------------------------- (b) the build
+def test_both_halves_build_and_run_every_test(built):
+    assert "Completed successfully" in built["logs"]
+    assert "unit test" in built["logs"]
+
+
+def test_customers_are_resolved_transitively_and_supernodes_link_nothing(built):
+    db = built["db"]
+    rows = dict(
+        query(
+            db,
+            """select record_key, customer_id from intermediate.int_source_records_resolved
+                             where entity in ('customers', 'social_interactions', 'service_events')""",
+        )
+    )
+    assert rows["crm:C1"] == rows["mall:M1"] == rows["wechat:o1"] == rows["T1"] == C1
+    assert rows["crm:C2"] == rows["T3"] == C2
+    assert rows["T2"] is None
+    assert "crm:C3" not in rows  # updated after D in the business timezone
+    orders = dict(query(db, "select order_id, customer_id from marts.fct_orders"))
+    assert orders["crm:O1"] == orders["crm:O2"] == C1
+    assert orders["crm:O3"] == orders["crm:O4"] == C2
+    assert all(orders[f"crm:W{k:02d}"] is None for k in range(1, 22))  # front-desk phone
+    assert "crm:O9" not in orders and "crm:O8" not in orders  # not as of D
+    assert query(db, "select count(*) from marts.dim_customers") == [(2,)]
+
+
+def test_orders_revenue_in_reporting_currency(built):
+    db = built["db"]
+    revenue = dict(query(db, "select order_id, net_revenue from marts.fct_orders"))
+    assert float(revenue["crm:O1"]) == 240.0  # 2 x 100 - 10 + 1 x 50
+    assert float(revenue["crm:O2"]) == 56800.0  # 8,000 USD x 7.10
+    assert float(revenue["crm:O3"]) == 300.0  # delivered twice, counted once
+    assert query(db, "select count(*) from marts.fct_order_lines where order_id = 'crm:O3'") == [
+        (1,)
+    ]
+    assert query(db, "select is_cancelled from marts.fct_orders where order_id = 'crm:O4'") == [
+        (True,)
+    ]
+
+
+def test_dim_customers_hand_computed(built):
+    db = built["db"]
+    cols = ("customer_id, orders_lifetime, net_revenue_365d, recency_days, is_vip, lifecycle_stage, "
+            "r_score, f_score, m_score, rfm_segment, engagement_90d, quadrant, profile_completeness, "
+            "has_email, gender, birth_year, p_alive")  # fmt: skip
+    rows = {r[0]: r for r in query(db, f"select {cols} from marts.dim_customers")}
+    # P1: O1 + O2 = 57,040 >= 50,000 (VIP); first order Sep 3 >= D-89: new; recency 26 days.
+    # n = 2: recency desc -> P1 rank 1 (r 1), P2 rank 2 (r 1 + floor(5/2) = 3); orders and
+    # revenue asc -> P2 rank 1 (1), P1 rank 2 (3). Engagement: 2 inbound + 1 inquiry = 3.
+    assert rows[C1][1:] == (2, 57040, 26, True, "new", 1, 3, 3, "At Risk", 3,
+                            "high_value_high_potential", 1.0, True, "female", 1990, None)  # fmt: skip
+    # P2: O3 (300; O4 cancelled); recency 11; name + phone = 2/6; 1 inquiry.
+    assert rows[C2][1:] == (1, 300, 11, False, "new", 3, 1, 1, "About to Sleep", 1,
+                            "low_value_low_potential", pytest.approx(2 / 6), False, None, None, None)  # fmt: skip
+
+
+def test_october_kpis_hand_computed(built):
+    db = built["db"]
+    m = "2026-10"
+    assert kpi(db, m, "orders") == 23  # O1, O3 and 21 walk-ins (O2 is September, O4 cancelled)
+    assert kpi(db, m, "net_revenue") == 2640  # 240 + 300 + 21 x 100
+    assert kpi(db, m, "aov") == pytest.approx(2640 / 23)
+    assert kpi(db, m, "purchasing_customers") == 2
+    assert kpi(db, m, "new_customers") == 1  # P2 (P1's first order was in September)
+    assert kpi(db, m, "repurchase_rate") == 0.5  # P1 has 2 orders to date, P2 one
+    assert kpi(db, m, "churn_rate") == 0  # P1 active at 09-30 and at 10-31
+    assert kpi(db, m, "vip_customers") == 1
+    assert kpi(db, m, "vip_repurchase_rate") == 1
+    assert kpi(db, m, "purchasing_customers", "vip") == 1
+    assert kpi(db, m, "tickets") == 3
+    assert kpi(db, m, "first_response_minutes_p50") == 25  # T1 30 min, T2 20 min
+    assert kpi(db, m, "first_response_minutes_p90") == pytest.approx(29)  # 20 + 0.9 x 10
+    # T1 met (30 <= 60); T2 breached (20 > 15); T3 unanswered 16 days (> 1,440 min)
+    assert kpi(db, m, "first_response_sla_rate") == pytest.approx(1 / 3)
+    # T1 met (600 <= 1,440); T2 unresolved > 240; T3 unresolved > 10,080
+    assert kpi(db, m, "resolution_sla_rate") == pytest.approx(1 / 3)
+    assert kpi(db, m, "csat_avg") == 3.5  # 5 and 2
+    assert kpi(db, m, "csat_satisfied_rate") == 0.5
+    assert kpi(db, m, "demand_conversion_rate") == 0.5  # T3 -> O3 after 5 days; T1 no later order
+    assert kpi(db, m, "message_reply_rate") == 1  # i1 answered by i2 after 3 h
+    assert kpi(db, m, "social_engaged_customers") == 1
+    # records C1, M1, C2 (C3 not as of D) form 2 customers
+    assert kpi(db, m, "duplicate_record_rate") == pytest.approx(1 / 3)
+    assert kpi(db, m, "profile_completeness") == pytest.approx((1 + 2 / 6) / 2)
+    assert kpi(db, m, "full_profile_rate") == 0.5
+    assert query(db, "select is_complete, end_date from marts.fct_kpi_monthly "
+                     "where month_label = '2026-10' limit 1") == [(True, date(2026, 10, 31))]  # fmt: skip
+    # September: P1's first order (O2), and the profile state as of 09-30
+    assert kpi(db, "2026-09", "new_customers") == 1
+    assert kpi(db, "2026-09", "net_revenue") == 56800
+
+
+def test_sla_clocks_in_the_fact(built):
+    rows = {r[0]: r[1:] for r in query(built["db"], """
+        select ticket_id, sla_priority, first_response_sla_status, resolution_sla_status, is_converted_30d
+        from marts.fct_service_tickets""")}  # fmt: skip
+    assert rows == {
+        "T1": ("P2", "met", "met", False),
+        "T2": ("P1", "breached", "breached", None),
+        "T3": ("P4", "breached", "breached", True),
+    }
+
+
+def test_clv_scores_flow_into_dim_customers(built):
+    """Second half alone, after the CLV asset wrote scores: P2 expects >= 1 purchase in
+    90 days, so it becomes high potential."""
+    db = built["db"]
+    con = duckdb.connect(str(db))
+    con.execute("delete from clv.customer_scores")
+    con.execute(
+        "insert into clv.customer_scores values (?, 0.9, 1.2, 1234.50, false, date '2026-10-31')",
+        [C2],
+    )
+    con.close()
+    run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], built["work"], db)
+    row = query(
+        db,
+        f"select quadrant, clv_365d, clv_is_stale from marts.dim_customers where customer_id = '{C2}'",
+    )
+    assert row == [("low_value_high_potential", pytest.approx(1234.5), False)]
+    assert query(db, f"select p_alive from marts.dim_customers where customer_id = '{C1}'") == [
+        (None,)
+    ]
+
+
+def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
+    """A late order dated in September, delivered on D: the nightly (incremental) run
+    leaves September and the fact as published (older than the 7-day lookback); a
+    --full-refresh picks it up."""
+    db, work = built["db"], built["work"]
+    before = kpi(db, "2026-09", "net_revenue")
+    con = duckdb.connect(str(db))
+    insert(con, "orders", [dict(order_id="L1", line_no=1, ordered_at=ts("2026-09-10 04:00"),
+                                status="completed", source_system="crm", customer_ref="C2",
+                                quantity=1, unit_price=70, _delivery_date=date(2026, 10, 31))])  # fmt: skip
+    con.close()
+    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], work, db)
+    assert kpi(db, "2026-09", "net_revenue") == before
+    assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(0,)]
+    run_dbt(["build", "--full-refresh", "--vars", build_vars()], work, db)
+    assert kpi(db, "2026-09", "net_revenue") == before + 70
+    assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(1,)]
+
+
+# --------------------------------------------------------------------------- (c) lint
+def test_sqlfluff_lint_is_clean():
+    proc = subprocess.run(
+        [_bin("sqlfluff"), "lint", "models", "tests", "--disable-progress-bar"],
+        cwd=DBT_DIR, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
