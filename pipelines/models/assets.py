@@ -1,0 +1,131 @@
+"""The churn / lifetime-value model as a Dagster asset (BG/NBD + Gamma-Gamma, see docs/clv.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from pipelines.lib.duck import connect
+from pipelines.lib.resources import CrmSettingsResource
+from pipelines.lib.retry import TRANSIENT_RETRY
+from pipelines.models.clv import calibration_holdout, score_customers, usable
+
+#: Orders of resolved customers, one row per order, as of D (metrics.md: an order is a
+#: distinct order_id whose status is not cancelled).
+ORDERS_SQL = """
+    select customer_id, order_date, net_revenue
+    from marts.fct_orders
+    where customer_id is not null and not is_cancelled and order_date <= ?
+"""
+
+RUNS_DDL = """
+    create schema if not exists clv;
+    create table if not exists clv.customer_scores (
+        customer_id varchar, p_alive double, expected_purchases_90d double,
+        clv_365d decimal(18, 2), is_stale boolean, scored_as_of date
+    );
+    create table if not exists clv.clv_model_runs (
+        run_id varchar, as_of_date date, fitted_at timestamp, used boolean, converged boolean,
+        r double, alpha double, a double, b double, gg_p double, gg_q double, gg_gamma double,
+        log_likelihood double, gg_log_likelihood double, n_customers bigint, n_repeat bigint,
+        fit_seconds double, warnings varchar
+    );
+    create table if not exists clv.holdout_validation (
+        as_of_date date, bucket varchar, customers bigint, predicted_mean double, actual_mean double
+    );
+"""
+
+
+def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id: str) -> bool:
+    """Replace the scores when the fit is usable; otherwise keep the previous scores and mark
+    them stale. Records the run either way. Returns whether new scores were written."""
+    con.execute(RUNS_DDL)
+    ok = usable(run_info) and len(scores) > 0
+    con.execute("begin")
+    if ok:
+        con.register("new_scores", scores)
+        con.execute("delete from clv.customer_scores")
+        con.execute(
+            """insert into clv.customer_scores
+               select customer_id, p_alive, expected_purchases_90d,
+                      round(clv_365d, 2)::decimal(18, 2), false, ?::date from new_scores""",
+            [as_of],
+        )
+        con.unregister("new_scores")
+    else:
+        con.execute("update clv.customer_scores set is_stale = true")
+    con.execute(
+        "insert into clv.clv_model_runs values (?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id, as_of, ok, bool(run_info.get("converged")),
+            run_info.get("r"), run_info.get("alpha"), run_info.get("a"), run_info.get("b"),
+            run_info.get("gg_p"), run_info.get("gg_q"), run_info.get("gg_gamma"),
+            run_info.get("log_likelihood"), run_info.get("gg_log_likelihood"),
+            run_info.get("n_customers"), run_info.get("n_repeat"), run_info.get("fit_seconds"),
+            json.dumps(run_info.get("warnings", []), ensure_ascii=False),
+        ],
+    )  # fmt: skip
+    con.execute("commit")
+    return ok
+
+
+def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["clv", "customer_scores"]),
+        deps=[dg.AssetKey(["fct_orders"])],
+        group_name="models",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=TRANSIENT_RETRY,
+        pool="warehouse",
+        kinds={"python", "duckdb"},
+    )
+    def clv_customer_scores(
+        context: dg.AssetExecutionContext, crm: CrmSettingsResource
+    ) -> dg.MaterializeResult:
+        """BG/NBD (purchase and dropout) and Gamma-Gamma (spend) fitted on every customer with
+        at least one order as of D; per customer p_alive, expected_purchases_90d and clv_365d.
+        A fit that is not usable (too few customers, no repeat buyers, no convergence) keeps
+        the previous scores, marked stale, and never publishes NaN. Also writes the
+        calibration/holdout check (fit to D-90, compare the next 90 days)."""
+        as_of = date.fromisoformat(
+            context.partition_key_range.end
+            if context.has_partition_key_range
+            else context.partition_key
+        )
+        with connect(crm.settings.warehouse_db) as con:
+            orders = con.execute(ORDERS_SQL, [as_of]).df()
+            scores, info = score_customers(orders, as_of)
+            written = write_scores(con, scores, info, as_of, context.run.run_id)
+            holdout = calibration_holdout(orders, as_of, 90) if written else pd.DataFrame()
+            con.execute("delete from clv.holdout_validation where as_of_date = ?", [as_of])
+            if len(holdout):
+                con.register("holdout", holdout.assign(bucket=holdout["bucket"].astype(str)))
+                con.execute(
+                    "insert into clv.holdout_validation select ?::date, bucket, customers, predicted_mean, actual_mean from holdout",
+                    [as_of],
+                )
+        for warning in info.get("warnings", []):
+            context.log.warning(f"CLV model: {warning}")
+        if not written:
+            context.log.warning("CLV fit not usable: previous scores kept and marked stale")
+
+        params = ("r", "alpha", "a", "b", "gg_p", "gg_q", "gg_gamma", "log_likelihood")
+        fitted = {k: float(info[k]) for k in params if info.get(k) is not None}
+        notes = "\n".join(f"- {w}" for w in info.get("warnings", [])) or "none"
+        return dg.MaterializeResult(
+            metadata={
+                "as_of_date": as_of.isoformat(),
+                "customers": int(info.get("n_customers", 0)),
+                "repeat_customers": int(info.get("n_repeat", 0)),
+                "scores_written": written,
+                **fitted,
+                "fit_seconds": round(float(info.get("fit_seconds", 0.0)), 3),
+                "warnings": dg.MetadataValue.md(notes),
+            }
+        )
+
+    return clv_customer_scores

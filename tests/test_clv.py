@@ -1,0 +1,521 @@
+"""BG/NBD + Gamma-Gamma (pipelines/models/clv.py).
+
+Expected numbers come from outside the code under test: hand computation, the published
+CDNOW results of Fader, Hardie & Lee (2005), an independent implementation (lifetimes),
+finite differences, and data simulated here with known parameters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+
+from pipelines.models import clv
+
+
+def _lifetimes_datasets() -> Path | None:
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets"
+    return folder if (folder / "CDNOW_sample.txt").exists() else None
+
+
+CDNOW = _lifetimes_datasets()
+needs_cdnow = pytest.mark.skipif(CDNOW is None, reason="CDNOW data ship with lifetimes")
+CALIBRATION_END = "1997-09-30"  # end of week 39 counted from 1997-01-01
+
+
+def sig3(value: float) -> str:
+    return f"{value:.3g}"
+
+
+@pytest.fixture(scope="module")
+def cdnow_orders() -> pd.DataFrame:
+    """The raw 1/10th CDNOW sample: one row per transaction, several per day possible."""
+    assert CDNOW is not None
+    orders = pd.read_csv(
+        CDNOW / "CDNOW_sample.txt",
+        sep=r"\s+",
+        header=None,
+        names=["master_id", "customer_id", "date", "n_cds", "dollars"],
+        dtype={"date": str},
+    )
+    orders["order_date"] = pd.to_datetime(orders["date"], format="%Y%m%d")
+    return orders.rename(columns={"dollars": "net_revenue"})
+
+
+@pytest.fixture(scope="module")
+def cdnow(cdnow_orders: pd.DataFrame) -> pd.DataFrame:
+    return clv.summarise_transactions(
+        cdnow_orders, "customer_id", "order_date", CALIBRATION_END, "net_revenue"
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow_bgnbd(cdnow: pd.DataFrame) -> clv.FitResult:
+    return clv.fit_bgnbd(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+@pytest.fixture(scope="module")
+def cdnow_gamma_gamma(cdnow: pd.DataFrame) -> clv.FitResult:
+    return clv.fit_gamma_gamma(cdnow["frequency"], cdnow["monetary_value"])
+
+
+# --------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------
+
+
+def test_summary_by_hand() -> None:
+    orders = pd.DataFrame(
+        {
+            "cust": ["A", "A", "A", "A", "A", "B", "C", "C"],
+            "day": pd.to_datetime(
+                [
+                    "2024-01-01",
+                    "2024-01-01",
+                    "2024-01-15",
+                    "2024-01-15",
+                    "2024-01-29",
+                    "2024-02-12",
+                    "2024-02-01",
+                    "2024-03-10",
+                ]  # C's 2nd order is after as-of
+            ),
+            "value": [10.0, 5.0, 20.0, 4.0, 30.0, 99.0, 7.0, 1000.0],
+        }
+    )
+    summary = clv.summarise_transactions(orders, "cust", "day", "2024-02-26", "value")
+    # A: purchase days Jan 1 (15), Jan 15 (24), Jan 29 (30); as-of Feb 26 = 8 weeks after Jan 1
+    # B: one day, 2 weeks before as-of; C: Feb 1 only (Mar 10 is after as-of)
+    assert summary.loc["A"].tolist() == [2, 4.0, 8.0, 27.0]
+    assert summary.loc["B"].tolist() == [0, 0.0, 2.0, 0.0]
+    assert summary.loc["C", "frequency"] == 0
+    assert summary.loc["C", "T"] == pytest.approx(25 / 7)
+    assert summary.index.name == "cust"
+    assert "monetary_value" not in clv.summarise_transactions(orders, "cust", "day", "2024-02-26")
+
+
+@needs_cdnow
+def test_summary_reproduces_the_published_cdnow_summary(cdnow: pd.DataFrame) -> None:
+    """Fader & Hardie's own summary (x, t_x, T, zbar; rounded to 2 decimals) of the 2,357
+    customers: repeat purchase *days*, as in metrics.md (counting rows would differ for 80
+    customers who bought twice on one day)."""
+    published = pd.read_csv(CDNOW / "cdnow_customers_summary_with_transactions.csv")
+    published = published.set_index("ID")
+    assert len(cdnow) == 2357
+    assert (cdnow["frequency"] == published["x"]).all()
+    assert np.abs(cdnow["recency"] - published["t_x"]).max() <= 0.005
+    assert np.abs(cdnow["T"] - published["T"]).max() <= 0.005
+    assert np.abs(cdnow["monetary_value"] - published["zbar"]).max() <= 0.005 + 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# Literature and an independent implementation
+# --------------------------------------------------------------------------------------
+
+
+@needs_cdnow
+def test_bgnbd_reproduces_fader_hardie_lee_2005(cdnow_bgnbd: clv.FitResult) -> None:
+    fit = cdnow_bgnbd
+    assert fit.converged and fit.warnings == []
+    assert isinstance(fit.params, clv.BgNbdParams)
+    params = fit.params
+    assert [sig3(params.r), sig3(params.alpha), sig3(params.a), sig3(params.b)] == [
+        "0.243",
+        "4.41",
+        "0.793",
+        "2.43",
+    ]
+    # and to the paper's printed precision (0.243, 4.414, 0.793, 2.426)
+    assert round(params.alpha, 3) == 4.414 and round(params.b, 3) == 2.426
+    assert round(fit.log_likelihood, 1) == -9582.4
+    assert fit.n_customers == 2357
+
+
+@needs_cdnow
+def test_gamma_gamma_reproduces_the_published_cdnow_spend_model(
+    cdnow_gamma_gamma: clv.FitResult,
+) -> None:
+    fit = cdnow_gamma_gamma
+    assert fit.converged
+    assert isinstance(fit.params, clv.GammaGammaParams)
+    assert (round(fit.params.p, 2), round(fit.params.q, 2), round(fit.params.gamma, 2)) == (
+        6.25,
+        3.74,
+        15.44,
+    )
+    assert fit.n_customers == 946
+
+
+@needs_cdnow
+def test_bgnbd_agrees_with_lifetimes(cdnow: pd.DataFrame, cdnow_bgnbd: clv.FitResult) -> None:
+    lifetimes = pytest.importorskip("lifetimes")
+    x, tx, T = cdnow["frequency"], cdnow["recency"], cdnow["T"]
+    theirs = lifetimes.BetaGeoFitter().fit(x, tx, T)
+    assert isinstance(cdnow_bgnbd.params, clv.BgNbdParams)
+    ours = cdnow_bgnbd.params
+    ours_vector = np.array([ours.r, ours.alpha, ours.a, ours.b])
+    np.testing.assert_allclose(ours_vector, theirs.params_[["r", "alpha", "a", "b"]], rtol=1e-4)
+
+    # each side's own fit: predictions agree to the optimisers' precision
+    np.testing.assert_allclose(
+        clv.p_alive(ours, x, tx, T), theirs.conditional_probability_alive(x, tx, T), rtol=1e-4
+    )
+    for weeks in (clv.HORIZON_90D_WEEKS, clv.HORIZON_365D_WEEKS):
+        np.testing.assert_allclose(
+            clv.expected_purchases(ours, weeks, x, tx, T),
+            theirs.conditional_expected_number_of_purchases_up_to_time(weeks, x, tx, T),
+            rtol=1e-4,
+        )
+    # the same parameters: the formulas agree to rounding
+    theirs.params_ = pd.Series(ours_vector, index=["r", "alpha", "a", "b"])
+    np.testing.assert_allclose(
+        clv.p_alive(ours, x, tx, T), theirs.conditional_probability_alive(x, tx, T), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        clv.expected_purchases(ours, clv.HORIZON_365D_WEEKS, x, tx, T),
+        theirs.conditional_expected_number_of_purchases_up_to_time(
+            clv.HORIZON_365D_WEEKS, x, tx, T
+        ),
+        rtol=1e-10,
+    )
+
+
+@needs_cdnow
+def test_gamma_gamma_agrees_with_lifetimes(
+    cdnow: pd.DataFrame, cdnow_gamma_gamma: clv.FitResult
+) -> None:
+    lifetimes = pytest.importorskip("lifetimes")
+    repeat = cdnow[cdnow["frequency"] > 0]
+    theirs = lifetimes.GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+    assert isinstance(cdnow_gamma_gamma.params, clv.GammaGammaParams)
+    ours = cdnow_gamma_gamma.params
+    np.testing.assert_allclose(
+        [ours.p, ours.q, ours.gamma], theirs.params_[["p", "q", "v"]], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        clv.expected_avg_spend(ours, cdnow["frequency"], cdnow["monetary_value"]),
+        theirs.conditional_expected_average_profit(cdnow["frequency"], cdnow["monetary_value"]),
+        rtol=1e-4,
+    )
+
+
+@needs_cdnow
+def test_gradients_match_finite_differences(cdnow: pd.DataFrame) -> None:
+    x = cdnow["frequency"].to_numpy(np.float64)
+    data = clv._BgNbdData(x, cdnow["recency"].to_numpy(), cdnow["T"].to_numpy(), np.ones_like(x))
+    for point in ([0.3, 1.2, -0.4, 0.9], [-1.0, 2.0, 0.5, -0.5]):
+        assert (
+            optimize.check_grad(
+                lambda v: clv._bgnbd_terms(v, data)[0] / 2357,
+                lambda v: clv._bgnbd_terms(v, data)[1] / 2357,
+                np.array(point),
+            )
+            < 1e-5
+        )
+
+    repeat = cdnow[cdnow["frequency"] > 0]
+    ux, xi = np.unique(repeat["frequency"].to_numpy(np.float64), return_inverse=True)
+    m, w = repeat["monetary_value"].to_numpy(), np.ones(len(repeat))
+    for point in ([1.5, 1.0, 2.5], [0.2, 0.5, 4.0]):
+        assert (
+            optimize.check_grad(
+                lambda v: clv._gamma_gamma_terms(v, ux, xi, m, w)[0] / 946,
+                lambda v: clv._gamma_gamma_terms(v, ux, xi, m, w)[1] / 946,
+                np.array(point),
+            )
+            < 1e-5
+        )
+
+
+@needs_cdnow
+def test_weights_are_equivalent_to_repeated_rows(
+    cdnow: pd.DataFrame, cdnow_bgnbd: clv.FitResult
+) -> None:
+    counts = cdnow.groupby(["frequency", "recency", "T"]).size().reset_index(name="weight")
+    compact = clv.fit_bgnbd(counts["frequency"], counts["recency"], counts["T"], counts["weight"])
+    assert compact.converged and compact.n_customers == 2357
+    assert compact.log_likelihood == pytest.approx(cdnow_bgnbd.log_likelihood, rel=1e-10)
+    assert isinstance(compact.params, clv.BgNbdParams)
+    assert isinstance(cdnow_bgnbd.params, clv.BgNbdParams)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(compact.params, name) == pytest.approx(
+            getattr(cdnow_bgnbd.params, name), rel=1e-5
+        )
+    # the log-likelihood of weighted rows is that of the repeated rows
+    repeated = counts.loc[counts.index.repeat(counts["weight"])]
+    assert clv.bgnbd_log_likelihood(
+        cdnow_bgnbd.params, repeated["frequency"], repeated["recency"], repeated["T"]
+    ) == pytest.approx(cdnow_bgnbd.log_likelihood, rel=1e-12)
+
+
+def test_parameters_at_a_search_bound_are_not_converged() -> None:
+    """Repeat buyers who all look alive: the dropout odds a/(a+b) → 0 with a, b → ∞."""
+    x = np.array([0, 0, 1, 3, 2, 0, 5, 1])
+    tx = np.array([0, 0, 4.0, 20.0, 11.0, 0, 30.0, 2.0])
+    T = np.array([10, 30, 12.0, 40.0, 40.0, 5.0, 40.0, 38.0])
+    fit = clv.fit_bgnbd(x, tx, T, [30, 50, 12, 9, 11, 20, 4, 14])
+    assert not fit.converged
+    assert "reached its search bound" in fit.warnings[0]
+
+
+def test_predictions_by_hand() -> None:
+    params = clv.BgNbdParams(r=0.25, alpha=4.0, a=0.8, b=2.5)
+    # no repeat purchase: alive for sure; x = 2, t_x = 10, T = 30 (FHL eq. 11)
+    odds = 0.8 / (2.5 + 2 - 1) * ((4 + 30) / (4 + 10)) ** (0.25 + 2)
+    assert clv.p_alive(params, [0, 2], [0, 10], [20, 30]) == pytest.approx([1, 1 / (1 + odds)])
+    assert clv.expected_purchases(params, 0.0, [0, 2], [0, 10], [20, 30]) == pytest.approx([0, 0])
+    spend = clv.GammaGammaParams(p=6.0, q=4.0, gamma=15.0)
+    # population mean p gamma / (q - 1) = 30; x = 2 at mean 50: 6 (15 + 100) / (12 + 3)
+    assert clv.expected_avg_spend(spend, [0, 2, 2], [0, 50, -5]) == pytest.approx(
+        [30, 46, 6 * 15 / 15]
+    )
+
+
+@needs_cdnow
+def test_hypergeometric_series_fallback_matches_scipy(
+    cdnow: pd.DataFrame, cdnow_bgnbd: clv.FitResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(cdnow_bgnbd.params, clv.BgNbdParams)
+    args = (cdnow_bgnbd.params, clv.HORIZON_365D_WEEKS, cdnow["frequency"], cdnow["recency"])
+    with_scipy = clv.expected_purchases(*args, cdnow["T"])
+    monkeypatch.setattr(clv.special, "hyp2f1", lambda *a: np.full(np.shape(a[3]), np.nan))
+    with_series = clv.expected_purchases(*args, cdnow["T"])
+    np.testing.assert_allclose(with_series, with_scipy, rtol=1e-12)
+
+
+def test_homogeneous_rate_limit() -> None:
+    """r, alpha -> inf with r / alpha = lambda and a -> 0 (no dropout): a Poisson buyer
+    expects lambda t purchases; scipy's hyp2f1 gives NaN here, the series does not."""
+    params = clv.BgNbdParams(r=169137.0, alpha=2923039.0, a=0.000923, b=1776.6)
+    weeks = 90 / 7
+    expected = clv.expected_purchases(params, weeks, [2, 3], [30, 40], [40, 45])
+    np.testing.assert_allclose(expected, 169137.0 / 2923039.0 * weeks, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------
+# Nightly scoring and degenerate data
+# --------------------------------------------------------------------------------------
+
+
+@needs_cdnow
+def test_score_customers_on_cdnow(
+    cdnow_orders: pd.DataFrame, cdnow: pd.DataFrame, cdnow_bgnbd: clv.FitResult
+) -> None:
+    scores, run_info = clv.score_customers(cdnow_orders, CALIBRATION_END)
+    assert clv.usable(run_info)
+    assert list(scores.columns) == clv.SCORE_COLUMNS
+    assert len(scores) == 2357 and scores["customer_id"].is_unique
+    assert np.isfinite(scores[clv.SCORE_COLUMNS[1:]].to_numpy()).all()
+    assert scores["p_alive"].between(0, 1).all()
+    assert (scores[["expected_purchases_90d", "clv_365d"]] >= 0).all().all()
+    assert run_info["n_customers"] == 2357 and run_info["n_repeat"] == 946
+    assert round(run_info["log_likelihood"], 1) == -9582.4
+    assert (round(run_info["gg_p"], 2), round(run_info["gg_q"], 2)) == (6.25, 3.74)
+    assert run_info["converged"] and run_info["warnings"] == []
+    # customer 1: x = 2, t_x = 30.43, T = 38.86 weeks, mean repeat spend (29.73 + 14.96) / 2
+    assert isinstance(cdnow_bgnbd.params, clv.BgNbdParams)
+    r, alpha, a, b = 0.242594, 4.413602, 0.792922, 2.425907  # lifetimes' fit, rounded
+    odds = a / (b + 1) * ((alpha + 272 / 7) / (alpha + 213 / 7)) ** (r + 2)
+    first = scores.set_index("customer_id").loc[1]
+    assert first["p_alive"] == pytest.approx(1 / (1 + odds), rel=1e-5)
+    spend = (
+        run_info["gg_p"]
+        * (run_info["gg_gamma"] + 2 * 22.345)
+        / (run_info["gg_p"] * 2 + run_info["gg_q"] - 1)
+    )
+    purchases = clv.expected_purchases(cdnow_bgnbd.params, 365 / 7, 2, 213 / 7, 272 / 7)[0]
+    assert first["clv_365d"] == pytest.approx(purchases * spend, rel=1e-9)
+
+
+def _orders(n_customers: int, repeat: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    first = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 200, n_customers), "D")
+    orders = pd.DataFrame(
+        {"customer_id": np.arange(n_customers), "order_date": first, "net_revenue": 10.0}
+    )
+    if repeat:
+        again = orders.assign(order_date=orders["order_date"] + pd.Timedelta(days=9))
+        orders = pd.concat([orders, again.iloc[::3]])
+    return orders
+
+
+def _not_usable(orders: pd.DataFrame, as_of: str, reason: str, **kwargs: int) -> dict:
+    with pytest.warns(clv.ModelWarning, match="CLV model not usable"):
+        scores, run_info = clv.score_customers(orders, as_of, **kwargs)
+    assert not clv.usable(run_info)
+    assert run_info["converged"] is False
+    assert any(reason in w for w in run_info["warnings"]), run_info["warnings"]
+    assert scores.empty and list(scores.columns) == clv.SCORE_COLUMNS
+    return run_info
+
+
+def test_too_few_customers_is_not_usable() -> None:
+    run_info = _not_usable(_orders(30, repeat=True), "2024-12-31", "only 30 customers (need 50)")
+    assert run_info["r"] is None and run_info["n_customers"] == 30
+
+
+def test_no_repeat_buyers_is_not_usable() -> None:
+    _not_usable(_orders(500, repeat=False), "2024-12-31", "only 0 repeat buyers")
+
+
+def test_no_orders_up_to_as_of_is_not_usable() -> None:
+    _not_usable(_orders(500, repeat=True), "2023-12-31", "only 0 customers")
+
+
+@needs_cdnow
+def test_optimiser_not_converging_is_not_usable(cdnow_orders: pd.DataFrame) -> None:
+    _not_usable(cdnow_orders, CALIBRATION_END, "did not converge after 2 iterations", maxiter=2)
+
+
+def test_spend_model_without_positive_spend_is_not_usable() -> None:
+    orders = _orders(500, repeat=True)
+    orders["net_revenue"] = np.where(orders.duplicated("customer_id"), -3.0, 10.0)
+    run_info = _not_usable(orders, "2024-12-31", "repeat buyers with positive spend")
+    assert any("mean spend <= 0 left out" in w for w in run_info["warnings"])
+
+
+def test_unidentified_model_is_not_usable() -> None:
+    """Everyone buys again exactly one week later and then never: nothing to estimate."""
+    orders = _orders(500, repeat=False)
+    again = orders.assign(order_date=orders["order_date"] + pd.Timedelta(days=7))
+    summary = clv.summarise_transactions(
+        pd.concat([orders, again]), "customer_id", "order_date", "2024-12-31"
+    )
+    fit = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+    assert not fit.converged
+    assert "reached its search bound" in " ".join(fit.warnings)
+
+
+def test_non_finite_input_is_refused() -> None:
+    x = np.array([0.0, 1, 2] * 40)
+    tx = np.array([0.0, 3, 5] * 40)
+    T = np.array([10.0, 10, 10] * 40)
+    T[4] = np.nan
+    fit = clv.fit_bgnbd(x, tx, T)
+    assert not fit.converged and fit.params is None
+    assert fit.warnings == ["1 customers have NaN or infinite frequency/recency/T"]
+    gg = clv.fit_gamma_gamma(x, np.where(x > 0, np.inf, 0.0))
+    assert not gg.converged and "NaN or infinite" in gg.warnings[0]
+    bad = clv.fit_bgnbd(x, tx + 20, np.full_like(x, 10.0))
+    assert not bad.converged and "recency must lie in [0, T]" in bad.warnings
+
+
+@needs_cdnow
+def test_missing_values_in_orders_are_reported_not_propagated(
+    cdnow_orders: pd.DataFrame,
+) -> None:
+    orders = cdnow_orders.copy()
+    orders.loc[orders.index[:3], "net_revenue"] = np.nan
+    orders.loc[orders.index[3], "net_revenue"] = np.inf
+    orders.loc[orders.index[10], "order_date"] = pd.NaT
+    scores, run_info = clv.score_customers(orders, CALIBRATION_END)
+    assert clv.usable(run_info)
+    assert np.isfinite(scores[clv.SCORE_COLUMNS[1:]].to_numpy()).all()
+    assert "4 orders with NaN/infinite net_revenue counted as 0" in run_info["warnings"]
+    assert "1 orders without customer or date ignored" in run_info["warnings"]
+
+
+def test_usable_reads_run_info() -> None:
+    good = {
+        "converged": True,
+        "r": 0.2,
+        "alpha": 4.0,
+        "a": 0.8,
+        "b": 2.4,
+        "gg_p": 6.0,
+        "gg_q": 3.7,
+        "gg_gamma": 15.0,
+        "log_likelihood": -9582.4,
+    }
+    assert clv.usable(good)
+    assert not clv.usable({**good, "converged": False})
+    assert not clv.usable({**good, "gg_q": None})
+    assert not clv.usable({**good, "log_likelihood": math.nan})
+    assert not clv.usable({})
+
+
+# --------------------------------------------------------------------------------------
+# Simulated BG/NBD data: recovery and calibration/holdout
+# --------------------------------------------------------------------------------------
+
+TRUE = {"r": 0.5, "alpha": 6.0, "a": 0.7, "b": 2.5}
+
+
+def simulate_bgnbd_orders(
+    n_customers: int, start: pd.Timestamp, end: pd.Timestamp, seed: int
+) -> pd.DataFrame:
+    """A plain per-customer BG/NBD generator (independent of the code under test).
+
+    lambda ~ Gamma(r, rate alpha) per week, p ~ Beta(a, b); first order on a uniformly
+    drawn day; exponential gaps; after each *repeat* purchase the customer leaves with
+    probability p. Order times are floored to days.
+    """
+    rng = np.random.default_rng(seed)
+    span_days = (end - start).days
+    customers, days = [], []
+    for customer in range(n_customers):
+        rate = rng.gamma(TRUE["r"], 1 / TRUE["alpha"])
+        dropout = rng.beta(TRUE["a"], TRUE["b"])
+        birth = int(rng.integers(0, span_days + 1))
+        weeks_left = (span_days + 1 - birth) / 7  # up to the end of the last day
+        customers.append(customer)
+        days.append(birth)
+        clock = 0.0
+        while True:
+            clock += rng.exponential(1 / rate)
+            if clock >= weeks_left:
+                break
+            customers.append(customer)
+            days.append(birth + int(clock * 7))
+            if rng.random() < dropout:
+                break
+    return pd.DataFrame(
+        {"customer_id": customers, "order_date": start + pd.to_timedelta(days, unit="D")}
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated() -> pd.DataFrame:
+    return simulate_bgnbd_orders(
+        20_000, pd.Timestamp("2023-01-01"), pd.Timestamp("2024-12-31"), seed=20240
+    )
+
+
+def test_calibration_holdout_recovers_parameters_and_predicts_the_holdout(
+    simulated: pd.DataFrame,
+) -> None:
+    table = clv.calibration_holdout(simulated, "2024-12-31", holdout_days=90)
+    fit = table.attrs["fit"]
+    assert fit.converged
+    assert isinstance(fit.params, clv.BgNbdParams)
+    for name, truth in TRUE.items():
+        assert getattr(fit.params, name) == pytest.approx(truth, rel=0.15), name
+
+    assert list(table.columns) == ["bucket", "customers", "predicted_mean", "actual_mean"]
+    assert table["bucket"].tolist() == clv.BUCKETS
+    n_calibration = (
+        (simulated["order_date"] <= "2024-10-02").groupby(simulated["customer_id"]).any().sum()
+    )
+    assert table["customers"].sum() == n_calibration
+    big = table[table["customers"] >= 300]
+    np.testing.assert_allclose(big["predicted_mean"], big["actual_mean"], rtol=0.15)
+    weights = table["customers"] / table["customers"].sum()
+    assert (weights @ table["predicted_mean"]) == pytest.approx(
+        weights @ table["actual_mean"], rel=0.05
+    )
+    # predictions rise with past frequency, as the actuals do
+    assert table["predicted_mean"].is_monotonic_increasing
+
+
+def test_calibration_holdout_with_too_little_data_is_empty() -> None:
+    table = clv.calibration_holdout(_orders(30, repeat=True), "2024-12-31")
+    assert table.empty and not table.attrs["fit"].converged
