@@ -1,0 +1,460 @@
+"""Publish the marts for BI: serving.duckdb, Parquet, Hyper, a manifest — swapped in atomically.
+
+```
+$CRM_HOME/serving/
+  serving.duckdb            the published tables (schema main) + _publication, _publication_tables
+  parquet/<table>.parquet   one file per table (zstd)
+  tableau/<table>.hyper     one Hyper extract per table ("Extract"."Extract")
+  tableau/<table>.tds       a Tableau data source for that extract
+  manifest.json             what was published, when, as of which date, row counts, file sizes
+```
+
+How a publication happens (docs/publishing.md explains why):
+
+1. Under an exclusive lock (`serving/.publish.lock`), everything is built in a staging folder
+   `serving/.staging-<publication id>/` on the same file system: the warehouse is ATTACHed
+   READ_ONLY to an in-memory DuckDB, each table is copied into a new DuckDB file written with
+   a fixed storage version (`STORAGE_VERSION`, so older DuckDB and JDBC clients can open it),
+   CHECKPOINTed and closed; Parquet and Hyper files are written from that staged copy, so all
+   formats hold the same rows.
+2. Only when everything is built and fsynced are the files renamed into place with
+   `os.replace` (atomic per file on POSIX): Parquet, Hyper and .tds files first, then
+   `serving.duckdb`, then `manifest.json`. A reader that has the old serving.duckdb open keeps
+   reading the old file (its inode lives until closed); a reader that opens the path gets
+   either the old or the new file, never a half-written one.
+3. Any failure before step 2 removes the staging folder and leaves the previous publication
+   untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.publish import tableau
+from pipelines.publish.columns import COLUMNS
+from pipelines.publish.pii import check_no_pii
+
+# The on-disk format of serving.duckdb. v1.0.0 files open in every DuckDB since 1.0 (CLI,
+# Python, the JDBC driver Tableau uses); newer versions would force analysts onto DuckDB
+# >= that version for a small gain in compression. Change only together with docs/publishing.md.
+STORAGE_VERSION = "v1.0.0"
+MARTS_SCHEMA = "marts"
+# Seeds published next to the marts when the warehouse has them outside schema `marts`.
+EXTRA_TABLES: dict[str, tuple[str, ...]] = {"kpi_definitions": ("main",)}
+PUBLICATION_TABLE = "_publication"
+PUBLICATION_TABLES_TABLE = "_publication_tables"
+SERVING_DB = "serving.duckdb"
+MANIFEST = "manifest.json"
+PARQUET_DIR = "parquet"
+TABLEAU_DIR = "tableau"
+FORMATS = ("duckdb", "parquet", "hyper")
+
+
+class PublishError(RuntimeError):
+    """The publication could not be built; the previous one is still in place."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one publication wrote (for the Dagster materialization metadata)."""
+
+    publication_id: str
+    published_at: datetime
+    as_of_date: date | None
+    serving_dir: Path
+    serving_db: Path
+    manifest_path: Path
+    storage_version: str
+    row_counts: dict[str, int]
+    files: dict[str, int]  # path relative to serving_dir -> bytes
+    seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.row_counts.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain JSON-able values: pass to `dg.MaterializeResult(metadata=...)`."""
+        return {
+            "publication_id": self.publication_id,
+            "published_at": self.published_at.isoformat(),
+            "as_of_date": self.as_of_date.isoformat() if self.as_of_date else None,
+            "serving_db": str(self.serving_db),
+            "storage_version": self.storage_version,
+            "tables": len(self.row_counts),
+            "total_rows": self.total_rows,
+            "total_bytes": self.total_bytes,
+            "seconds": round(self.seconds, 3),
+            **{f"rows.{name}": rows for name, rows in sorted(self.row_counts.items())},
+            **{f"seconds.{step}": round(s, 3) for step, s in self.step_seconds.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _publish_lock(serving_dir: Path) -> Iterator[None]:
+    """One publication at a time per serving folder (a second one waits)."""
+    with open(serving_dir / ".publish.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _discover(con: duckdb.DuckDBPyConnection, marts: list[str] | None) -> dict[str, str]:
+    """published name -> schema in the warehouse (attached as `wh`)."""
+    found = con.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = 'wh' "
+        "union all select schema_name, view_name from duckdb_views() "
+        "where database_name = 'wh' and not internal"
+    ).fetchall()
+    by_schema: dict[str, set[str]] = {}
+    for schema, table in found:
+        by_schema.setdefault(schema, set()).add(table)
+    available = {table: MARTS_SCHEMA for table in by_schema.get(MARTS_SCHEMA, set())}
+    for table, schemas in EXTRA_TABLES.items():
+        for schema in schemas:
+            if table not in available and table in by_schema.get(schema, set()):
+                available[table] = schema
+    if marts is None:
+        if not available:
+            raise PublishError(
+                f"the warehouse has no table in schema {MARTS_SCHEMA!r}: run `dbt build` first"
+            )
+        return dict(sorted(available.items()))
+    missing = [name for name in marts if name not in available]
+    if missing:
+        raise PublishError(
+            f"not in the warehouse: {', '.join(missing)} "
+            f"(available: {', '.join(sorted(available)) or 'none'})"
+        )
+    return {name: available[name] for name in marts}
+
+
+def _as_of(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> date | None:
+    if "rpt_kpi_review" not in tables:
+        return None
+    column = COLUMNS["rpt_kpi_review"]["as_of_date"]
+    try:
+        (value,) = con.execute(
+            f"select max({_ident(column)})::date from srv.main.rpt_kpi_review"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return value
+
+
+def storage_version_of(con: duckdb.DuckDBPyConnection, database: str) -> str:
+    """The storage version DuckDB reports for an attached database, e.g. 'v1.0.0+'."""
+    (tags,) = con.execute(
+        "select tags from duckdb_databases() where database_name = ?", [database]
+    ).fetchone()
+    return dict(tags).get("storage_version", "unknown")
+
+
+# --------------------------------------------------------------------------------------------
+# Publish
+
+
+def publish(
+    warehouse_db: Path,
+    serving_dir: Path,
+    *,
+    marts: list[str] | None = None,
+    as_of: date | None = None,
+    storage_version: str = STORAGE_VERSION,
+    formats: tuple[str, ...] = FORMATS,
+) -> PublishResult:
+    """Publish the marts of `warehouse_db` under `serving_dir` (see the module docstring).
+
+    `marts`: the tables to publish (default: every table and view in schema `marts`, plus the
+    `kpi_definitions` seed). `as_of`: the as-of date recorded in the manifest (default: the
+    `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
+    serving.duckdb is always written. Raises `PiiColumnError` before writing anything if a
+    column looks like personal data, `PublishError` if a table is missing.
+    """
+    started = time.perf_counter()
+    warehouse_db = Path(warehouse_db)
+    serving_dir = Path(serving_dir)
+    if not warehouse_db.exists():
+        raise PublishError(f"{warehouse_db} does not exist: run the pipeline first")
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise PublishError(f"unknown format(s) {sorted(unknown)}; use {FORMATS}")
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    published_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    publication_id = f"{published_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    steps: dict[str, float] = {}
+
+    with _publish_lock(serving_dir):
+        for stale in serving_dir.glob(".staging-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = serving_dir / f".staging-{publication_id}"
+        staging.mkdir()
+        try:
+            built = _build(
+                warehouse_db,
+                staging,
+                marts,
+                as_of,
+                storage_version,
+                formats,
+                publication_id,
+                published_at,
+                steps,
+            )
+            t = time.perf_counter()
+            files = _swap(staging, serving_dir, built["files"])
+            steps["swap"] = time.perf_counter() - t
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    return PublishResult(
+        publication_id=publication_id,
+        published_at=published_at,
+        as_of_date=built["as_of"],
+        serving_dir=serving_dir,
+        serving_db=serving_dir / SERVING_DB,
+        manifest_path=serving_dir / MANIFEST,
+        storage_version=built["storage_version"],
+        row_counts=built["row_counts"],
+        files=files,
+        seconds=time.perf_counter() - started,
+        step_seconds=steps,
+    )
+
+
+def _build(
+    warehouse_db: Path,
+    staging: Path,
+    marts: list[str] | None,
+    as_of: date | None,
+    storage_version: str,
+    formats: tuple[str, ...],
+    publication_id: str,
+    published_at: datetime,
+    steps: dict[str, float],
+) -> dict[str, Any]:
+    """Write every file of the publication into `staging`; return what was written."""
+    t = time.perf_counter()
+    staged_db = staging / SERVING_DB
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {_literal(str(warehouse_db))} as wh (read_only)")
+        tables = _discover(con, marts)
+        columns = {
+            name: [
+                row[0]
+                for row in con.execute(
+                    "select column_name from duckdb_columns() where database_name = 'wh' "
+                    "and schema_name = ? and table_name = ? order by column_index",
+                    [schema, name],
+                ).fetchall()
+            ]
+            for name, schema in tables.items()
+        }
+        check_no_pii(columns)  # before anything is written
+
+        con.execute(
+            f"attach {_literal(str(staged_db))} as srv "
+            f"(storage_version {_literal(storage_version)})"
+        )
+        row_counts: dict[str, int] = {}
+        for name, schema in tables.items():
+            con.execute(
+                f"create table srv.main.{_ident(name)} as "
+                f"select * from wh.{_ident(schema)}.{_ident(name)}"
+            )
+            (row_counts[name],) = con.execute(
+                f"select count(*) from srv.main.{_ident(name)}"
+            ).fetchone()
+        con.execute("detach wh")
+        resolved_as_of = as_of or _as_of(con, tables)
+        version = storage_version_of(con, "srv")
+        con.execute(
+            f"create table srv.main.{PUBLICATION_TABLE} as select ?::varchar as publication_id, "
+            "?::timestamp as published_at, ?::date as as_of_date, ?::varchar as storage_version, "
+            "?::varchar as duckdb_version, ?::varchar as source",
+            [
+                publication_id,
+                published_at,
+                resolved_as_of,
+                version,
+                duckdb.__version__,
+                warehouse_db.name,
+            ],
+        )
+        con.execute(
+            f"create table srv.main.{PUBLICATION_TABLES_TABLE} "
+            "(publication_id varchar, table_name varchar, row_count bigint, column_count integer)"
+        )
+        con.executemany(
+            f"insert into srv.main.{PUBLICATION_TABLES_TABLE} values (?, ?, ?, ?)",
+            [[publication_id, name, rows, len(columns[name])] for name, rows in row_counts.items()],
+        )
+        con.execute("checkpoint srv")
+        steps["duckdb"] = time.perf_counter() - t
+
+        files = [SERVING_DB]
+        if "parquet" in formats:
+            t = time.perf_counter()
+            (staging / PARQUET_DIR).mkdir()
+            for name in tables:
+                target = staging / PARQUET_DIR / f"{name}.parquet"
+                con.execute(
+                    f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(target))} "
+                    "(format parquet, compression zstd)"
+                )
+                files.append(f"{PARQUET_DIR}/{name}.parquet")
+            steps["parquet"] = time.perf_counter() - t
+        if "hyper" in formats:
+            t = time.perf_counter()
+            for name in tables:
+                relation = con.sql(f"select * from srv.main.{_ident(name)}")
+                tableau.write_hyper(
+                    relation.to_arrow_reader(), staging / TABLEAU_DIR / f"{name}.hyper"
+                )
+                tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
+                # Hyper creates its files owner-only; give them the mode of the other files
+                os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
+                files += [f"{TABLEAU_DIR}/{name}.hyper", f"{TABLEAU_DIR}/{name}.tds"]
+            steps["hyper"] = time.perf_counter() - t
+        con.execute("detach srv")
+    finally:
+        con.close()
+    if staged_db.with_name(staged_db.name + ".wal").exists():
+        raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
+
+    sizes = {rel: (staging / rel).stat().st_size for rel in files}
+    manifest = {
+        "publication_id": publication_id,
+        "published_at": published_at.isoformat() + "Z",
+        "as_of_date": resolved_as_of.isoformat() if resolved_as_of else None,
+        "storage_version": version,
+        "storage_version_requested": storage_version,
+        "written_by_duckdb": duckdb.__version__,
+        "tables": {
+            name: {
+                "rows": row_counts[name],
+                "columns": columns[name],
+                "source": f"{tables[name]}.{name}",
+            }
+            for name in tables
+        },
+        "files": sizes,
+    }
+    (staging / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    files.append(MANIFEST)
+    for rel in files:
+        _fsync(staging / rel)
+    return {
+        "files": files,
+        "row_counts": row_counts,
+        "as_of": resolved_as_of,
+        "storage_version": version,
+    }
+
+
+def _swap(staging: Path, serving_dir: Path, files: list[str]) -> dict[str, int]:
+    """Rename the staged files into place (serving.duckdb, then manifest.json, last) and
+    remove published files of tables that are no longer published."""
+    ordered = [f for f in files if f not in (SERVING_DB, MANIFEST)] + [SERVING_DB, MANIFEST]
+    sizes = {}
+    for rel in ordered:
+        source, target = staging / rel, serving_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sizes[rel] = source.stat().st_size
+        os.replace(source, target)
+    keep = {serving_dir / rel for rel in ordered}
+    for folder, patterns in ((PARQUET_DIR, ("*.parquet",)), (TABLEAU_DIR, ("*.hyper", "*.tds"))):
+        for pattern in patterns:
+            for path in (serving_dir / folder).glob(pattern):
+                if path not in keep:
+                    path.unlink(missing_ok=True)
+    for folder in {serving_dir, *(serving_dir / rel for rel in (PARQUET_DIR, TABLEAU_DIR))}:
+        if folder.is_dir():
+            _fsync(folder)
+    return sizes
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_manifest(serving_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(serving_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def open_serving(
+    serving: Path, *, attempts: int = 5, wait_seconds: float = 0.2
+) -> duckdb.DuckDBPyConnection:
+    """Open the published DuckDB file read-only (the way analysts should open it).
+
+    `serving` is the serving folder or the serving.duckdb file. The file is ATTACHed
+    READ_ONLY as `serving` to a fresh in-memory database (and made the default with USE), not
+    opened with `duckdb.connect(path)`: within one Python process, `duckdb.connect(path)`
+    returns the already open database instance when one exists, so a second connection would
+    keep showing the publication the first one opened. Opening is retried on an I/O error (no
+    file yet during a first publication, a lock held by someone who opened the file
+    read-write by mistake). An open connection keeps reading the publication it opened; open
+    a new one to see a newer publication.
+    """
+    path = Path(serving)
+    if path.is_dir() or path.suffix != ".duckdb":
+        path = path / SERVING_DB
+    last: Exception | None = None
+    for attempt in range(max(1, attempts)):
+        con = duckdb.connect()
+        try:
+            con.execute(f"attach {_literal(str(path))} as serving (read_only)")
+            con.execute("use serving")
+            return con
+        except duckdb.IOException as exc:
+            con.close()
+            last = exc
+            if attempt + 1 < attempts:
+                time.sleep(wait_seconds * (2**attempt))
+    raise PublishError(
+        f"cannot open {path} read-only after {attempts} attempts ({last}). Has the pipeline "
+        "published yet, and does nobody hold the file open read-write?"
+    ) from last

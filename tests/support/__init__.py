@@ -1,0 +1,1 @@
+"""Helpers shared by the publish tests: fixture marts and the Chromium installer."""

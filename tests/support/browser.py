@@ -1,0 +1,81 @@
+"""Headless Chromium for the report tests (Debian's package, installed by ensure_chromium.sh)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ENSURE_SCRIPT = Path(__file__).with_name("ensure_chromium.sh")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+class ChromiumUnavailable(RuntimeError):
+    pass
+
+
+def ensure_chromium() -> tuple[str, float]:
+    """Path of the chromium binary, installing it if missing; and the seconds that took."""
+    found = shutil.which("chromium")
+    if found:
+        return found, 0.0
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
+    )
+    found = shutil.which("chromium")
+    if proc.returncode != 0 or not found:
+        raise ChromiumUnavailable(
+            f"chromium is not installed and {ENSURE_SCRIPT} could not install it "
+            f"(exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n"
+            "Install it with `apt-get install -y chromium fonts-noto-cjk` (as root)."
+        )
+    return found, time.perf_counter() - started
+
+
+def run_chromium(args: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    binary, _ = ensure_chromium()
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        return subprocess.run(
+            [binary, *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def dump_dom(html_file: Path) -> str:
+    proc = run_chromium(["--dump-dom", html_file.resolve().as_uri()])
+    if proc.returncode != 0 or "<html" not in proc.stdout:
+        raise AssertionError(
+            f"chromium --dump-dom failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    return proc.stdout
+
+
+def screenshot(html_file: Path, png: Path, *, width: int = 1280, height: int = 2000) -> Path:
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    proc = run_chromium(
+        [
+            f"--screenshot={png.resolve()}",
+            f"--window-size={width},{height}",
+            html_file.resolve().as_uri(),
+        ]
+    )
+    if proc.returncode != 0 or not png.exists():
+        raise AssertionError(
+            f"chromium --screenshot failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    return png

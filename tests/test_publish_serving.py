@@ -1,0 +1,329 @@
+"""publish(): what lands in serving/, in which formats, and what happens when it fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support.fixture_marts import AS_OF, build_fixture_warehouse
+
+from pipelines.publish import serving, tableau
+from pipelines.publish.pii import PiiColumnError, is_pii_column
+from pipelines.publish.serving import PublishError, open_serving, publish, read_manifest
+
+MARTS = {
+    "dim_customers",
+    "fct_orders",
+    "fct_service_tickets",
+    "fct_social_interactions",
+    "fct_kpi_monthly",
+    "rpt_kpi_review",
+    "kpi_definitions",
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory):
+    return build_fixture_warehouse(tmp_path_factory.mktemp("wh") / "warehouse.duckdb")
+
+
+@pytest.fixture(scope="module")
+def published(warehouse, tmp_path_factory: pytest.TempPathFactory):
+    serving_dir = tmp_path_factory.mktemp("serving")
+    return publish(warehouse.path, serving_dir)
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.register("t", table)
+    return con.sql("select * from t order by all").to_arrow_table()
+
+
+def _warehouse_table(path: Path, name: str, schema: str = "marts") -> pa.Table:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.sql(f"select * from {schema}.{name} order by all").to_arrow_table()
+    finally:
+        con.close()
+
+
+def _digest(folder: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and inode of every published file (dot-files excluded)."""
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_ino)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def test_serving_db_holds_exactly_the_marts_with_the_warehouse_row_counts(warehouse, published):
+    con = open_serving(published.serving_dir)
+    try:
+        tables = {
+            row[0]
+            for row in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'serving'"
+            ).fetchall()
+        }
+        assert tables == MARTS | {"_publication", "_publication_tables"}
+        counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in MARTS}
+    finally:
+        con.close()
+    # the fixture counted the warehouse tables itself, with its own connection
+    assert counts == warehouse.row_counts
+    assert published.row_counts == warehouse.row_counts
+    assert counts["dim_customers"] == 240 and counts["fct_orders"] == 720
+
+
+def test_raw_quality_and_clv_tables_are_not_published(published):
+    con = open_serving(published.serving_dir)
+    try:
+        names = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+        schemas = {
+            r[0]
+            for r in con.execute(
+                "select distinct schema_name from duckdb_tables() where database_name = 'serving'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert schemas == {"main"}
+    assert not names & {"customers", "dq_results", "holdout_validation"}
+
+
+@pytest.mark.parametrize("mart", sorted(MARTS))
+def test_parquet_and_hyper_read_back_equal_to_the_warehouse(warehouse, published, mart):
+    expected = _warehouse_table(warehouse.path, mart)
+    from_parquet = _sorted(pq.read_table(published.serving_dir / "parquet" / f"{mart}.parquet"))
+    assert from_parquet.equals(expected)
+    hyper = tableau.read_hyper(
+        published.serving_dir / "tableau" / f"{mart}.hyper", return_type="pyarrow"
+    )
+    assert hyper.column_names == expected.column_names
+    assert _sorted(hyper.cast(expected.schema)).equals(expected)
+    # the pandas route analysts use reads the same values
+    frame = tableau.read_hyper(published.serving_dir / "tableau" / f"{mart}.hyper")
+    assert len(frame) == warehouse.row_counts[mart]
+
+
+def test_chinese_text_survives_every_format(published):
+    description = "会员资料完整度从60%提升到90%"
+    con = open_serving(published.serving_dir)
+    try:
+        in_db = con.execute(
+            "select description from rpt_kpi_review where target_id = 'T02'"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    in_parquet = pq.read_table(published.serving_dir / "parquet" / "rpt_kpi_review.parquet")
+    in_hyper = tableau.read_hyper(published.serving_dir / "tableau" / "rpt_kpi_review.hyper")
+    assert in_db == description
+    assert description in in_parquet.column("description").to_pylist()
+    assert description in set(in_hyper["description"])
+
+
+def test_manifest_describes_the_publication(warehouse, published):
+    manifest = read_manifest(published.serving_dir)
+    assert manifest["publication_id"] == published.publication_id
+    assert manifest["as_of_date"] == AS_OF.isoformat() == "2025-07-15"
+    assert manifest["storage_version"] == "v1.0.0+"
+    assert {name: t["rows"] for name, t in manifest["tables"].items()} == warehouse.row_counts
+    assert manifest["tables"]["dim_customers"]["source"] == "marts.dim_customers"
+    for rel, size in manifest["files"].items():
+        assert (published.serving_dir / rel).stat().st_size == size, rel
+    assert set(manifest["files"]) == (
+        {"serving.duckdb"}
+        | {f"parquet/{m}.parquet" for m in MARTS}
+        | {f"tableau/{m}.hyper" for m in MARTS}
+        | {f"tableau/{m}.tds" for m in MARTS}
+    )
+    con = open_serving(published.serving_dir)
+    try:
+        pub = con.execute("select publication_id, as_of_date from _publication").fetchall()
+        per_table = dict(
+            con.execute("select table_name, row_count from _publication_tables").fetchall()
+        )
+    finally:
+        con.close()
+    assert pub == [(published.publication_id, AS_OF)]
+    assert per_table == warehouse.row_counts
+    json.dumps(published.metadata())  # the Dagster metadata is plain JSON
+
+
+def test_serving_db_is_written_in_the_documented_storage_version(published):
+    con = duckdb.connect()
+    con.execute(f"attach '{published.serving_db}' as s (read_only)")
+    tags = dict(
+        con.execute("select tags from duckdb_databases() where database_name = 's'").fetchone()[0]
+    )
+    assert tags["storage_version"] == "v1.0.0+"
+    assert serving.STORAGE_VERSION == "v1.0.0"
+
+
+def test_tds_points_at_its_hyper_file(published):
+    text = (published.serving_dir / "tableau" / "fct_orders.tds").read_text(encoding="utf-8")
+    assert "class='hyper'" in text and 'dbname="fct_orders.hyper"' in text
+    assert "table='[Extract].[Extract]'" in text
+
+
+def test_no_staging_or_wal_left_behind(published):
+    leftovers = [p.name for p in published.serving_dir.iterdir() if p.name.startswith(".staging")]
+    assert leftovers == []
+    assert not (published.serving_dir / "serving.duckdb.wal").exists()
+
+
+def test_kpi_definitions_seed_in_main_is_published(tmp_path):
+    info = build_fixture_warehouse(
+        tmp_path / "warehouse.duckdb", kpi_definitions_schema="main", n_customers=30
+    )
+    result = publish(info.path, tmp_path / "serving", formats=("duckdb",))
+    assert result.row_counts["kpi_definitions"] == 13
+    assert "fct_orders" in result.row_counts
+    assert not (tmp_path / "serving" / "parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ("name", True),
+        ("Phone", True),
+        ("email", True),
+        ("address", True),
+        ("content", True),
+        ("buyer_name", True),
+        ("buyer_phone", True),
+        ("shipping_address", True),
+        ("birth_date", True),
+        ("unionid", True),
+        ("customer_id", False),
+        ("product_name", False),
+        ("rfm_segment", False),
+        ("profile_completeness", False),
+        ("campaign_id", False),
+        ("city", False),
+    ],
+)
+def test_pii_deny_list(column, expected):
+    assert is_pii_column(column) is expected
+
+
+def test_pii_column_in_a_mart_refuses_to_publish(tmp_path):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    con = duckdb.connect(str(info.path))
+    con.execute("alter table marts.fct_orders add column buyer_phone varchar")
+    con.execute("alter table marts.dim_customers add column email varchar")
+    con.close()
+    with pytest.raises(PiiColumnError) as caught:
+        publish(info.path, tmp_path / "serving")
+    message = str(caught.value)
+    assert "fct_orders.buyer_phone" in message and "dim_customers.email" in message
+    assert "pipelines/publish/pii.py" in message
+    assert not (tmp_path / "serving" / "serving.duckdb").exists()
+    assert [p.name for p in (tmp_path / "serving").iterdir()] == [".publish.lock"]
+
+
+def test_unknown_mart_is_a_clear_error(warehouse, tmp_path):
+    with pytest.raises(PublishError, match="not in the warehouse: fct_nope"):
+        publish(warehouse.path, tmp_path / "serving", marts=["fct_nope"])
+
+
+def test_failed_publish_leaves_the_previous_publication_untouched(tmp_path, monkeypatch):
+    first = build_fixture_warehouse(tmp_path / "a.duckdb", n_customers=40, seed=1)
+    second = build_fixture_warehouse(tmp_path / "b.duckdb", n_customers=90, seed=2)
+    serving_dir = tmp_path / "serving"
+    before = publish(first.path, serving_dir)
+    files_before = _digest(serving_dir)
+    manifest_before = read_manifest(serving_dir)
+
+    calls = {"n": 0}
+    real_write_hyper = tableau.write_hyper
+
+    def failing_write_hyper(stream, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real_write_hyper(stream, path)
+
+    monkeypatch.setattr(tableau, "write_hyper", failing_write_hyper)
+    with pytest.raises(OSError, match="simulated"):
+        publish(second.path, serving_dir)
+    assert calls["n"] == 3
+
+    assert _digest(serving_dir) == files_before  # same bytes, same inodes
+    assert read_manifest(serving_dir) == manifest_before
+    assert not [p for p in serving_dir.iterdir() if p.name.startswith(".staging")]
+    con = open_serving(serving_dir)
+    try:
+        assert con.execute("select publication_id from _publication").fetchone()[0] == (
+            before.publication_id
+        )
+        assert con.execute("select count(*) from dim_customers").fetchone()[0] == 40
+    finally:
+        con.close()
+
+    monkeypatch.setattr(tableau, "write_hyper", real_write_hyper)
+    after = publish(second.path, serving_dir)
+    assert after.row_counts["dim_customers"] == 90
+    assert read_manifest(serving_dir)["publication_id"] == after.publication_id
+
+
+def test_files_of_marts_no_longer_published_are_removed(warehouse, tmp_path):
+    serving_dir = tmp_path / "serving"
+    publish(warehouse.path, serving_dir)
+    result = publish(warehouse.path, serving_dir, marts=["dim_customers", "rpt_kpi_review"])
+    assert sorted(p.name for p in (serving_dir / "parquet").iterdir()) == [
+        "dim_customers.parquet",
+        "rpt_kpi_review.parquet",
+    ]
+    assert sorted(p.name for p in (serving_dir / "tableau").iterdir()) == [
+        "dim_customers.hyper",
+        "dim_customers.tds",
+        "rpt_kpi_review.hyper",
+        "rpt_kpi_review.tds",
+    ]
+    assert set(result.row_counts) == {"dim_customers", "rpt_kpi_review"}
+
+
+def test_an_open_connection_keeps_its_publication_and_a_new_one_sees_the_next(tmp_path):
+    first = build_fixture_warehouse(tmp_path / "a.duckdb", n_customers=30, seed=3)
+    second = build_fixture_warehouse(tmp_path / "b.duckdb", n_customers=60, seed=4)
+    serving_dir = tmp_path / "serving"
+    publish(first.path, serving_dir, formats=("duckdb",))
+    old = open_serving(serving_dir)
+    try:
+        result = publish(second.path, serving_dir, formats=("duckdb",))
+        assert old.execute("select count(*) from dim_customers").fetchone()[0] == 30
+        new = open_serving(serving_dir)  # same process, while `old` is still open
+        try:
+            assert new.execute("select publication_id from _publication").fetchone()[0] == (
+                result.publication_id
+            )
+            assert new.execute("select count(*) from dim_customers").fetchone()[0] == 60
+        finally:
+            new.close()
+    finally:
+        old.close()
+
+
+def test_open_serving_retries_until_the_first_publication_appears(warehouse, tmp_path):
+    serving_dir = tmp_path / "serving"
+    with pytest.raises(PublishError, match="cannot open .*serving.duckdb read-only"):
+        open_serving(serving_dir, attempts=2, wait_seconds=0.01)
+
+    thread = threading.Thread(
+        target=lambda: (time.sleep(0.3), publish(warehouse.path, serving_dir, formats=("duckdb",)))
+    )
+    thread.start()
+    try:
+        con = open_serving(serving_dir, attempts=8, wait_seconds=0.1)  # waits up to ~25 s
+        assert con.execute("select count(*) from dim_customers").fetchone()[0] == 240
+        con.close()
+    finally:
+        thread.join()
