@@ -1,0 +1,32 @@
+"""An independent pandas implementation of the metric dictionary (shared/spec/metrics.md).
+
+It reads the landing files itself (``landing``), resolves identities (``identity``) and
+computes customer state, RFM and the monthly KPIs (``metrics``) without touching the
+loader engine, the dbt models or the warehouse. Two uses: the end-to-end test that
+recomputes ``marts.fct_kpi_monthly`` from the landing folder, and the "pandas peer" of
+the benchmarks. Reference: docs/reference.md.
+"""
+
+from pipelines.reference.identity import resolve_identities
+from pipelines.reference.landing import read_landing
+from pipelines.reference.metrics import (
+    SEGMENTS,
+    ReferenceConfig,
+    compute_kpis,
+    customer_state,
+    prepare,
+    read_currency_rates,
+    rfm_scores,
+)
+
+__all__ = [
+    "SEGMENTS",
+    "ReferenceConfig",
+    "compute_kpis",
+    "customer_state",
+    "prepare",
+    "read_currency_rates",
+    "read_landing",
+    "resolve_identities",
+    "rfm_scores",
+]

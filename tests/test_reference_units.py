@@ -1,0 +1,783 @@
+"""Hand-computed cases for the pandas reference implementation (pipelines/reference)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.reference.identity import (
+    identity_links,
+    normalise_email,
+    normalise_gender,
+    normalise_phone,
+    resolve_identities,
+)
+from pipelines.reference.landing import (
+    CANONICAL,
+    UnsupportedExpression,
+    parse_mapping,
+    read_landing,
+    read_source,
+    type_decimal,
+    type_integer,
+    type_timestamp,
+)
+from pipelines.reference.metrics import (
+    ReferenceConfig,
+    compute_kpis,
+    customer_state,
+    month_ends,
+    prepare,
+    rf_segment,
+    rfm_scores,
+)
+
+D = date(2026, 10, 31)
+
+
+# --------------------------------------------------------------------------------------
+# landing
+# --------------------------------------------------------------------------------------
+
+ORDERS_MAPPING = {
+    "name": "pos",
+    "entity": "orders",
+    "files": "*.csv",
+    "format": {"type": "csv", "delimiter": ";", "encoding": "gb18030", "null_tokens": ["", "NULL"]},
+    "timezone": "Asia/Shanghai",
+    "fields": {
+        "order_id": "订单号",
+        "ordered_at": {"column": "下单时间", "formats": ["%Y/%m/%d %H:%M", "%Y%m%d%H%M%S"]},
+        "status": {"column": "状态", "values": {"已支付": "paid", "已取消": "cancelled"}},
+        "quantity": "数量",
+        "unit_price": "单价",
+        "currency": {"expr": "coalesce(币种, 'CNY')"},
+        "customer_ref": "会员号",
+        "source_system": {"expr": "CASE 渠道 WHEN 'TM' THEN 'tmall' ELSE 'crm' END"},
+    },
+}
+
+ORDERS_TEXT = (
+    "订单号;下单时间;状态;数量;单价;币种;会员号;渠道\n"
+    "P1;2026/01/05 10:30;已支付;2;19.905;;M1;POS\n"  # 19.905 -> 19.91 (half away from 0)
+    "P2;20260105233000;已取消;1;5;USD;NULL;TM\n"
+    "P3;2026/01/05 10:30;已支付;x;5;;M1;POS\n"  # quantity untypable
+    "P4;;已支付;1;5;;M1;POS\n"  # missing ordered_at
+    "P5;2026/01/05 10:30;已支付;1;5;;M1\n"  # wrong column count
+    "P6;2026/01/06 08:00;OTHER;1;5;;M2;POS\n"  # untranslated value kept
+)
+
+
+def _write(path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_read_source_csv_gb18030_values_formats_expr_and_exclusions(tmp_path):
+    m = parse_mapping(ORDERS_MAPPING)
+    _write(tmp_path / "pos" / "2026-01-06" / "a.csv", ORDERS_TEXT.encode("gb18030"))
+    # the same bytes under another name and date: loaded once
+    _write(tmp_path / "pos" / "2026-01-07" / "copy.csv", ORDERS_TEXT.encode("gb18030"))
+    # after the as-of date: not read
+    _write(tmp_path / "pos" / "2026-01-09" / "b.csv", ORDERS_TEXT.encode("gb18030") + b"\n")
+    sf = read_source(tmp_path, m, as_of=date(2026, 1, 8))
+    f = sf.frame
+    assert sf.files_read == 1 and sf.files_duplicate == 1
+    assert list(f["order_id"]) == ["P1", "P2", "P6"]
+    assert sf.excluded == {
+        "untypable quantity": 1,
+        "missing ordered_at": 1,
+        "unparseable row": 1,
+    }
+    # Shanghai 10:30 -> 02:30 UTC; 23:30 -> 15:30 UTC
+    assert list(f["ordered_at"]) == [
+        datetime(2026, 1, 5, 2, 30),
+        datetime(2026, 1, 5, 15, 30),
+        datetime(2026, 1, 6, 0, 0),
+    ]
+    assert list(f["status"]) == ["paid", "cancelled", "OTHER"]
+    assert list(f["unit_price"]) == [19.91, 5.0, 5.0]
+    assert list(f["currency"]) == ["CNY", "USD", "CNY"]
+    assert list(f["source_system"]) == ["crm", "tmall", "crm"]
+    assert pd.isna(f["customer_ref"].iloc[1])
+    assert list(f["line_no"]) == [1, 1, 1]
+    assert list(f["discount_amount"]) == [0.0, 0.0, 0.0]
+    assert list(f["_source_line"]) == [2, 3, 7]
+
+
+def test_quoted_multiline_and_unterminated_quote(tmp_path):
+    mapping = {
+        "name": "crm",
+        "entity": "customers",
+        "format": {"type": "csv"},
+        "fields": {
+            "source_system": {"expr": "'crm'"},
+            "customer_ref": "id",
+            "updated_at": "ts",
+            "address": "addr",
+        },
+    }
+    text = (
+        "\ufeffid,ts,addr\n"
+        'C1,2026-01-05 10:00:00,"line one\nline two"\n'
+        "C2,2026-01-05T10:00:00+00:00,plain\n"
+        'C3,2026-01-05 10:00:00,"never closed\n'
+        "C4,2026-01-05 10:00:00,swallowed\n"
+    )
+    _write(tmp_path / "crm" / "2026-01-06" / "x.csv", text.encode("utf-8"))
+    sf = read_source(tmp_path, parse_mapping(mapping))
+    f = sf.frame
+    assert list(f["customer_ref"]) == ["C1", "C2"]
+    assert f["address"].iloc[0] == "line one\nline two"
+    assert list(f["updated_at"]) == [datetime(2026, 1, 5, 2, 0), datetime(2026, 1, 5, 10, 0)]
+    assert list(f["_source_line"]) == [2, 4]
+    assert sf.excluded == {"unparseable row": 1}  # C3 + C4 are one broken record
+
+
+def test_whitespace_jsonl_and_parquet(tmp_path):
+    ws = {
+        "name": "ws",
+        "entity": "social_interactions",
+        "format": {"type": "txt", "delimiter": "whitespace", "header": False,
+                   "columns": ["id", "ts", "pf", "acct", "dir", "kind"]},
+        "timezone": "UTC",
+        "fields": {"interaction_id": "id", "occurred_at": {"column": "ts", "formats": ["%Y%m%d%H%M"]},
+                   "platform": "pf", "account_id": "acct", "direction": "dir",
+                   "interaction_type": "kind"},
+    }  # fmt: skip
+    _write(
+        tmp_path / "ws" / "2026-01-06" / "a.txt",
+        b"I1  202601051000\tweibo u1 inbound like\n\nI2 202601051000 weibo u1 inbound\n",
+    )
+    f = read_source(tmp_path, parse_mapping(ws)).frame
+    assert list(f["interaction_id"]) == ["I1"]
+    assert f["occurred_at"].iloc[0] == datetime(2026, 1, 5, 10, 0)  # UTC source
+
+    js = {
+        "name": "js",
+        "entity": "customers",
+        "format": {"type": "jsonl"},
+        "fields": {
+            "source_system": {"expr": "'mall'"},
+            "customer_ref": "id",
+            "updated_at": {"column": "ts", "formats": ["%Y-%m-%dT%H:%M:%S%z"]},
+            "gender": {
+                "expr": "CASE CAST(g AS VARCHAR) WHEN '1' THEN 'male' WHEN '2' THEN 'female' END"
+            },
+        },
+    }
+    lines = [
+        json.dumps({"id": "W1", "ts": "2026-01-05T10:00:00+08:00", "g": 1}),
+        "{broken",
+        json.dumps({"id": "W2", "ts": "2026-01-05T10:00:00+08:00", "g": 0}),
+    ]
+    _write(tmp_path / "js" / "2026-01-06" / "a.jsonl", "\n".join(lines).encode())
+    sf = read_source(tmp_path, parse_mapping(js))
+    assert sf.frame["gender"].iloc[0] == "male" and pd.isna(sf.frame["gender"].iloc[1])
+    assert sf.frame["updated_at"].iloc[0] == datetime(2026, 1, 5, 2, 0)
+    assert sf.excluded == {"unparseable row": 1}
+
+    pqm = {
+        "name": "pq",
+        "entity": "social_interactions",
+        "format": {"type": "parquet"},
+        "fields": {"interaction_id": "id", "occurred_at": "ts", "platform": "pf",
+                   "account_id": "acct", "direction": {"column": "d", "values": {"in": "inbound"}},
+                   "interaction_type": "k"},
+    }  # fmt: skip
+    table = pa.table(
+        {
+            "id": ["S1", "S2"],
+            "ts": pa.array([datetime(2026, 1, 5, 8, 0), datetime(2026, 1, 5, 9, 0)]),
+            "pf": ["wechat", "wechat"],
+            "acct": ["o1", None],
+            "d": ["in", "out"],
+            "k": ["message", "message"],
+        }
+    )
+    (tmp_path / "pq" / "2026-01-06").mkdir(parents=True)
+    pq.write_table(table, tmp_path / "pq" / "2026-01-06" / "w.parquet")
+    sf = read_source(tmp_path, parse_mapping(pqm))
+    assert list(sf.frame["interaction_id"]) == ["S1"]  # S2 misses account_id
+    assert sf.frame["occurred_at"].iloc[0] == datetime(2026, 1, 5, 0, 0)
+    assert sf.frame["direction"].iloc[0] == "inbound"
+
+
+def test_underscore_folders_are_never_read(tmp_path):
+    m = parse_mapping(ORDERS_MAPPING)
+    _write(tmp_path / "pos" / "_scratch" / "a.csv", ORDERS_TEXT.encode("gb18030"))
+    _write(tmp_path / "pos" / "2026-01-06" / "_hidden.csv", ORDERS_TEXT.encode("gb18030"))
+    frames = read_landing(tmp_path, {"pos": m, "_tmp": m})
+    assert len(frames["orders"]) == 0
+
+
+def test_unknown_expression_fails_loudly():
+    doc = json.loads(json.dumps(ORDERS_MAPPING))
+    doc["fields"]["order_id"] = {"expr": "upper(订单号)"}
+    with pytest.raises(UnsupportedExpression, match="fields.order_id"):
+        parse_mapping(doc)
+
+
+def test_typing_rules():
+    assert type_decimal("-12.345", 2) == -12.35
+    assert type_decimal(" 7 ", 4) == 7.0
+    assert type_integer("4.0") == 4
+    assert type_integer("4.5") not in (4, 5, None)  # not an integer: the row is excluded
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Asia/Shanghai")
+    assert type_timestamp("2026-01-05 08:00:00", (), tz) == datetime(2026, 1, 5, 0, 0)
+    assert type_timestamp("2026-01-05T08:00:00Z", (), tz) == datetime(2026, 1, 5, 8, 0)
+
+
+# --------------------------------------------------------------------------------------
+# normalisation and identity
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["13800138000", "138 0013 8000", "+86-138-0013-8000", "8613800138000", "+86 13800138000",
+     "138-0013-8000", "008613800138000", "0086 138 0013 8000"],
+)  # fmt: skip
+def test_phone_e164(raw):
+    assert normalise_phone(raw) == "+8613800138000"
+
+
+def test_phone_landline_international_and_invalid():
+    assert normalise_phone("010-12345678") == "+861012345678"
+    assert normalise_phone("0755-8888 1234") == "+8675588881234"
+    assert normalise_phone("+1 (415) 555-0100") == "+14155550100"
+    assert normalise_phone("+86 12345") is None  # +86 must be a CN mobile or landline
+    assert normalise_phone("12800138000") is None  # 12x is not a mobile prefix
+    assert normalise_phone("12345") is None
+    assert normalise_phone(None) is None
+
+
+def test_phone_email_gender_invalid():
+    assert normalise_email("  Lei.Hu@Outlook.COM  ") == "lei.hu@outlook.com"
+    assert normalise_email("not-an-email") is None
+    assert normalise_email("a@b") is None
+    assert [normalise_gender(g) for g in ("M", "female", "男", "女", "unknown", None)] == [
+        "male", "female", "male", "female", None, None,
+    ]  # fmt: skip
+
+
+def _links(pairs):
+    return pd.DataFrame(pairs, columns=["record_id", "identifier"])
+
+
+def test_components_are_transitive_and_keyed_by_smallest_record():
+    links = _links(
+        [
+            ("order:a", "phone:1"),
+            ("order:b", "phone:1"),
+            ("order:b", "email:x"),
+            ("order:c", "email:x"),
+            ("order:d", "email:y"),
+        ]
+    )
+    out = resolve_identities(links).set_index("record_id")["customer_key"]
+    assert out.to_dict() == {
+        "order:a": "order:a",
+        "order:b": "order:a",
+        "order:c": "order:a",
+        "order:d": "order:d",
+    }
+
+
+def test_supernode_guard_threshold_is_more_than_20_records():
+    shared20 = [(f"order:{i:02d}", "phone:desk") for i in range(20)]
+    out = resolve_identities(_links(shared20), threshold=20)
+    assert out["customer_key"].nunique() == 1 and len(out) == 20  # 20 records: still links
+    shared21 = [(f"order:{i:02d}", "phone:desk") for i in range(21)] + [
+        ("order:00", "email:own"),
+        ("account:crm:M1", "phone:desk"),
+    ]
+    out = resolve_identities(_links(shared21), threshold=20)
+    # the desk phone (22 records) links nothing: order 00 is identified by its own
+    # e-mail, the account by itself; the other orders identify nobody
+    assert out.set_index("record_id")["customer_key"].to_dict() == {
+        "account:crm:M1": "account:crm:M1",
+        "order:00": "order:00",
+    }
+
+
+def test_references_are_never_suppressed():
+    links = _links(
+        [(f"ticket:T{i:02d}", "account:crm:M1") for i in range(30)]
+        + [("account:crm:M1", "account:crm:M1")]
+    )
+    out = resolve_identities(links, threshold=20)
+    assert out["customer_key"].nunique() == 1 and len(out) == 31
+
+
+def test_identity_links_from_staged_frames():
+    cust = pd.DataFrame(
+        {"source_system": ["crm"], "customer_ref": ["M1"], "phone_e164": ["+8613800138000"],
+         "email_norm": [None], "unionid": ["U1"]}
+    )  # fmt: skip
+    orders = pd.DataFrame(
+        {"source_system": ["crm", "tmall", "crm"], "order_id": ["O1", "O2", "O3"],
+         "customer_ref": ["M1", "nick", None],
+         "buyer_phone_e164": [None, "+8613800138000", None], "buyer_email_norm": [None] * 3}
+    )  # fmt: skip
+    events = pd.DataFrame(
+        {"ticket_id": ["T1", "T2"], "customer_ref": [None, "M9"], "phone_e164": [None, None],
+         "email_norm": [None, None], "social_account_id": ["oA1", None]}
+    )  # fmt: skip
+    social = pd.DataFrame(
+        {"platform": ["wechat"], "account_id": ["oA1"], "unionid": ["U1"], "phone_e164": [None]}
+    )
+    links = identity_links(cust, orders, events, social)
+    records = pd.Series(
+        ["account:crm:M1", "account:tmall:nick", "order:crm:O3", "ticket:T1", "ticket:T2",
+         "social:wechat:oA1"]
+    )  # fmt: skip
+    out = resolve_identities(links, records=records).set_index("record_id")["customer_key"]
+    # M1 = nick (phone) = social (unionid) = T1 (social id); T2 references an account
+    # nobody delivered: identified, alone; O3 has no identifier: nobody
+    assert out.to_dict() == {
+        "account:crm:M1": "account:crm:M1",
+        "account:tmall:nick": "account:crm:M1",
+        "social:wechat:oA1": "account:crm:M1",
+        "ticket:T1": "account:crm:M1",
+        "ticket:T2": "ticket:T2",
+    }
+
+
+# --------------------------------------------------------------------------------------
+# customer state, RFM, KPIs on hand-made canonical frames
+# --------------------------------------------------------------------------------------
+
+
+def _frame(entity: str, rows: list[dict]) -> pd.DataFrame:
+    cols = list(CANONICAL[entity])
+    out = pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols, dtype=object)
+    for c in cols:
+        if CANONICAL[entity][c][0] == "timestamp":
+            out[c] = pd.to_datetime(out[c])
+    out["_delivery_date"] = [r.get("_delivery_date", date(2026, 1, 1)) for r in rows]
+    out["_source_file"] = "f"
+    out["_source_line"] = range(2, len(rows) + 2)
+    out["_source_name"] = entity
+    return out
+
+
+def _order(oid, ref, day: str, price=100.0, status="paid", qty=1, **kw):
+    # 12:00 UTC = 20:00 Shanghai, same business date
+    return {"order_id": oid, "line_no": 1, "ordered_at": f"{day} 12:00:00", "status": status,
+            "source_system": "crm", "customer_ref": ref, "quantity": qty, "unit_price": price,
+            "discount_amount": 0.0, "refunded_amount": 0.0, "currency": "CNY", **kw}  # fmt: skip
+
+
+def _profile(ref, **kw):
+    base = {"source_system": "crm", "customer_ref": ref, "updated_at": "2025-01-01 00:00:00"}
+    return {**base, **kw}
+
+
+def _prepared(orders, profiles=(), events=(), social=(), as_of=D, **cfg):
+    raw = {
+        "customers": _frame("customers", list(profiles)),
+        "orders": _frame("orders", list(orders)),
+        "service_events": _frame("service_events", list(events)),
+        "social_interactions": _frame("social_interactions", list(social)),
+    }
+    config = ReferenceConfig(as_of=as_of, currency_rates={"CNY": 1.0, "USD": 7.1}, **cfg)
+    return prepare(raw, config)
+
+
+def _by_ref(p, series: pd.Series) -> dict:
+    """Re-key a per-customer series by the customer_ref behind each customer."""
+    refs = pd.concat(
+        [
+            p.order_lines[["customer_key", "customer_ref"]],
+            p.profiles[["customer_key", "customer_ref"]],
+        ]
+    ).dropna()
+    ref_of = refs.groupby("customer_key")["customer_ref"].first()
+    return {ref_of[k]: v for k, v in series.items()}
+
+
+def test_customer_state_lifecycle_boundaries_and_vip():
+    # D = 2026-10-31: D-89 = 08-03, D-179 = 05-05, D-364 = 2025-11-01
+    orders = [
+        _order("o1", "new", "2026-08-03"),  # first order exactly D-89: new
+        _order("o2", "act", "2026-01-10"),
+        _order("o3", "act", "2026-05-05"),  # last exactly D-179: active
+        _order("o4", "dor", "2026-05-04"),  # D-180: dormant
+        _order("o5", "dor2", "2025-11-01"),  # exactly D-364: dormant
+        _order("o6", "chu", "2025-10-31"),  # D-365: churned
+        _order("o7", "vip", "2026-10-01", price=50_000.0),
+        _order("o8", "vip2", "2026-10-01", price=30_000.0, status="cancelled"),
+        _order("o9", "usd", "2026-10-01", price=10.0, currency="USD", refunded_amount=1.0),
+    ]
+    p = _prepared(orders, [_profile("pro", phone="13800138000")])
+    st = customer_state(p)
+    by_ref = _by_ref(p, st["lifecycle_stage"])
+    assert by_ref == {"new": "new", "act": "active", "dor": "dormant", "dor2": "dormant",
+                      "chu": "churned", "vip": "new", "vip2": "prospect", "usd": "new",
+                      "pro": "prospect"}  # fmt: skip
+    vip = _by_ref(p, st["is_vip"])
+    assert vip["vip"] and not vip["vip2"] and not vip["act"]
+    rev = _by_ref(p, st["net_revenue_365d"])
+    assert rev["usd"] == pytest.approx((10.0 - 1.0) * 7.1)
+    assert rev["chu"] == 0.0 and rev["dor2"] == 100.0
+    assert _by_ref(p, st["recency_days"])["act"] == 179
+
+
+def test_rfm_scores_ties_share_the_lowest_rank():
+    state = pd.DataFrame(
+        {
+            "orders_lifetime": [1, 1, 1, 1, 1, 0],
+            "recency_days": [10, 10, 50, 200, 300, None],
+            "orders_365d": [5, 1, 1, 1, 0, 0],
+            "net_revenue_365d": [500.0, 100.0, 100.0, 50.0, 0.0, 0.0],
+        },
+        index=list("abcdef"),
+    )
+    out = rfm_scores(state)
+    # n = 5. recency desc: 300(1) 200(2) 50(3) 10,10(4) -> 1+floor(5*(rank-1)/5) = rank
+    assert out["r_score"].to_dict() == {"a": 4, "b": 4, "c": 3, "d": 2, "e": 1}
+    # orders_365d asc: 0(1) 1,1,1(2) 5(5)
+    assert out["f_score"].to_dict() == {"a": 5, "b": 2, "c": 2, "d": 2, "e": 1}
+    # revenue asc: 0(1) 50(2) 100,100(3) 500(5)
+    assert out["m_score"].to_dict() == {"a": 5, "b": 3, "c": 3, "d": 2, "e": 1}
+    assert out["rfm_segment"].to_dict() == {
+        "a": "Loyal Customers", "b": "Potential Loyalists", "c": "About to Sleep",
+        "d": "Hibernating", "e": "Hibernating",
+    }  # fmt: skip
+    assert "f" not in out.index
+
+
+def test_rf_segment_map_first_match():
+    assert rf_segment(5, 5) == "Champions"
+    assert rf_segment(1, 5) == "Can't Lose Them"
+    assert rf_segment(3, 3) == "Need Attention"
+    assert rf_segment(4, 1) == "Promising"
+    assert rf_segment(5, 1) == "New Customers"
+    assert rf_segment(5, 2) == "Potential Loyalists"
+
+
+def test_month_ends():
+    assert month_ends(date(2026, 9, 15), date(2026, 10, 20)) == [
+        (date(2026, 9, 1), date(2026, 8, 31), date(2026, 9, 30), True),
+        (date(2026, 10, 1), date(2026, 9, 30), date(2026, 10, 20), False),
+    ]
+
+
+def _kpis(p, month="2026-10-01", segment="all"):
+    k = compute_kpis(p, first_month=date(2026, 9, 1))
+    k = k[(k["month"] == date.fromisoformat(month)) & (k["segment"] == segment)]
+    return {r.kpi: (r.value, r.numerator, r.denominator) for r in k.itertuples()}
+
+
+def test_order_kpis_by_hand():
+    orders = [
+        # customer a: active at start (09-30), orders again in October -> repurchaser
+        _order("a1", "a", "2026-09-10", price=100.0),
+        _order("a2", "a", "2026-10-05", price=300.0),
+        # customer b: active at start (order 2026-04-04 = 09-30 minus 179), not at end
+        _order("b1", "b", "2026-04-04"),
+        # customer c: dormant at start (last order 2026-04-03 = start-180), reactivated
+        _order("c1", "c", "2026-04-03"),
+        _order("c2", "c", "2026-10-20", price=50.0),
+        # customer d: first order in October, and a cancelled one (not an order)
+        _order("d1", "d", "2026-10-31", price=150.0),
+        _order("d2", "d", "2026-10-30", price=999.0, status="cancelled"),
+        # an anonymous sale: revenue and orders, no customer
+        _order("x1", None, "2026-10-02", price=20.0),
+    ]
+    k = _kpis(_prepared(orders))
+    assert k["purchasing_customers"][0] == 3  # a, c, d
+    assert k["new_customers"][0] == 1  # d
+    assert k["orders"][0] == 4  # a2, c2, d1, x1
+    assert k["net_revenue"][0] == pytest.approx(520.0)
+    assert k["aov"][0] == pytest.approx(130.0)
+    assert k["repurchase_rate"][1:] == (2, 3)  # a and c have 2 orders
+    assert k["repurchase_rate"][0] == pytest.approx(2 / 3)
+    # active at 09-30: a (09-10), b (04-04); at 10-31: a, c, d (b's last 04-04 < 05-05)
+    assert k["active_customers"][0] == 3
+    assert k["churn_rate"][1:] == (1, 2)
+    assert k["dormant_reactivation_rate"][1:] == (1, 1)
+    assert k["vip_customers"][0] == 0
+    assert k["vip_repurchase_rate"][0] is None or pd.isna(k["vip_repurchase_rate"][0])
+
+
+def _ev(tid, kind, at, **kw):
+    return {"ticket_id": tid, "event_id": f"{tid}-{kind}-{at}", "event_at": at,
+            "event_type": kind, **kw}  # fmt: skip
+
+
+def test_service_kpis_by_hand():
+    # times in UTC; Shanghai = UTC+8. All tickets created on 2026-10-10 local.
+    events = [
+        _ev("T1", "created", "2026-10-10 01:00:00", priority="P1", category="inquiry",
+            customer_ref="a"),
+        _ev("T1", "agent_reply", "2026-10-10 01:10:00"),  # 10 min <= 15: met
+        _ev("T1", "resolved", "2026-10-10 06:00:00"),  # 5 h > 4 h: breach
+        _ev("T2", "created", "2026-10-10 01:00:00", priority="P2", category="complaint"),
+        _ev("T2", "agent_reply", "2026-10-10 02:30:00"),  # 90 min > 60: breach
+        _ev("T2", "resolved", "2026-10-10 03:00:00"),  # 2 h <= 24 h: met
+        _ev("T2", "reopened", "2026-10-11 03:00:00"),
+        _ev("T3", "created", "2026-10-10 01:00:00", priority="P4", category="inquiry"),
+        # T3 never answered nor resolved: both targets long past at D -> breaches
+        _ev("T2", "csat", "2026-10-12 03:00:00", csat_score=5),
+        _ev("T1", "csat", "2026-10-12 03:00:00", csat_score=3),
+    ]  # fmt: skip
+    orders = [_order("a1", "a", "2026-10-20")]  # within 30 days of T1 -> converted
+    k = _kpis(_prepared(orders, events=events))
+    assert k["tickets"][0] == 3
+    assert k["first_response_minutes_p50"][0] == pytest.approx(50.0)  # of 10 and 90
+    assert k["first_response_minutes_p90"][0] == pytest.approx(10 + 0.9 * 80)
+    assert k["first_response_sla_rate"][1:] == (1, 3)
+    assert k["resolution_sla_rate"][1:] == (1, 3)
+    assert k["reopen_rate"][1:] == (1, 3)
+    assert k["csat_avg"][0] == pytest.approx(4.0)
+    assert k["csat_satisfied_rate"][1:] == (1, 2)
+    # only inquiries of resolved requesters count: T1 (customer a), not T3 (anonymous)
+    assert k["demand_conversion_rate"][1:] == (1, 1)
+
+
+def _si(iid, acct, at, direction, kind, **kw):
+    return {"interaction_id": iid, "occurred_at": at, "platform": "wechat", "account_id": acct,
+            "direction": direction, "interaction_type": kind, **kw}  # fmt: skip
+
+
+def test_social_kpis_by_hand():
+    social = [
+        _si("m1", "oa", "2026-10-05 00:00:00", "inbound", "message"),
+        _si("r1", "oa", "2026-10-05 23:00:00", "outbound", "message"),  # 23 h: answered
+        _si("m2", "ob", "2026-10-05 00:00:00", "inbound", "message"),
+        _si("r2", "ob", "2026-10-06 01:00:00", "outbound", "message"),  # 25 h: not
+        _si("p1", "oa", "2026-10-10 00:00:00", "outbound", "campaign_push"),
+        _si("c1", "oa", "2026-10-12 00:00:00", "inbound", "click"),  # response within 7 d
+        _si("p2", "ob", "2026-10-10 00:00:00", "outbound", "campaign_push"),
+    ]
+    k = _kpis(_prepared([], social=social))
+    assert k["message_reply_rate"][1:] == (1, 2)
+    assert k["campaign_response_rate"][1:] == (1, 2)
+    assert k["social_engaged_customers"][0] == 2
+
+
+def test_winback_conversion_by_hand():
+    # w: last order 2026-03-01; push 2026-10-10 -> dormant (180..364 days before), orders
+    # 10 days later. v: dormant, pushed, no order. u: active, pushed (not in denominator).
+    orders = [
+        _order("w1", "w", "2026-03-01"),
+        _order("w2", "w", "2026-10-20"),
+        _order("v1", "v", "2026-03-01"),
+        _order("u1", "u", "2026-09-01"),
+    ]
+    profiles = [_profile(r, unionid=f"U{r}") for r in ("w", "v", "u")]
+    social = [
+        {**_si(f"p{r}", f"o{r}", "2026-10-10 04:00:00", "outbound", "campaign_push"),
+         "unionid": f"U{r}"}
+        for r in ("w", "v", "u")
+    ]  # fmt: skip
+    k = _kpis(_prepared(orders, profiles, social=social))
+    assert k["winback_conversion_rate"][1:] == (1, 2)
+
+
+def test_profile_kpis_by_hand():
+    profiles = [
+        _profile("p1", name="A", gender="F", birth_date=date(1990, 1, 1), phone="13800138000",
+                 email="a@b.cn", city="SH"),
+        # p2: same phone as p1 -> merged into p1's customer
+        _profile("p2", phone="+86 138 0013 8000", updated_at="2026-09-15 00:00:00"),
+        _profile("p3", name="C", updated_at="2026-09-01 00:00:00"),
+        # a later version of p3 after the September month end adds the city
+        _profile("p3", name="C", city="BJ", updated_at="2026-10-02 00:00:00"),
+    ]  # fmt: skip
+    p = _prepared([], profiles)
+    sep = _kpis(p, "2026-09-01")
+    oct_ = _kpis(p, "2026-10-01")
+    # September: customers {p1+p2: 6/6}, {p3: 1/6}
+    assert sep["profile_completeness"][0] == pytest.approx((1 + 1 / 6) / 2)
+    assert sep["full_profile_rate"][1:] == (1, 2)
+    assert sep["duplicate_record_rate"][1:] == (1, 3)
+    assert oct_["profile_completeness"][0] == pytest.approx((1 + 2 / 6) / 2)
+
+
+def test_profile_kpis_read_literally_with_contact_data_and_every_known_customer():
+    # the non-default reading: every resolved customer known by end(M), contact data fills
+    opts = {"profile_population": "known_customers", "profile_contact_data": True}
+    # a Tmall buyer with no member profile: phone and name come from the order
+    orders = [_order("t1", "nick", "2026-10-05", buyer_name="Li", buyer_phone="13900139000")]
+    orders[0]["source_system"] = "tmall"
+    # a social-only fan: known, nothing filled
+    social = [_si("f1", "ofan", "2026-10-06 00:00:00", "inbound", "follow")]
+    p = _prepared(orders, social=social, **opts)
+    k = _kpis(p)
+    assert k["profile_completeness"][1:] == (pytest.approx(2 / 6), 2)
+    assert k["full_profile_rate"][1:] == (0, 2)
+    sep = _kpis(p, "2026-09-01")
+    assert sep["profile_completeness"][2] == 0  # nobody known yet: NULL
+    assert pd.isna(sep["profile_completeness"][0])
+    # the warehouse's choice (default): neither customer has a member profile
+    k = _kpis(_prepared(orders, social=social))
+    assert k["profile_completeness"][2] == 0 and pd.isna(k["profile_completeness"][0])
+
+
+def test_line_net_revenue_is_converted_then_rounded_to_the_cent():
+    # 2 x 328.57 HKD x 0.91 = 597.9974 -> 598.00; 1 x 29.58 USD x 7.1 = 210.018 -> 210.02
+    orders = [
+        _order("h1", "a", "2026-10-05", price=328.57, qty=2, currency="HKD"),
+        _order("u1", "a", "2026-10-05", price=29.58, currency="USD"),
+    ]
+    raw_rates = {"CNY": 1.0, "USD": 7.1, "HKD": 0.91}
+    raw = {
+        "customers": _frame("customers", []),
+        "orders": _frame("orders", orders),
+        "service_events": _frame("service_events", []),
+        "social_interactions": _frame("social_interactions", []),
+    }
+    p = prepare(raw, ReferenceConfig(as_of=D, currency_rates=raw_rates))
+    assert sorted(p.order_lines["net_amount"]) == [210.02, 598.0]
+
+
+def test_latest_delivery_wins_per_key():
+    first = _order("o1", "a", "2026-10-05", price=100.0, _delivery_date=date(2026, 10, 5))
+    again = _order("o1", "a", "2026-10-05", price=80.0, _delivery_date=date(2026, 10, 7))
+    late = _order("o2", "a", "2026-10-05", price=10.0, _delivery_date=date(2026, 11, 1))
+    p = _prepared([first, again, late])
+    assert list(p.orders["net_revenue"]) == [80.0]  # o2 delivered after D: not read
+
+
+def test_sla_clock_stopped_by_resolution_and_ticket_without_created_event():
+    events = [
+        # T1 (P2): resolved after 30 min without any agent reply: first response met
+        _ev("T1", "created", "2026-10-10 01:00:00", priority="high"),
+        _ev("T1", "resolved", "2026-10-10 01:30:00"),
+        # T2: no `created` event delivered: created = its first event; P3 by default;
+        # answered after 300 min > 240: breach
+        _ev("T2", "assigned", "2026-10-10 01:00:00"),
+        _ev("T2", "agent_reply", "2026-10-10 06:00:00"),
+        # T3 (P4, created at the end of D): unanswered, target not yet past: pending
+        _ev("T3", "created", "2026-10-31 15:00:00", priority="P4"),
+    ]
+    k = _kpis(_prepared([], events=events))
+    assert k["tickets"][0] == 3
+    assert k["first_response_sla_rate"][1:] == (1, 2)
+    p50 = k["first_response_minutes_p50"]
+    assert (p50[0], p50[2]) == (300.0, 1)  # T1 has no agent reply
+    assert k["resolution_sla_rate"][1:] == (1, 2)  # T2 unresolved past 72 h: breach
+
+
+def test_segments_publish_only_months_with_customers():
+    orders = [
+        _order("a1", "a", "2026-09-10", price=60_000.0),
+        _order("a2", "a", "2026-10-05", price=100.0),
+        _order("b1", "b", "2026-10-06", price=100.0),
+    ]
+    p = _prepared(orders)
+    k = compute_kpis(p, first_month=date(2026, 9, 1))
+    by = k.groupby(["month", "segment"])["kpi"].apply(set)
+    sep, oct_ = date(2026, 9, 1), date(2026, 10, 1)
+    assert set(by.loc[sep].index) == {"all", "vip", "prospect"}
+    assert set(by.loc[oct_].index) == {"all", "vip", "prospect", "new"}
+    assert by.loc[(oct_, "new")] == {
+        "purchasing_customers", "new_customers", "active_customers", "orders", "net_revenue",
+        "aov", "repurchase_rate", "churn_rate",
+    }  # fmt: skip
+    row = k[(k["month"] == oct_) & (k["segment"] == "vip") & (k["kpi"] == "net_revenue")]
+    assert row["value"].item() == 100.0
+    # no ticket, no interaction: no service / social rows
+    assert "tickets" not in set(k["kpi"]) and "message_reply_rate" not in set(k["kpi"])
+
+
+def test_supernode_rule_of_the_warehouse_counts_long_lived_records_or_one_month():
+    # a loyal guest buyer: 30 anonymous orders over three months (10 a month) with her own
+    # phone, plus her account -> not a super-node under the warehouse rule (at most 11
+    # records first seen in one month, 1 long-lived record), a super-node read literally
+    pairs = [(f"order:crm:G{i:02d}", "phone:guest") for i in range(30)]
+    pairs += [("account:crm:M1", "phone:guest"), ("account:crm:M1", "account:crm:M1")]
+    first_seen = pd.Series(
+        {f"order:crm:G{i:02d}": pd.Timestamp(f"2026-0{7 + i // 10}-15") for i in range(30)}
+        | {"account:crm:M1": pd.Timestamp("2026-07-01")}
+    )
+    links = _links(pairs)
+    out = resolve_identities(links, 20, first_seen=first_seen)
+    assert out["customer_key"].nunique() == 1 and len(out) == 31
+    literal = resolve_identities(links, 20)
+    assert literal["record_id"].tolist() == ["account:crm:M1"]
+    # a front-desk phone: 21 walk-in orders first seen in one month -> links nothing
+    desk = [(f"order:pos:W{i:02d}", "phone:desk") for i in range(21)]
+    seen = pd.Series({f"order:pos:W{i:02d}": pd.Timestamp("2026-07-03") for i in range(21)})
+    assert resolve_identities(_links(desk), 20, first_seen=seen).empty
+    # 21 member accounts sharing one e-mail over years -> links nothing
+    shared = [(f"account:crm:A{i:02d}", "email:family@x.cn") for i in range(21)]
+    shared += [(f"account:crm:A{i:02d}", f"account:crm:A{i:02d}") for i in range(21)]
+    seen = pd.Series(
+        {f"account:crm:A{i:02d}": pd.Timestamp(f"20{10 + i}-01-01") for i in range(21)}
+    )
+    assert resolve_identities(_links(shared), 20, first_seen=seen)["customer_key"].nunique() == 21
+
+
+def test_profile_population_and_contact_data_options():
+    orders = [_order("t1", "nick", "2026-10-05", buyer_phone="13900139000")]
+    orders[0]["source_system"] = "tmall"
+    profiles = [_profile("p1", name="A", updated_at="2026-10-01 00:00:00")]
+    known = {"profile_population": "known_customers"}
+    k = _kpis(_prepared(orders, profiles, **known, profile_contact_data=True))
+    assert k["profile_completeness"][1:] == (pytest.approx(2 / 6), 2)  # both customers
+    k = _kpis(_prepared(orders, profiles, **known))
+    assert k["profile_completeness"][1:] == (pytest.approx(1 / 6), 2)  # no contact data
+    k = _kpis(_prepared(orders, profiles))
+    assert k["profile_completeness"][1:] == (pytest.approx(1 / 6), 1)  # the member only
+    orders[0]["customer_ref"] = "p1"  # the member's own order carries her phone
+    orders[0]["source_system"] = "crm"
+    k = _kpis(_prepared(orders, profiles))
+    assert k["profile_completeness"][:2] == (pytest.approx(1 / 6), pytest.approx(1 / 6))
+    k = _kpis(_prepared(orders, profiles, profile_contact_data=True))
+    assert k["profile_completeness"][0] == pytest.approx(2 / 6)
+
+
+def test_expression_table_concat_case_else_and_coalesce_columns():
+    doc = {
+        "name": "x",
+        "entity": "customers",
+        "format": {"type": "csv"},
+        "fields": {
+            "source_system": {"expr": "CASE sys WHEN 'A' THEN 'crm' ELSE 'other' END"},
+            "customer_ref": {"expr": "'pos:' || member_no"},
+            "updated_at": "ts",
+            "phone": {"expr": "coalesce(mobile, tel)"},
+        },
+    }
+    m = parse_mapping(doc)
+    from pipelines.reference.landing import apply_mapping
+
+    raw = pd.DataFrame(
+        {"sys": ["A", "B", None], "member_no": ["1", None, "3"], "mobile": [None, "m", None],
+         "tel": ["t", "u", None], "ts": ["2026-01-01 00:00:00"] * 3, "_source_line": [2, 3, 4]},
+        dtype=object,
+    )  # fmt: skip
+    frame, reasons = apply_mapping(raw, m)
+    # row 2: 'pos:' || NULL is NULL -> customer_ref missing -> excluded
+    assert reasons == {"missing customer_ref": 1}
+    assert list(frame["customer_ref"]) == ["pos:1", "pos:3"]
+    assert list(frame["source_system"]) == ["crm", "other"]  # CASE NULL -> ELSE
+    assert frame["phone"].iloc[0] == "t" and pd.isna(frame["phone"].iloc[1])
+
+
+def test_money_sums_are_exact_so_equal_revenues_tie_in_rfm():
+    # 0.10 + 0.20 is 0.30000000000000004 in floating point; in cents it is 30 = 30
+    orders = [
+        _order("a1", "a", "2026-10-01", price=0.10),
+        _order("a2", "a", "2026-10-02", price=0.20),
+        _order("b1", "b", "2026-10-01", price=0.30),
+        _order("c1", "c", "2026-10-01", price=1.00),
+    ]
+    p = _prepared(orders)
+    st = customer_state(p)
+    m = _by_ref(p, st["m_score"])
+    rev = _by_ref(p, st["net_revenue_365d"])
+    assert rev["a"] == rev["b"] == 0.3
+    # n = 3: a and b share rank 1 -> score 1; c rank 3 -> 1 + floor(5 * 2 / 3) = 4
+    assert (m["a"], m["b"], m["c"]) == (1, 1, 4)

@@ -1,0 +1,178 @@
+"""End to end: the pandas reference recomputes every KPI of ``marts.fct_kpi_monthly``
+straight from the landing files and must agree with the warehouse.
+
+Generates a small dataset (60 delivery days, fixed seed), runs the real pipeline on it
+(``crm backfill``, i.e. ``python -m pipelines.cli backfill``, in a subprocess with
+CRM_HOME = a temporary folder), reads the mart read-only and compares every
+(month, segment, kpi):
+
+- counts exactly;
+- rates, averages and money within 1e-9 relative (1e-9 absolute near zero);
+- percentiles: DuckDB ``quantile_cont`` and pandas ``quantile(interpolation="linear")``
+  are the same estimator (linear interpolation between closest ranks), so the same
+  tolerance applies;
+- NULL (no denominator) on both sides counts as equal;
+- numerators and denominators, where both sides publish one, with the same tolerance.
+
+A disagreement fails the test with a table of (month, segment, kpi, warehouse,
+reference); docs/reference.md says how to judge which side is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pipelines.reference.landing import read_landing
+from pipelines.reference.metrics import (
+    COUNT_KPIS,
+    ReferenceConfig,
+    compute_kpis,
+    prepare,
+    read_currency_rates,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 20261031
+DAYS = 60
+END = date(2026, 10, 31)
+MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
+RATES = REPO / "dbt_project" / "seeds" / "currency_rates.csv"
+REL_TOL = 1e-9
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+
+
+def backfill(home: Path, start: date, end: date) -> float:
+    """``crm backfill --start --end`` in a subprocess on CRM_HOME = home; seconds taken."""
+    env = os.environ | {
+        "CRM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "CRM_MAPPINGS_DIR": str(MAPPINGS),
+    }
+    env.pop("CRM_LANDING_DIR", None)
+    cmd = [sys.executable, "-m", "pipelines.cli", "backfill",
+           "--start", start.isoformat(), "--end", end.isoformat()]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"crm backfill {start}..{end} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def crm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One backfill over every delivery: downstream built once, as of END."""
+    from pipelines.generate import generate
+
+    home = tmp_path_factory.mktemp("crm_home")
+    result = generate("small", SEED, home / "landing", days=DAYS)
+    print(f"pipeline: {backfill(home, result.start, END):.1f} s")
+    return home
+
+
+def warehouse_kpis(home: Path) -> pd.DataFrame:
+    db = home / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        frame = con.sql(
+            "select month, segment, kpi, value, numerator, denominator, is_complete "
+            "from marts.fct_kpi_monthly"
+        ).df()
+    frame["month"] = pd.to_datetime(frame["month"]).dt.date
+    for c in ("value", "numerator", "denominator"):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+    return frame
+
+
+def reference_kpis(
+    home: Path, segments: tuple[str, ...], first_month: date, as_of: date = END
+) -> pd.DataFrame:
+    raw = read_landing(home / "landing", MAPPINGS, as_of)
+    cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
+    return compute_kpis(prepare(raw, cfg), segments=segments, first_month=first_month)
+
+
+def _equal(kpi: str, a: float, b: float) -> bool:
+    a_null, b_null = a is None or math.isnan(a), b is None or math.isnan(b)
+    if a_null or b_null:
+        return a_null and b_null
+    if kpi in COUNT_KPIS:
+        return a == b
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
+
+
+def _parts_equal(a: float, b: float) -> bool:
+    """Numerators / denominators: compared when both sides publish one."""
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return True
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
+
+
+def _row_agrees(r) -> bool:
+    return (
+        r.side == "both"
+        and _equal(r.kpi, r.value_wh, r.value_ref)
+        and _parts_equal(r.numerator_wh, r.numerator_ref)
+        and _parts_equal(r.denominator_wh, r.denominator_ref)
+        and bool(r.is_complete_wh) == bool(r.is_complete_ref)
+    )
+
+
+def compare(wh: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    """Rows where the two sides disagree (value, or a row on one side only)."""
+    keys = ["month", "segment", "kpi"]
+    both = wh.merge(ref, on=keys, how="outer", suffixes=("_wh", "_ref"), indicator="side")
+    bad = [r for r in both.itertuples(index=False) if not _row_agrees(r)]
+    cols = [*keys, "value_wh", "value_ref", "numerator_wh", "numerator_ref", "denominator_wh",
+            "denominator_ref", "side"]  # fmt: skip
+    return pd.DataFrame(bad, columns=both.columns)[cols] if bad else pd.DataFrame(columns=cols)
+
+
+def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
+    started = time.monotonic()
+    wh = warehouse_kpis(crm_home)
+    assert len(wh), "marts.fct_kpi_monthly is empty"
+    segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
+    ref = reference_kpis(crm_home, segments, min(wh["month"]))
+    print(f"reference: {time.monotonic() - started:.1f} s")
+    bad = compare(wh, ref)
+    with pd.option_context("display.width", 250, "display.max_rows", 400):
+        assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
+
+
+def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
+    """Two backfills, the second starting 11 days after the first ended (a resumed
+    backfill, or nights the pipeline did not run). docs/warehouse.md: months before the
+    month of D - late_arrival_lookback_days (7) stay as published by the first run; the
+    months from there on are recomputed from the current data and must equal metrics.md
+    as of the second D."""
+    from pipelines.generate import generate
+
+    first_end = date(2026, 10, 20)
+    result = generate("small", SEED, tmp_path / "landing", days=DAYS)
+    backfill(tmp_path, result.start, first_end)
+    backfill(tmp_path, first_end + timedelta(days=1), END)
+    wh = warehouse_kpis(tmp_path)
+    segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
+    first_month = min(wh["month"])
+    recomputed_from = (END - timedelta(days=7)).replace(day=1)
+    before = reference_kpis(tmp_path, segments, first_month, first_end)
+    after = reference_kpis(tmp_path, segments, first_month, END)
+    ref = pd.concat(
+        [before[before["month"] < recomputed_from], after[after["month"] >= recomputed_from]]
+    )
+    bad = compare(wh, ref)
+    with pd.option_context("display.width", 250, "display.max_rows", 400):
+        assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
