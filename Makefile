@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/crm demo
 
 test: $(STAMP)
+	bash tests/support/ensure_chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(STAMP)

@@ -7,12 +7,21 @@ when DAGSTER_HOME is set (`make demo` and `make dev` set it to $CRM_HOME/dagster
 from __future__ import annotations
 
 import sys
-from datetime import date, timedelta
+import os
+from datetime import date
 from pathlib import Path
 
 import click
 
 from pipelines.lib.settings import Settings, SettingsError
+
+
+def _finish(ok: bool) -> None:
+    """Exit after a pipeline command. Output is flushed, then the process ends without the
+    interpreter's teardown, where DuckDB's bindings print reference-leak noise."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if ok else 1)
 
 
 def _settings() -> Settings:
@@ -58,7 +67,7 @@ def run_command(run_date: date, force: bool) -> None:
     from pipelines.orchestrate import run_nightly
 
     ok = run_nightly(_settings(), run_date, run_date, force=force)
-    sys.exit(0 if ok else 1)
+    _finish(ok)
 
 
 @main.command("backfill")
@@ -76,7 +85,7 @@ def backfill_command(start: date, end: date, force: bool) -> None:
     from pipelines.orchestrate import run_nightly
 
     ok = run_nightly(_settings(), start, end, force=force)
-    sys.exit(0 if ok else 1)
+    _finish(ok)
 
 
 @main.command("check-mapping")
@@ -101,13 +110,7 @@ def demo_command(preset: str, seed: int) -> None:
     delivery date, and print where the outputs are."""
     from pipelines.orchestrate import run_demo
 
-    sys.exit(0 if run_demo(_settings(), preset, seed) else 1)
-
-
-def yesterday(settings: Settings) -> date:
-    from datetime import datetime
-
-    return datetime.now(settings.tz).date() - timedelta(days=1)
+    _finish(run_demo(_settings(), preset, seed))
 
 
 if __name__ == "__main__":  # pragma: no cover

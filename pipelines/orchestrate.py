@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from pipelines.definitions import NIGHTLY_JOB
 from pipelines.lib.settings import Settings
-
-NIGHTLY_JOB = "nightly"
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -28,10 +27,31 @@ def _echo(message: str) -> None:
     print(f"[crm] {message}", flush=True)
 
 
+def _report(result, label: str, seconds: float) -> bool:
+    if result.success:
+        _echo(f"{label}: done in {seconds:.1f} s (run {result.run_id})")
+        return True
+    for event in result.all_events:
+        if event.is_step_failure:
+            info = event.step_failure_data.error
+            _echo(f"FAILED step {event.step_key}: {info.message.strip() if info else ''}")
+    _echo(
+        f"{label}: failed after {seconds:.1f} s (run {result.run_id}); the published outputs "
+        "were not replaced"
+    )
+    return False
+
+
 def run_nightly(settings: Settings, start: date, end: date, *, force: bool = False) -> bool:
     """Ingest deliveries start..end (in date order) and build everything downstream once,
-    as of `end`. Returns True on success."""
-    from pipelines.definitions import build_definitions
+    as of `end`. Returns True on success.
+
+    A range runs as two Dagster runs: the ingest job over start .. end-1 (one run, every
+    delivery in date order, unchanged deliveries skipped, hence resumable), then the nightly
+    job for `end` (ingest of `end`, dbt, CLV, quality gates, publication, as of `end`).
+    The warehouse's marts are cumulative: one build as of `end` covers every earlier date
+    (the incremental facts widen their window to the last build, docs/warehouse.md)."""
+    from pipelines.definitions import INGEST_JOB, build_definitions
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
@@ -45,30 +65,36 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 f"({keys[0]} .. {keys[-1]}); set CRM_PARTITIONS_START for earlier data"
             )
     tags = {"crm/force": "true" if force else "false"}
-    what = f"delivery {start}" if start == end else f"deliveries {start} .. {end}"
-    _echo(f"running the nightly pipeline for {what} (warehouse {settings.warehouse_db})")
+    # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     started = time.monotonic()
     with dagster_instance() as instance:
-        if start == end:
-            result = job.execute_in_process(
-                instance=instance, partition_key=start.isoformat(), tags=tags, raise_on_error=False
-            )
-        else:
-            tags |= {
+        if start < end:
+            last_before = end - timedelta(days=1)
+            _echo(f"ingesting deliveries {start} .. {last_before} (warehouse {settings.warehouse_db})")
+            ingest = defs.resolve_job_def(INGEST_JOB)
+            range_tags = tags | {
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last_before.isoformat(),
             }
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-    seconds = time.monotonic() - started
-    if result.success:
-        _echo(f"done in {seconds:.1f} s (run {result.run_id})")
-        return True
-    for event in result.all_events:
-        if event.is_step_failure:
-            info = event.step_failure_data.error
-            _echo(f"FAILED step {event.step_key}: {info.message.strip() if info else ''}")
-    _echo(f"the run failed after {seconds:.1f} s (run {result.run_id}); nothing was published")
-    return False
+            result = ingest.execute_in_process(
+                instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
+            )
+            if not _report(result, "ingest", time.monotonic() - started):
+                return False
+        _echo(f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})")
+        nightly_started = time.monotonic()
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=end.isoformat(),
+            tags=tags,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+        ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+    if ok and start < end:
+        _echo(f"deliveries {start} .. {end}: done in {time.monotonic() - started:.1f} s")
+    return ok
 
 
 def run_check_mapping(settings: Settings, mapping_file: Path, sample: int, delivery: date | None) -> tuple[str, bool]:

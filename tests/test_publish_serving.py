@@ -208,6 +208,9 @@ def test_kpi_definitions_seed_in_main_is_published(tmp_path):
         ("profile_completeness", False),
         ("campaign_id", False),
         ("city", False),
+        ("has_phone", False),
+        ("has_address", False),
+        ("contact_email", True),
     ],
 )
 def test_pii_deny_list(column, expected):
@@ -327,3 +330,27 @@ def test_open_serving_retries_until_the_first_publication_appears(warehouse, tmp
         con.close()
     finally:
         thread.join()
+
+
+def test_small_negative_amounts_reach_the_hyper_extract_exactly(tmp_path):
+    """A refund of -0.05 (the case pantab's Arrow writer mis-formats) stays -0.05."""
+    from decimal import Decimal
+
+    db = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.fct_refunds as select * from (values "
+        "('o1', -0.05::decimal(18, 2)), ('o2', -0.5::decimal(18, 2)), "
+        "('o3', 0.04::decimal(18, 2)), ('o4', -12345.67::decimal(18, 2))) t(order_id, amount)"
+    )
+    con.close()
+    result = publish(db, tmp_path / "serving", marts=["fct_refunds"], as_of=AS_OF)
+    frame = tableau.read_hyper(result.serving_dir / "tableau" / "fct_refunds.hyper")
+    got = {row.order_id: Decimal(str(row.amount)) for row in frame.itertuples()}
+    assert got == {
+        "o1": Decimal("-0.05"),
+        "o2": Decimal("-0.50"),
+        "o3": Decimal("0.04"),
+        "o4": Decimal("-12345.67"),
+    }

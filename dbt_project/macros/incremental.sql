@@ -1,8 +1,37 @@
-{#- First business date a nightly (incremental) run recomputes: D - late_arrival_lookback_days
-    - extra_days. Rows dated before it are left as they are until a --full-refresh
-    (docs/warehouse.md, "Late arrivals"). -#}
+{#- First business date a nightly (incremental) run recomputes:
+        least(D, last D this model was built as of + 1) - late_arrival_lookback_days - extra_days.
+    Rows dated before it are left as they are until a --full-refresh (docs/warehouse.md,
+    "Late arrivals"). Taking the last build date into account means a gap between runs
+    (a backfill of 20 deliveries, a week without runs) is recomputed whole, never skipped. -#}
 {% macro incremental_cutoff_date(extra_days=0) -%}
-    {{ add_days(as_of_date(), -(var('late_arrival_lookback_days') + extra_days)) }}
+    {%- set last_built -%}
+        (select max(as_of_date) from {{ build_log_relation() }} where model = '{{ this.identifier }}')
+    {%- endset -%}
+    {%- set window_end -%}
+        least({{ as_of_date() }}, coalesce({{ add_days(last_built, 1) }}, {{ as_of_date() }}))
+    {%- endset -%}
+    {{ add_days(window_end, -(var('late_arrival_lookback_days') + extra_days)) }}
+{%- endmacro %}
+
+{#- The table where every mart records the D it was built as of (post-hook, see
+    dbt_project.yml); incremental_cutoff_date reads it. -#}
+{% macro build_log_relation() -%}
+    {{ target.schema }}.crm_build_log
+{%- endmacro %}
+
+{% macro create_build_log() -%}
+    {%- if execute -%}
+        create table if not exists {{ build_log_relation() }} (
+            model varchar,
+            as_of_date date,
+            built_at timestamp
+        );
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro record_build() -%}
+    insert into {{ build_log_relation() }}
+    values ('{{ this.identifier }}', {{ as_of_date() }}, cast(current_timestamp as timestamp))
 {%- endmacro %}
 
 {#- Keys of rows already in {{ this }} whose customer changed since they were written (a new

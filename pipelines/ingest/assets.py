@@ -1,8 +1,6 @@
 """Ingest assets: one partitioned asset per canonical entity, loading every source mapping of
 that entity through the one loader engine (`pipelines.ingest.engine`)."""
 
-from __future__ import annotations
-
 import time
 from datetime import date
 

@@ -1,7 +1,5 @@
 """Op jobs around the loader that are not asset materialisations (dry runs)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.lib.resources import CrmSettingsResource

@@ -1,7 +1,5 @@
 """A sensor that asks for a nightly run when a new delivery folder appears."""
 
-from __future__ import annotations
-
 import re
 from pathlib import Path
 
@@ -26,7 +24,7 @@ def delivery_dates(landing: Path) -> list[str]:
     return sorted(found)
 
 
-def build_delivery_sensor(job: dg.UnresolvedAssetJobDefinition, partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
+def build_delivery_sensor(job, partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
     @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
     def new_delivery_sensor(context: dg.SensorEvaluationContext, crm: CrmSettingsResource):
         """Requests one run of the nightly job per delivery date folder not seen before."""

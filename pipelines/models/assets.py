@@ -1,7 +1,5 @@
 """The churn / lifetime-value model as a Dagster asset (BG/NBD + Gamma-Gamma, see docs/clv.md)."""
 
-from __future__ import annotations
-
 import json
 from datetime import date
 
@@ -75,7 +73,7 @@ def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id:
 def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["clv", "customer_scores"]),
-        deps=[dg.AssetKey(["fct_orders"])],
+        deps=[dg.AssetKey(["marts", "fct_orders"])],
         group_name="models",
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -26,7 +26,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "owner": "owner",
         "direction": "direction",
         "baseline_period": "baseline_period",
-        "baseline": "baseline",
+        "baseline": "baseline_value",
         "current_value": "current_value",
         "target_value": "target_value",
         "progress": "progress",

@@ -47,8 +47,15 @@ class PiiColumnError(ValueError):
     """A table about to be published has a column that may hold clear personal data."""
 
 
+#: Indicator columns (`has_phone`, `is_email_verified`) say whether a field is known, never
+#: what it holds: booleans by the marts' contracts, so they are allowed.
+INDICATOR_PREFIXES: tuple[str, ...] = ("has_", "is_")
+
+
 def is_pii_column(column: str) -> bool:
     lowered = column.lower()
+    if lowered.startswith(INDICATOR_PREFIXES):
+        return False
     return (
         lowered in PII_EXACT or lowered.startswith(PII_PREFIXES) or lowered.endswith(PII_SUFFIXES)
     )

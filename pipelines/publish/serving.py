@@ -348,10 +348,16 @@ def _build(
         if "hyper" in formats:
             t = time.perf_counter()
             for name in tables:
-                relation = con.sql(f"select * from srv.main.{_ident(name)}")
-                tableau.write_hyper(
-                    relation.to_arrow_reader(), staging / TABLEAU_DIR / f"{name}.hyper"
-                )
+                parquet = staging / PARQUET_DIR / f"{name}.parquet"
+                if "parquet" not in formats:  # Hyper reads Parquet: write a temporary one
+                    parquet = staging / f"{name}.hyper-source.parquet"
+                    con.execute(
+                        f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(parquet))} "
+                        "(format parquet, compression zstd)"
+                    )
+                tableau.write_hyper(parquet, staging / TABLEAU_DIR / f"{name}.hyper")
+                if "parquet" not in formats:
+                    parquet.unlink()
                 tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
                 # Hyper creates its files owner-only; give them the mode of the other files
                 os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)

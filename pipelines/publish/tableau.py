@@ -23,12 +23,24 @@ def hyper_table_name() -> Any:
     return TableName(HYPER_SCHEMA, HYPER_TABLE)
 
 
-def write_hyper(arrow_stream: Any, path: Path) -> None:
-    """Write an Arrow stream (anything with `__arrow_c_stream__`) as a Hyper extract."""
-    import pantab
+def write_hyper(parquet: Path, path: Path) -> None:
+    """Write the Parquet file `parquet` as a Hyper extract at `path`.
+
+    Hyper reads the Parquet file itself (`external(...)`): exact types (DECIMAL stays
+    NUMERIC(p, s), DATE, TIMESTAMP, BIGINT, BOOL, TEXT) and no row passes through Python.
+    (pantab 5.3's Arrow route mis-writes negative decimals between -0.1 and 0, e.g. a
+    refund of -0.05; tests/test_publish_serving.py guards the values.)"""
+    from tableauhyperapi import Connection, CreateMode, HyperProcess, Telemetry
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pantab.frame_to_hyper(arrow_stream, path, table=hyper_table_name())
+    source = str(Path(parquet).resolve()).replace("'", "''")
+    with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU) as hyper:
+        with Connection(hyper.endpoint, path, CreateMode.CREATE_AND_REPLACE) as con:
+            con.execute_command(f'create schema "{HYPER_SCHEMA}"')
+            con.execute_command(
+                f'create table "{HYPER_SCHEMA}"."{HYPER_TABLE}" as '
+                f"(select * from external('{source}', format => 'parquet'))"
+            )
 
 
 def read_hyper(path: Path, *, return_type: str = "pandas") -> Any:

@@ -13,6 +13,7 @@ The lead wires them in `pipelines/definitions.py`:
 """
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotation.
+import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ def as_of_for(context: Any, timezone: str) -> date:
     from zoneinfo import ZoneInfo
 
     return datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
+
+
+def _jsonable(value: Any) -> Any:
+    """Dates, decimals and other values in failure samples, as JSON (str where needed)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _outcome_row(item: ExpectationOutcome) -> dict[str, Any]:
@@ -75,7 +81,7 @@ def check_results(result: SuiteResult, spec: SuiteSpec) -> list[dg.AssetCheckRes
             "expectations": len(items),
             "failed": len(failed),
             "failed_checks": dg.MetadataValue.md("\n".join(lines) or "none"),
-            "results": dg.MetadataValue.json([_outcome_row(o) for o in items]),
+            "results": dg.MetadataValue.json(_jsonable([_outcome_row(o) for o in items])),
             "seconds": round(result.seconds, 3),
         }
         out.append(

@@ -6,8 +6,6 @@ asset checks), split in two around the CLV model:
 3. everything downstream of `source('clv', 'customer_scores')` (dim_customers → KPI marts).
 """
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Mapping

@@ -307,7 +307,7 @@ def _review() -> pd.DataFrame:
             "owner",
             "direction",
             "baseline_period",
-            "baseline",
+            "baseline_value",
             "current_value",
             "target_value",
             "progress",

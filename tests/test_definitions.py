@@ -1,0 +1,108 @@
+"""The one Definitions object: it loads, every edge points at a real asset, the schedule and
+the sensor ask for the right partitions, and `dagster definitions validate` accepts the
+workspace (what `make dev` loads)."""
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from pipelines.definitions import INGEST_JOB, NIGHTLY_JOB, build_definitions
+from pipelines.lib.resources import CrmSettingsResource
+from pipelines.lib.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory):
+    home = tmp_path_factory.mktemp("crm_home")
+    return build_definitions(Settings.from_env({"CRM_HOME": str(home)}))
+
+
+def test_jobs_schedule_sensor(defs):
+    assert defs.resolve_job_def(NIGHTLY_JOB).partitions_def is not None
+    assert defs.resolve_job_def(INGEST_JOB).partitions_def is not None
+    assert defs.resolve_schedule_def("nightly_schedule").cron_schedule == "0 2 * * *"
+    assert defs.resolve_sensor_def("new_delivery_sensor") is not None
+
+
+def test_every_dependency_and_check_points_at_a_defined_asset(defs):
+    specs = list(defs.resolve_all_asset_specs())
+    keys = {s.key for s in specs}
+    dangling = {
+        (s.key.to_user_string(), d.asset_key.to_user_string())
+        for s in specs
+        for d in s.deps
+        if d.asset_key not in keys
+    }
+    assert not dangling
+    checks = defs.get_repository_def().asset_graph.asset_check_keys
+    quality = [c for c in checks if c.name.endswith(("_integrity", "_targets"))]
+    assert len(quality) == 22  # 11 suites x (blocking integrity, warning targets)
+    assert all(c.asset_key in keys for c in checks)
+
+
+def test_publication_waits_for_every_mart_and_the_clv_model(defs):
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    publication = specs[dg.AssetKey(["serving", "publication"])]
+    deps = {d.asset_key.to_user_string() for d in publication.deps}
+    assert {
+        "marts/dim_customers",
+        "marts/fct_orders",
+        "marts/fct_order_lines",
+        "marts/fct_service_tickets",
+        "marts/fct_social_interactions",
+        "marts/fct_kpi_monthly",
+        "marts/rpt_kpi_review",
+    } <= deps
+    clv = specs[dg.AssetKey(["clv", "customer_scores"])]
+    assert {d.asset_key.to_user_string() for d in clv.deps} == {"marts/fct_orders"}
+    dim = specs[dg.AssetKey(["marts", "dim_customers"])]
+    assert "staging/stg_clv__customer_scores" in {d.asset_key.to_user_string() for d in dim.deps}
+
+
+def test_nightly_schedule_runs_yesterdays_delivery_at_two_in_business_time(defs):
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert schedule.execution_timezone == "Asia/Shanghai"
+    tick = datetime(2026, 11, 2, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    with dg.build_schedule_context(
+        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    ) as context:
+        data = schedule.evaluate_tick(context)
+    assert [r.partition_key for r in data.run_requests] == ["2026-11-01"]
+
+
+def test_sensor_requests_one_run_per_new_delivery_folder(tmp_path, defs):
+    for source, day in (("crm_members", "2026-10-30"), ("shop_orders", "2026-10-31"), ("_truth", "2026-10-29")):
+        (tmp_path / "landing" / source / day).mkdir(parents=True)
+    crm = CrmSettingsResource.from_settings(Settings.from_env({"CRM_HOME": str(tmp_path)}))
+    sensor = defs.resolve_sensor_def("new_delivery_sensor")
+    repo = defs.get_repository_def()
+    with dg.build_sensor_context(resources={"crm": crm}, repository_def=repo) as context:
+        first = sensor.evaluate_tick(context)
+        assert sorted(r.partition_key for r in first.run_requests) == ["2026-10-30", "2026-10-31"]
+    with dg.build_sensor_context(cursor=first.cursor, resources={"crm": crm}, repository_def=repo) as context:
+        again = sensor.evaluate_tick(context)
+    assert not again.run_requests
+
+
+def test_dagster_definitions_validate_accepts_the_workspace(tmp_path):
+    env = {**os.environ, "CRM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Validation successful" in proc.stdout + proc.stderr
