@@ -1,0 +1,79 @@
+"""`make bench`: the benchmarks, each in a fresh process, results in docs/benchmarks/.
+
+    python -m pipelines.bench [--preset medium] [--only ingest,quality,clv] [--work .bench]
+
+- ingest:  the loader engine against DuckDB's own readers (the floor) on the generated
+           preset (generated once into <work>/<preset>/landing), rows/s, MB/s, peak RSS;
+- quality: the quality gate on a 2M-row synthetic warehouse (pushed-down GX suites);
+- clv:     the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers.
+
+Each writes its own output to docs/benchmarks/<name>.md (the results files kept in the
+repository; re-running replaces them). Benchmarks are not tests: nothing here asserts a
+time.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "benchmarks"
+
+
+def _run(name: str, args: list[str]) -> int:
+    print(f"[bench] {name}: {' '.join(args)}", flush=True)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    print(proc.stdout, flush=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-4000:], file=sys.stderr)
+        print(f"[bench] {name}: FAILED after {seconds:.0f} s", flush=True)
+        return proc.returncode
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if name != "ingest":  # the ingest bench writes its own table with --out
+        (RESULTS / f"{name}.md").write_text(
+            f"# Benchmark: {name}\n\n`python {' '.join(args)}` ({time.strftime('%Y-%m-%d')}, "
+            f"wall {seconds:.0f} s)\n\n```\n{proc.stdout.strip()}\n```\n",
+            encoding="utf-8",
+        )
+    print(f"[bench] {name}: {seconds:.0f} s", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="medium", choices=["small", "medium", "large"])
+    parser.add_argument("--only", default="ingest,quality,clv")
+    parser.add_argument("--work", type=Path, default=REPO / ".bench")
+    ns = parser.parse_args(argv)
+    wanted = {w.strip() for w in ns.only.split(",") if w.strip()}
+    failed = 0
+    if "ingest" in wanted:
+        landing = ns.work / ns.preset / "landing"
+        if not (landing / "_truth").is_dir():
+            from pipelines.generate import generate
+
+            print(f"[bench] generating the {ns.preset} preset into {landing} (once)", flush=True)
+            generate(preset=ns.preset, seed=7, out=landing)
+        failed |= _run(
+            "ingest",
+            [
+                "-m", "pipelines.ingest.bench",
+                "--landing", str(landing),
+                "--mappings", str(landing / "_mappings") if (landing / "_mappings").is_dir()
+                else str(REPO / "pipelines" / "ingest" / "mappings" / "demo"),
+                "--out", str(RESULTS / f"ingest_{ns.preset}.md"),
+            ],
+        )  # fmt: skip
+    if "quality" in wanted:
+        failed |= _run("quality", ["-m", "pipelines.quality.bench", "--dir", str(ns.work / "quality")])
+    if "clv" in wanted:
+        failed |= _run("clv", ["-m", "pipelines.models.bench_clv", "--customers", "2000000"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
