@@ -44,7 +44,9 @@ def _run(name: str, args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--only", default="ingest,quality,clv")
     parser.add_argument("--work", type=Path, default=REPO / ".bench")
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )  # fmt: skip
     if "quality" in wanted:
-        failed |= _run("quality", ["-m", "pipelines.quality.bench", "--dir", str(ns.work / "quality")])
+        failed |= _run(
+            "quality", ["-m", "pipelines.quality.bench", "--dir", str(ns.work / "quality")]
+        )
     if "clv" in wanted:
         failed |= _run("clv", ["-m", "pipelines.models.bench_clv", "--customers", "2000000"])
     return 1 if failed else 0

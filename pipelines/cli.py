@@ -6,14 +6,18 @@ when DAGSTER_HOME is set (`make demo` and `make dev` set it to $CRM_HOME/dagster
 
 from __future__ import annotations
 
-import sys
 import os
+import sys
 from datetime import date
 from pathlib import Path
 
 import click
 
 from pipelines.lib.settings import Settings, SettingsError
+
+# The multiprocessing resource tracker (a child process) warns about a semaphore that a
+# library leaves behind when `crm` exits early; the warning is noise for the user.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
 
 
 def _finish(ok: bool) -> None:
@@ -60,19 +64,26 @@ _register_generate()
 
 
 @main.command("run")
-@click.option("--date", "run_date", required=True, callback=_iso_date, help="Delivery date D (YYYY-MM-DD).")
+@click.option(
+    "--date", "run_date", required=True, callback=_iso_date, help="Delivery date D (YYYY-MM-DD)."
+)
 @click.option("--force", is_flag=True, help="Reload the delivery even if its files are unchanged.")
 def run_command(run_date: date, force: bool) -> None:
     """One night: ingest the delivery of DATE and run everything downstream as of DATE."""
-    from pipelines.orchestrate import run_nightly
+    from pipelines.orchestrate import print_outputs, run_nightly
 
-    ok = run_nightly(_settings(), run_date, run_date, force=force)
+    settings = _settings()
+    ok = run_nightly(settings, run_date, run_date, force=force)
+    if ok:
+        print_outputs(settings)
     _finish(ok)
 
 
 @main.command("backfill")
 @click.option("--start", "start", required=True, callback=_iso_date, help="First delivery date.")
-@click.option("--end", "end", required=True, callback=_iso_date, help="Last delivery date (the as-of date).")
+@click.option(
+    "--end", "end", required=True, callback=_iso_date, help="Last delivery date (the as-of date)."
+)
 @click.option("--force", is_flag=True, help="Reload deliveries even if their files are unchanged.")
 def backfill_command(start: date, end: date, force: bool) -> None:
     """Ingest every delivery from START to END in date order, then build downstream once.
@@ -82,16 +93,21 @@ def backfill_command(start: date, end: date, force: bool) -> None:
     """
     if end < start:
         raise click.BadParameter("--end is before --start")
-    from pipelines.orchestrate import run_nightly
+    from pipelines.orchestrate import print_outputs, run_nightly
 
-    ok = run_nightly(_settings(), start, end, force=force)
+    settings = _settings()
+    ok = run_nightly(settings, start, end, force=force)
+    if ok:
+        print_outputs(settings)
     _finish(ok)
 
 
 @main.command("check-mapping")
 @click.argument("mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sample", default=20, show_default=True, help="Rows to show per file.")
-@click.option("--date", "delivery", callback=_iso_date, help="Delivery date to check (default: the latest).")
+@click.option(
+    "--date", "delivery", callback=_iso_date, help="Delivery date to check (default: the latest)."
+)
 def check_mapping_command(mapping_file: Path, sample: int, delivery: date | None) -> None:
     """Dry run: how each field of MAPPING_FILE maps on real landing rows, what would be
     quarantined and why. Writes nothing to the warehouse."""
@@ -103,7 +119,9 @@ def check_mapping_command(mapping_file: Path, sample: int, delivery: date | None
 
 
 @main.command("demo")
-@click.option("--preset", default="small", show_default=True, type=click.Choice(["small", "medium", "large"]))
+@click.option(
+    "--preset", default="small", show_default=True, type=click.Choice(["small", "medium", "large"])
+)
 @click.option("--seed", default=7, show_default=True, type=int)
 def demo_command(preset: str, seed: int) -> None:
     """Generate demo exports into CRM_HOME/landing (once), run the whole pipeline over every

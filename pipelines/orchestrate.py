@@ -8,7 +8,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from pipelines.definitions import NIGHTLY_JOB
 from pipelines.lib.settings import Settings
@@ -71,7 +74,9 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     with dagster_instance() as instance:
         if start < end:
             last_before = end - timedelta(days=1)
-            _echo(f"ingesting deliveries {start} .. {last_before} (warehouse {settings.warehouse_db})")
+            _echo(
+                f"ingesting deliveries {start} .. {last_before} (warehouse {settings.warehouse_db})"
+            )
             ingest = defs.resolve_job_def(INGEST_JOB)
             range_tags = tags | {
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
@@ -82,7 +87,9 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             )
             if not _report(result, "ingest", time.monotonic() - started):
                 return False
-        _echo(f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})")
+        _echo(
+            f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})"
+        )
         nightly_started = time.monotonic()
         result = job.execute_in_process(
             instance=instance,
@@ -97,7 +104,9 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     return ok
 
 
-def run_check_mapping(settings: Settings, mapping_file: Path, sample: int, delivery: date | None) -> tuple[str, bool]:
+def run_check_mapping(
+    settings: Settings, mapping_file: Path, sample: int, delivery: date | None
+) -> tuple[str, bool]:
     from pipelines.ingest.jobs import check_mapping_job
     from pipelines.lib.resources import CrmSettingsResource
 
@@ -163,6 +172,7 @@ def print_outputs(settings: Settings) -> None:
         ("Parquet", settings.serving / "parquet"),
         ("Tableau extracts", settings.serving / "tableau"),
         ("KPI review", settings.reports / "latest" / "kpi_review.html"),
+        ("quality Data Docs", settings.reports / "data_docs" / "index.html"),
     ]
     print()
     print("Outputs:")

@@ -79,7 +79,11 @@ def test_nightly_schedule_runs_yesterdays_delivery_at_two_in_business_time(defs)
 
 
 def test_sensor_requests_one_run_per_new_delivery_folder(tmp_path, defs):
-    for source, day in (("crm_members", "2026-10-30"), ("shop_orders", "2026-10-31"), ("_truth", "2026-10-29")):
+    for source, day in (
+        ("crm_members", "2026-10-30"),
+        ("shop_orders", "2026-10-31"),
+        ("_truth", "2026-10-29"),
+    ):
         (tmp_path / "landing" / source / day).mkdir(parents=True)
     crm = CrmSettingsResource.from_settings(Settings.from_env({"CRM_HOME": str(tmp_path)}))
     sensor = defs.resolve_sensor_def("new_delivery_sensor")
@@ -87,7 +91,9 @@ def test_sensor_requests_one_run_per_new_delivery_folder(tmp_path, defs):
     with dg.build_sensor_context(resources={"crm": crm}, repository_def=repo) as context:
         first = sensor.evaluate_tick(context)
         assert sorted(r.partition_key for r in first.run_requests) == ["2026-10-30", "2026-10-31"]
-    with dg.build_sensor_context(cursor=first.cursor, resources={"crm": crm}, repository_def=repo) as context:
+    with dg.build_sensor_context(
+        cursor=first.cursor, resources={"crm": crm}, repository_def=repo
+    ) as context:
         again = sensor.evaluate_tick(context)
     assert not again.run_requests
 

@@ -18,7 +18,11 @@ def _contract_columns() -> dict[str, set[str]]:
     return models
 
 
-MART_TABLES = sorted(t for t, schemas in TABLE_SCHEMAS.items() if schemas[0] == "marts" and t in COLUMNS and t != "kpi_definitions")
+MART_TABLES = sorted(
+    t
+    for t, schemas in TABLE_SCHEMAS.items()
+    if schemas[0] == "marts" and t in COLUMNS and t != "kpi_definitions"
+)
 
 
 @pytest.mark.parametrize("table", MART_TABLES)

@@ -21,9 +21,6 @@ reference); docs/reference.md says how to judge which side is wrong.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,6 +28,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from support.e2e import END, SEED, backfill
 
 from pipelines.reference.landing import read_landing
 from pipelines.reference.metrics import (
@@ -42,45 +40,12 @@ from pipelines.reference.metrics import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SEED = 20261031
 DAYS = 60
-END = date(2026, 10, 31)
 MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 RATES = REPO / "dbt_project" / "seeds" / "currency_rates.csv"
 REL_TOL = 1e-9
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
-
-
-def backfill(home: Path, start: date, end: date) -> float:
-    """``crm backfill --start --end`` in a subprocess on CRM_HOME = home; seconds taken."""
-    env = os.environ | {
-        "CRM_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "CRM_MAPPINGS_DIR": str(MAPPINGS),
-    }
-    env.pop("CRM_LANDING_DIR", None)
-    cmd = [sys.executable, "-m", "pipelines.cli", "backfill",
-           "--start", start.isoformat(), "--end", end.isoformat()]  # fmt: skip
-    started = time.monotonic()
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"crm backfill {start}..{end} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return time.monotonic() - started
-
-
-@pytest.fixture(scope="module")
-def crm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One backfill over every delivery: downstream built once, as of END."""
-    from pipelines.generate import generate
-
-    home = tmp_path_factory.mktemp("crm_home")
-    result = generate("small", SEED, home / "landing", days=DAYS)
-    print(f"pipeline: {backfill(home, result.start, END):.1f} s")
-    return home
 
 
 def warehouse_kpis(home: Path) -> pd.DataFrame:

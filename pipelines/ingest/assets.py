@@ -33,7 +33,9 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             "one is replaced."
         ),
     )
-    def _ingest(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
+    def _ingest(
+        context: dg.AssetExecutionContext, crm: CrmSettingsResource
+    ) -> dg.MaterializeResult:
         settings = crm.settings
         try:
             mappings = [m for m in load_mappings(settings.mappings_dir) if m.entity == entity]
@@ -54,7 +56,9 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             for index, key in enumerate(keys, start=1):
                 delivery = date.fromisoformat(key)
                 for mapping in mappings:
-                    if not force and partition_is_unchanged(con, mapping, settings.landing, delivery):
+                    if not force and partition_is_unchanged(
+                        con, mapping, settings.landing, delivery
+                    ):
                         skipped.append(f"{mapping.name}/{key}")
                         continue
                     try:

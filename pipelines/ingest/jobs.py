@@ -12,7 +12,9 @@ class CheckMappingConfig(dg.Config):
 
 
 @dg.op(description="Dry run of a source mapping on real landing files; writes nothing.")
-def check_mapping_op(context: dg.OpExecutionContext, config: CheckMappingConfig, crm: CrmSettingsResource) -> str:
+def check_mapping_op(
+    context: dg.OpExecutionContext, config: CheckMappingConfig, crm: CrmSettingsResource
+) -> str:
     from pipelines.ingest.engine import check_mapping, format_check_report
 
     report = check_mapping(

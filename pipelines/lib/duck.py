@@ -20,7 +20,9 @@ class WarehouseBusyError(RuntimeError):
 
 
 @contextmanager
-def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path, *, read_only: bool = False, wait_seconds: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open `path`, waiting up to `wait_seconds` while another process holds its lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds

@@ -19,4 +19,6 @@ def partitions_start() -> str:
 
 def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
     """Delivery-date partitions. `end_offset=1` admits today's delivery folder."""
-    return dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone=timezone, end_offset=1)
+    return dg.DailyPartitionsDefinition(
+        start_date=partitions_start(), timezone=timezone, end_offset=1
+    )

@@ -87,8 +87,16 @@ class Settings:
         currency = env.get("CRM_CURRENCY", "CNY").upper()
         if len(currency) != 3 or not currency.isalpha():
             raise SettingsError(f"CRM_CURRENCY={currency!r} is not an ISO 4217 code (e.g. CNY)")
-        mappings = Path(env["CRM_MAPPINGS_DIR"]).expanduser().resolve() if env.get("CRM_MAPPINGS_DIR") else DEMO_MAPPINGS_DIR
-        landing = Path(env["CRM_LANDING_DIR"]).expanduser().resolve() if env.get("CRM_LANDING_DIR") else None
+        mappings = (
+            Path(env["CRM_MAPPINGS_DIR"]).expanduser().resolve()
+            if env.get("CRM_MAPPINGS_DIR")
+            else DEMO_MAPPINGS_DIR
+        )
+        landing = (
+            Path(env["CRM_LANDING_DIR"]).expanduser().resolve()
+            if env.get("CRM_LANDING_DIR")
+            else None
+        )
         try:
             threshold = int(env.get("CRM_SUPERNODE_THRESHOLD", "20"))
         except ValueError as exc:

@@ -53,7 +53,9 @@ def generate_dbt_docs(settings: Settings, as_of: date) -> Path:
         text=True,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"dbt docs generate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"dbt docs generate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     target.mkdir(parents=True, exist_ok=True)
     page = target / "index.html"
     shutil.copyfile(work / "static_index.html", page)
@@ -70,7 +72,9 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         pool="warehouse",
         kinds={"duckdb", "parquet", "tableau", "html"},
     )
-    def publication(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
+    def publication(
+        context: dg.AssetExecutionContext, crm: CrmSettingsResource
+    ) -> dg.MaterializeResult:
         """The serving DuckDB file analysts open (never the warehouse), Parquet and Tableau
         Hyper extracts of every mart, the KPI review for managers and the dbt docs; only
         when every blocking quality expectation passes as of D."""
@@ -79,7 +83,9 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
 
         settings = crm.settings
         as_of = date.fromisoformat(
-            context.partition_key_range.end if context.has_partition_key_range else context.partition_key
+            context.partition_key_range.end
+            if context.has_partition_key_range
+            else context.partition_key
         )
         started = time.monotonic()
         gate = run_gate(
@@ -101,7 +107,9 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             )
         gate_seconds = time.monotonic() - started
         # The report first: a report that cannot be rendered stops the publication too.
-        report = render_kpi_review(settings.warehouse_db, settings.reports, as_of, settings.report_language)
+        report = render_kpi_review(
+            settings.warehouse_db, settings.reports, as_of, settings.report_language
+        )
         context.log.info(f"KPI review: {report.latest_path}")
         result = publish(settings.warehouse_db, settings.serving, as_of=as_of)
         context.log.info(

@@ -15,6 +15,8 @@ from xml.sax.saxutils import quoteattr
 
 HYPER_SCHEMA = "Extract"
 HYPER_TABLE = "Extract"
+#: No hyperd.log in the working directory.
+HYPER_PARAMETERS = {"log_config": ""}
 
 
 def hyper_table_name() -> Any:
@@ -34,13 +36,17 @@ def write_hyper(parquet: Path, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     source = str(Path(parquet).resolve()).replace("'", "''")
-    with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU) as hyper:
-        with Connection(hyper.endpoint, path, CreateMode.CREATE_AND_REPLACE) as con:
-            con.execute_command(f'create schema "{HYPER_SCHEMA}"')
-            con.execute_command(
-                f'create table "{HYPER_SCHEMA}"."{HYPER_TABLE}" as '
-                f"(select * from external('{source}', format => 'parquet'))"
-            )
+    with (
+        HyperProcess(
+            Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=HYPER_PARAMETERS
+        ) as hyper,
+        Connection(hyper.endpoint, path, CreateMode.CREATE_AND_REPLACE) as con,
+    ):
+        con.execute_command(f'create schema "{HYPER_SCHEMA}"')
+        con.execute_command(
+            f'create table "{HYPER_SCHEMA}"."{HYPER_TABLE}" as '
+            f"(select * from external('{source}', format => 'parquet'))"
+        )
 
 
 def read_hyper(path: Path, *, return_type: str = "pandas") -> Any:

@@ -9,10 +9,17 @@ asset checks), split in two around the CLV model:
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+import duckdb
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
@@ -51,10 +58,69 @@ def dbt_vars(crm: CrmSettingsResource, as_of: str) -> dict[str, Any]:
 
 def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource):
     """`dbt build` for the selected models, with D = the last delivery date of the run."""
-    as_of = context.partition_key_range.end if context.has_partition_key_range else context.partition_key
+    as_of = (
+        context.partition_key_range.end
+        if context.has_partition_key_range
+        else context.partition_key
+    )
     os.environ["CRM_WAREHOUSE_DB"] = str(crm.settings.warehouse_db)
     context.log.info(f"dbt build as of {as_of} on {crm.settings.warehouse_db}")
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars(crm, as_of))], context=context).stream()
+    invocation = dbt.cli(
+        ["build", "--vars", json.dumps(dbt_vars(crm, as_of))], context=context, raise_on_error=False
+    )
+    yield from invocation.stream()
+    if not invocation.is_successful():
+        error = invocation.get_error()
+        raise dg.Failure(
+            description=describe_dbt_failure(invocation, crm.settings.warehouse_db, error),
+            # Only a locked warehouse file is worth retrying; a failing test or a SQL error
+            # fails the same way again.
+            allow_retries=is_transient(str(error)),
+        )
+
+
+#: Messages of failures that a retry can cure (another process holds the DuckDB file).
+TRANSIENT_MARKERS = ("Could not set lock on file", "Conflicting lock is held", "database is locked")
+
+
+def is_transient(message: str) -> bool:
+    return any(marker in message for marker in TRANSIENT_MARKERS)
+
+
+def failing_rows(warehouse_db: Path, relation: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The first rows of a failed test's stored failures (a view in schema `audit`)."""
+    try:
+        with duckdb.connect(str(warehouse_db), read_only=True) as con:
+            cursor = con.execute(f"select * from {relation} limit {int(limit)}")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except duckdb.Error:
+        return []
+
+
+def describe_dbt_failure(invocation: Any, warehouse_db: Path, error: Exception | None) -> str:
+    """Which models and tests failed, and for each failed test its first failing rows."""
+    try:
+        results = invocation.get_artifact("run_results.json").get("results", [])
+    except (OSError, ValueError):
+        results = []
+    lines = []
+    for result in results:
+        if result.get("status") not in ("fail", "error"):
+            continue
+        kind, _, rest = result["unique_id"].partition(".")
+        name = rest.split(".")[1] if rest.count(".") >= 1 else rest
+        message = (result.get("message") or "").strip()
+        lines.append(f"- {kind} {name}: {result['status']} ({message})")
+        relation = result.get("relation_name")
+        if kind == "test" and relation:
+            for row in failing_rows(warehouse_db, relation):
+                shown = ", ".join(f"{k}={v}" for k, v in row.items())
+                lines.append(f"    failing row: {shown}")
+            lines.append(f"    all failing rows: select * from {relation}")
+    if not lines:
+        return f"dbt build failed: {error}"
+    return "dbt build failed:\n" + "\n".join(lines)
 
 
 def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -70,7 +136,9 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         retry_policy=TRANSIENT_RETRY,
         pool="warehouse",
     )
-    def dbt_warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource):
+    def dbt_warehouse(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource
+    ):
         """Staging, identity resolution and facts (everything not downstream of the CLV scores)."""
         yield from run_dbt_build(context, dbt, crm)
 
@@ -84,7 +152,9 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         retry_policy=TRANSIENT_RETRY,
         pool="warehouse",
     )
-    def dbt_customer_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource):
+    def dbt_customer_marts(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource
+    ):
         """dim_customers and the KPI marts, built after the CLV scores."""
         yield from run_dbt_build(context, dbt, crm)
 
