@@ -1,0 +1,100 @@
+"""The ingest assets in Dagster: a deployment with only some sources works (absent sources
+give empty raw tables, not errors), materialization metadata adds up, a re-run of an
+unchanged delivery is skipped, and a bad mapping fails with a clear message."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines.ingest.assets import build_ingest_assets
+from pipelines.ingest.mapping import ENTITIES
+from pipelines.lib.partitions import daily_partitions
+from pipelines.lib.resources import CrmSettingsResource
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+DAY = "2026-01-06"
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> CrmSettingsResource:
+    """Only the shop's orders are mapped; one delivery with a clean and a malformed file."""
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    shutil.copy(FIXTURES / "orders_csv.yaml", mappings / "shop.yaml")
+    folder = tmp_path / "home" / "landing" / "shop" / DAY
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURES / "orders_bom_crlf.csv", folder / "a.csv")
+    shutil.copy(FIXTURES / "orders_malformed.csv", folder / "b.csv")
+    return CrmSettingsResource(
+        home=str(tmp_path / "home"),
+        mappings_dir=str(mappings),
+        landing_dir=str(tmp_path / "home" / "landing"),
+    )
+
+
+def _materialize(crm: CrmSettingsResource, tags: dict[str, str] | None = None):
+    assets = build_ingest_assets(daily_partitions("Asia/Shanghai"))
+    return dg.materialize(
+        assets, resources={"crm": crm}, partition_key=DAY, tags=tags or {}, raise_on_error=False
+    )
+
+
+def _metadata(result: dg.ExecuteInProcessResult, entity: str) -> dict:
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", entity])
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_only_some_sources_mapped_gives_empty_tables_not_errors(deployment):
+    result = _materialize(deployment)
+    assert result.success
+    orders = _metadata(result, "orders")
+    assert orders["files"] == 2
+    assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_quarantined"]
+    assert orders["rows_loaded"] > 0 and orders["rows_quarantined"] > 0
+    assert orders["bytes"] == sum(
+        p.stat().st_size for p in Path(deployment.landing_dir, "shop", DAY).iterdir()
+    )
+    for entity in ENTITIES:
+        if entity != "orders":
+            meta = _metadata(result, entity)
+            assert (meta["files"], meta["rows_read"], meta["mappings"]) == (0, 0, "(none)")
+    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        for entity in ENTITIES:
+            count = con.execute(f"select count(*) from raw.{entity}").fetchone()[0]
+            assert (count > 0) == (entity == "orders"), entity
+        loaded = con.execute("select count(*) from raw.orders").fetchone()[0]
+        quarantined = con.execute("select count(*) from raw.quarantine").fetchone()[0]
+    assert (loaded, quarantined) == (orders["rows_loaded"], orders["rows_quarantined"])
+
+
+def test_unchanged_delivery_is_skipped_and_force_reloads_it(deployment):
+    first = _materialize(deployment)
+    again = _materialize(deployment)
+    assert _metadata(again, "orders")["unchanged_partitions_skipped"] == 1
+    assert _metadata(again, "orders")["files"] == 0
+    forced = _materialize(deployment, {"crm/force": "true"})
+    assert _metadata(forced, "orders")["rows_loaded"] == _metadata(first, "orders")["rows_loaded"]
+    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        loaded = con.execute("select count(*) from raw.orders").fetchone()[0]
+    assert loaded == _metadata(first, "orders")["rows_loaded"]  # replaced, not appended
+
+
+def test_a_broken_mapping_fails_the_run_with_its_file_name(deployment):
+    broken = Path(deployment.mappings_dir) / "shop.yaml"
+    broken.write_text(broken.read_text().replace("entity: orders", "entity: invoices"))
+    result = _materialize(deployment)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures  # a mapping folder that does not load stops the ingest, naming the file
+    for failure in failures:
+        message = failure.step_failure_data.error.message
+        assert "shop.yaml" in message and "unknown entity 'invoices'" in message
