@@ -37,7 +37,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix pipelines tests
 
 dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
+	@$(BIN)/python -c "from pathlib import Path; from pipelines.orchestrate import ensure_dagster_home; ensure_dagster_home(Path('$(DAGSTER_HOME)'))"
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

@@ -22,8 +22,20 @@ def dagster_instance() -> dg.DagsterInstance:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return dg.DagsterInstance.ephemeral()
-    Path(home).mkdir(parents=True, exist_ok=True)
+    ensure_dagster_home(Path(home))
     return dg.DagsterInstance.get()
+
+
+INSTANCE_TEMPLATE = Path(__file__).parent / "lib" / "dagster_instance.yaml"
+
+
+def ensure_dagster_home(home: Path) -> Path:
+    """Create DAGSTER_HOME with the project's dagster.yaml (pool limits) if it has none."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_TEMPLATE.read_text())
+    return config
 
 
 def _echo(message: str) -> None:
