@@ -22,8 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks"
 
 
+def _shown(args: list[str]) -> str:
+    """The command line as a reader of the results can type it (paths relative to the repo)."""
+    return " ".join(a.replace(f"{REPO}/", "") for a in args)
+
+
 def _run(name: str, args: list[str]) -> int:
-    print(f"[bench] {name}: {' '.join(args)}", flush=True)
+    print(f"[bench] {name}: {_shown(args)}", flush=True)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -35,7 +40,7 @@ def _run(name: str, args: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if name != "ingest":  # the ingest bench writes its own table with --out
         (RESULTS / f"{name}.md").write_text(
-            f"# Benchmark: {name}\n\n`python {' '.join(args)}` ({time.strftime('%Y-%m-%d')}, "
+            f"# Benchmark: {name}\n\n`python {_shown(args)}` ({time.strftime('%Y-%m-%d')}, "
             f"wall {seconds:.0f} s)\n\n```\n{proc.stdout.strip()}\n```\n",
             encoding="utf-8",
         )
