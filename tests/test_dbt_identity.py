@@ -5,15 +5,18 @@ the ingestion engine into a temporary DuckDB file, runs the dbt models up to
 `int_source_records_resolved` and compares with `_truth/identity.parquet`:
 
 - precision = true pairs found / pairs found;
-- recall = true pairs found / true pairs;
-- recall over linkable pairs: some true pairs cannot be linked from the data at all
-  (a Douyin account without phone or unionid, an order typed with a name only, a second
-  CRM registration with a new phone and no e-mail: "linkable only by the truth",
-  docs/generator.md). The linkable pairs are those of records of one person connected by
-  shared identifier values (whatever their count), components computed here with scipy.
+- recall = true pairs found / true pairs (raw: every pair of records of one person);
+- recall over linkable pairs (information only): the pairs of records of one person
+  connected by shared identifier values (whatever their count), components computed here
+  with scipy. The generator keeps a few records unlinkable by construction (a Douyin account
+  without phone, a Tmall order with the phone masked, a web order typed with a name only,
+  a second CRM registration with a new phone and no e-mail: docs/generator.md, "Linkable
+  by construction"); they cost the raw recall about 1 %.
 
-Targets: precision >= 0.98 and recall over linkable pairs >= 0.98 (measured on seed 7:
-1.000 / 1.000, raw recall 0.913).
+Acceptance: precision >= 0.98 and raw recall >= 0.98 on the small preset. Measured:
+small preset over 30 days, seed 7 (this test): precision 1.000, recall 0.987, linkable
+recall 1.000; the full small preset (180 days, seed 42): precision 1.000, recall 0.988,
+linkable recall 1.000.
 """
 
 from __future__ import annotations
@@ -121,7 +124,10 @@ def test_pairwise_precision_and_recall_against_the_truth(resolved):
         found_true / true,
         found_linkable / linkable,
     )
-    print(f"precision={precision:.4f} recall={recall:.4f} recall_linkable={recall_linkable:.4f}")
+    print(
+        f"\nidentity (small, 30 days, seed 7): precision={precision:.4f} recall={recall:.4f} "
+        f"recall_linkable={recall_linkable:.4f} (true pairs {true:.0f}, found {found:.0f}, "
+        f"true found {found_true:.0f}, linkable {linkable:.0f})"
+    )
     assert precision >= 0.98
-    assert recall_linkable >= 0.98
-    assert recall >= 0.85  # the rest is not linkable from the data (see the module docstring)
+    assert recall >= 0.98

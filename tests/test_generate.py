@@ -354,6 +354,60 @@ def test_duplicate_registrations_and_scattered_persons(db: duckdb.DuckDBPyConnec
     assert spread > 0.3
 
 
+def test_unlinkable_records_exist_at_the_documented_rates(db: duckdb.DuckDBPyConnection, truth: dict) -> None:  # fmt: skip
+    """Records the data cannot link to their person are rare but present (docs/generator.md,
+    "Linkable by construction"): Tmall orders with the phone masked, web-shop orders of
+    non-members without phone or e-mail, social accounts without phone or unionid, CRM
+    profiles of WeChat followers without the unionid, duplicates sharing nothing."""
+    t = truth["sources"]["shop_orders"]
+    tmall, tmall_phone = db.execute("""
+        select count(*), count(*) filter (where phone) from (
+            select order_no, bool_or(buyer_phone is not null) phone from shop_orders
+            where channel = 'TMALL' and order_no is not null group by 1)
+    """).fetchone()  # fmt: skip
+    assert tmall > 1000
+    assert tmall_phone / tmall == pytest.approx(RATES.tmall_phone_share, abs=0.02)
+    assert abs((tmall - tmall_phone) - t["tmall_orders_without_phone"]) <= t["malformed_rows"]
+    guest, bare, persons = db.execute("""
+        with o as (
+            select order_no, bool_or(buyer_phone is not null or buyer_email is not null) contact
+            from shop_orders where channel = 'WEB' and member_id is null and order_no is not null
+            group by 1)
+        select count(*), count(*) filter (where not contact),
+               count(i.person_id) filter (where not contact)
+        from o left join identity i on i.record_key = 'crm:' || o.order_no
+    """).fetchone()  # fmt: skip
+    assert guest > 1000
+    assert bare / guest == pytest.approx(RATES.guest_no_contact, abs=0.005)
+    assert 0 < persons == bare  # in the truth with their person, linkable by nothing
+    assert abs(bare - t["orders_without_contact"]) <= t["malformed_rows"]
+    # social accounts showing neither a phone nor a unionid on any row
+    bare_accounts = dict(db.execute("""
+        select platform, count(*) filter (where not linked) from (
+            select platform, open_id, bool_or(union_id is not null or mobile is not null) linked
+            from social_interactions where open_id is not null group by 1, 2)
+        group by 1
+    """).fetchall())  # fmt: skip
+    for platform in ("weibo", "douyin", "xiaohongshu"):
+        expected = truth["social"][f"accounts_without_phone_or_unionid_{platform}"]
+        assert 0 < expected < truth["social"][f"accounts_{platform}"]
+        assert bare_accounts[platform] == pytest.approx(expected, rel=0.05, abs=3), platform
+    # CRM profiles of WeChat followers carrying the unionid
+    bound, followers = db.execute("""
+        with wechat as (
+            select distinct person_id from identity where record_key like 'wechat:%'),
+        crm as (
+            select "会员编号" ref, bool_or("微信UnionID" is not null) bound from crm_members
+            where "会员编号" like 'M1%' group by 1)
+        select count(*) filter (where bound), count(*)
+        from crm join identity i on i.record_key = 'crm:' || crm.ref
+        where i.person_id in (select person_id from wechat)
+    """).fetchone()  # fmt: skip
+    assert followers > 500
+    assert bound / followers == pytest.approx(RATES.crm_wechat_bound, abs=0.03)
+    assert truth["population"]["duplicate_registrations_sharing_nothing"] > 0
+
+
 # --- profiles ----------------------------------------------------------------------------
 
 

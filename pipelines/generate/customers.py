@@ -79,7 +79,8 @@ class Profiles:
         level = pa.array(np.array(["普通会员", "银卡会员", "金卡会员", "钻石会员"])[level_i])
         hc = unit(text.h(idx, 43))
         consent = where(hc < 0.6, "是", where(hc < 0.9, "否", None))
-        bound = ~dup & ((pop.platforms[idx] & WECHAT) > 0) & (unit(text.h(idx, 44)) < 0.4)
+        bound = ~dup & ((pop.platforms[idx] & WECHAT) > 0)
+        bound &= unit(text.h(idx, 44)) < self.rates.crm_wechat_bound
         cols = {
             "会员编号": join("M", digits(no, 8)),
             "姓名": null_where(~_bit(bits, 0), text.name(idx)),

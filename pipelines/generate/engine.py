@@ -173,6 +173,9 @@ def generate(
             "vip_segment": int(pop.is_vip_segment.sum()),
             "prospects": int((pop.is_customer & (pop.lam == 0)).sum()),
             "duplicate_registrations": int((pop.dup_day < hist + n_days).sum()),
+            "duplicate_registrations_sharing_nothing": int(
+                ((pop.dup_day < hist + n_days) & (pop.dup_style == 2)).sum()
+            ),
         },
         "front_desk_phones": FRONTDESK_PHONES,
         "currencies": ["CNY", *rates.currencies],

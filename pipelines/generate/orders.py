@@ -197,7 +197,8 @@ class Orders:
         q = u[:, 11]
         has_phone = np.select(
             [ch == TMALL, ch == MINI, (ch == ONLINE) & in_crm, ch == ONLINE, own, fd],
-            [q < 0.35, q < 0.5, q < 0.5, q < 0.9, True, True], default=(q < 0.3) & ~anon,
+            [q < rates.tmall_phone_share, q < 0.5, q < 0.5, q < 1.0 - rates.guest_no_contact,
+             True, True], default=(q < 0.3) & ~anon,
         )  # fmt: skip
         style = np.where(ch == TMALL, 0, rng.choice(6, n, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.05]))
         phone = phone_formats(text.phone(buyers), style)
@@ -269,6 +270,10 @@ class Orders:
             c(self.source, f"orders_{code}", (non_cny & (cur_i == j) & delivered).sum())
         c(self.source, "frontdesk_phone_orders", (fd & delivered).sum())
         c(self.source, "anonymous_orders", (anon & delivered).sum())
+        # orders of a known person that carry nothing to link them (a name at most)
+        no_contact = (ch == ONLINE) & ~in_crm & ~has_phone & ~has_email
+        c(self.source, "orders_without_contact", (no_contact & delivered).sum())
+        c(self.source, "tmall_orders_without_phone", ((ch == TMALL) & ~has_phone & delivered).sum())
         c(self.source, "late_orders", (late & delivered & (k >= hist)).sum())
         c(self.source, "unparseable_order_time_lines", (bad_time[oi] & lines_delivered).sum())
         for j, name_ in enumerate(["dash", "slash_hm", "compact"]):

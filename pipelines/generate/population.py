@@ -91,7 +91,7 @@ class Population:
         dup = crm & (u[:, 6] < rates.duplicate_registration)
         dup_day = reg + rng.integers(30, 400, n)
         self.dup_day = np.where(dup & (dup_day < k_total), dup_day, NEVER).astype(np.int32)
-        self.dup_style = rng.choice(3, size=n, p=[0.5, 0.3, 0.2]).astype(np.int8)
+        self.dup_style = rng.choice(3, size=n, p=list(rates.duplicate_styles)).astype(np.int8)
 
         # purchase process: rate (per day) and dropout after each purchase
         buyer = is_cust & (u[:, 7] >= rates.prospect_share)

@@ -51,6 +51,9 @@ class Rates:
     xiaohongshu_share: float = 0.12
     female_share: float = 0.62
     duplicate_registration: float = 0.03  # CRM members registering a second time
+    # of the duplicates: shares the phone (other format), the e-mail, nothing (new phone)
+    duplicate_styles: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    crm_wechat_bound: float = 0.80  # CRM profiles of WeChat followers carrying the unionid
     # --- purchase process (BG/NBD-like) -----------------------------------------------
     prospect_share: float = 0.22  # customers who never buy on their own
     purchase_shape: float = 0.7  # gamma shape r of the purchase rate
@@ -81,6 +84,8 @@ class Rates:
     walkin_share: float = 0.40  # offline orders of members not showing a member card
     frontdesk_share: float = 0.35  # of walk-in orders: typed with the front-desk phone
     walkin_own_phone_share: float = 0.45  # of walk-in orders: the buyer's own phone
+    tmall_phone_share: float = 0.90  # Tmall orders showing the receiver's phone (else masked)
+    guest_no_contact: float = 0.01  # web-shop orders of non-members without phone or e-mail
     # --- service ----------------------------------------------------------------------
     tickets_per_order: float = 0.045  # after-sales tickets triggered by an order (0-14 days)
     inquiries_per_person_year: float = 0.10  # pre-sales inquiry tickets
@@ -99,6 +104,11 @@ class Rates:
     resolution_target_h: tuple[int, int, int, int] = (4, 24, 72, 168)
     # --- social -----------------------------------------------------------------------
     interactions_per_year: float = 3.6  # mean inbound interactions per social person
+    wechat_unionid_share: float = 0.90  # WeChat official-account rows carrying the unionid
+    # social accounts bound to the owner's phone (shown on all their rows), by platform
+    # (wechat, weibo, douyin, xiaohongshu, mini_program): an account is bound with
+    # probability 1 - (1 - b)^(1 + the owner's expected purchases a year)
+    social_phone_bound: tuple[float, float, float, float, float] = (0.5, 0.3, 0.4, 0.3, 0.5)
     message_reply_rate: float = 0.82
     reply_median_min: float = 60.0
     reply_sigma: float = 1.9

@@ -30,6 +30,7 @@ from pipelines.generate.textgen import (
     null_where,
     rng_for,
     take,
+    unit,
     where,
 )
 
@@ -57,6 +58,8 @@ class Social:
         self.pop, self.text, self.clock, self.landing = pop, text, clock, landing
         self.rates, self.seed, self.orders, self.season = rates, seed, orders, season
         self.seen = np.zeros(pop.n, dtype=np.uint8)
+        self.linkable = np.zeros(pop.n, dtype=np.uint8)  # accounts with a phone or unionid
+        self.bound_p = np.array(rates.social_phone_bound)
         self.end_t = np.int64(landing.last_day + 1) * 86400
         self.actions = lut([SOURCE_ACTION[t] for t in TYPES])
         self.comments = lut(vocab.COMMENTS)
@@ -186,9 +189,18 @@ class Social:
         cid = take(lut([f"CP{ymd}-{c}" for c in CAMPAIGN_KINDS]), np.maximum(camp, 0))
         # campaign ids of responses refer to the push day's campaign (all pushes are today)
         wechatish = (plat == 0) | (plat == 4)
-        u = rng.random((m, 3))
-        has_union = wechatish & ((plat == 4) | (u[:, 0] < 0.8))
-        has_phone = wechatish & ~outbound & (u[:, 1] < 0.03)
+        u = rng.random((m, 3))  # u[:, 1] no longer used; still drawn to keep the stream
+        has_union = wechatish & ((plat == 4) | (u[:, 0] < rates.wechat_unionid_share))
+        # an account bound to its owner's phone shows it on its rows; the more a person
+        # buys, the likelier she has bound it: 1 - (1 - b)^(1 + purchases a year)
+        per_year = pop.lam[person] * 365.0
+        bound = 1.0 - (1.0 - self.bound_p[plat]) ** (1.0 + per_year)
+        has_phone = unit(text.h(person * 5 + plat, 60)) < bound
+        np.bitwise_or.at(
+            self.linkable,
+            person[has_union | has_phone],
+            (1 << plat[has_union | has_phone]).astype(np.uint8),
+        )
         content = np.select(
             [typ == T["comment"], (typ == T["message"]) & ~outbound, (typ == T["message"]) & outbound,
              typ == T["campaign_push"]], [1, 2, 3, 4], default=0,
@@ -224,3 +236,6 @@ class Social:
             if len(person):
                 acc = self.text.account(person, np.full(len(person), b))
                 self.landing.identity.add("social_interactions", join(name, ":", acc), person)
+            bare = ((self.seen & ~self.linkable) >> b) & 1 == 1
+            self.truth[f"accounts_{name}"] += len(person)
+            self.truth[f"accounts_without_phone_or_unionid_{name}"] += int(bare.sum())
