@@ -282,7 +282,8 @@ def test_non_trivial_logic_has_unit_tests(manifest):
                   "int_customer_months", "int_kpi_customers_monthly",
                   "int_service_tickets_sla_clocked", "int_identity_components_resolved",
                   "int_identity_identifiers", "int_identity_edges", "rpt_kpi_review",
-                  "stg_raw__customers"):  # fmt: skip
+                  "stg_raw__customers", "int_customers_quadrant_assigned",
+                  "fct_kpi_monthly"):  # fmt: skip
         assert model in tested, model
 
 
@@ -407,6 +408,60 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, "2026-09", "net_revenue") == 56800
 
 
+def quadrant_rows(db: Path) -> dict[tuple[str, str], tuple[int, date]]:
+    """(month, quadrant) -> (KPI rows, computed_as_of_date) of the quadrant segments."""
+    rows = query(db, """
+        select month_label, segment, count(*), min(computed_as_of_date), max(computed_as_of_date)
+        from marts.fct_kpi_monthly where segment_type = 'quadrant'
+        group by month_label, segment""")  # fmt: skip
+    assert all(r[3] == r[4] for r in rows)
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def test_october_quadrant_kpis_hand_computed(built):
+    """Quadrants as of D (CLV scores still the empty placeholder: engagement alone): P1
+    high value (the larger of two positive revenues, percent_rank 1) and engagement 3:
+    high_value_high_potential; P2 low_value_low_potential. Only the month of D has
+    quadrant rows; each quadrant the order family plus churn and reactivation rates."""
+    db = built["db"]
+    assert quadrant_rows(db) == {
+        ("2026-10", "high_value_high_potential"): (9, date(2026, 10, 31)),
+        ("2026-10", "low_value_low_potential"): (9, date(2026, 10, 31)),
+    }
+    m, hh, ll = "2026-10", "high_value_high_potential", "low_value_low_potential"
+    assert kpi(db, m, "orders", hh) == 1  # O1
+    assert kpi(db, m, "net_revenue", hh) == 240
+    assert kpi(db, m, "repurchase_rate", hh) == 1  # P1 has 2 orders to date
+    assert kpi(db, m, "churn_rate", hh) == 0  # active at 09-30 (O2) and at 10-31
+    assert kpi(db, m, "dormant_reactivation_rate", hh) is None  # nobody dormant at 09-30
+    assert kpi(db, m, "new_customers", ll) == 1  # P2's first order O3
+    assert kpi(db, m, "net_revenue", ll) == 300
+    assert kpi(db, m, "repurchase_rate", ll) == 0
+    assert kpi(db, m, "churn_rate", ll) is None  # not active at 09-30
+
+
+def test_nightly_run_in_the_next_month_keeps_the_quadrants_of_the_month_end(built, tmp_path):
+    """The next night (D = 11-01, on a copy of the warehouse) recomputes October (within
+    the 7-day lookback) with the late order O8 (dated 10-30, delivered 11-01), but keeps
+    October's quadrant rows as of 10-31; November gets quadrant rows as of 11-01."""
+    db = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built["db"], db)
+    for half in ("--exclude", "--select"):
+        run_dbt(["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], tmp_path, db)
+    hh, ll = "high_value_high_potential", "low_value_low_potential"
+    assert quadrant_rows(db) == {
+        ("2026-10", hh): (9, date(2026, 10, 31)),
+        ("2026-10", ll): (9, date(2026, 10, 31)),
+        # as of 11-01: P1 57,040 and P2 2,298 (O3, O8, O9) in 365 days; engagement 3 / 1
+        ("2026-11", hh): (9, date(2026, 11, 1)),
+        ("2026-11", ll): (9, date(2026, 11, 1)),
+    }
+    assert kpi(db, "2026-10", "net_revenue") == 2640 + 999  # recomputed with O8
+    assert kpi(db, "2026-10", "net_revenue", ll) == 300  # as of 10-31
+    assert kpi(db, "2026-11", "orders", ll) == 1  # O9
+    assert kpi(db, "2026-11", "purchasing_customers", hh) == 0
+
+
 def test_sla_clocks_in_the_fact(built):
     rows = {r[0]: r[1:] for r in query(built["db"], """
         select ticket_id, sla_priority, first_response_sla_status, resolution_sla_status, is_converted_30d
@@ -438,6 +493,12 @@ def test_clv_scores_flow_into_dim_customers(built):
     assert query(db, f"select p_alive from marts.dim_customers where customer_id = '{C1}'") == [
         (None,)
     ]
+    # the KPIs of the month of D move with it (same quadrant logic as dim_customers)
+    assert set(quadrant_rows(db)) == {
+        ("2026-10", "high_value_high_potential"),
+        ("2026-10", "low_value_high_potential"),
+    }
+    assert kpi(db, "2026-10", "net_revenue", "low_value_high_potential") == 300
 
 
 def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
@@ -452,11 +513,13 @@ def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
                                 quantity=1, unit_price=70, _delivery_date=date(2026, 10, 31))])  # fmt: skip
     con.close()
     run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], work, db)
+    run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], work, db)
     assert kpi(db, "2026-09", "net_revenue") == before
     assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(0,)]
     run_dbt(["build", "--full-refresh", "--vars", build_vars()], work, db)
     assert kpi(db, "2026-09", "net_revenue") == before + 70
     assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(1,)]
+    assert {month for month, _ in quadrant_rows(db)} == {"2026-10"}  # the month of D only
 
 
 # --------------------------------------------------------------------------- (c) lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime
 
@@ -28,13 +29,17 @@ from pipelines.reference.landing import (
     type_timestamp,
 )
 from pipelines.reference.metrics import (
+    QUADRANTS,
     ReferenceConfig,
     compute_kpis,
+    customer_quadrants,
     customer_state,
+    expected_purchases_by_key,
     month_ends,
     prepare,
     rf_segment,
     rfm_scores,
+    warehouse_customer_ids,
 )
 
 D = date(2026, 10, 31)
@@ -680,7 +685,10 @@ def test_segments_publish_only_months_with_customers():
     by = k.groupby(["month", "segment"])["kpi"].apply(set)
     sep, oct_ = date(2026, 9, 1), date(2026, 10, 1)
     assert set(by.loc[sep].index) == {"all", "vip", "prospect"}
-    assert set(by.loc[oct_].index) == {"all", "vip", "prospect", "new"}
+    # October is the month of D: also the quadrants with customers (a the top revenue,
+    # b the other; no engagement, no CLV scores)
+    assert set(by.loc[oct_].index) == {"all", "vip", "prospect", "new",
+                                       "high_value_low_potential", "low_value_low_potential"}  # fmt: skip
     assert by.loc[(oct_, "new")] == {
         "purchasing_customers", "new_customers", "active_customers", "orders", "net_revenue",
         "aov", "repurchase_rate", "churn_rate",
@@ -781,3 +789,134 @@ def test_money_sums_are_exact_so_equal_revenues_tie_in_rfm():
     assert rev["a"] == rev["b"] == 0.3
     # n = 3: a and b share rank 1 -> score 1; c rank 3 -> 1 + floor(5 * 2 / 3) = 4
     assert (m["a"], m["b"], m["c"]) == (1, 1, 4)
+
+
+# --------------------------------------------------------------------------------------
+# value x potential quadrant (a KPI segment of the month of D)
+# --------------------------------------------------------------------------------------
+
+
+def _inquiry(tid, ref, at):
+    return _ev(tid, "created", at, priority="P3", category="inquiry", customer_ref=ref)
+
+
+def _quadrant_case(as_of: date = D):
+    """D = 2026-10-31. Net revenue in [D-364, D]: a 100, b 200, c 300, d 400 (300 in
+    March + 100 in October), e = f 500, g 0 (refunded), h 0 (last order 2025-06-01);
+    p has a profile and no order. Engagement: a 3 inquiries in [D-89, D] (08-03 counts,
+    08-02 does not), b 2, g 3, p 4."""
+    orders = [
+        _order("a1", "a", "2026-10-05", price=100.0),
+        _order("b1", "b", "2026-09-10", price=200.0),
+        _order("c1", "c", "2026-06-01", price=300.0),
+        _order("d1", "d", "2026-03-15", price=300.0),
+        _order("d2", "d", "2026-10-20", price=100.0),
+        _order("e1", "e", "2026-10-10", price=500.0),
+        _order("f1", "f", "2026-08-01", price=500.0),
+        _order("g1", "g", "2026-10-01", price=100.0, refunded_amount=100.0),
+        _order("h1", "h", "2025-06-01", price=900.0),
+    ]
+    events = [
+        _inquiry("Ta0", "a", "2026-08-02 01:00:00"),  # 09:00 Shanghai on D-90: outside
+        _inquiry("Ta1", "a", "2026-08-03 01:00:00"),  # D-89: inside
+        _inquiry("Ta2", "a", "2026-10-02 01:00:00"),
+        _inquiry("Ta3", "a", "2026-10-03 01:00:00"),
+        _inquiry("Tb1", "b", "2026-10-02 01:00:00"),
+        _inquiry("Tb2", "b", "2026-10-03 01:00:00"),
+        *[_inquiry(f"Tg{i}", "g", f"2026-10-0{i} 01:00:00") for i in (1, 2, 3)],
+        *[_inquiry(f"Tp{i}", "p", f"2026-10-0{i} 01:00:00") for i in (1, 2, 3, 4)],
+    ]
+    p = _prepared(orders, [_profile("p", name="P")], events=events, as_of=as_of)
+    # the CLV model's scores, keyed like the warehouse: md5 of the smallest record id
+    md5 = {ref: hashlib.md5(f"account:crm:{ref}".encode()).hexdigest() for ref in "bce"}
+    scores = pd.DataFrame(
+        {
+            "customer_id": [md5["b"], md5["c"], md5["e"], "not-a-resolved-customer"],
+            "expected_purchases_90d": [0.99, 1.0, 1.5, 9.0],
+        }
+    )
+    return p, scores
+
+
+def test_quadrant_of_every_customer_by_hand():
+    p, scores = _quadrant_case()
+    assert (
+        dict(zip(p.customer_names, warehouse_customer_ids(p), strict=True))["account:crm:b"]
+        == hashlib.md5(b"account:crm:b").hexdigest()
+    )
+    with_clv = _by_ref(p, customer_quadrants(p, expected_purchases_by_key(p, scores)))
+    # 6 customers with revenue > 0: percent_rank = (rank - 1) / 5 -> a 0, b 0.2, c 0.4,
+    # d 0.6, e = f 0.8 (the tie shares rank 5): e and f are the top 20 %
+    assert with_clv == {
+        "a": "low_value_high_potential",  # engagement 3 (the boundary)
+        "b": "low_value_low_potential",  # engagement 2, 0.99 expected purchases
+        "c": "low_value_high_potential",  # 1.0 expected purchases (the boundary)
+        "d": "low_value_low_potential",
+        "e": "high_value_high_potential",  # 1.5 expected purchases
+        "f": "high_value_low_potential",
+        "g": "low_value_high_potential",  # revenue 0 is not ranked; engagement 3
+        "h": "low_value_low_potential",
+        "p": "low_value_high_potential",  # no order, engagement 4
+    }
+    # no CLV scores (the warehouse's empty placeholder): engagement alone
+    alone = _by_ref(p, customer_quadrants(p, expected_purchases_by_key(p, scores.iloc[:0])))
+    assert alone == with_clv | {"c": "low_value_low_potential", "e": "high_value_low_potential"}
+    assert _by_ref(p, customer_quadrants(p)) == alone
+
+
+def test_quadrant_kpis_in_the_month_of_d_only():
+    p, scores = _quadrant_case()
+    k = compute_kpis(p, first_month=date(2026, 9, 1), clv_scores=scores)
+    quad = k[k["segment"].isin(QUADRANTS)]
+    assert set(quad["month"]) == {date(2026, 10, 1)}  # no quadrant rows for September
+    got = {(r.segment, r.kpi): (r.value, r.numerator, r.denominator) for r in quad.itertuples()}
+    family = ("purchasing_customers", "new_customers", "active_customers", "orders",
+              "net_revenue", "aov", "repurchase_rate", "churn_rate",
+              "dormant_reactivation_rate")  # fmt: skip
+    assert set(got) == {(q, kpi) for q in QUADRANTS for kpi in family}
+
+    def row(q):
+        return {kpi: tuple(None if pd.isna(x) else x for x in got[(q, kpi)]) for kpi in family}
+
+    # e: first order 10-10 (500); nobody active or dormant at 09-30
+    assert row("high_value_high_potential") == {
+        "purchasing_customers": (1, 1, None), "new_customers": (1, 1, None),
+        "active_customers": (1, 1, None), "orders": (1, 1, None),
+        "net_revenue": (500, 500, None), "aov": (500, 500, 1), "repurchase_rate": (0, 0, 1),
+        "churn_rate": (None, 0, 0), "dormant_reactivation_rate": (None, 0, 0),
+    }  # fmt: skip
+    # f: last order 08-01, active at 09-30 and at 10-31, no October order
+    assert row("high_value_low_potential") == {
+        "purchasing_customers": (0, 0, None), "new_customers": (0, 0, None),
+        "active_customers": (1, 1, None), "orders": (0, 0, None),
+        "net_revenue": (0, 0, None), "aov": (None, 0, 0), "repurchase_rate": (None, 0, 0),
+        "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (None, 0, 0),
+    }  # fmt: skip
+    # a (first order 10-05, 100), g (first order 10-01, refunded: 0), c (06-01, active at
+    # start and end); p has no order: not in any KPI segment
+    assert row("low_value_high_potential") == {
+        "purchasing_customers": (2, 2, None), "new_customers": (2, 2, None),
+        "active_customers": (3, 3, None), "orders": (2, 2, None),
+        "net_revenue": (100, 100, None), "aov": (50, 100, 2), "repurchase_rate": (0, 0, 2),
+        "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (None, 0, 0),
+    }  # fmt: skip
+    # b (09-10: active at start and end), d (dormant at 09-30: last order 03-15; orders
+    # 10-20, 2 to date: reactivated, repurchaser), h (churned at 09-30)
+    assert row("low_value_low_potential") == {
+        "purchasing_customers": (1, 1, None), "new_customers": (0, 0, None),
+        "active_customers": (2, 2, None), "orders": (1, 1, None),
+        "net_revenue": (100, 100, None), "aov": (100, 100, 1), "repurchase_rate": (1, 1, 1),
+        "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (1, 1, 1),
+    }  # fmt: skip
+    # the segments sum up to the customers' part of segment all
+    oct_all = k[(k["month"] == date(2026, 10, 1)) & (k["segment"] == "all")]
+    assert oct_all.set_index("kpi").loc["purchasing_customers", "value"] == 4  # a, d, e, g
+
+
+def test_quadrant_rows_follow_d():
+    # D on a month end (09-30): the month ending at D has the quadrant rows, complete
+    p, scores = _quadrant_case(date(2026, 9, 30))
+    k = compute_kpis(p, first_month=date(2026, 8, 1), clv_scores=scores)
+    quad = k[k["segment"].isin(QUADRANTS)]
+    assert set(quad["month"]) == {date(2026, 9, 1)}
+    assert set(quad["is_complete"]) == {True}

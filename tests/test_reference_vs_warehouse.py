@@ -4,7 +4,9 @@ straight from the landing files and must agree with the warehouse.
 Generates a small dataset (60 delivery days, fixed seed), runs the real pipeline on it
 (``crm backfill``, i.e. ``python -m pipelines.cli backfill``, in a subprocess with
 CRM_HOME = a temporary folder), reads the mart read-only and compares every
-(month, segment, kpi):
+(month, segment, kpi), the quadrant segments of the month of D included (the reference
+takes the CLV scores, clv.customer_scores as of D, from the warehouse and computes the
+revenue ranks, engagement, quadrants and KPIs itself):
 
 - counts exactly;
 - rates, averages and money within 1e-9 relative (1e-9 absolute near zero);
@@ -33,6 +35,7 @@ from support.e2e import END, SEED, backfill
 from pipelines.reference.landing import read_landing
 from pipelines.reference.metrics import (
     COUNT_KPIS,
+    QUADRANTS,
     ReferenceConfig,
     compute_kpis,
     prepare,
@@ -61,12 +64,34 @@ def warehouse_kpis(home: Path) -> pd.DataFrame:
     return frame
 
 
+def warehouse_clv_scores(home: Path, as_of: date = END) -> pd.DataFrame:
+    """clv.customer_scores of the warehouse, the CLV model's scores as of D: the one input
+    the reference takes from the warehouse (for the quadrant's expected_purchases_90d;
+    the model is validated on its own, tests/test_clv.py)."""
+    db = home / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        scores = con.sql(
+            "select customer_id, expected_purchases_90d, is_stale, scored_as_of "
+            "from clv.customer_scores"
+        ).df()
+    assert len(scores), "no CLV scores: the quadrant would be checked on engagement alone"
+    assert set(pd.to_datetime(scores["scored_as_of"]).dt.date) == {as_of}
+    assert not scores["is_stale"].any()
+    return scores
+
+
 def reference_kpis(
-    home: Path, segments: tuple[str, ...], first_month: date, as_of: date = END
+    home: Path,
+    segments: tuple[str, ...],
+    first_month: date,
+    as_of: date = END,
+    clv_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     raw = read_landing(home / "landing", MAPPINGS, as_of)
     cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
-    return compute_kpis(prepare(raw, cfg), segments=segments, first_month=first_month)
+    return compute_kpis(
+        prepare(raw, cfg), segments=segments, first_month=first_month, clv_scores=clv_scores
+    )
 
 
 def _equal(kpi: str, a: float, b: float) -> bool:
@@ -110,7 +135,10 @@ def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
     wh = warehouse_kpis(crm_home)
     assert len(wh), "marts.fct_kpi_monthly is empty"
     segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
-    ref = reference_kpis(crm_home, segments, min(wh["month"]))
+    assert set(QUADRANTS) <= set(segments), "no quadrant segments in the warehouse"
+    ref = reference_kpis(
+        crm_home, segments, min(wh["month"]), clv_scores=warehouse_clv_scores(crm_home)
+    )
     print(f"reference: {time.monotonic() - started:.1f} s")
     bad = compare(wh, ref)
     with pd.option_context("display.width", 250, "display.max_rows", 400):
@@ -133,8 +161,11 @@ def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
     first_month = min(wh["month"])
     recomputed_from = (END - timedelta(days=7)).replace(day=1)
+    # quadrant rows exist for the month of D only: October, recomputed as of END
     before = reference_kpis(tmp_path, segments, first_month, first_end)
-    after = reference_kpis(tmp_path, segments, first_month, END)
+    after = reference_kpis(
+        tmp_path, segments, first_month, END, clv_scores=warehouse_clv_scores(tmp_path)
+    )
     ref = pd.concat(
         [before[before["month"] < recomputed_from], after[after["month"] >= recomputed_from]]
     )

@@ -2,7 +2,9 @@
 
 It reads the landing files itself (``landing``), resolves identities (``identity``) and
 computes customer state, RFM and the monthly KPIs (``metrics``) without touching the
-loader engine, the dbt models or the warehouse. Two uses: the end-to-end test that
+loader engine, the dbt models or the warehouse; the one input it may take from the
+warehouse is the CLV model's scores as of D (validated on their own), for the value x
+potential quadrant. Two uses: the end-to-end test that
 recomputes ``marts.fct_kpi_monthly`` from the landing folder, and the "pandas peer" of
 the benchmarks. Reference: docs/reference.md.
 """
@@ -10,9 +12,11 @@ the benchmarks. Reference: docs/reference.md.
 from pipelines.reference.identity import resolve_identities
 from pipelines.reference.landing import read_landing
 from pipelines.reference.metrics import (
+    QUADRANTS,
     SEGMENTS,
     ReferenceConfig,
     compute_kpis,
+    customer_quadrants,
     customer_state,
     prepare,
     read_currency_rates,
@@ -20,9 +24,11 @@ from pipelines.reference.metrics import (
 )
 
 __all__ = [
+    "QUADRANTS",
     "SEGMENTS",
     "ReferenceConfig",
     "compute_kpis",
+    "customer_quadrants",
     "customer_state",
     "prepare",
     "read_currency_rates",

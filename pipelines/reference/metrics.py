@@ -13,6 +13,7 @@ named in docs/reference.md, aligned with the warehouse's documented choices
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -555,6 +556,43 @@ def value_potential_quadrant(
     return pd.Series(names, index=state.index)
 
 
+def warehouse_customer_ids(p: Prepared) -> pd.Series:
+    """customer_key -> the warehouse's customer_id (md5 of the component's smallest record
+    id), to join inputs keyed by the warehouse's ids (the CLV scores)."""
+    ids = [hashlib.md5(str(name).encode()).hexdigest() for name in p.customer_names]
+    return pd.Series(ids, index=pd.Index(p.customers, name="customer_key"), dtype=object)
+
+
+def expected_purchases_by_key(p: Prepared, scores: pd.DataFrame | None) -> pd.Series | None:
+    """The CLV model's ``expected_purchases_90d`` (a frame with the warehouse's
+    ``customer_id``, e.g. clv.customer_scores) per customer_key; customers without a score
+    are left out; None when there are no scores (the warehouse's empty placeholder)."""
+    if scores is None or scores.empty:
+        return None
+    key_of = pd.Series(p.customers, index=warehouse_customer_ids(p).to_numpy())
+    scored = scores.dropna(subset=["customer_id", "expected_purchases_90d"])
+    scored = scored[scored["customer_id"].isin(key_of.index)]
+    return pd.Series(
+        scored["expected_purchases_90d"].astype(float).to_numpy(),
+        index=pd.Index(key_of.loc[scored["customer_id"]].to_numpy(), name="customer_key"),
+    )
+
+
+def customer_quadrants(
+    p: Prepared, expected_purchases_90d: pd.Series | None = None, d: date | None = None
+) -> pd.Series:
+    """The value x potential quadrant of every resolved customer as of d (default D):
+    net revenue ranks and engagement computed here, ``expected_purchases_90d`` (per
+    customer_key, see ``expected_purchases_by_key``) given; without it high potential is
+    engagement alone."""
+    cfg = p.config
+    d = d or cfg.as_of
+    state = pd.DataFrame(index=pd.Index(p.customers, name="customer_key"))
+    state = state.join(order_summary(valid_orders(p), d, cfg)[["net_revenue_365d"]])
+    state["net_revenue_365d"] = state["net_revenue_365d"].fillna(0.0)
+    return value_potential_quadrant(state, engagement_90d(p, d), expected_purchases_90d, cfg)
+
+
 def engagement_90d(p: Prepared, d: date | None = None) -> pd.Series:
     """Inbound social interactions plus `inquiry` tickets in [d-89, d] per customer."""
     cfg = p.config
@@ -607,7 +645,15 @@ ORDER_FAMILY = (
     "repurchase_rate",
 )
 LIFECYCLE_STAGES = ("prospect", "new", "active", "dormant", "churned")
-SEGMENTS = ("all", "vip", *LIFECYCLE_STAGES)
+#: metrics.md, value x potential; a KPI segment for the month of D only (the CLV model
+#: behind "high potential" is scored as of D only)
+QUADRANTS = (
+    "high_value_high_potential",
+    "high_value_low_potential",
+    "low_value_high_potential",
+    "low_value_low_potential",
+)
+SEGMENTS = ("all", "vip", *LIFECYCLE_STAGES, *QUADRANTS)
 
 
 def _count(n: int) -> tuple[float, float, None]:
@@ -898,31 +944,49 @@ def _winback(
     return (_ratio(num, den), num, den)
 
 
-def segment_members(p: Prepared, m: Month, segment: str) -> pd.Index | None:
+def segment_members(
+    p: Prepared, m: Month, segment: str, quadrants: pd.Series | None = None
+) -> pd.Index | None:
     """Customers of a segment in month M (None for ``all``): ``vip`` = is_vip as of end(M);
     a lifecycle stage = the stage as of start(M) among customers whose first order is on
-    or before end(M) (the customer-months of the warehouse start at the first order)."""
+    or before end(M) (the customer-months of the warehouse start at the first order); a
+    quadrant = the quadrant as of D (``quadrants``, default ``customer_quadrants(p)``
+    without CLV scores) among those customers, in the month of D only (empty before)."""
     if segment == "all":
         return None
     if segment == "vip":
         return vip_at(p, m.end)
-    if segment in LIFECYCLE_STAGES:
+    if segment in LIFECYCLE_STAGES or segment in QUADRANTS:
         first = _cached(
             p,
             ("first_order",),
             lambda: resolved_orders(p).groupby("customer_key")["order_date"].min(),
         )
         buyers = first.index[first <= m.end]
-        stages = stage_at(p, m.start).reindex(buyers)
-        return stages.index[stages == segment]
+        if segment in LIFECYCLE_STAGES:
+            stages = stage_at(p, m.start).reindex(buyers)
+            return stages.index[stages == segment]
+        as_of = pd.Timestamp(p.config.as_of)
+        if m.month != as_of.replace(day=1):
+            return pd.Index([], dtype="int64")
+        quadrants = customer_quadrants(p) if quadrants is None else quadrants
+        of_buyers = quadrants.reindex(buyers)
+        return of_buyers.index[of_buyers == segment]
     raise ValueError(f"unknown segment {segment!r}; known: {SEGMENTS}")
 
 
-def kpis_for_month(p: Prepared, m: Month, segment: str, dates: pd.DataFrame | None = None) -> Kpis:
+def kpis_for_month(
+    p: Prepared,
+    m: Month,
+    segment: str,
+    dates: pd.DataFrame | None = None,
+    quadrants: pd.Series | None = None,
+) -> Kpis:
     """Every KPI the segment publishes for month M; a segment without customers in M
     publishes nothing; service and social KPIs start with the first month that has
-    tickets / interactions."""
-    members = segment_members(p, m, segment)
+    tickets / interactions. Quadrants (month of D only): the customer-order family plus
+    churn_rate and dormant_reactivation_rate."""
+    members = segment_members(p, m, segment, quadrants)
     if segment == "all":
         out = order_kpis(p, m, None, orders_of_all=True)
         out |= churn_kpis(p, m, None) | reactivation_kpis(p, m, None)
@@ -942,9 +1006,9 @@ def kpis_for_month(p: Prepared, m: Month, segment: str, dates: pd.DataFrame | No
     if len(members) == 0:
         return {}
     out = order_kpis(p, m, members)
-    if segment in ("new", "active"):
+    if segment in ("new", "active") or segment in QUADRANTS:
         out |= churn_kpis(p, m, members)
-    if segment == "dormant":
+    if segment == "dormant" or segment in QUADRANTS:
         out |= reactivation_kpis(p, m, members)
     return out
 
@@ -957,18 +1021,28 @@ def first_data_month(p: Prepared) -> date:
 
 
 def compute_kpis(
-    p: Prepared, segments: tuple[str, ...] = SEGMENTS, first_month: date | None = None
+    p: Prepared,
+    segments: tuple[str, ...] = SEGMENTS,
+    first_month: date | None = None,
+    clv_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The monthly KPI table: month, segment, kpi, value, numerator, denominator,
-    is_complete (the shape of marts.fct_kpi_monthly)."""
+    is_complete (the shape of marts.fct_kpi_monthly). ``clv_scores``: the CLV model's
+    scores as of D (``customer_id`` of the warehouse, ``expected_purchases_90d``; e.g.
+    clv.customer_scores), the one input the quadrant segments take from outside; None or
+    empty: high potential is engagement alone (the warehouse's empty placeholder)."""
     cfg = p.config
     first_month = first_month or first_data_month(p)
     dates = profile_field_dates(p) if "all" in segments else None
+    quadrants = None
+    if any(segment in QUADRANTS for segment in segments):
+        quadrants = customer_quadrants(p, expected_purchases_by_key(p, clv_scores))
     rows = []
     for month, start, end, complete in month_ends(first_month, cfg.as_of):
         m = Month(pd.Timestamp(month), pd.Timestamp(start), pd.Timestamp(end), complete)
         for segment in segments:
-            for kpi, (value, num, den) in kpis_for_month(p, m, segment, dates).items():
+            kpis = kpis_for_month(p, m, segment, dates, quadrants)
+            for kpi, (value, num, den) in kpis.items():
                 rows.append((month, segment, kpi, value, num, den, complete))
     frame = pd.DataFrame(
         rows,

@@ -6,9 +6,13 @@
 --   vip              customers with is_vip as of end(M)
 --   lifecycle_stage  the customer's lifecycle stage as of start(M) (prospect = no order
 --                    before M, new, active, dormant, churned)
--- For vip and lifecycle segments: the customer-order family (purchasing_customers,
--- orders, net_revenue, aov, repurchase_rate, active_customers), plus churn_rate for the
--- stages it is defined on (new, active) and dormant_reactivation_rate for dormant.
+--   quadrant         the value x potential quadrant as of D (int_customers_quadrant_assigned),
+--                    for the month of D only: the CLV model behind "high potential" is
+--                    scored as of D only, so no earlier month has a quadrant
+-- For vip, lifecycle and quadrant segments: the customer-order family
+-- (purchasing_customers, new_customers, active_customers, orders, net_revenue, aov,
+-- repurchase_rate), plus churn_rate for the stages it is defined on (new, active) and
+-- every quadrant, and dormant_reactivation_rate for dormant and every quadrant.
 
 with
 
@@ -18,6 +22,10 @@ customer_months as (
 
 orders as (
     select * from {{ ref('fct_orders') }}
+),
+
+quadrants as (
+    select * from {{ ref('int_customers_quadrant_assigned') }}
 ),
 
 memberships as (
@@ -43,6 +51,17 @@ memberships as (
         'lifecycle_stage' as segment_type,
         lifecycle_stage_at_start as segment
     from customer_months
+
+    union all
+
+    select
+        customer_months.*,
+        'quadrant' as segment_type,
+        quadrants.quadrant as segment
+    from customer_months
+    inner join quadrants
+        on customer_months.customer_id = quadrants.customer_id
+    where customer_months.month = {{ month_start(as_of_date()) }}
 ),
 
 measures as (
@@ -100,8 +119,10 @@ unpivoted as (
         ('net_revenue', 'net_revenue', 'null', none),
         ('aov', 'net_revenue', 'orders', none),
         ('repurchase_rate', 'returning_customers', 'purchasing_customers', none),
-        ('churn_rate', 'churned_customers', 'active_at_start', "segment_type = 'all' or segment in ('new', 'active')"),
-        ('dormant_reactivation_rate', 'reactivated_customers', 'dormant_at_start', "segment_type = 'all' or segment = 'dormant'"),
+        ('churn_rate', 'churned_customers', 'active_at_start',
+            "segment_type in ('all', 'quadrant') or segment in ('new', 'active')"),
+        ('dormant_reactivation_rate', 'reactivated_customers', 'dormant_at_start',
+            "segment_type in ('all', 'quadrant') or segment = 'dormant'"),
         ('vip_customers', 'vip_purchasing_customers', 'null', "segment_type = 'all'"),
         ('vip_repurchase_rate', 'vip_returning_customers', 'vip_purchasing_customers', "segment_type = 'all'"),
     ] %}

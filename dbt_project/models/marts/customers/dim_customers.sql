@@ -1,6 +1,7 @@
 -- One row per resolved customer as of D: the published golden record (no clear personal
--- data: has_* flags instead), order state, RFM, value x potential quadrant, lifecycle,
--- and the churn / lifetime-value scores of the CLV model (NULL when not scored).
+-- data: has_* flags instead), order state, RFM, value x potential quadrant (from
+-- int_customers_quadrant_assigned, shared with the KPI quadrant segments), lifecycle, and
+-- the churn / lifetime-value scores of the CLV model (NULL when not scored).
 
 with
 
@@ -20,8 +21,8 @@ rfm_scores as (
     select * from {{ ref('int_customers_rfm_scored') }}
 ),
 
-engagement as (
-    select * from {{ ref('int_customers_engagement_counted') }}
+quadrants as (
+    select * from {{ ref('int_customers_quadrant_assigned') }}
 ),
 
 clv_scores as (
@@ -37,14 +38,6 @@ customers as (
     from customers_resolved
     where customer_id is not null
     group by customer_id
-),
-
-value_ranks as (
-    select
-        customer_id,
-        percent_rank() over (order by net_revenue_365d) as net_revenue_365d_percent_rank
-    from order_summaries
-    where net_revenue_365d > 0
 ),
 
 joined as (
@@ -78,15 +71,12 @@ joined as (
         rfm_scores.f_score,
         rfm_scores.m_score,
         rfm_scores.rfm_segment,
-        coalesce(engagement.engagement_90d, 0) as engagement_90d,
+        quadrants.engagement_90d,
         coalesce(order_summaries.is_vip, false) as is_vip,
         coalesce(order_summaries.lifecycle_stage, 'prospect') as lifecycle_stage,
-        coalesce(value_ranks.net_revenue_365d_percent_rank >= {{ var('high_value_percent_rank') }}, false)
-            as is_high_value,
-        coalesce(engagement.engagement_90d, 0) >= {{ var('high_potential_engagement_90d') }}
-        or coalesce(
-            clv_scores.expected_purchases_90d >= {{ var('high_potential_expected_purchases_90d') }}, false
-        ) as is_high_potential,
+        quadrants.is_high_value,
+        quadrants.is_high_potential,
+        quadrants.quadrant,
         clv_scores.p_alive,
         clv_scores.expected_purchases_90d,
         clv_scores.clv_365d,
@@ -96,8 +86,7 @@ joined as (
     left join profiles_merged on customers.customer_id = profiles_merged.customer_id
     left join order_summaries on customers.customer_id = order_summaries.customer_id
     left join rfm_scores on customers.customer_id = rfm_scores.customer_id
-    left join engagement on customers.customer_id = engagement.customer_id
-    left join value_ranks on customers.customer_id = value_ranks.customer_id
+    left join quadrants on customers.customer_id = quadrants.customer_id
     left join clv_scores on customers.customer_id = clv_scores.customer_id
 ),
 
@@ -135,14 +124,7 @@ final as (
         cast(engagement_90d as integer) as engagement_90d,
         cast(is_high_value as boolean) as is_high_value,
         cast(is_high_potential as boolean) as is_high_potential,
-        cast(
-            case
-                when is_high_value and is_high_potential then 'high_value_high_potential'
-                when is_high_value then 'high_value_low_potential'
-                when is_high_potential then 'low_value_high_potential'
-                else 'low_value_low_potential'
-            end as varchar
-        ) as quadrant,
+        cast(quadrant as varchar) as quadrant,
         cast(lifecycle_stage as varchar) as lifecycle_stage,
         cast(is_vip as boolean) as is_vip,
         cast(p_alive as double) as p_alive,

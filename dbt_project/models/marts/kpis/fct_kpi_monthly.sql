@@ -11,6 +11,13 @@
 -- month x segment x kpi). A nightly run recomputes only the months that contain a date
 -- within var late_arrival_lookback_days before D (and the running month); older,
 -- complete months stay as they were published (docs/warehouse.md, "As-of rules").
+--
+-- Quadrant segments (segment_type 'quadrant') exist only as of D (the CLV scores), so
+-- they are computed for the month of D only. A run that also recomputes the previous
+-- month (the first nights of a month, within the lookback) keeps that month's quadrant
+-- rows as the run for D = end(M) published them; so with nightly runs every month has
+-- quadrant rows as of its last day, while a --full-refresh (or a backfill from scratch)
+-- has them for the month of D only.
 
 with
 
@@ -73,6 +80,40 @@ final as (
     {% if is_incremental() %}
     where months.month >= {{ month_start(incremental_cutoff_date()) }}
     {% endif %}
+),
+
+kept_quadrant_rows as (
+    -- quadrant rows of the recomputed months before the month of D, as published by the
+    -- run for D = end(M); rows of a run in the middle of M (followed by a gap) are dropped
+    {% if is_incremental() %}
+    select
+        kpi_monthly_id,
+        month,
+        month_label,
+        start_date,
+        end_date,
+        is_complete,
+        segment_type,
+        segment,
+        kpi,
+        kpi_type,
+        unit,
+        value,
+        numerator,
+        denominator,
+        computed_as_of_date
+    from {{ this }}
+    where
+        segment_type = 'quadrant'
+        and is_complete
+        and month >= {{ month_start(incremental_cutoff_date()) }}
+        and month < {{ month_start(as_of_date()) }}
+    {% else %}
+    select * from final
+    where false
+    {% endif %}
 )
 
 select * from final
+union all
+select * from kept_quadrant_rows
