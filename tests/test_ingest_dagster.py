@@ -98,3 +98,46 @@ def test_a_broken_mapping_fails_the_run_with_its_file_name(deployment):
     for failure in failures:
         message = failure.step_failure_data.error.message
         assert "shop.yaml" in message and "unknown entity 'invoices'" in message
+
+
+def test_a_backfill_range_loads_every_date_and_fails_only_the_broken_one(deployment):
+    """A single-run backfill over three dates: each mapping loads its dates in one go
+    (load_partitions); a date whose file lost a column fails alone, naming the file."""
+    landing = Path(deployment.landing_dir) / "shop"
+    (landing / "2026-01-07").mkdir()
+    shutil.copy(FIXTURES / "orders_bom_crlf.csv", landing / "2026-01-07" / "again.csv")  # dup
+    (landing / "2026-01-08").mkdir()
+    (landing / "2026-01-08" / "c.csv").write_text(
+        "order_no,line,order_time,state,price,ccy\nX1,1,2026-01-05 10:00:00,PAID,1.00,CNY\n"
+    )
+    assets = build_ingest_assets(daily_partitions("Asia/Shanghai"))
+    tags = {
+        "dagster/asset_partition_range_start": DAY,
+        "dagster/asset_partition_range_end": "2026-01-08",
+    }
+    result = dg.materialize(assets, resources={"crm": deployment}, tags=tags, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "1 source partition(s) failed" in message and "shop/2026-01-08/c.csv" in message
+    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        log = con.execute(
+            "select _delivery_date::varchar, status, count(*) from raw.load_log group by all "
+            "order by all"
+        ).fetchall()
+    assert log == [("2026-01-06", "loaded", 2), ("2026-01-07", "duplicate", 1)]
+    (landing / "2026-01-08" / "c.csv").write_text(  # re-delivered with its qty column
+        "order_no,line,order_time,state,qty,price,ccy\nX1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
+    )
+    again = dg.materialize(assets, resources={"crm": deployment}, tags=tags, raise_on_error=False)
+    assert again.success
+    events = [
+        e.materialization
+        for e in again.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "orders"])
+    ]
+    assert sorted(e.partition for e in events) == [DAY, "2026-01-07", "2026-01-08"]
+    orders = {k: v.value for k, v in events[0].metadata.items()}
+    assert (orders["delivery_dates"], orders["unchanged_partitions_skipped"]) == (3, 2)
+    assert (orders["files"], orders["rows_loaded"]) == (1, 1)  # only the fixed date loads

@@ -20,8 +20,9 @@ from pipelines.ingest.engine import (
     ensure_raw_schema,
     format_check_report,
     load_partition,
+    load_partitions,
 )
-from pipelines.ingest.mapping import load_mapping, parse_mapping
+from pipelines.ingest.mapping import MappingError, load_mapping, parse_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 DAY = "2026-01-06"
@@ -399,3 +400,259 @@ def test_check_mapping_dry_run(tmp_path):
     assert "orders_malformed.csv:4" in text
     # nothing was written anywhere: the landing folder holds only the delivery
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["orders_malformed.csv"]
+
+
+# --------------------------------------------------------------------------- many files at once
+MULTILINE = (
+    "order_no,line,order_time,state,qty,price,ccy\n"  # 1
+    'M1,1,2026-01-05 10:00:00,PAID,1,"1.00",CNY\n'  # 2
+    'M2,1,2026-01-05 10:00:00,"PA\nID",1,1.00,CNY\n'  # 3-4
+    "\n"  # 5 blank
+    "M3,1,2026-01-05 10:00:00,PAID,x,1.00,CNY\n"  # 6 quarantined
+    "M4,1,2026-01-05 10:00:00,PAID,1,1.00\n"  # 7 wrong column count
+    "M5,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"  # 8
+)
+
+
+@pytest.fixture
+def grouped_only(monkeypatch):
+    """Fail when a load falls back to reading one file at a time: that fallback is there to
+    name the file at fault in an error, a load that succeeds must not need it."""
+    import pipelines.ingest.engine as engine
+
+    real = engine._run_batch
+
+    def run(*args, **kwargs):
+        assert not kwargs["per_file"], "fell back to one file at a time"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_batch", run)
+
+
+def lines_by_file(con, table: str = "raw.orders") -> dict[str, list[int]]:
+    rows = con.execute(
+        f"SELECT _source_file, list(_source_line ORDER BY _source_line) FROM {table} GROUP BY 1"
+    ).fetchall()
+    return {Path(f).name: lines for f, lines in rows}
+
+
+def test_many_malformed_files_in_one_partition_keep_exact_per_file_counts(
+    con, tmp_path, grouped_only
+):
+    """One read over six files (one of them on the slow path, two empty): every count, line
+    number and reason is the one each file gets when it is loaded alone."""
+    folder = deliver(
+        tmp_path,
+        "shop",
+        "orders_malformed.csv",
+        "orders_bad_utf8.csv",
+        "orders_bom_crlf.csv",
+        "empty.csv",
+        "header_only.csv",
+    )
+    (folder / "m.csv").write_text(MULTILINE, encoding="utf-8")
+    result = load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert counts(result) == {
+        "empty.csv": (0, 0, 0),
+        "header_only.csv": (0, 0, 0),
+        "m.csv": (5, 3, 2),
+        "orders_bad_utf8.csv": (4, 2, 2),
+        "orders_bom_crlf.csv": (2, 2, 0),
+        "orders_malformed.csv": (10, 3, 7),
+    }
+    assert {Path(f.file).name: f.warnings for f in result.files}["m.csv"] == [
+        "1 blank line(s) skipped"
+    ]
+    assert lines_by_file(con) == {
+        "m.csv": [2, 3, 8],
+        "orders_bad_utf8.csv": [2, 4],
+        "orders_bom_crlf.csv": [2, 3],
+        "orders_malformed.csv": [2, 8, 11],
+    }
+    assert quarantine(con, "m.csv") == [
+        (6, "quantity: 'x' is not a number"),
+        (7, "wrong column count (expected 7, got 6)"),
+    ]
+    assert quarantine(con, "orders_bad_utf8.csv") == [
+        (3, "invalid UTF-8"),
+        (5, "unterminated quote"),
+    ]
+    assert [line for line, _ in quarantine(con, "orders_malformed.csv")] == [3, 4, 5, 6, 7, 9, 10]
+    raw = con.execute(
+        "SELECT raw_text FROM raw.quarantine WHERE _source_file LIKE '%orders_malformed.csv' "
+        "AND _source_line = 4"
+    ).fetchall()
+    assert raw == [("A3,1,2026/01/05 11:30,SHIPPED,abc,5.00,CNY",)]
+    log = con.execute(
+        "SELECT _source_file, rows_read, rows_loaded, rows_quarantined FROM raw.load_log ORDER BY 1"
+    ).fetchall()
+    assert [(Path(f).name, r, lo, q) for f, r, lo, q in log] == sorted(
+        (name, *c) for name, c in counts(result).items()
+    )
+
+
+def test_raw_text_of_a_quarantined_line_drops_crlf_and_bom(con, tmp_path, grouped_only):
+    folder = tmp_path / "legacy" / DAY
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(  # BOM, CRLF
+        b"\xef\xbb\xbfN1;2026-01-05 10:00:00;PAID;x;1.00\r\nN2;2026-01-05 10:00:00;PAID;1;1\r\n"
+    )
+    (folder / "b.csv").write_bytes(  # LF
+        b"N3;2026-01-05 10:00:00;PAID;1;1.00\nN4;2026-01-05 10:00:00;PAID;y;2\n"
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_noheader.yaml"), tmp_path, DAY)
+    assert counts(result) == {"a.csv": (2, 1, 1), "b.csv": (2, 1, 1)}
+    assert con.execute(
+        "SELECT _source_file, _source_line, raw_text FROM raw.quarantine ORDER BY 1"
+    ).fetchall() == [
+        ("legacy/2026-01-06/a.csv", 1, "N1;2026-01-05 10:00:00;PAID;x;1.00"),
+        ("legacy/2026-01-06/b.csv", 2, "N4;2026-01-05 10:00:00;PAID;y;2"),
+    ]
+
+
+def test_a_file_the_reader_cannot_read_fails_the_partition_naming_it(con, tmp_path):
+    folder = deliver(tmp_path, "shop", "orders_bom_crlf.csv")
+    # '\n' and '\r\n' line ends mixed: DuckDB's CSV reader gives up on the file
+    (folder / "z.csv").write_bytes(
+        b"order_no,line,order_time,state,qty,price,ccy\n"
+        b"Z1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\r\nZ2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
+    )
+    with pytest.raises(MappingError) as exc:
+        load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert "data file shop/2026-01-06/z.csv could not be read" in str(exc.value)
+    assert con.execute("SELECT count(*) FROM raw.orders").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM raw.load_log").fetchall() == [(0,)]
+
+
+def test_json_lines_files_read_together_keep_their_own_keys_and_lines(con, tmp_path, grouped_only):
+    folder = deliver(tmp_path, "app", "orders.jsonl")
+    (folder / "more.jsonl").write_text(
+        '\n{"id":"K1","ts":"2026-01-05 10:00:00","status":"paid","qty":1,"price":1,"coupon":"Y"}\n'
+        '{"id":"K2","ts":"bad","status":"paid","qty":1,"price":1}\n',
+        encoding="utf-8",
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_jsonl.yaml"), tmp_path, DAY)
+    assert counts(result) == {"more.jsonl": (2, 1, 1), "orders.jsonl": (5, 2, 3)}
+    assert {Path(f.file).name: f.warnings for f in result.files} == {
+        "more.jsonl": ["extra column(s) ignored: coupon"],
+        "orders.jsonl": ["extra column(s) ignored: extra"],
+    }
+    assert lines_by_file(con) == {"more.jsonl": [2], "orders.jsonl": [1, 6]}
+    assert quarantine(con, "more.jsonl") == [
+        (3, "ordered_at: cannot parse 'bad' as an ISO 8601 timestamp")
+    ]
+    assert quarantine(con, "orders.jsonl") == [
+        (2, "quantity: 'x' is not a number"),
+        (3, "invalid JSON"),
+        (5, "not a JSON object"),
+    ]
+
+
+def test_parquet_files_with_different_schemas_in_one_partition(con, tmp_path, grouped_only):
+    folder = tmp_path / "lake" / DAY
+    folder.mkdir(parents=True)
+    con.execute(
+        f"""COPY (SELECT * FROM (VALUES ('P1', TIMESTAMP '2026-01-05 10:00:00', 'paid', 1, 2.5),
+            ('P2', TIMESTAMP '2026-01-05 11:00:00', 'paid', NULL, 2.5)) AS t(id, ts, st, qty, price))
+        TO '{folder / "a.parquet"}' (FORMAT parquet)"""
+    )
+    con.execute(
+        f"""COPY (SELECT * FROM (VALUES ('Q1', '2026-01-05 12:00:00', 'paid', 1.5, 1.0, 'C'),
+            ('Q2', 'soon', 'paid', 2.0, 1.0, 'D'), ('Q3', '2026-01-05 13:00:00', 'paid', 3.0, 1.0, NULL))
+            AS t(id, ts, st, qty, price, coupon))
+        TO '{folder / "b.parquet"}' (FORMAT parquet)"""
+    )
+    (folder / "c.parquet").write_bytes(b"")  # an empty file: no rows
+    mapping = parse_mapping(
+        {
+            "name": "lake",
+            "entity": "orders",
+            "format": "parquet",
+            "fields": {"order_id": "id", "ordered_at": "ts", "status": "st", "quantity": "qty",
+                       "unit_price": "price"},
+        }
+    )  # fmt: skip
+    result = load_partition(con, mapping, tmp_path, DAY)
+    assert counts(result) == {
+        "a.parquet": (2, 1, 1),
+        "b.parquet": (3, 2, 1),
+        "c.parquet": (0, 0, 0),
+    }
+    assert {Path(f.file).name: f.warnings for f in result.files}["b.parquet"] == [
+        "extra column(s) ignored: coupon"
+    ]
+    assert lines_by_file(con) == {"a.parquet": [1], "b.parquet": [1, 3]}
+    assert quarantine(con, "b.parquet") == [
+        (2, "ordered_at: cannot parse 'soon' as an ISO 8601 timestamp")
+    ]
+    raw = con.execute("SELECT raw_text FROM raw.quarantine WHERE _source_line = 2 "
+                      "AND _source_file LIKE '%b.parquet'").fetchall()  # fmt: skip
+    assert raw == [('{"id":"Q2","ts":"soon","st":"paid","qty":"2.0","price":"1.0","coupon":"D"}',)]
+
+
+def test_gb18030_files_of_several_days_with_the_same_name(con, tmp_path, grouped_only):
+    """Transcoded copies of same-named files of different days must not collide."""
+    mapping = load_mapping(FIXTURES / "orders_gb18030.yaml")
+    text = (FIXTURES / "orders_gb18030.csv").read_bytes()
+    for day, tail in (("2026-01-06", ""), ("2026-01-07", "X")):
+        folder = tmp_path / "erp" / day
+        folder.mkdir(parents=True)
+        (folder / "orders.csv").write_bytes(text.replace(b"G3", f"G3{tail}".encode()))
+    loaded = load_partitions(con, mapping, tmp_path, ["2026-01-06", "2026-01-07"])
+    assert not loaded.failures
+    assert [counts(r) for r in loaded.partitions] == [{"orders.csv": (3, 2, 1)}] * 2
+    rows = con.execute(
+        "SELECT _delivery_date::VARCHAR, order_id, buyer_name FROM raw.orders ORDER BY ALL"
+    ).fetchall()
+    assert rows == [
+        ("2026-01-06", "G1", "张三"), ("2026-01-06", "G3", "李四"),
+        ("2026-01-07", "G1", "张三"), ("2026-01-07", "G3X", "李四"),
+    ]  # fmt: skip
+    assert quarantine(con, "orders.csv") == [(3, "invalid GB18030 byte sequence")] * 2
+
+
+@pytest.mark.parametrize("fmt", ["whitespace", "jsonl"])
+def test_gb18030_line_formats(con, tmp_path, fmt):
+    """Whitespace text and JSON Lines in GB18030 (transcoded, like delimited text)."""
+    folder = tmp_path / "pos" / DAY
+    folder.mkdir(parents=True)
+    if fmt == "whitespace":
+        body = "单号 时间 数量 价格\nB1 2026-01-05T10:00:00 1 2.0\nB2 2026-01-05T10:00:00 1\n"
+        spec = {"type": "txt", "delimiter": "whitespace", "encoding": "gb18030"}
+    else:
+        body = (
+            '{"单号":"B1","时间":"2026-01-05T10:00:00","数量":1,"价格":2.0}\n'
+            '{"单号":"B2","时间":"2026-01-05T10:00:00","数量":"一","价格":1}\n'
+        )
+        spec = {"type": "jsonl", "encoding": "gb18030"}
+    (folder / "a.txt").write_bytes(body.encode("gb18030") + b"B3 \x81\x20 1 1\n")
+    mapping = parse_mapping(
+        {
+            "name": "pos",
+            "entity": "orders",
+            "files": "*.txt",
+            "format": spec,
+            "fields": {"order_id": "单号", "ordered_at": "时间", "status": {"expr": "'paid'"},
+                       "quantity": "数量", "unit_price": "价格"},
+        }
+    )  # fmt: skip
+    result = load_partition(con, mapping, tmp_path, DAY)
+    assert counts(result) == {"a.txt": (3, 1, 2)}
+    assert con.execute("SELECT order_id FROM raw.orders").fetchall() == [("B1",)]
+    reasons = [r for _, r in quarantine(con, "a.txt")]
+    assert reasons[-1] == "invalid GB18030 byte sequence"
+
+
+def test_check_mapping_on_a_partition_of_several_files(tmp_path):
+    deliver(tmp_path, "shop", "orders_malformed.csv", "orders_bom_crlf.csv")
+    report = check_mapping(FIXTURES / "orders_csv.yaml", tmp_path, sample=2)
+    assert report.error is None
+    assert [(f.rows_read, f.rows_loaded, f.rows_quarantined) for f in report.files] == [
+        (2, 2, 0),
+        (10, 3, 7),
+    ]
+    fields = {f.field: f for f in report.fields}
+    assert fields["quantity"].failures == 1
+    # typed rows: 2 + 7 (the reader rejects 3 of the 10); order_id is empty on one
+    assert fields["order_id"].null_share == pytest.approx(1 / 9)
+    assert fields["status"].samples == [("paid", "paid"), ("cancelled", "cancelled")]

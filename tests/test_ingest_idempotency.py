@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest.engine import load_partition, partition_is_unchanged
+from pipelines.ingest.engine import load_partition, load_partitions, partition_is_unchanged
 from pipelines.ingest.mapping import MappingError, SchemaDriftError, load_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
@@ -174,4 +174,93 @@ def test_partition_without_files_clears_what_it_loaded(con, mapping, tmp_path):
     result = load_partition(con, mapping, tmp_path, "2026-01-06")
     assert result.files == []
     assert con.execute("SELECT count(*) FROM raw.orders").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM raw.load_log").fetchall() == [(0,)]
+
+
+# --------------------------------------------------------------------------- ranges
+RANGE = ["2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09"]
+
+
+def deliver_range(landing: Path) -> None:
+    put(landing, "2026-01-06", "a.csv", fixture="orders_malformed.csv")
+    put(landing, "2026-01-06", "b.csv", fixture="orders_bom_crlf.csv")
+    put(landing, "2026-01-07", "b_again.csv", fixture="orders_bom_crlf.csv")  # = 01-06/b.csv
+    put(landing, "2026-01-07", "c.csv", fixture="orders_bad_utf8.csv")
+    put(landing, "2026-01-08", "d.csv", HEADER + "D1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    put(landing, "2026-01-08", "e.csv", fixture="orders_malformed.csv")  # = 01-06/a.csv
+    (landing / "shop" / "2026-01-09").mkdir(parents=True)  # a delivery date without files
+
+
+def file_results(results) -> list[tuple]:
+    return [
+        (r.delivery_date, f.file, f.sha256, f.bytes, f.rows_read, f.rows_loaded,
+         f.rows_quarantined, f.status, f.duplicate_of, f.warnings)
+        for r in results
+        for f in r.files
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 1], ids=["one batch", "batch per partition"])
+def test_a_range_loads_like_its_partitions_one_after_the_other(mapping, tmp_path, batch_bytes):
+    deliver_range(tmp_path)
+    at = datetime(2026, 1, 10, 1)
+    one, two = duckdb.connect(), duckdb.connect()
+    # something loaded before: 01-08 alone, so its e.csv is the original of 01-06/a.csv's
+    # bytes until 01-06 is loaded again, which makes a.csv the duplicate (sequential rule)
+    load_partition(one, mapping, tmp_path, "2026-01-08", loaded_at=at)
+    load_partition(two, mapping, tmp_path, "2026-01-08", loaded_at=at)
+    singles = [load_partition(one, mapping, tmp_path, d, loaded_at=at) for d in RANGE]
+    options = {"batch_bytes": batch_bytes} if batch_bytes else {}
+    loaded = load_partitions(two, mapping, tmp_path, RANGE, loaded_at=at, **options)
+    assert loaded.failures == {}
+    assert file_results(loaded.partitions) == file_results(singles)
+    assert [r.delivery_date for r in loaded.partitions] == [r.delivery_date for r in singles]
+    assert snapshot(two) == snapshot(one)
+    statuses = {(f.file, f.status, f.duplicate_of) for r in loaded.partitions for f in r.files}
+    assert ("shop/2026-01-06/a.csv", "duplicate", "shop/2026-01-08/e.csv") in statuses
+    assert ("shop/2026-01-07/b_again.csv", "duplicate", "shop/2026-01-06/b.csv") in statuses
+    # the same range again: identical tables
+    load_partitions(two, mapping, tmp_path, RANGE, loaded_at=at, **options)
+    assert snapshot(two) == snapshot(one)
+
+
+def test_a_failing_partition_of_a_range_is_left_as_it_was(con, mapping, tmp_path):
+    put(tmp_path, "2026-01-06", "a.csv", HEADER + "K1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    put(tmp_path, "2026-01-07", "a.csv", HEADER + "L1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    load_partitions(con, mapping, tmp_path, RANGE[:2])
+    before = snapshot(con)
+    # re-deliveries: 01-06 changed, 01-07 gains a file without qty, 01-08 is new
+    put(tmp_path, "2026-01-06", "a.csv", HEADER + "K2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    put(tmp_path, "2026-01-07", "b.csv",
+        "order_no,line,order_time,state,price,ccy\nL2,1,2026-01-05 10:00:00,PAID,1.00,CNY\n")  # fmt: skip
+    put(tmp_path, "2026-01-08", "a.csv", HEADER + "M1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    loaded = load_partitions(con, mapping, tmp_path, RANGE[:3])
+    assert [str(d) for d in loaded.failures] == ["2026-01-07"]
+    error = loaded.failures[next(iter(loaded.failures))]
+    assert isinstance(error, SchemaDriftError)
+    assert str(MAPPING) in str(error) and "shop/2026-01-07/b.csv" in str(error)
+    assert "'qty'" in str(error) and "quantity" in str(error)
+    assert [str(r.delivery_date) for r in loaded.partitions] == ["2026-01-06", "2026-01-08"]
+    rows = con.execute(
+        "SELECT _delivery_date::VARCHAR, order_id FROM raw.orders ORDER BY 1"
+    ).fetchall()
+    assert rows == [("2026-01-06", "K2"), ("2026-01-07", "L1"), ("2026-01-08", "M1")]
+    after = snapshot(con)
+    assert [r for r in after["load_log"] if "2026-01-07" in r[3]] == [
+        r for r in before["load_log"] if "2026-01-07" in r[3]
+    ]
+
+
+def test_a_range_with_an_expression_that_does_not_fit_fails_every_partition(con, tmp_path):
+    for day in RANGE[:2]:
+        put(tmp_path, day, "a.csv", HEADER + f"K{day[-1]},1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    text = MAPPING.read_text(encoding="utf-8").replace(
+        "  unit_price: price", "  unit_price: {expr: \"price + strftime(order_time, '%Y')\"}"
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    loaded = load_partitions(con, load_mapping(path), tmp_path, RANGE[:2])
+    assert loaded.partitions == []
+    assert sorted(str(d) for d in loaded.failures) == RANGE[:2]
+    assert all("fields.unit_price" in str(e) for e in loaded.failures.values())
     assert con.execute("SELECT count(*) FROM raw.load_log").fetchall() == [(0,)]

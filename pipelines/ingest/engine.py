@@ -2,11 +2,14 @@
 
 One engine for every source; a source is described by its mapping (see mapping.py and
 docs/ingestion.md). Everything is read by DuckDB's own readers as text and typed in SQL
-(TRY_CAST / try_strptime), one ``CREATE TABLE AS`` per file plus two inserts; Python only
+(TRY_CAST / try_strptime). The files of a partition, or of a whole range of partitions
+(``load_partitions``), are read by one reader call over the list of files, typed by one
+``CREATE TABLE AS`` and copied by one insert into raw and one into quarantine; Python only
 hashes files (and transcodes GB18030/GBK to UTF-8 in streaming chunks).
 
-Public API: ``ensure_raw_schema``, ``load_partition``, ``discover_partitions``,
-``partition_files``, ``check_mapping``, ``format_check_report``.
+Public API: ``ensure_raw_schema``, ``load_partition``, ``load_partitions``,
+``discover_partitions``, ``partition_files``, ``partition_is_unchanged``, ``check_mapping``,
+``format_check_report``.
 """
 
 from __future__ import annotations
@@ -14,15 +17,22 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import json
+import mmap
+import os
 import re
+import string
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from pipelines.ingest.canonical import (
     ENTITIES,
@@ -45,12 +55,14 @@ __all__ = [
     "FileResult",
     "MappingError",
     "PartitionResult",
+    "RangeResult",
     "SchemaDriftError",
     "check_mapping",
     "discover_partitions",
     "ensure_raw_schema",
     "format_check_report",
     "load_partition",
+    "load_partitions",
     "partition_files",
     "partition_is_unchanged",
 ]
@@ -60,13 +72,17 @@ CHUNK = 1 << 22
 LINE_DELIM = "\x01"  # the line reader's "delimiter": a line containing it is still kept
 MAX_LINE = 8 << 20
 VALUE_IN_REASON = 80  # characters of a bad value quoted in a quarantine reason
+BATCH_BYTES = 128 << 20  # load_partitions: files of up to this many bytes per transaction
 
-# temp tables used while loading one file (dropped afterwards)
+# temp tables used while loading a group of files (dropped afterwards)
 T_STAGE, T_REJ, T_REJ_SCAN = "__ingest_stage", "__ingest_rej", "__ingest_rej_scan"
 T_LR, T_LREJ, T_LREJ_SCAN = "__ingest_lr", "__ingest_lrej", "__ingest_lrej_scan"
 T_PLINES, T_REC, T_THR = "__ingest_plines", "__ingest_rec", "__ingest_thr"
 T_LRJ, T_RECMAP, T_SKIPS = "__ingest_lrj", "__ingest_recmap", "__ingest_skips"
 T_LTHR = "__ingest_lthr"
+T_FILES = "__ingest_files"  # the files of a group: f -> lineage
+FILE_COLUMNS = (("f", "integer"), ("file", "varchar"), ("delivery", "date"), ("sha256", "varchar"))
+T_CHECK = "__ingest_check"  # check_mapping: the stage rows of every file (not in TEMP_TABLES)
 TEMP_TABLES = (
     T_STAGE,
     T_REJ,
@@ -81,6 +97,7 @@ TEMP_TABLES = (
     T_RECMAP,
     T_SKIPS,
     T_LTHR,
+    T_FILES,
 )
 
 REJECT_REASONS = {
@@ -171,6 +188,14 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     Every entity table exists even when no source delivers it (empty), so that a
     deployment with only some sources works downstream. Idempotent.
     """
+    wanted = [*ENTITIES, "quarantine", "load_log"]
+    found = con.execute(
+        f"SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        f"AND schema_name = {_lit(RAW_SCHEMA)} AND NOT temporary "
+        f"AND table_name IN ({', '.join(_lit(t) for t in wanted)})"
+    ).fetchall()[0][0]
+    if found == len(wanted):
+        return
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for entity, fields in ENTITIES.items():
         cols = [(f.name, f.sql_type) for f in fields] + list(LINEAGE_COLUMNS)
@@ -237,14 +262,14 @@ def _scan_file(path: Path) -> _FileScan:
     return _FileScan(digest.hexdigest(), size, lines)
 
 
-def _transcode(src: Path, encoding: str, tmpdir: Path) -> Path:
+def _transcode(src: Path, encoding: str, tmpdir: Path, prefix: str = "") -> Path:
     """Decode a GB18030/GBK file into a UTF-8 temp file, chunk by chunk.
 
     Invalid byte sequences become U+FFFD (the rows holding one are quarantined with the
     reason "invalid <encoding> byte sequence"); line breaks are kept, so line numbers are
     those of the original file.
     """
-    dst = tmpdir / (src.name + ".utf8")
+    dst = tmpdir / (prefix + src.name + ".utf8")
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     first = True
     with src.open("rb") as fin, dst.open("w", encoding="utf-8", newline="") as fout:
@@ -259,8 +284,13 @@ def _transcode(src: Path, encoding: str, tmpdir: Path) -> Path:
 
 
 def _first_line(path: Path) -> str:
-    with path.open("rb") as fh:
-        head = fh.read(1 << 20)
+    head = b""
+    with path.open("rb") as fh:  # up to 1 MB, 64 KB at a time until a line break
+        while len(head) < 1 << 20 and (chunk := fh.read(1 << 16)):
+            head += chunk
+            if b"\n" in chunk:
+                break
+    head = head[: 1 << 20]
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
     return text.split("\n", 1)[0].rstrip("\r")
 
@@ -303,6 +333,28 @@ def _tz_to_utc(naive_sql: str, tz: str) -> str:
 
 
 OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|(UTC|GMT)?[+-]\d\d(:?\d\d)?)$"
+STRPTIME_SPEC_RE = re.compile(r"%-?.")
+
+
+def _format_literals(fmt: str) -> list[str]:
+    """The punctuation a strptime format matches literally (outside its % directives)."""
+    literal = STRPTIME_SPEC_RE.sub("", fmt.replace("%%", "\x00")).replace("\x00", "%")
+    return sorted({c for c in literal if c in string.punctuation})
+
+
+def _strptime_sql(x: str, formats: tuple[str, ...] | list[str]) -> str:
+    """``try_strptime(x, [formats])``: the first format that parses. With several formats
+    each is only tried on values holding its literal punctuation ('-', '/', ':' ...):
+    without it a format cannot match, so the result is the same, with fewer failed parses
+    (a failed try_strptime costs as much as a successful one)."""
+    if len(formats) == 1:
+        return f"try_strptime({x}, {_list_lit(list(formats))})"
+    tries = []
+    for f in formats:
+        parse = f"try_strptime({x}, {_list_lit([f])})"
+        needs = " AND ".join(f"contains({x}, {_lit(c)})" for c in _format_literals(f))
+        tries.append(f"CASE WHEN {needs} THEN {parse} END" if needs else parse)
+    return f"coalesce({', '.join(tries)})"
 
 
 def _typed_sql(v: str, spec: FieldSpec | None, canon: CanonicalField, tz: str) -> str:
@@ -320,7 +372,7 @@ def _typed_sql(v: str, spec: FieldSpec | None, canon: CanonicalField, tz: str) -
         return f"TRY_CAST(trim({v}) AS {canon.sql_type.upper()})"
     if kind == "date":
         if formats:
-            return f"CAST(try_strptime(trim({v}), {_list_lit(formats)}) AS DATE)"
+            return f"CAST({_strptime_sql(f'trim({v})', formats)} AS DATE)"
         return f"TRY_CAST(trim({v}) AS DATE)"
     if kind == "timestamp":
         if formats:
@@ -328,9 +380,9 @@ def _typed_sql(v: str, spec: FieldSpec | None, canon: CanonicalField, tz: str) -
             plain = [f for f in formats if f not in zoned]
             parts = []
             if plain:
-                parts.append(_tz_to_utc(f"try_strptime(trim({v}), {_list_lit(plain)})", tz))
+                parts.append(_tz_to_utc(_strptime_sql(f"trim({v})", plain), tz))
             if zoned:
-                parts.append(f"timezone('UTC', try_strptime(trim({v}), {_list_lit(zoned)}))")
+                parts.append(f"timezone('UTC', {_strptime_sql(f'trim({v})', zoned)})")
             return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
         return (
             f"CASE WHEN regexp_matches(trim({v}), {_lit(OFFSET_RE)}) "
@@ -383,194 +435,279 @@ def _default_sql(entity: str, fname: str, mapping: SourceMapping, currency: str)
     return None
 
 
-def _stage_sql(mapping: SourceMapping, source_sql: str, currency: str, keep_values: bool) -> str:
-    """L0 source -> L1 values -> L2 typed -> L3 reasons; the stage of one file."""
+def _stage_sql(
+    mapping: SourceMapping,
+    source_sql: str,
+    currency: str,
+    keep_values: bool,
+    *,
+    raw_sql: str = "__raw",
+    rowtext_sql: str = "__rowtext",
+) -> str:
+    """L0 source -> L1 values -> L2 typed -> L3 reasons; the stage of a group of files
+    (``__f``: which file of the group).
+
+    The source columns are passed through every layer, so ``raw_sql`` (the raw text kept
+    for a quarantined row) and ``rowtext_sql`` (the row text of an ``md5`` default) are
+    expressions over them computed only for the rows that need them; the reason string is
+    only built for a row that fails a check.
+    """
     entity = mapping.entity
     canon = ENTITIES[entity]
-    l1 = ["__pos", "__raw", "__pre"]
-    l2 = ["__pos", "__raw", "__pre"]
-    checks: list[str] = []
-    final = ["__pos", "CASE WHEN __reason IS NOT NULL THEN __raw END AS __raw", "__reason"]
+    l1: list[str] = []
+    l2: list[str] = []
+    checks: list[tuple[str, str]] = []  # (condition, reason)
+    final = [
+        "__f",
+        "__pos",
+        f"CASE WHEN __reason IS NOT NULL THEN {raw_sql} END AS __raw",
+        "__reason",
+    ]
     for i, cf in enumerate(canon):
         spec = mapping.fields.get(cf.name)
         default = _default_sql(entity, cf.name, mapping, currency)
+        if default is not None:
+            default = default.replace("__rowtext", f"({rowtext_sql})")
         vcol, tcol = f"__v{i}", f"__t{i}"
         if spec is not None:
             l1.append(f"{_value_sql(spec)} AS {vcol}")
-            l2.append(vcol)
             l2.append(f"{_typed_sql(vcol, spec, cf, mapping.timezone)} AS {tcol}")
             fail = _failure_sql(cf.name, vcol, spec, cf)
             if fail is not None:
-                checks.append(f"CASE WHEN {vcol} IS NOT NULL AND {tcol} IS NULL THEN {fail} END")
+                checks.append((f"({vcol} IS NOT NULL AND {tcol} IS NULL)", fail))
             if cf.required:
-                checks.append(
-                    f"CASE WHEN {vcol} IS NULL THEN {_lit('missing required field ' + cf.name)} END"
-                )
+                checks.append((f"{vcol} IS NULL", _lit("missing required field " + cf.name)))
             out = tcol if default is None else f"coalesce({tcol}, {default})"
-            if default is not None and "__rowtext" in default:
-                l1.append("__rowtext")
-                l2.append("__rowtext")
             final.append(f"CAST({out} AS {cf.sql_type}) AS {_ident(cf.name)}")
             if keep_values:
                 final.append(vcol)
         else:
             out = "NULL" if default is None else default
-            if "__rowtext" in out:
-                l1.append("__rowtext")
-                l2.append("__rowtext")
             final.append(f"CAST({out} AS {cf.sql_type}) AS {_ident(cf.name)}")
-    l1 = list(dict.fromkeys(l1))
-    l2 = list(dict.fromkeys(l2))
     # a structural problem (column count, JSON, encoding) is the whole story of its row
-    checks_sql = f"nullif(concat_ws('; ', {', '.join(checks)}), '')" if checks else "NULL"
+    checks_sql = "NULL"
+    if checks:
+        parts = ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks)
+        checks_sql = (
+            f"CASE WHEN {' OR '.join(cond for cond, _ in checks)} THEN "
+            f"nullif(concat_ws('; ', {parts}), '') END"
+        )
     reason = f"coalesce(__pre, {checks_sql}) AS __reason"
-    return (
-        f"SELECT {', '.join(final)} FROM ("
-        f"SELECT *, {reason} FROM ("
-        f"SELECT {', '.join(l2)} FROM ("
-        f"SELECT {', '.join(l1)} FROM ({source_sql}) AS __l0) AS __l1) AS __l2) AS __l3"
-    )
+    l1_sql = f"SELECT *{''.join(', ' + c for c in l1)} FROM ({source_sql}) AS __l0"
+    l2_sql = f"SELECT *{''.join(', ' + c for c in l2)} FROM ({l1_sql}) AS __l1"
+    return f"SELECT {', '.join(final)} FROM (SELECT *, {reason} FROM ({l2_sql}) AS __l2) AS __l3"
 
 
 # --------------------------------------------------------------------------- loader
-class _Ctx:
-    """Per-file state shared by the reading steps."""
+# A *batch* is a list of partitions loaded in one transaction. Its files are read in
+# *groups*: the files of a group are read by one DuckDB reader call over the list of files
+# (the reader's ``file_index`` tells them apart: column ``__f`` of the stage), typed by one
+# ``CREATE TEMP TABLE … AS``, and copied by one insert into raw and one into quarantine.
+# Files with the same columns form one group (usually every file of the batch). Per-file
+# lineage (file, sha256, delivery date) comes from a small table joined on ``__f``. A file
+# whose rows do not add up to its lines (or Parquet row count) in a group read is read
+# again on its own, as the single-file loader reads it.
+@dataclass
+class _Item:
+    """One delivered file of a batch."""
 
-    def __init__(self, con, mapping: SourceMapping, path: Path, rel: str, scan: _FileScan):
-        self.con = con
-        self.mapping = mapping
-        self.path = path  # the file DuckDB reads (maybe transcoded)
-        self.rel = rel
-        self.scan = scan
-        self.warnings: list[str] = []
+    delivery: date
+    path: Path
+    scan: _FileScan
+    result: FileResult
+    own_seconds: float  # hashing and transcoding this file alone
+    read_path: Path | None = None  # the file DuckDB reads (maybe a transcoded copy)
+    columns: list[str] | None = None
 
-    def drift(self, columns: list[str]) -> None:
-        m = self.mapping
-        missing = [c for c in m.source_columns if c not in columns]
-        if missing:
-            users = [
-                f"{name} <- {c!r}"
-                for name, spec in m.fields.items()
-                for c in spec.source_columns
-                if c in missing
-            ]
-            raise SchemaDriftError(
-                f"{m.label}: data file {self.rel} lacks source column(s) "
-                f"{', '.join(repr(c) for c in missing)} (used by {', '.join(users)}); "
-                f"the file has {columns}. Fix the mapping or the export; nothing was loaded "
-                f"for {m.name} on this delivery date."
-            )
-        extra = [c for c in columns if c not in m.source_columns]
-        if extra and m.format.columns is None:
-            self.warnings.append(f"extra column(s) ignored: {', '.join(extra)}")
+    @property
+    def rel(self) -> str:
+        return self.result.file
 
-    def check_expressions(self, columns: list[str]) -> None:
-        """Bind every expression against the file's columns so errors name the field."""
-        probe = ", ".join(f"NULL::VARCHAR AS {_ident(c)}" for c in columns) or "1 AS __x"
-        for name, spec in self.mapping.fields.items():
-            if spec.expr is None:
-                continue
-            try:
-                self.con.execute(
-                    f"SELECT CAST({spec.expr.sql} AS VARCHAR) FROM (SELECT {probe}) LIMIT 0"
-                ).fetchall()
-            except duckdb.Error as exc:
-                raise MappingError(
-                    f"{self.mapping.label}: fields.{name}: expression {spec.expr.source!r} "
-                    f"does not work on data file {self.rel} (source columns are VARCHAR; "
-                    f"cast them, e.g. col::date): {str(exc).splitlines()[0]}"
-                ) from exc
+
+@dataclass
+class _Job:
+    """What loading the files of one batch needs besides the files."""
+
+    con: duckdb.DuckDBPyConnection
+    mapping: SourceMapping
+    loaded_at: datetime
+    currency: str
+    keep_values: bool
+    inspect: Callable[[duckdb.DuckDBPyConnection, list[FileResult]], None] | None
+    expr_checks: dict[tuple[str, ...], tuple[str, str] | None]  # columns -> (field, error)
+    tmp: Path  # the batch's scratch folder
+    insertion_order: bool = True  # the connection's preserve_insertion_order
 
 
 def _drop_temps(con) -> None:
-    for t in TEMP_TABLES:
+    found = con.execute(
+        f"SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name IN "
+        f"({', '.join(_lit(t) for t in TEMP_TABLES)})"
+    ).fetchall()
+    for (t,) in found:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-def _read_lines(ctx: _Ctx) -> None:
-    """Every physical line of the file as (line_no, text, bad) in T_PLINES.
+def _pick(values: list[str], index_sql: str) -> str:
+    """SQL for ``values[index]`` (0-based) out of SQL literals; the literal if only one,
+    the index itself if the values are 0, 1, 2, ..."""
+    if len(values) == 1:
+        return values[0]
+    if values == [str(i) for i in range(len(values))]:
+        return f"CAST({index_sql} AS INTEGER)"
+    return f"[{', '.join(values)}][CAST({index_sql} AS BIGINT) + 1]"
 
-    A single-column ``read_csv`` without quoting; lines it cannot take (invalid UTF-8)
-    come from its rejects table, and the row numbers of the others are shifted past them.
+
+def _drift(mapping: SourceMapping, item: _Item, columns: list[str]) -> None:
+    missing = [c for c in mapping.source_columns if c not in columns]
+    if missing:
+        users = [
+            f"{name} <- {c!r}"
+            for name, spec in mapping.fields.items()
+            for c in spec.source_columns
+            if c in missing
+        ]
+        raise SchemaDriftError(
+            f"{mapping.label}: data file {item.rel} lacks source column(s) "
+            f"{', '.join(repr(c) for c in missing)} (used by {', '.join(users)}); "
+            f"the file has {columns}. Fix the mapping or the export; nothing was loaded "
+            f"for {mapping.name} on this delivery date."
+        )
+    extra = [c for c in columns if c not in mapping.source_columns]
+    if extra and mapping.format.columns is None:
+        item.result.warnings.append(f"extra column(s) ignored: {', '.join(extra)}")
+
+
+def _check_expressions(job: _Job, item: _Item, columns: list[str]) -> None:
+    """Bind every expression against the file's columns so errors name the field (bound
+    once per distinct list of columns)."""
+    key = tuple(columns)
+    if key not in job.expr_checks:
+        failure = None
+        probe = ", ".join(f"NULL::VARCHAR AS {_ident(c)}" for c in columns) or "1 AS __x"
+        for name, spec in job.mapping.fields.items():
+            if spec.expr is None:
+                continue
+            try:
+                job.con.execute(
+                    f"SELECT CAST({spec.expr.sql} AS VARCHAR) FROM (SELECT {probe}) LIMIT 0"
+                ).fetchall()
+            except duckdb.Error as exc:
+                failure = (name, str(exc).splitlines()[0])
+                break
+        job.expr_checks[key] = failure
+    failure = job.expr_checks[key]
+    if failure is not None:
+        name, message = failure
+        expr = job.mapping.fields[name].expr
+        assert expr is not None
+        raise MappingError(
+            f"{job.mapping.label}: fields.{name}: expression {expr.source!r} "
+            f"does not work on data file {item.rel} (source columns are VARCHAR; "
+            f"cast them, e.g. col::date): {message}"
+        )
+
+
+def _check(job: _Job, item: _Item, columns: list[str]) -> None:
+    """Schema drift, then the expressions, against one file's columns."""
+    item.columns = columns
+    _drift(job.mapping, item, columns)
+    _check_expressions(job, item, columns)
+
+
+def _groups(items: list[_Item], key=None) -> list[list[_Item]]:
+    """Items with the same columns (or ``key``) together, in order of their first item.
+
+    ``file_index`` is the readers' virtual column: a file with a column of that name is
+    read alone.
     """
-    con = ctx.con
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T_LR} AS SELECT row_number() OVER () AS k, line AS text "
-        f"FROM read_csv({_lit(ctx.path)}, columns={{'line': 'VARCHAR'}}, header=false, "
-        f"delim={_lit(LINE_DELIM)}, quote='', escape='', auto_detect=false, "
-        f"max_line_size={MAX_LINE}, store_rejects=true, rejects_table={_lit(T_LREJ)}, "
-        f"rejects_scan={_lit(T_LREJ_SCAN)})"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T_LRJ} AS SELECT line AS pos, "
-        f"string_agg(DISTINCT error_type, ',') AS et, any_value(csv_line) AS text "
-        f"FROM {T_LREJ} GROUP BY line"
-    )
-    _thresholds(con, T_LRJ, 0, T_LTHR)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T_PLINES} AS "
-        f"SELECT k + coalesce(thr.c, 0) AS line_no, text, NULL::VARCHAR AS bad "
-        f"FROM {T_LR} ASOF LEFT JOIN {T_LTHR} AS thr ON k >= thr.t "
-        f"UNION ALL SELECT pos, rtrim(text, chr(10) || chr(13)), "
-        f"CASE WHEN et LIKE '%INVALID ENCODING%' THEN 'invalid UTF-8' "
-        f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(REJECT_REASONS['LINE SIZE OVER MAXIMUM'])} "
-        f"END FROM {T_LRJ}"
-    )
-    for t in (T_LR, T_LRJ, T_LTHR, T_LREJ, T_LREJ_SCAN):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+    out: dict[object, list[_Item]] = {}
+    for i, it in enumerate(items):
+        cols = tuple(it.columns or ())
+        k = ("alone", i) if "file_index" in cols else key(it) if key else cols
+        out.setdefault(k, []).append(it)
+    return list(out.values())
+
+
+def _read_error(mapping: SourceMapping, item: _Item, exc: duckdb.Error) -> MappingError:
+    return MappingError(f"{mapping.label}: data file {item.rel} could not be read: {exc}")
 
 
 def _thresholds(con, skips_table: str, header: int, target: str = T_THR) -> None:
-    """target(t, c): ordinal k of a kept row maps to position k + header + c (ASOF k >= t).
+    """target(f, t, c): ordinal k of a kept row of file f maps to position k + header + c
+    (ASOF on f and k >= t).
 
-    ``skips_table(pos)`` lists the positions (lines or records) the kept rows skip over.
+    ``skips_table(f, pos)`` lists the positions (lines or records) the kept rows skip over.
     """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {target} AS "
-        f"SELECT pos - {header} - j AS t, max(j) + 1 AS c FROM ("
-        f"SELECT pos, row_number() OVER (ORDER BY pos) - 1 AS j FROM {skips_table} "
-        f"WHERE pos > {header}) GROUP BY 1"
+        f"SELECT f, pos - {header} - j AS t, max(j) + 1 AS c FROM ("
+        f"SELECT f, pos, row_number() OVER (PARTITION BY f ORDER BY pos) - 1 AS j "
+        f"FROM {skips_table} WHERE pos > {header}) GROUP BY f, t"
     )
 
 
-def _source_csv(ctx: _Ctx, transcoded: bool) -> tuple[str, list[str]]:
-    fmt = ctx.mapping.format
-    first = _first_line(ctx.path)
-    if fmt.columns is not None:
-        columns = list(fmt.columns)
-    elif fmt.header:
-        columns = _dedupe_names(_split_header(first, fmt))
-    else:
-        columns = [f"column{i}" for i in range(len(_split_header(first, fmt)))]
-    return _csv_read_sql(ctx, columns, transcoded), columns
+def _ordinal(con, table: str, fcol: str) -> str:
+    """SQL for the 1-based ordinal of a row of ``table`` (alias ``s``) within its file.
+
+    The table keeps the reader's row order (insertion order is preserved), so the rows of
+    a file have contiguous rowids: ordinal = rowid - first rowid of the file + 1 (cheaper
+    than a row_number() window during the parallel scan). Otherwise a window adds __ord.
+    """
+    counts = con.execute(
+        f"SELECT {fcol}, count(*), min(rowid), max(rowid) FROM {table} GROUP BY ALL"
+    ).fetchall()
+    if all(hi - lo + 1 == n for _, n, lo, hi in counts):
+        if not counts:
+            return "1"
+        los = [0] * (max(f for f, *_ in counts) + 1)
+        for f, _, lo, _ in counts:
+            los[f] = lo
+        return f"(s.rowid - {_pick([str(v) for v in los], f's.{fcol}')} + 1)"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, "
+        f"row_number() OVER (PARTITION BY {fcol} ORDER BY rowid) AS __ord FROM {table}"
+    )
+    return "s.__ord"
 
 
-def _csv_read_sql(ctx: _Ctx, columns: list[str], transcoded: bool) -> str:
-    fmt = ctx.mapping.format
-    cols = ", ".join(_ident(c) for c in columns)
-    pre = "NULL::VARCHAR"
-    if transcoded:
-        pre = (
-            f"CASE WHEN contains(concat_ws(chr(1), {cols}), chr(65533)) THEN "
-            f"{_lit('invalid ' + fmt.encoding.upper() + ' byte sequence')} END"
+def _read_lines(job: _Job, items: list[_Item], fids: list[int]) -> None:
+    """Every physical line of the files as (f, line_no, text, bad) in T_PLINES, f = fids[i].
+
+    A single-column ``read_csv`` without quoting over the list of files; lines it cannot
+    take (invalid UTF-8) come from its rejects table, and the row numbers of the others
+    are shifted past them.
+    """
+    con = job.con
+    ids = [str(f) for f in fids]
+    paths = [str(it.read_path) for it in items]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_LR} AS SELECT {_pick(ids, 'file_index')} AS f, "
+        f"line AS text FROM read_csv({_list_lit(paths)}, columns={{'line': 'VARCHAR'}}, "
+        f"header=false, delim={_lit(LINE_DELIM)}, quote='', escape='', auto_detect=false, "
+        f"max_line_size={MAX_LINE}, store_rejects=true, rejects_table={_lit(T_LREJ)}, "
+        f"rejects_scan={_lit(T_LREJ_SCAN)})"
+    )
+    k = _ordinal(con, T_LR, "f")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_LRJ} AS SELECT {_pick(ids, 'file_id')} AS f, "
+        f"line AS pos, string_agg(DISTINCT error_type, ',') AS et, "
+        f"any_value(csv_line) AS text FROM {T_LREJ} GROUP BY file_id, line"
+    )
+    lines = f"SELECT s.f, {k} AS line_no, s.text, NULL::VARCHAR AS bad FROM {T_LR} AS s"
+    if con.execute(f"SELECT count(*) FROM {T_LRJ}").fetchall()[0][0]:
+        _thresholds(con, T_LRJ, 0, T_LTHR)
+        lines = (
+            f"SELECT s.f, {k} + coalesce(thr.c, 0) AS line_no, s.text, NULL::VARCHAR AS bad "
+            f"FROM {T_LR} AS s ASOF LEFT JOIN {T_LTHR} AS thr ON s.f = thr.f AND {k} >= thr.t "
+            f"UNION ALL SELECT f, pos, rtrim(text, chr(10) || chr(13)), "
+            f"CASE WHEN et LIKE '%INVALID ENCODING%' THEN 'invalid UTF-8' "
+            f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(REJECT_REASONS['LINE SIZE OVER MAXIMUM'])} "
+            f"END FROM {T_LRJ}"
         )
-    rowtext = (
-        "concat_ws("
-        + ", ".join([_lit(fmt.delimiter)] + [f"coalesce({_ident(c)}, '')" for c in columns])
-        + ")"
-    )
-    reader = (
-        f"read_csv({_lit(ctx.path)}, columns={_struct_lit(columns)}, "
-        f"header={'true' if fmt.header else 'false'}, delim={_lit(fmt.delimiter)}, "
-        f"quote={_lit(fmt.quote)}, escape={_lit(fmt.escape)}, "
-        f"nullstr={_list_lit(list(fmt.null_tokens))}, auto_detect=false, strict_mode=true, "
-        f"max_line_size={MAX_LINE}, store_rejects=true, rejects_table={_lit(T_REJ)}, "
-        f"rejects_scan={_lit(T_REJ_SCAN)})"
-    )
-    return (
-        f"SELECT NULL::BIGINT AS __pos, NULL::VARCHAR AS __raw, {pre} AS __pre, "
-        f"{rowtext} AS __rowtext, * FROM {reader}"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {T_PLINES} AS {lines}")
+    for t in (T_LR, T_LRJ, T_LTHR, T_LREJ, T_LREJ_SCAN):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def _null_tokens_sql(col: str, tokens: tuple[str, ...]) -> str:
@@ -579,203 +716,203 @@ def _null_tokens_sql(col: str, tokens: tuple[str, ...]) -> str:
     return f"CASE WHEN {col} IN ({', '.join(_lit(t) for t in tokens)}) THEN NULL ELSE {col} END"
 
 
-def _source_lines(ctx: _Ctx, transcoded: bool) -> tuple[str, list[str]]:
-    """Whitespace-delimited text and JSON Lines: parsed in SQL from the physical lines."""
-    con, fmt = ctx.con, ctx.mapping.format
-    _read_lines(ctx)
-    enc_bad = (
-        f"WHEN contains(text, chr(65533)) THEN "
-        f"{_lit('invalid ' + fmt.encoding.upper() + ' byte sequence')} "
-        if transcoded
-        else ""
-    )
-    text = "CASE WHEN line_no = 1 THEN ltrim(text, chr(65279)) ELSE text END"
-    nonblank = "bad IS NOT NULL OR (text IS NOT NULL AND trim(text, ' \t\r') <> '')"
-    if fmt.type == "jsonl":
-        keys = con.execute(
-            f"SELECT DISTINCT unnest(json_keys(t)) FROM (SELECT {text} AS t FROM {T_PLINES} "
-            f"WHERE bad IS NULL AND json_valid(t)) WHERE json_type(t) = 'OBJECT'"
-        ).fetchall()
-        seen = {k[0] for k in keys}
-        columns = [c for c in ctx.mapping.source_columns if c in seen]
-        columns += sorted(seen - set(columns))
-        paths = _list_lit(['$."' + c.replace('"', '\\"') + '"' for c in columns])
-        pre = (
-            f"CASE WHEN bad IS NOT NULL THEN bad {enc_bad}"
-            f"WHEN NOT json_valid(t) THEN 'invalid JSON' "
-            f"WHEN json_type(t) <> 'OBJECT' THEN 'not a JSON object' END"
-        )
-        extract = (
-            f"CASE WHEN bad IS NULL AND json_valid(t) AND json_type(t) = 'OBJECT' "
-            f"THEN json_extract_string(t, {paths}) END"
-        )
-        projected = ", ".join(
-            f"{_null_tokens_sql(f'__j[{i + 1}]', fmt.null_tokens)} AS {_ident(c)}"
-            for i, c in enumerate(columns)
-        )
-        sql = (
-            f"SELECT __pos, __raw, __pre, __rowtext{', ' + projected if projected else ''} "
-            f"FROM (SELECT line_no AS __pos, t AS __raw, t AS __rowtext, {pre} AS __pre, "
-            f"{extract} AS __j FROM (SELECT line_no, bad, {text} AS t FROM {T_PLINES} "
-            f"WHERE {nonblank}))"
-        )
-        return sql, columns
-    # whitespace-delimited
-    first = con.execute(
-        f"SELECT {text} FROM {T_PLINES} WHERE {nonblank} ORDER BY line_no LIMIT 1"
-    ).fetchall()
-    first_line = first[0][0] if first else ""
-    header_line = con.execute(f"SELECT min(line_no) FROM {T_PLINES} WHERE {nonblank}").fetchall()[
-        0
-    ][0]
-    if fmt.columns is not None:
-        columns = list(fmt.columns)
-    elif fmt.header:
-        columns = _dedupe_names((first_line or "").split())
-    else:
-        columns = [f"column{i}" for i in range(len((first_line or "").split()))]
-    n = len(columns)
-    skip_header = f"AND line_no > {header_line}" if fmt.header and header_line else ""
-    pre = (
-        f"CASE WHEN bad IS NOT NULL THEN bad {enc_bad}"
-        f"WHEN len(__a) <> {n} THEN 'wrong column count (expected {n}, got ' "
-        f"|| len(__a) || ')' END"
-    )
-    projected = ", ".join(
-        f"CASE WHEN len(__a) = {n} THEN "
-        f"{_null_tokens_sql(f'__a[{i + 1}]', fmt.null_tokens)} END AS {_ident(c)}"
-        for i, c in enumerate(columns)
-    )
-    sql = (
-        f"SELECT __pos, __raw, {pre} AS __pre, __raw AS __rowtext, {projected} FROM ("
-        f"SELECT line_no AS __pos, t AS __raw, bad, "
-        f"regexp_split_to_array(trim(t, ' \t\r'), '[ \t]+') AS __a FROM ("
-        f"SELECT line_no, bad, {text} AS t FROM {T_PLINES} WHERE ({nonblank}) {skip_header}))"
-    )
-    return sql, columns
+@contextmanager
+def _unordered(job: _Job):
+    """``preserve_insertion_order = false`` for a statement whose output order does not
+    matter (faster parallel inserts), then the connection's own setting again."""
+    job.con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        # in a failed transaction this fails too: _run_batch restores it after ROLLBACK
+        with suppress(duckdb.Error):
+            _set_insertion_order(job.con, job.insertion_order)
 
 
-def _source_parquet(ctx: _Ctx) -> tuple[str, list[str]]:
-    fmt = ctx.mapping.format
-    described = ctx.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(ctx.path)})").fetchall()
-    columns = [r[0] for r in described]
-    projected = ", ".join(
-        f"{_null_tokens_sql(f'CAST({_ident(c)} AS VARCHAR)', fmt.null_tokens)} AS {_ident(c)}"
-        for c in columns
+def _insertion_order(con) -> bool:
+    return bool(con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0])
+
+
+def _set_insertion_order(con, value: bool) -> None:
+    con.execute(f"SET preserve_insertion_order = {'true' if value else 'false'}")
+
+
+def _lineage(job: _Job, files: list[_Item], alias: str) -> tuple[str, str, str, str]:
+    """SQL for the file, delivery date and sha256 of the row ``alias`` (its ``__f`` indexes
+    ``files``), and the join that provides them: literals for one file, else a join on a
+    small table of the files (cheaper than picking from constant lists row by row)."""
+    if len(files) == 1:
+        it = files[0]
+        return _lit(it.rel), f"DATE {_lit(it.delivery.isoformat())}", _lit(it.scan.sha256), ""
+    job.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_FILES} "
+        f"(f INTEGER, file VARCHAR, delivery DATE, sha256 VARCHAR)"
     )
-    struct = ", ".join(f"{_ident(c)} := {_ident(c)}" for c in columns)
-    sql = (
-        f"SELECT __pos, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS __raw, "
-        f"NULL::VARCHAR AS __pre, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS __rowtext, "
-        f"* EXCLUDE (__pos) FROM (SELECT file_row_number + 1 AS __pos, {projected} "
-        f"FROM read_parquet({_lit(ctx.path)}, file_row_number=true))"
-    )
-    return sql, columns
+    rows = [[f, it.rel, it.delivery, it.scan.sha256] for f, it in enumerate(files)]
+    _insert_values(job.con, T_FILES, FILE_COLUMNS, rows, job.tmp)
+    join = f"JOIN {T_FILES} AS fl ON fl.f = {alias}.__f"
+    return "fl.file", "fl.delivery", "fl.sha256", join
 
 
-def _load_file(
-    ctx: _Ctx,
-    *,
-    transcoded: bool,
-    delivery: date,
-    loaded_at: datetime,
-    currency: str,
-    keep_values: bool,
-    inspect: Callable[[duckdb.DuckDBPyConnection, FileResult], None] | None,
-    result: FileResult,
-) -> None:
-    con, mapping, fmt = ctx.con, ctx.mapping, ctx.mapping.format
-    if ctx.scan.size == 0:
-        return
-    csv_mode = fmt.type == "csv" and not fmt.whitespace
-    if csv_mode:
-        source, columns = _source_csv(ctx, transcoded)
-    elif fmt.type == "parquet":
-        source, columns = _source_parquet(ctx)
-    else:
-        source, columns = _source_lines(ctx, transcoded)
-    ctx.drift(columns)
-    ctx.check_expressions(columns)
-    stage_sql = _stage_sql(mapping, source, currency, keep_values)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {T_STAGE} AS {stage_sql}")
-    n_stage, n_bad = con.execute(f"SELECT count(*), count(__reason) FROM {T_STAGE}").fetchall()[0]
-
-    table = raw_table(mapping.entity)
+def _insert_rows(job: _Job, files: list[_Item], rows_sql: str) -> None:
+    """Rows of ``rows_sql`` (stage columns + __line) without a reason into raw.<entity>."""
+    mapping = job.mapping
     canon_cols = [f.name for f in ENTITIES[mapping.entity]]
-    lineage_vals = [
-        _lit(mapping.name),
-        _lit(result.file),
-        "__line",
-        f"DATE {_lit(delivery.isoformat())}",
-        f"TIMESTAMP {_lit(loaded_at.isoformat(sep=' '))}",
-        _lit(mapping.version),
-        _lit(result.sha256),
-    ]
-    q_prefix = f"{_lit(mapping.name)}, {_lit(mapping.entity)}, {_lit(result.file)}"
-    q_suffix = (
-        f"DATE {_lit(delivery.isoformat())}, TIMESTAMP {_lit(loaded_at.isoformat(sep=' '))}, "
-        f"{_lit(result.sha256)}"
-    )
-    n_rej = 0
-    header = 1 if fmt.header else 0
-    if csv_mode:
-        # Rows the CSV reader refused (structure, encoding): one per reported line.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {T_REC} AS SELECT line AS pos, "
-            f"string_agg(DISTINCT error_type, ',') AS et, "
-            f"any_value(error_message) AS msg, any_value(csv_line) AS text "
-            f"FROM {T_REJ} GROUP BY line"
-        )
-        n_rej = con.execute(f"SELECT count(*) FROM {T_REC}").fetchall()[0][0]
-        fast = ctx.scan.lines == header + n_stage + n_rej
-        # The stage keeps the reader's row order (insertion order is preserved), so its
-        # rowids, contiguous, give the ordinal of each row among the rows the reader
-        # accepted (cheaper than a row_number() window during the parallel scan).
-        ordinal = _stage_ordinal(con, n_stage)
-        if n_rej:
-            _thresholds(con, T_REC, header)
-            pos_sql = f"({ordinal} + {header} + coalesce(thr.c, 0))"
-            join = f"ASOF LEFT JOIN {T_THR} AS thr ON {ordinal} >= thr.t"
-        else:
-            pos_sql, join = f"({ordinal} + {header})", ""
-        if fast:
-            line_sql, rec_join, rej_line, rej_join = pos_sql, "", "rj.pos", ""
-        else:
-            _record_map(ctx, header, n_stage, n_rej)
-            line_sql = "rm.line_no"
-            rec_join = f"LEFT JOIN {T_RECMAP} AS rm ON rm.rec = {pos_sql}"
-            rej_line = "coalesce(rm.line_no, rj.pos)"
-            rej_join = f"LEFT JOIN {T_RECMAP} AS rm ON rm.rec = rj.pos"
-    else:
-        line_sql, join, rec_join = "s.__pos", "", ""
-
     cols = ", ".join(_ident(c) for c in canon_cols + [c for c, _ in LINEAGE_COLUMNS])
-    select_vals = ", ".join([f"s.{_ident(c)}" for c in canon_cols] + lineage_vals)
-    con.execute(
-        f"INSERT INTO {table} ({cols}) SELECT {select_vals} FROM "
-        f"(SELECT s.*, {line_sql} AS __line FROM {T_STAGE} AS s {join} {rec_join} "
-        f"WHERE s.__reason IS NULL) AS s"
-    )
-    if n_bad:
-        if csv_mode:
-            if not con.execute(
-                f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {_lit(T_PLINES)}"
-            ).fetchall()[0][0]:
-                _read_lines(ctx)
-            raw_sql = (
-                f"(SELECT string_agg(p.text, chr(10) ORDER BY p.line_no) FROM {T_PLINES} AS p "
-                f"WHERE p.line_no BETWEEN q.__line AND coalesce(q.__end, q.__line))"
-            )
-            end_sql = "rm.end_line" if rec_join else "NULL"
-        else:
-            raw_sql, end_sql = "q.__raw", "NULL"
-        con.execute(
-            f"INSERT INTO {RAW_SCHEMA}.quarantine SELECT {q_prefix}, q.__line, {raw_sql}, "
-            f"q.__reason, {q_suffix} FROM (SELECT s.__reason, s.__raw, {line_sql} AS __line, "
-            f"{end_sql} AS __end FROM {T_STAGE} AS s {join} {rec_join} "
-            f"WHERE s.__reason IS NOT NULL) AS q"
+    file, delivery, sha, join = _lineage(job, files, "s")
+    lineage = [
+        _lit(mapping.name),
+        file,
+        "s.__line",
+        delivery,
+        f"TIMESTAMP {_lit(job.loaded_at.isoformat(sep=' '))}",
+        _lit(mapping.version),
+        sha,
+    ]
+    select = ", ".join([f"s.{_ident(c)}" for c in canon_cols] + lineage)
+    with _unordered(job):  # the order of raw rows means nothing
+        job.con.execute(
+            f"INSERT INTO {raw_table(mapping.entity)} ({cols}) SELECT {select} "
+            f"FROM ({rows_sql}) AS s {join} WHERE s.__reason IS NULL"
         )
-    if n_rej:
+
+
+def _insert_quarantine(job: _Job, files: list[_Item], rows_sql: str) -> None:
+    """Rows (__f, __line, __text, __reason) of ``rows_sql`` into raw.quarantine."""
+    mapping = job.mapping
+    file, delivery, sha, join = _lineage(job, files, "q")
+    job.con.execute(
+        f"INSERT INTO {RAW_SCHEMA}.quarantine SELECT {_lit(mapping.name)}, "
+        f"{_lit(mapping.entity)}, {file}, q.__line, q.__text, q.__reason, {delivery}, "
+        f"TIMESTAMP {_lit(job.loaded_at.isoformat(sep=' '))}, {sha} FROM ({rows_sql}) AS q {join}"
+    )
+
+
+def _stage_counts(con) -> dict[int, tuple[int, int]]:
+    """f -> (stage rows, rows with a reason)."""
+    return {
+        f: (n, bad)
+        for f, n, bad in con.execute(
+            f"SELECT __f, count(*), count(__reason) FROM {T_STAGE} GROUP BY __f"
+        ).fetchall()
+    }
+
+
+# ---- delimited text
+def _csv_columns(mapping: SourceMapping, item: _Item) -> list[str]:
+    fmt = mapping.format
+    if fmt.columns is not None:
+        return list(fmt.columns)
+    assert item.read_path is not None
+    first = _first_line(item.read_path)
+    if fmt.header:
+        return _dedupe_names(_split_header(first, fmt))
+    return [f"column{i}" for i in range(len(_split_header(first, fmt)))]
+
+
+def _csv_rowtext(mapping: SourceMapping, columns: list[str]) -> str:
+    """The row's fields joined by the delimiter (the text behind an ``md5`` default)."""
+    fields = [f"coalesce({_ident(c)}, '')" for c in columns]
+    return "concat_ws(" + ", ".join([_lit(mapping.format.delimiter), *fields]) + ")"
+
+
+def _csv_source(mapping: SourceMapping, group: list[_Item], columns: list[str]) -> str:
+    fmt = mapping.format
+    cols = ", ".join(_ident(c) for c in columns)
+    pre = "NULL::VARCHAR"
+    if fmt.encoding != "utf-8":  # transcoded: U+FFFD marks an undecodable byte sequence
+        pre = (
+            f"CASE WHEN contains(concat_ws(chr(1), {cols}), chr(65533)) THEN "
+            f"{_lit('invalid ' + fmt.encoding.upper() + ' byte sequence')} END"
+        )
+    paths = [str(it.read_path) for it in group]
+    reader = (
+        f"read_csv({_lit(paths[0]) if len(paths) == 1 else _list_lit(paths)}, "
+        f"columns={_struct_lit(columns)}, "
+        f"header={'true' if fmt.header else 'false'}, delim={_lit(fmt.delimiter)}, "
+        f"quote={_lit(fmt.quote)}, escape={_lit(fmt.escape)}, "
+        f"nullstr={_list_lit(list(fmt.null_tokens))}, auto_detect=false, strict_mode=true, "
+        f"max_line_size={MAX_LINE}, store_rejects=true, rejects_table={_lit(T_REJ)}, "
+        f"rejects_scan={_lit(T_REJ_SCAN)})"
+    )
+    f = "CAST(file_index AS INTEGER)" if len(group) > 1 else "0"
+    return f"SELECT {f} AS __f, NULL::BIGINT AS __pos, {pre} AS __pre, * FROM {reader}"
+
+
+def _load_csv(job: _Job, items: list[_Item], per_file: bool) -> None:
+    if per_file:
+        for it in items:
+            try:
+                _check(job, it, _csv_columns(job.mapping, it))
+                _load_csv_group(job, [it])
+            except duckdb.Error as exc:
+                raise _read_error(job.mapping, it, exc) from exc
+        return
+    for it in items:
+        _check(job, it, _csv_columns(job.mapping, it))
+    for group in _groups(items):
+        _load_csv_group(job, group)
+
+
+def _load_csv_group(job: _Job, group: list[_Item]) -> None:
+    con, mapping = job.con, job.mapping
+    columns = group[0].columns or []
+    header = 1 if mapping.format.header else 0
+    fids = list(range(len(group)))
+    for t in (T_REJ, T_REJ_SCAN):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    stage = _stage_sql(
+        mapping,
+        _csv_source(mapping, group, columns),
+        job.currency,
+        job.keep_values,
+        raw_sql="NULL::VARCHAR",
+        rowtext_sql=_csv_rowtext(mapping, columns),
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {T_STAGE} AS {stage}")
+    counts = {
+        f: (n, bad, lo, hi)
+        for f, n, bad, lo, hi in con.execute(
+            f"SELECT __f, count(*), count(__reason), min(rowid), max(rowid) FROM {T_STAGE} "
+            f"GROUP BY __f"
+        ).fetchall()
+    }
+    n_stage = [counts.get(f, (0, 0))[0] for f in fids]
+    n_bad = [counts.get(f, (0, 0))[1] for f in fids]
+    # Rows the CSV reader refused (structure, encoding): one per reported line.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_REC} AS SELECT "
+        f"{_pick([str(f) for f in fids], 'file_id')} AS f, line AS pos, "
+        f"string_agg(DISTINCT error_type, ',') AS et, "
+        f"any_value(error_message) AS msg, any_value(csv_line) AS text "
+        f"FROM {T_REJ} GROUP BY file_id, line"
+    )
+    n_rej = [0] * len(group)
+    for f, n in con.execute(f"SELECT f, count(*) FROM {T_REC} GROUP BY f").fetchall():
+        n_rej[f] = n
+    # Fast path: every record is one line, no blank line (physical lines = header +
+    # accepted + rejected); otherwise records are mapped to lines from the physical lines.
+    slow = [f for f in fids if group[f].scan.lines != header + n_stage[f] + n_rej[f]]
+    alone: list[int] = []
+    if slow and len(group) > 1:
+        # Such a file is read again on its own, as the single-file loader reads it: its
+        # counts cannot be checked against its lines, and a reader call over many files
+        # has been seen to drop a reject (an unterminated quote at the end of a file).
+        alone, slow = slow, []
+        listed = ", ".join(str(f) for f in alone)
+        con.execute(f"DELETE FROM {T_STAGE} WHERE __f IN ({listed})")
+        con.execute(f"DELETE FROM {T_REC} WHERE f IN ({listed})")
+        for f in alone:
+            counts.pop(f, None)
+            n_stage[f] = n_bad[f] = n_rej[f] = 0
+    if slow:
+        _read_lines(job, [group[f] for f in slow], slow)
+        _record_map(job, group, slow, header, n_stage, n_rej)
+    rows = _csv_rows_sql(job, group, counts, n_rej, slow, header)
+    _insert_rows(job, group, rows)
+    if sum(n_bad):
+        _quarantine_csv_rows(job, group, rows, slow)
+    if sum(n_rej):
         reason = (
             "CASE WHEN rj.et LIKE '%COLUMNS%' THEN 'wrong column count (expected "
             f"{len(columns)}, got ' || coalesce(regexp_extract(rj.msg, 'Found: (\\d+)', 1), '?')"
@@ -787,73 +924,671 @@ def _load_file(
             )
             + " ELSE lower(rj.et) || ': ' || rj.msg END"
         )
-        con.execute(
-            f"INSERT INTO {RAW_SCHEMA}.quarantine SELECT {q_prefix}, {rej_line}, "
-            f"trim(rj.text, chr(10) || chr(13)), {reason}, {q_suffix} "
-            f"FROM {T_REC} AS rj {rej_join}"
+        rej_line, rej_join = "rj.pos", ""
+        if slow:
+            rej_line = "coalesce(rm.line_no, rj.pos)"
+            rej_join = f"LEFT JOIN {T_RECMAP} AS rm ON rm.f = rj.f AND rm.rec = rj.pos"
+        _insert_quarantine(
+            job,
+            group,
+            f"SELECT rj.f AS __f, {rej_line} AS __line, trim(rj.text, chr(10) || chr(13)) "
+            f"AS __text, {reason} AS __reason FROM {T_REC} AS rj {rej_join}",
         )
-    result.rows_read = n_stage + n_rej
-    result.rows_loaded = n_stage - n_bad
-    result.rows_quarantined = n_bad + n_rej
-    result.warnings.extend(ctx.warnings)
-    if inspect is not None:
-        inspect(con, result)
+    done = [it for f, it in enumerate(group) if f not in alone]
+    for f, it in enumerate(group):
+        if f not in alone:
+            it.result.rows_read = n_stage[f] + n_rej[f]
+            it.result.rows_loaded = n_stage[f] - n_bad[f]
+            it.result.rows_quarantined = n_bad[f] + n_rej[f]
+    if job.inspect is not None:
+        job.inspect(con, [it.result for it in done])
+    _drop_temps(con)
+    for f in alone:
+        _load_csv_group(job, [group[f]])
 
 
-def _stage_ordinal(con, n_stage: int) -> str:
-    """SQL for the 1-based ordinal of a stage row (alias ``s``)."""
-    lo, hi = con.execute(f"SELECT min(rowid), max(rowid) FROM {T_STAGE}").fetchall()[0]
-    if n_stage == 0 or hi - lo + 1 == n_stage:
-        return f"(s.rowid - {lo or 0} + 1)"
+def _csv_rows_sql(
+    job: _Job,
+    group: list[_Item],
+    counts: dict[int, tuple[int, int, int, int]],
+    n_rej: list[int],
+    slow: list[int],
+    header: int,
+) -> str:
+    """SQL for the stage rows with ``__line``: the first physical line of the record.
+
+    The stage keeps the reader's row order, so the rows of a file have contiguous rowids
+    and the ordinal k of a row within its file is rowid - first rowid of the file + 1 (a
+    window otherwise). With nothing skipped the line is k + header, computed in the insert.
+    Otherwise one UPDATE writes each row's line into ``__pos`` from a narrow ASOF join of
+    the ordinals against thresholds built from the skipped positions (rejected records;
+    blank records of slow files, whose lines come from the record map): the wide rows are
+    never joined or sorted, and the inserts read plain columns.
+    """
+    con = job.con
+    spans = [(n, lo, hi) for n, _, lo, hi in counts.values() if n]
+    contiguous = all(hi - lo + 1 == n for n, lo, hi in spans)
+    los = [0] * len(group)
+    for f, (n, _, lo, _) in counts.items():
+        los[f] = lo if n else 0
+    if contiguous and not sum(n_rej) and not slow:
+        return (
+            f"SELECT s.*, s.rowid - {_pick([str(v) for v in los], 's.__f')} + 1 + {header} "
+            f"AS __line FROM {T_STAGE} AS s"
+        )
+    if contiguous:
+        k = f"rowid - {_pick([str(v) for v in los], '__f')} + 1"
+    else:
+        k = "row_number() OVER (PARTITION BY __f ORDER BY rowid)"
+    _thresholds(con, T_SKIPS if slow else T_REC, header)
+    pos = f"x.k + {header} + coalesce(thr.c, 0)"
+    line, rm_join = pos, ""
+    if slow:
+        line = (
+            f"CASE WHEN x.f IN ({', '.join(str(f) for f in slow)}) THEN rm.line_no ELSE {pos} END"
+        )
+        rm_join = f"LEFT JOIN {T_RECMAP} AS rm ON rm.f = x.f AND rm.rec = {pos}"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T_STAGE} AS SELECT * REPLACE "
-        f"(row_number() OVER (ORDER BY rowid) AS __pos) FROM {T_STAGE}"
+        f"UPDATE {T_STAGE} SET __pos = u.line FROM (SELECT x.rid, {line} AS line FROM "
+        f"(SELECT rowid AS rid, __f AS f, {k} AS k FROM {T_STAGE}) AS x "
+        f"ASOF LEFT JOIN {T_THR} AS thr ON x.f = thr.f AND x.k >= thr.t {rm_join}) AS u "
+        f"WHERE {T_STAGE}.rowid = u.rid"
     )
-    return "s.__pos"
+    return f"SELECT s.*, s.__pos AS __line FROM {T_STAGE} AS s"
 
 
-def _record_map(ctx: _Ctx, header: int, n_stage: int, n_rej: int) -> None:
+def _quarantine_csv_rows(job: _Job, group: list[_Item], rows: str, slow: list[int]) -> None:
+    """Quarantine the stage rows with a reason; raw text = the physical line(s) of the
+    record: read back from the file in Python (one-line records), or the lines of the
+    line reader (slow files)."""
+    bad = f"SELECT __f, __line, __reason FROM ({rows}) AS s WHERE __reason IS NOT NULL"
+    if slow:
+        in_slow = ", ".join(str(f) for f in slow)
+        _insert_quarantine(
+            job,
+            group,
+            f"SELECT b.__f, b.__line, (SELECT string_agg(p.text, chr(10) ORDER BY p.line_no) "
+            f"FROM {T_PLINES} AS p WHERE p.f = b.__f AND p.line_no BETWEEN b.__line AND "
+            f"coalesce(rm.end_line, b.__line)) AS __text, b.__reason FROM ({bad}) AS b "
+            f"LEFT JOIN {T_RECMAP} AS rm ON rm.f = b.__f AND rm.line_no = b.__line "
+            f"WHERE b.__f IN ({in_slow})",
+        )
+        bad += f" AND __f NOT IN ({in_slow})"
+    found = job.con.execute(bad).fetchall()
+    wanted: dict[int, list[int]] = {}
+    for f, line, _ in found:
+        if line is not None:
+            wanted.setdefault(f, []).append(line)
+    texts = {
+        f: _line_texts(group[f].read_path or group[f].path, lines) for f, lines in wanted.items()
+    }
+    mapping, at = job.mapping, job.loaded_at
+    rows_out = [
+        [
+            mapping.name,
+            mapping.entity,
+            group[f].rel,
+            line,
+            texts.get(f, {}).get(line),
+            reason,
+            group[f].delivery,
+            at,
+            group[f].scan.sha256,
+        ]
+        for f, line, reason in found
+    ]
+    _insert_values(job.con, f"{RAW_SCHEMA}.quarantine", QUARANTINE_COLUMNS, rows_out, job.tmp)
+
+
+def _insert_values(
+    con, table: str, columns: tuple[tuple[str, str], ...], rows: list[list], tmp: Path
+) -> None:
+    """Insert Python rows (in the table's column order): a few with bound parameters, more
+    through a JSON Lines file read by ``read_json`` (much faster than parameters then)."""
+    if not rows:
+        return
+    if len(rows) <= 20:
+        values = ", ".join(["(" + ", ".join(["?"] * len(columns)) + ")"] * len(rows))
+        con.execute(f"INSERT INTO {table} VALUES {values}", [v for row in rows for v in row])
+        return
+    path = tmp / f"values_{time.perf_counter_ns()}.jsonl"
+    names = [f"c{i}" for i in range(len(columns))]
+
+    def plain(v: object) -> object:
+        if isinstance(v, datetime):
+            return v.isoformat(sep=" ")
+        return v.isoformat() if isinstance(v, date) else v
+
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(dict(zip(names, map(plain, row), strict=True))) + "\n")
+    types = ", ".join(
+        f"{_lit(n)}: {_lit(t.upper())}" for n, (_, t) in zip(names, columns, strict=True)
+    )
+    try:
+        con.execute(
+            f"INSERT INTO {table} SELECT {', '.join(names)} FROM read_json({_lit(str(path))}, "
+            f"format='newline_delimited', columns={{{types}}})"
+        )
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _line_texts(path: Path, wanted: list[int]) -> dict[int, str]:
+    """Physical lines (1-based) of a UTF-8 file as DuckDB's line reader gives them: without
+    the line break (``\\n`` or ``\\r\\n``), and without a BOM on line 1."""
+    want = sorted(set(wanted))
+    out: dict[int, str] = {}
+    size = path.stat().st_size
+    if not want or not size:
+        return out
+
+    def text(raw: bytes, line: int) -> str:
+        s = raw.removesuffix(b"\r").decode("utf-8", errors="replace")
+        return s.removeprefix("\ufeff") if line == 1 else s
+
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        data = np.frombuffer(mm, dtype=np.uint8)
+        try:
+            j, done, prev = 0, 0, -1  # next wanted, lines ended so far, last '\n' offset
+            for off in range(0, size, CHUNK):
+                ends = np.flatnonzero(data[off : off + CHUNK] == 10) + off
+                while j < len(want) and want[j] <= done + len(ends):
+                    i = want[j] - done - 1
+                    start = prev + 1 if i == 0 else int(ends[i - 1]) + 1
+                    out[want[j]] = text(mm[start : int(ends[i])], want[j])
+                    j += 1
+                if len(ends):
+                    prev = int(ends[-1])
+                done += len(ends)
+                if j == len(want):
+                    break
+            if j < len(want) and want[j] == done + 1 and prev + 1 < size:  # no final '\n'
+                out[want[j]] = text(mm[prev + 1 : size], want[j])
+        finally:
+            del data
+    return out
+
+
+def _record_map(
+    job: _Job, group: list[_Item], slow: list[int], header: int, n_stage, n_rej
+) -> None:
     """Slow path (blank lines or fields spanning lines): map record index -> physical line.
 
     The CSV reader numbers records, not lines, once a quoted field spans lines. Records are
     rebuilt from the physical lines by quote parity (a line continues a record while the
     quotes seen so far are unbalanced); blank lines are records the reader skips.
     """
-    con, fmt = ctx.con, ctx.mapping.format
-    _read_lines(ctx)
-    q = fmt.quote
+    con, q = job.con, job.mapping.format.quote
     qcount = (
         f"(length(coalesce(text, '')) - length(replace(coalesce(text, ''), {_lit(q)}, '')))"
         if q
         else "0"
     )
+    n_lines = _pick([str(it.scan.lines) for it in group], "f")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {T_RECMAP} AS "
-        f"WITH l AS (SELECT line_no, text, coalesce(sum({qcount}) OVER (ORDER BY line_no "
-        f"ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) % 2 = 0 AS starts "
-        f"FROM {T_PLINES}), s AS (SELECT line_no, text, "
-        f"row_number() OVER (ORDER BY line_no) AS rec, "
-        f"lead(line_no) OVER (ORDER BY line_no) - 1 AS end_line FROM l WHERE starts) "
-        f"SELECT rec, line_no, coalesce(end_line, {ctx.scan.lines}) AS end_line, "
+        f"WITH l AS (SELECT f, line_no, text, coalesce(sum({qcount}) OVER (PARTITION BY f "
+        f"ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) % 2 = 0 "
+        f"AS starts FROM {T_PLINES} WHERE f IN ({', '.join(str(f) for f in slow)})), "
+        f"s AS (SELECT f, line_no, text, row_number() OVER (PARTITION BY f ORDER BY line_no) "
+        f"AS rec, lead(line_no) OVER (PARTITION BY f ORDER BY line_no) - 1 AS end_line "
+        f"FROM l WHERE starts) "
+        f"SELECT f, rec, line_no, coalesce(end_line, {n_lines}) AS end_line, "
         f"(text IS NULL OR text = '') AS blank FROM s"
     )
-    n_blank, n_records = con.execute(
-        f"SELECT count(*) FILTER (WHERE blank AND rec > {header}), "
-        f"count(*) FILTER (WHERE rec > {header}) FROM {T_RECMAP}"
-    ).fetchall()[0]
-    if n_records - n_blank != n_stage + n_rej:
-        ctx.warnings.append(
-            "line numbers are approximate (records spanning lines could not be matched)"
-        )
-    if n_blank:
-        ctx.warnings.append(f"{n_blank} blank line(s) skipped")
+    found = {
+        f: (n_blank, n_records)
+        for f, n_blank, n_records in con.execute(
+            f"SELECT f, count(*) FILTER (WHERE blank AND rec > {header}), "
+            f"count(*) FILTER (WHERE rec > {header}) FROM {T_RECMAP} GROUP BY f"
+        ).fetchall()
+    }
+    for f in slow:
+        n_blank, n_records = found.get(f, (0, 0))
+        warnings = group[f].result.warnings
+        if n_records - n_blank != n_stage[f] + n_rej[f]:
+            warnings.append(
+                "line numbers are approximate (records spanning lines could not be matched)"
+            )
+        if n_blank:
+            warnings.append(f"{n_blank} blank line(s) skipped")
     # blank records are skipped by the reader without a reject: add them to the skips
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T_SKIPS} AS SELECT pos FROM {T_REC} "
-        f"UNION SELECT rec FROM {T_RECMAP} WHERE blank"
+        f"CREATE OR REPLACE TEMP TABLE {T_SKIPS} AS SELECT f, pos FROM {T_REC} "
+        f"UNION SELECT f, rec FROM {T_RECMAP} WHERE blank"
     )
-    _thresholds(con, f"{T_SKIPS}", header)
-    con.execute(f"DROP TABLE {T_SKIPS}")
+
+
+# ---- whitespace-delimited text and JSON Lines: parsed in SQL from the physical lines
+LINE_TEXT = "CASE WHEN line_no = 1 THEN ltrim(text, chr(65279)) ELSE text END"
+# not a blank line (only spaces, tabs, CR); a regex stops at the first other character,
+# where trim() would walk the whole line
+NONBLANK = "bad IS NOT NULL OR (text IS NOT NULL AND NOT regexp_full_match(text, '[ \t\r]*'))"
+
+
+def _load_lines(job: _Job, items: list[_Item], per_file: bool) -> None:
+    if not per_file:
+        _load_lines_batch(job, items)
+        return
+    for it in items:
+        try:
+            _load_lines_batch(job, [it])
+        except duckdb.Error as exc:
+            raise _read_error(job.mapping, it, exc) from exc
+
+
+def _load_lines_batch(job: _Job, items: list[_Item]) -> None:
+    con, mapping = job.con, job.mapping
+    fmt = mapping.format
+    _read_lines(job, items, list(range(len(items))))
+    alone: list[_Item] = []
+    if len(items) > 1:
+        # every physical line of a file is a row of the line reader; a file where that
+        # does not add up is read again on its own (as the single-file loader reads it)
+        found = dict(con.execute(f"SELECT f, count(*) FROM {T_PLINES} GROUP BY f").fetchall())
+        odd = [f for f, it in enumerate(items) if found.get(f, 0) != it.scan.lines]
+        if odd:
+            con.execute(f"DELETE FROM {T_PLINES} WHERE f IN ({', '.join(map(str, odd))})")
+            alone = [items[f] for f in odd]
+    active = [(f, it) for f, it in enumerate(items) if it not in alone]
+    # a transcoded line holding U+FFFD had an undecodable byte sequence
+    enc_bad = (
+        f"WHEN contains(t, chr(65533)) THEN "
+        f"{_lit('invalid ' + fmt.encoding.upper() + ' byte sequence')} "
+        if fmt.encoding != "utf-8"
+        else ""
+    )
+    if fmt.type == "jsonl":
+        seen: dict[int, set[str]] = {f: set() for f in range(len(items))}
+        for f, key in con.execute(
+            f"SELECT DISTINCT f, unnest(json_keys(t)) FROM (SELECT f, {LINE_TEXT} AS t "
+            f"FROM {T_PLINES} WHERE bad IS NULL AND json_valid(t)) "
+            f"WHERE json_type(t) = 'OBJECT'"
+        ).fetchall():
+            seen[f].add(key)
+        for f, it in active:
+            columns = [c for c in mapping.source_columns if c in seen[f]]
+            _check(job, it, columns + sorted(seen[f] - set(columns)))
+        # every file has every source column (else _check failed): extract just those
+        columns = list(mapping.source_columns)
+        paths = _list_lit(['$."' + c.replace('"', '\\"') + '"' for c in columns])
+        # jt: the JSON type of a readable valid line (parsed once for it)
+        pre = (
+            f"CASE WHEN bad IS NOT NULL THEN bad {enc_bad}"
+            f"WHEN jt IS NULL THEN 'invalid JSON' "
+            f"WHEN jt <> 'OBJECT' THEN 'not a JSON object' END"
+        )
+        extract = f"CASE WHEN jt = 'OBJECT' THEN json_extract_string(t, {paths}) END"
+        projected = "".join(
+            f", {_null_tokens_sql(f'__j[{i + 1}]', fmt.null_tokens)} AS {_ident(c)}"
+            for i, c in enumerate(columns)
+        )
+        source = (
+            f"SELECT __f, __pos, __raw, __pre, __rowtext{projected} "
+            f"FROM (SELECT f AS __f, line_no AS __pos, t AS __raw, t AS __rowtext, "
+            f"{pre} AS __pre, {extract} AS __j FROM (SELECT *, CASE WHEN bad IS NULL AND "
+            f"json_valid(t) THEN json_type(t) END AS jt FROM (SELECT f, line_no, bad, "
+            f"{LINE_TEXT} AS t FROM {T_PLINES} WHERE {NONBLANK})))"
+        )
+        _stage_lines(job, items, [it for _, it in active], source)
+    else:
+        _load_whitespace(job, items, active, enc_bad)
+    _drop_temps(con)
+    for it in alone:
+        _load_lines_batch(job, [it])
+
+
+def _load_whitespace(
+    job: _Job, items: list[_Item], active: list[tuple[int, _Item]], enc_bad: str
+) -> None:
+    """Whitespace-delimited text from T_PLINES; ``f`` indexes ``items``."""
+    con, fmt = job.con, job.mapping.format
+    enc_bad = enc_bad.replace("contains(t,", "contains(__raw,")
+    # whitespace-delimited: the header is the first non-blank line of each file
+    firsts = {
+        f: (text, line_no)
+        for f, text, line_no in con.execute(
+            f"SELECT f, arg_min({LINE_TEXT}, line_no), min(line_no) FROM {T_PLINES} "
+            f"WHERE {NONBLANK} GROUP BY f"
+        ).fetchall()
+    }
+    for f, it in active:
+        first_line = firsts.get(f, ("", None))[0] or ""
+        if fmt.columns is not None:
+            columns = list(fmt.columns)
+        elif fmt.header:
+            columns = _dedupe_names(first_line.split())
+        else:
+            columns = [f"column{i}" for i in range(len(first_line.split()))]
+        _check(job, it, columns)
+    index = {id(it): f for f, it in enumerate(items)}
+    for group in _groups([it for _, it in active]):
+        fids = [index[id(it)] for it in group]
+        columns = group[0].columns or []
+        n = len(columns)
+        where = f"f IN ({', '.join(str(f) for f in fids)}) AND ({NONBLANK})"
+        if fmt.header:
+            hdr = [str(firsts.get(f, (None, 0))[1] or 0) for f in range(len(items))]
+            where += f" AND line_no > {_pick(hdr, 'f')}"
+        pre = (
+            f"CASE WHEN bad IS NOT NULL THEN bad {enc_bad}"
+            f"WHEN len(__a) <> {n} THEN 'wrong column count (expected {n}, got ' "
+            f"|| len(__a) || ')' END"
+        )
+        projected = "".join(
+            f", CASE WHEN len(__a) = {n} THEN "
+            f"{_null_tokens_sql(f'__a[{i + 1}]', fmt.null_tokens)} END AS {_ident(c)}"
+            for i, c in enumerate(columns)
+        )
+        source = (
+            f"SELECT __f, __pos, __raw, {pre} AS __pre, __raw AS __rowtext{projected} FROM ("
+            f"SELECT f AS __f, line_no AS __pos, t AS __raw, bad, "
+            f"regexp_split_to_array(trim(t, ' \t\r'), '[ \t]+') AS __a FROM ("
+            f"SELECT f, line_no, bad, {LINE_TEXT} AS t FROM {T_PLINES} WHERE {where}))"
+        )
+        _stage_lines(job, items, group, source)
+
+
+def _stage_lines(
+    job: _Job,
+    files: list[_Item],
+    group: list[_Item],
+    source: str,
+    expected: dict[int, int] | None = None,
+    **stage_options: str,
+) -> list[_Item]:
+    """Stage, insert and count the files of ``group``; ``__f`` indexes ``files``.
+
+    With ``expected`` (f -> rows the file holds), a file whose staged rows differ is left
+    out and returned, to be read again on its own.
+    """
+    con = job.con
+    stage = _stage_sql(job.mapping, source, job.currency, job.keep_values, **stage_options)
+    with _unordered(job):  # every row carries its own position (__pos)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {T_STAGE} AS {stage}")
+    counts = _stage_counts(con)
+    index = {id(it): f for f, it in enumerate(files)}
+    alone = []
+    if expected is not None and len(group) > 1:
+        alone = [
+            it for it in group if counts.get(index[id(it)], (0, 0))[0] != expected[index[id(it)]]
+        ]
+        if alone:
+            listed = ", ".join(str(index[id(it)]) for it in alone)
+            con.execute(f"DELETE FROM {T_STAGE} WHERE __f IN ({listed})")
+    _insert_rows(job, files, f"SELECT s.*, s.__pos AS __line FROM {T_STAGE} AS s")
+    if any(bad for f, (_, bad) in counts.items() if files[f] not in alone):
+        _insert_quarantine(
+            job,
+            files,
+            f"SELECT __f, __pos AS __line, __raw AS __text, __reason FROM {T_STAGE} "
+            f"WHERE __reason IS NOT NULL",
+        )
+    done = [it for it in group if it not in alone]
+    for it in done:
+        n, bad = counts.get(index[id(it)], (0, 0))
+        it.result.rows_read, it.result.rows_loaded, it.result.rows_quarantined = n, n - bad, bad
+    if job.inspect is not None:
+        job.inspect(con, [it.result for it in done])
+    for t in (T_STAGE, T_FILES):  # the caller drops the others (T_PLINES is shared)
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return alone
+
+
+# ---- Parquet
+def _parquet_rows(con, items: list[_Item]) -> dict[int, int]:
+    """Rows of each file, from the footers (one ``parquet_file_metadata`` call)."""
+    rows = dict(
+        con.execute(
+            f"SELECT file_name, num_rows FROM parquet_file_metadata("
+            f"{_list_lit([str(it.read_path) for it in items])})"
+        ).fetchall()
+    )
+    return {f: rows.get(str(it.read_path), -1) for f, it in enumerate(items)}
+
+
+def _parquet_columns(con, items: list[_Item]) -> dict[int, list[tuple[str, str]]]:
+    """(name, type) of the top-level columns of each file: one ``parquet_schema`` call for
+    flat files, ``DESCRIBE`` for a file with nested columns."""
+    by_path: dict[str, list[tuple[str, int | None, str | None]]] = {}
+    for file, name, children, dtype in con.execute(
+        f"SELECT file_name, name, num_children, duckdb_type FROM parquet_schema("
+        f"{_list_lit([str(it.read_path) for it in items])}) ORDER BY file_name, column_id"
+    ).fetchall():
+        by_path.setdefault(file, []).append((name, children, dtype))
+    out = {}
+    for f, it in enumerate(items):
+        schema = by_path.get(str(it.read_path), [])[1:]  # [0] is the root
+        if schema and not any(children for _, children, _ in schema):
+            out[f] = [(name, dtype or "") for name, _, dtype in schema]
+        else:
+            out[f] = _describe_parquet(con, it)
+    return out
+
+
+def _describe_parquet(con, item: _Item) -> list[tuple[str, str]]:
+    described = con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({_lit(str(item.read_path))})"
+    ).fetchall()
+    return [(r[0], r[1]) for r in described]
+
+
+def _load_parquet(job: _Job, items: list[_Item], per_file: bool) -> None:
+    if per_file:
+        for it in items:
+            try:
+                _check(job, it, [c for c, _ in _describe_parquet(job.con, it)])
+                _load_parquet_group(job, [it], None)
+            except duckdb.Error as exc:
+                raise _read_error(job.mapping, it, exc) from exc
+        return
+    schemas = _parquet_columns(job.con, items)
+    for f, it in enumerate(items):
+        _check(job, it, [c for c, _ in schemas[f]])
+    index = {id(it): f for f, it in enumerate(items)}
+    # a group: the same column names and types
+    for group in _groups(items, key=lambda it: tuple(schemas[index[id(it)]])):
+        rows = _parquet_rows(job.con, group) if len(group) > 1 else None
+        for it in _load_parquet_group(job, group, rows):  # rows that do not add up
+            _load_parquet_group(job, [it], None)
+
+
+def _load_parquet_group(job: _Job, group: list[_Item], rows: dict[int, int] | None = None):
+    fmt = job.mapping.format
+    columns = group[0].columns or []
+    projected = ", ".join(
+        f"{_null_tokens_sql(f'CAST({_ident(c)} AS VARCHAR)', fmt.null_tokens)} AS {_ident(c)}"
+        for c in columns
+    )
+    struct = ", ".join(f"{_ident(c)} := {_ident(c)}" for c in columns)
+    as_json = f"CAST(to_json(struct_pack({struct})) AS VARCHAR)"
+    paths = [str(it.read_path) for it in group]
+    reader = (
+        f"read_parquet({_lit(paths[0]) if len(paths) == 1 else _list_lit(paths)}, "
+        f"file_row_number=true)"
+    )
+    f = "CAST(file_index AS INTEGER)" if len(group) > 1 else "0"
+    source = (
+        f"SELECT {f} AS __f, file_row_number + 1 AS __pos, NULL::VARCHAR AS __pre, "
+        f"{projected} FROM {reader}"
+    )
+    alone = _stage_lines(job, group, group, source, rows, raw_sql=as_json, rowtext_sql=as_json)
+    _drop_temps(job.con)
+    return alone
+
+
+# ---- batches
+def _load_items(job: _Job, items: list[_Item], per_file: bool) -> None:
+    fmt = job.mapping.format
+    if fmt.type == "csv" and not fmt.whitespace:
+        _load_csv(job, items, per_file)
+    elif fmt.type == "parquet":
+        _load_parquet(job, items, per_file)
+    else:
+        _load_lines(job, items, per_file)
+
+
+def _mark_duplicates(con, mapping: SourceMapping, plan: list[tuple[date, list[_Item]]]) -> None:
+    """A file whose bytes this mapping already loaded (in any partition) is a duplicate.
+
+    Decided as if the partitions were loaded one after the other, each first deleting what
+    it loaded before: the original is the first (delivery date, file) holding the bytes.
+    """
+    holders: dict[str, set[tuple[date, str]]] = {}
+    old: dict[date, list[tuple[str, str]]] = {}
+    for day, file, sha in con.execute(
+        f"SELECT _delivery_date, _source_file, _file_sha256 FROM {RAW_SCHEMA}.load_log "
+        f"WHERE _source_name = ? AND status = 'loaded'",
+        [mapping.name],
+    ).fetchall():
+        holders.setdefault(sha, set()).add((day, file))
+        old.setdefault(day, []).append((file, sha))
+    for day, items in plan:
+        for file, sha in old.pop(day, []):
+            holders[sha].discard((day, file))
+        for it in items:
+            found = holders.get(it.scan.sha256)
+            if found:
+                it.result.status, it.result.duplicate_of = "duplicate", min(found)[1]
+            else:
+                holders.setdefault(it.scan.sha256, set()).add((day, it.rel))
+
+
+def _insert_load_log(
+    con, mapping: SourceMapping, items: list[_Item], loaded_at: datetime, tmp: Path
+) -> None:
+    rows = [
+        [
+            mapping.name,
+            mapping.entity,
+            it.delivery,
+            it.rel,
+            it.scan.sha256,
+            it.scan.size,
+            it.result.rows_read,
+            it.result.rows_loaded,
+            it.result.rows_quarantined,
+            it.result.status,
+            it.result.duplicate_of,
+            mapping.version,
+            loaded_at,
+            it.result.seconds,
+            "; ".join(it.result.warnings) or None,
+        ]
+        for it in items
+    ]
+    _insert_values(con, f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS, rows, tmp)
+
+
+def _timed_scan(path: Path) -> tuple[_FileScan, float]:
+    t0 = time.perf_counter()
+    scan = _scan_file(path)
+    return scan, time.perf_counter() - t0
+
+
+def _scan_all(paths: list[Path], cache: dict[Path, tuple[_FileScan, float]]) -> None:
+    """Hash the files not hashed yet, on every core (hashlib releases the GIL)."""
+    todo = [p for p in dict.fromkeys(paths) if p not in cache]
+    if len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            cache.update(zip(todo, pool.map(_timed_scan, todo), strict=True))
+    else:
+        cache.update((p, _timed_scan(p)) for p in todo)
+
+
+def _run_batch(
+    con,
+    mapping: SourceMapping,
+    landing: Path,
+    partitions: list[tuple[date, list[Path]]],
+    *,
+    per_file: bool,
+    currency: str,
+    loaded_at: datetime,
+    keep_values: bool,
+    inspect,
+    expr_checks: dict,
+    scans: dict,
+) -> list[PartitionResult]:
+    """Load partitions in one transaction: delete what they loaded before, then load their
+    files (grouped reads, or one file at a time with ``per_file``); rolled back on error."""
+    started = time.perf_counter()
+    plan: list[tuple[date, list[_Item]]] = []
+    _scan_all([p for _, paths in partitions for p in paths], scans)
+    for day, paths in partitions:
+        items = []
+        for path in paths:
+            scan, seconds = scans[path]
+            result = FileResult(file=_relative(path, landing), sha256=scan.sha256, bytes=scan.size)
+            items.append(_Item(day, path, scan, result, seconds))
+        plan.append((day, items))
+    every = [it for _, items in plan for it in items]
+    fmt = mapping.format
+    order = _insertion_order(con)
+    with tempfile.TemporaryDirectory(prefix="crm_ingest_") as tmp:
+        job = _Job(
+            con, mapping, loaded_at, currency, keep_values, inspect, expr_checks, Path(tmp), order
+        )
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _mark_duplicates(con, mapping, plan)
+            days = ", ".join(f"DATE {_lit(d.isoformat())}" for d, _ in plan)
+            key = f"_source_name = {_lit(mapping.name)} AND _delivery_date IN ({days})"
+            for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
+                con.execute(f"DELETE FROM {t} WHERE {key}")
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
+            todo = [it for it in every if it.result.status == "loaded" and it.scan.size > 0]
+            for i, it in enumerate(todo):
+                it.read_path = it.path
+                if fmt.encoding != "utf-8" and fmt.type != "parquet":
+                    t0 = time.perf_counter()
+                    it.read_path = _transcode(it.path, fmt.encoding, Path(tmp), f"{i}_")
+                    it.own_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if todo:
+                _load_items(job, todo, per_file)
+            _drop_temps(con)
+            # the time of the shared reads, apportioned to the files by size
+            shared, total = time.perf_counter() - t0, sum(it.scan.size for it in todo)
+            read = {id(it) for it in todo}
+            for it in every:
+                share = shared * it.scan.size / total if total and id(it) in read else 0.0
+                it.result.seconds = it.own_seconds + share
+            _insert_load_log(con, mapping, every, loaded_at, Path(tmp))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            _set_insertion_order(con, order)
+            raise
+    elapsed = time.perf_counter() - started
+    size = sum(it.scan.size for it in every)
+    return [
+        PartitionResult(
+            source=mapping.name,
+            entity=mapping.entity,
+            delivery_date=day,
+            files=[it.result for it in items],
+            seconds=elapsed * (sum(it.scan.size for it in items) / size if size else 1 / len(plan)),
+        )
+        for day, items in plan
+    ]
+
+
+def _batches(
+    partitions: list[tuple[date, list[Path]]], max_bytes: int
+) -> list[list[tuple[date, list[Path]]]]:
+    """Consecutive partitions up to ``max_bytes`` of files per batch (at least one)."""
+    out: list[list[tuple[date, list[Path]]]] = []
+    size = 0
+    for part in partitions:
+        part_size = sum(p.stat().st_size for p in part[1])
+        if not out or size + part_size > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(part)
+        size += part_size
+    return out
 
 
 def load_partition(
@@ -865,7 +1600,7 @@ def load_partition(
     reporting_currency: str = "CNY",
     loaded_at: datetime | None = None,
     keep_values: bool = False,
-    inspect: Callable[[duckdb.DuckDBPyConnection, FileResult], None] | None = None,
+    inspect: Callable[[duckdb.DuckDBPyConnection, list[FileResult]], None] | None = None,
 ) -> PartitionResult:
     """Load (or re-load) one partition ``(mapping, delivery date)`` into ``raw``.
 
@@ -875,121 +1610,103 @@ def load_partition(
     another partition) is logged as ``duplicate`` and not loaded again.
 
     Raises SchemaDriftError (a mapped source column is missing from a file) or
-    MappingError (an expression does not fit the file); the transaction is rolled back and
-    the warehouse is left as it was.
+    MappingError (an expression does not fit the file, a file cannot be read); the
+    transaction is rolled back and the warehouse is left as it was.
+
+    ``inspect(con, files)`` (used by ``check_mapping``) is called after each read of a group
+    of files, while ``__ingest_stage`` holds their typed rows.
     """
     started = time.perf_counter()
     landing = Path(landing_dir)
     delivery = _as_date(delivery_date)
-    loaded_at = loaded_at or datetime.now(UTC).replace(tzinfo=None)
-    files = partition_files(landing, mapping, delivery)
     ensure_raw_schema(con)
-    results: list[FileResult] = []
-    with tempfile.TemporaryDirectory(prefix="crm_ingest_") as tmp:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            key = f"_source_name = {_lit(mapping.name)} AND _delivery_date = DATE {_lit(delivery)}"
-            for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
-                con.execute(f"DELETE FROM {t} WHERE {key}")
-            con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
-            for path in files:
-                results.append(
-                    _load_one(
-                        con,
-                        mapping,
-                        landing,
-                        path,
-                        Path(tmp),
-                        delivery,
-                        loaded_at,
-                        reporting_currency,
-                        keep_values,
-                        inspect,
-                    )
-                )
-            _drop_temps(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return PartitionResult(
-        source=mapping.name,
-        entity=mapping.entity,
-        delivery_date=delivery,
-        files=results,
-        seconds=time.perf_counter() - started,
+    part = [(delivery, partition_files(landing, mapping, delivery))]
+    kwargs = dict(
+        currency=reporting_currency,
+        loaded_at=loaded_at or datetime.now(UTC).replace(tzinfo=None),
+        keep_values=keep_values,
+        inspect=inspect,
+        expr_checks={},
+        scans={},
     )
-
-
-def _load_one(
-    con,
-    mapping,
-    landing: Path,
-    path: Path,
-    tmp: Path,
-    delivery: date,
-    loaded_at: datetime,
-    currency: str,
-    keep_values: bool,
-    inspect,
-) -> FileResult:
-    t0 = time.perf_counter()
-    scan = _scan_file(path)
-    rel = _relative(path, landing)
-    result = FileResult(file=rel, sha256=scan.sha256, bytes=scan.size)
-    dup = con.execute(
-        f"SELECT _source_file FROM {RAW_SCHEMA}.load_log WHERE _source_name = ? "
-        f"AND _file_sha256 = ? AND status = 'loaded' ORDER BY _delivery_date, _source_file "
-        f"LIMIT 1",
-        [mapping.name, scan.sha256],
-    ).fetchall()
-    if dup:
-        result.status, result.duplicate_of = "duplicate", dup[0][0]
-    else:
-        transcoded = mapping.format.encoding != "utf-8" and mapping.format.type != "parquet"
-        read_path = _transcode(path, mapping.format.encoding, tmp) if transcoded else path
-        ctx = _Ctx(con, mapping, read_path, rel, scan)
-        try:
-            _load_file(
-                ctx,
-                transcoded=transcoded,
-                delivery=delivery,
-                loaded_at=loaded_at,
-                currency=currency,
-                keep_values=keep_values,
-                inspect=inspect,
-                result=result,
-            )
-        except duckdb.Error as exc:
-            raise MappingError(
-                f"{mapping.label}: data file {rel} could not be read: {exc}"
-            ) from exc
-        finally:
-            if transcoded:
-                read_path.unlink(missing_ok=True)
-        _drop_temps(con)
-    result.seconds = time.perf_counter() - t0
-    con.execute(
-        f"INSERT INTO {RAW_SCHEMA}.load_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            mapping.name,
-            mapping.entity,
-            delivery,
-            rel,
-            scan.sha256,
-            scan.size,
-            result.rows_read,
-            result.rows_loaded,
-            result.rows_quarantined,
-            result.status,
-            result.duplicate_of,
-            mapping.version,
-            loaded_at,
-            result.seconds,
-            "; ".join(result.warnings) or None,
-        ],
-    )
+    try:
+        result = _run_batch(con, mapping, landing, part, per_file=False, **kwargs)[0]
+    except (MappingError, duckdb.Error):
+        # one file at a time, as the files come: the error names the first file at fault
+        result = _run_batch(con, mapping, landing, part, per_file=True, **kwargs)[0]
+    result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class RangeResult:
+    """What one ``load_partitions`` call did."""
+
+    source: str
+    entity: str
+    partitions: list[PartitionResult]  # the partitions loaded, in the order asked
+    failures: dict[date, MappingError]  # partitions not loaded (left as they were)
+    seconds: float = 0.0
+
+
+def load_partitions(
+    con: duckdb.DuckDBPyConnection,
+    mapping: SourceMapping,
+    landing_dir: str | Path,
+    delivery_dates: Iterable[date | str],
+    *,
+    reporting_currency: str = "CNY",
+    loaded_at: datetime | None = None,
+    batch_bytes: int = BATCH_BYTES,
+) -> RangeResult:
+    """Load (or re-load) a range of partitions of one mapping, as ``load_partition`` for
+    each date in turn would, but reading the files of many partitions at once.
+
+    Partitions are loaded in batches of up to ``batch_bytes`` of files, one transaction
+    per batch. A partition that fails (SchemaDriftError, MappingError) is left as it was
+    and reported in ``failures`` with the error ``load_partition`` would raise; the other
+    partitions are loaded.
+    """
+    started = time.perf_counter()
+    landing = Path(landing_dir)
+    ensure_raw_schema(con)
+    dates = list(dict.fromkeys(_as_date(d) for d in delivery_dates))
+    parts = [(d, partition_files(landing, mapping, d)) for d in dates]
+    kwargs = dict(
+        currency=reporting_currency,
+        loaded_at=loaded_at or datetime.now(UTC).replace(tzinfo=None),
+        keep_values=False,
+        inspect=None,
+        expr_checks={},
+        scans={},
+    )
+    out = RangeResult(mapping.name, mapping.entity, [], {})
+    for batch in _batches(parts, batch_bytes):
+        try:
+            out.partitions.extend(
+                _run_batch(con, mapping, landing, batch, per_file=False, **kwargs)
+            )
+            continue
+        except (MappingError, duckdb.Error):
+            pass
+        # isolate the partition(s) at fault: each alone, then one file at a time
+        for part in batch:
+            try:
+                if len(batch) > 1:
+                    try:
+                        out.partitions.extend(
+                            _run_batch(con, mapping, landing, [part], per_file=False, **kwargs)
+                        )
+                        continue
+                    except (MappingError, duckdb.Error):
+                        pass
+                out.partitions.extend(
+                    _run_batch(con, mapping, landing, [part], per_file=True, **kwargs)
+                )
+            except MappingError as exc:
+                out.failures[part[0]] = exc
+    out.seconds = time.perf_counter() - started
+    return out
 
 
 def partition_is_unchanged(
@@ -1065,30 +1782,20 @@ def check_mapping(
         report.error = f"no delivery folders under {Path(landing_dir) / mapping.name}"
         return report
     canon = ENTITIES[mapping.entity]
-    stats: dict[str, list] = {cf.name: [[], 0, 0, 0] for cf in canon}
+    mapped = [(i, cf) for i, cf in enumerate(canon) if cf.name in mapping.fields]
+    kept = ", ".join(
+        ["__f", "__pos", "__reason"]
+        + [_ident(cf.name) for cf in canon]
+        + [f"__v{i}" for i, _ in mapped]
+    )
 
-    def inspect(con, result: FileResult) -> None:
-        for i, cf in enumerate(canon):
-            st = stats[cf.name]
-            col = _ident(cf.name)
-            if cf.name in mapping.fields:
-                rows = con.execute(
-                    f"SELECT __v{i}, {col} FROM {T_STAGE} WHERE __v{i} IS NOT NULL "
-                    f"LIMIT {int(sample)}"
-                ).fetchall()
-                if len(st[0]) < sample:
-                    st[0].extend(rows[: sample - len(st[0])])
-            total, nulls = con.execute(
-                f"SELECT count(*), count(*) - count({col}) FROM {T_STAGE}"
-            ).fetchall()[0]
-            st[1] += total
-            st[2] += nulls
-            st[3] += con.execute(
-                f"SELECT count(*) FROM {T_STAGE} WHERE __reason LIKE {_lit(cf.name + ':%')} "
-                f"OR __reason LIKE {_lit('%; ' + cf.name + ':%')} "
-                f"OR __reason LIKE {_lit('%missing required field ' + cf.name)} "
-                f"OR __reason LIKE {_lit('%missing required field ' + cf.name + ';%')}"
-            ).fetchall()[0][0]
+    def inspect(con, files: list[FileResult]) -> None:
+        # a copy of the stage rows; created inside the load's transaction, so a load that
+        # is rolled back (and retried file by file) leaves nothing behind
+        con.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {T_CHECK} AS SELECT {kept} FROM {T_STAGE} LIMIT 0"
+        )
+        con.execute(f"INSERT INTO {T_CHECK} SELECT {kept} FROM {T_STAGE}")
 
     con = duckdb.connect()
     try:
@@ -1106,6 +1813,30 @@ def check_mapping(
         except MappingError as exc:
             report.error = str(exc)
             return report
+        stats: dict[str, tuple[list, int, int, int]] = {}
+        has_rows = con.execute(
+            f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {_lit(T_CHECK)}"
+        ).fetchall()[0][0]
+        for i, cf in enumerate(canon):
+            if not has_rows:
+                stats[cf.name] = ([], 0, 0, 0)
+                continue
+            col = _ident(cf.name)
+            samples = []
+            if cf.name in mapping.fields:
+                samples = con.execute(
+                    f"SELECT __v{i}, {col} FROM {T_CHECK} WHERE __v{i} IS NOT NULL "
+                    f"ORDER BY __f, __pos, rowid LIMIT {int(sample)}"
+                ).fetchall()
+            total, nulls, fails = con.execute(
+                f"SELECT count(*), count(*) - count({col}), count(*) FILTER ("
+                f"WHERE __reason LIKE {_lit(cf.name + ':%')} "
+                f"OR __reason LIKE {_lit('%; ' + cf.name + ':%')} "
+                f"OR __reason LIKE {_lit('%missing required field ' + cf.name)} "
+                f"OR __reason LIKE {_lit('%missing required field ' + cf.name + ';%')}) "
+                f"FROM {T_CHECK}"
+            ).fetchall()[0]
+            stats[cf.name] = (samples, total, nulls, fails)
         for cf in canon:
             samples, total, nulls, fails = stats[cf.name]
             spec = mapping.fields.get(cf.name)
