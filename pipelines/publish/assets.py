@@ -8,9 +8,7 @@ serving files, the extracts and the report then keep the previous night's versio
 """
 
 import json
-import os
 import shutil
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -18,8 +16,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.lib.resources import CrmSettingsResource
-from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
-from pipelines.transform.project import dbt_executable, ensure_manifest
+from pipelines.lib.settings import Settings
+from pipelines.transform.project import ensure_manifest, run_dbt
 
 
 def mart_asset_keys() -> list[dg.AssetKey]:
@@ -38,24 +36,11 @@ def generate_dbt_docs(settings: Settings, as_of: date) -> Path:
     $CRM_HOME/docs/dbt/index.html (column descriptions, lineage, the catalog)."""
     target = settings.home / "docs" / "dbt"
     work = settings.warehouse / "dbt_docs_target"
-    env = {**os.environ, "CRM_WAREHOUSE_DB": str(settings.warehouse_db)}
-    proc = subprocess.run(
-        [
-            dbt_executable(), "docs", "generate", "--static",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(work),
-            "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
-            "--quiet",
-        ],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
+    run_dbt(
+        ["docs", "generate", "--static", "--target-path", str(work),
+         "--vars", json.dumps({"as_of_date": as_of.isoformat()})],
+        warehouse_db=settings.warehouse_db,
     )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"dbt docs generate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        )
     target.mkdir(parents=True, exist_ok=True)
     page = target / "index.html"
     shutil.copyfile(work / "static_index.html", page)

@@ -32,29 +32,34 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def ensure_manifest() -> Path:
-    """Run `dbt parse` when the manifest is missing or older than the project files."""
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
-        return MANIFEST
+def run_dbt(args: list[str], *, warehouse_db: str | Path | None = None) -> None:
+    """`dbt ARGS --project-dir --profiles-dir --quiet` on this project, output captured;
+    RuntimeError with the end of dbt's output when it fails. `warehouse_db`: the DuckDB file
+    of the profile (default: $CRM_WAREHOUSE_DB, else a scratch file under target/)."""
     env = dict(os.environ)
+    if warehouse_db is not None:
+        env["CRM_WAREHOUSE_DB"] = str(warehouse_db)
     env.setdefault("CRM_WAREHOUSE_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     proc = subprocess.run(
-        [
-            dbt_executable(),
-            "parse",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--quiet",
-        ],
+        [dbt_executable(), *args, *project, "--quiet"],
         cwd=DBT_PROJECT_DIR,
         env=env,
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"dbt parse failed in {DBT_PROJECT_DIR}:\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(
+            f"dbt {args[0]} failed in {DBT_PROJECT_DIR}:\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
+
+
+def ensure_manifest() -> Path:
+    """Run `dbt parse` when the manifest is missing or older than the project files."""
+    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
+        return MANIFEST
+    run_dbt(["parse"])
     return MANIFEST
 
 
