@@ -1,14 +1,19 @@
 """`make bench`: the benchmarks, each in a fresh process, results in docs/benchmarks/.
 
-    python -m pipelines.bench [--preset medium] [--only ingest,quality,clv] [--work .bench]
+    python -m pipelines.bench [--preset medium] [--only ingest,quality,clv,scale] [--work .bench]
+                              [--scale-presets small,medium,large] [--peer-preset medium]
 
 - ingest:  the loader engine against DuckDB's own readers (the floor) on the generated
            preset (generated once into <work>/<preset>/landing), rows/s, MB/s, peak RSS;
 - quality: the quality gate on a 2M-row synthetic warehouse (pushed-down GX suites);
-- clv:     the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers.
+- clv:     the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers;
+- scale:   the whole pipeline from empty and one night on top, per preset (generated once
+           into <work>/<preset>/landing), time per stage and peak RSS, against a DuckDB
+           floor and a pandas peer (pipelines/benchmarks/scale.py).
 
-Each writes its own output to docs/benchmarks/<name>.md (the results files kept in the
-repository; re-running replaces them). Benchmarks are not tests: nothing here asserts a
+Each writes its own output to docs/benchmarks/<name>.md (scale: docs/benchmarks.md, the
+summary page, and docs/benchmarks/scale_<preset>.json); the results files are kept in the
+repository and re-running replaces them. Benchmarks are not tests: nothing here asserts a
 time.
 """
 
@@ -27,9 +32,18 @@ def _shown(args: list[str]) -> str:
     return " ".join(a.replace(f"{REPO}/", "") for a in args)
 
 
+#: Benchmarks that write their own results files (and print their progress as they go).
+OWN_RESULTS = ("ingest", "scale")
+
+
 def _run(name: str, args: list[str]) -> int:
     print(f"[bench] {name}: {_shown(args)}", flush=True)
     started = time.monotonic()
+    if name == "scale":  # long: progress goes straight to the terminal
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True)
+        seconds = time.monotonic() - started
+        print(f"[bench] {name}: {'FAILED after ' if proc.returncode else ''}{seconds:.0f} s")
+        return proc.returncode
     proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
     seconds = time.monotonic() - started
     print(proc.stdout, flush=True)
@@ -38,7 +52,7 @@ def _run(name: str, args: list[str]) -> int:
         print(f"[bench] {name}: FAILED after {seconds:.0f} s", flush=True)
         return proc.returncode
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if name != "ingest":  # the ingest bench writes its own table with --out
+    if name not in OWN_RESULTS:  # the ingest bench writes its own table with --out
         (RESULTS / f"{name}.md").write_text(
             f"# Benchmark: {name}\n\n`python {_shown(args)}` ({time.strftime('%Y-%m-%d')}, "
             f"wall {seconds:.0f} s)\n\n```\n{proc.stdout.strip()}\n```\n",
@@ -53,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="medium", choices=["small", "medium", "large"])
-    parser.add_argument("--only", default="ingest,quality,clv")
+    parser.add_argument("--only", default="ingest,quality,clv,scale")
     parser.add_argument("--work", type=Path, default=REPO / ".bench")
+    parser.add_argument("--scale-presets", default="small,medium,large")
+    parser.add_argument("--peer-preset", default="medium")
     ns = parser.parse_args(argv)
     wanted = {w.strip() for w in ns.only.split(",") if w.strip()}
     failed = 0
@@ -81,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "clv" in wanted:
         failed |= _run("clv", ["-m", "pipelines.models.bench_clv", "--customers", "2000000"])
+    if "scale" in wanted:
+        failed |= _run(
+            "scale",
+            [
+                "-m", "pipelines.benchmarks.scale",
+                "--presets", ns.scale_presets,
+                "--peer-preset", ns.peer_preset,
+                "--work", str(ns.work),
+            ],
+        )  # fmt: skip
     return 1 if failed else 0
 
 

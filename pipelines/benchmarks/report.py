@@ -1,0 +1,336 @@
+"""docs/benchmarks.md from the results of the scaling benchmark (docs/benchmarks/scale_*.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PRESETS = ("small", "medium", "large")
+STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
+
+OTHER_BENCHMARKS = (
+    ("benchmarks/ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
+    ("benchmarks/quality.md", "quality", "the quality gate on a 2M-row synthetic warehouse"),
+    ("benchmarks/quality_20m.md", "quality, 20M rows", "the quality gate at the large preset's scale"),
+    ("benchmarks/clv.md", "clv", "the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers"),
+)  # fmt: skip
+
+INTRO = """\
+# Benchmarks
+
+`make bench` (`python -m pipelines.bench`) runs every benchmark, each in a fresh process;
+each writes its results here. Benchmarks are not tests: nothing asserts a time. The
+machine is described with each result; figures taken while other jobs shared the cores
+are higher than on a quiet machine.
+
+| benchmark | what | results |
+|---|---|---|
+| scale | the whole pipeline from empty and one night on top, at three sizes, against a DuckDB floor and a pandas peer | this page |
+{others}
+
+## Scaling: full build, one night, floor and peer
+
+`python -m pipelines.benchmarks.scale --presets small,medium,large` (part of `make bench`).
+Per preset, in one run:
+
+- **Full build from empty**: `crm backfill` over every delivery date but the last, in a
+  fresh `CRM_HOME` (ingest of every delivery, then dbt, CLV, quality gates and publication
+  once, as of the last day).
+- **One night on top of that history**: `crm run --date <last delivery date>`.
+- **Peak memory**: RSS of the process tree (the `crm` process and its children, dbt
+  included), sampled from `/proc` every 0.2 s, and never below the kernel's maximum for
+  the largest single process (`wait4`).
+- **Time per stage**: ingest, dbt (`dbt build`: models and data tests), CLV, gates (the
+  Great Expectations suites) and publish, summed over the Dagster steps of the runs (step
+  start to end, from the run storage under `DAGSTER_HOME`: the same figures as the UI).
+  "Outside steps" is the rest of the wall time: interpreter start, loading the Dagster
+  definitions and the dbt manifest, run bookkeeping.
+- **The floor**: DuckDB alone running one hand-written SQL script,
+  [pipelines/benchmarks/floor.sql](../pipelines/benchmarks/floor.sql), on a copy of the
+  raw tables, as of the last date: identity resolution (phone / e-mail / unionid / account
+  and social references, the super-node guard, connected components), customer state,
+  RFM, and the customer and order KPIs of `marts.fct_kpi_monthly` for segment `all`
+  (11 KPIs per month). It is a floor for that part only: the pipeline also builds the
+  golden record, the order lines, service and social facts and their KPIs, the vip /
+  lifecycle / quadrant segments and the KPI review, runs the dbt data tests and the
+  quality gates, fits CLV and publishes. Agreement with the warehouse is checked on
+  every run (below): a floor that computed something else would be no floor.
+- **The pandas peer**: the same outputs in a straightforward pandas program,
+  [pipelines/benchmarks/peer.py](../pipelines/benchmarks/peer.py) (read the raw tables
+  with DuckDB's `.df()`, then groupby / merge, scipy for the connected components, a loop
+  over the months), in its own process, on the medium preset (`--peer-preset`).
+- **Agreement**: KPI rows (month × KPI) whose value, numerator and denominator agree
+  within 1e-9 (relative; absolute below 1) with `marts.fct_kpi_monthly` (segment `all`);
+  customers whose state (first / last order, orders lifetime and 365 days, net revenue
+  365 days and lifetime, recency, VIP, lifecycle stage, R / F / M scores, RFM segment)
+  matches a customer of `marts.dim_customers` (compared as multisets: the warehouse's
+  customer ids need not be computable outside it); identity records whose component
+  (named by its smallest record id) is the same. `tests/test_bench_floor.py` asserts
+  full agreement of the floor and the peer with the warehouse on the test dataset.
+"""
+
+
+def _mb(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1024 / 1024:,.0f}"
+
+
+def _s(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n:,.1f}" if n < 100 else f"{n:,.0f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:,.2f}" if a / b < 10 else f"{a / b:,.0f}"
+
+
+def _int(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _agree(item: dict | None, key_total: str = "rows") -> str:
+    if not item:
+        return "-"
+    if "in_both" in item:
+        extra = ""
+        if item["only_left"] or item["only_right"]:
+            extra = f"; {item['only_left']:,} only ours, {item['only_right']:,} only theirs"
+        return f"{item['agree']:,} of {item['rows']:,}{extra}"
+    return f"{item['agree']:,} of {max(item['left'], item['right']):,}"
+
+
+def load(results_dir: Path) -> dict[str, dict]:
+    out = {}
+    for preset in PRESETS:
+        path = results_dir / f"scale_{preset}.json"
+        if path.exists():
+            out[preset] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def _pending(preset: str) -> str:
+    return f"pending: not run yet (`python -m pipelines.benchmarks.scale --presets {preset}`)"
+
+
+def _machine_lines(results: dict[str, dict]) -> list[str]:
+    lines = ["### Machine", ""]
+    seen: dict[str, list[str]] = {}
+    for preset, r in results.items():
+        m = r["machine"]
+        text = (
+            f"{m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gib']} GiB RAM; "
+            f"{m['os']}; Python {m['python']}, DuckDB {m['duckdb']}, pandas {m['pandas']}, "
+            f"Dagster {m['dagster']}, dbt-core {m['dbt-core']} + dbt-duckdb {m['dbt-duckdb']}; "
+            f"code at commit {m['commit']}"
+        )
+        seen.setdefault(text, []).append(preset)
+    for text, presets in seen.items():
+        lines.append(f"- {', '.join(presets)}: {text}.")
+    lines.append("")
+    lines.append(
+        "Mean 1-minute load average while each part ran (the machine's, other jobs included):"
+    )
+    lines.append("")
+    for preset, r in results.items():
+        parts = [("full build", r["phases"]["full"]), ("night", r["phases"]["night"])]
+        parts += [("floor", r["floor"])] + ([("peer", r["peer"])] if r.get("peer") else [])
+        loads = ", ".join(f"{label} {item.get('load_average', '-')}" for label, item in parts)
+        cores = r["machine"]["cores_usable"]
+        busy = max(float(item.get("load_average", 0)) for _, item in parts) > cores
+        note = (
+            f": above the {cores} cores, other jobs competed for the CPU and the times are "
+            "higher than on a quiet machine (peak memory is not affected)"
+            if busy
+            else ""
+        )
+        lines.append(f"- {preset} (run on {r['date']}): {loads}{note}.")
+    lines.append("")
+    return lines
+
+
+def render(results_dir: Path) -> str:
+    results = load(results_dir)
+    others = "\n".join(
+        f"| {name} | {what} | [{link.split('/')[-1]}]({link}) |"
+        for link, name, what in OTHER_BENCHMARKS
+        if (results_dir.parent / link).exists()
+    )
+    lines = [INTRO.format(others=others)]
+    if not results:
+        lines.append("No results yet: run the command above.\n")
+        return "\n".join(lines)
+
+    lines += ["### Reproduce", ""]
+    for preset, r in results.items():
+        lines.append(f"- {preset}: `{r['command']}`")
+    lines += [
+        "",
+        "The landing data is generated once into `.bench/<preset>/landing` (seed 7) and kept;",
+        "the CRM_HOME of each run is recreated empty. Logs of each step are in `.bench/<preset>/`.",
+        "",
+    ]
+    lines += _machine_lines(results)
+
+    lines += [
+        "### Results",
+        "",
+        "| preset | deliveries | landing MB | raw rows | full build s | full peak RSS MiB | night s | night peak RSS MiB | floor s | floor peak RSS MiB | pandas peer s | peer peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | {_pending(preset)} |||||||||||")
+            continue
+        full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
+        peer = r.get("peer")
+        lines.append(
+            f"| {preset} | {r['deliveries']['count']} ({r['deliveries']['first']} .. "
+            f"{r['deliveries']['last']}) | {r['landing_mb']:,.0f} | {_int(sum(r['raw_rows'].values()))} | "
+            f"{_s(full['seconds'])} | {_mb(full['peak_rss'])} | {_s(night['seconds'])} | "
+            f"{_mb(night['peak_rss'])} | {_s(floor['script_seconds'])} | {_mb(floor['peak_rss'])} | "
+            f"{_s(peer['seconds']) if peer else 'not run'} | {_mb(peer['peak_rss']) if peer else '-'} |"
+        )
+    lines += [
+        "",
+        "Floor seconds: the SQL script only (the copy of the raw tables it reads is not counted;",
+        "it is listed below). Peer seconds: reading the raw tables into pandas and computing.",
+        "Peak RSS of the floor and the peer: their whole process (Python, DuckDB, pandas).",
+        "",
+        "### Growth (relative to small)",
+        "",
+        "| preset | raw rows | full build time | full build peak RSS | night time | night peak RSS | floor time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = results.get("small")
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None or base is None:
+            reason = _pending(preset if r is None else "small")
+            lines.append(f"| {preset} | {reason} ||||||")
+            continue
+        lines.append(
+            f"| {preset} | {_ratio(sum(r['raw_rows'].values()), sum(base['raw_rows'].values()))} | "
+            + " | ".join(
+                _ratio(r["phases"][ph][k], base["phases"][ph][k])
+                for ph, k in (
+                    ("full", "seconds"),
+                    ("full", "peak_rss"),
+                    ("night", "seconds"),
+                    ("night", "peak_rss"),
+                )
+            )
+            + f" | {_ratio(r['floor']['script_seconds'], base['floor']['script_seconds'])} |"
+        )
+    lines += [
+        "",
+        "### Time per stage (seconds)",
+        "",
+        "| preset | phase | wall | " + " | ".join(STAGES) + " | outside steps | Dagster runs |",
+        "|---|---|---:|" + "---:|" * len(STAGES) + "---:|---:|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | {_pending(preset)} |" + "|" * (len(STAGES) + 3))
+            continue
+        for name, label in (("full", "full build"), ("night", "one night")):
+            p = r["phases"][name]
+            stages = p["stages"]
+            inside = sum(stages.values())
+            lines.append(
+                f"| {preset} | {label} | {_s(p['seconds'])} | "
+                + " | ".join(_s(stages.get(s, 0.0)) for s in STAGES)
+                + f" | {_s(p['seconds'] - inside)} | {p['runs']} |"
+            )
+    lines += [
+        "",
+        "The full build is two Dagster runs: the ingest job over every delivery but the one it",
+        "builds as of (with the raw-table gates), then the nightly job for that date; the night",
+        "is one nightly run. dbt includes its data tests; gates are the Great Expectations",
+        "suites (raw tables, facts, customers, KPIs).",
+        "",
+        "### Ratios",
+        "",
+        "| preset | night / full (time) | night / full (peak RSS) | full build dbt + gates / floor | night dbt + gates / floor | pandas peer / floor | pandas peer / full build dbt + gates | peer peak RSS / full build peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | {_pending(preset)} |||||||")
+            continue
+        full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
+        peer = r.get("peer")
+        full_core = full["stages"]["dbt"] + full["stages"]["gates"]
+        night_core = night["stages"]["dbt"] + night["stages"]["gates"]
+        lines.append(
+            f"| {preset} | {_ratio(night['seconds'], full['seconds'])} | "
+            f"{_ratio(night['peak_rss'], full['peak_rss'])} | "
+            f"{_ratio(full_core, floor['script_seconds'])} | "
+            f"{_ratio(night_core, floor['script_seconds'])} | "
+            f"{_ratio(peer['seconds'], floor['script_seconds']) if peer else 'not run'} | "
+            f"{_ratio(peer['seconds'], full_core) if peer else 'not run'} | "
+            f"{_ratio(peer['peak_rss'], full['peak_rss']) if peer else 'not run'} |"
+        )
+    lines += [
+        "",
+        'dbt + gates against the floor compares a larger job with a smaller one (see "The',
+        'floor" above): the ratio bounds what rewriting the covered part by hand could save,',
+        "not the cost of the uncovered rest. On a shared machine the parts of one run see",
+        "different loads (see Machine): ratios of times are then approximate.",
+        "",
+        "### Agreement",
+        "",
+        "| preset | implementation | KPI rows agreeing with fct_kpi_monthly | customers agreeing with dim_customers | identity records agreeing | agreement with the floor (KPI rows / customers / records) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | {_pending(preset)} |||||")
+            continue
+        for label, item in (("floor (SQL)", r["floor"]), ("pandas peer", r.get("peer"))):
+            if item is None:
+                continue
+            a = item["agreement"]
+            vs_floor = "-"
+            if "kpis_vs_floor" in a:
+                vs_floor = (
+                    f"{_agree(a['kpis_vs_floor'])} / {_agree(a['customers_vs_floor'])} / "
+                    f"{_agree(a['identity_vs_floor'])}"
+                )
+            lines.append(
+                f"| {preset} | {label} | {_agree(a['kpis_vs_warehouse'])} | "
+                f"{_agree(a['customers_vs_warehouse'])} | {_agree(a.get('identity_vs_warehouse'))} | "
+                f"{vs_floor} |"
+            )
+    lines += [
+        "",
+        "The warehouse compared is the one after the night (as of the last date, its older KPI",
+        "months frozen by the incremental build); the floor and the peer compute everything",
+        "afresh as of that date.",
+        "",
+        "### The floor's heaviest statements (seconds)",
+        "",
+    ]
+    for preset, r in results.items():
+        steps = sorted(r["floor"]["steps"].items(), key=lambda kv: -kv[1])[:6]
+        listed = ", ".join(f"`{name}` {seconds:.2f}" for name, seconds in steps)
+        lines.append(
+            f"- {preset}: {listed}; copying the raw tables into the floor's DuckDB file "
+            f"{r['floor']['copy_seconds']:.1f} s (not counted)."
+        )
+    lines.append("")
+    peers = [(p, r["peer"]) for p, r in results.items() if r.get("peer")]
+    if peers:
+        lines += ["### The peer's time", ""]
+        for preset, peer in peers:
+            lines.append(
+                f"- {preset}: reading the raw tables into pandas {peer['read_seconds']:.1f} s, "
+                f"computing {peer['compute_seconds']:.1f} s."
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The benchmark's floor (pipelines/benchmarks/floor.sql) and pandas peer
+(pipelines/benchmarks/peer.py) compute the warehouse's outputs: identity components,
+customer state with RFM, and the customer / order KPIs of fct_kpi_monthly (segment all).
+
+On the session warehouse of tests/conftest.py (`crm_home`, one backfill of a small
+60-day dataset) both must agree with the marts row for row, within 1e-9; so the ratios of
+docs/benchmarks.md compare programs that compute the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from support.e2e import END
+
+from pipelines.benchmarks.floor import (
+    KPIS,
+    SCRIPT,
+    customer_agreement,
+    identity_agreement,
+    kpi_agreement,
+    kpi_differences,
+    prepare_db,
+    run_floor,
+    statements,
+)
+from pipelines.benchmarks.peer import e164, email, run_peer
+from pipelines.benchmarks.sources import attach_warehouse, relation_exists
+
+
+@pytest.fixture(scope="module")
+def con(
+    crm_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A copy of the raw tables with the floor's and the peer's outputs, the warehouse
+    attached read-only as `warehouse`."""
+    db = tmp_path_factory.mktemp("bench_floor") / "bench.duckdb"
+    prepare_db(crm_home, db)
+    connection = duckdb.connect(str(db))
+    run_floor(connection, END)
+    outputs, _ = run_peer(connection, END)
+    connection.execute("create schema peer")
+    for name, frame in outputs.items():
+        connection.register(f"peer_{name}", frame)
+        connection.execute(f"create table peer.{name} as select * from peer_{name}")
+        connection.unregister(f"peer_{name}")
+    attach_warehouse(connection, crm_home)
+    yield connection
+    connection.close()
+
+
+def _assert_kpis_agree(con: duckdb.DuckDBPyConnection, left: str, right: str) -> None:
+    result = kpi_agreement(con, left, right)
+    assert result["rows"] >= len(KPIS) * 2, result
+    assert result["agree"] == result["rows"], (result, kpi_differences(con, left, right))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+@pytest.mark.parametrize("implementation", ["floor", "peer"])
+def test_kpis_agree_with_fct_kpi_monthly(
+    con: duckdb.DuckDBPyConnection, implementation: str
+) -> None:
+    _assert_kpis_agree(con, f"{implementation}.kpi_monthly", "warehouse.marts.fct_kpi_monthly")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+@pytest.mark.parametrize("implementation", ["floor", "peer"])
+def test_customer_state_and_rfm_agree_with_dim_customers(
+    con: duckdb.DuckDBPyConnection, implementation: str
+) -> None:
+    result = customer_agreement(con, f"{implementation}.customers", "warehouse.marts.dim_customers")
+    assert result["left"] == result["right"] == result["agree"] > 0, result
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_floor_and_peer_agree_with_each_other(con: duckdb.DuckDBPyConnection) -> None:
+    _assert_kpis_agree(con, "peer.kpi_monthly", "floor.kpi_monthly")
+    customers = customer_agreement(con, "peer.customers", "floor.customers")
+    assert customers["left"] == customers["right"] == customers["agree"] > 0, customers
+    identity = identity_agreement(con, "peer.customer_records", "floor.customer_records")
+    assert identity["left"] == identity["right"] == identity["agree"] > 0, identity
+    # same customers under the same ids (md5 of the component's smallest record id)
+    ids = con.execute(
+        "select count(*) from floor.customers f join peer.customers p using (customer_id)"
+    ).fetchone()
+    assert ids is not None and ids[0] == customers["left"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_identity_components_agree_with_the_warehouse(con: duckdb.DuckDBPyConnection) -> None:
+    for catalog, schema in (("warehouse", "intermediate"), ("restricted", "identity")):
+        if relation_exists(con, catalog, schema, "int_identity_components_resolved"):
+            relation = f"{catalog}.{schema}.int_identity_components_resolved"
+            break
+    else:
+        pytest.skip("the warehouse keeps no int_identity_components_resolved")
+    result = identity_agreement(con, "floor.customer_records", relation)
+    assert result["left"] == result["right"] == result["agree"] > 0, result
+
+
+PHONES = [
+    "138 0013 8000", "+86-138-0013-8000", "8613800138000", "0086 138 0013 8000",
+    "(+86) 13800138000", "010-12345678", "021/6888 8888", "0755-8888-8888", "+1 415 555 0123",
+    "+44 20 7946 0958", "00 44 20 7946 0958", "12345", "+86 12345", "+0 123456789", "abc",
+    "", "   ", "138-0013-800", "+86 10 1234 5678", "861380013800", "  13800138000  ",
+    "\t13800138000", "１３８００１３８０００", "\u300013800138000", "138\u00a00013\u00a08000",
+]  # fmt: skip
+EMAILS = [
+    " A.B@Example.COM ", "bad@", "x@y.z", "x@y.zz", "x y@z.com", "first.last+tag@sub.example.cn",
+    "", "\tq@w.er", "\u3000q@w.er", "no-at-sign.com", "a@b@c.de",
+]  # fmt: skip
+
+
+def test_floor_and_peer_normalise_phones_and_emails_alike() -> None:
+    """The SQL macros of floor.sql (copies of the dbt macros) and the peer's functions."""
+    with duckdb.connect() as con:
+        con.execute("set variable tz = 'Asia/Shanghai'")
+        for statement in statements(SCRIPT.read_text(encoding="utf-8")):
+            if statement.startswith("create or replace temp macro"):
+                con.execute(statement)
+        sql_phones = [
+            con.execute("select norm_phone(?)", [v]).fetchone()[0]  # type: ignore[index]
+            for v in PHONES
+        ]
+        sql_emails = [
+            con.execute("select norm_email(?)", [v]).fetchone()[0]  # type: ignore[index]
+            for v in EMAILS
+        ]
+    assert sql_phones == [e164(v) for v in PHONES]
+    assert sql_emails == [email(v) for v in EMAILS]
+    assert e164("138 0013 8000") == "+8613800138000"
+    assert e164("010-12345678") == "+861012345678"
