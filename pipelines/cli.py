@@ -1,7 +1,8 @@
 """`crm`: the command-line tool of the CRM warehouse.
 
-Every command that changes the warehouse goes through Dagster, so runs appear in the UI
-when DAGSTER_HOME is set (`make demo` and `make dev` set it to $CRM_HOME/dagster).
+Every pipeline command goes through Dagster, so runs appear in the UI when DAGSTER_HOME is
+set (`make demo` and `make dev` set it to $CRM_HOME/dagster). `crm forget` (erasure of a
+person) works on the stores directly and is audited in the restricted store.
 """
 
 from __future__ import annotations
@@ -68,11 +69,20 @@ _register_generate()
     "--date", "run_date", required=True, callback=_iso_date, help="Delivery date D (YYYY-MM-DD)."
 )
 @click.option("--force", is_flag=True, help="Reload the delivery even if its files are unchanged.")
-def run_command(run_date: date, force: bool) -> None:
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild every mart from the raw tables (after a key rotation; see docs/operations.md).",
+)
+def run_command(run_date: date, force: bool, full_refresh: bool) -> None:
     """One night: ingest the delivery of DATE and run everything downstream as of DATE."""
     from pipelines.orchestrate import print_outputs, run_nightly
 
     settings = _settings()
+    if full_refresh:
+        from pipelines.privacy import request_full_refresh
+
+        request_full_refresh(settings, f"crm run --full-refresh ({run_date})")
     ok = run_nightly(settings, run_date, run_date, force=force)
     if ok:
         print_outputs(settings)
@@ -116,6 +126,63 @@ def check_mapping_command(mapping_file: Path, sample: int, delivery: date | None
     text, ok = run_check_mapping(_settings(), mapping_file, sample, delivery)
     click.echo(text)
     sys.exit(0 if ok else 1)
+
+
+@main.command("forget")
+@click.option("--phone", help="The person's phone number, in any common format.")
+@click.option("--email", help="The person's e-mail address.")
+@click.option(
+    "--customer-ref", help="An account of the person: SOURCE_SYSTEM:CUSTOMER_REF (crm:M100...)."
+)
+@click.option(
+    "--request-id", required=True, help="Id of the erasure request (ticket, letter), for the audit."
+)
+@click.option("--requested-by", help="Who carries it out (default: the OS user).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+def forget_command(
+    phone: str | None,
+    email: str | None,
+    customer_ref: str | None,
+    request_id: str,
+    requested_by: str | None,
+    dry_run: bool,
+) -> None:
+    """Erase a person (PIPL / GDPR right to be forgotten).
+
+    Removes every raw row of the person (found through identity resolution: all their
+    linked records) from the restricted store, keeps their identifiers as keyed pseudonyms
+    only so that files delivered again bring nobody back, deletes their rows from the
+    warehouse and makes the next dbt build a full refresh: the next publication neither
+    counts nor shows them. Writes an audit record without personal data. See
+    docs/operations.md, "Answering an erasure request".
+    """
+    from pipelines.lib.duck import WarehouseBusyError
+    from pipelines.privacy import ErasureError, forget
+
+    settings = _settings()
+    try:
+        result = forget(
+            settings,
+            phone=phone,
+            email=email,
+            customer_ref=customer_ref,
+            request_id=request_id,
+            requested_by=requested_by,
+            dry_run=dry_run,
+        )
+    except (ErasureError, WarehouseBusyError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        _finish(False)
+        return
+    click.echo(("[dry run] " if dry_run else "") + result.summary())
+    if not result.found:
+        click.echo("nothing matched: check the identifier (no record of it in the warehouse)")
+    elif not dry_run:
+        click.echo(
+            "The next run (the nightly schedule, or `crm run --date D` now) rebuilds the marts "
+            "in full and republishes without them."
+        )
+    _finish(True)
 
 
 @main.command("demo")

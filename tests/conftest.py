@@ -1,9 +1,14 @@
 """Fixtures shared across test modules."""
 
+import os
 from pathlib import Path
 
 import pytest
 from support.e2e import DAYS, END, SEED, backfill
+
+# The pseudonymisation key of every test (dbt's plugin, the pipeline and the reference read
+# it from the environment); tests of the key file unset it.
+os.environ.setdefault("CRM_PSEUDONYM_KEY", "tests-only-pseudonym-key-0123456789")
 
 
 @pytest.fixture(scope="session")

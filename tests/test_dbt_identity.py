@@ -65,7 +65,8 @@ def resolved(tmp_path_factory) -> Path:
         [str(dbt), "run", "--select", "+int_source_records_resolved", "--vars", "{as_of_date: 2026-10-31}",
          "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
          "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=DBT_DIR, env=dict(os.environ, CRM_WAREHOUSE_DB=str(db)), capture_output=True, text=True,
+        cwd=DBT_DIR, env=dict(os.environ, CRM_WAREHOUSE_DB=str(db), CRM_RESTRICTED_DB=str(work / "restricted.duckdb")),
+        capture_output=True, text=True,
         timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-6000:]
@@ -74,6 +75,7 @@ def resolved(tmp_path_factory) -> Path:
 
 def test_pairwise_precision_and_recall_against_the_truth(resolved):
     con = duckdb.connect(str(resolved), read_only=True)
+    con.execute(f"attach '{resolved.parent / 'restricted.duckdb'}' as restricted (read_only)")
     truth = resolved.parent / "landing" / "_truth" / "identity.parquet"
     con.execute(f"""
         create temp table matched as
@@ -101,7 +103,7 @@ def test_pairwise_precision_and_recall_against_the_truth(resolved):
     person = dict(records)
     holders: dict[tuple, list[int]] = {}
     for record, kind, value in con.execute(
-        "select record_id, identifier_type, identifier_value from intermediate.int_identity_identifiers"
+        "select record_id, identifier_type, identifier_value from restricted.identity.int_identity_identifiers"
     ).fetchall():
         if record in index:
             holders.setdefault((kind, value, person[record]), []).append(index[record])

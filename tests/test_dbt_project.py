@@ -15,6 +15,7 @@ workers never collide; the tests share one xdist group.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -45,7 +46,12 @@ def _bin(name: str) -> str:
 def run_dbt(
     args: list[str], work: Path, db: Path, check: bool = True
 ) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CRM_WAREHOUSE_DB=str(db), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    env = dict(
+        os.environ,
+        CRM_WAREHOUSE_DB=str(db),
+        CRM_RESTRICTED_DB=str(db.with_name(db.stem + "_restricted.duckdb")),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
     cmd = [
         _bin("dbt"),
         *args,
@@ -118,11 +124,13 @@ def create_raw(db: Path) -> None:
     insert(con, "customers", [
         dict(source_system="crm", customer_ref="C1", updated_at=ts("2026-01-10 02:00"),
              name="张三", gender="F", birth_date=date(1990, 5, 1), phone="138 0013 8000",
-             email=" A@X.com ", city="上海", province="上海", member_level="gold"),
+             email=" A@X.com ", city="上海", province="上海", member_level="gold",
+             marketing_consent=True),
         dict(source_system="mall", customer_ref="M1", updated_at=ts("2026-03-01 02:00"),
-             phone="+86-138-0013-8000", unionid="U1", gender="female"),
+             phone="+86-138-0013-8000", unionid="U1", gender="female",
+             marketing_consent=False),
         dict(source_system="crm", customer_ref="C2", updated_at=ts("2026-02-01 02:00"),
-             name="李四", phone="13900000002"),
+             name="李四", phone="13900000002", marketing_consent=True),
         dict(source_system="crm", customer_ref="C3", updated_at=ts("2026-10-31 16:30"),
              name="王五", phone="13700000003"),
     ])  # fmt: skip
@@ -206,12 +214,14 @@ def kpi(db: Path, month: str, kpi_name: str, segment: str = "all") -> float | No
     return rows[0][0]
 
 
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
+def customer_id(record_id: str) -> str:
+    """The warehouse's customer_id: HMAC-SHA256 with the tests' key (tests/conftest.py)."""
+    key = os.environ["CRM_PSEUDONYM_KEY"].encode()
+    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-C1 = md5("account:crm:C1")  # smallest record of P1's component
-C2 = md5("account:crm:C2")
+C1 = customer_id("account:crm:C1")  # smallest record of P1's component
+C2 = customer_id("account:crm:C2")
 
 
 # --------------------------------------------------------------------------- (a) conventions
@@ -372,6 +382,17 @@ def test_dim_customers_hand_computed(built):
                             "low_value_low_potential", pytest.approx(2 / 6), False, None, None, None)  # fmt: skip
 
 
+def test_consent_flag_and_campaign_audiences_hand_computed(built):
+    """P1 said yes in the CRM (Jan) and no later in the mall (Mar): the latest answer wins,
+    so P1 (VIP, new, high value) is in no audience. P2 said yes: new with one order, so in
+    second_purchase_new only."""
+    db = built["db"]
+    flags = dict(query(db, "select customer_id, is_marketing_contactable from marts.dim_customers"))
+    assert flags == {C1: False, C2: True}
+    audiences = query(db, "select audience, customer_id from marts.rpt_campaign_audiences")
+    assert audiences == [("second_purchase_new", C2)]
+
+
 def test_october_kpis_hand_computed(built):
     db = built["db"]
     m = "2026-10"
@@ -499,6 +520,11 @@ def test_clv_scores_flow_into_dim_customers(built):
         ("2026-10", "low_value_high_potential"),
     }
     assert kpi(db, "2026-10", "net_revenue", "low_value_high_potential") == 300
+    # ... and into the audiences: P2 (consent) now also gets the nurture campaign
+    assert sorted(query(db, "select audience, customer_id from marts.rpt_campaign_audiences")) == [
+        ("nurture_high_potential", C2),
+        ("second_purchase_new", C2),
+    ]
 
 
 def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):

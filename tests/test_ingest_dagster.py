@@ -65,7 +65,7 @@ def test_only_some_sources_mapped_gives_empty_tables_not_errors(deployment):
         if entity != "orders":
             meta = _metadata(result, entity)
             assert (meta["files"], meta["rows_read"], meta["mappings"]) == (0, 0, "(none)")
-    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    db = Path(deployment.home) / "restricted" / "restricted.duckdb"
     with duckdb.connect(str(db), read_only=True) as con:
         for entity in ENTITIES:
             count = con.execute(f"select count(*) from raw.{entity}").fetchone()[0]
@@ -82,7 +82,7 @@ def test_unchanged_delivery_is_skipped_and_force_reloads_it(deployment):
     assert _metadata(again, "orders")["files"] == 0
     forced = _materialize(deployment, {"crm/force": "true"})
     assert _metadata(forced, "orders")["rows_loaded"] == _metadata(first, "orders")["rows_loaded"]
-    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    db = Path(deployment.home) / "restricted" / "restricted.duckdb"
     with duckdb.connect(str(db), read_only=True) as con:
         loaded = con.execute("select count(*) from raw.orders").fetchone()[0]
     assert loaded == _metadata(first, "orders")["rows_loaded"]  # replaced, not appended
@@ -120,7 +120,7 @@ def test_a_backfill_range_loads_every_date_and_fails_only_the_broken_one(deploym
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.message
     assert "1 source partition(s) failed" in message and "shop/2026-01-08/c.csv" in message
-    db = Path(deployment.home) / "warehouse" / "warehouse.duckdb"
+    db = Path(deployment.home) / "restricted" / "restricted.duckdb"
     with duckdb.connect(str(db), read_only=True) as con:
         log = con.execute(
             "select _delivery_date::varchar, status, count(*) from raw.load_log group by all "

@@ -4,6 +4,7 @@ The pipeline runs for real (`crm backfill`, then `crm run`) on a small generated
 see tests/conftest.py (fixture `crm_home`)."""
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 MARTS = [
     "dim_customers",
+    "rpt_campaign_audiences",
     "fct_orders",
     "fct_order_lines",
     "fct_service_tickets",
@@ -55,7 +57,7 @@ def test_backfill_publishes_every_output(crm_home: Path) -> None:
 
 
 def test_nothing_lost_between_landing_and_raw(crm_home: Path) -> None:
-    with duckdb.connect(str(crm_home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(crm_home / "restricted" / "restricted.duckdb"), read_only=True) as con:
         bad = con.execute(
             "select _source_file from raw.load_log "
             "where rows_read <> rows_loaded + rows_quarantined"
@@ -117,3 +119,112 @@ def test_a_duplicate_key_blocks_publication_and_keeps_the_previous_outputs(
     assert "the published outputs were not replaced" in output
     assert _digest(home / "serving") == before
     assert (home / "reports" / "latest" / "kpi_review.html").read_bytes() == report_before
+
+
+# ------------------------------------------------------------------ personal data, by value
+def _personal_values(home: Path) -> dict[str, set[str]]:
+    """Every phone (national digits), e-mail and name of the input, from the raw tables in
+    the restricted store."""
+    con = duckdb.connect(str(home / "restricted" / "restricted.duckdb"), read_only=True)
+    queries = {
+        "phone": """select distinct right(regexp_replace(v, '[^0-9]', '', 'g'), 11) from (
+            select phone as v from raw.customers union all select buyer_phone from raw.orders
+            union all select phone from raw.service_events
+            union all select phone from raw.social_interactions)
+            where length(regexp_replace(v, '[^0-9]', '', 'g')) >= 11""",
+        "email": """select distinct lower(trim(v)) from (
+            select email as v from raw.customers union all select buyer_email from raw.orders
+            union all select email from raw.service_events) where v like '%@%.%'""",
+        "name": """select distinct trim(v) from (
+            select name as v from raw.customers union all select buyer_name from raw.orders)
+            where length(trim(v)) >= 2""",
+    }
+    values = {kind: {r[0] for r in con.execute(sql).fetchall()} for kind, sql in queries.items()}
+    con.close()
+    return values
+
+
+PHONE_LIKE = re.compile(r"\d(?:[ \-.]?\d){10,}")
+EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+#: what separates values in HTML, JSON, CSV and SVG text: a name is one whole value
+SEPARATORS = re.compile(r"[<>\"'`,;:|\t\n\r()\[\]{}=]+")
+
+
+def _found_in_text(text: str, values: dict[str, set[str]]) -> list[str]:
+    """Phones (any run of 11+ digits ending in a known number), e-mails (anything shaped
+    like an address), names (any whole value between separators)."""
+    hits = []
+    for run in PHONE_LIKE.findall(text):  # digits, maybe split by spaces, dashes or dots
+        digits = re.sub(r"\D", "", run)
+        windows = {digits[i : i + 11] for i in range(len(digits) - 10)}
+        hits += [f"phone {w}" for w in windows & values["phone"]]
+    hits += [f"email {e}" for e in EMAIL.findall(text.lower()) if e in values["email"]]
+    hits += [
+        f"name {n}" for n in (t.strip() for t in SEPARATORS.split(text)) if n in values["name"]
+    ]
+    return hits
+
+
+def _found_in_cells(cells: set[str], values: dict[str, set[str]]) -> list[str]:
+    return _found_in_text("\n".join(cells), values)
+
+
+def test_no_clear_personal_data_in_any_published_output(crm_home: Path) -> None:
+    """Every value of every column of every published output (serving DuckDB, Parquet,
+    Hyper) and every report page, against every phone, e-mail and name of the input."""
+    from tableauhyperapi import Connection, HyperProcess, Telemetry
+
+    values = _personal_values(crm_home)
+    assert min(len(v) for v in values.values()) > 1000, {k: len(v) for k, v in values.items()}
+    # the scan finds what it looks for (one planted value of each kind)
+    name, email, phone = (sorted(values[k])[0] for k in ("name", "email", "phone"))
+    planted = f"<td>{name}</td><td>{email.upper()}</td><td>+86 {phone[:3]}-{phone[3:]}</td>"
+    assert len(_found_in_text(planted, values)) == 3
+    serving = crm_home / "serving"
+    found: dict[str, list[str]] = {}
+    con = duckdb.connect()
+    con.execute(f"attach '{serving / 'serving.duckdb'}' as s (read_only)")
+    for (table,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = 's'"
+    ).fetchall():
+        parquet = serving / "parquet" / f"{table}.parquet"
+        sources = [f's.main."{table}"']
+        if parquet.exists():
+            sources.append(f"read_parquet('{parquet}')")
+        for source in sources:
+            cells: set[str] = set()
+            for (column,) in con.execute(
+                f"select column_name from (describe select * from {source})"
+            ).fetchall():
+                cells |= {
+                    r[0] for r in con.execute(
+                        f'select distinct cast("{column}" as varchar) from {source} where "{column}" is not null'
+                    ).fetchall()
+                }  # fmt: skip
+            hits = _found_in_cells(cells, values)
+            if hits:
+                found[source] = hits[:5]
+    con.close()
+    with HyperProcess(
+        Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters={"log_config": ""}
+    ) as hyper:
+        for extract in sorted((serving / "tableau").glob("*.hyper")):
+            with Connection(hyper.endpoint, str(extract)) as hcon:
+                cells = set()
+                for name in hcon.catalog.get_table_names("Extract"):
+                    definition = hcon.catalog.get_table_definition(name)
+                    for column in definition.columns:
+                        query = (
+                            f"SELECT DISTINCT {column.name} FROM {name} "
+                            f"WHERE {column.name} IS NOT NULL"
+                        )
+                        cells |= {str(row[0]) for row in hcon.execute_list_query(query)}
+                hits = _found_in_cells(cells, values)
+                if hits:
+                    found[str(extract)] = hits[:5]
+    for page in sorted((crm_home / "reports").rglob("*")):
+        if page.is_file() and page.suffix in (".html", ".json", ".csv", ".svg"):
+            hits = _found_in_text(page.read_text(encoding="utf-8", errors="replace"), values)
+            if hits:
+                found[str(page.relative_to(crm_home))] = hits[:5]
+    assert not found, found

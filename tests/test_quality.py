@@ -98,7 +98,8 @@ create table marts.fct_orders as select * from (values
 ) as t(order_id, source_system, source_order_id, customer_id, order_date, is_cancelled, items, net_revenue);
 
 create table marts.dim_customers as select *, true as has_name, true as has_phone,
-    true as has_email, true as has_birth_date from (values
+    true as has_email, true as has_birth_date, customer_id <> 'C3' as is_marketing_contactable
+    from (values
     ('C1', 'active', 'Champions', 'high_value_high_potential', false, 1.0),
     ('C2', 'new', 'New Customers', 'low_value_high_potential', false, 1.0),
     ('C3', 'new', 'New Customers', 'low_value_low_potential', false, 1.0),
@@ -124,6 +125,11 @@ create table marts.fct_kpi_monthly as select * from (values
     ('k5', date '2024-03-01', 'all', 'all', 'net_revenue', 'CNY', 250.0, null, null, false)
 ) as t(kpi_monthly_id, month, segment_type, segment, kpi, unit, value, numerator, denominator,
        is_complete);
+
+create table marts.rpt_campaign_audiences as select * from (values
+    ('a1', 'vip_care', 'C1'),
+    ('a2', 'second_purchase_new', 'C2')
+) as t(audience_member_id, audience, customer_id);
 
 create table marts.rpt_kpi_review as select * from (values
     ('T1', 'profile_completeness', 'achieved'),
@@ -318,3 +324,17 @@ def test_dq_results_trend_appends(warehouse: Path, docs_dir: Path) -> None:
     n = len(next(s for s in load_suites() if s.name == "fct_orders").expectations)
     assert runs == [("run-1", n), ("run-2", n)]
     assert details["observed_value"] == 5
+
+
+def test_an_audience_member_without_consent_blocks(warehouse: Path, docs_dir: Path) -> None:
+    """C3 has no marketing consent (is_marketing_contactable false): putting C3 into an
+    audience fails the blocking consent expectation and names the row."""
+    sql(
+        warehouse, "insert into marts.rpt_campaign_audiences values ('a3', 'winback_dormant', 'C3')"
+    )
+    gate = run_gate(warehouse, AS_OF, "run-consent", docs_dir=docs_dir)
+    assert gate.blocking_failed == ["rpt_campaign_audiences.members_have_marketing_consent"]
+    outcome = next(s for s in gate.suites if s.suite == "rpt_campaign_audiences").outcome(
+        "members_have_marketing_consent"
+    )
+    assert "C3" in outcome.describe()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from datetime import date, datetime
 
 import pandas as pd
@@ -827,8 +829,8 @@ def _quadrant_case(as_of: date = D):
         *[_inquiry(f"Tp{i}", "p", f"2026-10-0{i} 01:00:00") for i in (1, 2, 3, 4)],
     ]
     p = _prepared(orders, [_profile("p", name="P")], events=events, as_of=as_of)
-    # the CLV model's scores, keyed like the warehouse: md5 of the smallest record id
-    md5 = {ref: hashlib.md5(f"account:crm:{ref}".encode()).hexdigest() for ref in "bce"}
+    # the CLV model's scores, keyed like the warehouse: the pseudonym of the smallest record id
+    md5 = {ref: _customer_id(f"account:crm:{ref}") for ref in "bce"}
     scores = pd.DataFrame(
         {
             "customer_id": [md5["b"], md5["c"], md5["e"], "not-a-resolved-customer"],
@@ -838,12 +840,17 @@ def _quadrant_case(as_of: date = D):
     return p, scores
 
 
+def _customer_id(record_id: str) -> str:
+    """HMAC-SHA256 with the tests' key (tests/conftest.py), computed here independently."""
+    key = os.environ["CRM_PSEUDONYM_KEY"].encode()
+    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def test_quadrant_of_every_customer_by_hand():
     p, scores = _quadrant_case()
-    assert (
-        dict(zip(p.customer_names, warehouse_customer_ids(p), strict=True))["account:crm:b"]
-        == hashlib.md5(b"account:crm:b").hexdigest()
-    )
+    assert dict(zip(p.customer_names, warehouse_customer_ids(p), strict=True))[
+        "account:crm:b"
+    ] == _customer_id("account:crm:b")
     with_clv = _by_ref(p, customer_quadrants(p, expected_purchases_by_key(p, scores)))
     # 6 customers with revenue > 0: percent_rank = (rank - 1) / 5 -> a 0, b 0.2, c 0.4,
     # d 0.6, e = f 0.8 (the tie shares rank 5): e and f are the top 20 %

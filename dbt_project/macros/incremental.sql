@@ -37,11 +37,11 @@
 {#- Keys of rows already in {{ this }} whose customer changed since they were written (a new
     record linked two customers): they are recomputed whatever their date, so that facts
     never point at a customer_id that no longer exists. -#}
-{% macro keys_with_changed_customer(key_column, resolved_relation, entity) -%}
-    select existing.{{ key_column }}
+{% macro keys_with_changed_customer(key_column, resolved_relation, entity, pseudonymised=false) -%}
+    select resolved_now.record_key
     from {{ this }} as existing
     inner join {{ resolved_relation }} as resolved_now
-        on existing.{{ key_column }} = resolved_now.record_key
+        on existing.{{ key_column }} = {{ pseudonym('resolved_now.record_key') if pseudonymised else 'resolved_now.record_key' }}
         and resolved_now.entity = '{{ entity }}'
     where existing.customer_id is distinct from resolved_now.customer_id
 {%- endmacro %}

@@ -14,9 +14,10 @@ from pipelines.ingest.engine import (
     partition_is_unchanged,
 )
 from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
-from pipelines.lib.duck import connect
+from pipelines.lib.duck import connect_restricted
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
+from pipelines.privacy import purge_erased
 
 #: Pool that serialises every step writing the warehouse file (DuckDB: one writer per file).
 WAREHOUSE_POOL = "warehouse"
@@ -61,7 +62,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         # of many delivery dates at once); results are then taken in (delivery date, mapping)
         # order, as if each partition had been loaded on its own.
         outcomes: dict[tuple[int, int], PartitionResult | MappingError] = {}
-        with connect(settings.warehouse_db) as con:
+        with connect_restricted(settings.restricted_db) as con:
             ensure_raw_schema(con)
             for m_index, mapping in enumerate(mappings):
                 todo: list[tuple[int, date]] = []
@@ -117,6 +118,13 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         for w in warnings:
             context.log.warning(w)
         assert totals["rows_read"] == totals["rows_loaded"] + totals["rows_quarantined"]
+        # Rows of people erased earlier (`crm forget`) in files delivered again: removed now,
+        # before anything downstream reads them (counted as quarantined in the load log).
+        erased = purge_erased(settings) if totals["rows_loaded"] else 0
+        if erased:
+            context.log.warning(
+                f"raw: {erased} row(s) of erased people delivered again were removed"
+            )
         return dg.MaterializeResult(
             metadata={
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
@@ -129,6 +137,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
                 "duplicate_files": len(duplicates),
                 "unchanged_partitions_skipped": len(skipped),
                 "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+                "rows_erased_on_redelivery": erased,
                 "seconds": seconds,
             }
         )

@@ -41,3 +41,107 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+# The restricted store ------------------------------------------------------------------
+#: Alias of the restricted store when attached to the warehouse (the same in dbt's profile).
+RESTRICTED = "restricted"
+
+
+def secure_restricted(path: Path) -> None:
+    """Owner-only permissions on the restricted store: folder 0700, files 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        if candidate.exists():
+            candidate.chmod(0o600)
+
+
+@contextmanager
+def connect_restricted(
+    path: Path, *, read_only: bool = False, wait_seconds: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the restricted store (raw tables, quarantine, load log, golden record)."""
+    secure_restricted(path)
+    with connect(path, read_only=read_only, wait_seconds=wait_seconds) as con:
+        secure_restricted(path)
+        yield con
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def attach_restricted(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
+    """Attach the restricted store as catalog `restricted` and, on a writable connection,
+    (re)create the views `raw.<table>` over its raw tables, so that the warehouse reads
+    `raw.orders` whatever file holds it. The views hold no data."""
+    secure_restricted(path)
+    mode = " (READ_ONLY)" if read_only and path.exists() else ""
+    if read_only and not path.exists():
+        return
+    con.execute(f"attach if not exists {_sql_text(str(path))} as {RESTRICTED}{mode}")
+    secure_restricted(path)
+    if read_only:
+        return
+    _move_raw_tables(con)
+    raw_tables = [
+        row[0]
+        for row in con.execute(
+            "select table_name from duckdb_tables() where database_name = ? and schema_name = 'raw'",
+            [RESTRICTED],
+        ).fetchall()
+    ]
+    if not raw_tables:
+        return
+    con.execute("create schema if not exists raw")
+    existing = {
+        row[0]: row[1]
+        for row in con.execute(
+            "select table_name, table_type from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = 'raw'"
+        ).fetchall()
+    }
+    for table in raw_tables:
+        if existing.get(table) == "BASE TABLE":
+            raise RuntimeError(
+                f"the warehouse file holds a table raw.{table} and the restricted store holds "
+                "one too: raw tables live only in the restricted store "
+                "(docs/operations.md, 'The restricted store')"
+            )
+        if table not in existing:
+            con.execute(
+                f'create or replace view raw."{table}" as select * from {RESTRICTED}.raw."{table}"'
+            )
+
+
+def _move_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses built before the restricted store kept raw tables in the warehouse file:
+    move them (once) into the restricted store."""
+    old = [
+        row[0]
+        for row in con.execute(
+            "select table_name from duckdb_tables() "
+            "where database_name = current_database() and schema_name = 'raw'"
+        ).fetchall()
+    ]
+    if not old:
+        return
+    con.execute(f"create schema if not exists {RESTRICTED}.raw")
+    for table in old:
+        con.execute(f'create table {RESTRICTED}.raw."{table}" as select * from raw."{table}"')
+        con.execute(f'drop table raw."{table}"')
+
+
+@contextmanager
+def connect_warehouse(
+    warehouse_db: Path,
+    restricted_db: Path,
+    *,
+    read_only: bool = False,
+    wait_seconds: float = 30.0,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse with the restricted store attached (see attach_restricted)."""
+    with connect(warehouse_db, read_only=read_only, wait_seconds=wait_seconds) as con:
+        attach_restricted(con, restricted_db, read_only=read_only)
+        yield con

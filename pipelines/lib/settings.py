@@ -31,6 +31,8 @@ class Settings:
     | CRM_LANDING_DIR | $CRM_HOME/landing |
     | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
     | CRM_REPORT_LANGUAGE | en (en or zh) |
+    | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
+    | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
     """
 
     home: Path
@@ -65,12 +67,34 @@ class Settings:
         return self.warehouse / "warehouse.duckdb"
 
     @property
+    def restricted(self) -> Path:
+        """The restricted store: owner-only folder with the clear personal data."""
+        return self.home / "restricted"
+
+    @property
+    def restricted_db(self) -> Path:
+        """Raw tables, quarantine, load log and the golden record (clear personal data).
+
+        Attached to the warehouse as catalog `restricted` by the pipeline and by dbt;
+        nothing published reads it (docs/operations.md, "The restricted store")."""
+        return self.restricted / "restricted.duckdb"
+
+    @property
+    def pseudonym_key_file(self) -> Path:
+        override = self.extra.get("CRM_PSEUDONYM_KEY_FILE")
+        return (
+            Path(override).expanduser().resolve() if override else self.restricted / "pseudonym.key"
+        )
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
     def ensure_dirs(self) -> Settings:
         for folder in (self.landing, self.warehouse, self.serving, self.reports):
             folder.mkdir(parents=True, exist_ok=True)
+        self.restricted.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.restricted.chmod(0o700)
         return self
 
     @classmethod
@@ -112,6 +136,7 @@ class Settings:
             landing_dir=landing,
             supernode_threshold=threshold,
             report_language=language,
+            extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.lib.duck import connect_warehouse
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import Settings
 from pipelines.transform.project import ensure_manifest, run_dbt
@@ -39,7 +40,7 @@ def generate_dbt_docs(settings: Settings, as_of: date) -> Path:
     run_dbt(
         ["docs", "generate", "--static", "--target-path", str(work),
          "--vars", json.dumps({"as_of_date": as_of.isoformat()})],
-        warehouse_db=settings.warehouse_db,
+        settings=settings,
     )  # fmt: skip
     target.mkdir(parents=True, exist_ok=True)
     page = target / "index.html"
@@ -73,13 +74,17 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             else context.partition_key
         )
         started = time.monotonic()
-        gate = run_gate(
-            settings.warehouse_db,
-            as_of,
-            context.run.run_id,
-            docs_dir=settings.reports / "data_docs",
-            timezone=settings.timezone,
+        context.log.info(
+            f"publication as of {as_of}: last quality gate, KPI review, serving files, dbt docs"
         )
+        with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
+            gate = run_gate(
+                con,
+                as_of,
+                context.run.run_id,
+                docs_dir=settings.reports / "data_docs",
+                timezone=settings.timezone,
+            )
         if gate.blocking_failed:
             raise dg.Failure(
                 description=(

@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.lib.duck import connect
+from pipelines.lib.duck import connect_warehouse
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import EXPECTATIONS_DIR
 from pipelines.quality.runner import ExpectationOutcome, SuiteResult, run_suites
@@ -135,7 +135,7 @@ def build_suite_check(
     def _check(context: dg.AssetCheckExecutionContext, crm: CrmSettingsResource):
         settings = crm.settings
         as_of = as_of_for(context, settings.timezone)
-        with connect(settings.warehouse_db) as con:
+        with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
             gate = run_suites(
                 con,
                 [spec.name],

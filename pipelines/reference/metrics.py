@@ -13,7 +13,6 @@ named in docs/reference.md, aligned with the warehouse's documented choices
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.lib.pseudonym import load_key, pseudonym
 from pipelines.reference.identity import (
     account_record_id,
     identity_links,
@@ -556,10 +556,13 @@ def value_potential_quadrant(
     return pd.Series(names, index=state.index)
 
 
-def warehouse_customer_ids(p: Prepared) -> pd.Series:
-    """customer_key -> the warehouse's customer_id (md5 of the component's smallest record
-    id), to join inputs keyed by the warehouse's ids (the CLV scores)."""
-    ids = [hashlib.md5(str(name).encode()).hexdigest() for name in p.customer_names]
+def warehouse_customer_ids(p: Prepared, key: bytes | None = None) -> pd.Series:
+    """customer_key -> the warehouse's customer_id (the keyed pseudonym of the component's
+    smallest record id; `key`: the deployment's pseudonymisation key, default
+    $CRM_PSEUDONYM_KEY / $CRM_PSEUDONYM_KEY_FILE), to join inputs keyed by the warehouse's
+    ids (the CLV scores)."""
+    key = load_key() if key is None else key
+    ids = [pseudonym(str(name), key) for name in p.customer_names]
     return pd.Series(ids, index=pd.Index(p.customers, name="customer_key"), dtype=object)
 
 

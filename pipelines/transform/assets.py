@@ -9,7 +9,6 @@ asset checks), split in two around the CLV model:
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,9 +20,12 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from pipelines.lib.duck import connect_warehouse
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
-from pipelines.transform.project import ensure_manifest
+from pipelines.lib.settings import Settings
+from pipelines.privacy import clear_full_refresh, full_refresh_requested
+from pipelines.transform.project import ensure_manifest, prepare_warehouse
 
 AFTER_CLV = "source:clv+"
 
@@ -56,27 +58,45 @@ def dbt_vars(crm: CrmSettingsResource, as_of: str) -> dict[str, Any]:
     }
 
 
-def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource):
-    """`dbt build` for the selected models, with D = the last delivery date of the run."""
+def run_dbt_build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    crm: CrmSettingsResource,
+    *,
+    last_build: bool = False,
+):
+    """`dbt build` for the selected models, with D = the last delivery date of the run.
+
+    After an erasure (`crm forget`) both builds are full refreshes, so that no incremental
+    mart or frozen KPI month still counts the erased person; `last_build` clears the
+    request once the second build succeeded."""
     as_of = (
         context.partition_key_range.end
         if context.has_partition_key_range
         else context.partition_key
     )
-    os.environ["CRM_WAREHOUSE_DB"] = str(crm.settings.warehouse_db)
+    # dbt runs as a subprocess of this process: the profile reads these variables.
+    os.environ.update(prepare_warehouse(crm.settings))
+    refresh_for = full_refresh_requested(crm.settings)
+    args = ["build", "--vars", json.dumps(dbt_vars(crm, as_of))]
+    if refresh_for:
+        args.append("--full-refresh")
+        context.log.warning(
+            f"dbt build --full-refresh: requested by erasure request(s) {', '.join(refresh_for)}"
+        )
     context.log.info(f"dbt build as of {as_of} on {crm.settings.warehouse_db}")
-    invocation = dbt.cli(
-        ["build", "--vars", json.dumps(dbt_vars(crm, as_of))], context=context, raise_on_error=False
-    )
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
     yield from invocation.stream()
     if not invocation.is_successful():
         error = invocation.get_error()
         raise dg.Failure(
-            description=describe_dbt_failure(invocation, crm.settings.warehouse_db, error),
+            description=describe_dbt_failure(invocation, crm.settings, error),
             # Only a locked warehouse file is worth retrying; a failing test or a SQL error
             # fails the same way again.
             allow_retries=is_transient(str(error)),
         )
+    if last_build and refresh_for:
+        clear_full_refresh(crm.settings, refresh_for)
 
 
 #: Messages of failures that a retry can cure (another process holds the DuckDB file).
@@ -87,18 +107,20 @@ def is_transient(message: str) -> bool:
     return any(marker in message for marker in TRANSIENT_MARKERS)
 
 
-def failing_rows(warehouse_db: Path, relation: str, limit: int = 5) -> list[dict[str, Any]]:
+def failing_rows(settings: Settings, relation: str, limit: int = 5) -> list[dict[str, Any]]:
     """The first rows of a failed test's stored failures (a view in schema `audit`)."""
     try:
-        with duckdb.connect(str(warehouse_db), read_only=True) as con:
+        with connect_warehouse(
+            settings.warehouse_db, settings.restricted_db, read_only=True, wait_seconds=5
+        ) as con:
             cursor = con.execute(f"select * from {relation} limit {int(limit)}")
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    except duckdb.Error:
+    except (duckdb.Error, RuntimeError):  # WarehouseBusyError is a RuntimeError
         return []
 
 
-def describe_dbt_failure(invocation: Any, warehouse_db: Path, error: Exception | None) -> str:
+def describe_dbt_failure(invocation: Any, settings: Settings, error: Exception | None) -> str:
     """Which models and tests failed, and for each failed test its first failing rows."""
     try:
         results = invocation.get_artifact("run_results.json").get("results", [])
@@ -114,7 +136,7 @@ def describe_dbt_failure(invocation: Any, warehouse_db: Path, error: Exception |
         lines.append(f"- {kind} {name}: {result['status']} ({message})")
         relation = result.get("relation_name")
         if kind == "test" and relation:
-            for row in failing_rows(warehouse_db, relation):
+            for row in failing_rows(settings, relation):
                 shown = ", ".join(f"{k}={v}" for k, v in row.items())
                 lines.append(f"    failing row: {shown}")
             lines.append(f"    all failing rows: select * from {relation}")
@@ -156,6 +178,6 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource
     ):
         """dim_customers and the KPI marts, built after the CLV scores."""
-        yield from run_dbt_build(context, dbt, crm)
+        yield from run_dbt_build(context, dbt, crm, last_build=True)
 
     return [dbt_warehouse, dbt_customer_marts]

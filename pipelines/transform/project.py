@@ -9,7 +9,9 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from pipelines.lib.settings import DBT_PROJECT_DIR
+from pipelines.lib.duck import connect_warehouse
+from pipelines.lib.pseudonym import KEY_ENV, ensure_key_file
+from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -32,14 +34,45 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(args: list[str], *, warehouse_db: str | Path | None = None) -> None:
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The environment variables of the profile for the deployment of `settings`: the
+    warehouse file, the restricted store attached to it, the pseudonymisation key file."""
+    return {
+        "CRM_WAREHOUSE_DB": str(settings.warehouse_db),
+        "CRM_RESTRICTED_DB": str(settings.restricted_db),
+        "CRM_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file),
+    }
+
+
+def prepare_warehouse(settings: Settings) -> dict[str, str]:
+    """Before dbt runs: the key file exists (unless the key comes from $CRM_PSEUDONYM_KEY),
+    the restricted store has owner-only permissions, the warehouse has its `raw.*` views
+    over it. Returns dbt_env(settings)."""
+    settings.ensure_dirs()
+    if not os.environ.get(KEY_ENV):
+        ensure_key_file(settings.pseudonym_key_file)
+    with connect_warehouse(settings.warehouse_db, settings.restricted_db):
+        pass
+    # rows of erased people in files delivered again, in case a crash came between the
+    # load and its purge (pipelines/privacy)
+    from pipelines.privacy import purge_erased
+
+    purge_erased(settings)
+    return dbt_env(settings)
+
+
+def run_dbt(args: list[str], *, settings: Settings | None = None) -> None:
     """`dbt ARGS --project-dir --profiles-dir --quiet` on this project, output captured;
-    RuntimeError with the end of dbt's output when it fails. `warehouse_db`: the DuckDB file
-    of the profile (default: $CRM_WAREHOUSE_DB, else a scratch file under target/)."""
+    RuntimeError with the end of dbt's output when it fails. `settings`: the deployment
+    whose files the profile uses (default: $CRM_WAREHOUSE_DB / $CRM_RESTRICTED_DB, else
+    scratch files under target/, enough for `dbt parse`)."""
     env = dict(os.environ)
-    if warehouse_db is not None:
-        env["CRM_WAREHOUSE_DB"] = str(warehouse_db)
+    if settings is not None:
+        env.update(prepare_warehouse(settings))
     env.setdefault("CRM_WAREHOUSE_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
+    env.setdefault(
+        "CRM_RESTRICTED_DB", str(DBT_PROJECT_DIR / "target" / "parse_only_restricted.duckdb")
+    )
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     proc = subprocess.run(
         [dbt_executable(), *args, *project, "--quiet"],

@@ -1,8 +1,8 @@
-{{ config(materialized='table', schema='restricted') }}
+{{ config(materialized='table', database='restricted', schema='golden') }}
 
 -- RESTRICTED: the golden record with clear personal data (name, phone, email, address),
--- one row per customer. Lives in schema `restricted`, which BI users are not granted;
--- published marts carry has_* flags only.
+-- one row per customer. Lives in the restricted store (restricted.duckdb, schema `golden`,
+-- owner-only file, never published); published marts carry has_* flags only.
 --
 -- Survivorship, per field independently: the latest non-NULL value over the customer's
 -- member-profile versions (by updated_at), ties broken by the lower seed source_priority,

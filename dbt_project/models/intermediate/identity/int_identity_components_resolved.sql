@@ -50,7 +50,7 @@ final as (
     select
         node_id as record_id,
         component_node_id as component_record_id,
-        {{ hash_key('component_node_id') }} as customer_id
+        {{ pseudonym('component_node_id') }} as customer_id
     from components
 )
 

@@ -1,4 +1,7 @@
-{{ config(materialized='table') }}
+{{ config(materialized='table', database='restricted', schema='identity') }}
+
+-- RESTRICTED: clear identifier values (phones, e-mails, union ids); lives in the
+-- restricted store (restricted.duckdb, schema `identity`).
 
 -- One row per (identity record, identifier). Identifier types:
 --   phone, email, unionid   shared attributes; subject to the super-node guard

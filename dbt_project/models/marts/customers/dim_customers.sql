@@ -108,6 +108,8 @@ final as (
         cast(city as varchar) as city,
         cast(member_level as varchar) as member_level,
         cast(marketing_consent as boolean) as marketing_consent,
+        -- PIPL: only an explicit yes allows marketing contact (NULL = unknown = no)
+        cast(coalesce(marketing_consent, false) as boolean) as is_marketing_contactable,
         cast(registered_date as date) as registered_date,
         cast(profile_completeness as double) as profile_completeness,
         cast(first_order_date as date) as first_order_date,

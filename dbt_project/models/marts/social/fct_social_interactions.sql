@@ -88,7 +88,7 @@ final as (
         cast(interactions_with_customer.interaction_id as varchar) as interaction_id,
         cast(interactions_with_customer.source_interaction_id as varchar) as source_interaction_id,
         cast(interactions_with_customer.platform as varchar) as platform,
-        cast(interactions_with_customer.social_account_key as varchar) as social_account_key,
+        {{ pseudonym('interactions_with_customer.social_account_key') }} as social_account_key,
         cast(interactions_with_customer.customer_id as varchar) as customer_id,
         cast(interactions_with_customer.occurred_at as timestamp) as occurred_at,
         cast(interactions_with_customer.occurred_date as date) as occurred_date,
@@ -115,7 +115,7 @@ final as (
     where
         interactions_with_customer.occurred_date >= {{ incremental_cutoff_date(var('campaign_response_days') + 1) }}
         or interactions_with_customer.social_account_key in (
-            {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions') }}
+            {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions', pseudonymised=true) }}
         )
     {% endif %}
 )

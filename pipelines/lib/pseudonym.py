@@ -1,0 +1,114 @@
+"""Keyed pseudonyms: HMAC-SHA256 with a secret key, cut to 32 hex characters.
+
+The marts identify people only by pseudonyms (`customer_id`, `social_account_key`): the same
+input and key always give the same pseudonym, so joins and trends work, but without the key
+nobody can recompute one from a phone number or a member id (an unkeyed md5 of a phone
+number is reversed by trying the ~10^10 numbers). In the warehouse the function is the
+DuckDB UDF `crm_pseudonym` that the dbt plugin (pipelines/lib/dbt_plugin.py) registers;
+this module is the one implementation both use.
+
+The key, in order of precedence:
+1. `CRM_PSEUDONYM_KEY` (the key itself, at least 16 characters), e.g. from a secret store;
+2. the key file `CRM_PSEUDONYM_KEY_FILE`, default `$CRM_HOME/restricted/pseudonym.key`,
+   created with 32 random bytes (hex) and mode 0600 on first use.
+The key is never written to the repository, the logs or dbt's compiled SQL. Rotating it
+changes every pseudonym: see docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+KEY_ENV = "CRM_PSEUDONYM_KEY"
+KEY_FILE_ENV = "CRM_PSEUDONYM_KEY_FILE"
+MIN_KEY_CHARS = 16
+PSEUDONYM_HEX_CHARS = 32
+
+
+class PseudonymKeyError(RuntimeError):
+    """No usable pseudonymisation key; the message says where one is looked for."""
+
+
+def _checked(key: str, where: str) -> bytes:
+    key = key.strip()
+    if len(key) < MIN_KEY_CHARS:
+        raise PseudonymKeyError(
+            f"the pseudonymisation key from {where} has {len(key)} characters; "
+            f"use at least {MIN_KEY_CHARS} (e.g. `python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`)"
+        )
+    return key.encode("utf-8")
+
+
+def ensure_key_file(path: Path) -> Path:
+    """Create `path` with a random key (mode 0600, folder 0700) unless it exists."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def load_key(key_file: Path | str | None = None, *, create: bool = False) -> bytes:
+    """The key: $CRM_PSEUDONYM_KEY, else the key file (`key_file`, else $CRM_PSEUDONYM_KEY_FILE)."""
+    if os.environ.get(KEY_ENV):
+        return _checked(os.environ[KEY_ENV], f"${KEY_ENV}")
+    path_text = str(key_file) if key_file else os.environ.get(KEY_FILE_ENV, "")
+    if not path_text:
+        raise PseudonymKeyError(
+            f"no pseudonymisation key: set {KEY_ENV} or {KEY_FILE_ENV} (the pipeline creates "
+            "$CRM_HOME/restricted/pseudonym.key on its first run)"
+        )
+    path = Path(path_text).expanduser()
+    if create:
+        ensure_key_file(path)
+    if not path.exists():
+        raise PseudonymKeyError(f"pseudonymisation key file {path} does not exist")
+    return _checked(path.read_text(encoding="utf-8"), str(path))
+
+
+RETIRED_SUFFIX = ".retired-"
+
+
+def all_keys(key_file: Path | str | None = None) -> list[bytes]:
+    """The current key, then every retired key (files `<key file>.retired-<anything>` next to
+    the key file): erasures recorded under a retired key keep matching after a rotation."""
+    keys = [load_key(key_file)]
+    path_text = str(key_file) if key_file else os.environ.get(KEY_FILE_ENV, "")
+    if path_text:
+        path = Path(path_text).expanduser()
+        for retired in sorted(path.parent.glob(path.name + RETIRED_SUFFIX + "*")):
+            keys.append(_checked(retired.read_text(encoding="utf-8"), str(retired)))
+    return keys
+
+
+def pseudonym(value: str | None, key: bytes) -> str | None:
+    """HMAC-SHA256(key, value) as 32 hex characters; NULL stays NULL."""
+    if value is None:
+        return None
+    digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return digest[:PSEUDONYM_HEX_CHARS]
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short, non-reversible id of the key (which key built a warehouse; never the key)."""
+    return pseudonym("crm-pseudonym-key-fingerprint", key)[:12]
+
+
+def register_pseudonym(con, key: bytes) -> None:
+    """`crm_pseudonym(varchar)` on a DuckDB connection outside dbt (the same function)."""
+    import pyarrow as pa
+    from duckdb.sqltypes import VARCHAR
+
+    def _udf(values):  # pyarrow array in, pyarrow array out (no annotations: see dbt_plugin)
+        return pa.array([pseudonym(v, key) for v in values.to_pylist()], type=pa.string())
+
+    with contextlib.suppress(Exception):  # not registered yet
+        con.remove_function("crm_pseudonym")
+    con.create_function("crm_pseudonym", _udf, [VARCHAR], VARCHAR, type="arrow", side_effects=False)

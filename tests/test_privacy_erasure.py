@@ -1,0 +1,268 @@
+"""Erasure end to end (`crm forget`): a real person of the small e2e dataset is forgotten
+by phone (typed in another format), then the night runs again, then one of their old
+files is delivered again. Checked independently of the erasure code: the raw tables are
+scanned for the person's phones, e-mails and accounts (as identity resolution found them
+before the erasure), the published marts for their customer_id, October's revenue
+against the revenue of their orders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from support.e2e import END, crm
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+REQUEST = "DSR-2026-0042"
+REDELIVERY = date(2026, 11, 1)
+
+
+def _warehouse(home: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=read_only)
+    mode = " (read_only)" if read_only else ""
+    con.execute(f"attach '{home / 'restricted' / 'restricted.duckdb'}' as restricted{mode}")
+    return con
+
+
+def _october_revenue(con: duckdb.DuckDBPyConnection, schema: str = "marts") -> float:
+    return float(
+        con.execute(
+            f"select value from {schema}.fct_kpi_monthly where month_label = '2026-10' "
+            "and segment = 'all' and kpi = 'net_revenue'"
+        ).fetchone()[0]
+    )
+
+
+def _person_rows(con: duckdb.DuckDBPyConnection, ids: dict[str, set[str]]) -> dict[str, int]:
+    """Raw rows carrying one of the person's phones, e-mails or accounts, found by plain
+    text comparison on the raw columns (digits of phone fields, lower-cased e-mails)."""
+    phones = sorted(p.removeprefix("+86") for p in ids.get("phone", ()))
+    emails = sorted(e.lower() for e in ids.get("email", ()))
+    accounts = sorted(ids.get("account", ()))
+
+    def any_of(column: str, values: list[str], digits: bool) -> str:
+        if not values:
+            return "false"
+        expr = (
+            f"regexp_replace(coalesce({column}, ''), '[^0-9]', '', 'g')"
+            if digits
+            else f"lower(trim(coalesce({column}, '')))"
+        )
+        if digits:
+            return " or ".join(f"{expr} like '%{v}'" for v in values)
+        return f"{expr} in ({', '.join(repr(v) for v in values)})"
+
+    account_sql = (
+        f"trim(source_system) || ':' || trim(customer_ref) in ({', '.join(repr(a) for a in accounts)})"
+        if accounts
+        else "false"
+    )
+    checks = {
+        "customers": f"{any_of('phone', phones, True)} or {any_of('email', emails, False)} or {account_sql}",
+        "orders": f"{any_of('buyer_phone', phones, True)} or {any_of('buyer_email', emails, False)} "
+        f"or {account_sql}",
+        "service_events": f"{any_of('phone', phones, True)} or {any_of('email', emails, False)}",
+        "social_interactions": any_of("phone", phones, True),
+    }
+    return {
+        table: con.execute(f"select count(*) from restricted.raw.{table} where {where}").fetchone()[
+            0
+        ]
+        for table, where in checks.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("erasure") / "home"
+    shutil.copytree(crm_home, home, symlinks=True)
+    with _warehouse(home) as con:
+        # a person with a phone of their own (not a super-node), orders in October and more
+        # than one linked record
+        customer_id, phone = con.execute(
+            """with october as (
+                select customer_id, sum(net_revenue) as revenue from marts.fct_orders
+                where not is_cancelled and order_date >= date '2026-10-01'
+                group by all having sum(net_revenue) > 0
+            )
+            select components.customer_id, min(identifiers.identifier_value)
+            from restricted.identity.int_identity_identifiers as identifiers
+            inner join intermediate.int_identity_components_resolved as components using (record_id)
+            inner join marts.dim_customers as customers using (customer_id)
+            inner join october using (customer_id)
+            where identifiers.identifier_type = 'phone' and not identifiers.is_supernode
+              and customers.orders_lifetime >= 2 and customers.source_record_count >= 3
+            group by all order by components.customer_id limit 1"""
+        ).fetchone()
+        ids: dict[str, set[str]] = {}
+        for kind, value in con.execute(
+            """select identifier_type, identifier_value
+            from restricted.identity.int_identity_identifiers
+            inner join intermediate.int_identity_components_resolved using (record_id)
+            where customer_id = ? and not is_supernode""",
+            [customer_id],
+        ).fetchall():
+            ids.setdefault(kind, set()).add(value)
+        their_october = float(
+            con.execute(
+                """select coalesce(sum(net_revenue), 0) from marts.fct_orders
+                where customer_id = ? and not is_cancelled
+                  and order_date between date '2026-10-01' and date '2026-10-31'""",
+                [customer_id],
+            ).fetchone()[0]
+        )
+        october_before = _october_revenue(con)
+        rows_before = _person_rows(con, ids)
+    national = phone.removeprefix("+86")
+    typed = f"{national[:3]}-{national[3:7]}-{national[7:]}"  # e.g. 138-0013-8000
+    proc = crm(home, "forget", "--phone", typed, "--request-id", REQUEST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {
+        "home": home,
+        "customer_id": customer_id,
+        "phone": phone,
+        "ids": ids,
+        "their_october": their_october,
+        "october_before": october_before,
+        "rows_before": rows_before,
+        "output": proc.stdout,
+    }
+
+
+def test_forget_removes_every_raw_row_of_the_person(erasure: dict) -> None:
+    assert sum(erasure["rows_before"].values()) >= 3, erasure["rows_before"]
+    assert "1 customer(s)" in erasure["output"]
+    with _warehouse(erasure["home"]) as con:
+        assert _person_rows(con, erasure["ids"]) == dict.fromkeys(erasure["rows_before"], 0)
+        # nothing lost: the load log still reconciles file by file and with the tables
+        bad = con.execute(
+            "select count(*) from restricted.raw.load_log where status = 'loaded' "
+            "and rows_read <> rows_loaded + rows_quarantined"
+        ).fetchone()[0]
+        assert bad == 0
+        for table in erasure["rows_before"]:
+            in_table = con.execute(f"select count(*) from restricted.raw.{table}").fetchone()[0]
+            logged = con.execute(
+                "select sum(rows_loaded) from restricted.raw.load_log "
+                "where status = 'loaded' and entity = ?",
+                [table],
+            ).fetchone()[0]
+            assert in_table == logged, table
+        erased_rows = con.execute(
+            "select count(*), count(raw_text) from restricted.raw.quarantine where reason = ?",
+            [f"erased (request {REQUEST})"],
+        ).fetchone()
+        assert erased_rows[0] >= sum(erasure["rows_before"].values()) and erased_rows[1] == 0
+        # the warehouse no longer holds the customer
+        assert (
+            con.execute(
+                "select count(*) from marts.dim_customers where customer_id = ?",
+                [erasure["customer_id"]],
+            ).fetchone()[0]
+            == 0
+        )
+
+
+def test_the_audit_record_holds_no_personal_data(erasure: dict) -> None:
+    with _warehouse(erasure["home"]) as con:
+        rows = con.execute(
+            "select * from restricted.privacy.erasure_requests where request_id = ?", [REQUEST]
+        ).fetchall()
+    assert len(rows) == 1
+    text = " ".join(str(v) for v in rows[0])
+    assert "phone" in text and REQUEST in text
+    digits = re.sub(r"\D", "", text)
+    for phone in erasure["ids"]["phone"]:
+        assert phone.removeprefix("+86") not in digits
+    for value in erasure["ids"].get("email", ()) | erasure["ids"].get("account", set()):
+        assert value not in text
+
+
+@pytest.fixture(scope="module")
+def republished(erasure: dict) -> dict:
+    proc = crm(erasure["home"], "run", "--date", END.isoformat())
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "--full-refresh" in proc.stdout + proc.stderr
+    return erasure
+
+
+def test_the_next_publication_neither_counts_nor_shows_them(republished: dict) -> None:
+    serving = republished["home"] / "serving" / "serving.duckdb"
+    with duckdb.connect(str(serving), read_only=True) as con:
+        for table in ("dim_customers", "fct_orders", "fct_order_lines", "fct_service_tickets",
+                      "fct_social_interactions", "rpt_campaign_audiences"):  # fmt: skip
+            n = con.execute(
+                f"select count(*) from {table} where customer_id = ?", [republished["customer_id"]]
+            ).fetchone()[0]
+            assert n == 0, table
+        october_after = _october_revenue(con, "main")
+    assert republished["their_october"] > 0
+    assert october_after == pytest.approx(
+        republished["october_before"] - republished["their_october"], abs=0.01
+    )
+    with _warehouse(republished["home"]) as con:
+        # the full refresh was done once: the request is cleared
+        assert con.execute(
+            "select count(*) from restricted.privacy.full_refresh_requests"
+        ).fetchone() == (0,)
+
+
+def _their_lines(path: Path, phones: list[str], refs: list[str]) -> list[bytes]:
+    """Lines of `path` with one of the phones (digits in any format) or account refs."""
+    ref = (
+        re.compile(rb"\b(" + b"|".join(re.escape(r.encode()) for r in refs) + rb")\b")
+        if refs
+        else None
+    )
+    out = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        digits = re.sub(rb"\D", b"", line).decode()
+        if any(p in digits for p in phones) or (ref is not None and ref.search(line)):
+            out.append(line)
+    return out
+
+
+def test_an_old_file_delivered_again_brings_nobody_back(republished: dict) -> None:
+    home = republished["home"]
+    landing = home / "landing"
+    phones = [p.removeprefix("+86") for p in republished["ids"]["phone"]]
+    refs = [a.split(":", 1)[1] for a in republished["ids"].get("account", ()) if ":" in a]
+    files = [f for f in sorted(landing.glob("shop_orders/*/*")) if _their_lines(f, phones, refs)]
+    assert files, "the person's orders are in no shop_orders file"
+    old = files[0]
+    target = landing / old.parent.parent.name / REDELIVERY.isoformat() / old.name
+    target.parent.mkdir(parents=True)
+    # the same rows again, but not the same bytes (identical bytes are skipped as a
+    # duplicate file): the header, the first 20 other lines and the person's lines
+    header, *lines = old.read_bytes().splitlines(keepends=True)
+    theirs = _their_lines(old, phones, refs)
+    others = [ln for ln in lines if ln not in theirs][:20]
+    target.write_bytes(header + b"".join(others + theirs))
+    proc = crm(home, "run", "--date", REDELIVERY.isoformat())
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with _warehouse(home) as con:
+        assert _person_rows(con, republished["ids"]) == dict.fromkeys(republished["rows_before"], 0)
+        again = con.execute(
+            "select count(*) from restricted.raw.quarantine "
+            "where reason like 'erased%delivered again%' and _delivery_date = ?",
+            [REDELIVERY],
+        ).fetchone()[0]
+        loaded = con.execute(
+            "select count(*) from restricted.raw.orders where _delivery_date = ?", [REDELIVERY]
+        ).fetchone()[0]
+    assert again >= 1
+    assert loaded >= 1  # the file's other rows are loaded as usual
+    serving = home / "serving" / "serving.duckdb"
+    with duckdb.connect(str(serving), read_only=True) as con:
+        assert (
+            con.execute(
+                "select count(*) from dim_customers where customer_id = ?",
+                [republished["customer_id"]],
+            ).fetchone()[0]
+            == 0
+        )
