@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,6 +37,61 @@ def ensure_dagster_home(home: Path) -> Path:
     if not config.exists():
         config.write_text(INSTANCE_TEMPLATE.read_text())
     return config
+
+
+#: Which process runs a run: "<host>:<pid>:<process start time>" (the start time tells a
+#: reused pid from the original process).
+PROCESS_TAG = "crm/process"
+
+
+def _process_start(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _alive(process: str) -> bool:
+    host, _, rest = process.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's run: not ours to judge
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _process_start(pid) == started
+
+
+def recover_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs that `crm` started and whose process is gone (killed, power cut) still show as
+    started and keep their slot of the `warehouse` pool, which would block every later run
+    forever. Mark them failed and free their slots; returns their run ids."""
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+    recovered = []
+    records = instance.get_run_records(
+        filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
+    )
+    for record in records:
+        run = record.dagster_run
+        process = run.tags.get(PROCESS_TAG)
+        if not process or _alive(process):
+            continue
+        instance.report_run_failed(
+            run, message="the process running it ended abruptly (killed or crashed)"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
 
 
 def _echo(message: str) -> None:
@@ -79,11 +135,13 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 f"error: {day} is not a delivery date the pipeline knows "
                 f"({keys[0]} .. {keys[-1]}); set CRM_PARTITIONS_START for earlier data"
             )
-    tags = {"crm/force": "true" if force else "false"}
+    tags = {"crm/force": "true" if force else "false", PROCESS_TAG: _this_process()}
     # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     started = time.monotonic()
     with dagster_instance() as instance:
+        for run_id in recover_interrupted_runs(instance):
+            _echo(f"run {run_id} was interrupted (its process is gone): marked failed")
         if start < end:
             last_before = end - timedelta(days=1)
             _echo(
@@ -178,6 +236,7 @@ def run_demo(settings: Settings, preset: str, seed: int) -> bool:
 def print_outputs(settings: Settings) -> None:
     rows = [
         ("landing files", settings.landing),
+        ("restricted store (pipeline only)", settings.restricted_db),
         ("warehouse (pipeline only)", settings.warehouse_db),
         ("dbt docs", settings.home / "docs" / "dbt" / "index.html"),
         ("serving DuckDB (analysts)", settings.serving / "serving.duckdb"),

@@ -186,7 +186,8 @@ def test_kpi_definitions_seed_in_main_is_published(tmp_path):
     result = publish(info.path, tmp_path / "serving", formats=("duckdb",))
     assert result.row_counts["kpi_definitions"] == 13
     assert "fct_orders" in result.row_counts
-    assert not (tmp_path / "serving" / "parquet").exists()
+    # every entry point resolves (an empty folder), but nothing was written in it
+    assert not list((tmp_path / "serving" / "parquet").glob("*"))
 
 
 @pytest.mark.parametrize(
@@ -354,3 +355,29 @@ def test_small_negative_amounts_reach_the_hyper_extract_exactly(tmp_path):
         "o3": Decimal("0.04"),
         "o4": Decimal("-12345.67"),
     }
+
+
+def test_restore_previous_and_the_earlier_layout(tmp_path):
+    """A serving folder of the earlier layout (plain files) becomes a release of its own at
+    the first publication; restore_previous() points `current` back at it, atomically."""
+    from pipelines.publish.serving import restore_previous
+
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    serving = tmp_path / "serving"
+    (serving / "parquet").mkdir(parents=True)
+    (serving / "serving.duckdb").write_bytes(b"earlier")
+    (serving / "parquet" / "old.parquet").write_bytes(b"x")
+    (serving / "manifest.json").write_text("{}")
+    first = publish(info.path, serving, formats=("duckdb", "parquet"))
+    assert (serving / "current").is_symlink()
+    for entry in ("serving.duckdb", "parquet", "tableau", "manifest.json"):
+        assert (serving / entry).is_symlink(), entry
+    assert first.publication_id in (serving / "manifest.json").read_text()
+    assert not (serving / "parquet" / "old.parquet").exists()
+    assert restore_previous(serving) == "earlier-layout"
+    assert (serving / "serving.duckdb").read_bytes() == b"earlier"
+    assert (serving / "parquet" / "old.parquet").exists()
+    second = publish(info.path, serving, formats=("duckdb",))
+    assert second.publication_id in (serving / "manifest.json").read_text()
+    # two releases at most: the current one and the one before
+    assert len([p for p in (serving / ".releases").iterdir() if p.is_dir()]) <= 2

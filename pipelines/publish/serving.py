@@ -2,28 +2,34 @@
 
 ```
 $CRM_HOME/serving/
-  serving.duckdb            the published tables (schema main) + _publication, _publication_tables
-  parquet/<table>.parquet   one file per table (zstd)
-  tableau/<table>.hyper     one Hyper extract per table ("Extract"."Extract")
-  tableau/<table>.tds       a Tableau data source for that extract
-  manifest.json             what was published, when, as of which date, row counts, file sizes
+  serving.duckdb  -> current/serving.duckdb   the published tables (schema main) + _publication,
+                                              _publication_tables
+  parquet         -> current/parquet          one file per table (zstd)
+  tableau         -> current/tableau          <table>.hyper ("Extract"."Extract") and .tds
+  manifest.json   -> current/manifest.json    what was published, when, as of which date, rows
+  current         -> .releases/<publication id>   THE one link that changes
+  .releases/<publication id>/                 the current and the previous publication
 ```
 
 How a publication happens (docs/publishing.md explains why):
 
-1. Under an exclusive lock (`serving/.publish.lock`), everything is built in a staging folder
-   `serving/.staging-<publication id>/` on the same file system: the warehouse is ATTACHed
-   READ_ONLY to an in-memory DuckDB, each table is copied into a new DuckDB file written with
-   a fixed storage version (`STORAGE_VERSION`, so older DuckDB and JDBC clients can open it),
+1. Under an exclusive lock (`serving/.publish.lock`), the new publication is built in its own
+   release folder `serving/.releases/<publication id>/`: the warehouse is ATTACHed READ_ONLY
+   to an in-memory DuckDB, each table is copied into a new DuckDB file written with a fixed
+   storage version (`STORAGE_VERSION`, so older DuckDB and JDBC clients can open it),
    CHECKPOINTed and closed; Parquet and Hyper files are written from that staged copy, so all
-   formats hold the same rows.
-2. Only when everything is built and fsynced are the files renamed into place with
-   `os.replace` (atomic per file on POSIX): Parquet, Hyper and .tds files first, then
-   `serving.duckdb`, then `manifest.json`. A reader that has the old serving.duckdb open keeps
-   reading the old file (its inode lives until closed); a reader that opens the path gets
-   either the old or the new file, never a half-written one.
-3. Any failure before step 2 removes the staging folder and leaves the previous publication
-   untouched.
+   formats hold the same rows. Everything is fsynced.
+2. Then one atomic step publishes all of it: a new symbolic link to the release replaces
+   `serving/current` (`os.replace`, atomic on POSIX). The fixed links `serving.duckdb`,
+   `parquet/`, `tableau/` and `manifest.json` point through `current`, so a reader sees
+   either the whole old publication or the whole new one, at every instant, even if the
+   process is killed at any point: there is no state in which some files are new and
+   others old. A reader that has the old serving.duckdb open keeps reading it (the previous
+   release stays on disk until the next publication).
+3. A publication killed before step 2 leaves an unfinished release folder, which the next
+   publication deletes; the previous publication stays current. Releases older than the
+   previous one are deleted after the swap. `restore_previous()` points `current` back at
+   the previous release (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ SERVING_DB = "serving.duckdb"
 MANIFEST = "manifest.json"
 PARQUET_DIR = "parquet"
 TABLEAU_DIR = "tableau"
+RELEASES_DIR = ".releases"
+CURRENT = "current"
+#: The fixed entry points analysts use, each a link through `current`.
+ENTRY_POINTS = (SERVING_DB, PARQUET_DIR, TABLEAU_DIR, MANIFEST)
 FORMATS = ("duckdb", "parquet", "hyper")
 
 
@@ -225,9 +235,15 @@ def publish(
     steps: dict[str, float] = {}
 
     with _publish_lock(serving_dir):
-        for stale in serving_dir.glob(".staging-*"):  # left by a killed run; we hold the lock
+        releases = serving_dir / RELEASES_DIR
+        releases.mkdir(exist_ok=True)
+        for stale in serving_dir.glob(".staging-*"):  # older layouts, left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
-        staging = serving_dir / f".staging-{publication_id}"
+        keep = {_current_release(serving_dir)}
+        for unfinished in releases.iterdir():  # killed before its swap; we hold the lock
+            if unfinished.name not in keep and unfinished.name not in _previous(serving_dir):
+                shutil.rmtree(unfinished, ignore_errors=True)
+        staging = releases / publication_id
         staging.mkdir()
         try:
             built = _build(
@@ -244,8 +260,11 @@ def publish(
             t = time.perf_counter()
             files = _swap(staging, serving_dir, built["files"])
             steps["swap"] = time.perf_counter() - t
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):  # nothing was ever published here
+                releases.rmdir()
+            raise
 
     return PublishResult(
         publication_id=publication_id,
@@ -401,26 +420,84 @@ def _build(
     }
 
 
+def _current_release(serving_dir: Path) -> str | None:
+    link = serving_dir / CURRENT
+    return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def _previous(serving_dir: Path) -> set[str]:
+    """The release published before the current one (kept for open readers and restores)."""
+    marker = serving_dir / RELEASES_DIR / ".previous"
+    return {marker.read_text(encoding="utf-8").strip()} if marker.exists() else set()
+
+
+def _link(target: str, path: Path) -> None:
+    """Make `path` a symbolic link to `target`, atomically (a new link renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def _ensure_layout(serving_dir: Path) -> None:
+    """The entry points are links through `current`. A serving folder of the earlier layout
+    (plain files) is moved into a release of its own first: once, at the first publication
+    after an upgrade."""
+    releases = serving_dir / RELEASES_DIR
+    releases.mkdir(exist_ok=True)
+    plain = [
+        name
+        for name in ENTRY_POINTS
+        if (serving_dir / name).exists() and not (serving_dir / name).is_symlink()
+    ]
+    if plain and not (serving_dir / CURRENT).is_symlink():
+        legacy = releases / "earlier-layout"
+        legacy.mkdir(exist_ok=True)
+        for name in plain:
+            os.replace(serving_dir / name, legacy / name)
+        _link(f"{RELEASES_DIR}/{legacy.name}", serving_dir / CURRENT)
+    for name in ENTRY_POINTS:
+        entry = serving_dir / name
+        if not entry.is_symlink():
+            _link(f"{CURRENT}/{name}", entry)
+
+
 def _swap(staging: Path, serving_dir: Path, files: list[str]) -> dict[str, int]:
-    """Rename the staged files into place (serving.duckdb, then manifest.json, last) and
-    remove published files of tables that are no longer published."""
-    ordered = [f for f in files if f not in (SERVING_DB, MANIFEST)] + [SERVING_DB, MANIFEST]
-    sizes = {}
-    for rel in ordered:
-        source, target = staging / rel, serving_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sizes[rel] = source.stat().st_size
-        os.replace(source, target)
-    keep = {serving_dir / rel for rel in ordered}
-    for folder, patterns in ((PARQUET_DIR, ("*.parquet",)), (TABLEAU_DIR, ("*.hyper", "*.tds"))):
-        for pattern in patterns:
-            for path in (serving_dir / folder).glob(pattern):
-                if path not in keep:
-                    path.unlink(missing_ok=True)
-    for folder in {serving_dir, *(serving_dir / rel for rel in (PARQUET_DIR, TABLEAU_DIR))}:
-        if folder.is_dir():
-            _fsync(folder)
+    """Publish the release `staging` in one atomic step (the `current` link), then delete
+    releases older than the previous one."""
+    sizes = {rel: (staging / rel).stat().st_size for rel in files}
+    for folder in (PARQUET_DIR, TABLEAU_DIR):  # every entry point resolves, whatever formats
+        (staging / folder).mkdir(exist_ok=True)
+    for folder in {staging, staging / PARQUET_DIR, staging / TABLEAU_DIR}:
+        _fsync(folder)
+    _ensure_layout(serving_dir)
+    before = _current_release(serving_dir)
+    _link(f"{RELEASES_DIR}/{staging.name}", serving_dir / CURRENT)
+    _fsync(serving_dir)
+    releases = serving_dir / RELEASES_DIR
+    if before and before != staging.name:
+        (releases / ".previous").write_text(before, encoding="utf-8")
+    keep = {staging.name, before}
+    for release in releases.iterdir():
+        if release.is_dir() and release.name not in keep:
+            shutil.rmtree(release, ignore_errors=True)
     return sizes
+
+
+def restore_previous(serving_dir: Path) -> str:
+    """Point `current` back at the previous publication (after a bad one was published);
+    returns its publication id. The next publication replaces it as usual."""
+    serving_dir = Path(serving_dir)
+    with _publish_lock(serving_dir):
+        previous = _previous(serving_dir)
+        target = next(iter(previous), None)
+        if not target or not (serving_dir / RELEASES_DIR / target).is_dir():
+            raise PublishError(f"no previous publication under {serving_dir / RELEASES_DIR}")
+        now = _current_release(serving_dir)
+        _link(f"{RELEASES_DIR}/{target}", serving_dir / CURRENT)
+        _fsync(serving_dir)
+        if now:
+            (serving_dir / RELEASES_DIR / ".previous").write_text(now, encoding="utf-8")
+        return target
 
 
 # --------------------------------------------------------------------------------------------
