@@ -510,18 +510,259 @@ def test_raw_text_of_a_quarantined_line_drops_crlf_and_bom(con, tmp_path, groupe
     ]
 
 
-def test_a_file_the_reader_cannot_read_fails_the_partition_naming_it(con, tmp_path):
+MIXED_BREAKS = "unreadable file (line breaks mixed: LF, CRLF): Invalid Input Error: "
+
+
+def test_a_file_the_reader_cannot_read_is_quarantined_whole(con, tmp_path):
+    """The partition still loads: each row of the file (a line neither blank nor the
+    header) is quarantined with the reader's reason, the other files load."""
     folder = deliver(tmp_path, "shop", "orders_bom_crlf.csv")
     # '\n' and '\r\n' line ends mixed: DuckDB's CSV reader gives up on the file
     (folder / "z.csv").write_bytes(
         b"order_no,line,order_time,state,qty,price,ccy\n"
-        b"Z1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\r\nZ2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
+        b"Z1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\r\n\n"
+        b"Z2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
     )
-    with pytest.raises(MappingError) as exc:
+    mapping = load_mapping(FIXTURES / "orders_csv.yaml")
+    result = load_partition(con, mapping, tmp_path, DAY)
+    assert counts(result) == {"orders_bom_crlf.csv": (2, 2, 0), "z.csv": (2, 0, 2)}
+    rows = con.execute(
+        "SELECT _source_line, raw_text, reason FROM raw.quarantine ORDER BY 1"
+    ).fetchall()
+    assert [(line, text) for line, text, _ in rows] == [
+        (2, "Z1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY"),
+        (4, "Z2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY"),
+    ]
+    assert all(reason.startswith(MIXED_BREAKS) for _, _, reason in rows)
+    warnings = {Path(f.file).name: f.warnings for f in result.files}["z.csv"]
+    assert warnings == [f"every row quarantined: {rows[0][2]}"]
+    assert con.execute("SELECT order_id FROM raw.orders ORDER BY 1").fetchall() == [
+        ("C1",),
+        ("C2",),
+    ]
+    log = con.execute("SELECT rows_read, rows_quarantined, status FROM raw.load_log ORDER BY 1")
+    assert sorted(log.fetchall()) == [(2, 0, "loaded"), (2, 2, "loaded")]
+    # many dates at once: the same tables
+    first = con.execute("SELECT * FROM raw.quarantine ORDER BY ALL").fetchall()
+    loaded = load_partitions(con, mapping, tmp_path, [DAY], loaded_at=datetime(2026, 1, 7))
+    assert not loaded.failures
+    assert [counts(r) for r in loaded.partitions] == [counts(result)]
+    assert len(con.execute("SELECT * FROM raw.quarantine").fetchall()) == len(first)
+
+
+def test_an_error_of_the_machine_still_fails_the_partition(con, tmp_path, monkeypatch):
+    """Out of memory is not the file's fault: nothing quarantined, the partition fails
+    naming the file (as it did for any reader error before)."""
+    import pipelines.ingest.engine as engine
+
+    deliver(tmp_path, "shop", "orders_bom_crlf.csv")
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+
+    monkeypatch.setattr(engine, "_load_csv_group", out_of_memory)
+    with pytest.raises(MappingError, match="orders_bom_crlf.csv could not be read: Out of Memory"):
         load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
-    assert "data file shop/2026-01-06/z.csv could not be read" in str(exc.value)
-    assert con.execute("SELECT count(*) FROM raw.orders").fetchall() == [(0,)]
-    assert con.execute("SELECT count(*) FROM raw.load_log").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM raw.quarantine").fetchall() == [(0,)]
+
+
+def test_json_lines_with_a_carriage_return_inside_a_line_are_quarantined_whole(con, tmp_path):
+    """A CR inside a line (JSON whitespace, to Python) makes DuckDB's line reader give up."""
+    folder = tmp_path / "app" / DAY
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(
+        b'{"id":"J1","ts":"2026-01-05 10:00:00","status":"paid","qty":1,\r"price":2}\n'
+        b"\n"
+        b'{"id":"J2"}\n'
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_jsonl.yaml"), tmp_path, DAY)
+    assert counts(result) == {"a.jsonl": (2, 0, 2)}
+    rows = quarantine(con, "a.jsonl")
+    assert [line for line, _ in rows] == [1, 3]
+    assert rows[0][1].startswith("unreadable file (line breaks mixed: LF, CR): ")
+
+
+def test_a_truncated_parquet_file_is_one_quarantined_row(con, tmp_path):
+    folder = tmp_path / "lake" / DAY
+    folder.mkdir(parents=True)
+    con.execute(
+        f"""COPY (SELECT 'P1' AS id, TIMESTAMP '2026-01-05 10:00:00' AS ts, 'paid' AS st,
+        1 AS qty, 2.5 AS price) TO '{folder / "a.parquet"}' (FORMAT parquet)"""
+    )
+    data = (folder / "a.parquet").read_bytes()
+    (folder / "b.parquet").write_bytes(data[: len(data) // 2])  # an upload cut short
+    (folder / "c.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    result = load_partition(con, LAKE, tmp_path, DAY)
+    assert counts(result) == {
+        "a.parquet": (1, 1, 0),
+        "b.parquet": (1, 0, 1),
+        "c.parquet": (1, 0, 1),
+    }
+    rows = con.execute(
+        "SELECT _source_file, _source_line, raw_text, reason FROM raw.quarantine ORDER BY 1"
+    ).fetchall()
+    assert [(f, line, text) for f, line, text, _ in rows] == [
+        ("lake/2026-01-06/b.parquet", None, None),
+        ("lake/2026-01-06/c.parquet", None, None),
+    ]
+    assert rows[0][3] == (
+        "unreadable file: Invalid Input Error: No magic bytes found at end of file "
+        "'lake/2026-01-06/b.parquet'"  # the file as landed, not a temp path
+    )
+
+
+def test_a_header_with_an_unterminated_quote_quarantines_the_file(con, tmp_path):
+    """The CSV reader would take every following line into the header record: no row,
+    silently. The file is quarantined instead."""
+    (tmp_path / "shop" / DAY).mkdir(parents=True)
+    (tmp_path / "shop" / DAY / "q.csv").write_text(
+        'order_no,line,order_time,state,qty,price,"ccy\n'
+        "Q1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
+        "Q2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n",
+        encoding="utf-8",
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert counts(result) == {"q.csv": (2, 0, 2)}
+    reason = "unreadable file: the header line has an unterminated quote"
+    assert quarantine(con, "q.csv") == [(2, reason), (3, reason)]
+
+
+def test_carriage_return_line_breaks(con, tmp_path):
+    """CR-only line breaks: the header is the text up to the first CR (as the reader
+    sees it), not the whole file (which made Python's csv module raise)."""
+    (tmp_path / "shop" / DAY).mkdir(parents=True)
+    (tmp_path / "shop" / DAY / "mac.csv").write_bytes(
+        b"order_no,line,order_time,state,qty,price,ccy\r"
+        b"R1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\rR2,1,2026-01-05 10:00:00,PAID,x,1.00,CNY\r"
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert counts(result) == {"mac.csv": (2, 1, 1)}
+    assert con.execute("SELECT order_id FROM raw.orders").fetchall() == [("R1",)]
+    assert [r for _, r in quarantine(con, "mac.csv")] == ["quantity: 'x' is not a number"]
+
+
+def test_a_line_file_of_one_invalid_line(con, tmp_path):
+    """Every line rejected by the line reader (no accepted line to number): no ASOF join
+    without an inequality; and no schema drift for a file without any JSON object."""
+    folder = tmp_path / "app" / DAY
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(b"\x80")
+    (folder / "b.jsonl").write_bytes(b"[1, 2]\nnull\n")
+    result = load_partition(con, load_mapping(FIXTURES / "orders_jsonl.yaml"), tmp_path, DAY)
+    assert counts(result) == {"a.jsonl": (1, 0, 1), "b.jsonl": (2, 0, 2)}
+    assert quarantine(con, "a.jsonl") == [(1, "invalid UTF-8")]
+    assert quarantine(con, "b.jsonl") == [(1, "not a JSON object"), (2, "not a JSON object")]
+
+
+INTERNAL_NAMES = "__f,__pos,__pre,__raw,__reason,__rowtext,__v0,__t0,__t2,__v3,__F,File_Index"
+
+
+@pytest.mark.parametrize("files", [1, 2])
+def test_source_columns_named_like_the_engine_internals(con, tmp_path, files):
+    """Extra columns named like the stage's own columns (in any case) do not stand in for
+    them: the values, reasons and line numbers are those of the mapped columns."""
+    folder = tmp_path / "shop" / DAY
+    folder.mkdir(parents=True)
+    junk = ",".join(["0"] * 12)
+    for i in range(files):
+        (folder / f"i{i}.csv").write_text(
+            f"{INTERNAL_NAMES},order_no,line,order_time,state,qty,price,ccy\n"
+            f"{junk},I{i}a,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n"
+            f"{junk},I{i}b,1,2026-01-05 10:00:00,PAID,x,1.00,CNY\n",
+            encoding="utf-8",
+        )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert counts(result) == {f"i{i}.csv": (2, 1, 1) for i in range(files)}
+    assert lines_by_file(con) == {f"i{i}.csv": [2] for i in range(files)}
+    rows = con.execute("SELECT order_id, ordered_at FROM raw.orders ORDER BY 1").fetchall()
+    assert rows == [(f"I{i}a", datetime(2026, 1, 5, 2, 0)) for i in range(files)]
+    assert quarantine(con, "i0.csv") == [(3, "quantity: 'x' is not a number")]
+
+
+def test_service_event_id_of_a_row_with_a_column_named_like_an_internal(con, tmp_path):
+    """The row text behind the md5 default casts each column to text: a column named like
+    the stage's BIGINT __pos made it a conversion error."""
+    (tmp_path / "desk" / DAY).mkdir(parents=True)
+    (tmp_path / "desk" / DAY / "e.tsv").write_text(
+        "__pos\tticket\tat\ttype\nz\tT1\t2026-01-05 10:00:00\tcreated\n", encoding="utf-8"
+    )
+    mapping = parse_mapping(
+        {
+            "name": "desk",
+            "entity": "service_events",
+            "format": "tsv",
+            "fields": {"ticket_id": "ticket", "event_at": "at", "event_type": "type"},
+        }
+    )
+    result = load_partition(con, mapping, tmp_path, DAY)
+    assert counts(result) == {"e.tsv": (1, 1, 0)}
+    assert con.execute("SELECT ticket_id FROM raw.service_events").fetchall() == [("T1",)]
+
+
+def test_columns_repeated_in_another_case(con, tmp_path):
+    """DuckDB names are case-insensitive: a column repeated in another case is renamed
+    (it was a binder error), and the column the mapping reads keeps its name even when
+    the other one comes first."""
+    (tmp_path / "shop" / DAY).mkdir(parents=True)
+    (tmp_path / "shop" / DAY / "c.csv").write_text(
+        "ORDER_NO,order_no,line,order_time,state,qty,price,ccy,Qty\n"
+        "X,C1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY,9\n",
+        encoding="utf-8",
+    )
+    result = load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
+    assert counts(result) == {"c.csv": (1, 1, 0)}
+    assert result.files[0].warnings == ["extra column(s) ignored: ORDER_NO_1, Qty_1"]
+    assert con.execute("SELECT order_id, quantity FROM raw.orders").fetchall() == [
+        ("C1", Decimal("1"))
+    ]
+
+
+LAKE = parse_mapping(
+    {
+        "name": "lake",
+        "entity": "orders",
+        "format": "parquet",
+        "fields": {"order_id": "id", "ordered_at": "ts", "status": "st", "quantity": "qty",
+                   "unit_price": "price"},
+    }
+)  # fmt: skip
+
+
+def test_parquet_columns_named_like_the_readers_own(con, tmp_path):
+    """A column named file_row_number (the reader's row number: a binder error), or
+    file_index, or rowid, or repeated in another case."""
+    folder = tmp_path / "lake" / DAY
+    folder.mkdir(parents=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(  # DuckDB would rename a repeated name when writing: pyarrow does not
+        {
+            "file_row_number": [7, 8, 9],
+            "ID": ["X", "Y", "Z"],
+            "id": ["P1", "P2", "P3"],
+            "ts": ["2026-01-05 10:00:00", "2026-01-05 11:00:00", "2026-01-05 12:00:00"],
+            "st": ["paid"] * 3,
+            "qty": [1, None, 3],
+            "price": [2.5, 2.5, 1.0],
+            "File_Index": [9, 9, 9],
+            "rowid": [5, 5, 5],
+        }
+    )
+    pq.write_table(table, folder / "a.parquet")
+    con.execute(
+        f"""COPY (SELECT 'Q1' AS id, '2026-01-05 10:00:00' AS ts, 'paid' AS st, 1 AS qty,
+        1 AS price) TO '{folder / "b.parquet"}' (FORMAT parquet)"""
+    )
+    result = load_partition(con, LAKE, tmp_path, DAY)
+    assert counts(result) == {"a.parquet": (3, 2, 1), "b.parquet": (1, 1, 0)}
+    assert lines_by_file(con) == {"a.parquet": [1, 3], "b.parquet": [1]}
+    assert quarantine(con, "a.parquet") == [(2, "missing required field quantity")]
+    assert con.execute("SELECT order_id FROM raw.orders ORDER BY 1").fetchall() == [
+        ("P1",),
+        ("P3",),
+        ("Q1",),
+    ]
 
 
 def test_json_lines_files_read_together_keep_their_own_keys_and_lines(con, tmp_path, grouped_only):

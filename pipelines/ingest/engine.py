@@ -80,6 +80,8 @@ T_LR, T_LREJ, T_LREJ_SCAN = "__ingest_lr", "__ingest_lrej", "__ingest_lrej_scan"
 T_PLINES, T_REC, T_THR = "__ingest_plines", "__ingest_rec", "__ingest_thr"
 T_LRJ, T_RECMAP, T_SKIPS = "__ingest_lrj", "__ingest_recmap", "__ingest_skips"
 T_LTHR = "__ingest_lthr"
+T_PQ = "__ingest_pq"  # a Parquet file with a column named like the reader's row number
+READER_COLUMNS = ("file_index", "file_row_number")  # virtual columns of DuckDB's readers
 T_FILES = "__ingest_files"  # the files of a group: f -> lineage
 FILE_COLUMNS = (("f", "integer"), ("file", "varchar"), ("delivery", "date"), ("sha256", "varchar"))
 T_CHECK = "__ingest_check"  # check_mapping: the stage rows of every file (not in TEMP_TABLES)
@@ -98,6 +100,7 @@ TEMP_TABLES = (
     T_SKIPS,
     T_LTHR,
     T_FILES,
+    T_PQ,
 )
 
 REJECT_REASONS = {
@@ -292,39 +295,61 @@ def _first_line(path: Path) -> str:
                 break
     head = head[: 1 << 20]
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    return text.split("\n", 1)[0].rstrip("\r")
+    # the reader ends a record at LF, CRLF or a lone CR (a file with CR line breaks)
+    return re.split(r"\r\n?|\n", text, maxsplit=1)[0]
+
+
+def _csv_options(fmt) -> dict:
+    return dict(
+        delimiter=fmt.delimiter,
+        quotechar=fmt.quote or None,
+        quoting=csv.QUOTE_MINIMAL if fmt.quote else csv.QUOTE_NONE,
+        doublequote=fmt.escape == fmt.quote,
+        escapechar=None if fmt.escape in ("", fmt.quote) else fmt.escape,
+    )
 
 
 def _split_header(line: str, fmt) -> list[str]:
     if fmt.whitespace:
         return line.split()
     if len(fmt.delimiter) == 1:
-        reader = csv.reader(
-            [line],
-            delimiter=fmt.delimiter,
-            quotechar=fmt.quote or None,
-            quoting=csv.QUOTE_MINIMAL if fmt.quote else csv.QUOTE_NONE,
-            doublequote=fmt.escape == fmt.quote,
-            escapechar=None if fmt.escape in ("", fmt.quote) else fmt.escape,
-        )
-        return next(reader, [])
+        try:
+            return next(csv.reader([line], **_csv_options(fmt)), [])
+        except csv.Error:  # e.g. a name longer than the csv module's field size limit
+            pass
     parts = line.split(fmt.delimiter)
     q = fmt.quote
     return [p[1:-1] if q and len(p) >= 2 and p[0] == q and p[-1] == q else p for p in parts]
 
 
-def _dedupe_names(names: list[str]) -> list[str]:
+def _unique_names(names: list[str], keep: Iterable[str] = ()) -> list[str]:
+    """Column names DuckDB can tell apart: it compares names case-insensitively, so a name
+    repeated in any case gets ``_1``, ``_2``; an empty name becomes ``column<i>``. The
+    first occurrence of a name in ``keep`` (the columns the mapping reads) keeps its name
+    whatever comes before it."""
+    names = [name or f"column{i}" for i, name in enumerate(names)]
+    kept: dict[str, int] = {}
+    wanted = set(keep)
+    for i, name in enumerate(names):
+        if name in wanted:
+            kept.setdefault(name.lower(), i)
     out: list[str] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(names):
-        name = raw.strip() or f"column{i}"
+    seen: set[str] = set(kept)
+    for i, name in enumerate(names):
+        if kept.get(name.lower()) == i:
+            out.append(name)
+            continue
         base, n = name, 1
-        while name in seen:
+        while name.lower() in seen:
             name = f"{base}_{n}"
             n += 1
-        seen.add(name)
+        seen.add(name.lower())
         out.append(name)
     return out
+
+
+def _dedupe_names(names: list[str], keep: Iterable[str] = ()) -> list[str]:
+    return _unique_names([raw.strip() for raw in names], keep)
 
 
 # --------------------------------------------------------------------------- typing SQL
@@ -493,9 +518,11 @@ def _stage_sql(
             f"nullif(concat_ws('; ', {parts}), '') END"
         )
     reason = f"coalesce(__pre, {checks_sql}) AS __reason"
-    l1_sql = f"SELECT *{''.join(', ' + c for c in l1)} FROM ({source_sql}) AS __l0"
-    l2_sql = f"SELECT *{''.join(', ' + c for c in l2)} FROM ({l1_sql}) AS __l1"
-    return f"SELECT {', '.join(final)} FROM (SELECT *, {reason} FROM ({l2_sql}) AS __l2) AS __l3"
+    # each layer's own columns come before the source columns (*): DuckDB binds a name to
+    # its first column, so a source column named __reason or __v0 cannot stand in for them
+    l1_sql = f"SELECT {''.join(c + ', ' for c in l1)}* FROM ({source_sql}) AS __l0"
+    l2_sql = f"SELECT {''.join(c + ', ' for c in l2)}* FROM ({l1_sql}) AS __l1"
+    return f"SELECT {', '.join(final)} FROM (SELECT {reason}, * FROM ({l2_sql}) AS __l2) AS __l3"
 
 
 # --------------------------------------------------------------------------- loader
@@ -518,6 +545,7 @@ class _Item:
     own_seconds: float  # hashing and transcoding this file alone
     read_path: Path | None = None  # the file DuckDB reads (maybe a transcoded copy)
     columns: list[str] | None = None
+    reader_columns: list[str] | None = None  # Parquet: the reader's names of ``columns``
 
     @property
     def rel(self) -> str:
@@ -618,19 +646,46 @@ def _check(job: _Job, item: _Item, columns: list[str]) -> None:
 def _groups(items: list[_Item], key=None) -> list[list[_Item]]:
     """Items with the same columns (or ``key``) together, in order of their first item.
 
-    ``file_index`` is the readers' virtual column: a file with a column of that name is
-    read alone.
+    ``file_index`` and ``file_row_number`` are the readers' virtual columns: a file with a
+    column of that name (in any case: DuckDB names are case-insensitive) is read alone.
     """
     out: dict[object, list[_Item]] = {}
     for i, it in enumerate(items):
         cols = tuple(it.columns or ())
-        k = ("alone", i) if "file_index" in cols else key(it) if key else cols
+        virtual = any(c.lower() in READER_COLUMNS for c in cols + tuple(it.reader_columns or ()))
+        k = ("alone", i) if virtual else key(it) if key else cols
         out.setdefault(k, []).append(it)
     return list(out.values())
 
 
-def _read_error(mapping: SourceMapping, item: _Item, exc: duckdb.Error) -> MappingError:
-    return MappingError(f"{mapping.label}: data file {item.rel} could not be read: {exc}")
+class _Unreadable(Exception):
+    """The reader cannot read this file: it is quarantined whole (see _quarantine_file)."""
+
+    def __init__(self, item: _Item, reason: str):
+        super().__init__(f"{item.rel}: {reason}")
+        self.path, self.reason = item.path, reason
+
+
+# errors of the machine rather than of a file: they fail the partition (re-run it)
+MACHINE_ERRORS = (
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.TransactionException,
+    duckdb.ConnectionException,
+)
+
+
+def _unreadable(mapping: SourceMapping, item: _Item, exc: duckdb.Error) -> Exception:
+    """The reader's error on one file as a quarantine reason (its first line, without temp
+    paths); an error of the machine as a MappingError naming the file."""
+    if isinstance(exc, MACHINE_ERRORS):
+        return MappingError(f"{mapping.label}: data file {item.rel} could not be read: {exc}")
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    for p in {str(item.read_path), str(item.path)} - {"None"}:
+        message = message.replace(p, item.rel)
+    return _Unreadable(item, message)
 
 
 def _thresholds(con, skips_table: str, header: int, target: str = T_THR) -> None:
@@ -658,8 +713,8 @@ def _ordinal(con, table: str, fcol: str) -> str:
         f"SELECT {fcol}, count(*), min(rowid), max(rowid) FROM {table} GROUP BY ALL"
     ).fetchall()
     if all(hi - lo + 1 == n for _, n, lo, hi in counts):
-        if not counts:
-            return "1"
+        if not counts:  # no rows (a row-less expression would not do in an ASOF join)
+            return "(s.rowid + 1)"
         los = [0] * (max(f for f, *_ in counts) + 1)
         for f, _, lo, _ in counts:
             los[f] = lo
@@ -717,16 +772,21 @@ def _null_tokens_sql(col: str, tokens: tuple[str, ...]) -> str:
 
 
 @contextmanager
-def _unordered(job: _Job):
-    """``preserve_insertion_order = false`` for a statement whose output order does not
-    matter (faster parallel inserts), then the connection's own setting again."""
-    job.con.execute("SET preserve_insertion_order = false")
+def _insertion_order_as(job: _Job, value: bool):
+    """``preserve_insertion_order = value`` for a statement, then the connection's own
+    setting again."""
+    _set_insertion_order(job.con, value)
     try:
         yield
     finally:
-        # in a failed transaction this fails too: _run_batch restores it after ROLLBACK
+        # in a failed transaction this fails too: _load_batch restores it after ROLLBACK
         with suppress(duckdb.Error):
             _set_insertion_order(job.con, job.insertion_order)
+
+
+def _unordered(job: _Job):
+    """For a statement whose output order does not matter (faster parallel inserts)."""
+    return _insertion_order_as(job, False)
 
 
 def _insertion_order(con) -> bool:
@@ -799,6 +859,19 @@ def _stage_counts(con) -> dict[int, tuple[int, int]]:
 
 
 # ---- delimited text
+def _unterminated_quote(line: str, fmt) -> bool:
+    """The line opens a quote that it does not close."""
+    if not fmt.quote:
+        return False
+    if len(fmt.delimiter) > 1 or fmt.escape not in ("", fmt.quote):
+        return line.count(fmt.quote) % 2 == 1
+    try:  # strict: an open quote at the end of the line raises
+        next(csv.reader([line], strict=True, **_csv_options(fmt)), [])
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
 def _csv_columns(mapping: SourceMapping, item: _Item) -> list[str]:
     fmt = mapping.format
     if fmt.columns is not None:
@@ -806,13 +879,16 @@ def _csv_columns(mapping: SourceMapping, item: _Item) -> list[str]:
     assert item.read_path is not None
     first = _first_line(item.read_path)
     if fmt.header:
-        return _dedupe_names(_split_header(first, fmt))
+        if _unterminated_quote(first, fmt):
+            # the reader would take every following line into the header record
+            raise _Unreadable(item, "the header line has an unterminated quote")
+        return _dedupe_names(_split_header(first, fmt), mapping.source_columns)
     return [f"column{i}" for i in range(len(_split_header(first, fmt)))]
 
 
 def _csv_rowtext(mapping: SourceMapping, columns: list[str]) -> str:
     """The row's fields joined by the delimiter (the text behind an ``md5`` default)."""
-    fields = [f"coalesce({_ident(c)}, '')" for c in columns]
+    fields = [f"coalesce(CAST({_ident(c)} AS VARCHAR), '')" for c in columns]
     return "concat_ws(" + ", ".join([_lit(mapping.format.delimiter), *fields]) + ")"
 
 
@@ -846,7 +922,7 @@ def _load_csv(job: _Job, items: list[_Item], per_file: bool) -> None:
                 _check(job, it, _csv_columns(job.mapping, it))
                 _load_csv_group(job, [it])
             except duckdb.Error as exc:
-                raise _read_error(job.mapping, it, exc) from exc
+                raise _unreadable(job.mapping, it, exc) from exc
         return
     for it in items:
         _check(job, it, _csv_columns(job.mapping, it))
@@ -1164,6 +1240,7 @@ def _record_map(
 LINE_TEXT = "CASE WHEN line_no = 1 THEN ltrim(text, chr(65279)) ELSE text END"
 # not a blank line (only spaces, tabs, CR); a regex stops at the first other character,
 # where trim() would walk the whole line
+BLANK_RE = re.compile("[ \t\r]*")  # the same test in Python
 NONBLANK = "bad IS NOT NULL OR (text IS NOT NULL AND NOT regexp_full_match(text, '[ \t\r]*'))"
 
 
@@ -1175,7 +1252,7 @@ def _load_lines(job: _Job, items: list[_Item], per_file: bool) -> None:
         try:
             _load_lines_batch(job, [it])
         except duckdb.Error as exc:
-            raise _read_error(job.mapping, it, exc) from exc
+            raise _unreadable(job.mapping, it, exc) from exc
 
 
 def _load_lines_batch(job: _Job, items: list[_Item]) -> None:
@@ -1208,6 +1285,11 @@ def _load_lines_batch(job: _Job, items: list[_Item]) -> None:
         ).fetchall():
             seen[f].add(key)
         for f, it in active:
+            if not seen[f]:
+                # no key in any line (no JSON object): nothing to compare with the mapping;
+                # every line is quarantined (invalid JSON, not a JSON object, missing fields)
+                _check(job, it, list(mapping.source_columns))
+                continue
             columns = [c for c in mapping.source_columns if c in seen[f]]
             _check(job, it, columns + sorted(seen[f] - set(columns)))
         # every file has every source column (else _check failed): extract just those
@@ -1258,7 +1340,7 @@ def _load_whitespace(
         if fmt.columns is not None:
             columns = list(fmt.columns)
         elif fmt.header:
-            columns = _dedupe_names(first_line.split())
+            columns = _dedupe_names(first_line.split(), job.mapping.source_columns)
         else:
             columns = [f"column{i}" for i in range(len(first_line.split()))]
         _check(job, it, columns)
@@ -1348,9 +1430,10 @@ def _parquet_rows(con, items: list[_Item]) -> dict[int, int]:
     return {f: rows.get(str(it.read_path), -1) for f, it in enumerate(items)}
 
 
-def _parquet_columns(con, items: list[_Item]) -> dict[int, list[tuple[str, str]]]:
-    """(name, type) of the top-level columns of each file: one ``parquet_schema`` call for
-    flat files, ``DESCRIBE`` for a file with nested columns."""
+def _parquet_columns(con, items: list[_Item]) -> dict[int, list[tuple[str, str, str]]]:
+    """(name, type, reader's name) of the top-level columns of each file: one
+    ``parquet_schema`` call for flat files, ``DESCRIBE`` for a file with nested columns or
+    with names the reader renames (repeated in any case, empty)."""
     by_path: dict[str, list[tuple[str, int | None, str | None]]] = {}
     for file, name, children, dtype in con.execute(
         f"SELECT file_name, name, num_children, duckdb_type FROM parquet_schema("
@@ -1361,9 +1444,15 @@ def _parquet_columns(con, items: list[_Item]) -> dict[int, list[tuple[str, str]]
     for f, it in enumerate(items):
         schema = by_path.get(str(it.read_path), [])[1:]  # [0] is the root
         if schema and not any(children for _, children, _ in schema):
-            out[f] = [(name, dtype or "") for name, _, dtype in schema]
+            names = [name for name, _, _ in schema]
+            reader = names
+            if _unique_names(names) != names:
+                reader = [c for c, _ in _describe_parquet(con, it)]
+            out[f] = [
+                (name, dtype or "", r) for (name, _, dtype), r in zip(schema, reader, strict=True)
+            ]
         else:
-            out[f] = _describe_parquet(con, it)
+            out[f] = [(c, t, c) for c, t in _describe_parquet(con, it)]
     return out
 
 
@@ -1374,18 +1463,23 @@ def _describe_parquet(con, item: _Item) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in described]
 
 
+def _check_parquet(job: _Job, item: _Item, schema: list[tuple[str, str, str]]) -> None:
+    item.reader_columns = [r for _, _, r in schema]
+    _check(job, item, _unique_names([c for c, _, _ in schema], job.mapping.source_columns))
+
+
 def _load_parquet(job: _Job, items: list[_Item], per_file: bool) -> None:
     if per_file:
         for it in items:
             try:
-                _check(job, it, [c for c, _ in _describe_parquet(job.con, it)])
+                _check_parquet(job, it, _parquet_columns(job.con, [it])[0])
                 _load_parquet_group(job, [it], None)
             except duckdb.Error as exc:
-                raise _read_error(job.mapping, it, exc) from exc
+                raise _unreadable(job.mapping, it, exc) from exc
         return
     schemas = _parquet_columns(job.con, items)
     for f, it in enumerate(items):
-        _check(job, it, [c for c, _ in schemas[f]])
+        _check_parquet(job, it, schemas[f])
     index = {id(it): f for f, it in enumerate(items)}
     # a group: the same column names and types
     for group in _groups(items, key=lambda it: tuple(schemas[index[id(it)]])):
@@ -1397,22 +1491,31 @@ def _load_parquet(job: _Job, items: list[_Item], per_file: bool) -> None:
 def _load_parquet_group(job: _Job, group: list[_Item], rows: dict[int, int] | None = None):
     fmt = job.mapping.format
     columns = group[0].columns or []
+    names = group[0].reader_columns or columns  # the reader's names (renamed repeats)
+    paths = [str(it.read_path) for it in group]
+    files = _lit(paths[0]) if len(paths) == 1 else _list_lit(paths)
+    reader, pos = f"read_parquet({files}, file_row_number=true)", "file_row_number + 1"
+    if any(r.lower() == "file_row_number" for r in names):
+        # the file has a column of that name (read alone, see _groups): a copy of it in
+        # file order (insertion order preserved), numbered by rowid; its columns renamed
+        # by position, so that none (say, one named rowid) shadows the rowid
+        assert len(group) == 1
+        copied = ", ".join(f"{_ident(r)} AS __c{i}" for i, r in enumerate(names))
+        with _insertion_order_as(job, True):
+            job.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {T_PQ} AS SELECT {copied} FROM read_parquet({files})"
+            )
+        first = job.con.execute(f"SELECT min(rowid) FROM {T_PQ}").fetchall()[0][0] or 0
+        reader, pos = T_PQ, f"rowid - {first} + 1"
+        names = [f"__c{i}" for i in range(len(names))]
     projected = ", ".join(
-        f"{_null_tokens_sql(f'CAST({_ident(c)} AS VARCHAR)', fmt.null_tokens)} AS {_ident(c)}"
-        for c in columns
+        f"{_null_tokens_sql(f'CAST({_ident(r)} AS VARCHAR)', fmt.null_tokens)} AS {_ident(c)}"
+        for c, r in zip(columns, names, strict=True)
     )
     struct = ", ".join(f"{_ident(c)} := {_ident(c)}" for c in columns)
     as_json = f"CAST(to_json(struct_pack({struct})) AS VARCHAR)"
-    paths = [str(it.read_path) for it in group]
-    reader = (
-        f"read_parquet({_lit(paths[0]) if len(paths) == 1 else _list_lit(paths)}, "
-        f"file_row_number=true)"
-    )
     f = "CAST(file_index AS INTEGER)" if len(group) > 1 else "0"
-    source = (
-        f"SELECT {f} AS __f, file_row_number + 1 AS __pos, NULL::VARCHAR AS __pre, "
-        f"{projected} FROM {reader}"
-    )
+    source = f"SELECT {f} AS __f, {pos} AS __pos, NULL::VARCHAR AS __pre, {projected} FROM {reader}"
     alone = _stage_lines(job, group, group, source, rows, raw_sql=as_json, rowtext_sql=as_json)
     _drop_temps(job.con)
     return alone
@@ -1497,7 +1600,86 @@ def _scan_all(paths: list[Path], cache: dict[Path, tuple[_FileScan, float]]) -> 
         cache.update((p, _timed_scan(p)) for p in todo)
 
 
+def _quarantine_file(job: _Job, item: _Item, reason: str) -> None:
+    """Quarantine a file the reader cannot read, with the reader's reason: every line that
+    would be a row (neither blank nor the header) as it is in the file; a Parquet file as
+    one row without line or text."""
+    mapping, fmt = job.mapping, job.mapping.format
+    hint = _line_breaks(item.path) if fmt.type != "parquet" else ""
+    reason = f"unreadable file{f' ({hint})' if hint else ''}: {reason}"
+    lineage = [item.delivery, job.loaded_at, item.scan.sha256]
+    rows: list[list] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal count
+        _insert_values(job.con, f"{RAW_SCHEMA}.quarantine", QUARANTINE_COLUMNS, rows, job.tmp)
+        count += len(rows)
+        rows.clear()
+
+    if fmt.type == "parquet":
+        rows.append([mapping.name, mapping.entity, item.rel, None, None, reason, *lineage])
+    else:
+        header = fmt.type == "csv" and fmt.header
+        with item.path.open("rb") as fh:
+            for line_no, raw in enumerate(fh, 1):
+                text = raw.removesuffix(b"\n").removesuffix(b"\r")
+                text = text.decode(fmt.encoding, errors="replace")
+                if line_no == 1:
+                    text = text.removeprefix("\ufeff")
+                if header and not fmt.whitespace:  # delimited text: line 1 is the header
+                    header = False
+                    continue
+                if BLANK_RE.fullmatch(text):
+                    continue
+                if header:  # whitespace-delimited: the first non-blank line
+                    header = False
+                    continue
+                rows.append(
+                    [mapping.name, mapping.entity, item.rel, line_no, text, reason, *lineage]
+                )
+                if len(rows) >= 100_000:
+                    flush()
+    flush()
+    item.result.rows_read = item.result.rows_quarantined = count
+    item.result.rows_loaded = 0
+    item.result.warnings.append(f"every row quarantined: {reason}")
+
+
+def _line_breaks(path: Path) -> str:
+    """'line breaks mixed: LF, CRLF' when a text file mixes kinds of line breaks (the usual
+    reason the readers give up on it), else ''."""
+    lf = cr = crlf = 0
+    last = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk[:1] == b"\n")
+            lf, cr, last = lf + chunk.count(b"\n"), cr + chunk.count(b"\r"), chunk[-1:]
+    kinds = [k for k, n in (("LF", lf - crlf), ("CRLF", crlf), ("CR", cr - crlf)) if n]
+    return f"line breaks mixed: {', '.join(kinds)}" if len(kinds) > 1 else ""
+
+
 def _run_batch(
+    con,
+    mapping: SourceMapping,
+    landing: Path,
+    partitions: list[tuple[date, list[Path]]],
+    *,
+    unreadable: dict[Path, str],
+    **kwargs,
+) -> list[PartitionResult]:
+    """``_load_batch``; a file the reader cannot read (raising ``_Unreadable``) is set aside
+    in ``unreadable`` (path -> reason) and the batch loaded again, that file quarantined
+    whole."""
+    while True:
+        try:
+            return _load_batch(con, mapping, landing, partitions, unreadable=unreadable, **kwargs)
+        except _Unreadable as exc:
+            assert exc.path not in unreadable, exc
+            unreadable[exc.path] = exc.reason
+
+
+def _load_batch(
     con,
     mapping: SourceMapping,
     landing: Path,
@@ -1510,9 +1692,11 @@ def _run_batch(
     inspect,
     expr_checks: dict,
     scans: dict,
+    unreadable: dict[Path, str],
 ) -> list[PartitionResult]:
     """Load partitions in one transaction: delete what they loaded before, then load their
-    files (grouped reads, or one file at a time with ``per_file``); rolled back on error."""
+    files (grouped reads, or one file at a time with ``per_file``); rolled back on error.
+    The files in ``unreadable`` are not read but quarantined whole."""
     started = time.perf_counter()
     plan: list[tuple[date, list[_Item]]] = []
     _scan_all([p for _, paths in partitions for p in paths], scans)
@@ -1539,6 +1723,12 @@ def _run_batch(
                 con.execute(f"DELETE FROM {t} WHERE {key}")
             con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
             todo = [it for it in every if it.result.status == "loaded" and it.scan.size > 0]
+            for it in todo:
+                if it.path in unreadable:
+                    t0 = time.perf_counter()
+                    _quarantine_file(job, it, unreadable[it.path])
+                    it.own_seconds += time.perf_counter() - t0
+            todo = [it for it in todo if it.path not in unreadable]
             for i, it in enumerate(todo):
                 it.read_path = it.path
                 if fmt.encoding != "utf-8" and fmt.type != "parquet":
@@ -1610,8 +1800,9 @@ def load_partition(
     another partition) is logged as ``duplicate`` and not loaded again.
 
     Raises SchemaDriftError (a mapped source column is missing from a file) or
-    MappingError (an expression does not fit the file, a file cannot be read); the
-    transaction is rolled back and the warehouse is left as it was.
+    MappingError (an expression does not fit the file); the transaction is rolled back and
+    the warehouse is left as it was. A file the reader cannot read does not fail the
+    partition: every row of it is quarantined with the reader's reason.
 
     ``inspect(con, files)`` (used by ``check_mapping``) is called after each read of a group
     of files, while ``__ingest_stage`` holds their typed rows.
@@ -1628,6 +1819,7 @@ def load_partition(
         inspect=inspect,
         expr_checks={},
         scans={},
+        unreadable={},
     )
     try:
         result = _run_batch(con, mapping, landing, part, per_file=False, **kwargs)[0]
@@ -1679,6 +1871,7 @@ def load_partitions(
         inspect=None,
         expr_checks={},
         scans={},
+        unreadable={},
     )
     out = RangeResult(mapping.name, mapping.entity, [], {})
     for batch in _batches(parts, batch_bytes):
