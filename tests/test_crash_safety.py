@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from support.e2e import MAPPINGS, REPO
+from support.e2e import REPO, crm_env
 
 pytestmark = pytest.mark.xdist_group("crash")
 
@@ -46,16 +46,6 @@ VOLATILE = {"_loaded_at", "loaded_at", "seconds", "built_at"}
 RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log"}
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = os.environ | {
-        "CRM_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "CRM_MAPPINGS_DIR": str(MAPPINGS),
-    }
-    env.pop("CRM_LANDING_DIR", None)
-    return env
-
-
 class Run:
     """`crm backfill` in its own process group; output lines with their arrival time."""
 
@@ -66,7 +56,7 @@ class Run:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "backfill", "--start", START.isoformat(),
              "--end", END.isoformat(), *extra],
-            env=_env(home), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=crm_env(home), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -14,8 +14,6 @@ workers never collide; the tests share one xdist group.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.pseudonyms import expected_customer_id
 
 from pipelines.ingest.engine import ensure_raw_schema
 
@@ -214,14 +213,8 @@ def kpi(db: Path, month: str, kpi_name: str, segment: str = "all") -> float | No
     return rows[0][0]
 
 
-def customer_id(record_id: str) -> str:
-    """The warehouse's customer_id: HMAC-SHA256 with the tests' key (tests/conftest.py)."""
-    key = os.environ["CRM_PSEUDONYM_KEY"].encode()
-    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-C1 = customer_id("account:crm:C1")  # smallest record of P1's component
-C2 = customer_id("account:crm:C2")
+C1 = expected_customer_id("account:crm:C1")  # smallest record of P1's component
+C2 = expected_customer_id("account:crm:C2")
 
 
 # --------------------------------------------------------------------------- (a) conventions

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 from datetime import date, datetime
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.pseudonyms import expected_customer_id
 
 from pipelines.reference.identity import (
     identity_links,
@@ -830,27 +828,21 @@ def _quadrant_case(as_of: date = D):
     ]
     p = _prepared(orders, [_profile("p", name="P")], events=events, as_of=as_of)
     # the CLV model's scores, keyed like the warehouse: the pseudonym of the smallest record id
-    md5 = {ref: _customer_id(f"account:crm:{ref}") for ref in "bce"}
+    ids = {ref: expected_customer_id(f"account:crm:{ref}") for ref in "bce"}
     scores = pd.DataFrame(
         {
-            "customer_id": [md5["b"], md5["c"], md5["e"], "not-a-resolved-customer"],
+            "customer_id": [ids["b"], ids["c"], ids["e"], "not-a-resolved-customer"],
             "expected_purchases_90d": [0.99, 1.0, 1.5, 9.0],
         }
     )
     return p, scores
 
 
-def _customer_id(record_id: str) -> str:
-    """HMAC-SHA256 with the tests' key (tests/conftest.py), computed here independently."""
-    key = os.environ["CRM_PSEUDONYM_KEY"].encode()
-    return hmac.new(key, record_id.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def test_quadrant_of_every_customer_by_hand():
     p, scores = _quadrant_case()
     assert dict(zip(p.customer_names, warehouse_customer_ids(p), strict=True))[
         "account:crm:b"
-    ] == _customer_id("account:crm:b")
+    ] == expected_customer_id("account:crm:b")
     with_clv = _by_ref(p, customer_quadrants(p, expected_purchases_by_key(p, scores)))
     # 6 customers with revenue > 0: percent_rank = (rank - 1) / 5 -> a 0, b 0.2, c 0.4,
     # d 0.6, e = f 0.8 (the tie shares rank 5): e and f are the top 20 %

@@ -8,33 +8,18 @@ first call, so `dbt parse` and `dbt docs generate` need none.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
-from duckdb.sqltypes import VARCHAR
 
-from pipelines.lib.pseudonym import load_key, pseudonym
+from pipelines.lib.pseudonym import load_key, register_pseudonym
 
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self._key_file = plugin_config.get("key_file") or None
-        self._key: bytes | None = None
-
-    def _pseudonyms(self, values: pa.Array) -> pa.Array:
-        if self._key is None:
-            self._key = load_key(self._key_file)
-        key = self._key
-        return pa.array([pseudonym(v, key) for v in values.to_pylist()], type=pa.string())
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        conn.create_function(
-            "crm_pseudonym",
-            self._pseudonyms,
-            [VARCHAR],
-            VARCHAR,
-            type="arrow",
-            side_effects=False,
-        )
+        register_pseudonym(conn, partial(load_key, self._key_file))

@@ -76,10 +76,10 @@ def attach_restricted(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: 
     """Attach the restricted store as catalog `restricted` and, on a writable connection,
     (re)create the views `raw.<table>` over its raw tables, so that the warehouse reads
     `raw.orders` whatever file holds it. The views hold no data."""
-    secure_restricted(path)
-    mode = " (READ_ONLY)" if read_only and path.exists() else ""
     if read_only and not path.exists():
-        return
+        return  # nothing to read yet
+    secure_restricted(path)
+    mode = " (READ_ONLY)" if read_only else ""
     con.execute(f"attach if not exists {_sql_text(str(path))} as {RESTRICTED}{mode}")
     secure_restricted(path)
     if read_only:

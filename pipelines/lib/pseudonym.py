@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 KEY_ENV = "CRM_PSEUDONYM_KEY"
@@ -101,13 +102,20 @@ def key_fingerprint(key: bytes) -> str:
     return pseudonym("crm-pseudonym-key-fingerprint", key)[:12]
 
 
-def register_pseudonym(con, key: bytes) -> None:
-    """`crm_pseudonym(varchar)` on a DuckDB connection outside dbt (the same function)."""
+def register_pseudonym(con, key: bytes | Callable[[], bytes]) -> None:
+    """`crm_pseudonym(varchar)` on a DuckDB connection (dbt's, through the plugin, and the
+    pipeline's). `key` may be a function giving the key, called on the first use, so that a
+    connection that never pseudonymises anything (`dbt parse`) needs no key."""
     import pyarrow as pa
     from duckdb.sqltypes import VARCHAR
 
-    def _udf(values):  # pyarrow array in, pyarrow array out (no annotations: see dbt_plugin)
-        return pa.array([pseudonym(v, key) for v in values.to_pylist()], type=pa.string())
+    loaded: list[bytes] = [key] if isinstance(key, bytes) else []
+
+    # no annotations: DuckDB evaluates them, and pyarrow is imported only in this function
+    def _udf(values):
+        if not loaded:
+            loaded.append(key())
+        return pa.array([pseudonym(v, loaded[0]) for v in values.to_pylist()], type=pa.string())
 
     with contextlib.suppress(Exception):  # not registered yet
         con.remove_function("crm_pseudonym")

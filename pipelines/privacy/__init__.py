@@ -3,7 +3,6 @@
 from pipelines.privacy.erasure import (
     ErasureError,
     ErasureResult,
-    audit_rows,
     clear_full_refresh,
     forget,
     full_refresh_requested,
@@ -14,7 +13,6 @@ from pipelines.privacy.erasure import (
 __all__ = [
     "ErasureError",
     "ErasureResult",
-    "audit_rows",
     "clear_full_refresh",
     "forget",
     "full_refresh_requested",

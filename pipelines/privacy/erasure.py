@@ -34,7 +34,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 
@@ -89,27 +88,36 @@ class ErasureResult:
         )
 
 
-def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"create schema if not exists {SCHEMA}")
+def _ensure_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> None:
+    """The privacy tables; `schema` is `privacy` on a direct connection to the store."""
+    con.execute(f"create schema if not exists {schema}")
     con.execute(
-        f"""create table if not exists {SCHEMA}.erasure_requests (
+        f"""create table if not exists {schema}.erasure_requests (
             request_id varchar, requested_at timestamp, requested_by varchar,
             identifier_kind varchar, customers integer, identifiers integer,
             raw_rows_removed bigint, quarantine_rows_removed bigint,
             warehouse_rows_removed bigint, details varchar, key_fingerprint varchar)"""
     )
     con.execute(
-        f"""create table if not exists {SCHEMA}.erased_identifiers (
+        f"""create table if not exists {schema}.erased_identifiers (
             request_id varchar, identifier_type varchar, pseudonym varchar)"""
     )
     con.execute(
-        f"""create table if not exists {SCHEMA}.purge_state (
+        f"""create table if not exists {schema}.purge_state (
             checked_until timestamp, purged_at timestamp, rows_purged bigint)"""
     )
     con.execute(
-        f"""create table if not exists {SCHEMA}.full_refresh_requests (
+        f"""create table if not exists {schema}.full_refresh_requests (
             request_id varchar, requested_at timestamp)"""
     )
+
+
+def _last_loaded_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the last raw row was loaded (any entity)."""
+    parts = " union all ".join(
+        f"select max(_loaded_at) as t from {RESTRICTED}.raw.{e}" for e in RAW_ENTITIES
+    )
+    return con.execute(f"select max(t) from ({parts})").fetchone()[0]
 
 
 def _has_relation(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str, name: str) -> bool:
@@ -350,13 +358,7 @@ def forget(
         con.execute(f"insert into {SCHEMA}.full_refresh_requests values (?, ?)", [request_id, now])
         # every raw row loaded so far was checked: the re-delivery purge starts from here
         con.execute(
-            f"""insert into {SCHEMA}.purge_state
-            select max(t), ?, 0 from ({
-                " union all ".join(
-                    f"select max(_loaded_at) as t from {RESTRICTED}.raw.{e}" for e in RAW_ENTITIES
-                )
-            })""",
-            [now],
+            f"insert into {SCHEMA}.purge_state values (?, ?, 0)", [_last_loaded_at(con), now]
         )
         details = {
             "raw_rows_removed": result.raw_rows,
@@ -399,11 +401,7 @@ def purge_erased(settings: Settings) -> int:
                 "run `dbt run --select int_raw_row_identifiers` (the pipeline does it before dbt)"
             )
         since = con.execute(f"select max(checked_until) from {SCHEMA}.purge_state").fetchone()[0]
-        until = con.execute(
-            "select max(t) from (" + " union all ".join(
-                f"select max(_loaded_at) as t from {RESTRICTED}.raw.{e}" for e in RAW_ENTITIES
-            ) + ")"
-        ).fetchone()[0]  # fmt: skip
+        until = _last_loaded_at(con)
         # only the rows loaded since the last purge (`forget` records its own time): their
         # identifiers are pseudonymised here, with the current key and every retired one,
         # so that erasures recorded before a key rotation still hold
@@ -472,29 +470,11 @@ def clear_full_refresh(settings: Settings, request_ids: list[str]) -> None:
         )
 
 
-def audit_rows(settings: Settings) -> list[dict]:
-    """The erasure audit (no personal data), newest first."""
-    path: Path = settings.restricted_db
-    if not path.exists():
-        return []
-    with connect_restricted(path, read_only=True) as con:
-        try:
-            cur = con.execute("select * from privacy.erasure_requests order by requested_at desc")
-        except duckdb.CatalogException:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def request_full_refresh(settings: Settings, request_id: str) -> None:
     """Make the next dbt build a full refresh (after a key rotation, or by hand)."""
     settings.ensure_dirs()
     with connect_restricted(settings.restricted_db) as con:
-        con.execute("create schema if not exists privacy")
-        con.execute(
-            "create table if not exists privacy.full_refresh_requests "
-            "(request_id varchar, requested_at timestamp)"
-        )
+        _ensure_tables(con, "privacy")
         con.execute(
             "insert into privacy.full_refresh_requests values (?, ?)",
             [request_id, datetime.now(UTC).replace(tzinfo=None)],

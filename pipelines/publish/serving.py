@@ -239,9 +239,9 @@ def publish(
         releases.mkdir(exist_ok=True)
         for stale in serving_dir.glob(".staging-*"):  # older layouts, left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
-        keep = {_current_release(serving_dir)}
+        keep = {_current_release(serving_dir), *_previous(serving_dir)}
         for unfinished in releases.iterdir():  # killed before its swap; we hold the lock
-            if unfinished.name not in keep and unfinished.name not in _previous(serving_dir):
+            if unfinished.is_dir() and unfinished.name not in keep:
                 shutil.rmtree(unfinished, ignore_errors=True)
         staging = releases / publication_id
         staging.mkdir()
