@@ -8,7 +8,7 @@ CRM_HOME ?= $(CURDIR)/data
 export CRM_HOME
 export DAGSTER_HOME ?= $(CRM_HOME)/dagster
 
-.PHONY: env demo test lint format dev bench clean
+.PHONY: env demo test lint format dev bench lock clean
 
 # Create the virtual environment from the lock file (exact pins); re-run when the lock changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -42,6 +42,15 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+
+# Re-resolve every dependency (newest versions allowed by pyproject.toml) into a scratch
+# environment and write the exact pins to requirements.lock. Review the diff, run make test.
+lock:
+	rm -rf .lock-env && $(PYTHON) -m venv .lock-env
+	.lock-env/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ echo "# Exact pins of the whole dependency tree (Python 3.11). Regenerate with: make lock"; \
+	  .lock-env/bin/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^-e ' | LC_ALL=C sort -f; } > requirements.lock
+	rm -rf .lock-env
 
 clean:
 	rm -rf $(CRM_HOME) dbt_project/target dbt_project/logs

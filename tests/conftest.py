@@ -21,3 +21,23 @@ def crm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = generate("small", SEED, home / "landing", days=DAYS)
     print(f"pipeline: {backfill(home, result.start, END):.1f} s")
     return home
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs `--dist loadgroup`: every test of an xdist group on one worker, so a
+    session fixture such as `crm_home` is built once. pytest 9.2 stopped pytest-xdist 3.8
+    from tagging the groups (each test then went to any worker, and both workers built the
+    e2e warehouse at once); fail loudly should a future upgrade break it again."""
+    if not (hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False)):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            "pytest-xdist --dist loadgroup did not group these tests (pytest and "
+            f"pytest-xdist versions incompatible?): {ungrouped[:3]}"
+        )

@@ -112,3 +112,44 @@ def test_dagster_definitions_validate_accepts_the_workspace(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+_LOAD_MANIFEST = """
+import json, sys
+from pipelines.transform.project import ensure_manifest
+manifest = json.loads(ensure_manifest().read_text())
+assert manifest["nodes"], "empty manifest"
+"""
+
+
+def test_a_stale_manifest_is_parsed_once_and_never_read_half_written():
+    """Fresh clone, parallel starts (CI's test workers, a backfill beside `make dev`): four
+    processes find the manifest out of date at once, while a reader keeps reading it. Every
+    one gets a whole manifest, and the reader never sees a partial file."""
+    import json
+
+    from pipelines.transform.project import MANIFEST, ensure_manifest
+
+    ensure_manifest()
+    reads = 0
+    for _ in range(3):  # the race is short: before the fix, 2 rounds in 3 saw a torn file
+        os.utime(MANIFEST, (0, 0))  # older than every project file: stale
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _LOAD_MANIFEST],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        while any(p.poll() is None for p in procs):
+            json.loads(MANIFEST.read_bytes())  # raises on a half-written file
+            reads += 1
+        for p in procs:
+            _, err = p.communicate()
+            assert p.returncode == 0, err[-3000:]
+        assert MANIFEST.stat().st_mtime > 0  # parsed again
+    assert reads > 100
+    assert not list(MANIFEST.parent.glob("parse-*")), "private parse folders left behind"

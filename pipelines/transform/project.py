@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -88,11 +91,33 @@ def run_dbt(args: list[str], *, settings: Settings | None = None) -> None:
         )
 
 
+def _manifest_is_fresh() -> bool:
+    return MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime()
+
+
 def ensure_manifest() -> Path:
-    """Run `dbt parse` when the manifest is missing or older than the project files."""
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
+    """Run `dbt parse` when the manifest is missing or older than the project files.
+
+    Several processes may ask at once (a backfill while the web server loads the code
+    location; parallel test workers on a fresh clone): one parses at a time (a lock file
+    under target/), into a private target folder, and the manifest is moved into place
+    in one step, so no reader ever sees a half-written file."""
+    if _manifest_is_fresh():
         return MANIFEST
-    run_dbt(["parse"])
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    with open(MANIFEST.parent / ".parse.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _manifest_is_fresh():  # another process parsed while we waited
+                return MANIFEST
+            work = Path(tempfile.mkdtemp(prefix="parse-", dir=MANIFEST.parent))
+            try:
+                run_dbt(["parse", "--target-path", str(work)])
+                os.replace(work / "manifest.json", MANIFEST)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return MANIFEST
 
 
