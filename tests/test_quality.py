@@ -338,3 +338,37 @@ def test_an_audience_member_without_consent_blocks(warehouse: Path, docs_dir: Pa
         "members_have_marketing_consent"
     )
     assert "C3" in outcome.describe()
+
+
+def test_recorded_gate_reuses_the_checks_of_the_same_run(warehouse: Path, docs_dir: Path) -> None:
+    """The publication reuses the results its run's asset checks recorded, only when every
+    suite was validated in that run as of D; a failing blocking check is reported, and a
+    later pass of the same suite in the run (a retried check) replaces it."""
+    from pipelines.quality.runner import recorded_gate
+
+    names = [s.name for s in load_suites()]
+    con = duckdb.connect(str(warehouse))
+    try:
+        assert recorded_gate(con, "run-a", AS_OF) is None  # no dq_results table yet
+        for name in names[:-1]:
+            run_suite(con, name, AS_OF, "run-a", docs_dir=docs_dir)
+        assert recorded_gate(con, "run-a", AS_OF) is None  # one suite not validated
+        run_suite(con, names[-1], AS_OF, "run-a", docs_dir=docs_dir)
+        assert recorded_gate(con, "run-a", AS_OF) == []
+        assert recorded_gate(con, "run-a", date(2024, 1, 1)) is None  # another D
+        assert recorded_gate(con, "run-b", AS_OF) is None  # another run
+
+        con.execute(
+            "insert into marts.fct_orders values ('shop:o2', 'shop', 'o2', 'C2', "
+            "date '2024-03-02', false, 2.0, 0.00::decimal(18, 2))"
+        )
+        run_suite(con, "fct_orders", AS_OF, "run-a", docs_dir=docs_dir)
+        assert recorded_gate(con, "run-a", AS_OF) == ["fct_orders.order_id_unique"]
+        con.execute(
+            "delete from marts.fct_orders where rowid = "
+            "(select max(rowid) from marts.fct_orders where order_id = 'shop:o2')"
+        )
+        run_suite(con, "fct_orders", AS_OF, "run-a", docs_dir=docs_dir)
+        assert recorded_gate(con, "run-a", AS_OF) == []
+    finally:
+        con.close()

@@ -512,6 +512,46 @@ def run_suite(
     return run_suites(db_or_con, [suite_name], as_of, run_id, **options).suites[0]
 
 
+def recorded_gate(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    as_of: date | str,
+    expectations_dir: Path = EXPECTATIONS_DIR,
+) -> list[str] | None:
+    """What this run's asset checks already recorded in quality.dq_results: None unless every
+    suite of `expectations_dir` was validated in run `run_id` as of `as_of` (then the gate
+    must run); else `suite.check` of every blocking expectation whose latest result in the
+    run failed (empty: every blocking expectation passed)."""
+    names = [spec.name for spec in load_suites(expectations_dir)]
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'quality' and table_name = 'dq_results'"
+    ).fetchone()[0]
+    if not exists or not names:
+        return None
+    rows = con.execute(
+        """
+        with latest as (
+            select suite, expectation, severity, success,
+                row_number() over (
+                    partition by suite, expectation order by checked_at desc
+                ) as rn
+            from quality.dq_results
+            where run_id = ? and as_of_date = ?
+        )
+        select suite, expectation, severity, success from latest where rn = 1
+        """,
+        [run_id, _as_date(as_of)],
+    ).fetchall()
+    if not set(names) <= {suite for suite, *_ in rows}:
+        return None
+    return sorted(
+        f"{suite}.{check}"
+        for suite, check, severity, success in rows
+        if suite in names and severity == "blocking" and not success
+    )
+
+
 def run_gate(
     db_or_con: Path | str | duckdb.DuckDBPyConnection,
     as_of: date | str,

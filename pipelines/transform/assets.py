@@ -48,10 +48,13 @@ class CrmDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def dbt_vars(crm: CrmSettingsResource, as_of: str) -> dict[str, Any]:
+def dbt_vars(
+    crm: CrmSettingsResource, as_of: str, checks_from: str | None = None
+) -> dict[str, Any]:
     s = crm.settings
     return {
         "as_of_date": as_of,
+        "checks_from_date": checks_from or as_of,
         "business_timezone": s.timezone,
         "reporting_currency": s.currency,
         "supernode_threshold": s.supernode_threshold,
@@ -70,15 +73,21 @@ def run_dbt_build(
     After an erasure (`crm forget`) both builds are full refreshes, so that no incremental
     mart or frozen KPI month still counts the erased person; `last_build` clears the
     request once the second build succeeded."""
-    as_of = (
-        context.partition_key_range.end
-        if context.has_partition_key_range
-        else context.partition_key
-    )
+    if context.has_partition_key_range:
+        checks_from, as_of = context.partition_key_range.start, context.partition_key_range.end
+    else:
+        checks_from = as_of = context.partition_key
     # dbt runs as a subprocess of this process: the profile reads these variables.
     os.environ.update(prepare_warehouse(crm.settings))
     refresh_for = full_refresh_requested(crm.settings)
-    args = ["build", "--vars", json.dumps(dbt_vars(crm, as_of))]
+    # Unit tests test the SQL, not the data: `make test` runs them; the night skips them.
+    args = [
+        "build",
+        "--exclude-resource-type",
+        "unit_test",
+        "--vars",
+        json.dumps(dbt_vars(crm, as_of, checks_from)),
+    ]
     if refresh_for:
         args.append("--full-refresh")
         context.log.warning(

@@ -32,6 +32,21 @@ def _newest_source_mtime() -> float:
     return newest
 
 
+def project_fingerprint() -> str:
+    """sha256 of every source file of the dbt project (paths and contents): changes when,
+    and only when, the project does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    paths = [DBT_PROJECT_DIR / name for name in ("dbt_project.yml", "profiles.yml")]
+    for folder in ("models", "macros", "seeds", "tests", "analyses", "snapshots"):
+        paths += (DBT_PROJECT_DIR / folder).rglob("*")
+    for path in sorted(p for p in paths if p.is_file()):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"

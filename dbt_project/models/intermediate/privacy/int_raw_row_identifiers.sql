@@ -15,6 +15,7 @@ customers as (
     select
         _source_file,
         _source_line,
+        _delivery_date,
         _loaded_at,
         {{ clean_text('source_system') }} || ':' || {{ clean_text('customer_ref') }} as id_account,
         {{ normalize_phone('phone') }} as id_phone,
@@ -27,6 +28,7 @@ order_lines as (
     select
         _source_file,
         _source_line,
+        _delivery_date,
         _loaded_at,
         coalesce({{ clean_text('source_system') }}, _source_name) || ':' || {{ clean_text('customer_ref') }}
             as id_account,
@@ -39,6 +41,7 @@ service_events as (
     select
         _source_file,
         _source_line,
+        _delivery_date,
         _loaded_at,
         '{{ var("ticket_customer_ref_source_system") }}:' || {{ clean_text('customer_ref') }} as id_account,
         {{ normalize_phone('phone') }} as id_phone,
@@ -53,6 +56,7 @@ social_interactions as (
     select
         _source_file,
         _source_line,
+        _delivery_date,
         _loaded_at,
         {{ clean_text('account_id') }} as id_social,
         {{ clean_text('unionid') }} as id_unionid,
@@ -83,6 +87,7 @@ unpivoted as (
         '{{ entity }}' as entity,
         _source_file,
         _source_line,
+        _delivery_date,
         _loaded_at,
         '{{ identifier_type }}' as identifier_type,
         id_{{ identifier_type }} as identifier_value
