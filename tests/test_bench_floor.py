@@ -136,3 +136,42 @@ def test_floor_and_peer_normalise_phones_and_emails_alike() -> None:
     assert sql_emails == [email(v) for v in EMAILS]
     assert e164("138 0013 8000") == "+8613800138000"
     assert e164("010-12345678") == "+861012345678"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> None:
+    """The scaling benchmark's dbt profile (docs/benchmarks.md) reads the run_results.json
+    of each dbt invocation of a Dagster run: both builds of the backfill's nightly run, with
+    their models and data tests, the slowest nodes first."""
+    import json
+
+    from pipelines.benchmarks.scale import dbt_profile, run_ids
+    from pipelines.lib.settings import DBT_PROJECT_DIR
+
+    ids = run_ids(crm_home / "dagster")
+    profile = dbt_profile(ids, top=5)
+    assets = {name.split("-")[0] for name in profile["invocations"]}
+    assert assets == {"dbt_customer_marts", "dbt_warehouse"}, profile["invocations"]
+    for name, invocation in profile["invocations"].items():
+        results = json.loads((DBT_PROJECT_DIR / "target" / name / "run_results.json").read_text())
+        models = [r for r in results["results"] if r["unique_id"].startswith("model.")]
+        assert invocation["execution_by_type"]["model"] == pytest.approx(
+            sum(r["execution_time"] for r in models), abs=0.01
+        )
+        assert "unit_test" not in invocation["execution_by_type"]  # left to `make test`
+    seconds = [item["seconds"] for item in profile["slowest"]]
+    assert len(seconds) == 5 and seconds == sorted(seconds, reverse=True)
+
+
+def test_the_benchmark_page_renders_every_result_in_the_repository() -> None:
+    from pipelines.benchmarks.report import _s, load, render
+    from pipelines.benchmarks.scale import RESULTS_DIR
+
+    results = load(RESULTS_DIR)
+    page = render(RESULTS_DIR)
+    assert results, "no docs/benchmarks/scale_*.json"
+    for preset, result in results.items():
+        for phase, label in (("full", "full build"), ("night", "one night")):
+            seconds = result["phases"][phase]["seconds"]
+            assert f"| {preset} | {label} | {_s(seconds)} |" in page

@@ -548,3 +548,26 @@ def test_sqlfluff_lint_is_clean():
         cwd=DBT_DIR, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def test_dbt_and_the_pipeline_cap_duckdb_memory(tmp_path: Path, monkeypatch) -> None:
+    """CRM_DUCKDB_MEMORY_LIMIT bounds every DuckDB database: dbt's (profile `settings`) and
+    the pipeline's connections; without it the default 4GB applies, not DuckDB's 80 % of RAM."""
+    from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect
+
+    def dbt_limit() -> str:
+        proc = run_dbt(
+            ["show", "--inline", "select current_setting('memory_limit') as m", "--output", "json"],
+            tmp_path,
+            tmp_path / "memory.duckdb",
+        )
+        return json.loads(proc.stdout[proc.stdout.index("{") :])["show"][0]["m"]
+
+    def pipeline_limit() -> str:
+        with connect(tmp_path / "pipeline.duckdb") as con:
+            return con.execute("select current_setting('memory_limit')").fetchone()[0]
+
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "1GB")
+    assert dbt_limit() == pipeline_limit() == "953.6 MiB"  # DuckDB shows 1GB = 10^9 bytes so
+    monkeypatch.delenv(MEMORY_LIMIT_ENV)
+    assert dbt_limit() == pipeline_limit() == "3.7 GiB"  # 4GB

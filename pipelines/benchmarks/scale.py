@@ -178,6 +178,34 @@ def stage_seconds(dagster_home: Path, ids: list[str]) -> dict:
     return {"stages": stages, "steps": steps}
 
 
+def dbt_profile(ids: list[str], top: int = 12) -> dict:
+    """Where dbt's time went in the runs `ids`: per invocation (Dagster's dbt target
+    folders are named <asset>-<run id[:7]>-<random>) the wall time, the execution time
+    summed per resource type (models, data tests, ...: with 2 threads the sum exceeds the
+    wall time), and the `top` slowest nodes."""
+    from pipelines.lib.settings import DBT_PROJECT_DIR
+
+    invocations: dict[str, dict] = {}
+    nodes: list[tuple[float, str]] = []
+    for run_id in ids:
+        for path in sorted((DBT_PROJECT_DIR / "target").glob(f"*-{run_id[:7]}-*/run_results.json")):
+            results = json.loads(path.read_text(encoding="utf-8"))
+            per_type: dict[str, float] = {}
+            for item in results.get("results", []):
+                kind = item["unique_id"].split(".")[0]
+                per_type[kind] = per_type.get(kind, 0.0) + item["execution_time"]
+                nodes.append((item["execution_time"], item["unique_id"]))
+            invocations[path.parent.name] = {
+                "elapsed": round(results.get("elapsed_time", 0.0), 2),
+                "execution_by_type": {k: round(v, 2) for k, v in sorted(per_type.items())},
+            }
+    nodes.sort(reverse=True)
+    return {
+        "invocations": invocations,
+        "slowest": [{"node": node, "seconds": round(sec, 2)} for sec, node in nodes[:top]],
+    }
+
+
 # Context ------------------------------------------------------------------------------
 
 
@@ -354,6 +382,7 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
             | {
                 "command": "crm " + " ".join(args),
                 "runs": len(new),
+                "dbt_profile": dbt_profile(new),
             }
         )
         _echo(f"{preset}: {name}: {measured.seconds:.1f} s, peak RSS {_mb(measured.peak_rss)} MiB")

@@ -33,6 +33,7 @@ class Settings:
     | CRM_REPORT_LANGUAGE | en (en or zh) |
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
+    | CRM_DUCKDB_MEMORY_LIMIT | 4GB (memory of each DuckDB database the pipeline and dbt open; DuckDB spills beyond it) |
     """
 
     home: Path

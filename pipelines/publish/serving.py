@@ -49,6 +49,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.lib.duck import duckdb_config
 from pipelines.publish import tableau
 from pipelines.publish.columns import COLUMNS
 from pipelines.publish.pii import check_no_pii
@@ -295,7 +296,10 @@ def _build(
     """Write every file of the publication into `staging`; return what was written."""
     t = time.perf_counter()
     staged_db = staging / SERVING_DB
-    con = duckdb.connect()
+    # in memory: spills go next to the warehouse, not into the publication
+    con = duckdb.connect(
+        config={**duckdb_config(), "temp_directory": str(warehouse_db.parent / "publish.tmp")}
+    )
     try:
         con.execute(f"attach {_literal(str(warehouse_db))} as wh (read_only)")
         tables = _discover(con, marts)

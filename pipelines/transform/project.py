@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from pipelines.lib.duck import connect_warehouse
+from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse, memory_limit
 from pipelines.lib.pseudonym import KEY_ENV, ensure_key_file
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 
@@ -59,6 +59,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "CRM_WAREHOUSE_DB": str(settings.warehouse_db),
         "CRM_RESTRICTED_DB": str(settings.restricted_db),
         "CRM_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file),
+        MEMORY_LIMIT_ENV: memory_limit(),
     }
 
 
