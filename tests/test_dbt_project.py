@@ -529,7 +529,8 @@ def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
     con = duckdb.connect(str(db))
     insert(con, "orders", [dict(order_id="L1", line_no=1, ordered_at=ts("2026-09-10 04:00"),
                                 status="completed", source_system="crm", customer_ref="C2",
-                                quantity=1, unit_price=70, _delivery_date=date(2026, 10, 31))])  # fmt: skip
+                                quantity=1, unit_price=70, _delivery_date=date(2026, 10, 31),
+                                _source_file="orders/2026-10-31.csv")])  # fmt: skip
     con.close()
     run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], work, db)
     run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], work, db)
