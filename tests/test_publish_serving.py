@@ -381,3 +381,63 @@ def test_restore_previous_and_the_earlier_layout(tmp_path):
     assert second.publication_id in (serving / "manifest.json").read_text()
     # two releases at most: the current one and the one before
     assert len([p for p in (serving / ".releases").iterdir() if p.is_dir()]) <= 2
+
+
+def test_dbt_docs_are_regenerated_only_when_the_project_changes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The docs page documents the dbt project: generated on the first publication, kept
+    while the project's files are unchanged, generated again when they change or when
+    the page is gone."""
+    from datetime import date
+
+    from pipelines.lib.settings import Settings
+    from pipelines.publish import assets
+
+    calls: list[list[str]] = []
+
+    def fake_dbt(args: list[str], *, settings: Settings) -> None:
+        calls.append(args)
+        work = Path(args[args.index("--target-path") + 1])
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "static_index.html").write_text(f"<html>{len(calls)}</html>")
+
+    fingerprint = ["a" * 64]
+    monkeypatch.setattr(assets, "run_dbt", fake_dbt)
+    monkeypatch.setattr(assets, "project_fingerprint", lambda: fingerprint[0])
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path)})
+    page = settings.home / "docs" / "dbt" / "index.html"
+
+    assert assets.generate_dbt_docs(settings, date(2026, 10, 31)) == page
+    assert assets.generate_dbt_docs(settings, date(2026, 11, 1)) is None  # unchanged
+    assert len(calls) == 1 and page.read_text() == "<html>1</html>"
+    fingerprint[0] = "b" * 64  # a model changed
+    assert assets.generate_dbt_docs(settings, date(2026, 11, 2)) == page
+    page.unlink()
+    assert assets.generate_dbt_docs(settings, date(2026, 11, 3)) == page
+    assert len(calls) == 3 and page.read_text() == "<html>3</html>"
+
+
+def test_project_fingerprint_follows_the_dbt_project_files(tmp_path: Path, monkeypatch) -> None:
+    """Stable while the project's files are, changed by an edited or an added model, blind
+    to dbt's own output folders (target/, logs/)."""
+    from pipelines.transform import project
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    model = tmp_path / "models" / "a.sql"
+    model.write_text("select 1")
+    monkeypatch.setattr(project, "DBT_PROJECT_DIR", tmp_path)
+
+    first = project.project_fingerprint()
+    assert project.project_fingerprint() == first
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "manifest.json").write_text("{}")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "dbt.log").write_text("...")
+    assert project.project_fingerprint() == first
+    model.write_text("select 2")
+    edited = project.project_fingerprint()
+    assert edited != first
+    (tmp_path / "models" / "b.sql").write_text("select 3")
+    assert project.project_fingerprint() not in (first, edited)

@@ -33,20 +33,19 @@ def mart_asset_keys() -> list[dg.AssetKey]:
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
-def generate_dbt_docs(settings: Settings, as_of: date, *, force: bool = False) -> Path | None:
+def generate_dbt_docs(settings: Settings, as_of: date) -> Path | None:
     """`dbt docs generate --static` against the warehouse; a single self-contained page at
     $CRM_HOME/docs/dbt/index.html (column descriptions, lineage, the catalog).
 
     The page documents the project, which changes with a deployment, not with a night: it
-    is regenerated only when the project's files changed since it was written (or
-    `force`); None when the page is current. (Generating it took 10-25 s of every
+    is regenerated only when the project's files changed since it was written; None when
+    the page is current (delete the page to force it). (Generating it took 10-25 s of every
     medium-preset night.)"""
     target = settings.home / "docs" / "dbt"
     stamp = target / ".project-sha256"
     fingerprint = project_fingerprint()
     if (
-        not force
-        and (target / "index.html").exists()
+        (target / "index.html").exists()
         and stamp.exists()
         and stamp.read_text().strip() == fingerprint
     ):
