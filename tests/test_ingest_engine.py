@@ -804,16 +804,7 @@ def test_parquet_files_with_different_schemas_in_one_partition(con, tmp_path, gr
         TO '{folder / "b.parquet"}' (FORMAT parquet)"""
     )
     (folder / "c.parquet").write_bytes(b"")  # an empty file: no rows
-    mapping = parse_mapping(
-        {
-            "name": "lake",
-            "entity": "orders",
-            "format": "parquet",
-            "fields": {"order_id": "id", "ordered_at": "ts", "status": "st", "quantity": "qty",
-                       "unit_price": "price"},
-        }
-    )  # fmt: skip
-    result = load_partition(con, mapping, tmp_path, DAY)
+    result = load_partition(con, LAKE, tmp_path, DAY)
     assert counts(result) == {
         "a.parquet": (2, 1, 1),
         "b.parquet": (3, 2, 1),

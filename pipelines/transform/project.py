@@ -19,17 +19,16 @@ from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-def _newest_source_mtime() -> float:
-    newest = 0.0
+def _project_files() -> list[Path]:
+    """Every source file of the dbt project (not dbt's output folders), sorted."""
+    paths = [DBT_PROJECT_DIR / name for name in ("dbt_project.yml", "profiles.yml")]
     for folder in ("models", "macros", "seeds", "tests", "analyses", "snapshots"):
-        for path in (DBT_PROJECT_DIR / folder).rglob("*"):
-            if path.is_file():
-                newest = max(newest, path.stat().st_mtime)
-    for name in ("dbt_project.yml", "profiles.yml"):
-        path = DBT_PROJECT_DIR / name
-        if path.exists():
-            newest = max(newest, path.stat().st_mtime)
-    return newest
+        paths += (DBT_PROJECT_DIR / folder).rglob("*")
+    return sorted(p for p in paths if p.is_file())
+
+
+def _newest_source_mtime() -> float:
+    return max((path.stat().st_mtime for path in _project_files()), default=0.0)
 
 
 def project_fingerprint() -> str:
@@ -38,10 +37,7 @@ def project_fingerprint() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    paths = [DBT_PROJECT_DIR / name for name in ("dbt_project.yml", "profiles.yml")]
-    for folder in ("models", "macros", "seeds", "tests", "analyses", "snapshots"):
-        paths += (DBT_PROJECT_DIR / folder).rglob("*")
-    for path in sorted(p for p in paths if p.is_file()):
+    for path in _project_files():
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
