@@ -185,6 +185,58 @@ def forget_command(
     _finish(True)
 
 
+@main.group("spark")
+def spark_group() -> None:
+    """Run the dbt project on Apache Spark over the same inputs (docs/spark.md)."""
+
+
+@spark_group.command("export")
+@click.option(
+    "--delivery",
+    "deliveries",
+    multiple=True,
+    callback=lambda ctx, param, values: [_iso_date(ctx, param, v) for v in values],
+    help="Only this delivery date (repeatable); default: every date, stale files removed.",
+)
+def spark_export_command(deliveries: list[date]) -> None:
+    """Write the raw tables (one Parquet file per table and delivery date) and the CLV scores
+    under $CRM_HOME/restricted/spark/sources, where the Spark target reads them."""
+    from pipelines.lib.duck import WarehouseBusyError
+    from pipelines.spark import SparkBuildError, export_sources, spark_paths
+
+    settings = _settings()
+    try:
+        rows = export_sources(settings, list(deliveries) or None, progress=click.echo)
+    except (SparkBuildError, WarehouseBusyError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        _finish(False)
+        return
+    click.echo(f"{sum(rows.values()):,} rows exported to {spark_paths(settings).sources}")
+    _finish(True)
+
+
+@spark_group.command("build")
+@click.option(
+    "--as-of", "as_of", required=True, callback=_iso_date, help="The as-of date D (YYYY-MM-DD)."
+)
+@click.option("--no-tests", is_flag=True, help="dbt seed + run only, without the data tests.")
+@click.option("--select", "select", multiple=True, help="dbt node selection (repeatable).")
+def spark_build_command(as_of: date, no_tests: bool, select: tuple[str, ...]) -> None:
+    """`dbt build --target spark` as of D over the exported sources (local PySpark unless
+    CRM_SPARK_MASTER names a cluster); the tables land in $CRM_HOME/restricted/spark/warehouse."""
+    from pipelines.spark import SparkBuildError, build, spark_paths
+
+    settings = _settings()
+    try:
+        seconds = build(settings, as_of, tests=not no_tests, select=list(select) or None)
+    except SparkBuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        _finish(False)
+        return
+    click.echo(f"Spark build as of {as_of} in {seconds:.0f} s: {spark_paths(settings).warehouse}")
+    _finish(True)
+
+
 @main.command("demo")
 @click.option(
     "--preset", default="small", show_default=True, type=click.Choice(["small", "medium", "large"])

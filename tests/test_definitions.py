@@ -153,3 +153,28 @@ def test_a_stale_manifest_is_parsed_once_and_never_read_half_written():
         assert MANIFEST.stat().st_mtime > 0  # parsed again
     assert reads > 100
     assert not list(MANIFEST.parent.glob("parse-*")), "private parse folders left behind"
+
+
+def test_the_settings_resource_carries_every_setting_to_the_assets(tmp_path):
+    """The assets see the settings of the command that launched them: the Spark export
+    switch and a key file outside CRM_HOME (else Dagster's runs would create and use a
+    second key under restricted/, and their pseudonyms would not match `crm forget`'s)."""
+    key_file = tmp_path / "secrets" / "crm.key"
+    settings = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path / "home"),
+            "CRM_SPARK_EXPORT": "1",
+            "CRM_PSEUDONYM_KEY_FILE": str(key_file),
+            "CRM_REPORT_LANGUAGE": "zh",
+        }
+    )
+    seen = CrmSettingsResource.from_settings(settings).settings
+    assert seen.spark_export is True
+    assert seen.pseudonym_key_file == key_file
+    assert seen.report_language == "zh"
+    assert (seen.home, seen.landing) == (settings.home, settings.landing)
+    default = CrmSettingsResource.from_settings(
+        Settings.from_env({"CRM_HOME": str(tmp_path / "home")})
+    ).settings
+    assert default.spark_export is False
+    assert default.pseudonym_key_file == tmp_path / "home" / "restricted" / "pseudonym.key"

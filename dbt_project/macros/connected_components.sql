@@ -1,7 +1,7 @@
 {#- Connected components by minimum-label propagation.
 
-    `nodes_cte` has a column `node_id`; `edges_cte` has `from_node_id`, `to_node_id` and
-    must hold BOTH directions of every undirected edge. Returns a select of
+    `nodes_sql` is a query with a column `node_id`; `edges_sql` a query with
+    `from_node_id`, `to_node_id` that holds BOTH directions of every undirected edge. Returns a select of
     (node_id, component_node_id) where component_node_id is the smallest node_id of the
     node's component (so it is stable as long as the records of the component do not
     change).
@@ -10,16 +10,25 @@
     dictionary) and only feeds the nodes whose label dropped in the last round to the
     next round, so a round costs O(changed nodes x degree), not O(all nodes); a chain of
     length L converges in L rounds and the recursion stops by itself (no round limit). -#}
-{% macro connected_components(nodes_cte, edges_cte) -%}
-    {{ return(adapter.dispatch('connected_components', 'crm_warehouse')(nodes_cte, edges_cte)) }}
+{% macro connected_components(nodes_sql, edges_sql) -%}
+    {{ return(adapter.dispatch('connected_components', 'crm_warehouse')(nodes_sql, edges_sql)) }}
 {%- endmacro %}
 
-{% macro duckdb__connected_components(nodes_cte, edges_cte) -%}
-    with recursive labels (node_id, component_node_id) using key (node_id) as (
+{% macro duckdb__connected_components(nodes_sql, edges_sql) -%}
+    with recursive
+    component_nodes as (
+        {{ nodes_sql }}
+    ),
+
+    component_edges as (
+        {{ edges_sql }}
+    ),
+
+    labels (node_id, component_node_id) using key (node_id) as (
         select
             node_id,
             node_id as component_node_id
-        from {{ nodes_cte }}
+        from component_nodes
 
         union
 
@@ -27,7 +36,7 @@
             edges.to_node_id as node_id,
             min(labels.component_node_id) as component_node_id
         from labels
-        inner join {{ edges_cte }} as edges
+        inner join component_edges as edges
             on labels.node_id = edges.from_node_id
         inner join recurring.labels as current_labels
             on edges.to_node_id = current_labels.node_id
@@ -41,45 +50,66 @@
     from labels
 {%- endmacro %}
 
-{#- Engines without recursive CTEs (Spark): a fixed number of rounds, each one step of
-    label propagation followed by pointer jumping (label := label of label), unrolled by
-    Jinja. Pointer jumping roughly halves the remaining distance per round, so
-    var identity_max_rounds (default 30) covers chains far longer than any real
-    component; the test `assert_identity_components_converged` fails if a further round
-    would still change a label. -#}
-{% macro default__connected_components(nodes_cte, edges_cte) -%}
+{#- Spark: no recursive CTE with UNION, and deterministic CTEs are inlined (an unrolled
+    fixed-round version would grow the plan exponentially). Each round of label
+    propagation + pointer jumping (label := label of label) is written to a work table,
+    alternating between `<model>__cc_a` and `<model>__cc_b` (replaced each build), until a
+    round changes no label, as one would on a cluster. Pointer jumping roughly halves the
+    remaining distance per round, so var identity_max_rounds (30) covers chains far longer
+    than any real component; the build fails if the labels still change after it. -#}
+{% macro spark__connected_components(nodes_sql, edges_sql) -%}
+    {%- if not execute -%}
+        {{ return('select cast(null as string) as node_id, cast(null as string) as component_node_id') }}
+    {%- endif -%}
+    {%- set work = this.schema ~ '.' ~ this.identifier ~ '__cc_' -%}
     {%- set rounds = var('identity_max_rounds', 30) -%}
-    with labels_0 as (
-        select
-            node_id,
-            node_id as component_node_id
-        from {{ nodes_cte }}
-    ),
-    {% for round in range(1, rounds + 1) %}
-    propagated_{{ round }} as (
-        select
-            labels.node_id,
-            least(labels.component_node_id, coalesce(min(neighbours.component_node_id), labels.component_node_id)) as component_node_id
-        from labels_{{ round - 1 }} as labels
-        left join {{ edges_cte }} as edges
-            on labels.node_id = edges.from_node_id
-        left join labels_{{ round - 1 }} as neighbours
-            on edges.to_node_id = neighbours.node_id
-        group by labels.node_id, labels.component_node_id
-    ),
-
-    labels_{{ round }} as (
-        select
-            propagated.node_id,
-            least(propagated.component_node_id, jumped.component_node_id) as component_node_id
-        from propagated_{{ round }} as propagated
-        left join propagated_{{ round }} as jumped
-            on propagated.component_node_id = jumped.node_id
-    ){{ "," if not loop.last }}
-    {% endfor %}
-
-    select
-        node_id,
-        component_node_id
-    from labels_{{ rounds }}
+    {%- for name in ['edges', 'a', 'b'] -%}
+        {%- do run_query('drop table if exists ' ~ work ~ name) -%}
+    {%- endfor -%}
+    {%- do run_query('create table ' ~ work ~ 'edges using parquet as ' ~ edges_sql) -%}
+    {%- do run_query(
+        'create table ' ~ work ~ 'a using parquet as select node_id, node_id as component_node_id from ('
+        ~ nodes_sql ~ ') as nodes'
+    ) -%}
+    {%- set state = namespace(current='a', changed=1, rounds=0) -%}
+    {%- for round in range(rounds) if state.changed > 0 -%}
+        {%- set previous = work ~ state.current -%}
+        {%- set state.current = 'b' if state.current == 'a' else 'a' -%}
+        {%- set state.rounds = state.rounds + 1 -%}
+        {%- set next = work ~ state.current -%}
+        {%- do run_query('drop table if exists ' ~ next) -%}
+        {%- set round_sql -%}
+            create table {{ next }} using parquet as
+            with propagated as (
+                select
+                    labels.node_id,
+                    least(labels.component_node_id, coalesce(min(neighbours.component_node_id), labels.component_node_id)) as component_node_id
+                from {{ previous }} as labels
+                left join {{ work }}edges as edges
+                    on labels.node_id = edges.from_node_id
+                left join {{ previous }} as neighbours
+                    on edges.to_node_id = neighbours.node_id
+                group by labels.node_id, labels.component_node_id
+            )
+            select
+                propagated.node_id,
+                least(propagated.component_node_id, coalesce(jumped.component_node_id, propagated.component_node_id)) as component_node_id
+            from propagated
+            left join propagated as jumped
+                on propagated.component_node_id = jumped.node_id
+        {%- endset -%}
+        {%- do run_query(round_sql) -%}
+        {%- set state.changed = run_query(
+            'select count(*) from ' ~ next ~ ' as next_labels inner join ' ~ previous
+            ~ ' as previous_labels on next_labels.node_id = previous_labels.node_id'
+            ~ ' where next_labels.component_node_id <> previous_labels.component_node_id'
+        ).columns[0].values()[0] -%}
+    {%- endfor -%}
+    {%- if state.changed > 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "identity components did not converge in " ~ rounds ~ " rounds; raise var identity_max_rounds"
+        ) }}
+    {%- endif -%}
+    {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
+    select node_id, component_node_id from {{ work ~ state.current }}
 {%- endmacro %}

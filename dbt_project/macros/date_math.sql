@@ -25,7 +25,8 @@
     datediff(cast({{ end_sql }} as date), cast({{ start_sql }} as date))
 {%- endmacro %}
 
-{#- Calendar minutes (with fractions) from `start_sql` to `end_sql`, timestamps. -#}
+{#- Calendar minutes (with fractions) from `start_sql` to `end_sql`, timestamps. (On Spark a
+    literal such as 60.0 is a DECIMAL and would round the quotient to 6 places.) -#}
 {% macro minutes_between(start_sql, end_sql) -%}
     {{ return(adapter.dispatch('minutes_between', 'crm_warehouse')(start_sql, end_sql)) }}
 {%- endmacro %}
@@ -35,7 +36,7 @@
 {%- endmacro %}
 
 {% macro spark__minutes_between(start_sql, end_sql) -%}
-    (unix_timestamp({{ end_sql }}) - unix_timestamp({{ start_sql }})) / 60.0
+    cast(unix_micros({{ end_sql }}) - unix_micros({{ start_sql }}) as double) / 60000000
 {%- endmacro %}
 
 {#- Timestamp plus a number of minutes. -#}
@@ -65,25 +66,37 @@
     last_day(cast({{ date_sql }} as date))
 {%- endmacro %}
 
-{#- One row per month (column `month`, its first day) from the month of `start_sql` to the
-    month of `end_sql`, both date expressions. Used as a FROM item. -#}
-{% macro month_spine(start_sql, end_sql) -%}
-    {{ return(adapter.dispatch('month_spine', 'crm_warehouse')(start_sql, end_sql)) }}
+{#- A join clause that adds to each row of the FROM item one row per month (column
+    `<alias>.month`, its first day) from the month of `start_sql` to the month of
+    `end_sql` (date expressions that may name the FROM item's columns). -#}
+{% macro month_spine_join(start_sql, end_sql, alias) -%}
+    {{ return(adapter.dispatch('month_spine_join', 'crm_warehouse')(start_sql, end_sql, alias)) }}
 {%- endmacro %}
 
-{% macro default__month_spine(start_sql, end_sql) -%}
-    (
+{% macro default__month_spine_join(start_sql, end_sql, alias) -%}
+    cross join (
         select cast(generate_series as date) as month
         from generate_series(
             cast({{ month_start(start_sql) }} as timestamp),
             cast({{ month_start(end_sql) }} as timestamp),
             interval 1 month
         )
-    )
+    ) as {{ alias }}
 {%- endmacro %}
 
-{% macro spark__month_spine(start_sql, end_sql) -%}
-    (
-        select explode(sequence({{ month_start(start_sql) }}, {{ month_start(end_sql) }}, interval 1 month)) as month
-    )
+{% macro spark__month_spine_join(start_sql, end_sql, alias) -%}
+    lateral view explode(sequence({{ month_start(start_sql) }}, {{ month_start(end_sql) }}, interval 1 month)) {{ alias }} as month
+{%- endmacro %}
+
+{#- 'YYYY-MM' of a date. -#}
+{% macro month_label(date_sql) -%}
+    {{ return(adapter.dispatch('month_label', 'crm_warehouse')(date_sql)) }}
+{%- endmacro %}
+
+{% macro default__month_label(date_sql) -%}
+    strftime({{ date_sql }}, '%Y-%m')
+{%- endmacro %}
+
+{% macro spark__month_label(date_sql) -%}
+    date_format({{ date_sql }}, 'yyyy-MM')
 {%- endmacro %}

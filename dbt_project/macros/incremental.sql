@@ -20,9 +20,23 @@
 {%- endmacro %}
 
 {% macro create_build_log() -%}
+    {{ return(adapter.dispatch('create_build_log', 'crm_warehouse')()) }}
+{%- endmacro %}
+
+{% macro spark__create_build_log() -%}
+    {%- if execute -%}
+        {%- do run_query('create schema if not exists ' ~ target.schema) -%}
+        {%- do run_query(
+            'create table if not exists ' ~ build_log_relation()
+            ~ ' (model string, as_of_date date, built_at timestamp) using parquet'
+        ) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__create_build_log() -%}
     {%- if execute -%}
         create table if not exists {{ build_log_relation() }} (
-            model varchar,
+            model string,
             as_of_date date,
             built_at timestamp
         );

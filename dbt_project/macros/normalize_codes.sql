@@ -2,9 +2,9 @@
     (unknown, U, blank) to NULL. -#}
 {% macro normalize_gender(column) -%}
     case
-        when lower(trim(cast({{ column }} as varchar))) in ('m', 'male', '男', 'man')
+        when lower(trim(cast({{ column }} as string))) in ('m', 'male', '男', 'man')
             then 'male'
-        when lower(trim(cast({{ column }} as varchar))) in ('f', 'female', '女', 'woman')
+        when lower(trim(cast({{ column }} as string))) in ('f', 'female', '女', 'woman')
             then 'female'
     end
 {%- endmacro %}
@@ -12,23 +12,23 @@
 {#- Ticket priority: P1-P4 (any case), 1-4, urgent/high/normal/medium/low; else NULL. -#}
 {% macro normalize_priority(column) -%}
     case
-        when upper(trim(cast({{ column }} as varchar))) in ('P1', '1', 'URGENT', 'CRITICAL')
+        when upper(trim(cast({{ column }} as string))) in ('P1', '1', 'URGENT', 'CRITICAL')
             then 'P1'
-        when upper(trim(cast({{ column }} as varchar))) in ('P2', '2', 'HIGH')
+        when upper(trim(cast({{ column }} as string))) in ('P2', '2', 'HIGH')
             then 'P2'
-        when upper(trim(cast({{ column }} as varchar))) in ('P3', '3', 'NORMAL', 'MEDIUM')
+        when upper(trim(cast({{ column }} as string))) in ('P3', '3', 'NORMAL', 'MEDIUM')
             then 'P3'
-        when upper(trim(cast({{ column }} as varchar))) in ('P4', '4', 'LOW')
+        when upper(trim(cast({{ column }} as string))) in ('P4', '4', 'LOW')
             then 'P4'
     end
 {%- endmacro %}
 
 {#- Lower-case trimmed code, NULL when blank (status, channel, category, event types). -#}
 {% macro normalize_code(column) -%}
-    nullif(lower(trim(cast({{ column }} as varchar))), '')
+    nullif(lower(trim(cast({{ column }} as string))), '')
 {%- endmacro %}
 
 {#- Trimmed text, NULL when blank. -#}
 {% macro clean_text(column) -%}
-    nullif(trim(cast({{ column }} as varchar)), '')
+    nullif(trim(cast({{ column }} as string)), '')
 {%- endmacro %}

@@ -13,11 +13,7 @@
       4. a CN mobile number (11 digits, 1[3-9]...): +86.
       5. anything else: NULL. -#}
 {% macro normalize_phone(column) -%}
-    {{ return(adapter.dispatch('normalize_phone', 'crm_warehouse')(column)) }}
-{%- endmacro %}
-
-{% macro default__normalize_phone(column) -%}
-    {%- set cleaned = "regexp_replace(trim(cast(" ~ column ~ " as varchar)), '[\\s\\-\\.\\(\\)/]', '', 'g')" -%}
+    {%- set cleaned = regex_replace_all("trim(cast(" ~ column ~ " as string))", "'[\\s\\-\\.\\(\\)/]'", "''") -%}
     {%- set international = "regexp_extract(" ~ cleaned ~ ", '^(?:\\+|00)([0-9]+)$', 1)" -%}
     {#- CN national numbers: mobile 1[3-9] + 9 digits; landline area code 10 or 2x + 8 digits,
         or a 3-digit area code [3-9]xx + 7-8 digits. -#}
@@ -28,17 +24,17 @@
             then
                 case
                     when {{ international }} like '86%'
-                        and regexp_matches(substr({{ international }}, 3), {{ cn_national }})
+                        and {{ regex_matches('substr(' ~ international ~ ', 3)', cn_national) }}
                         then '+' || {{ international }}
                     when {{ international }} not like '86%'
-                        and regexp_matches({{ international }}, '^[1-9][0-9]{7,14}$')
+                        and {{ regex_matches(international, "'^[1-9][0-9]{7,14}$'") }}
                         then '+' || {{ international }}
                 end
-        when regexp_matches({{ cleaned }}, '^861[3-9][0-9]{9}$')
+        when {{ regex_matches(cleaned, "'^861[3-9][0-9]{9}$'") }}
             then '+' || {{ cleaned }}
-        when regexp_matches({{ cleaned }}, '^0({{ cn_landline }})$')
+        when {{ regex_matches(cleaned, "'^0(" ~ cn_landline ~ ")$'") }}
             then '+86' || substr({{ cleaned }}, 2)
-        when regexp_matches({{ cleaned }}, '^1[3-9][0-9]{9}$')
+        when {{ regex_matches(cleaned, "'^1[3-9][0-9]{9}$'") }}
             then '+86' || {{ cleaned }}
     end
 {%- endmacro %}

@@ -1,6 +1,6 @@
 {#- Stable surrogate key: md5 of the text (ids of long rows; not for people). -#}
 {% macro hash_key(text_sql) -%}
-    md5(cast({{ text_sql }} as varchar))
+    md5(cast({{ text_sql }} as string))
 {%- endmacro %}
 
 {#- Keyed pseudonym of a person's identifier (customer_id, social accounts): HMAC-SHA256
@@ -12,7 +12,19 @@
 {%- endmacro %}
 
 {% macro default__pseudonym(text_sql) -%}
-    crm_pseudonym(cast({{ text_sql }} as varchar))
+    crm_pseudonym(cast({{ text_sql }} as string))
+{%- endmacro %}
+
+{#- Spark: HMAC-SHA256 in SQL, H((K xor opad) || H((K xor ipad) || text)), with the two
+    padded keys taken from session settings that `crm spark build` passes as dbt secrets
+    (profiles.yml): the SQL, the logs and target/ only hold `${spark.crm.pseudonym.*}`,
+    which Spark substitutes when it runs the statement. Same 32 hex characters as the
+    DuckDB UDF (tests/test_spark.py). -#}
+{% macro spark__pseudonym(text_sql) -%}
+    substr(sha2(concat(
+        unhex('${spark.crm.pseudonym.opad}'),
+        unhex(sha2(concat(unhex('${spark.crm.pseudonym.ipad}'), encode(cast({{ text_sql }} as string), 'UTF-8')), 256))
+    ), 256), 1, 32)
 {%- endmacro %}
 
 {#- Continuous percentile (linear interpolation between neighbours). -#}
@@ -31,4 +43,79 @@
 {#- numerator / denominator as a double, NULL when the denominator is 0 or NULL. -#}
 {% macro safe_ratio(numerator, denominator) -%}
     cast({{ numerator }} as double) / nullif(cast({{ denominator }} as double), 0)
+{%- endmacro %}
+
+{#- `value` of the row with the smallest (largest) `ordering` among the rows where `value`
+    is known: DuckDB's arg_min / arg_max skip NULL values, Spark's min_by / max_by do not,
+    so the ordering is nulled where the value is. Same result on both engines. -#}
+{% macro min_by_known(value, ordering) -%}
+    min_by({{ value }}, case when {{ value }} is not null then {{ ordering }} end)
+{%- endmacro %}
+
+{% macro max_by_known(value, ordering) -%}
+    max_by({{ value }}, case when {{ value }} is not null then {{ ordering }} end)
+{%- endmacro %}
+
+{#- Partial regular-expression match (RE2 on DuckDB, Java regex on Spark: the patterns of
+    this project use the syntax both share). Spark is configured with
+    spark.sql.parser.escapedStringLiterals=true (profiles.yml), so a backslash in a
+    literal means the same on both engines. -#}
+{% macro regex_matches(text_sql, pattern_sql) -%}
+    {{ return(adapter.dispatch('regex_matches', 'crm_warehouse')(text_sql, pattern_sql)) }}
+{%- endmacro %}
+
+{% macro default__regex_matches(text_sql, pattern_sql) -%}
+    regexp_matches({{ text_sql }}, {{ pattern_sql }})
+{%- endmacro %}
+
+{% macro spark__regex_matches(text_sql, pattern_sql) -%}
+    ({{ text_sql }} rlike {{ pattern_sql }})
+{%- endmacro %}
+
+{#- Replace every match of a regular expression. -#}
+{% macro regex_replace_all(text_sql, pattern_sql, replacement_sql) -%}
+    {{ return(adapter.dispatch('regex_replace_all', 'crm_warehouse')(text_sql, pattern_sql, replacement_sql)) }}
+{%- endmacro %}
+
+{% macro default__regex_replace_all(text_sql, pattern_sql, replacement_sql) -%}
+    regexp_replace({{ text_sql }}, {{ pattern_sql }}, {{ replacement_sql }}, 'g')
+{%- endmacro %}
+
+{% macro spark__regex_replace_all(text_sql, pattern_sql, replacement_sql) -%}
+    regexp_replace({{ text_sql }}, {{ pattern_sql }}, {{ replacement_sql }})
+{%- endmacro %}
+
+{#- Every column of the FROM item but `columns` (a list of names). -#}
+{% macro star_except(columns) -%}
+    {{ return(adapter.dispatch('star_except', 'crm_warehouse')(columns)) }}
+{%- endmacro %}
+
+{% macro default__star_except(columns) -%}
+    * exclude ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{% macro spark__star_except(columns) -%}
+    * except ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{#- Aggregate: `value` of the first row, in the order of `sort_keys`, among the rows where
+    `value` is known. `sort_keys`: a list of (expression, 'asc' | 'desc'), NULLs last as in
+    DuckDB's ORDER BY; a 'desc' key must be a timestamp. -#}
+{% macro first_known(value, sort_keys) -%}
+    {{ return(adapter.dispatch('first_known', 'crm_warehouse')(value, sort_keys)) }}
+{%- endmacro %}
+
+{% macro default__first_known(value, sort_keys) -%}
+    first({{ value }} order by {% for key, direction in sort_keys %}{{ key }} {{ direction }}{{ ', ' if not loop.last }}{% endfor %})
+    filter (where {{ value }} is not null)
+{%- endmacro %}
+
+{#- Spark: min_by over a struct that sorts like the ORDER BY (a 'desc' key negated). -#}
+{% macro spark__first_known(value, sort_keys) -%}
+    min_by({{ value }}, case when {{ value }} is not null then struct(
+        {%- for key, direction in sort_keys %}
+        {{ key }} is null,
+        {% if direction == 'desc' %}-unix_micros(cast({{ key }} as timestamp)){% else %}{{ key }}{% endif %}{{ ',' if not loop.last }}
+        {%- endfor %}
+    ) end)
 {%- endmacro %}

@@ -125,6 +125,18 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             context.log.warning(
                 f"raw: {erased} row(s) of erased people delivered again were removed"
             )
+        spark_rows = None
+        if settings.spark_export:
+            # the same rows as Parquet for the Spark target (pipelines/spark)
+            from pipelines.spark import export_raw_table, spark_paths
+
+            with connect_restricted(settings.restricted_db, read_only=True) as con:
+                spark_rows, files = export_raw_table(
+                    con, spark_paths(settings), entity, [date.fromisoformat(k) for k in keys]
+                )
+            context.log.info(
+                f"raw.{entity}: {spark_rows:,} rows in {files} Parquet file(s) for Spark"
+            )
         return dg.MaterializeResult(
             metadata={
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
@@ -138,6 +150,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
                 "unchanged_partitions_skipped": len(skipped),
                 "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
                 "rows_erased_on_redelivery": erased,
+                **({"spark_parquet_rows": spark_rows} if spark_rows is not None else {}),
                 "seconds": seconds,
             }
         )

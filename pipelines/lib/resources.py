@@ -19,6 +19,9 @@ class CrmSettingsResource(dg.ConfigurableResource):
     landing_dir: str
     supernode_threshold: int = 20
     report_language: str = "en"
+    spark_export: bool = False
+    #: CRM_PSEUDONYM_KEY_FILE when set (else the default under restricted/)
+    pseudonym_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CrmSettingsResource:
@@ -30,6 +33,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=str(settings.landing),
             supernode_threshold=settings.supernode_threshold,
             report_language=settings.report_language,
+            spark_export=settings.spark_export,
+            pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
         )
 
     @property
@@ -42,4 +47,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=Path(self.landing_dir),
             supernode_threshold=self.supernode_threshold,
             report_language=self.report_language,
+            spark_export=self.spark_export,
+            extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
+            if self.pseudonym_key_file
+            else {},
         ).ensure_dirs()

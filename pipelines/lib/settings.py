@@ -43,6 +43,9 @@ class Settings:
     landing_dir: Path | None = None
     supernode_threshold: int = 20
     report_language: str = "en"
+    #: CRM_SPARK_EXPORT=1: the ingest and CLV assets also write their tables as Parquet for
+    #: the Spark target (pipelines/spark, docs/spark.md).
+    spark_export: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     # Folders under CRM_HOME -------------------------------------------------------
@@ -137,6 +140,7 @@ class Settings:
             landing_dir=landing,
             supernode_threshold=threshold,
             report_language=language,
+            spark_export=env.get("CRM_SPARK_EXPORT", "").lower() in ("1", "true", "yes"),
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )
 

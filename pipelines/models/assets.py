@@ -106,6 +106,11 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
                     "insert into clv.holdout_validation select ?::date, bucket, customers, predicted_mean, actual_mean from holdout",
                     [as_of],
                 )
+            if crm.settings.spark_export:
+                from pipelines.spark import export_clv_scores, spark_paths
+
+                exported = export_clv_scores(con, spark_paths(crm.settings))
+                context.log.info(f"clv.customer_scores: {exported:,} rows as Parquet for Spark")
         for warning in info.get("warnings", []):
             context.log.warning(f"CLV model: {warning}")
         if not written:

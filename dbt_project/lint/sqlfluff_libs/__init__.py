@@ -5,7 +5,8 @@ sqlfluff renders them; sqlfluff's own dbt builtins fill in ref/source/config/...
 - var(): the project's real vars from dbt_project.yml (as_of_date fixed to a demo date),
   so that expressions such as -var('lifecycle_new_days') render as in dbt.
 - adapter.dispatch(name): renders the dispatched macro as a plain SQL call with the same
-  arguments (connected_components as a join of its two CTEs), which lints like the real expression.
+  arguments (connected_components as a join of its two queries, month_spine_join as a
+  join of a table function), which lints like the real expression.
 - modules / exceptions: the parts of dbt's context the macros use.
 """
 
@@ -30,11 +31,15 @@ def _dispatch(macro_name, macro_namespace=None):
     def render(*args, **kwargs):
         arguments = ", ".join(str(arg) for arg in args)
         if macro_name == "connected_components":
-            nodes, edges = args[0], args[1]
+            nodes_sql, edges_sql = args[0], args[1]
             return (
-                f"select {nodes}.node_id, {edges}.to_node_id as component_node_id "
-                f"from {nodes} inner join {edges} on {nodes}.node_id = {edges}.from_node_id"
+                f"select nodes.node_id, edges.to_node_id as component_node_id "
+                f"from ({nodes_sql}) as nodes inner join ({edges_sql}) as edges "
+                "on nodes.node_id = edges.from_node_id"
             )
+        if macro_name == "month_spine_join":
+            start, end, alias = args
+            return f"cross join month_spine({start}, {end}) as {alias}"
         return f"{macro_name}({arguments})"
 
     return render

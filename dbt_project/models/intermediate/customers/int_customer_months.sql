@@ -93,7 +93,7 @@ with_start as (
 
 final as (
     select
-        customer_id || '|' || strftime(month, '%Y-%m') as customer_month_id,
+        customer_id || '|' || {{ month_label('month') }} as customer_month_id,
         customer_id,
         month,
         start_date,

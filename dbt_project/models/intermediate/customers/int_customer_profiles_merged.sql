@@ -24,8 +24,7 @@ merged as (
     select
         customer_id,
         {%- for field in fields %}
-        first({{ field }} order by updated_at desc, source_priority asc, record_key asc)
-        filter (where {{ field }} is not null) as {{ field }},
+        {{ first_known(field, [('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')]) }} as {{ field }},
         {%- endfor %}
         {%- for field in completeness_fields %}
         min(updated_date) filter (where {{ field }} is not null) as first_{{ field }}_date,
@@ -44,7 +43,7 @@ final as (
             {%- for field in completeness_fields %}
             cast({{ field }} is not null as integer){{ ' +' if not loop.last }}
             {%- endfor %}
-        ) / 6.0 as profile_completeness
+        ) / cast(6 as double) as profile_completeness
     from merged
 )
 

@@ -4,46 +4,34 @@
 -- propagation (macro connected_components). Nodes are the identified records: accounts,
 -- social accounts, and orders / tickets with at least one usable identifier.
 
-with
-
-records as (
-    select * from {{ ref('int_identity_records') }}
-),
-
-identifiers as (
-    select * from {{ ref('int_identity_identifiers') }}
-),
-
-edges as (
-    select * from {{ ref('int_identity_edges') }}
-),
-
-nodes as (
-    select record_id as node_id
-    from records
+{%- set nodes_sql %}
+    select records.record_id as node_id
+    from {{ ref('int_identity_records') }} as records
     where
-        is_self_identified
-        or record_id in (
+        records.is_self_identified
+        or records.record_id in (
             select identifiers.record_id
-            from identifiers
+            from {{ ref('int_identity_identifiers') }} as identifiers
             where not identifiers.is_supernode
         )
-),
+{%- endset %}
 
-undirected_edges as (
+{%- set undirected_edges_sql %}
     select
-        from_record_id as from_node_id,
-        to_record_id as to_node_id
-    from edges
+        edges.from_record_id as from_node_id,
+        edges.to_record_id as to_node_id
+    from {{ ref('int_identity_edges') }} as edges
     union
     select
-        to_record_id as from_node_id,
-        from_record_id as to_node_id
-    from edges
-),
+        edges.to_record_id as from_node_id,
+        edges.from_record_id as to_node_id
+    from {{ ref('int_identity_edges') }} as edges
+{%- endset %}
+
+with
 
 components as (
-    {{ connected_components('nodes', 'undirected_edges') }}
+    {{ connected_components(nodes_sql, undirected_edges_sql) }}
 ),
 
 final as (

@@ -124,7 +124,7 @@ ticket_identifiers as (
         'ticket:' || ticket_id as record_id,
         'social' as identifier_type,
         -- 'wechat:o6_x' and 'o6_x' both name the account o6_x
-        regexp_replace(social_account_id, '^(wechat|weibo|douyin|xiaohongshu|mini_program):', '') as identifier_value
+        {{ regex_replace_all('social_account_id', "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''") }} as identifier_value
     from service_events
 ),
 

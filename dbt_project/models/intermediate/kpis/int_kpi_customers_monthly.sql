@@ -149,7 +149,7 @@ unpivoted as (
 
 keyed as (
     select
-        strftime(month, '%Y-%m') || '|' || segment || '|' || kpi as kpi_row_id,
+        {{ month_label('month') }} || '|' || segment || '|' || kpi as kpi_row_id,
         *
     from unpivoted
 )

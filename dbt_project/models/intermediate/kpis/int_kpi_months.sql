@@ -28,13 +28,13 @@ bounds as (
 spine as (
     select spine_months.month
     from bounds
-    cross join {{ month_spine('bounds.first_date', as_of_date()) }} as spine_months
+    {{ month_spine_join('bounds.first_date', as_of_date(), 'spine_months') }}
 ),
 
 final as (
     select
         month,
-        strftime(month, '%Y-%m') as month_label,
+        {{ month_label('month') }} as month_label,
         {{ add_days('month', -1) }} as start_date,
         least({{ month_end('month') }}, {{ as_of_date() }}) as end_date,
         {{ month_end('month') }} <= {{ as_of_date() }} as is_complete

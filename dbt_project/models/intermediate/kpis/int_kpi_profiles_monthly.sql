@@ -122,7 +122,7 @@ unpivoted as (
         'profile_completeness' as kpi,
         cast(known_fields as double) / 6.0 as numerator,
         cast(known_customers as double) as denominator,
-        {{ safe_ratio('known_fields / 6.0', 'known_customers') }} as value
+        {{ safe_ratio('cast(known_fields as double) / 6', 'known_customers') }} as value
     from as_of_end
     union all
     select
@@ -148,7 +148,7 @@ unpivoted as (
 
 keyed as (
     select
-        strftime(month, '%Y-%m') || '|' || segment || '|' || kpi as kpi_row_id,
+        {{ month_label('month') }} || '|' || segment || '|' || kpi as kpi_row_id,
         *
     from unpivoted
 )

@@ -115,7 +115,7 @@ unpivoted as (
 
 final as (
     select
-        strftime(month, '%Y-%m') || '|all|' || kpi as kpi_row_id,
+        {{ month_label('month') }} || '|all|' || kpi as kpi_row_id,
         month,
         'all' as segment_type,
         'all' as segment,

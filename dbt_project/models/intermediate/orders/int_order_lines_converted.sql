@@ -5,7 +5,7 @@ with
 order_lines as (
     -- the buyer's contact fields stay in staging (a view over the restricted store):
     -- this table lives in the warehouse file, which holds no clear personal data
-    select * exclude (buyer_name, buyer_phone, buyer_email)
+    select {{ star_except(['buyer_name', 'buyer_phone', 'buyer_email']) }}
     from {{ ref('stg_raw__orders') }}
 ),
 

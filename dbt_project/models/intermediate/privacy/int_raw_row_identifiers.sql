@@ -46,9 +46,9 @@ service_events as (
         '{{ var("ticket_customer_ref_source_system") }}:' || {{ clean_text('customer_ref') }} as id_account,
         {{ normalize_phone('phone') }} as id_phone,
         {{ normalize_email('email') }} as id_email,
-        regexp_replace(
-            {{ clean_text('social_account_id') }}, '^(wechat|weibo|douyin|xiaohongshu|mini_program):', ''
-        ) as id_social
+        {{ regex_replace_all(
+            clean_text('social_account_id'), "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''"
+        ) }} as id_social
     from {{ source('raw', 'service_events') }}
 ),
 
@@ -100,7 +100,7 @@ unpivoted as (
 )
 
 select
-    {{ hash_key("entity || '|' || _source_file || '|' || cast(_source_line as varchar) || '|' || identifier_type") }}
+    {{ hash_key("entity || '|' || _source_file || '|' || cast(_source_line as string) || '|' || identifier_type") }}
         as raw_row_identifier_id,
     *
 from unpivoted

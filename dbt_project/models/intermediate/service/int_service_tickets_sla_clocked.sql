@@ -28,12 +28,12 @@ tickets as (
         max(event_at) as last_event_at,
         count(case when event_type = 'reopened' then 1 end) as reopen_count,
         count(case when event_type = 'agent_reply' then 1 end) as agent_reply_count,
-        arg_min(priority, event_at) as priority,
-        arg_min(category, event_at) as category,
-        arg_min(channel, event_at) as channel,
-        arg_max(case when event_type = 'csat' then csat_score end, event_at) as csat_score,
+        {{ min_by_known('priority', 'event_at') }} as priority,
+        {{ min_by_known('category', 'event_at') }} as category,
+        {{ min_by_known('channel', 'event_at') }} as channel,
+        {{ max_by_known("case when event_type = 'csat' then csat_score end", 'event_at') }} as csat_score,
         max(case when event_type = 'csat' and csat_score is not null then event_at end) as csat_at,
-        arg_max(nps_score, event_at) as nps_score
+        {{ max_by_known('nps_score', 'event_at') }} as nps_score
     from service_events
     group by ticket_id
 ),

@@ -47,13 +47,13 @@ memberships as (
 
 final as (
     select
-        cast({{ hash_key("memberships.audience || '|' || memberships.customer_id") }} as varchar)
+        cast({{ hash_key("memberships.audience || '|' || memberships.customer_id") }} as string)
             as audience_member_id,
-        cast(memberships.audience as varchar) as audience,
-        cast(memberships.customer_id as varchar) as customer_id,
-        cast(customers.lifecycle_stage as varchar) as lifecycle_stage,
-        cast(customers.rfm_segment as varchar) as rfm_segment,
-        cast(customers.quadrant as varchar) as quadrant,
+        cast(memberships.audience as string) as audience,
+        cast(memberships.customer_id as string) as customer_id,
+        cast(customers.lifecycle_stage as string) as lifecycle_stage,
+        cast(customers.rfm_segment as string) as rfm_segment,
+        cast(customers.quadrant as string) as quadrant,
         cast(customers.is_vip as boolean) as is_vip,
         cast(customers.clv_365d as decimal(18, 2)) as clv_365d,
         cast({{ as_of_date() }} as date) as as_of_date

@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
         unique_key='month',
         on_schema_change='append_new_columns',
     )
@@ -57,17 +57,17 @@ unioned as (
 
 final as (
     select
-        cast(months.month_label || '|' || unioned.segment || '|' || unioned.kpi as varchar) as kpi_monthly_id,
+        cast(months.month_label || '|' || unioned.segment || '|' || unioned.kpi as string) as kpi_monthly_id,
         cast(months.month as date) as month,
-        cast(months.month_label as varchar) as month_label,
+        cast(months.month_label as string) as month_label,
         cast(months.start_date as date) as start_date,
         cast(months.end_date as date) as end_date,
         cast(months.is_complete as boolean) as is_complete,
-        cast(unioned.segment_type as varchar) as segment_type,
-        cast(unioned.segment as varchar) as segment,
-        cast(unioned.kpi as varchar) as kpi,
-        cast(kpi_definitions.kpi_type as varchar) as kpi_type,
-        cast(kpi_definitions.unit as varchar) as unit,
+        cast(unioned.segment_type as string) as segment_type,
+        cast(unioned.segment as string) as segment,
+        cast(unioned.kpi as string) as kpi,
+        cast(kpi_definitions.kpi_type as string) as kpi_type,
+        cast(kpi_definitions.unit as string) as unit,
         cast(unioned.value as double) as value,
         cast(unioned.numerator as double) as numerator,
         cast(unioned.denominator as double) as denominator,

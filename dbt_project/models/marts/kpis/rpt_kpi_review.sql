@@ -49,7 +49,7 @@ valued as (
             when kpi_definitions.kpi_type = 'point_in_time' then point_in_time.month_label
             else latest_complete.month_label
         end as current_period,
-        regexp_matches(trim(kpi_targets.target_value), '^[+-][0-9.]+%$') as is_relative_target
+        {{ regex_matches('trim(kpi_targets.target_value)', "'^[+-][0-9.]+%$'") }} as is_relative_target
     from kpi_targets
     left join kpi_definitions
         on kpi_targets.kpi = kpi_definitions.kpi
@@ -87,21 +87,21 @@ measured as (
 
 final as (
     select
-        cast(target_id as varchar) as target_id,
-        cast(kpi as varchar) as kpi,
-        cast(segment as varchar) as segment,
-        cast(kpi_type as varchar) as kpi_type,
-        cast(owner as varchar) as owner,
-        cast(description as varchar) as description,
-        cast(direction as varchar) as direction,
+        cast(target_id as string) as target_id,
+        cast(kpi as string) as kpi,
+        cast(segment as string) as segment,
+        cast(kpi_type as string) as kpi_type,
+        cast(owner as string) as owner,
+        cast(description as string) as description,
+        cast(direction as string) as direction,
         cast(start_date as date) as start_date,
         cast(due_date as date) as due_date,
         cast({{ as_of_date() }} as date) as as_of_date,
-        cast(baseline_period as varchar) as baseline_period,
+        cast(baseline_period as string) as baseline_period,
         cast(baseline_value as double) as baseline_value,
-        cast(current_period as varchar) as current_period,
+        cast(current_period as string) as current_period,
         cast(current_value as double) as current_value,
-        cast(target_value as varchar) as target_value_text,
+        cast(target_value as string) as target_value_text,
         cast(target_number as double) as target_value,
         cast(progress as double) as progress,
         cast(time_elapsed as double) as time_elapsed,
@@ -119,7 +119,7 @@ final as (
                 when progress >= time_elapsed then 'on_track'
                 when progress >= {{ var('kpi_status_at_risk_factor') }} * time_elapsed then 'at_risk'
                 else 'off_track'
-            end as varchar
+            end as string
         ) as status
     from measured
 )

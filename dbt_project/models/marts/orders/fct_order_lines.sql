@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
         unique_key='order_id',
         on_schema_change='append_new_columns',
     )
@@ -22,22 +22,22 @@ source_records_resolved as (
 
 final as (
     select
-        cast(order_lines.order_line_id as varchar) as order_line_id,
-        cast(order_lines.order_id as varchar) as order_id,
+        cast(order_lines.order_line_id as string) as order_line_id,
+        cast(order_lines.order_id as string) as order_id,
         cast(order_lines.line_no as integer) as line_no,
-        cast(source_records_resolved.customer_id as varchar) as customer_id,
+        cast(source_records_resolved.customer_id as string) as customer_id,
         cast(order_lines.ordered_at as timestamp) as ordered_at,
         cast(order_lines.order_date as date) as order_date,
-        cast(order_lines.source_system as varchar) as source_system,
-        cast(order_lines.channel as varchar) as channel,
-        cast(order_lines.status as varchar) as status,
+        cast(order_lines.source_system as string) as source_system,
+        cast(order_lines.channel as string) as channel,
+        cast(order_lines.status as string) as status,
         cast(order_lines.is_cancelled as boolean) as is_cancelled,
-        cast(order_lines.product_id as varchar) as product_id,
-        cast(order_lines.product_name as varchar) as product_name,
-        cast(order_lines.product_category as varchar) as product_category,
+        cast(order_lines.product_id as string) as product_id,
+        cast(order_lines.product_name as string) as product_name,
+        cast(order_lines.product_category as string) as product_category,
         cast(order_lines.quantity as decimal(18, 4)) as quantity,
         cast(order_lines.unit_price as decimal(18, 2)) as unit_price_local,
-        cast(order_lines.currency as varchar) as currency,
+        cast(order_lines.currency as string) as currency,
         cast(order_lines.fx_rate_to_reporting as decimal(18, 6)) as fx_rate_to_reporting,
         cast(order_lines.gross_amount as decimal(18, 2)) as gross_amount,
         cast(order_lines.discount_amount_reporting as decimal(18, 2)) as discount_amount,

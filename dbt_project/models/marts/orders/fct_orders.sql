@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
         unique_key='order_id',
         on_schema_change='append_new_columns',
     )
@@ -54,19 +54,19 @@ orders as (
 
 final as (
     select
-        cast(orders.order_id as varchar) as order_id,
-        cast(orders.source_system as varchar) as source_system,
-        cast(orders.source_order_id as varchar) as source_order_id,
-        cast(source_records_resolved.customer_id as varchar) as customer_id,
+        cast(orders.order_id as string) as order_id,
+        cast(orders.source_system as string) as source_system,
+        cast(orders.source_order_id as string) as source_order_id,
+        cast(source_records_resolved.customer_id as string) as customer_id,
         source_records_resolved.customer_id is not null as has_customer,
         cast(orders.ordered_at as timestamp) as ordered_at,
         cast(orders.order_date as date) as order_date,
-        cast(orders.channel as varchar) as channel,
-        cast(orders.status as varchar) as status,
+        cast(orders.channel as string) as channel,
+        cast(orders.status as string) as status,
         cast(orders.is_cancelled as boolean) as is_cancelled,
         cast(orders.line_count as integer) as line_count,
         cast(orders.items as decimal(18, 4)) as items,
-        cast(orders.currency as varchar) as currency,
+        cast(orders.currency as string) as currency,
         cast(orders.gross_amount as decimal(18, 2)) as gross_amount,
         cast(orders.discount_amount as decimal(18, 2)) as discount_amount,
         cast(orders.refunded_amount as decimal(18, 2)) as refunded_amount,

@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
         unique_key='ticket_id',
         on_schema_change='append_new_columns',
     )
@@ -51,16 +51,16 @@ conversions as (
 
 final as (
     select
-        cast(tickets_with_customer.ticket_id as varchar) as ticket_id,
-        cast(tickets_with_customer.customer_id as varchar) as customer_id,
-        cast(tickets_with_customer.source_system as varchar) as source_system,
+        cast(tickets_with_customer.ticket_id as string) as ticket_id,
+        cast(tickets_with_customer.customer_id as string) as customer_id,
+        cast(tickets_with_customer.source_system as string) as source_system,
         cast(tickets_with_customer.created_at as timestamp) as created_at,
         cast({{ to_business_date('tickets_with_customer.created_at') }} as date) as created_date,
-        cast(tickets_with_customer.priority as varchar) as priority,
-        cast(tickets_with_customer.sla_priority as varchar) as sla_priority,
+        cast(tickets_with_customer.priority as string) as priority,
+        cast(tickets_with_customer.sla_priority as string) as sla_priority,
         cast(tickets_with_customer.is_priority_defaulted as boolean) as is_priority_defaulted,
-        cast(tickets_with_customer.category as varchar) as category,
-        cast(tickets_with_customer.channel as varchar) as channel,
+        cast(tickets_with_customer.category as string) as category,
+        cast(tickets_with_customer.channel as string) as channel,
         cast(tickets_with_customer.first_agent_reply_at as timestamp) as first_agent_reply_at,
         cast(tickets_with_customer.first_resolved_at as timestamp) as first_resolved_at,
         cast(tickets_with_customer.last_closed_at as timestamp) as last_closed_at,
@@ -70,8 +70,8 @@ final as (
         cast(tickets_with_customer.first_response_target_minutes as integer) as first_response_target_minutes,
         cast(tickets_with_customer.resolution_target_minutes as integer) as resolution_target_minutes,
         cast(tickets_with_customer.is_resolved_before_first_reply as boolean) as is_resolved_before_first_reply,
-        cast(tickets_with_customer.first_response_sla_status as varchar) as first_response_sla_status,
-        cast(tickets_with_customer.resolution_sla_status as varchar) as resolution_sla_status,
+        cast(tickets_with_customer.first_response_sla_status as string) as first_response_sla_status,
+        cast(tickets_with_customer.resolution_sla_status as string) as resolution_sla_status,
         cast(case tickets_with_customer.first_response_sla_status
             when 'breached' then true when 'met' then false
         end as boolean) as is_first_response_breached,

@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
         unique_key='interaction_id',
         on_schema_change='append_new_columns',
     )
@@ -85,17 +85,17 @@ push_responses as (
 
 final as (
     select
-        cast(interactions_with_customer.interaction_id as varchar) as interaction_id,
-        cast(interactions_with_customer.source_interaction_id as varchar) as source_interaction_id,
-        cast(interactions_with_customer.platform as varchar) as platform,
+        cast(interactions_with_customer.interaction_id as string) as interaction_id,
+        cast(interactions_with_customer.source_interaction_id as string) as source_interaction_id,
+        cast(interactions_with_customer.platform as string) as platform,
         {{ pseudonym('interactions_with_customer.social_account_key') }} as social_account_key,
-        cast(interactions_with_customer.customer_id as varchar) as customer_id,
+        cast(interactions_with_customer.customer_id as string) as customer_id,
         cast(interactions_with_customer.occurred_at as timestamp) as occurred_at,
         cast(interactions_with_customer.occurred_date as date) as occurred_date,
-        cast(interactions_with_customer.direction as varchar) as direction,
+        cast(interactions_with_customer.direction as string) as direction,
         cast(interactions_with_customer.direction = 'inbound' as boolean) as is_inbound,
-        cast(interactions_with_customer.interaction_type as varchar) as interaction_type,
-        cast(interactions_with_customer.campaign_id as varchar) as campaign_id,
+        cast(interactions_with_customer.interaction_type as string) as interaction_type,
+        cast(interactions_with_customer.campaign_id as string) as campaign_id,
         cast(interactions_with_customer.content is not null as boolean) as has_content,
         cast(case
             when interactions_with_customer.direction = 'inbound' and interactions_with_customer.interaction_type = 'message'

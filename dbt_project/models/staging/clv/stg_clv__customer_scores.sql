@@ -6,7 +6,7 @@ source as (
 
 renamed as (
     select
-        cast(customer_id as varchar) as customer_id,
+        cast(customer_id as string) as customer_id,
         cast(p_alive as double) as p_alive,
         cast(expected_purchases_90d as double) as expected_purchases_90d,
         cast(clv_365d as decimal(18, 2)) as clv_365d,

@@ -48,7 +48,7 @@ deduplicated as (
     -- Exact duplicates (the same version delivered in two files) and re-deliveries of a
     -- version: one row per (source_system, customer_ref, updated_at), the latest delivery.
     select
-        {{ hash_key("customer_key || '|' || cast(updated_at as varchar)") }} as customer_version_id,
+        {{ hash_key("customer_key || '|' || cast(updated_at as string)") }} as customer_version_id,
         *
     from renamed
     qualify

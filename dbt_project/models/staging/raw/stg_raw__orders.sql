@@ -55,7 +55,7 @@ deduplicated as (
     -- One row per order line: exact duplicates collapse, and a line delivered again
     -- (e.g. with a new status or refund) replaces the earlier delivery.
     select
-        order_id || ':' || cast(line_no as varchar) as order_line_id,
+        order_id || ':' || cast(line_no as string) as order_line_id,
         *
     from renamed
     qualify

@@ -48,9 +48,9 @@ deduplicated as (
     -- be a hash of the delivered row) delivered twice; the latest delivery is kept.
     select
         {{ hash_key(
-            "concat_ws('|', ticket_id, event_type, cast(event_at as varchar), channel, priority, category,"
+            "concat_ws('|', ticket_id, event_type, cast(event_at as string), channel, priority, category,"
             ~ " customer_ref, phone, email, social_account_id, agent_id,"
-            ~ " cast(csat_score as varchar), cast(nps_score as varchar))"
+            ~ " cast(csat_score as string), cast(nps_score as string))"
         ) }} as service_event_id,
         *
     from renamed

@@ -1,0 +1,215 @@
+"""The dbt project on Apache Spark (dbt-spark, `method: session`, local PySpark) equals the
+DuckDB build.
+
+One run on the small preset (20,000 customers, 180 delivery days, fixed seed):
+1. `crm backfill` with CRM_SPARK_EXPORT=1: the DuckDB pipeline, whose ingest and CLV assets
+   also write their tables as Parquet for Spark;
+2. `crm spark build --as-of END`: `dbt build --target spark` (seeds, every model, every
+   data test) over those files;
+3. every mart of the Spark build, read from its Parquet files, against the same mart in
+   the DuckDB warehouse, row for row by the mart's key: same columns, same rows, values
+   equal, doubles within 1e-9 relative (1e-9 absolute near zero: sums and quotients are
+   computed in another order), everything else (text, integers, decimals, dates,
+   timestamps, booleans, NULLs) exactly.
+
+Cost: about 2 min for the DuckDB run and 4 to 5 min for the Spark build on 2 cores (JVM
+start, then some 200 Spark jobs); its own xdist group, so it runs beside the e2e group.
+Needs a Java runtime (17+), as PySpark does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from support.e2e import MAPPINGS, REPO, SEED, crm_env
+
+from pipelines.spark import RAW_TABLES, hmac_pads, java_home
+
+END = date(2026, 10, 31)
+MARTS = (
+    "fct_kpi_monthly",
+    "dim_customers",
+    "rpt_kpi_review",
+    "fct_orders",
+    "fct_order_lines",
+    "fct_service_tickets",
+    "fct_social_interactions",
+    "rpt_campaign_audiences",
+)
+REL_TOL = 1e-9
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("spark")]
+
+
+def _crm(home: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = crm_env(home) | {"CRM_SPARK_EXPORT": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"crm {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def spark_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipelines.generate import generate
+
+    assert java_home(), "PySpark needs a Java runtime (17+): none on this machine"
+    home = tmp_path_factory.mktemp("spark_home")
+    result = generate("small", SEED, home / "landing")
+    assert (result.end, (result.end - result.start).days + 1) == (END, 180)
+    started = time.monotonic()
+    _crm(home, "backfill", "--start", result.start.isoformat(), "--end", END.isoformat())
+    duck_seconds = time.monotonic() - started
+    started = time.monotonic()
+    proc = _crm(home, "spark", "build", "--as-of", END.isoformat())
+    print(
+        f"DuckDB pipeline {duck_seconds:.0f} s, Spark build {time.monotonic() - started:.0f} s\n"
+        + "\n".join(proc.stdout.splitlines()[-4:])
+    )
+    (home / "spark_build.log").write_text(proc.stdout)
+    return home
+
+
+def _duckdb_rows(home: Path, table: str) -> tuple[list[str], list[tuple]]:
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        rel = con.sql(f"select * from marts.{table}")
+        return rel.columns, rel.order(rel.columns[0]).fetchall()
+
+
+def _spark_rows(home: Path, table: str) -> tuple[list[str], list[tuple]]:
+    files = home / "restricted" / "spark" / "warehouse" / "marts.db" / table
+    assert any(files.glob("*.parquet")), f"Spark wrote no Parquet file for marts.{table}"
+    with duckdb.connect() as con:
+        rel = con.sql(f"select * from read_parquet('{files}/*.parquet')")
+        return rel.columns, rel.order(rel.columns[0]).fetchall()
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL) or (
+            math.isnan(a) and math.isnan(b)
+        )
+    return a == b
+
+
+@pytest.mark.parametrize("table", MARTS)
+def test_every_mart_built_on_spark_equals_the_duckdb_build(spark_home: Path, table: str) -> None:
+    duck_columns, duck_rows = _duckdb_rows(spark_home, table)
+    spark_columns, spark_rows = _spark_rows(spark_home, table)
+    assert spark_columns == duck_columns
+    assert len(duck_rows) > 0, f"marts.{table} is empty: nothing was compared"
+    duck_keys = [row[0] for row in duck_rows]
+    spark_keys = [row[0] for row in spark_rows]
+    assert len(set(duck_keys)) == len(duck_keys), f"{duck_columns[0]} is not a key"
+    assert set(spark_keys) == set(duck_keys), (
+        f"rows only in DuckDB: {sorted(set(duck_keys) - set(spark_keys))[:5]}, "
+        f"only in Spark: {sorted(set(spark_keys) - set(duck_keys))[:5]}"
+    )
+    differences = [
+        (duck_row[0], column, duck_value, spark_value)
+        for duck_row, spark_row in zip(duck_rows, spark_rows, strict=True)
+        for column, duck_value, spark_value in zip(duck_columns, duck_row, spark_row, strict=True)
+        if not _same(duck_value, spark_value)
+    ]
+    assert not differences, (
+        f"marts.{table}: {len(differences)} value(s) differ (key, column, DuckDB, Spark), "
+        f"e.g. {differences[:8]}"
+    )
+
+
+def test_the_spark_build_ran_every_model_and_data_test(spark_home: Path) -> None:
+    log = (spark_home / "spark_build.log").read_text()
+    done = [line for line in log.splitlines() if "Done. PASS=" in line]
+    assert done, log[-3000:]
+    counts = dict(part.split("=") for part in done[-1].split("Done. ")[1].split())
+    assert int(counts["ERROR"]) == 0 and int(counts["SKIP"]) == 0
+    # 6 seeds + 34 models + the data tests (>150)
+    assert int(counts["PASS"]) > 190, done[-1]
+
+
+def test_ingestion_wrote_every_raw_table_as_parquet_for_spark(spark_home: Path) -> None:
+    """Rows in the Parquet files = rows in the restricted store, per table and delivery."""
+    sources = spark_home / "restricted" / "spark" / "sources"
+    with duckdb.connect(
+        str(spark_home / "restricted" / "restricted.duckdb"), read_only=True
+    ) as con:
+        for table in RAW_TABLES:
+            store = con.execute(
+                f"select _delivery_date, count(*) from raw.{table} group by all order by 1"
+            ).fetchall()
+            files = con.execute(
+                f"select _delivery_date, count(*) from read_parquet('{sources}/raw/{table}/*.parquet') "
+                "group by all order by 1"
+            ).fetchall()
+            assert files == store, table
+            assert len(store) == 180 or table == "customers", (table, len(store))
+        scores = con.execute(
+            f"select count(*) from read_parquet('{sources}/clv/customer_scores/*.parquet')"
+        ).fetchone()[0]
+    assert scores > 1000
+
+
+def test_the_pseudonymisation_key_is_in_no_file_of_the_spark_build(spark_home: Path) -> None:
+    """The Spark macro gets the HMAC pads as dbt secrets: neither they nor the key appear in
+    dbt's compiled SQL, run results or logs."""
+    import os
+
+    key = os.environ["CRM_PSEUDONYM_KEY"].encode()
+    secrets = [key.decode(), *hmac_pads(key)]
+    spark_area = spark_home / "restricted" / "spark"
+    checked = 0
+    for folder in ("dbt_target", "dbt_logs"):
+        for path in (spark_area / folder).rglob("*"):
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                checked += 1
+                assert not any(s in text for s in secrets), path
+    assert checked > 50
+    compiled = next((spark_area / "dbt_target").rglob("int_identity_components_resolved.sql"))
+    assert "${spark.crm.pseudonym.ipad}" in compiled.read_text()
+
+
+@pytest.mark.parametrize("key", [b"k" * 16, b"0123456789abcdef" * 4, b"x" * 100])
+def test_hmac_pads_give_the_pseudonym_of_the_duckdb_udf(key: bytes) -> None:
+    """What the Spark macro computes, H(opad || H(ipad || m)), with the pads of hmac_pads,
+    equals HMAC-SHA256 (keys shorter than, equal to and longer than the block)."""
+    ipad, opad = hmac_pads(key)
+    for message in (b"account:crm:M0001", "张三".encode(), b""):
+        inner = hashlib.sha256(bytes.fromhex(ipad) + message).digest()
+        outer = hashlib.sha256(bytes.fromhex(opad) + inner).hexdigest()
+        assert outer == hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def test_spark_build_without_exported_sources_says_what_to_run(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "spark", "build", "--as-of", "2026-10-31"],
+        env=crm_env(tmp_path) | {"CRM_MAPPINGS_DIR": str(MAPPINGS)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "crm spark export" in proc.stderr and "Traceback" not in proc.stderr
