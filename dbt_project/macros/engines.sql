@@ -16,19 +16,16 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The facts and KPI months are incremental (delete+insert of the late-arrival window) on
-    DuckDB. On Spark, delete+insert needs a table format with row-level changes (Delta,
-    Iceberg: $CRM_SPARK_FILE_FORMAT, then strategy merge); with plain Parquet, the default
-    here, they are rebuilt whole. -#}
+{#- The facts and KPI months are incremental on DuckDB: delete+insert of the late-arrival
+    window by a key that is not unique in the model (all lines of an order, all rows of a
+    month). Spark has no delete+insert (merge needs a unique key, insert_overwrite needs
+    partitions), so on Spark they are tables, rebuilt whole on every build. -#}
 {% macro crm_incremental_materialization() -%}
-    {%- if target.type == 'spark' and env_var('CRM_SPARK_FILE_FORMAT', 'parquet') == 'parquet' -%}
-        {{ return('table') }}
-    {%- endif -%}
-    {{ return('incremental') }}
+    {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
 
 {% macro crm_incremental_strategy() -%}
-    {{ return('merge' if target.type == 'spark' else 'delete+insert') }}
+    {{ return('delete+insert') }}
 {%- endmacro %}
 
 {#- on-run-start: on Spark, the sources are tables over the Parquet folders that
@@ -44,7 +41,7 @@
 
 {% macro spark__register_external_sources() -%}
     {%- if execute -%}
-        {%- set pads = run_query("select '${spark.crm.pseudonym.ipad}', '${spark.crm.pseudonym.opad}'").rows[0] -%}
+        {%- set pads = run_query("select '${env:DBT_ENV_SECRET_CRM_PSEUDONYM_IPAD}', '${env:DBT_ENV_SECRET_CRM_PSEUDONYM_OPAD}'").rows[0] -%}
         {%- if not (modules.re.match('^[0-9a-f]{128}$', pads[0]) and modules.re.match('^[0-9a-f]{128}$', pads[1])) -%}
             {{ exceptions.raise_compiler_error(
                 "no pseudonymisation key for Spark: run the build with `crm spark build`, which "

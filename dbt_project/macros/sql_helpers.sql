@@ -16,14 +16,15 @@
 {%- endmacro %}
 
 {#- Spark: HMAC-SHA256 in SQL, H((K xor opad) || H((K xor ipad) || text)), with the two
-    padded keys taken from session settings that `crm spark build` passes as dbt secrets
-    (profiles.yml): the SQL, the logs and target/ only hold `${spark.crm.pseudonym.*}`,
-    which Spark substitutes when it runs the statement. Same 32 hex characters as the
-    DuckDB UDF (tests/test_spark.py). -#}
+    padded keys taken from the Spark driver's environment, where `crm spark build` puts
+    them as dbt secrets (DBT_ENV_SECRET_*: dbt keeps them out of its logs). The SQL,
+    the logs and target/ only hold `${env:DBT_ENV_SECRET_CRM_PSEUDONYM_IPAD}`, which Spark
+    substitutes when it runs the statement. Same 32 hex characters as the DuckDB UDF
+    (tests/test_spark.py). -#}
 {% macro spark__pseudonym(text_sql) -%}
     substr(sha2(concat(
-        unhex('${spark.crm.pseudonym.opad}'),
-        unhex(sha2(concat(unhex('${spark.crm.pseudonym.ipad}'), encode(cast({{ text_sql }} as string), 'UTF-8')), 256))
+        unhex('${env:DBT_ENV_SECRET_CRM_PSEUDONYM_OPAD}'),
+        unhex(sha2(concat(unhex('${env:DBT_ENV_SECRET_CRM_PSEUDONYM_IPAD}'), encode(cast({{ text_sql }} as string), 'UTF-8')), 256))
     ), 256), 1, 32)
 {%- endmacro %}
 

@@ -24,7 +24,9 @@ What `forget()` does, in the warehouse with the restricted store attached:
 5. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
    identifier and the counts. No personal data.
 
-Everything lives in the restricted store except the deletions in the warehouse.
+Everything lives in the restricted store except the deletions in the warehouse. When the
+Spark target is used, its Parquet copies of the sources are rewritten and the tables Spark
+built are dropped (pipelines/spark: refresh_after_erasure).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class ErasureResult:
     quarantine_rows: int = 0
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+    spark_refreshed: bool = False
     seconds: float = 0.0
 
     @property
@@ -85,6 +88,7 @@ class ErasureResult:
             f"request {self.request_id} ({self.identifier_kind}): {self.customers} customer(s), "
             f"{self.identifiers} identifier(s); {verb} raw rows: {raw}; quarantined rows "
             f"with their data: {self.quarantine_rows}; warehouse rows: {wh}"
+            + ("; Spark copies rewritten, Spark tables dropped" if self.spark_refreshed else "")
         )
 
 
@@ -380,6 +384,10 @@ def forget(
                 key_fingerprint(key),
             ],
         )
+    # the Parquet copies for the Spark target (pipelines/spark), when it is used
+    from pipelines.spark import refresh_after_erasure
+
+    result.spark_refreshed = refresh_after_erasure(settings)
     result.seconds = time.monotonic() - started
     return result
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.lib.duck import RESTRICTED, connect_warehouse
-from pipelines.lib.pseudonym import load_key
+from pipelines.lib.pseudonym import PseudonymKeyError, load_key
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 
 #: The dbt sources Spark reads, by schema: what `crm spark export` writes.
@@ -44,11 +44,13 @@ class SparkBuildError(RuntimeError):
 @dataclass(frozen=True)
 class SparkPaths:
     root: Path
+    sources_override: Path | None = None
 
     @property
     def sources(self) -> Path:
-        """Parquet files of the dbt sources: sources/raw/<table>/, sources/clv/customer_scores/."""
-        return self.root / "sources"
+        """Parquet files of the dbt sources: sources/raw/<table>/, sources/clv/customer_scores/;
+        $CRM_SPARK_SOURCES_DIR (a local or mounted folder) when set."""
+        return self.sources_override or self.root / "sources"
 
     @property
     def warehouse(self) -> Path:
@@ -64,7 +66,17 @@ class SparkPaths:
 
 
 def spark_paths(settings: Settings) -> SparkPaths:
-    return SparkPaths(settings.restricted / "spark")
+    override = os.environ.get("CRM_SPARK_SOURCES_DIR")
+    return SparkPaths(
+        settings.restricted / "spark",
+        Path(override).expanduser().resolve() if override else None,
+    )
+
+
+def _partial(target: Path) -> Path:
+    """Where `target` is written before the rename: a hidden name, which neither Spark nor
+    the `*.parquet` globs read, so a crash mid-write leaves nothing they would pick up."""
+    return target.with_name(f".{target.name}.partial")
 
 
 def hmac_pads(key: bytes) -> tuple[str, str]:
@@ -104,10 +116,13 @@ def export_raw_table(
         ).fetchall()
     ]
     todo = present if deliveries is None else [d for d in present if d in set(deliveries)]
+    for gone in set(deliveries or []) - set(present):
+        # a requested delivery with no rows left (erased, purged): its old file goes
+        (folder / f"{gone.isoformat()}.parquet").unlink(missing_ok=True)
     rows = 0
     for delivery in todo:
         target = folder / f"{delivery.isoformat()}.parquet"
-        partial = target.with_suffix(".parquet.partial")
+        partial = _partial(target)
         con.execute(
             f"copy (select * from {source} where _delivery_date = ?) "
             f"to {_sql_text(str(partial))} (format parquet, compression zstd)",
@@ -156,7 +171,7 @@ def export_clv_scores(con: duckdb.DuckDBPyConnection, paths: SparkPaths) -> int:
     folder = paths.sources / "clv" / CLV_TABLE
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "scores.parquet"
-    partial = target.with_suffix(".parquet.partial")
+    partial = _partial(target)
     con.execute(f"copy ({query}) to {_sql_text(str(partial))} (format parquet)")
     os.replace(partial, target)
     _restrict(paths.root)
@@ -197,6 +212,22 @@ def export_sources(
     return written
 
 
+def refresh_after_erasure(settings: Settings) -> bool:
+    """`crm forget` removed a person from the restricted store and the warehouse: rewrite
+    the Parquet copies of the sources from them (every delivery, so files of older
+    deliveries lose the person's rows too) and delete what Spark built from the old copies
+    (its warehouse and metastore: `crm spark build` rebuilds everything anyway). Nothing
+    to do when the Spark target was never used. Returns whether anything was done."""
+    paths = spark_paths(settings)
+    if not paths.sources.exists() and not paths.root.exists():
+        return False
+    if paths.sources.exists():
+        export_sources(settings)
+    for built in (paths.warehouse, paths.metastore, paths.root / "metastore_db-logs"):
+        shutil.rmtree(built, ignore_errors=True)
+    return True
+
+
 def _restrict(root: Path) -> None:
     """Owner-only folder: the Spark area holds personal data, as the restricted store does."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -212,9 +243,15 @@ def java_home() -> str | None:
 
 
 def spark_env(settings: Settings) -> dict[str, str]:
-    """Environment of `dbt --target spark` for the deployment of `settings` (profiles.yml)."""
+    """Environment of `dbt --target spark` for the deployment of `settings` (profiles.yml).
+    The HMAC pads of the key go to the environment of the dbt process, which is the Spark
+    driver, never to Spark settings (those are on the JVM's command line)."""
     paths = spark_paths(settings)
-    ipad, opad = hmac_pads(load_key(settings.pseudonym_key_file))
+    try:
+        key = load_key(settings.pseudonym_key_file)
+    except PseudonymKeyError as exc:
+        raise SparkBuildError(str(exc)) from exc
+    ipad, opad = hmac_pads(key)
     env = {
         "CRM_SPARK_SOURCES_DIR": str(paths.sources),
         "CRM_SPARK_WAREHOUSE_DIR": str(paths.warehouse),
@@ -254,10 +291,12 @@ def build(
     missing = [
         table for table in RAW_TABLES if not any((paths.sources / "raw" / table).glob("*.parquet"))
     ]
+    if not any((paths.sources / "clv" / CLV_TABLE).glob("*.parquet")):
+        missing.append(f"clv.{CLV_TABLE}")
     if missing:
         raise SparkBuildError(
-            f"no Parquet files for raw.{', raw.'.join(missing)} under {paths.sources}: "
-            "run `crm spark export` first"
+            f"no Parquet files for {', '.join(m if '.' in m else 'raw.' + m for m in missing)} "
+            f"under {paths.sources}: run `crm spark export` first"
         )
     _restrict(paths.root)
     env = os.environ | spark_env(settings)
