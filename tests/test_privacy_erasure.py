@@ -95,6 +95,8 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             inner join intermediate.int_identity_components_resolved as components using (record_id)
             inner join marts.dim_customers as customers using (customer_id)
             inner join october using (customer_id)
+            -- with a golden record (a member profile), whose erasure is checked too
+            inner join restricted.golden.int_customer_profiles_merged as golden using (customer_id)
             where identifiers.identifier_type = 'phone' and not identifiers.is_supernode
               and customers.orders_lifetime >= 2 and customers.source_record_count >= 3
             group by all order by components.customer_id limit 1"""
@@ -158,6 +160,23 @@ def test_forget_removes_every_raw_row_of_the_person(erasure: dict) -> None:
             [f"erased (request {REQUEST})"],
         ).fetchone()
         assert erased_rows[0] >= sum(erasure["rows_before"].values()) and erased_rows[1] == 0
+        # nor do the tables dbt derives into the restricted store (not only after the next
+        # build): the identifiers of their records, their golden record
+        ids = [(kind, value) for kind, values in erasure["ids"].items() for value in values]
+        left = con.execute(
+            "select count(*) from restricted.identity.int_identity_identifiers "
+            "where (identifier_type, identifier_value) in (select * from (values "
+            + ", ".join("(?, ?)" for _ in ids)
+            + "))",
+            [x for pair in ids for x in pair],
+        ).fetchone()[0]
+        assert left == 0
+        golden = con.execute(
+            "select count(*) from restricted.golden.int_customer_profiles_merged "
+            "where customer_id = ?",
+            [erasure["customer_id"]],
+        ).fetchone()[0]
+        assert golden == 0
         # the warehouse no longer holds the customer
         assert (
             con.execute(

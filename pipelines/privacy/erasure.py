@@ -16,8 +16,9 @@ What `forget()` does, in the warehouse with the restricted store attached:
 3. **Suppresses re-deliveries.** The person's identifiers are kept as keyed pseudonyms only
    (`privacy.erased_identifiers`); after every load, `purge_erased()` removes new raw rows
    that carry one of them, the same way, so an old file delivered again brings nobody back.
-4. **Clears the warehouse.** Rows of the person's customer_id are deleted from every
-   warehouse table that has one, and the next dbt build is a full refresh
+4. **Clears the warehouse.** The person's rows of the tables dbt derives into the
+   restricted store (identifiers, golden record) are deleted, and rows of the person's
+   customer_id are deleted from every warehouse table that has one, and the next dbt build is a full refresh
    (`privacy.full_refresh_requests`), so the next publication neither counts nor shows
    them. The published files change at the next publication (the next night, or
    `crm run --date D` at once).
@@ -347,6 +348,38 @@ def forget(
             from erase_identifiers""",
             [request_id],
         )
+        # the tables dbt derives into the restricted store (clear personal data): the
+        # person's identifiers and golden record, now rather than at the next build
+        if customers and _has_relation(
+            con, f"'{RESTRICTED}'", "identity", "int_identity_identifiers"
+        ):
+            identity = f"{RESTRICTED}.identity.int_identity_identifiers"
+            n = con.execute(
+                f"""select count(*) from {identity}
+                where record_id in (select resolved.record_id
+                                    from intermediate.int_identity_components_resolved as resolved
+                                    where resolved.customer_id in (select customer_id from erase_people))
+                   or (identifier_type, identifier_value) in (select * from erase_identifiers)"""
+            ).fetchone()[0]
+            con.execute(
+                f"""delete from {identity}
+                where record_id in (select resolved.record_id
+                                    from intermediate.int_identity_components_resolved as resolved
+                                    where resolved.customer_id in (select customer_id from erase_people))
+                   or (identifier_type, identifier_value) in (select * from erase_identifiers)"""
+            )
+            result.warehouse_rows["restricted.identity.int_identity_identifiers"] = n
+        if customers and _has_relation(
+            con, f"'{RESTRICTED}'", "golden", "int_customer_profiles_merged"
+        ):
+            golden = f"{RESTRICTED}.golden.int_customer_profiles_merged"
+            n = con.execute(
+                f"select count(*) from {golden} where customer_id in (select customer_id from erase_people)"
+            ).fetchone()[0]
+            con.execute(
+                f"delete from {golden} where customer_id in (select customer_id from erase_people)"
+            )
+            result.warehouse_rows["restricted.golden.int_customer_profiles_merged"] = n
         # the warehouse (no clear personal data, but the person's rows and aggregates)
         if customers:
             for table in _warehouse_tables_with_customer_id(con):
