@@ -17,7 +17,8 @@ What `forget()` does, in the warehouse with the restricted store attached:
    (`privacy.erased_identifiers`); after every load, `purge_erased()` removes new raw rows
    that carry one of them, the same way, so an old file delivered again brings nobody back.
 4. **Clears the warehouse.** The person's rows of the tables dbt derives into the
-   restricted store (identifiers, golden record) are deleted, and rows of the person's
+   restricted store (identifiers, golden record) are deleted, its staging tables dropped
+   (the next build makes them again), and rows of the person's
    customer_id are deleted from every warehouse table that has one, and the next dbt build is a full refresh
    (`privacy.full_refresh_requests`), so the next publication neither counts nor shows
    them. The published files change at the next publication (the next night, or
@@ -380,6 +381,14 @@ def forget(
                 f"delete from {golden} where customer_id in (select customer_id from erase_people)"
             )
             result.warehouse_rows["restricted.golden.int_customer_profiles_merged"] = n
+        # the staging tables (every raw row, normalised): dropped, the next build (a full
+        # refresh) makes them again without the person
+        for (table,) in con.execute(
+            "select table_name from duckdb_tables() "
+            "where database_name = ? and schema_name = 'staging'",
+            [RESTRICTED],
+        ).fetchall():
+            con.execute(f'drop table {RESTRICTED}.staging."{table}"')
         # the warehouse (no clear personal data, but the person's rows and aggregates)
         if customers:
             for table in _warehouse_tables_with_customer_id(con):
