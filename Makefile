@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash tests/support/ensure_chromium.sh
+	bash tests/support/ensure_java.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(STAMP)
