@@ -1,4 +1,4 @@
-{{ config(materialized='table') }}
+{{ config(materialized='table', post_hook="{{ connected_components_cleanup() }}") }}
 
 -- Connected components of the identity graph (transitive linking), by minimum-label
 -- propagation (macro connected_components). Nodes are the identified records: accounts,
