@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='customer_version_id',
+        pre_hook="{{ staging_prepare() }}",
+        post_hook="{{ record_staging_build() }}",
+    )
+}}
+
+-- Incremental on DuckDB: only the raw rows new to this build are normalised, then merged
+-- with the rows already staged under their keys (macros/incremental_staging.sql).
+{%- set plan = staging_plan() %}
+
 with
 
 source as (
@@ -5,6 +19,7 @@ source as (
     where
         _delivery_date <= {{ as_of_date() }}
         and {{ to_business_date('updated_at') }} <= {{ as_of_date() }}
+        and {{ staging_new_rows(plan, 'updated_at') }}
 ),
 
 renamed as (
@@ -44,13 +59,22 @@ renamed as (
     from source
 ),
 
-deduplicated as (
-    -- Exact duplicates (the same version delivered in two files) and re-deliveries of a
-    -- version: one row per (source_system, customer_ref, updated_at), the latest delivery.
+new_rows as (
     select
         {{ hash_key("customer_key || '|' || cast(updated_at as string)") }} as customer_version_id,
         *
     from renamed
+),
+
+candidates as (
+    {{ staging_candidates(plan, 'new_rows', 'customer_version_id') }}
+),
+
+deduplicated as (
+    -- Exact duplicates (the same version delivered in two files) and re-deliveries of a
+    -- version: one row per (source_system, customer_ref, updated_at), the latest delivery.
+    select *
+    from candidates
     qualify
         row_number() over (
             partition by customer_key, updated_at

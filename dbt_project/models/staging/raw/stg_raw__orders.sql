@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='order_line_id',
+        pre_hook="{{ staging_prepare() }}",
+        post_hook="{{ record_staging_build() }}",
+    )
+}}
+
+-- Incremental on DuckDB: only the raw rows new to this build are normalised, then merged
+-- with the rows already staged under their keys (macros/incremental_staging.sql).
+{%- set plan = staging_plan() %}
+
 with
 
 source as (
@@ -5,6 +19,7 @@ source as (
     where
         _delivery_date <= {{ as_of_date() }}
         and {{ to_business_date('ordered_at') }} <= {{ as_of_date() }}
+        and {{ staging_new_rows(plan, 'ordered_at') }}
 ),
 
 renamed as (
@@ -51,13 +66,22 @@ renamed as (
     from source
 ),
 
-deduplicated as (
-    -- One row per order line: exact duplicates collapse, and a line delivered again
-    -- (e.g. with a new status or refund) replaces the earlier delivery.
+new_rows as (
     select
         order_id || ':' || cast(line_no as string) as order_line_id,
         *
     from renamed
+),
+
+candidates as (
+    {{ staging_candidates(plan, 'new_rows', 'order_line_id') }}
+),
+
+deduplicated as (
+    -- One row per order line: exact duplicates collapse, and a line delivered again
+    -- (e.g. with a new status or refund) replaces the earlier delivery.
+    select *
+    from candidates
     qualify
         row_number() over (
             partition by order_id, line_no

@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='service_event_id',
+        pre_hook="{{ staging_prepare() }}",
+        post_hook="{{ record_staging_build() }}",
+    )
+}}
+
+-- Incremental on DuckDB: only the raw rows new to this build are normalised, then merged
+-- with the rows already staged under their keys (macros/incremental_staging.sql).
+{%- set plan = staging_plan() %}
+
 with
 
 source as (
@@ -5,6 +19,7 @@ source as (
     where
         _delivery_date <= {{ as_of_date() }}
         and {{ to_business_date('event_at') }} <= {{ as_of_date() }}
+        and {{ staging_new_rows(plan, 'event_at') }}
 ),
 
 renamed as (
@@ -43,9 +58,7 @@ renamed as (
     from source
 ),
 
-deduplicated as (
-    -- Exact duplicates: the same event (all canonical values but the event id, which may
-    -- be a hash of the delivered row) delivered twice; the latest delivery is kept.
+new_rows as (
     select
         {{ hash_key(
             "concat_ws('|', ticket_id, event_type, cast(event_at as string), channel, priority, category,"
@@ -54,6 +67,17 @@ deduplicated as (
         ) }} as service_event_id,
         *
     from renamed
+),
+
+candidates as (
+    {{ staging_candidates(plan, 'new_rows', 'service_event_id') }}
+),
+
+deduplicated as (
+    -- Exact duplicates: the same event (all canonical values but the event id, which may
+    -- be a hash of the delivered row) delivered twice; the latest delivery is kept.
+    select *
+    from candidates
     qualify
         row_number() over (
             partition by

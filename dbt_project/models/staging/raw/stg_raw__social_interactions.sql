@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='interaction_id',
+        pre_hook="{{ staging_prepare() }}",
+        post_hook="{{ record_staging_build() }}",
+    )
+}}
+
+-- Incremental on DuckDB: only the raw rows new to this build are normalised, then merged
+-- with the rows already staged under their keys (macros/incremental_staging.sql).
+{%- set plan = staging_plan() %}
+
 with
 
 source as (
@@ -5,6 +19,7 @@ source as (
     where
         _delivery_date <= {{ as_of_date() }}
         and {{ to_business_date('occurred_at') }} <= {{ as_of_date() }}
+        and {{ staging_new_rows(plan, 'occurred_at') }}
 ),
 
 renamed as (
@@ -39,11 +54,19 @@ renamed as (
     from source
 ),
 
+new_rows as (
+    select * from renamed
+),
+
+candidates as (
+    {{ staging_candidates(plan, 'new_rows', 'interaction_id') }}
+),
+
 deduplicated as (
     -- One row per (platform, interaction id): exact duplicates and re-deliveries collapse
     -- to the latest delivery.
     select *
-    from renamed
+    from candidates
     qualify
         row_number() over (
             partition by interaction_id

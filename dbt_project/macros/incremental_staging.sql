@@ -1,0 +1,169 @@
+{#- Incremental staging (docs/performance.md, docs/warehouse.md "Incremental staging").
+
+    A staging model of a raw table keeps one row per key: the row of the latest delivery
+    among the raw rows as of D. Rebuilt from every raw row, it repeats each night the
+    normalisation (phones, e-mails) and the deduplication window of all history. On DuckDB
+    it is incremental instead: a build reads only the raw rows that are new to it,
+
+        delivered after the last build's D, or dated (business date) after it, or loaded
+        after the last build (a late delivery for an old date),
+
+    normalises them, and for the keys they carry takes the latest row among them and the
+    row already staged (the latest of a set is the latest of its latest and the rest), by
+    delete+insert on the key. That equals a rebuild as long as no raw row the last build
+    saw has changed or gone. A build is therefore a full rebuild (every raw row as of D,
+    after emptying the table) when
+      - the table does not exist, or `--full-refresh` (erasures request one);
+      - D is before the last build's D (a re-run of an earlier night);
+      - the model's SQL changed since the last build;
+      - a delivery the last build covered was loaded again since (its rows were replaced);
+      - the last build is not recorded.
+    The decision and its reason are printed in the dbt log. Each build records, per model,
+    its D, the load log's newest load time of the entity and the model's checksum in
+    `<model>__build_log` next to the model (same store, same transaction; one table per
+    model, as the models build in parallel). On Spark the models are tables (macro
+    crm_incremental_materialization): nothing here applies. -#}
+
+{% macro staging_log_relation() -%}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__build_log')) }}
+{%- endmacro %}
+
+{#- raw.load_log, looked up in the graph rather than with source(): a source() call would
+    make it an input of the models, which every dbt unit test of them would then have to
+    give. -#}
+{% macro raw_load_log_relation() -%}
+    {%- if not execute -%}
+        {{ return('raw.load_log') }}
+    {%- endif -%}
+    {%- for node in graph.sources.values() if node.source_name == 'raw' and node.name == 'load_log' -%}
+        {{ return(node.relation_name) }}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error("source raw.load_log is not declared") }}
+{%- endmacro %}
+
+{% macro staging_entity() -%}
+    {{ return(this.identifier | replace('stg_raw__', '')) }}
+{%- endmacro %}
+
+{#- The plan of this build of a staging model: {'incremental': bool, 'reason': text,
+    'last_as_of': 'YYYY-MM-DD', 'loaded_through': timestamp text or none}. -#}
+{% macro staging_plan() -%}
+    {%- set plan = {'incremental': false, 'reason': 'first build', 'last_as_of': none, 'loaded_through': none} -%}
+    {%- if not execute or model.resource_type == 'unit_test' -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- if not is_incremental() -%}
+        {%- do plan.update({'reason': 'full refresh' if flags.FULL_REFRESH else 'first build'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set entity = staging_entity() -%}
+    {%- if adapter.get_relation(this.database, this.schema, this.identifier ~ '__build_log') is none -%}
+        {%- do plan.update({'reason': 'no recorded build'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set last = run_query(
+        "select cast(as_of_date as string), cast(loaded_through as string), model_checksum from "
+        ~ staging_log_relation() ~ " where model = '" ~ this.identifier ~ "'"
+    ) -%}
+    {%- if last.rows | length == 0 -%}
+        {%- do plan.update({'reason': 'no recorded build'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set last_as_of, loaded_through, checksum = last.rows[0][0], last.rows[0][1], last.rows[0][2] -%}
+    {%- if as_of_date_string() < last_as_of -%}
+        {%- do plan.update({'reason': 'D ' ~ as_of_date_string() ~ ' is before the last build\'s D ' ~ last_as_of}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- if checksum != model.checksum.checksum -%}
+        {%- do plan.update({'reason': 'the model changed since the last build'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set reloaded = run_query(
+        "select cast(min(_delivery_date) as string), count(*) from " ~ raw_load_log_relation()
+        ~ " where entity = '" ~ entity ~ "' and _delivery_date <= cast('" ~ last_as_of ~ "' as date)"
+        ~ (" and _loaded_at > cast('" ~ loaded_through ~ "' as timestamp)" if loaded_through is not none else "")
+    ) -%}
+    {%- if reloaded.rows[0][1] > 0 -%}
+        {%- do plan.update({'reason': 'delivery ' ~ reloaded.rows[0][0] ~ ' (covered by the last build) was loaded again'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- do plan.update({
+        'incremental': true,
+        'reason': 'rows new since the build as of ' ~ last_as_of,
+        'last_as_of': last_as_of,
+        'loaded_through': loaded_through,
+    }) -%}
+    {{ return(plan) }}
+{%- endmacro %}
+
+{#- The condition selecting the raw rows new to this build (`true` on a full rebuild). -#}
+{% macro staging_new_rows(plan, timestamp_column) -%}
+    {%- if not plan.incremental -%}
+        {{ return('true') }}
+    {%- endif -%}
+    (
+            _delivery_date > cast('{{ plan.last_as_of }}' as date)
+            or {{ to_business_date(timestamp_column) }} > cast('{{ plan.last_as_of }}' as date)
+            {%- if plan.loaded_through is not none %}
+            or _loaded_at > cast('{{ plan.loaded_through }}' as timestamp)
+            {%- else %}
+            or _loaded_at is not null
+            {%- endif %}
+        )
+{%- endmacro %}
+
+{#- The rows to deduplicate: the new rows (CTE `new_rows`) and, on an incremental build,
+    the rows already staged under the same keys. -#}
+{% macro staging_candidates(plan, new_rows, key_column) -%}
+    select * from {{ new_rows }}
+    {%- if plan.incremental %}
+    union all by name
+    select * from {{ this }}
+    where {{ key_column }} in (select {{ key_column }} from {{ new_rows }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- pre-hook: creates the log; a full rebuild on an existing table starts from an empty
+    table (the delete+insert then inserts every key). Logs the decision. -#}
+{% macro staging_prepare() -%}
+    {{ return(adapter.dispatch('staging_prepare', 'crm_warehouse')()) }}
+{%- endmacro %}
+
+{% macro spark__staging_prepare() -%}
+{%- endmacro %}
+
+{% macro default__staging_prepare() -%}
+    {%- if execute -%}
+        {%- set plan = staging_plan() -%}
+        {{ log(this.identifier ~ ': ' ~ ('incremental' if plan.incremental else 'full rebuild') ~ ' (' ~ plan.reason ~ ')', info=true) }}
+        create schema if not exists {{ this.database }}.{{ this.schema }};
+        create table if not exists {{ staging_log_relation() }} (
+            model string,
+            as_of_date date,
+            loaded_through timestamp,
+            model_checksum string
+        );
+        {%- if is_incremental() and not plan.incremental %}
+        delete from {{ this }};
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- post-hook: record this build (its D, the newest load of the entity it saw, the
+    model's checksum). -#}
+{% macro record_staging_build() -%}
+    {{ return(adapter.dispatch('record_staging_build', 'crm_warehouse')()) }}
+{%- endmacro %}
+
+{% macro spark__record_staging_build() -%}
+{%- endmacro %}
+
+{% macro default__record_staging_build() -%}
+    delete from {{ staging_log_relation() }} where model = '{{ this.identifier }}';
+    insert into {{ staging_log_relation() }}
+    select
+        '{{ this.identifier }}',
+        {{ as_of_date() }},
+        (select max(_loaded_at) from {{ raw_load_log_relation() }} where entity = '{{ staging_entity() }}'),
+        '{{ model.checksum.checksum }}'
+{%- endmacro %}
