@@ -40,6 +40,38 @@ records as (
     select * from {{ ref('int_identity_records') }}
 ),
 
+-- The identifier columns once per distinct value set (an order's lines, a ticket's events
+-- and a social account's interactions mostly repeat them): the same distinct identifiers
+-- below, from far fewer rows.
+order_buyers as (
+    select distinct
+        order_id,
+        source_system,
+        customer_ref,
+        buyer_phone,
+        buyer_email
+    from order_lines
+),
+
+ticket_requesters as (
+    select distinct
+        ticket_id,
+        customer_ref,
+        phone,
+        email,
+        social_account_id
+    from service_events
+),
+
+social_accounts as (
+    select distinct
+        social_account_key,
+        account_id,
+        unionid,
+        phone
+    from social_interactions
+),
+
 order_record_ids as (
     -- an order with a customer_ref belongs to the account record of that ref
     select
@@ -48,7 +80,7 @@ order_record_ids as (
             'account:' || min(source_system) || ':' || min(customer_ref),
             'order:' || order_id
         ) as record_id
-    from order_lines
+    from order_buyers
     group by order_id
 ),
 
@@ -78,27 +110,35 @@ customer_identifiers as (
     from customers
 ),
 
+order_buyer_records as (
+    select
+        order_record_ids.record_id,
+        order_buyers.source_system,
+        order_buyers.customer_ref,
+        order_buyers.buyer_phone,
+        order_buyers.buyer_email
+    from order_buyers
+    inner join order_record_ids on order_buyers.order_id = order_record_ids.order_id
+),
+
 order_identifiers as (
     select
-        order_record_ids.record_id,
+        record_id,
         'account' as identifier_type,
-        order_lines.source_system || ':' || order_lines.customer_ref as identifier_value
-    from order_lines
-    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+        source_system || ':' || customer_ref as identifier_value
+    from order_buyer_records
     union all
     select
-        order_record_ids.record_id,
+        record_id,
         'phone' as identifier_type,
-        order_lines.buyer_phone as identifier_value
-    from order_lines
-    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+        buyer_phone as identifier_value
+    from order_buyer_records
     union all
     select
-        order_record_ids.record_id,
+        record_id,
         'email' as identifier_type,
-        order_lines.buyer_email as identifier_value
-    from order_lines
-    inner join order_record_ids on order_lines.order_id = order_record_ids.order_id
+        buyer_email as identifier_value
+    from order_buyer_records
 ),
 
 ticket_identifiers as (
@@ -106,26 +146,26 @@ ticket_identifiers as (
         'ticket:' || ticket_id as record_id,
         'account' as identifier_type,
         '{{ var("ticket_customer_ref_source_system") }}:' || customer_ref as identifier_value
-    from service_events
+    from ticket_requesters
     union all
     select
         'ticket:' || ticket_id as record_id,
         'phone' as identifier_type,
         phone as identifier_value
-    from service_events
+    from ticket_requesters
     union all
     select
         'ticket:' || ticket_id as record_id,
         'email' as identifier_type,
         email as identifier_value
-    from service_events
+    from ticket_requesters
     union all
     select
         'ticket:' || ticket_id as record_id,
         'social' as identifier_type,
         -- 'wechat:o6_x' and 'o6_x' both name the account o6_x
         {{ regex_replace_all('social_account_id', "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''") }} as identifier_value
-    from service_events
+    from ticket_requesters
 ),
 
 social_identifiers as (
@@ -133,19 +173,19 @@ social_identifiers as (
         'social:' || social_account_key as record_id,
         'social' as identifier_type,
         account_id as identifier_value
-    from social_interactions
+    from social_accounts
     union all
     select
         'social:' || social_account_key as record_id,
         'unionid' as identifier_type,
         unionid as identifier_value
-    from social_interactions
+    from social_accounts
     union all
     select
         'social:' || social_account_key as record_id,
         'phone' as identifier_type,
         phone as identifier_value
-    from social_interactions
+    from social_accounts
 ),
 
 all_identifiers as (

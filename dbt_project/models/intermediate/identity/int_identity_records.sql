@@ -52,9 +52,10 @@ account_records as (
         'account:' || source_system || ':' || customer_ref as record_id,
         'account' as record_type,
         source_system,
-        ordered_at as seen_at
+        min(ordered_at) as seen_at
     from orders
     where customer_ref is not null
+    group by source_system, customer_ref
 ),
 
 anonymous_order_records as (
@@ -67,22 +68,27 @@ anonymous_order_records as (
     where customer_ref is null
 ),
 
+-- tickets and social accounts: their first row per record here already (the earliest
+-- time and smallest source of many events / interactions), so that the grouping below
+-- sees one row each instead of every event
 ticket_records as (
     select
         'ticket:' || ticket_id as record_id,
         'ticket' as record_type,
-        source_system,
-        event_at as seen_at
+        min(source_system) as source_system,
+        min(event_at) as seen_at
     from service_events
+    group by ticket_id
 ),
 
 social_records as (
     select
         'social:' || social_account_key as record_id,
         'social' as record_type,
-        platform as source_system,
-        occurred_at as seen_at
+        min(platform) as source_system,
+        min(occurred_at) as seen_at
     from social_interactions
+    group by social_account_key
 ),
 
 all_records as (

@@ -1,10 +1,14 @@
-{{ config(materialized='table') }}
+{{ config(materialized='view') }}
+
+-- A view: its two readers, fct_order_lines and fct_orders, are incremental and read only
+-- the lines of their window; a table rewrote every line of history each build
+-- (docs/performance.md).
 
 with
 
 order_lines as (
-    -- the buyer's contact fields stay in staging (a view over the restricted store):
-    -- this table lives in the warehouse file, which holds no clear personal data
+    -- the buyer's contact fields stay in staging (the restricted store): this view lives
+    -- in the warehouse file, which holds no clear personal data
     select {{ star_except(['buyer_name', 'buyer_phone', 'buyer_email']) }}
     from {{ ref('stg_raw__orders') }}
 ),

@@ -15,6 +15,16 @@ with
 
 order_lines as (
     select * from {{ ref('int_order_lines_converted') }}
+    {% if is_incremental() %}
+    -- only the orders the filter below can keep: an order dated from the cutoff has a
+    -- line dated from it (all lines of these orders are read, so their sums are whole)
+    where
+        order_id in (
+            select recent_lines.order_id from {{ ref('int_order_lines_converted') }} as recent_lines
+            where recent_lines.order_date >= {{ incremental_cutoff_date() }}
+        )
+        or order_id in ({{ keys_with_changed_customer('order_id', ref('int_source_records_resolved'), 'orders') }})
+    {% endif %}
 ),
 
 source_records_resolved as (
