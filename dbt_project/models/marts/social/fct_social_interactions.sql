@@ -38,10 +38,35 @@ interactions_with_customer as (
             and source_records_resolved.entity = 'social_interactions'
 ),
 
+{% if is_incremental() %}
+changed_accounts as (
+    {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions', pseudonymised=true) }}
+),
+
+-- The interactions the rows kept below can depend on: replies and responses come after
+-- the interaction they answer (so from the cutoff on), and a kept interaction of an
+-- account whose customer changed may be answered by any interaction of that account or
+-- customer. The self-joins below then read these instead of all history.
+scoped as (
+    select * from interactions_with_customer
+    where
+        occurred_date >= {{ incremental_cutoff_date(var('campaign_response_days') + 1) }}
+        or social_account_key in (select changed_accounts.record_key from changed_accounts)
+        or customer_id in (
+            select changed.customer_id from interactions_with_customer as changed
+            where changed.social_account_key in (select changed_accounts.record_key from changed_accounts)
+        )
+),
+{% else %}
+scoped as (
+    select * from interactions_with_customer
+),
+{% endif %}
+
 message_replies as (
     select inbound.interaction_id
-    from interactions_with_customer as inbound
-    inner join interactions_with_customer as outbound
+    from scoped as inbound
+    inner join scoped as outbound
         on inbound.social_account_key = outbound.social_account_key
             and outbound.direction = 'outbound'
             and outbound.interaction_type = 'message'
@@ -56,7 +81,7 @@ pushes as (
         interaction_id,
         customer_id,
         occurred_at
-    from interactions_with_customer
+    from scoped
     where
         direction = 'outbound'
         and interaction_type = 'campaign_push'
@@ -66,7 +91,7 @@ pushes as (
 push_responses as (
     select pushes.interaction_id
     from pushes
-    inner join interactions_with_customer as responses
+    inner join scoped as responses
         on pushes.customer_id = responses.customer_id
             and responses.direction = 'inbound'
             and pushes.occurred_at < responses.occurred_at
@@ -114,9 +139,7 @@ final as (
     {% if is_incremental() %}
     where
         interactions_with_customer.occurred_date >= {{ incremental_cutoff_date(var('campaign_response_days') + 1) }}
-        or interactions_with_customer.social_account_key in (
-            {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions', pseudonymised=true) }}
-        )
+        or interactions_with_customer.social_account_key in (select changed_accounts.record_key from changed_accounts)
     {% endif %}
 )
 
