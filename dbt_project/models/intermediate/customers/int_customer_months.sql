@@ -1,8 +1,22 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy=crm_incremental_strategy(),
+        unique_key='month',
+        on_schema_change='append_new_columns',
+        post_hook="{{ record_build() }}",
+    )
+}}
 
 -- One row per customer and month from the month of the customer's first order to the
 -- month of D: the customer's order state at start(M) and end(M), the facts every
 -- customer KPI counts (metrics.md, "KPIs").
+--
+-- Incremental by month, like fct_kpi_monthly, its only reader: a nightly run recomputes
+-- the months from the month of its cutoff (every customer in them) and leaves older
+-- months as they were; a full build computes every month. The running totals of the
+-- computed months start from the customer's state before the first computed month
+-- (orders and last order date before it), so both give the same rows.
 
 with
 
@@ -11,8 +25,31 @@ orders as (
     where customer_id is not null and not is_cancelled
 ),
 
-months as (
+all_months as (
     select * from {{ ref('int_kpi_months') }}
+),
+
+months as (
+    select * from all_months
+    {% if is_incremental() %}
+    where month >= {{ month_start(incremental_cutoff_date()) }}
+    {% endif %}
+),
+
+first_computed_month as (
+    select min(month) as month from months
+),
+
+state_before as (
+    -- each customer's state at the end of the month before the first computed month
+    select
+        orders.customer_id,
+        count(*) as orders_before,
+        max(orders.order_date) as last_order_date_before
+    from orders
+    inner join first_computed_month
+        on orders.order_date < first_computed_month.month
+    group by orders.customer_id
 ),
 
 first_orders as (
@@ -31,6 +68,7 @@ monthly_orders as (
         sum(net_revenue) as net_revenue_in_month,
         max(order_date) as last_order_date_in_month
     from orders
+    where order_date >= (select first_computed_month.month from first_computed_month)
     group by customer_id, {{ month_start('order_date') }}
 ),
 
@@ -57,7 +95,9 @@ grid as (
         coalesce(monthly_orders.orders_in_month, 0) as orders_in_month,
         coalesce(monthly_orders.net_revenue_in_month, 0) as net_revenue_in_month,
         monthly_orders.last_order_date_in_month,
-        coalesce(revenue_365d_at_end.net_revenue_365d_at_end, 0) as net_revenue_365d_at_end
+        coalesce(revenue_365d_at_end.net_revenue_365d_at_end, 0) as net_revenue_365d_at_end,
+        coalesce(state_before.orders_before, 0) as orders_before,
+        state_before.last_order_date_before
     from first_orders
     inner join months
         on first_orders.first_order_date <= months.end_date
@@ -67,13 +107,16 @@ grid as (
     left join revenue_365d_at_end
         on first_orders.customer_id = revenue_365d_at_end.customer_id
             and months.month = revenue_365d_at_end.month
+    left join state_before
+        on first_orders.customer_id = state_before.customer_id
 ),
 
 cumulated as (
     select
         *,
-        sum(orders_in_month) over customer_months as orders_lifetime_at_end,
-        max(last_order_date_in_month) over customer_months as last_order_date_at_end
+        orders_before + sum(orders_in_month) over customer_months as orders_lifetime_at_end,
+        coalesce(max(last_order_date_in_month) over customer_months, last_order_date_before)
+            as last_order_date_at_end
     from grid
     window customer_months as (
         partition by customer_id order by month rows between unbounded preceding and current row
@@ -84,9 +127,9 @@ with_start as (
     -- the previous month is complete, so its end is this month's start(M)
     select
         *,
-        coalesce(lag(orders_lifetime_at_end) over (partition by customer_id order by month), 0)
+        coalesce(lag(orders_lifetime_at_end) over (partition by customer_id order by month), orders_before)
             as orders_lifetime_at_start,
-        lag(last_order_date_at_end) over (partition by customer_id order by month)
+        coalesce(lag(last_order_date_at_end) over (partition by customer_id order by month), last_order_date_before)
             as last_order_date_at_start
     from cumulated
 ),
