@@ -6,14 +6,11 @@
     node's component (so it is stable as long as the records of the component do not
     change).
 
-    One round at a time, each written to a work table, alternating between
-    `<model>__cc_a` and `<model>__cc_b` (plus `<model>__cc_edges`; dropped after the
-    build by the post-hook `connected_components_cleanup`): a round propagates the
-    smallest label of each node's neighbours, then jumps pointers (label := label of
-    label), until a round changes no label. Pointer jumping roughly halves the remaining
-    distance per round, so var identity_max_rounds (30) covers chains far longer than any
-    real component (3 rounds on the small preset); the build fails if the labels still
-    change after it.
+    In rounds, in work tables named `<model>__cc_*` (dropped after the build by the
+    post-hook `connected_components_cleanup`), until a round changes no label; the build
+    fails after var identity_max_rounds (30) rounds. DuckDB (default__, at the end of
+    this file): only the labels that drop are updated and propagate in the next round.
+    Spark (spark__): every label is rewritten each round, with pointer jumping.
 
     Every round is plain joins and aggregates, which DuckDB spills to disk beyond its
     memory limit. (A recursive CTE with USING KEY, used before, keeps its whole label
@@ -30,7 +27,7 @@
     read: there the same propagation runs inside the query, as a recursive CTE with
     DuckDB's USING KEY (one row per node; only the nodes whose label dropped feed the
     next round; it stops by itself). Fine for fixtures, not for the large preset (the
-    recursion's label dictionary stays in memory). Builds always take the rounds above;
+    recursion's label dictionary stays in memory). Builds always take the rounds below;
     the singular test assert_identity_components_converged checks their result on every
     build (no edge across components, each labelled by its smallest record). Spark runs
     no unit tests (`crm spark build` excludes them). -#}
@@ -74,32 +71,22 @@
     {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ '__cc_') }}
 {%- endmacro %}
 
-{#- The work tables' storage clause: none on DuckDB, Parquet on Spark. -#}
-{% macro connected_components_table_options() -%}
-    {{ return(adapter.dispatch('connected_components_table_options', 'crm_warehouse')()) }}
-{%- endmacro %}
-
-{% macro default__connected_components_table_options() -%}
-    {{ return('') }}
-{%- endmacro %}
-
-{% macro spark__connected_components_table_options() -%}
-    {{ return('using parquet') }}
-{%- endmacro %}
-
 {#- post-hook of the model that calls connected_components: drop its work tables. -#}
 {% macro connected_components_cleanup() -%}
-    {%- for name in ['edges', 'a', 'b'] %}
+    {%- for name in ['edges', 'a', 'b', 'labels', 'active', 'updates'] %}
     drop table if exists {{ connected_components_work_prefix() ~ name }};
     {%- endfor %}
 {%- endmacro %}
 
-{% macro default__connected_components(nodes_sql, edges_sql) -%}
+{#- Spark: no UPDATE on Parquet tables, so each round rewrites every label, alternating
+    between `__cc_a` and `__cc_b`: propagation, then pointer jumping (label := label of
+    label), which roughly halves the remaining distance per round. -#}
+{% macro spark__connected_components(nodes_sql, edges_sql) -%}
     {%- if not execute -%}
         {{ return('select cast(null as string) as node_id, cast(null as string) as component_node_id') }}
     {%- endif -%}
     {%- set work = connected_components_work_prefix() -%}
-    {%- set using = connected_components_table_options() -%}
+    {%- set using = 'using parquet' -%}
     {%- set rounds = var('identity_max_rounds', 30) -%}
     {%- for name in ['edges', 'a', 'b'] -%}
         {%- do run_query('drop table if exists ' ~ work ~ name) -%}
@@ -150,4 +137,76 @@
     {%- endif -%}
     {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
     select node_id, component_node_id from {{ work ~ state.current }}
+{%- endmacro %}
+
+{#- DuckDB: only the nodes whose label dropped in the last round propagate in the next one
+    (as a recursive CTE with USING KEY would, but in tables, so that every step spills):
+    `__cc_labels` holds one label per node; a round proposes to the neighbours of the
+    active nodes the smallest of their labels, keeps the proposals below the current
+    label, jumps them once (label := label of the proposed label, never larger and of the
+    same component), writes them into `__cc_labels` (UPDATE) and makes them the next
+    round's active nodes. The first round (every node active) costs a full pass; the
+    later ones only the changes. -#}
+{% macro default__connected_components(nodes_sql, edges_sql) -%}
+    {%- if not execute -%}
+        {{ return('select cast(null as string) as node_id, cast(null as string) as component_node_id') }}
+    {%- endif -%}
+    {%- set work = connected_components_work_prefix() -%}
+    {%- set rounds = var('identity_max_rounds', 30) -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'edges as ' ~ edges_sql) -%}
+    {%- do run_query(
+        'create or replace table ' ~ work ~ 'labels as select node_id, node_id as component_node_id from ('
+        ~ nodes_sql ~ ') as nodes'
+    ) -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'active as select * from ' ~ work ~ 'labels') -%}
+    {%- set state = namespace(changed=1, rounds=0) -%}
+    {%- for round in range(rounds) if state.changed > 0 -%}
+        {%- set state.rounds = state.rounds + 1 -%}
+        {%- set round_sql -%}
+            create or replace table {{ work }}updates as
+            with proposed as (
+                select
+                    edges.to_node_id as node_id,
+                    min(active.component_node_id) as component_node_id
+                from {{ work }}active as active
+                inner join {{ work }}edges as edges
+                    on active.node_id = edges.from_node_id
+                group by edges.to_node_id
+            ),
+
+            lowered as (
+                select
+                    proposed.node_id,
+                    proposed.component_node_id
+                from proposed
+                inner join {{ work }}labels as current_labels
+                    on proposed.node_id = current_labels.node_id
+                where proposed.component_node_id < current_labels.component_node_id
+            )
+
+            select
+                lowered.node_id,
+                least(lowered.component_node_id, coalesce(jumped.component_node_id, lowered.component_node_id))
+                    as component_node_id
+            from lowered
+            left join {{ work }}labels as jumped
+                on lowered.component_node_id = jumped.node_id
+        {%- endset -%}
+        {%- do run_query(round_sql) -%}
+        {%- set state.changed = run_query('select count(*) from ' ~ work ~ 'updates').columns[0].values()[0] -%}
+        {%- if state.changed > 0 -%}
+            {%- do run_query(
+                'update ' ~ work ~ 'labels as labels set component_node_id = updates.component_node_id from '
+                ~ work ~ 'updates as updates where labels.node_id = updates.node_id'
+            ) -%}
+            {%- do run_query('create or replace table ' ~ work ~ 'active as select * from ' ~ work ~ 'updates') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if state.changed > 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "identity components did not converge in " ~ rounds ~ " rounds; raise var identity_max_rounds"
+        ) }}
+    {%- endif -%}
+    {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
+    select node_id, component_node_id from {{ work }}labels
 {%- endmacro %}

@@ -34,12 +34,22 @@ components as (
     {{ connected_components(nodes_sql, undirected_edges_sql) }}
 ),
 
+customer_ids as (
+    -- the keyed pseudonym once per component, not once per record
+    select
+        component_node_id,
+        {{ pseudonym('component_node_id') }} as customer_id
+    from (select distinct components.component_node_id from components) as component_labels
+),
+
 final as (
     select
-        node_id as record_id,
-        component_node_id as component_record_id,
-        {{ pseudonym('component_node_id') }} as customer_id
+        components.node_id as record_id,
+        components.component_node_id as component_record_id,
+        customer_ids.customer_id
     from components
+    inner join customer_ids
+        on components.component_node_id = customer_ids.component_node_id
 )
 
 select * from final
