@@ -24,8 +24,7 @@ demo: $(STAMP)
 	$(BIN)/crm demo
 
 test: $(STAMP)
-	bash tests/support/ensure_chromium.sh
-	bash tests/support/ensure_java.sh
+	bash tests/support/ensure_system_packages.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(STAMP)

@@ -300,7 +300,7 @@ def test_svg_escapes_labels():
     assert 'aria-label="a &quot;quoted&quot; &lt;label&gt;"' in chart
 
 
-def test_ensure_chromium_script_is_idempotent(chromium):
+def test_ensure_system_packages_script_is_idempotent(chromium):
     import subprocess
 
     from support.browser import ENSURE_SCRIPT

@@ -15,7 +15,7 @@ One run on the small preset (20,000 customers, 180 delivery days, fixed seed):
 Cost: about 2 min for the DuckDB run and 4 to 5 min for the Spark build on 2 cores (JVM
 start, then some 200 Spark jobs); its own xdist group, so it runs beside the e2e group.
 Needs a Java runtime (17+), as PySpark does; `make test` installs one when missing
-(tests/support/ensure_java.sh).
+(tests/support/ensure_system_packages.sh).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Headless Chromium for the report tests (Debian's package, installed by ensure_chromium.sh)."""
+"""Headless Chromium for the report tests (Debian's package, installed by ensure_system_packages.sh)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ENSURE_SCRIPT = Path(__file__).with_name("ensure_chromium.sh")
+ENSURE_SCRIPT = Path(__file__).with_name("ensure_system_packages.sh")
 FLAGS = [
     "--headless",
     "--no-sandbox",
