@@ -10,7 +10,9 @@ On the way:
   incremental build must pick up when its date comes;
 - a delivery the last build covered loaded again with a line removed: the build must
   notice and rebuild (the removed line disappears, as in a rebuild);
-- a build as of an earlier night than the last one: a rebuild as of that night.
+- a covered delivery withdrawn (files gone) and re-loaded: a rebuild without its rows;
+- a build as of an earlier night than the last one: a rebuild as of that night;
+- another business timezone: a rebuild.
 
 Each build's plan (incremental or full rebuild, and why) is read from the dbt log.
 """
@@ -40,12 +42,12 @@ STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
 
 
-def dbt_run(work: Path, as_of: date, *extra: str) -> str:
+def dbt_run(work: Path, as_of: date, *extra: str, timezone: str = "Asia/Shanghai") -> str:
     """`dbt run` of the staging models as of `as_of` on the stores in `work`; its stdout."""
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
         [str(dbt), "run", "--select", "path:models/staging/raw", *extra,
-         "--vars", f"{{as_of_date: {as_of.isoformat()}}}",
+         "--vars", f"{{as_of_date: {as_of.isoformat()}, business_timezone: {timezone}}}",
          "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
          "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
         cwd=DBT_DIR,
@@ -82,7 +84,9 @@ def load(work: Path, landing: Path, days: list[date], only: str | None = None) -
         con.close()
 
 
-def differences(work: Path, as_of: date) -> dict[str, tuple[int, int, int]]:
+def differences(
+    work: Path, as_of: date, timezone: str = "Asia/Shanghai"
+) -> dict[str, tuple[int, int, int]]:
     """Build a copy of the stores with --full-refresh as of `as_of`; per staging table the
     rows only in the incremental build, only in the rebuild, and the row count."""
     copy = work / "rebuild"
@@ -90,7 +94,7 @@ def differences(work: Path, as_of: date) -> dict[str, tuple[int, int, int]]:
     copy.mkdir()
     for name in ("warehouse.duckdb", "restricted.duckdb"):
         shutil.copy(work / name, copy / name)
-    dbt_run(copy, as_of, "--full-refresh")
+    dbt_run(copy, as_of, "--full-refresh", timezone=timezone)
     con = duckdb.connect()
     con.execute(f"attach '{work / 'restricted.duckdb'}' as inc (read_only)")
     con.execute(f"attach '{copy / 'restricted.duckdb'}' as full_build (read_only)")
@@ -109,8 +113,8 @@ def differences(work: Path, as_of: date) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def assert_equal_to_rebuild(work: Path, as_of: date) -> None:
-    diff = differences(work, as_of)
+def assert_equal_to_rebuild(work: Path, as_of: date, timezone: str = "Asia/Shanghai") -> None:
+    diff = differences(work, as_of, timezone)
     assert all(d[2] > 0 for d in diff.values()), diff
     assert all(d[:2] == (0, 0) for d in diff.values()), diff
 
@@ -186,6 +190,22 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     assert_equal_to_rebuild(work, days[-4])
     assert removed.strip()
 
+    # a covered delivery withdrawn (its files gone) and re-loaded: no load is newer, but
+    # one is gone; rebuilt, its rows are gone
+    emptied = days[-7]
+    for f in (root / "landing" / "shop_orders" / emptied.isoformat()).glob("*"):
+        f.unlink()
+    con = duckdb.connect(str(work / "warehouse.duckdb"))
+    load_partition(con, next(m for m in load_mappings(MAPPINGS) if m.name == "shop_orders"),
+                   root / "landing", emptied)  # fmt: skip
+    con.close()
+    out = dbt_run(work, days[-4])
+    assert plans(out)["stg_raw__orders"].startswith(
+        "full rebuild (loads the last build covered are gone"
+    ), plans(out)
+    assert plans(out)["stg_raw__service_events"].startswith("incremental"), plans(out)
+    assert_equal_to_rebuild(work, days[-4])
+
     # the remaining nights, then a re-run of an earlier night: rebuilt as of that night
     for night in days[-3:]:
         load(work, root / "landing", [night])
@@ -195,3 +215,10 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)
     assert_equal_to_rebuild(work, days[-3])
+
+    # another business timezone changes the dates of every row: rebuilt
+    out = dbt_run(work, days[-3], timezone="UTC")
+    assert all(
+        p.startswith("full rebuild (the model or its settings changed") for p in plans(out).values()
+    ), plans(out)
+    assert_equal_to_rebuild(work, days[-3], timezone="UTC")

@@ -7,6 +7,8 @@ against the revenue of their orders."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 from datetime import date
@@ -285,3 +287,53 @@ def test_an_old_file_delivered_again_brings_nobody_back(republished: dict) -> No
             ).fetchone()[0]
             == 0
         )
+
+
+def test_an_erased_phone_on_a_line_of_an_old_order_removes_the_whole_order_everywhere(
+    republished: dict, tmp_path: Path
+) -> None:
+    """A line delivered again with an erased phone typed on it belongs to an order whose
+    other lines were loaded (and built) long before: the purge removes the whole order
+    from the raw tables, and the next build must not keep it in staging or the facts
+    (the staging tables are dropped and the build is a full refresh)."""
+    home = tmp_path / "home"
+    shutil.copytree(republished["home"], home, symlinks=True)
+    with _warehouse(home) as con:
+        order_no, delivered = con.execute(
+            """select trim(order_id), min(_delivery_date) from restricted.raw.orders
+            where _source_name = 'shop_orders' and ordered_at < timestamp '2026-09-01'
+            group by all having count(*) >= 2 order by 1 limit 1"""
+        ).fetchone()
+        assert (
+            con.execute(
+                "select count(*) from marts.fct_orders where source_order_id = ?", [order_no]
+            ).fetchone()[0]
+            == 1
+        )
+    source = next(
+        f
+        for f in sorted((home / "landing" / "shop_orders" / delivered.isoformat()).glob("*.csv"))
+        if order_no in f.read_text(encoding="utf-8-sig")
+    )
+    header, *rows = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
+    row = next(r for r in rows if r[0] == order_no)
+    national = next(iter(republished["ids"]["phone"])).removeprefix("+86")
+    row[header.index("buyer_phone")] = f"{national[:3]} {national[3:7]} {national[7:]}"
+    day = date(2026, 11, 2)
+    target = home / "landing" / "shop_orders" / day.isoformat() / f"orders_{day:%Y%m%d}.csv"
+    target.parent.mkdir(parents=True)
+    with target.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([header, row])
+    proc = crm(home, "run", "--date", day.isoformat())
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "--full-refresh" in proc.stdout + proc.stderr
+    with _warehouse(home) as con:
+        for table, column in (("restricted.raw.orders", "trim(order_id)"),
+                              ("restricted.staging.stg_raw__orders", "source_order_id"),
+                              ("marts.fct_orders", "source_order_id"),
+                              ("marts.fct_order_lines", "split_part(order_id, ':', 2)")):  # fmt: skip
+            n = con.execute(f"select count(*) from {table} where {column} = ?", [order_no])
+            assert n.fetchone()[0] == 0, table
+        assert con.execute(
+            "select count(*) from restricted.privacy.full_refresh_requests"
+        ).fetchone() == (0,)

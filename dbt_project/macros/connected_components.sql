@@ -8,7 +8,7 @@
 
     In rounds, in work tables named `<model>__cc_*` (dropped after the build by the
     post-hook `connected_components_cleanup`), until a round changes no label; the build
-    fails after var identity_max_rounds (30) rounds. DuckDB (default__, at the end of
+    fails after var identity_max_rounds (100) rounds. DuckDB (default__, at the end of
     this file): only the labels that drop are updated and propagate in the next round.
     Spark (spark__): every label is rewritten each round, with pointer jumping.
 
@@ -71,11 +71,14 @@
     {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ '__cc_') }}
 {%- endmacro %}
 
-{#- post-hook of the model that calls connected_components: drop its work tables. -#}
+{#- post-hook of the model that calls connected_components: drop its work tables (one
+    statement each: Spark runs one statement per call). -#}
 {% macro connected_components_cleanup() -%}
-    {%- for name in ['edges', 'a', 'b', 'labels', 'active', 'updates'] %}
-    drop table if exists {{ connected_components_work_prefix() ~ name }};
-    {%- endfor %}
+    {%- if execute -%}
+        {%- for name in ['edges', 'a', 'b', 'labels', 'active', 'updates'] -%}
+            {%- do run_query('drop table if exists ' ~ connected_components_work_prefix() ~ name) -%}
+        {%- endfor -%}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Spark: no UPDATE on Parquet tables, so each round rewrites every label, alternating
@@ -87,7 +90,7 @@
     {%- endif -%}
     {%- set work = connected_components_work_prefix() -%}
     {%- set using = 'using parquet' -%}
-    {%- set rounds = var('identity_max_rounds', 30) -%}
+    {%- set rounds = var('identity_max_rounds', 100) -%}
     {%- for name in ['edges', 'a', 'b'] -%}
         {%- do run_query('drop table if exists ' ~ work ~ name) -%}
     {%- endfor -%}
@@ -152,7 +155,7 @@
         {{ return('select cast(null as string) as node_id, cast(null as string) as component_node_id') }}
     {%- endif -%}
     {%- set work = connected_components_work_prefix() -%}
-    {%- set rounds = var('identity_max_rounds', 30) -%}
+    {%- set rounds = var('identity_max_rounds', 100) -%}
     {%- do run_query('create or replace table ' ~ work ~ 'edges as ' ~ edges_sql) -%}
     {%- do run_query(
         'create or replace table ' ~ work ~ 'labels as select node_id, node_id as component_node_id from ('

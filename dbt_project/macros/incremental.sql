@@ -3,14 +3,19 @@
     Rows dated before it are left as they are until a --full-refresh (docs/warehouse.md,
     "Late arrivals"). Taking the last build date into account means a gap between runs
     (a backfill of 20 deliveries, a week without runs) is recomputed whole, never skipped. -#}
-{% macro incremental_cutoff_date(extra_days=0) -%}
+{% macro incremental_cutoff_date(extra_days=0, model_name=none) -%}
     {%- set last_built -%}
-        (select max(as_of_date) from {{ build_log_relation() }} where model = '{{ this.identifier }}')
+        {{ last_built_as_of(model_name or this.identifier) }}
     {%- endset -%}
     {%- set window_end -%}
         least({{ as_of_date() }}, coalesce({{ add_days(last_built, 1) }}, {{ as_of_date() }}))
     {%- endset -%}
     {{ add_days(window_end, -(var('late_arrival_lookback_days') + extra_days)) }}
+{%- endmacro %}
+
+{#- The last D the model was built as of (NULL: no build recorded). -#}
+{% macro last_built_as_of(model_name) -%}
+    (select max(as_of_date) from {{ build_log_relation() }} where model = '{{ model_name }}')
 {%- endmacro %}
 
 {#- The table where every mart records the D it was built as of (post-hook, see

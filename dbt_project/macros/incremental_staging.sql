@@ -15,11 +15,14 @@
     after emptying the table) when
       - the table does not exist, or `--full-refresh` (erasures request one);
       - D is before the last build's D (a re-run of an earlier night);
-      - the model's SQL changed since the last build;
-      - a delivery the last build covered was loaded again since (its rows were replaced);
+      - the model's SQL or the settings it reads (business timezone, reporting currency)
+        changed since the last build;
+      - a delivery the last build covered was loaded again since (its rows were replaced),
+        or its loads are gone (a delivery emptied and re-loaded);
       - the last build is not recorded.
     The decision and its reason are printed in the dbt log. Each build records, per model,
-    its D, the load log's newest load time of the entity and the model's checksum in
+    its D, the load log's newest load time of the entity, the number of loads up to D
+    and the model's fingerprint in
     `<model>__build_log` next to the model (same store, same transaction; one table per
     model, as the models build in parallel). On Spark the models are tables (macro
     crm_incremental_materialization): nothing here applies. -#}
@@ -39,6 +42,12 @@
         {{ return(node.relation_name) }}
     {%- endfor -%}
     {{ exceptions.raise_compiler_error("source raw.load_log is not declared") }}
+{%- endmacro %}
+
+{#- What a staged row depends on besides the raw row: the model's SQL and the settings it
+    reads (business timezone: dates; reporting currency). A change means a full rebuild. -#}
+{% macro staging_fingerprint() -%}
+    {{ return(model.checksum.checksum ~ '|' ~ var('business_timezone') ~ '|' ~ var('reporting_currency')) }}
 {%- endmacro %}
 
 {% macro staging_entity() -%}
@@ -62,29 +71,36 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- set last = run_query(
-        "select cast(as_of_date as string), cast(loaded_through as string), model_checksum from "
+        "select cast(as_of_date as string), cast(loaded_through as string), model_checksum, covered_loads from "
         ~ staging_log_relation() ~ " where model = '" ~ this.identifier ~ "'"
     ) -%}
     {%- if last.rows | length == 0 -%}
         {%- do plan.update({'reason': 'no recorded build'}) -%}
         {{ return(plan) }}
     {%- endif -%}
-    {%- set last_as_of, loaded_through, checksum = last.rows[0][0], last.rows[0][1], last.rows[0][2] -%}
+    {%- set last_as_of, loaded_through, checksum, covered = last.rows[0][0], last.rows[0][1], last.rows[0][2], last.rows[0][3] -%}
     {%- if as_of_date_string() < last_as_of -%}
         {%- do plan.update({'reason': 'D ' ~ as_of_date_string() ~ ' is before the last build\'s D ' ~ last_as_of}) -%}
         {{ return(plan) }}
     {%- endif -%}
-    {%- if checksum != model.checksum.checksum -%}
-        {%- do plan.update({'reason': 'the model changed since the last build'}) -%}
+    {%- if checksum != staging_fingerprint() -%}
+        {%- do plan.update({'reason': 'the model or its settings changed since the last build'}) -%}
         {{ return(plan) }}
     {%- endif -%}
-    {%- set reloaded = run_query(
-        "select cast(min(_delivery_date) as string), count(*) from " ~ raw_load_log_relation()
+    {#- the loads of the deliveries the last build covered: none new, none gone -#}
+    {%- set loads = run_query(
+        "select cast(min(_delivery_date) filter (where " ~ newer_than(loaded_through) ~ ") as string),"
+        ~ " count(*) filter (where " ~ newer_than(loaded_through) ~ "),"
+        ~ " count(*) filter (where not (" ~ newer_than(loaded_through) ~ "))"
+        ~ " from " ~ raw_load_log_relation()
         ~ " where entity = '" ~ entity ~ "' and _delivery_date <= cast('" ~ last_as_of ~ "' as date)"
-        ~ (" and _loaded_at > cast('" ~ loaded_through ~ "' as timestamp)" if loaded_through is not none else "")
     ) -%}
-    {%- if reloaded.rows[0][1] > 0 -%}
-        {%- do plan.update({'reason': 'delivery ' ~ reloaded.rows[0][0] ~ ' (covered by the last build) was loaded again'}) -%}
+    {%- if loads.rows[0][1] > 0 -%}
+        {%- do plan.update({'reason': 'delivery ' ~ loads.rows[0][0] ~ ' (covered by the last build) was loaded again'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- if loads.rows[0][2] != covered -%}
+        {%- do plan.update({'reason': 'loads the last build covered are gone (' ~ covered ~ ' then, ' ~ loads.rows[0][2] ~ ' now)'}) -%}
         {{ return(plan) }}
     {%- endif -%}
     {%- do plan.update({
@@ -96,6 +112,11 @@
     {{ return(plan) }}
 {%- endmacro %}
 
+{#- `_loaded_at` after the recorded time (every load when none was recorded). -#}
+{% macro newer_than(loaded_through) -%}
+    {{ return("_loaded_at > cast('" ~ loaded_through ~ "' as timestamp)" if loaded_through is not none else "_loaded_at is not null") }}
+{%- endmacro %}
+
 {#- The condition selecting the raw rows new to this build (`true` on a full rebuild). -#}
 {% macro staging_new_rows(plan, timestamp_column) -%}
     {%- if not plan.incremental -%}
@@ -104,11 +125,7 @@
     (
             _delivery_date > cast('{{ plan.last_as_of }}' as date)
             or {{ to_business_date(timestamp_column) }} > cast('{{ plan.last_as_of }}' as date)
-            {%- if plan.loaded_through is not none %}
-            or _loaded_at > cast('{{ plan.loaded_through }}' as timestamp)
-            {%- else %}
-            or _loaded_at is not null
-            {%- endif %}
+            or {{ newer_than(plan.loaded_through) }}
         )
 {%- endmacro %}
 
@@ -141,7 +158,8 @@
             model string,
             as_of_date date,
             loaded_through timestamp,
-            model_checksum string
+            model_checksum string,
+            covered_loads bigint
         );
         {%- if is_incremental() and not plan.incremental %}
         delete from {{ this }};
@@ -164,6 +182,9 @@
     select
         '{{ this.identifier }}',
         {{ as_of_date() }},
-        (select max(_loaded_at) from {{ raw_load_log_relation() }} where entity = '{{ staging_entity() }}'),
-        '{{ model.checksum.checksum }}'
+        max(_loaded_at),
+        '{{ staging_fingerprint() }}',
+        count(*) filter (where _delivery_date <= {{ as_of_date() }})
+    from {{ raw_load_log_relation() }}
+    where entity = '{{ staging_entity() }}'
 {%- endmacro %}

@@ -126,6 +126,17 @@ def _last_loaded_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return con.execute(f"select max(t) from ({parts})").fetchone()[0]
 
 
+def _drop_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the staging tables (and their build logs) of the restricted store: the next
+    dbt build makes them again from the raw rows."""
+    for (table,) in con.execute(
+        "select table_name from duckdb_tables() "
+        "where database_name = ? and schema_name = 'staging'",
+        [RESTRICTED],
+    ).fetchall():
+        con.execute(f'drop table {RESTRICTED}.staging."{table}"')
+
+
 def _has_relation(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str, name: str) -> bool:
     row = con.execute(
         "select count(*) from duckdb_tables() where database_name = "
@@ -383,12 +394,7 @@ def forget(
             result.warehouse_rows["restricted.golden.int_customer_profiles_merged"] = n
         # the staging tables (every raw row, normalised): dropped, the next build (a full
         # refresh) makes them again without the person
-        for (table,) in con.execute(
-            "select table_name from duckdb_tables() "
-            "where database_name = ? and schema_name = 'staging'",
-            [RESTRICTED],
-        ).fetchall():
-            con.execute(f'drop table {RESTRICTED}.staging."{table}"')
+        _drop_staging_tables(con)
         # the warehouse (no clear personal data, but the person's rows and aggregates)
         if customers:
             for table in _warehouse_tables_with_customer_id(con):
@@ -432,6 +438,22 @@ def forget(
     result.spark_refreshed = refresh_after_erasure(settings)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _earlier_rows_of_matched_groups(con: duckdb.DuckDBPyConnection, since: datetime) -> int:
+    """Raw rows loaded before `since` that belong to an order / ticket of a row in
+    `purge_matches` (removed with it, see _remove_raw_rows)."""
+    total = 0
+    for entity, key in _GROUP_KEY.items():
+        table = f"{RESTRICTED}.raw.{entity}"
+        matched = (
+            f"select {key} from {table} where (_source_file, _source_line) in "
+            f"(select _source_file, _source_line from purge_matches where entity = '{entity}')"
+        )
+        total += con.execute(
+            f"select count(*) from {table} where _loaded_at < ? and {key} in ({matched})", [since]
+        ).fetchone()[0]
+    return total
 
 
 def purge_erased(settings: Settings) -> int:
@@ -480,13 +502,22 @@ def purge_erased(settings: Settings) -> int:
         )
         if matched:
             con.executemany("insert into purge_matches values (?, ?, ?)", matched)
-        # the rows were loaded after the erasure and purged before any dbt build reads them:
-        # no full refresh is needed
+        # the matched rows were loaded since the last purge, before any dbt build read them;
+        # but an order or ticket goes whole, and its rows of earlier loads may already be
+        # staged and in the facts: then the staging tables go and the next build is a full
+        # refresh (as after `crm forget`)
+        earlier = _earlier_rows_of_matched_groups(con, since) if matched and since else 0
         counts = _remove_raw_rows(
             con, "select * from purge_matches", "erased (an erased person's data delivered again)"
         )
         removed = sum(counts.values())
         now = datetime.now(UTC).replace(tzinfo=None)
+        if earlier:
+            _drop_staging_tables(con)
+            con.execute(
+                f"insert into {SCHEMA}.full_refresh_requests values (?, ?)",
+                [f"purge-{now:%Y%m%dT%H%M%S}", now],
+            )
         con.execute(
             f"insert into {SCHEMA}.purge_state values (?, ?, ?)", [until or since, now, removed]
         )

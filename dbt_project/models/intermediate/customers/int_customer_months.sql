@@ -14,9 +14,11 @@
 --
 -- Incremental by month, like fct_kpi_monthly, its only reader: a nightly run recomputes
 -- the months from the month of its cutoff (every customer in them) and leaves older
--- months as they were; a full build computes every month. The running totals of the
--- computed months start from the customer's state before the first computed month
--- (orders and last order date before it), so both give the same rows.
+-- months as they were (like the frozen KPI months: after an identity merge they keep the
+-- customer ids they were computed with; fct_kpi_monthly never reads them again before a
+-- --full-refresh); a full build computes every month. The running totals of the computed
+-- months start from the customer's state before the first computed month (orders and
+-- last order date before it), so both give the same rows.
 
 with
 
@@ -32,7 +34,13 @@ all_months as (
 months as (
     select * from all_months
     {% if is_incremental() %}
-    where month >= {{ month_start(incremental_cutoff_date()) }}
+    -- from the earlier of this model's cutoff and its reader's (fct_kpi_monthly recomputes
+    -- from its own last build, which may be older); every month when no build of this
+    -- model is recorded (the first build after an upgrade)
+    {%- set cutoff = 'least(' ~ incremental_cutoff_date() ~ ', ' ~ incremental_cutoff_date(model_name='fct_kpi_monthly') ~ ')' %}
+    where
+        month >= {{ month_start(cutoff) }}
+        or {{ last_built_as_of('int_customer_months') }} is null
     {% endif %}
 ),
 
