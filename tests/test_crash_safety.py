@@ -41,7 +41,7 @@ MARKERS = {
     "publish": "serving__publication - publication as of",
 }
 #: columns that legitimately differ between runs (load times, durations)
-VOLATILE = {"_loaded_at", "loaded_at", "seconds", "built_at"}
+VOLATILE = {"_loaded_at", "loaded_at", "loaded_through", "seconds", "built_at"}
 #: tables that record runs rather than data (one row per attempt)
 RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log"}
 

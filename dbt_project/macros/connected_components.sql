@@ -17,14 +17,18 @@
     dictionary in memory: with the 4 GB limit the large preset's build failed with "Out of
     Memory" in it. Spark has no recursive CTE with UNION at all.) -#}
 {% macro connected_components(nodes_sql, edges_sql) -%}
-    {%- if execute and model.resource_type == 'unit_test' -%}
+    {#- the rounds write work tables: only when the model is built (`dbt run` / `dbt
+        build`), not when it is only compiled (`dbt compile`, `dbt docs generate`, which
+        the publication runs) nor in unit tests -#}
+    {%- if execute and (model.resource_type == 'unit_test' or flags.WHICH not in ['run', 'build']) -%}
         {{ return(connected_components_in_one_query(nodes_sql, edges_sql)) }}
     {%- endif -%}
     {{ return(adapter.dispatch('connected_components', 'crm_warehouse')(nodes_sql, edges_sql)) }}
 {%- endmacro %}
 
 {#- dbt unit tests give a model its inputs as CTEs of one query, which work tables cannot
-    read: there the same propagation runs inside the query, as a recursive CTE with
+    read, and a model only compiled (docs) must not write work tables: there the same
+    propagation is written inside the query, as a recursive CTE with
     DuckDB's USING KEY (one row per node; only the nodes whose label dropped feed the
     next round; it stops by itself). Fine for fixtures, not for the large preset (the
     recursion's label dictionary stays in memory). Builds always take the rounds below;

@@ -1,3 +1,8 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view it was computed once per reader, and its three data tests and
+-- fct_kpi_monthly each recomputed every month of it (37 s per test at the large preset).
+--
 -- Social and campaign KPIs per month, segment all (metrics.md):
 --   message_reply_rate: inbound messages in M answered within 24 h (fct flag)
 --   campaign_response_rate: campaign pushes in M to resolved customers followed within
