@@ -149,6 +149,8 @@ def _machine_lines(results: dict[str, dict]) -> list[str]:
             else ""
         )
         lines.append(f"- {preset} (run on {r['date']}): {loads}{note}.")
+        if r.get("note"):
+            lines.append(f"  {r['note']}")
     lines.append("")
     return lines
 
