@@ -391,6 +391,9 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
     result["warehouse_mb"] = _mb(
         sum(p.stat().st_size for p in home.rglob("*.duckdb") if p.parent.name != "serving")
     )
+    # kept in the work folder: if the floor or the peer fails (e.g. for lack of disk space),
+    # the measured full build and night are not lost
+    (base / "phases.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     # the floor ---------------------------------------------------------------------
     from pipelines.benchmarks.floor import prepare_db
@@ -406,7 +409,10 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
         log=base / "floor.log",
     )
     if measured.returncode != 0:
-        raise SystemExit(f"the floor failed; see {base / 'floor.log'}")
+        raise SystemExit(
+            f"the floor failed; see {base / 'floor.log'} (the full build and the night: "
+            f"{base / 'phases.json'})"
+        )
     floor = json.loads(floor_json.read_text(encoding="utf-8"))
     result["floor"] = asdict(measured) | {
         "script_seconds": floor["seconds"],
