@@ -476,6 +476,106 @@ def test_nightly_run_in_the_next_month_keeps_the_quadrants_of_the_month_end(buil
     assert kpi(db, "2026-11", "purchasing_customers", hh) == 0
 
 
+def _copy_stores(built: dict, target: Path) -> Path:
+    """Copies of the built warehouse and its restricted store in `target`."""
+    db = target / "warehouse.duckdb"
+    shutil.copyfile(built["db"], db)
+    restricted = built["db"].with_name(built["db"].stem + "_restricted.duckdb")
+    shutil.copyfile(restricted, db.with_name(db.stem + "_restricted.duckdb"))
+    return db
+
+
+FACT_CUSTOMERS = {
+    "fct_orders": "order_id",
+    "fct_order_lines": "order_line_id",
+    "fct_service_tickets": "ticket_id",
+    "fct_social_interactions": "interaction_id",
+}
+
+
+def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, tmp_path):
+    """Night 11-01 delivers crm:A9, who carries P1's e-mail and P2's phone: P1 and P2
+    become one customer, keyed by A9's record (the smallest of the component). Their rows
+    dated before the nightly window (orders of September and October 5-21, tickets of
+    October 6 and 15, the WeChat interactions of October 10-12) are recomputed through the
+    customer-change log (int_source_records_logged) and point at the new customer_id, like
+    a --full-refresh build of a copy; nobody else's rows are touched."""
+    nightly = tmp_path / "nightly"
+    full = tmp_path / "full"
+    nightly.mkdir()
+    full.mkdir()
+    merged = expected_customer_id("account:crm:A9")
+    for work in (nightly, full):
+        db = _copy_stores(built, work)
+        con = duckdb.connect(str(db))
+        insert(con, "customers", [dict(source_system="crm", customer_ref="A9",
+                                       updated_at=ts("2026-10-31 20:00"), email="a@x.com",
+                                       phone="13900000002", _delivery_date=date(2026, 11, 1),
+                                       _source_file="customers/2026-11-01.csv")])  # fmt: skip
+        con.close()
+    before = dict(query(built["db"], "select order_id, customer_id from marts.fct_orders"))
+    assert before["crm:O2"] == C1 and before["crm:O3"] == C2  # P1's and P2's
+
+    nightly_db = nightly / "warehouse.duckdb"
+    for half in ("--exclude", "--select"):
+        run_dbt(["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], nightly, nightly_db)
+    full_db = full / "warehouse.duckdb"
+    run_dbt(["build", "--full-refresh", "--vars", build_vars("2026-11-01")], full, full_db)
+
+    # the night logged exactly the records whose customer changed (P1's and P2's) and, as
+    # new records (not changes), those new as of 11-01 (A9, C3 updated on 11-01, order O8
+    # delivered and order O9 placed on 11-01)
+    changed = query(nightly_db, """
+        select entity, record_key, customer_id, changed_at > first_logged_at as is_change
+        from intermediate.int_source_records_logged
+        where changed_at > (select min(built_at) from main.crm_build_log
+                            where model = 'fct_orders' and as_of_date = date '2026-10-31')
+        order by entity, record_key""")  # fmt: skip
+    assert changed == [
+        ("customers", "crm:A9", merged, False),
+        ("customers", "crm:C1", merged, True),
+        ("customers", "crm:C2", merged, True),
+        ("customers", "crm:C3", expected_customer_id("account:crm:C3"), False),
+        ("customers", "mall:M1", merged, True),
+        ("orders", "crm:O1", merged, True),
+        ("orders", "crm:O2", merged, True),
+        ("orders", "crm:O3", merged, True),
+        ("orders", "crm:O4", merged, True),
+        ("orders", "crm:O8", merged, False),
+        ("orders", "crm:O9", merged, False),
+        ("service_events", "T1", merged, True),
+        ("service_events", "T3", merged, True),
+        ("social_interactions", "wechat:o1", merged, True),
+    ]
+    after = dict(query(nightly_db, "select order_id, customer_id from marts.fct_orders"))
+    assert {k for k, v in after.items() if v == merged} == {
+        "crm:O1", "crm:O2", "crm:O3", "crm:O4", "crm:O8", "crm:O9"}  # fmt: skip
+    assert {k: v for k, v in after.items() if v != merged} == {
+        k: v for k, v in before.items() if v not in (C1, C2)}  # fmt: skip
+    assert query(nightly_db, "select distinct customer_id from marts.fct_social_interactions") == [
+        (merged,)
+    ]
+    con = duckdb.connect(str(nightly_db))
+    try:
+        con.execute(f"attach '{full_db}' as full_build (read_only)")
+        for table, key in FACT_CUSTOMERS.items():
+            rows = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
+            assert rows > 0
+            for left, right in (("marts", "full_build.marts"), ("full_build.marts", "marts")):
+                diff = con.execute(
+                    f"select {key}, customer_id from {left}.{table} "
+                    f"except all select {key}, customer_id from {right}.{table}"
+                ).fetchall()
+                assert diff == [], (table, left, diff)
+            orphans = con.execute(
+                f"select count(*) from marts.{table} where customer_id is not null and customer_id "
+                "not in (select customer_id from marts.dim_customers)"
+            ).fetchone()[0]
+            assert orphans == 0, table
+    finally:
+        con.close()
+
+
 def test_sla_clocks_in_the_fact(built):
     rows = {r[0]: r[1:] for r in query(built["db"], """
         select ticket_id, sla_priority, first_response_sla_status, resolution_sla_status, is_converted_30d

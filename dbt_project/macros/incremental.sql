@@ -53,14 +53,22 @@
     values ('{{ this.identifier }}', {{ as_of_date() }}, cast(current_timestamp as timestamp))
 {%- endmacro %}
 
-{#- Keys of rows already in {{ this }} whose customer changed since they were written (a new
-    record linked two customers): they are recomputed whatever their date, so that facts
-    never point at a customer_id that no longer exists. -#}
-{% macro keys_with_changed_customer(key_column, resolved_relation, entity, pseudonymised=false) -%}
-    select resolved_now.record_key
-    from {{ this }} as existing
-    inner join {{ resolved_relation }} as resolved_now
-        on existing.{{ key_column }} = {{ pseudonym('resolved_now.record_key') if pseudonymised else 'resolved_now.record_key' }}
-        and resolved_now.entity = '{{ entity }}'
-    where existing.customer_id is distinct from resolved_now.customer_id
+{#- The last time the model was built (NULL: no build recorded). -#}
+{% macro last_built_at(model_name) -%}
+    (select max(built_at) from {{ build_log_relation() }} where model = '{{ model_name }}')
+{%- endmacro %}
+
+{#- Keys (record_key of int_source_records_logged, e.g. order_id, ticket_id, the clear
+    social_account_key) of the `entity`'s records whose customer changed since {{ this }}
+    was last built (a new record linked two customers, a split): their rows are recomputed
+    whatever their date, so that facts never point at a customer_id that no longer
+    exists. A new record is not a change (its rows are new rows of the window). Proportional
+    to the changes: the log records when each record's customer last changed. -#}
+{% macro keys_with_changed_customer(entity) -%}
+    select customer_changes.record_key
+    from {{ ref('int_source_records_logged') }} as customer_changes
+    where
+        customer_changes.entity = '{{ entity }}'
+        and customer_changes.changed_at > customer_changes.first_logged_at
+        and customer_changes.changed_at > coalesce({{ last_built_at(this.identifier) }}, cast('1900-01-01' as timestamp))
 {%- endmacro %}

@@ -1,11 +1,14 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy=crm_incremental_strategy(),
+        incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
     )
 }}
+
+-- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
+-- keys_with_changed_customer in incremental runs)
 
 -- One row per order line, amounts in the reporting currency. Cancelled lines are kept
 -- (is_cancelled) and carry their computed amounts; order-level measures exclude them.
@@ -50,7 +53,7 @@ final as (
     {% if is_incremental() %}
     where
         order_lines.order_date >= {{ incremental_cutoff_date() }}
-        or order_lines.order_id in ({{ keys_with_changed_customer('order_id', 'source_records_resolved', 'orders') }})
+        or order_lines.order_id in ({{ keys_with_changed_customer('orders') }})
     {% endif %}
 )
 

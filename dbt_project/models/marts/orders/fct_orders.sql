@@ -1,11 +1,14 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy=crm_incremental_strategy(),
+        incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
     )
 }}
+
+-- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
+-- keys_with_changed_customer in incremental runs)
 
 -- One row per order. An order is cancelled when all its lines are; amounts sum the lines
 -- that are not cancelled (metrics.md: net revenue = sum of quantity x unit_price -
@@ -23,7 +26,7 @@ order_lines as (
             select recent_lines.order_id from {{ ref('int_order_lines_converted') }} as recent_lines
             where recent_lines.order_date >= {{ incremental_cutoff_date() }}
         )
-        or order_id in ({{ keys_with_changed_customer('order_id', ref('int_source_records_resolved'), 'orders') }})
+        or order_id in ({{ keys_with_changed_customer('orders') }})
     {% endif %}
 ),
 
@@ -89,7 +92,7 @@ final as (
     {% if is_incremental() %}
     where
         orders.order_date >= {{ incremental_cutoff_date() }}
-        or orders.order_id in ({{ keys_with_changed_customer('order_id', 'source_records_resolved', 'orders') }})
+        or orders.order_id in ({{ keys_with_changed_customer('orders') }})
     {% endif %}
 )
 

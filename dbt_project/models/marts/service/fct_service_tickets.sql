@@ -1,11 +1,14 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy=crm_incremental_strategy(),
+        incremental_strategy='delete+insert',
         unique_key='ticket_id',
         on_schema_change='append_new_columns',
     )
 }}
+
+-- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
+-- keys_with_changed_customer in incremental runs)
 
 -- One row per service ticket with its SLA clocks (int_service_tickets_sla_clocked), its
 -- customer, and, for pre-sales inquiries, whether the customer ordered within
@@ -98,7 +101,7 @@ final as (
         {{ to_business_date('tickets_with_customer.created_at') }}
         >= {{ incremental_cutoff_date(var('demand_conversion_days')) }}
         or {{ to_business_date('tickets_with_customer.last_event_at') }} >= {{ incremental_cutoff_date() }}
-        or tickets_with_customer.ticket_id in ({{ keys_with_changed_customer('ticket_id', 'source_records_resolved', 'service_events') }})
+        or tickets_with_customer.ticket_id in ({{ keys_with_changed_customer('service_events') }})
     {% endif %}
 )
 

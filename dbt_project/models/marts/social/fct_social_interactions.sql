@@ -1,11 +1,14 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy=crm_incremental_strategy(),
+        incremental_strategy='delete+insert',
         unique_key='interaction_id',
         on_schema_change='append_new_columns',
     )
 }}
+
+-- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
+-- keys_with_changed_customer in incremental runs)
 
 -- One row per social interaction (content left out: it may hold personal data), with
 --   is_replied_24h: inbound `message`s answered by an outbound `message` to the same
@@ -40,7 +43,7 @@ interactions_with_customer as (
 
 {% if is_incremental() %}
 changed_accounts as (
-    {{ keys_with_changed_customer('social_account_key', 'source_records_resolved', 'social_interactions', pseudonymised=true) }}
+    {{ keys_with_changed_customer('social_interactions') }}
 ),
 
 -- The interactions the rows kept below can depend on: replies and responses come after
