@@ -71,6 +71,17 @@
     from labels
 {%- endmacro %}
 
+{#- The end of both versions of the rounds: fail when labels still changed in the last
+    allowed round, else log how many rounds it took. -#}
+{% macro connected_components_converged(changed, rounds, max_rounds) -%}
+    {%- if changed > 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "identity components did not converge in " ~ max_rounds ~ " rounds; raise var identity_max_rounds"
+        ) }}
+    {%- endif -%}
+    {{ log("connected components: " ~ rounds ~ " rounds", info=false) }}
+{%- endmacro %}
+
 {% macro connected_components_work_prefix() -%}
     {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ '__cc_') }}
 {%- endmacro %}
@@ -137,12 +148,7 @@
             ~ ' where next_labels.component_node_id <> previous_labels.component_node_id'
         ).columns[0].values()[0] -%}
     {%- endfor -%}
-    {%- if state.changed > 0 -%}
-        {{ exceptions.raise_compiler_error(
-            "identity components did not converge in " ~ rounds ~ " rounds; raise var identity_max_rounds"
-        ) }}
-    {%- endif -%}
-    {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
+    {{ connected_components_converged(state.changed, state.rounds, rounds) }}
     select node_id, component_node_id from {{ work ~ state.current }}
 {%- endmacro %}
 
@@ -209,11 +215,6 @@
             {%- do run_query('create or replace table ' ~ work ~ 'active as select * from ' ~ work ~ 'updates') -%}
         {%- endif -%}
     {%- endfor -%}
-    {%- if state.changed > 0 -%}
-        {{ exceptions.raise_compiler_error(
-            "identity components did not converge in " ~ rounds ~ " rounds; raise var identity_max_rounds"
-        ) }}
-    {%- endif -%}
-    {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
+    {{ connected_components_converged(state.changed, state.rounds, rounds) }}
     select node_id, component_node_id from {{ work }}labels
 {%- endmacro %}

@@ -24,9 +24,6 @@
     {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
 
-{% macro crm_incremental_strategy() -%}
-    {{ return('delete+insert') }}
-{%- endmacro %}
 
 {#- on-run-start: on Spark, the sources are tables over the Parquet folders that
     `crm spark export` writes (raw tables by delivery date, the CLV scores; `crm spark

@@ -1,11 +1,7 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
         unique_key='interaction_id',
-        pre_hook="{{ staging_prepare() }}",
-        post_hook="{{ record_staging_build() }}",
     )
 }}
 
