@@ -190,6 +190,19 @@ def test_kpi_definitions_seed_in_main_is_published(tmp_path):
     assert not list((tmp_path / "serving" / "parquet").glob("*"))
 
 
+def test_hyper_without_parquet_leaves_no_parquet_behind(tmp_path):
+    """Hyper reads Parquet: with formats duckdb + hyper, temporary Parquet files feed the
+    extracts and are removed; the extracts hold every row."""
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    result = publish(info.path, tmp_path / "serving", formats=("duckdb", "hyper"))
+    serving = tmp_path / "serving"
+    assert not list((serving / "parquet").glob("*"))
+    assert not list(serving.rglob("*.parquet"))
+    for name, rows in result.row_counts.items():
+        assert len(tableau.read_hyper(serving / "tableau" / f"{name}.hyper")) == rows, name
+    assert "parquet" not in result.step_seconds and "hyper" in result.step_seconds
+
+
 @pytest.mark.parametrize(
     ("column", "expected"),
     [

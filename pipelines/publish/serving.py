@@ -357,38 +357,41 @@ def _build(
         steps["duckdb"] = time.perf_counter() - t
 
         files = [SERVING_DB]
-        if "parquet" in formats:
-            t = time.perf_counter()
+        t = time.perf_counter()
+        hyper_sources: dict[str, Path] = {}
+        if "parquet" in formats or "hyper" in formats:
             (staging / PARQUET_DIR).mkdir()
             for name in tables:
-                target = staging / PARQUET_DIR / f"{name}.parquet"
+                if "parquet" in formats:
+                    target = staging / PARQUET_DIR / f"{name}.parquet"
+                    files.append(f"{PARQUET_DIR}/{name}.parquet")
+                else:  # Hyper reads Parquet: a temporary file
+                    target = staging / f"{name}.hyper-source.parquet"
                 con.execute(
                     f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(target))} "
                     "(format parquet, compression zstd)"
                 )
-                files.append(f"{PARQUET_DIR}/{name}.parquet")
-            steps["parquet"] = time.perf_counter() - t
-        if "hyper" in formats:
-            t = time.perf_counter()
-            for name in tables:
-                parquet = staging / PARQUET_DIR / f"{name}.parquet"
-                if "parquet" not in formats:  # Hyper reads Parquet: write a temporary one
-                    parquet = staging / f"{name}.hyper-source.parquet"
-                    con.execute(
-                        f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(parquet))} "
-                        "(format parquet, compression zstd)"
-                    )
-                tableau.write_hyper(parquet, staging / TABLEAU_DIR / f"{name}.hyper")
-                if "parquet" not in formats:
-                    parquet.unlink()
-                tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
-                # Hyper creates its files owner-only; give them the mode of the other files
-                os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
-                files += [f"{TABLEAU_DIR}/{name}.hyper", f"{TABLEAU_DIR}/{name}.tds"]
-            steps["hyper"] = time.perf_counter() - t
+                hyper_sources[name] = target
+            steps["parquet" if "parquet" in formats else "hyper_sources"] = time.perf_counter() - t
         con.execute("detach srv")
     finally:
+        # closed before Hyper runs: the DuckDB buffers (up to its memory limit) are freed
+        # instead of staying beside the Hyper server's own memory
         con.close()
+    if "hyper" in formats:
+        t = time.perf_counter()
+        for name, parquet in hyper_sources.items():
+            tableau.write_hyper(parquet, staging / TABLEAU_DIR / f"{name}.hyper")
+            if "parquet" not in formats:
+                parquet.unlink()
+            tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
+            # Hyper creates its files owner-only; give them the mode of the other files
+            os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
+            files += [f"{TABLEAU_DIR}/{name}.hyper", f"{TABLEAU_DIR}/{name}.tds"]
+        steps["hyper"] = time.perf_counter() - t
+        if "parquet" not in formats:
+            with contextlib.suppress(OSError):
+                (staging / PARQUET_DIR).rmdir()
     if staged_db.with_name(staged_db.name + ".wal").exists():
         raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
 
