@@ -257,6 +257,27 @@ def render(results_dir: Path) -> str:
         "is one nightly run. dbt includes its data tests; gates are the Great Expectations",
         "suites (raw tables, facts, customers, KPIs).",
         "",
+        "### What made up each peak",
+        "",
+        "The processes of the tree at the sample of the largest sum (those of 16 MiB or more).",
+        "",
+        "| preset | phase | peak at (s) | processes (MiB) |",
+        "|---|---|---:|---|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            continue
+        for name, label in (("full", "full build"), ("night", "one night")):
+            p = r["phases"][name]
+            parts = p.get("peak_processes")
+            if not parts:
+                lines.append(f"| {preset} | {label} | - | not recorded in this run |")
+                continue
+            shown = ", ".join(f"{q['process']}: {_mb(q['rss'])}" for q in parts[:6])
+            lines.append(f"| {preset} | {label} | {_s(p.get('peak_at_seconds'))} | {shown} |")
+    lines += [
+        "",
         "### Ratios",
         "",
         "| preset | night / full (time) | night / full (peak RSS) | full build dbt + gates / floor | night dbt + gates / floor | pandas peer / floor | pandas peer / full build dbt + gates | peer peak RSS / full build peak RSS |",

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from importlib import metadata
 from pathlib import Path
@@ -72,11 +72,28 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def _tree_rss(root: int) -> tuple[int, int]:
-    """(sum, largest) resident set size in bytes of `root` and its descendants."""
+def _process_label(pid: int) -> str:
+    """A short name for a process: the program and what it runs (`crm nightly`, `dbt build`,
+    `hyperd`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    if not args:
+        return "?"
+    words = [Path(args[0]).name] + [a for a in args[1:] if not a.startswith("-")][:2]
+    if words[0].startswith("python") and len(args) > 2 and args[1] == "-m":
+        words = [args[2]] + [a for a in args[3:] if not a.startswith("-")][:1]
+    return " ".join(words)[:60]
+
+
+def _tree_rss(root: int) -> tuple[int, int, dict[int, int]]:
+    """(sum, largest, pid -> bytes) resident set size of `root` and its descendants."""
     children = _children_map()
     page = os.sysconf("SC_PAGE_SIZE")
     total = largest = 0
+    each: dict[int, int] = {}
     todo = [root]
     while todo:
         pid = todo.pop()
@@ -88,7 +105,8 @@ def _tree_rss(root: int) -> tuple[int, int]:
             continue
         total += rss
         largest = max(largest, rss)
-    return total, largest
+        each[pid] = rss
+    return total, largest, each
 
 
 @dataclass
@@ -98,12 +116,17 @@ class Measured:
     peak_process: int  # bytes, the largest single process (kernel maximum)
     returncode: int
     load_average: float  # mean 1-minute load average while it ran (other jobs included)
+    # when the sampled sum peaked (seconds from the start) and what each process held then
+    peak_at_seconds: float = 0.0
+    peak_processes: list[dict] = field(default_factory=list)
 
 
 def measure(cmd: list[str], *, env: dict[str, str], log: Path, cwd: Path = REPO) -> Measured:
-    """Run `cmd`, its output to `log`; wall time and peak RSS of its process tree."""
+    """Run `cmd`, its output to `log`; wall time and peak RSS of its process tree (with the
+    processes that made up the peak)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     peak = [0, 0]
+    at_peak: dict = {"seconds": 0.0, "processes": {}}
     loads: list[float] = []
     started = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
@@ -112,7 +135,10 @@ def measure(cmd: list[str], *, env: dict[str, str], log: Path, cwd: Path = REPO)
 
         def sample() -> None:
             while not done.is_set():
-                total, largest = _tree_rss(proc.pid)
+                total, largest, each = _tree_rss(proc.pid)
+                if total > peak[0]:
+                    at_peak["seconds"] = time.monotonic() - started
+                    at_peak["processes"] = {pid: (rss, _process_label(pid)) for pid, rss in each.items()}
                 peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
                 loads.append(os.getloadavg()[0])
                 done.wait(SAMPLE_SECONDS)
@@ -127,7 +153,20 @@ def measure(cmd: list[str], *, env: dict[str, str], log: Path, cwd: Path = REPO)
     # ru_maxrss (KiB): the largest of the process and the descendants it waited for
     largest = max(peak[1], usage.ru_maxrss * 1024)
     load = round(sum(loads) / len(loads), 2) if loads else os.getloadavg()[0]
-    return Measured(seconds, max(peak[0], largest), largest, proc.returncode, load)
+    processes = [
+        {"pid": pid, "process": label, "rss": rss}
+        for pid, (rss, label) in sorted(at_peak["processes"].items(), key=lambda kv: -kv[1][0])
+        if rss >= 16 * 2**20  # the processes that matter (>= 16 MiB)
+    ]
+    return Measured(
+        seconds,
+        max(peak[0], largest),
+        largest,
+        proc.returncode,
+        load,
+        round(at_peak["seconds"], 1),
+        processes,
+    )
 
 
 def measure_module(module: str, args: list[str], *, env: dict[str, str], log: Path) -> Measured:
