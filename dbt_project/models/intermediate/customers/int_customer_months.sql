@@ -1,7 +1,7 @@
 {{
     config(
         materialized=crm_incremental_materialization(),
-        incremental_strategy=crm_incremental_strategy(),
+        incremental_strategy='delete+insert',
         unique_key='month',
         on_schema_change='append_new_columns',
         post_hook="{{ record_build() }}",
