@@ -217,20 +217,29 @@ dated as (
         on distinct_identifiers.record_id = records.record_id
 ),
 
+-- Per identifier value, from one two-level aggregate (per first-seen month, then per
+-- value) joined back to the records, instead of two window functions over every
+-- (record, identifier) row: the number of records holding it, of long-lived records, and
+-- the largest number first seen in one month.
 monthly_counts as (
     select
         identifier_type,
         identifier_value,
+        first_seen_month,
+        count(*) as records_in_month,
+        count(case when is_long_lived_record then 1 end) as long_lived_records_in_month
+    from dated
+    group by identifier_type, identifier_value, first_seen_month
+),
+
+value_counts as (
+    select
+        identifier_type,
+        identifier_value,
+        sum(records_in_month) as record_count,
+        sum(long_lived_records_in_month) as long_lived_record_count,
         max(records_in_month) as max_records_in_a_month
-    from (
-        select
-            identifier_type,
-            identifier_value,
-            first_seen_month,
-            count(*) as records_in_month
-        from dated
-        group by identifier_type, identifier_value, first_seen_month
-    ) as per_month
+    from monthly_counts
     group by identifier_type, identifier_value
 ),
 
@@ -241,14 +250,13 @@ counted as (
         dated.record_id,
         dated.identifier_type,
         dated.identifier_value,
-        count(*) over (partition by dated.identifier_type, dated.identifier_value) as record_count,
-        count(case when dated.is_long_lived_record then 1 end)
-            over (partition by dated.identifier_type, dated.identifier_value) as long_lived_record_count,
-        monthly_counts.max_records_in_a_month
+        cast(value_counts.record_count as bigint) as record_count,
+        cast(value_counts.long_lived_record_count as bigint) as long_lived_record_count,
+        value_counts.max_records_in_a_month
     from dated
-    inner join monthly_counts
-        on dated.identifier_type = monthly_counts.identifier_type
-            and dated.identifier_value = monthly_counts.identifier_value
+    inner join value_counts
+        on dated.identifier_type = value_counts.identifier_type
+            and dated.identifier_value = value_counts.identifier_value
 ),
 
 final as (
