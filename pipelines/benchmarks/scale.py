@@ -270,8 +270,11 @@ def machine() -> dict:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
-    status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True
+    status = subprocess.run(  # tracked files only (a worktree's link to the venv is not code)
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     if head.returncode == 0:
         commit = head.stdout.strip() + (" + uncommitted changes" if status.stdout.strip() else "")
