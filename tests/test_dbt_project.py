@@ -518,7 +518,9 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
 
     nightly_db = nightly / "warehouse.duckdb"
     for half in ("--exclude", "--select"):
-        run_dbt(["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], nightly, nightly_db)
+        run_dbt(
+            ["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], nightly, nightly_db
+        )
     full_db = full / "warehouse.duckdb"
     run_dbt(["build", "--full-refresh", "--vars", build_vars("2026-11-01")], full, full_db)
 

@@ -138,7 +138,9 @@ def measure(cmd: list[str], *, env: dict[str, str], log: Path, cwd: Path = REPO)
                 total, largest, each = _tree_rss(proc.pid)
                 if total > peak[0]:
                     at_peak["seconds"] = time.monotonic() - started
-                    at_peak["processes"] = {pid: (rss, _process_label(pid)) for pid, rss in each.items()}
+                    at_peak["processes"] = {
+                        pid: (rss, _process_label(pid)) for pid, rss in each.items()
+                    }
                 peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
                 loads.append(os.getloadavg()[0])
                 done.wait(SAMPLE_SECONDS)
