@@ -24,7 +24,6 @@
     {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
 
-
 {#- on-run-start: on Spark, the sources are tables over the Parquet folders that
     `crm spark export` writes (raw tables by delivery date, the CLV scores; `crm spark
     build` checks that they exist), and the pseudonymisation key must be configured. Nothing to do on DuckDB, where the pipeline

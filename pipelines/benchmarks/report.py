@@ -7,6 +7,8 @@ from pathlib import Path
 
 PRESETS = ("small", "medium", "large")
 STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
+#: The two measured phases of each preset, with their labels in the tables.
+PHASES = (("full", "full build"), ("night", "one night"))
 
 OTHER_BENCHMARKS = (
     ("benchmarks/ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
@@ -241,7 +243,7 @@ def render(results_dir: Path) -> str:
         if r is None:
             lines.append(f"| {preset} | {_pending(preset)} |" + "|" * (len(STAGES) + 3))
             continue
-        for name, label in (("full", "full build"), ("night", "one night")):
+        for name, label in PHASES:
             p = r["phases"][name]
             stages = p["stages"]
             inside = sum(stages.values())
@@ -268,7 +270,7 @@ def render(results_dir: Path) -> str:
         r = results.get(preset)
         if r is None:
             continue
-        for name, label in (("full", "full build"), ("night", "one night")):
+        for name, label in PHASES:
             p = r["phases"][name]
             parts = p.get("peak_processes")
             if not parts:

@@ -215,6 +215,20 @@ _GROUP_KEY = {
 }
 
 
+def _rows_and_their_groups(entity: str, table: str, rows_table: str) -> str:
+    """A condition on `table` selecting the rows listed in `rows_table` (entity,
+    _source_file, _source_line) for `entity`, and the other rows of their orders /
+    tickets (an order or ticket is removed whole)."""
+    where = (
+        "(_source_file, _source_line) in (select _source_file, _source_line "
+        f"from {rows_table} where entity = '{entity}')"
+    )
+    if entity in _GROUP_KEY:
+        key = _GROUP_KEY[entity]
+        where = f"{key} in (select {key} from {table} where {where})"
+    return where
+
+
 def _remove_raw_rows(
     con: duckdb.DuckDBPyConnection, matched_sql: str, reason: str
 ) -> dict[str, int]:
@@ -227,13 +241,7 @@ def _remove_raw_rows(
     try:
         for entity in RAW_ENTITIES:
             table = f"{RESTRICTED}.raw.{entity}"
-            where = (
-                "(_source_file, _source_line) in (select _source_file, _source_line "
-                f"from erase_rows where entity = '{entity}')"
-            )
-            if entity in _GROUP_KEY:
-                key = _GROUP_KEY[entity]
-                where = f"{key} in (select {key} from {table} where {where})"
+            where = _rows_and_their_groups(entity, table, "erase_rows")
             con.execute(
                 f"create or replace temp table erase_raw_{entity} as "
                 f"select _source_name, _source_file, _source_line, _delivery_date, _file_sha256 "
@@ -444,14 +452,11 @@ def _earlier_rows_of_matched_groups(con: duckdb.DuckDBPyConnection, since: datet
     """Raw rows loaded before `since` that belong to an order / ticket of a row in
     `purge_matches` (removed with it, see _remove_raw_rows)."""
     total = 0
-    for entity, key in _GROUP_KEY.items():
+    for entity in _GROUP_KEY:
         table = f"{RESTRICTED}.raw.{entity}"
-        matched = (
-            f"select {key} from {table} where (_source_file, _source_line) in "
-            f"(select _source_file, _source_line from purge_matches where entity = '{entity}')"
-        )
+        where = _rows_and_their_groups(entity, table, "purge_matches")
         total += con.execute(
-            f"select count(*) from {table} where _loaded_at < ? and {key} in ({matched})", [since]
+            f"select count(*) from {table} where _loaded_at < ? and {where}", [since]
         ).fetchone()[0]
     return total
 

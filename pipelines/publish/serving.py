@@ -359,8 +359,9 @@ def _build(
         files = [SERVING_DB]
         t = time.perf_counter()
         hyper_sources: dict[str, Path] = {}
-        if "parquet" in formats or "hyper" in formats:
+        if "parquet" in formats:
             (staging / PARQUET_DIR).mkdir()
+        if "parquet" in formats or "hyper" in formats:
             for name in tables:
                 if "parquet" in formats:
                     target = staging / PARQUET_DIR / f"{name}.parquet"
@@ -389,9 +390,6 @@ def _build(
             os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
             files += [f"{TABLEAU_DIR}/{name}.hyper", f"{TABLEAU_DIR}/{name}.tds"]
         steps["hyper"] = time.perf_counter() - t
-        if "parquet" not in formats:
-            with contextlib.suppress(OSError):
-                (staging / PARQUET_DIR).rmdir()
     if staged_db.with_name(staged_db.name + ".wal").exists():
         raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
 

@@ -16,6 +16,12 @@
 
 with
 
+{% if is_incremental() %}
+changed_orders as (
+    {{ keys_with_changed_customer('orders') }}
+),
+{% endif %}
+
 order_lines as (
     select * from {{ ref('int_order_lines_converted') }}
     {% if is_incremental() %}
@@ -26,7 +32,7 @@ order_lines as (
             select recent_lines.order_id from {{ ref('int_order_lines_converted') }} as recent_lines
             where recent_lines.order_date >= {{ incremental_cutoff_date() }}
         )
-        or order_id in ({{ keys_with_changed_customer('orders') }})
+        or order_id in (select changed_orders.record_key from changed_orders)
     {% endif %}
 ),
 
@@ -92,7 +98,7 @@ final as (
     {% if is_incremental() %}
     where
         orders.order_date >= {{ incremental_cutoff_date() }}
-        or orders.order_id in ({{ keys_with_changed_customer('orders') }})
+        or orders.order_id in (select changed_orders.record_key from changed_orders)
     {% endif %}
 )
 
