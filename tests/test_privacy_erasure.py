@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shutil
 from datetime import date
@@ -17,6 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from support.e2e import END, crm
+
+from pipelines.publish.serving import WHOLE_MARKER
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -126,6 +129,8 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     typed = f"{national[:3]}-{national[3:7]}-{national[7:]}"  # e.g. 138-0013-8000
     proc = crm(home, "forget", "--phone", typed, "--request-id", REQUEST)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the next publication is written whole, not patched from a copy of the current one
+    assert (home / "serving" / WHOLE_MARKER).read_text(encoding="utf-8").startswith("erasure")
     return {
         "home": home,
         "customer_id": customer_id,
@@ -226,6 +231,9 @@ def test_the_next_publication_neither_counts_nor_shows_them(republished: dict) -
     assert october_after == pytest.approx(
         republished["october_before"] - republished["their_october"], abs=0.01
     )
+    manifest = json.loads((republished["home"] / "serving" / "manifest.json").read_text())
+    assert {table["written"] for table in manifest["tables"].values()} == {"whole"}
+    assert not (republished["home"] / "serving" / WHOLE_MARKER).exists()
     with _warehouse(republished["home"]) as con:
         # the full refresh was done once: the request is cleared
         assert con.execute(

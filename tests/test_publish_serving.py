@@ -454,3 +454,152 @@ def test_project_fingerprint_follows_the_dbt_project_files(tmp_path: Path, monke
     assert edited != first
     (tmp_path / "models" / "b.sql").write_text("select 3")
     assert project.project_fingerprint() not in (first, edited)
+
+
+# --------------------------------------------------------------------------------------------
+# By difference: the facts of a copy of the current release are patched
+
+
+def _change_facts(path: Path) -> dict[str, int]:
+    """Update, delete and add fact rows in the warehouse; return the keys changed per table
+    (counted here, from the statements' own row counts)."""
+    con = duckdb.connect(str(path))
+    try:
+        changed = {}
+        (updated,) = con.execute(
+            "update marts.fct_orders set net_revenue = net_revenue + 1 "
+            "where order_id in (select order_id from marts.fct_orders order by order_id limit 7)"
+        ).fetchone()
+        (deleted,) = con.execute(
+            "delete from marts.fct_orders where order_id in "
+            "(select order_id from marts.fct_orders order by order_id desc limit 3)"
+        ).fetchone()
+        (added,) = con.execute(
+            "insert into marts.fct_orders select 'NEW-' || order_id, customer_id, order_date, "
+            "ordered_at, channel, status, items, net_revenue from marts.fct_orders "
+            "order by order_id limit 5"
+        ).fetchone()
+        changed["fct_orders"] = updated + deleted + added
+        (updated,) = con.execute(
+            "update marts.fct_service_tickets set csat_score = null where ticket_id in "
+            "(select ticket_id from marts.fct_service_tickets where csat_score is not null "
+            "order by ticket_id limit 4)"
+        ).fetchone()
+        changed["fct_service_tickets"] = updated
+        changed["fct_social_interactions"] = 0
+        con.execute("update marts.dim_customers set r_score = r_score")
+        return changed
+    finally:
+        con.close()
+
+
+def _tables_equal_the_warehouse(serving_dir: Path, warehouse_path: Path, names) -> None:
+    for name in names:
+        expected = _warehouse_table(warehouse_path, name)
+        con = open_serving(serving_dir)
+        try:
+            in_duckdb = con.sql(f"select * from {name} order by all").to_arrow_table()
+        finally:
+            con.close()
+        assert in_duckdb.equals(expected), name
+        extract = tableau.read_hyper(serving_dir / "tableau" / f"{name}.hyper")
+        assert len(extract) == expected.num_rows, name
+        assert _sorted(pa.Table.from_pandas(extract, preserve_index=False)).to_pylist() == (
+            expected.to_pylist()
+        ), name
+        if (serving_dir / "parquet" / f"{name}.parquet").exists():
+            parquet = _sorted(pq.read_table(serving_dir / "parquet" / f"{name}.parquet"))
+            assert parquet.equals(expected), name
+
+
+@pytest.mark.parametrize("formats", [serving.FORMATS, ("duckdb", "hyper")])
+def test_a_second_publication_patches_the_changed_fact_rows(tmp_path, formats):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=5)
+    serving_dir = tmp_path / "serving"
+    first = publish(info.path, serving_dir, formats=formats)
+    assert first.patched == {}  # nothing to start from
+    changed = _change_facts(info.path)
+    second = publish(info.path, serving_dir, formats=formats)
+
+    assert second.patched == changed
+    assert changed["fct_orders"] == 15
+    manifest = read_manifest(serving_dir)
+    assert manifest["tables"]["fct_orders"]["written"] == "patched"
+    assert manifest["tables"]["fct_orders"]["patched_rows_since_whole"] == 15
+    assert manifest["tables"]["dim_customers"]["written"] == "whole"
+    assert manifest["tables"]["rpt_kpi_review"]["written"] == "whole"
+    _tables_equal_the_warehouse(serving_dir, info.path, sorted(MARTS - {"kpi_definitions"}))
+    assert not list(serving_dir.rglob(".*.parquet"))  # the deltas are gone
+    if "parquet" not in formats:
+        assert not list(serving_dir.rglob("*.parquet"))
+    # the bookkeeping tables describe the new publication only
+    con = open_serving(serving_dir)
+    try:
+        assert con.execute("select publication_id from _publication").fetchall() == [
+            (second.publication_id,)
+        ]
+        counts = dict(
+            con.execute("select table_name, row_count from _publication_tables").fetchall()
+        )
+    finally:
+        con.close()
+    assert counts == second.row_counts
+
+    # a third publication with no change patches nothing and keeps the count since whole
+    third = publish(info.path, serving_dir, formats=formats)
+    assert third.patched == dict.fromkeys(changed, 0)
+    assert read_manifest(serving_dir)["tables"]["fct_orders"]["patched_rows_since_whole"] == 15
+
+
+def test_whole_publication_when_columns_change_too_many_rows_change_or_requested(tmp_path):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=6)
+    serving_dir = tmp_path / "serving"
+    publish(info.path, serving_dir)
+    con = duckdb.connect(str(info.path))
+    try:
+        con.execute("alter table marts.fct_orders add column coupon varchar")
+        (orders,) = con.execute("select count(*) from marts.fct_service_tickets").fetchone()
+        # more than PATCH_LIMIT of the tickets change
+        con.execute(
+            "update marts.fct_service_tickets set priority = 'P9' where ticket_id in (select "
+            f"ticket_id from marts.fct_service_tickets limit {int(orders * 0.2)})"
+        )
+    finally:
+        con.close()
+    result = publish(info.path, serving_dir)
+    assert set(result.patched) == {"fct_social_interactions"}
+    written = {n: t["written"] for n, t in read_manifest(serving_dir)["tables"].items()}
+    assert written["fct_orders"] == written["fct_service_tickets"] == "whole"
+    _tables_equal_the_warehouse(serving_dir, info.path, ["fct_orders", "fct_service_tickets"])
+
+    serving.request_whole_publication(serving_dir, "test")
+    result = publish(info.path, serving_dir)
+    assert result.patched == {}
+    assert not (serving_dir / serving.WHOLE_MARKER).exists()
+    assert publish(info.path, serving_dir, by_difference=False).patched == {}
+    assert set(publish(info.path, serving_dir).patched) == set(serving.ROW_KEYS) - {
+        "fct_order_lines"  # not in the fixture warehouse
+    }
+
+
+def test_a_patched_serving_db_does_not_grow_night_after_night(tmp_path):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=200, seed=7)
+    serving_dir = tmp_path / "serving"
+    sizes = []
+    for night in range(6):
+        con = duckdb.connect(str(info.path))
+        try:
+            con.execute(
+                f"update marts.fct_social_interactions set direction = 'inbound{night}' "
+                f"where interaction_id in (select interaction_id from marts.fct_social_interactions "
+                f"order by interaction_id limit 5 offset {night * 5})"
+            )
+            con.execute("update marts.dim_customers set r_score = r_score")
+        finally:
+            con.close()
+        result = publish(info.path, serving_dir, formats=("duckdb",))
+        sizes.append((serving_dir / "serving.duckdb").stat().st_size)
+        if night:
+            assert result.patched["fct_social_interactions"] == 5
+    # the tables written whole each night (dim_customers, ...) reuse the blocks they freed
+    assert sizes[-1] <= sizes[1] * 1.1, sizes

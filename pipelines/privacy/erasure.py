@@ -50,6 +50,7 @@ from pipelines.lib.pseudonym import (
     register_pseudonym,
 )
 from pipelines.lib.settings import Settings
+from pipelines.publish.serving import request_whole_publication
 from pipelines.reference.identity import normalise_email, normalise_phone
 
 SCHEMA = f"{RESTRICTED}.privacy"
@@ -440,6 +441,9 @@ def forget(
                 key_fingerprint(key),
             ],
         )
+    # the next publication writes every file whole: a file patched from a copy of the
+    # current release could keep the person's deleted rows in its free space
+    request_whole_publication(settings.serving, f"erasure request {request_id}")
     # the Parquet copies for the Spark target (pipelines/spark), when it is used
     from pipelines.spark import refresh_after_erasure
 
@@ -519,6 +523,7 @@ def purge_erased(settings: Settings) -> int:
         now = datetime.now(UTC).replace(tzinfo=None)
         if earlier:
             _drop_staging_tables(con)
+            request_whole_publication(settings.serving, "re-delivery purge of earlier loads")
             con.execute(
                 f"insert into {SCHEMA}.full_refresh_requests values (?, ?)",
                 [f"purge-{now:%Y%m%dT%H%M%S}", now],

@@ -30,6 +30,19 @@ How a publication happens (docs/publishing.md explains why):
    publication deletes; the previous publication stays current. Releases older than the
    previous one are deleted after the swap. `restore_previous()` points `current` back at
    the previous release (docs/operations.md).
+
+**By difference.** The large facts (`ROW_KEYS`) change in a small share of their rows each
+night. When the current release was written by the same DuckDB version in the same storage
+version, the new release starts from a copy of its serving.duckdb (and of its Hyper
+extracts) and each of those facts is patched: the rows whose key is new, gone, or whose
+content hash (DuckDB `hash()` of every column) differs from the warehouse's are deleted and
+inserted again; the row count is checked against the warehouse. Every other table is
+written whole, and so is a fact whose columns changed, whose rows patched since its last
+whole write pass `PATCH_LIMIT` of its rows (deleted rows keep their space until a file is
+rewritten), or when `.publish-whole` is present in the serving folder (written by an
+erasure, so that no file of the new release keeps the person's deleted rows; removed after
+the next publication). Parquet files are always written whole. The manifest records, per
+table, how it was written.
 """
 
 from __future__ import annotations
@@ -72,6 +85,21 @@ CURRENT = "current"
 #: The fixed entry points analysts use, each a link through `current`.
 ENTRY_POINTS = (SERVING_DB, PARQUET_DIR, TABLEAU_DIR, MANIFEST)
 FORMATS = ("duckdb", "parquet", "hyper")
+#: The tables published by difference (see the module docstring), each with its unique key
+#: (dbt tests and the quality gate hold it unique and not null before anything is
+#: published). The other marts are small, or change whole every night (dim_customers'
+#: recency moves with D).
+ROW_KEYS: dict[str, str] = {
+    "fct_orders": "order_id",
+    "fct_order_lines": "order_line_id",
+    "fct_service_tickets": "ticket_id",
+    "fct_social_interactions": "interaction_id",
+}
+#: A table is written whole again once the rows patched since its last whole write
+#: (inserted + deleted) exceed this share of its rows.
+PATCH_LIMIT = 0.10
+#: Present in the serving folder: the next publication writes every table whole.
+WHOLE_MARKER = ".publish-whole"
 
 
 class PublishError(RuntimeError):
@@ -93,6 +121,8 @@ class PublishResult:
     files: dict[str, int]  # path relative to serving_dir -> bytes
     seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: tables published by difference -> rows deleted or inserted (the others were whole)
+    patched: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -116,6 +146,7 @@ class PublishResult:
             "seconds": round(self.seconds, 3),
             **{f"rows.{name}": rows for name, rows in sorted(self.row_counts.items())},
             **{f"seconds.{step}": round(s, 3) for step, s in self.step_seconds.items()},
+            **{f"patched_rows.{name}": rows for name, rows in sorted(self.patched.items())},
         }
 
 
@@ -213,14 +244,17 @@ def publish(
     as_of: date | None = None,
     storage_version: str = STORAGE_VERSION,
     formats: tuple[str, ...] = FORMATS,
+    by_difference: bool = True,
 ) -> PublishResult:
     """Publish the marts of `warehouse_db` under `serving_dir` (see the module docstring).
 
     `marts`: the tables to publish (default: every table and view in schema `marts`, plus the
     `kpi_definitions` seed). `as_of`: the as-of date recorded in the manifest (default: the
     `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
-    serving.duckdb is always written. Raises `PiiColumnError` before writing anything if a
-    column looks like personal data, `PublishError` if a table is missing.
+    serving.duckdb is always written. `by_difference`: patch the `ROW_KEYS` tables of a copy
+    of the current release where possible (False: every table whole). Raises
+    `PiiColumnError` before writing anything if a column looks like personal data,
+    `PublishError` if a table is missing.
     """
     started = time.perf_counter()
     warehouse_db = Path(warehouse_db)
@@ -246,6 +280,13 @@ def publish(
                 shutil.rmtree(unfinished, ignore_errors=True)
         staging = releases / publication_id
         staging.mkdir()
+        whole_requested = (serving_dir / WHOLE_MARKER).exists()
+        current = _current_release(serving_dir)
+        base = (
+            releases / current
+            if by_difference and not whole_requested and current and (releases / current).is_dir()
+            else None
+        )
         try:
             built = _build(
                 warehouse_db,
@@ -257,10 +298,13 @@ def publish(
                 publication_id,
                 published_at,
                 steps,
+                base,
             )
             t = time.perf_counter()
             files = _swap(staging, serving_dir, built["files"])
             steps["swap"] = time.perf_counter() - t
+            if whole_requested:
+                (serving_dir / WHOLE_MARKER).unlink(missing_ok=True)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # nothing was ever published here
@@ -279,7 +323,16 @@ def publish(
         files=files,
         seconds=time.perf_counter() - started,
         step_seconds=steps,
+        patched=built["patched"],
     )
+
+
+def request_whole_publication(serving_dir: Path, reason: str) -> None:
+    """Make the next publication write every table whole (no copy of the current release):
+    after an erasure, so that the new files hold no deleted rows of the person."""
+    serving_dir = Path(serving_dir)
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    (serving_dir / WHOLE_MARKER).write_text(reason + "\n", encoding="utf-8")
 
 
 def _build(
@@ -292,10 +345,18 @@ def _build(
     publication_id: str,
     published_at: datetime,
     steps: dict[str, float],
+    base: Path | None,
 ) -> dict[str, Any]:
-    """Write every file of the publication into `staging`; return what was written."""
+    """Write every file of the publication into `staging` (patching a copy of the release
+    `base` where possible); return what was written."""
     t = time.perf_counter()
     staged_db = staging / SERVING_DB
+    base_manifest = _patch_base(base, storage_version)
+    base_extracts = None
+    if base is not None and base_manifest is not None:
+        shutil.copyfile(base / SERVING_DB, staged_db)
+        base_extracts = base / TABLEAU_DIR
+        steps["copy_base"] = time.perf_counter() - t
     # in memory: spills go next to the warehouse, not into the publication
     con = duckdb.connect(
         config={**duckdb_config(), "temp_directory": str(warehouse_db.parent / "publish.tmp")}
@@ -321,17 +382,46 @@ def _build(
             f"(storage_version {_literal(storage_version)})"
         )
         row_counts: dict[str, int] = {}
+        written: dict[str, dict[str, Any]] = {}
+        deltas: dict[str, tuple[Path, Path]] = {}  # patched table -> (changed keys, new rows)
+        patchable: set[str] = set()
+        if base_manifest is not None:
+            patchable = _keep_patchable(con, tables, base_manifest)
         for name, schema in tables.items():
-            con.execute(
-                f"create table srv.main.{_ident(name)} as "
-                f"select * from wh.{_ident(schema)}.{_ident(name)}"
-            )
-            (row_counts[name],) = con.execute(
-                f"select count(*) from srv.main.{_ident(name)}"
-            ).fetchone()
+            source = f"wh.{_ident(schema)}.{_ident(name)}"
+            target = f"srv.main.{_ident(name)}"
+            state = None
+            if base_manifest is not None and name in patchable:
+                state = _patch(
+                    con, name, source, target, columns[name], base_manifest["tables"][name]
+                )
+            if state is None:
+                con.execute(f"drop table if exists {target}")
+                con.execute(f"create table {target} as select * from {source}")
+                state = {"written": "whole", "patched_rows_since_whole": 0}
+            elif (
+                base_extracts and "hyper" in formats and (base_extracts / f"{name}.hyper").exists()
+            ):
+                key = _ident(ROW_KEYS[name])
+                keys_file = staging / f".{name}.changed-keys.parquet"
+                rows_file = staging / f".{name}.changed-rows.parquet"
+                con.execute(
+                    f"copy (select k as {key} from __changes) to {_literal(str(keys_file))} "
+                    "(format parquet)"
+                )
+                con.execute(
+                    f"copy (select * from {target} where {key} in "
+                    f"(select k from __changes where not removed)) to {_literal(str(rows_file))} "
+                    "(format parquet, compression zstd)"
+                )
+                deltas[name] = (keys_file, rows_file)
+            written[name] = state
+            (row_counts[name],) = con.execute(f"select count(*) from {target}").fetchone()
         con.execute("detach wh")
         resolved_as_of = as_of or _as_of(con, tables)
         version = storage_version_of(con, "srv")
+        for bookkeeping in (PUBLICATION_TABLE, PUBLICATION_TABLES_TABLE):
+            con.execute(f"drop table if exists srv.main.{bookkeeping}")
         con.execute(
             f"create table srv.main.{PUBLICATION_TABLE} as select ?::varchar as publication_id, "
             "?::timestamp as published_at, ?::date as as_of_date, ?::varchar as storage_version, "
@@ -366,6 +456,8 @@ def _build(
                 if "parquet" in formats:
                     target = staging / PARQUET_DIR / f"{name}.parquet"
                     files.append(f"{PARQUET_DIR}/{name}.parquet")
+                elif name in deltas:  # the extract is patched from the changed rows
+                    continue
                 else:  # Hyper reads Parquet: a temporary file
                     target = staging / f"{name}.hyper-source.parquet"
                 con.execute(
@@ -381,10 +473,26 @@ def _build(
         con.close()
     if "hyper" in formats:
         t = time.perf_counter()
-        for name, parquet in hyper_sources.items():
-            tableau.write_hyper(parquet, staging / TABLEAU_DIR / f"{name}.hyper")
-            if "parquet" not in formats:
-                parquet.unlink()
+        for name in tables:
+            extract = staging / TABLEAU_DIR / f"{name}.hyper"
+            if base_extracts and name in deltas:
+                keys_file, rows_file = deltas[name]
+                extract.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base_extracts / f"{name}.hyper", extract)
+                rows = tableau.patch_hyper(extract, ROW_KEYS[name], keys_file, rows_file)
+                keys_file.unlink()
+                rows_file.unlink()
+                if rows != row_counts[name]:
+                    raise PublishError(
+                        f"{extract}: {rows:,} rows after the patch, {row_counts[name]:,} in "
+                        "serving.duckdb; nothing was published. Create serving/"
+                        f"{WHOLE_MARKER} (the next publication writes every file whole) "
+                        "and publish again"
+                    )
+            else:
+                tableau.write_hyper(hyper_sources[name], extract)
+                if "parquet" not in formats:
+                    hyper_sources[name].unlink()
             tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
             # Hyper creates its files owner-only; give them the mode of the other files
             os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
@@ -406,6 +514,7 @@ def _build(
                 "rows": row_counts[name],
                 "columns": columns[name],
                 "source": f"{tables[name]}.{name}",
+                **written[name],
             }
             for name in tables
         },
@@ -422,7 +531,101 @@ def _build(
         "row_counts": row_counts,
         "as_of": resolved_as_of,
         "storage_version": version,
+        "patched": {
+            name: state["patched_rows"]
+            for name, state in written.items()
+            if state["written"] == "patched"
+        },
     }
+
+
+def _patch_base(base: Path | None, storage_version: str) -> dict[str, Any] | None:
+    """The manifest of the release `base` when a new release can start from a copy of its
+    serving.duckdb: same DuckDB version, same requested storage version, complete."""
+    if base is None or not (base / SERVING_DB).is_file() or not (base / MANIFEST).is_file():
+        return None
+    try:
+        manifest = json.loads((base / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same_writer = manifest.get("written_by_duckdb") == duckdb.__version__
+    same_version = manifest.get("storage_version_requested") == storage_version
+    has_tables = isinstance(manifest.get("tables"), dict)
+    return manifest if same_writer and same_version and has_tables else None
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, database: str, schema: str, name: str) -> list:
+    return con.execute(
+        "select column_name, data_type from duckdb_columns() where database_name = ? "
+        "and schema_name = ? and table_name = ? order by column_index",
+        [database, schema, name],
+    ).fetchall()
+
+
+def _keep_patchable(
+    con: duckdb.DuckDBPyConnection, tables: dict[str, str], base_manifest: dict[str, Any]
+) -> set[str]:
+    """Drop from the copied serving.duckdb (attached as `srv`) every table that will not be
+    patched; return the ones that will: `ROW_KEYS` tables with the warehouse's columns and
+    types, published in the base release."""
+    patchable = set()
+    for (name,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = 'srv' "
+        "and schema_name = 'main'"
+    ).fetchall():
+        if (
+            name in tables
+            and name in ROW_KEYS
+            and name in base_manifest["tables"]
+            and _column_types(con, "srv", "main", name)
+            == _column_types(con, "wh", tables[name], name)
+        ):
+            patchable.add(name)
+        else:
+            con.execute(f"drop table srv.main.{_ident(name)}")
+    return patchable
+
+
+def _patch(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: str,
+    target: str,
+    columns: list[str],
+    base_state: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Patch the copied table `target` to hold exactly the rows of `source`: the keys whose
+    row is new, gone or different (hash of every column) are deleted and their current rows
+    inserted. Leaves the changed keys in temp table `__changes` (k, removed). Returns the
+    table's manifest state, or None when it must be written whole instead (too many changes
+    since the last whole write, a NULL key, a row count that does not match)."""
+    key = _ident(ROW_KEYS[name])
+    row_hash = "hash(" + ", ".join(_ident(c) for c in columns) + ")"
+    con.execute(
+        f"""create or replace temp table __changes as
+        select coalesce(fresh.k, published.k) as k, fresh.k is null as removed
+        from (select {key} as k, {row_hash} as h from {source}) as fresh
+        full outer join (select {key} as k, {row_hash} as h from {target}) as published
+            on fresh.k = published.k
+        where fresh.k is null or published.k is null or fresh.h <> published.h"""
+    )
+    changes, null_keys = con.execute(
+        "select count(*), count(*) filter (where k is null) from __changes"
+    ).fetchone()
+    (published_rows,) = con.execute(f"select count(*) from {target}").fetchone()
+    since = int(base_state.get("patched_rows_since_whole", 0)) + changes
+    if null_keys or since > PATCH_LIMIT * max(published_rows, 1):
+        return None
+    con.execute(f"delete from {target} where {key} in (select k from __changes)")
+    con.execute(
+        f"insert into {target} select * from {source} "
+        f"where {key} in (select k from __changes where not removed)"
+    )
+    (rows,) = con.execute(f"select count(*) from {target}").fetchone()
+    (expected,) = con.execute(f"select count(*) from {source}").fetchone()
+    if rows != expected:  # duplicate keys: the quality gate should have stopped them
+        return None
+    return {"written": "patched", "patched_rows": changes, "patched_rows_since_whole": since}
 
 
 def _current_release(serving_dir: Path) -> str | None:

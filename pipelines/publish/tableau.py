@@ -49,6 +49,31 @@ def write_hyper(parquet: Path, path: Path) -> None:
         )
 
 
+def patch_hyper(path: Path, key: str, changed_keys: Path, rows: Path) -> int:
+    """Patch the extract at `path` in place: delete the rows whose `key` is in the Parquet file
+    `changed_keys` (one column, named `key`), insert the rows of the Parquet file `rows` (the
+    table's columns, in order). Returns the extract's row count afterwards."""
+    from tableauhyperapi import Connection, CreateMode, HyperProcess, Telemetry
+
+    def external(parquet: Path) -> str:
+        source = str(Path(parquet).resolve()).replace("'", "''")
+        return f"external('{source}', format => 'parquet')"
+
+    table = f'"{HYPER_SCHEMA}"."{HYPER_TABLE}"'
+    column = '"' + key.replace('"', '""') + '"'
+    with (
+        HyperProcess(
+            Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters=HYPER_PARAMETERS
+        ) as hyper,
+        Connection(hyper.endpoint, path, CreateMode.NONE) as con,
+    ):
+        con.execute_command(
+            f"delete from {table} where {column} in (select {column} from {external(changed_keys)})"
+        )
+        con.execute_command(f"insert into {table} select * from {external(rows)}")
+        return int(con.execute_scalar_query(f"select count(*) from {table}"))
+
+
 def read_hyper(path: Path, *, return_type: str = "pandas") -> Any:
     import pantab
 
