@@ -1,9 +1,11 @@
-"""Incremental staging (macros/incremental_staging.sql) equals a rebuild from every raw row.
+"""Incremental staging (macros/incremental_staging.sql) and incremental identity components
+(macros/identity_components.sql) equal a rebuild from every raw row.
 
 The small preset over 20 delivery days is loaded night by night with the ingestion engine;
-after each load the staging models are built as of that night (`dbt run`, incremental
-after the first), and the four staging tables are compared, row for row and column for
-column (EXCEPT ALL both ways), with a `--full-refresh` build of a copy of the same stores.
+after each load the staging and identity models are built as of that night (`dbt run`,
+incremental after the first), and the four staging tables and the identity components are
+compared, row for row and column for column (EXCEPT ALL both ways), with a
+`--full-refresh` build of a copy of the same stores.
 On the way:
 
 - a row delivered early but dated (business date) after the nights that saw it, which an
@@ -20,6 +22,7 @@ Each build's plan (incremental or full rebuild, and why) is read from the dbt lo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,14 +42,18 @@ MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
            "stg_raw__social_interactions")  # fmt: skip
 
+COMPONENTS = "int_identity_components_resolved"
+RECOMPUTED = re.compile(r"identity components: recomputing (\d+) of (\d+) nodes")
+
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
 
 
 def dbt_run(work: Path, as_of: date, *extra: str, timezone: str = "Asia/Shanghai") -> str:
-    """`dbt run` of the staging models as of `as_of` on the stores in `work`; its stdout."""
+    """`dbt run` of the staging and identity models (up to the components) as of `as_of` on
+    the stores in `work`; its stdout."""
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
-        [str(dbt), "run", "--select", "path:models/staging/raw", *extra,
+        [str(dbt), "run", "--select", "+int_identity_components_resolved", *extra,
          "--vars", f"{{as_of_date: {as_of.isoformat()}, business_timezone: {timezone}}}",
          "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
          "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
@@ -109,6 +116,20 @@ def differences(
         ).fetchall()[0][0]
         rows = con.execute(f"select count(*) from {a}").fetchall()[0][0]
         out[model] = (only_inc, only_full, rows)
+    # the identity components (incremental too: macros/identity_components.sql)
+    con.execute(f"attach '{work / 'warehouse.duckdb'}' as inc_wh (read_only)")
+    con.execute(f"attach '{copy / 'warehouse.duckdb'}' as full_wh (read_only)")
+    a = "inc_wh.intermediate.int_identity_components_resolved"
+    b = "full_wh.intermediate.int_identity_components_resolved"
+    out[COMPONENTS] = (
+        con.execute(
+            f"select count(*) from (select * from {a} except all select * from {b})"
+        ).fetchall()[0][0],
+        con.execute(
+            f"select count(*) from (select * from {b} except all select * from {a})"
+        ).fetchall()[0][0],
+        con.execute(f"select count(*) from {a}").fetchall()[0][0],
+    )
     con.close()
     return out
 
@@ -164,13 +185,16 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     assert set(plans(out).values()) == {"full rebuild (first build)"}, plans(out)
     assert early_order_staged(work) == 0
 
-    # three nights, one build each: incremental, each equal to a rebuild
+    # three nights, one build each: incremental, each equal to a rebuild; the identity
+    # components recompute only the components the night touched
     for night in days[-7:-4]:
         load(work, root / "landing", [night])
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert len(plans(out)) == len(STAGING)
-    assert_equal_to_rebuild(work, days[-5])
+        recomputed, nodes = map(int, RECOMPUTED.search(out).groups())
+        assert 0 < recomputed < nodes / 2, (recomputed, nodes)
+        assert_equal_to_rebuild(work, night)
     # the early-delivered order is staged once its date has come
     assert days[-5] >= late_date and early_order_staged(work) == 1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -493,6 +494,37 @@ FACT_CUSTOMERS = {
 }
 
 
+IDENTITY_TABLES = ("int_identity_components_resolved", "int_customers_resolved")
+
+
+def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
+    """The nightly build's identity tables and facts hold exactly the rows of the
+    --full-refresh build (EXCEPT ALL both ways)."""
+    con = duckdb.connect(str(nightly_db))
+    try:
+        con.execute(f"attach '{full_db}' as full_build (read_only)")
+        pairs = [(f"intermediate.{t}", f"full_build.intermediate.{t}") for t in IDENTITY_TABLES]
+        pairs += [(f"marts.{t}", f"full_build.marts.{t}") for t in FACT_CUSTOMERS]
+        for nightly, full in pairs:
+            assert con.execute(f"select count(*) from {nightly}").fetchone()[0] > 0, nightly
+            for left, right in ((nightly, full), (full, nightly)):
+                diff = con.execute(
+                    f"select * from {left} except all select * from {right}"
+                ).fetchall()
+                assert diff == [], (left, diff)
+    finally:
+        con.close()
+
+
+def _recomputed_nodes(output: str) -> tuple[int, int, int]:
+    """(recomputed, of all nodes, no longer nodes) from the components model's log line."""
+    found = re.search(
+        r"identity components: recomputing (\d+) of (\d+) nodes, (\d+) no longer nodes", output
+    )
+    assert found, output[-3000:]
+    return int(found[1]), int(found[2]), int(found[3])
+
+
 def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, tmp_path):
     """Night 11-01 delivers crm:A9, who carries P1's e-mail and P2's phone: P1 and P2
     become one customer, keyed by A9's record (the smallest of the component). Their rows
@@ -517,12 +549,20 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
     assert before["crm:O2"] == C1 and before["crm:O3"] == C2  # P1's and P2's
 
     nightly_db = nightly / "warehouse.duckdb"
+    night = ""
     for half in ("--exclude", "--select"):
-        run_dbt(
+        night += run_dbt(
             ["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], nightly, nightly_db
-        )
+        ).stdout
     full_db = full / "warehouse.duckdb"
     run_dbt(["build", "--full-refresh", "--vars", build_vars("2026-11-01")], full, full_db)
+    # every component is recomputed here: P1's (accounts C1 and M1, ticket T1, WeChat o1)
+    # and P2's (account C2, orders O3 and O4, ticket T3) hold records at either end of the
+    # new edges, A9 and C3 (first seen on 11-01 in Shanghai) are new nodes: 10 of 10 (the
+    # walk-in orders share a super-node phone and are no nodes; the split test below
+    # leaves components alone)
+    assert _recomputed_nodes(night) == (10, 10, 0)
+    _assert_same_identity_and_facts(nightly_db, full_db)
 
     # the night logged exactly the records whose customer changed (P1's and P2's) and, as
     # new records (not changes), those new as of 11-01 (A9, C3 updated on 11-01, order O8
@@ -576,6 +616,116 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
             assert orphans == 0, table
     finally:
         con.close()
+
+
+def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(built, tmp_path):
+    """Night 11-01 delivers 21 walk-in orders typed with P2's phone (first seen in
+    November: more than supernode_threshold = 20 in one month), so the phone links nothing
+    any more: the orders O3, O4 and the ticket T3, which only P2's phone tied to P2's
+    account, stop being identity nodes (no customer), the 21 orders never become nodes, and
+    the nightly build equals a --full-refresh build of a copy."""
+    nightly = tmp_path / "nightly"
+    full = tmp_path / "full"
+    walk_ins = [
+        dict(order_id=f"X{k:02d}", line_no=1, source_system="crm", status="completed",
+             channel="offline_store", product_id="P", quantity=1, unit_price=10,
+             discount_amount=0, refunded_amount=0, buyer_phone="13900000002",
+             ordered_at=ts("2026-10-31 18:00"), _delivery_date=date(2026, 11, 1),
+             _source_file="orders/2026-11-01.csv")
+        for k in range(21)
+    ]  # fmt: skip
+    for work in (nightly, full):
+        work.mkdir()
+        con = duckdb.connect(str(_copy_stores(built, work)))
+        insert(con, "orders", walk_ins)
+        con.close()
+    before = dict(query(built["db"], "select record_id, customer_id from "
+                                     "intermediate.int_identity_components_resolved"))  # fmt: skip
+    assert before["order:crm:O3"] == before["ticket:T3"] == C2
+
+    nightly_db = nightly / "warehouse.duckdb"
+    night = run_dbt(
+        ["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")],
+        nightly,
+        nightly_db,
+    ).stdout
+    full_db = full / "warehouse.duckdb"
+    run_dbt(
+        ["build", "--exclude", "source:clv+", "--full-refresh", "--vars", build_vars("2026-11-01")],
+        full,
+        full_db,
+    )
+    # P2's component (C2, O3, O4, T3) is recomputed: what is left of it, account C2, and
+    # the new node C3 (first seen on 11-01 in Shanghai); P1's four records are left alone
+    recomputed, nodes, removed = _recomputed_nodes(night)
+    assert (recomputed, nodes, removed) == (2, 6, 3)
+    after = dict(query(nightly_db, "select record_id, customer_id from "
+                                   "intermediate.int_identity_components_resolved"))  # fmt: skip
+    assert {"order:crm:O3", "order:crm:O4", "ticket:T3"}.isdisjoint(after)
+    assert not any(r.startswith("order:crm:X") for r in after)
+    assert after["account:crm:C2"] == C2
+    assert {r: c for r, c in after.items() if r != "account:crm:C3"} == {
+        r: c for r, c in before.items() if r not in ("order:crm:O3", "order:crm:O4", "ticket:T3")
+    }
+    assert nodes == len(after)
+    _assert_same_identity_and_facts(nightly_db, full_db)
+
+
+def test_two_accounts_split_when_the_e_mail_they_share_turns_into_a_super_node(built, tmp_path):
+    """Night 11-01 delivers accounts B7 and B8 with one e-mail: one customer. Night 11-02
+    delivers 21 walk-in orders typed with that e-mail (a super-node from then on): B7 and
+    B8 are two customers again. Both stay identity nodes, so only the edge that
+    disappeared tells the nightly build to recompute their component; it equals a
+    --full-refresh build of a copy."""
+    work = tmp_path / "nightly"
+    work.mkdir()
+    db = _copy_stores(built, work)
+    accounts = [
+        dict(source_system="crm", customer_ref=ref, updated_at=ts("2026-10-31 10:00"),
+             email="shared@x.com", _delivery_date=date(2026, 11, 1),
+             _source_file="customers/2026-11-01.csv")
+        for ref in ("B7", "B8")
+    ]  # fmt: skip
+    con = duckdb.connect(str(db))
+    insert(con, "customers", accounts)
+    con.close()
+    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")], work, db)
+    first = dict(query(db, "select record_id, customer_id from "
+                           "intermediate.int_identity_components_resolved"))  # fmt: skip
+    assert first["account:crm:B7"] == first["account:crm:B8"]
+
+    con = duckdb.connect(str(db))
+    insert(con, "orders", [
+        dict(order_id=f"Y{k:02d}", line_no=1, source_system="crm", status="completed",
+             channel="offline_store", product_id="P", quantity=1, unit_price=10,
+             discount_amount=0, refunded_amount=0, buyer_email="shared@x.com",
+             ordered_at=ts("2026-11-01 10:00"), _delivery_date=date(2026, 11, 2),
+             _source_file="orders/2026-11-02.csv")
+        for k in range(21)
+    ])  # fmt: skip
+    con.close()
+    full = tmp_path / "full"
+    full.mkdir()
+    full_db = full / "warehouse.duckdb"
+    shutil.copyfile(db, full_db)
+    shutil.copyfile(
+        db.with_name(db.stem + "_restricted.duckdb"),
+        full_db.with_name(full_db.stem + "_restricted.duckdb"),
+    )
+    night = run_dbt(
+        ["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-02")], work, db
+    ).stdout
+    run_dbt(
+        ["build", "--exclude", "source:clv+", "--full-refresh", "--vars", build_vars("2026-11-02")],
+        full,
+        full_db,
+    )
+    assert _recomputed_nodes(night) == (2, 11, 0)  # B7 and B8 only, of 11 nodes
+    after = dict(query(db, "select record_id, customer_id from "
+                           "intermediate.int_identity_components_resolved"))  # fmt: skip
+    assert after["account:crm:B7"] == expected_customer_id("account:crm:B7")
+    assert after["account:crm:B8"] == expected_customer_id("account:crm:B8")
+    _assert_same_identity_and_facts(db, full_db)
 
 
 def test_sla_clocks_in_the_fact(built):

@@ -90,7 +90,7 @@
     statement each: Spark runs one statement per call). -#}
 {% macro connected_components_cleanup() -%}
     {%- if execute -%}
-        {%- for name in ['edges', 'a', 'b', 'labels', 'active', 'updates'] -%}
+        {%- for name in ['edges', 'a', 'b', 'labels', 'active', 'updates', 'nodes', 'affected', 'removed'] -%}
             {%- do run_query('drop table if exists ' ~ connected_components_work_prefix() ~ name) -%}
         {%- endfor -%}
     {%- endif -%}
