@@ -373,6 +373,7 @@ def test_small_negative_amounts_reach_the_hyper_extract_exactly(tmp_path):
 def test_restore_previous_and_the_earlier_layout(tmp_path):
     """A serving folder of the earlier layout (plain files) becomes a release of its own at
     the first publication; restore_previous() points `current` back at it, atomically."""
+    from pipelines.publish import serving as serving_module
     from pipelines.publish.serving import restore_previous
 
     info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
@@ -390,8 +391,11 @@ def test_restore_previous_and_the_earlier_layout(tmp_path):
     assert restore_previous(serving) == "earlier-layout"
     assert (serving / "serving.duckdb").read_bytes() == b"earlier"
     assert (serving / "parquet" / "old.parquet").exists()
+    # the restored release may predate an erasure: the next publication is written whole
+    assert (serving / serving_module.WHOLE_MARKER).exists()
     second = publish(info.path, serving, formats=("duckdb",))
     assert second.publication_id in (serving / "manifest.json").read_text()
+    assert not (serving / serving_module.WHOLE_MARKER).exists()
     # two releases at most: the current one and the one before
     assert len([p for p in (serving / ".releases").iterdir() if p.is_dir()]) <= 2
 
@@ -603,3 +607,47 @@ def test_a_patched_serving_db_does_not_grow_night_after_night(tmp_path):
             assert result.patched["fct_social_interactions"] == 5
     # the tables written whole each night (dim_customers, ...) reuse the blocks they freed
     assert sizes[-1] <= sizes[1] * 1.1, sizes
+
+
+def test_a_whole_request_made_during_a_publication_is_kept_for_the_next(tmp_path, monkeypatch):
+    """An erasure while a whole publication writes its files: the publication read the
+    warehouse before the erasure, so the request the erasure made must survive it."""
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    serving_dir = tmp_path / "serving"
+    publish(info.path, serving_dir, formats=("duckdb", "hyper"))
+    serving.request_whole_publication(serving_dir, "erasure request A")
+    write_hyper = tableau.write_hyper
+
+    def erasure_meanwhile(parquet, path):
+        serving.request_whole_publication(serving_dir, "erasure request B")
+        write_hyper(parquet, path)
+
+    monkeypatch.setattr(tableau, "write_hyper", erasure_meanwhile)
+    assert publish(info.path, serving_dir, formats=("duckdb", "hyper")).patched == {}
+    assert "erasure request B" in (serving_dir / serving.WHOLE_MARKER).read_text()
+    monkeypatch.setattr(tableau, "write_hyper", write_hyper)
+    assert publish(info.path, serving_dir, formats=("duckdb", "hyper")).patched == {}
+    assert not (serving_dir / serving.WHOLE_MARKER).exists()
+
+
+def test_a_renamed_key_column_is_written_whole_every_night(tmp_path):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    serving_dir = tmp_path / "serving"
+    publish(info.path, serving_dir, formats=("duckdb",))
+    con = duckdb.connect(str(info.path))
+    try:
+        con.execute("alter table marts.fct_orders rename column order_id to order_ref")
+    finally:
+        con.close()
+    for _ in range(2):  # the second starts from a release whose fct_orders has no order_id
+        result = publish(info.path, serving_dir, formats=("duckdb",))
+        assert "fct_orders" not in result.patched
+        assert "fct_service_tickets" in result.patched
+    con = open_serving(serving_dir)
+    try:
+        assert (
+            con.execute("select count(*) from fct_orders").fetchone()[0]
+            == (info.row_counts["fct_orders"])
+        )
+    finally:
+        con.close()

@@ -34,13 +34,19 @@
         or flags.WHICH not in ['run', 'build'] or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
+    {%- set work = connected_components_work_prefix() -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'nodes as ' ~ nodes_sql) -%}
+    {#- the records of the last build that are no nodes now: deleted by the post-hook (the
+        delete+insert below only replaces the records it writes) -#}
+    {%- do run_query(
+        'create or replace table ' ~ work ~ 'removed as select built.record_id from ' ~ this
+        ~ ' as built where built.record_id not in (select nodes.node_id from ' ~ work ~ 'nodes as nodes)'
+    ) -%}
     {%- set edges_built = identity_components_edges_built() -%}
     {%- if edges_built is none -%}
         {{ log("identity components: no edges of an earlier build kept, every component computed", info=true) }}
         {{ return(none) }}
     {%- endif -%}
-    {%- set work = connected_components_work_prefix() -%}
-    {%- do run_query('create or replace table ' ~ work ~ 'nodes as ' ~ nodes_sql) -%}
     {%- set affected_sql -%}
         create or replace table {{ work }}affected as
         with
@@ -90,10 +96,6 @@
             )
     {%- endset -%}
     {%- do run_query(affected_sql) -%}
-    {%- do run_query(
-        'create or replace table ' ~ work ~ 'removed as select built.record_id from ' ~ this
-        ~ ' as built where built.record_id not in (select nodes.node_id from ' ~ work ~ 'nodes as nodes)'
-    ) -%}
     {%- set counts = run_query(
         'select (select count(*) from ' ~ work ~ 'affected), (select count(*) from ' ~ work
         ~ 'removed), (select count(*) from ' ~ work ~ 'nodes)'
@@ -104,7 +106,9 @@
 {%- endmacro %}
 
 {#- post-hook: delete the records that stopped being nodes (incremental builds), keep the
-    edges this build used for the next one. -#}
+    edges this build used for the next one: only those between two of its nodes, so that
+    an edge kept while one of its ends was no node (inputs built apart, e.g. `dbt run
+    --select` of the edges alone) counts as new once both ends are nodes. -#}
 {% macro identity_components_finish() -%}
     {%- if execute and target.type != 'spark' -%}
         {%- set work = connected_components_work_prefix() -%}
@@ -122,7 +126,8 @@
         {%- do run_query(
             'create or replace table ' ~ this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier
             ~ '__edges_built as select edges.from_record_id, edges.to_record_id from '
-            ~ ref('int_identity_edges') ~ ' as edges'
+            ~ ref('int_identity_edges') ~ ' as edges where edges.from_record_id in (select built.record_id from '
+            ~ this ~ ' as built) and edges.to_record_id in (select built.record_id from ' ~ this ~ ' as built)'
         ) -%}
     {%- endif -%}
 {%- endmacro %}

@@ -344,6 +344,11 @@ def forget(
         quarantine_params = [
             (v.removeprefix("+86") if t == "phone" else v.lower()) for t, v in texts
         ]
+        if not dry_run:
+            # before anything is deleted: the next publication writes every file whole (a
+            # file patched from a copy of the current release could keep the person's
+            # deleted rows in its free space)
+            request_whole_publication(settings.serving, f"erasure request {request_id}")
         if dry_run:
             for entity in RAW_ENTITIES:
                 result.raw_rows[entity] = con.execute(
@@ -441,9 +446,6 @@ def forget(
                 key_fingerprint(key),
             ],
         )
-    # the next publication writes every file whole: a file patched from a copy of the
-    # current release could keep the person's deleted rows in its free space
-    request_whole_publication(settings.serving, f"erasure request {request_id}")
     # the Parquet copies for the Spark target (pipelines/spark), when it is used
     from pipelines.spark import refresh_after_erasure
 

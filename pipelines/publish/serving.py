@@ -95,8 +95,8 @@ ROW_KEYS: dict[str, str] = {
     "fct_service_tickets": "ticket_id",
     "fct_social_interactions": "interaction_id",
 }
-#: A table is written whole again once the rows patched since its last whole write
-#: (inserted + deleted) exceed this share of its rows.
+#: A table is written whole again once the keys patched since its last whole write (rows
+#: replaced, added or removed) exceed this share of its rows.
 PATCH_LIMIT = 0.10
 #: Present in the serving folder: the next publication writes every table whole.
 WHOLE_MARKER = ".publish-whole"
@@ -121,7 +121,8 @@ class PublishResult:
     files: dict[str, int]  # path relative to serving_dir -> bytes
     seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
-    #: tables published by difference -> rows deleted or inserted (the others were whole)
+    #: tables published by difference -> keys whose row was replaced, added or removed (the
+    #: others were written whole)
     patched: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -280,11 +281,11 @@ def publish(
                 shutil.rmtree(unfinished, ignore_errors=True)
         staging = releases / publication_id
         staging.mkdir()
-        whole_requested = (serving_dir / WHOLE_MARKER).exists()
+        whole_request = _whole_request(serving_dir)
         current = _current_release(serving_dir)
         base = (
             releases / current
-            if by_difference and not whole_requested and current and (releases / current).is_dir()
+            if by_difference and whole_request is None and current and (releases / current).is_dir()
             else None
         )
         try:
@@ -303,7 +304,9 @@ def publish(
             t = time.perf_counter()
             files = _swap(staging, serving_dir, built["files"])
             steps["swap"] = time.perf_counter() - t
-            if whole_requested:
+            # only the request this publication saw: one written meanwhile (an erasure
+            # while the files were written) stays for the next publication
+            if whole_request is not None and _whole_request(serving_dir) == whole_request:
                 (serving_dir / WHOLE_MARKER).unlink(missing_ok=True)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -332,7 +335,16 @@ def request_whole_publication(serving_dir: Path, reason: str) -> None:
     after an erasure, so that the new files hold no deleted rows of the person."""
     serving_dir = Path(serving_dir)
     serving_dir.mkdir(parents=True, exist_ok=True)
-    (serving_dir / WHOLE_MARKER).write_text(reason + "\n", encoding="utf-8")
+    stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {uuid.uuid4().hex[:8]}"
+    (serving_dir / WHOLE_MARKER).write_text(f"{reason}\n{stamp}\n", encoding="utf-8")
+
+
+def _whole_request(serving_dir: Path) -> str | None:
+    """The content of the whole-publication request (None: none)."""
+    try:
+        return (serving_dir / WHOLE_MARKER).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def _build(
@@ -357,6 +369,7 @@ def _build(
         shutil.copyfile(base / SERVING_DB, staged_db)
         base_extracts = base / TABLEAU_DIR
         steps["copy_base"] = time.perf_counter() - t
+        t = time.perf_counter()
     # in memory: spills go next to the warehouse, not into the publication
     con = duckdb.connect(
         config={**duckdb_config(), "temp_directory": str(warehouse_db.parent / "publish.tmp")}
@@ -577,6 +590,7 @@ def _keep_patchable(
             name in tables
             and name in ROW_KEYS
             and name in base_manifest["tables"]
+            and ROW_KEYS[name] in base_manifest["tables"][name].get("columns", [])
             and _column_types(con, "srv", "main", name)
             == _column_types(con, "wh", tables[name], name)
         ):
@@ -705,6 +719,8 @@ def restore_previous(serving_dir: Path) -> str:
         _fsync(serving_dir)
         if now:
             (serving_dir / RELEASES_DIR / ".previous").write_text(now, encoding="utf-8")
+        # the restored release may predate an erasure: the next publication starts afresh
+        request_whole_publication(serving_dir, f"restore of {target}")
         return target
 
 
