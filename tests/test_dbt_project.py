@@ -516,6 +516,18 @@ def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
         con.close()
 
 
+def _walk_in_orders(prefix: str, ordered_at: str, delivered: date, **identifier: str) -> list:
+    """21 walk-in orders (one more than supernode_threshold) typed with one identifier."""
+    return [
+        dict(order_id=f"{prefix}{k:02d}", line_no=1, source_system="crm", status="completed",
+             channel="offline_store", product_id="P", quantity=1, unit_price=10,
+             discount_amount=0, refunded_amount=0, ordered_at=ts(ordered_at),
+             _delivery_date=delivered, _source_file=f"orders/{delivered.isoformat()}.csv",
+             **identifier)
+        for k in range(21)
+    ]  # fmt: skip
+
+
 def _recomputed_nodes(output: str) -> tuple[int, int, int]:
     """(recomputed, of all nodes, no longer nodes) from the components model's log line."""
     found = re.search(
@@ -631,14 +643,9 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     the records that are no nodes any more are still deleted."""
     nightly = tmp_path / "nightly"
     full = tmp_path / "full"
-    walk_ins = [
-        dict(order_id=f"X{k:02d}", line_no=1, source_system="crm", status="completed",
-             channel="offline_store", product_id="P", quantity=1, unit_price=10,
-             discount_amount=0, refunded_amount=0, buyer_phone="13900000002",
-             ordered_at=ts("2026-10-31 18:00"), _delivery_date=date(2026, 11, 1),
-             _source_file="orders/2026-11-01.csv")
-        for k in range(21)
-    ]  # fmt: skip
+    walk_ins = _walk_in_orders(
+        "X", "2026-10-31 18:00", date(2026, 11, 1), buyer_phone="13900000002"
+    )
     for work in (nightly, full):
         work.mkdir()
         con = duckdb.connect(str(_copy_stores(built, work)))
@@ -708,23 +715,12 @@ def test_two_accounts_split_when_the_e_mail_they_share_turns_into_a_super_node(b
     assert first["account:crm:B7"] == first["account:crm:B8"]
 
     con = duckdb.connect(str(db))
-    insert(con, "orders", [
-        dict(order_id=f"Y{k:02d}", line_no=1, source_system="crm", status="completed",
-             channel="offline_store", product_id="P", quantity=1, unit_price=10,
-             discount_amount=0, refunded_amount=0, buyer_email="shared@x.com",
-             ordered_at=ts("2026-11-01 10:00"), _delivery_date=date(2026, 11, 2),
-             _source_file="orders/2026-11-02.csv")
-        for k in range(21)
-    ])  # fmt: skip
+    insert(con, "orders", _walk_in_orders("Y", "2026-11-01 10:00", date(2026, 11, 2),
+                                          buyer_email="shared@x.com"))  # fmt: skip
     con.close()
     full = tmp_path / "full"
     full.mkdir()
-    full_db = full / "warehouse.duckdb"
-    shutil.copyfile(db, full_db)
-    shutil.copyfile(
-        db.with_name(db.stem + "_restricted.duckdb"),
-        full_db.with_name(full_db.stem + "_restricted.duckdb"),
-    )
+    full_db = _copy_stores({"db": db}, full)
     night = run_dbt(
         ["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-02")], work, db
     ).stdout

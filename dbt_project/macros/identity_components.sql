@@ -74,8 +74,7 @@
             (select nodes.node_id as record_id from {{ work }}nodes as nodes
              except select built.record_id from {{ this }} as built)
             union
-            (select built.record_id from {{ this }} as built
-             except select nodes.node_id as record_id from {{ work }}nodes as nodes)
+            select removed.record_id from {{ work }}removed as removed
         ),
 
         affected_components as (
