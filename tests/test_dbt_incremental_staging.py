@@ -44,6 +44,31 @@ STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
 
 COMPONENTS = "int_identity_components_resolved"
 RECOMPUTED = re.compile(r"identity components: recomputing (\d+) of (\d+) nodes")
+# int_identity_identifiers and the source identifiers it keeps (restricted store)
+IDENTIFIERS = ("int_identity_identifiers", "int_identity_identifiers__by_source")
+IDENTIFIERS_RECOMPUTED = re.compile(
+    r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records"
+)
+IDENTIFIERS_WHOLE = re.compile(r"identity identifiers: every source key computed \((.*)\)")
+
+
+def identifiers_plan(out: str) -> str | tuple[int, int, int]:
+    """The identifiers model's plan: the reason of a whole build, or (changed source keys,
+    recomputed records, records)."""
+    whole = IDENTIFIERS_WHOLE.search(out)
+    if whole:
+        return whole[1]
+    found = IDENTIFIERS_RECOMPUTED.search(out)
+    assert found, out[-3000:]
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+def assert_identifiers_incremental(out: str) -> None:
+    plan = identifiers_plan(out)
+    assert isinstance(plan, tuple), plan
+    changed, recomputed, records = plan
+    assert changed > 0 and 0 < recomputed < records / 2, plan
+
 
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
 
@@ -116,6 +141,13 @@ def differences(
         ).fetchall()[0][0]
         rows = con.execute(f"select count(*) from {a}").fetchall()[0][0]
         out[model] = (only_inc, only_full, rows)
+    for model in IDENTIFIERS:
+        a, b = f"inc.identity.{model}", f"full_build.identity.{model}"
+        out[model] = (
+            con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchall()[0][0],
+            con.execute(f"select count(*) from (select * from {b} except all select * from {a})").fetchall()[0][0],
+            con.execute(f"select count(*) from {a}").fetchall()[0][0],
+        )  # fmt: skip
     # the identity components (incremental too: macros/identity_components.sql)
     con.execute(f"attach '{work / 'warehouse.duckdb'}' as inc_wh (read_only)")
     con.execute(f"attach '{copy / 'warehouse.duckdb'}' as full_wh (read_only)")
@@ -146,6 +178,89 @@ def early_order_staged(work: Path) -> int:
         return con.execute(
             "select count(*) from staging.stg_raw__orders where order_id = 'shop:EARLY-1'"
         ).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def deliver_corrections(work: Path, night: date) -> dict:
+    """Raw rows delivered with `night` that move identifiers between records whose source
+    keys did not change: an anonymous order delivered again with an account's customer_ref
+    (its record order:<id> loses every identifier), a social interaction delivered again
+    under another account (the only interaction of its old account), and 21 walk-in orders
+    typed with an account's phone (a super-node from then on: the flag changes on the rows
+    of holders that got no new row)."""
+    loaded_at = datetime.now()
+    con = duckdb.connect(str(work / "warehouse.duckdb"))
+    try:
+        order_id, source_system = con.execute(
+            "select order_id, source_system from raw.orders where customer_ref is null "
+            "and buyer_phone is not null and _delivery_date < ? order by order_id limit 1",
+            [night],
+        ).fetchone()
+        account = con.execute(
+            "select min(customer_ref) from raw.orders where source_system = ? "
+            "and customer_ref is not null",
+            [source_system],
+        ).fetchone()[0]
+        con.execute(
+            "insert into raw.orders select * replace (? as customer_ref, ? as _delivery_date, "
+            "? as _loaded_at) from raw.orders where order_id = ? and source_system = ?",
+            [account, night, loaded_at, order_id, source_system],
+        )
+        interaction_id, platform, old_account = con.execute(
+            """with accounts as (
+                select platform, account_id, count(*) as interactions
+                from raw.social_interactions group by all
+            )
+            select interaction_id, platform, account_id from raw.social_interactions
+            inner join accounts using (platform, account_id)
+            where accounts.interactions = 1 and phone is not null and _delivery_date < ?
+            order by interaction_id limit 1""",
+            [night],
+        ).fetchone()
+        new_account = con.execute(
+            "select min(account_id) from raw.social_interactions where platform = ? "
+            "and account_id <> ?",
+            [platform, old_account],
+        ).fetchone()[0]
+        con.execute(
+            "insert into raw.social_interactions select * replace (? as account_id, "
+            "? as _delivery_date, ? as _loaded_at) from raw.social_interactions "
+            "where interaction_id = ? and platform = ?",
+            [new_account, night, loaded_at, interaction_id, platform],
+        )
+        con.execute(f"attach '{work / 'restricted.duckdb'}' as restricted_store (read_only)")
+        phone = con.execute(  # normalised, as typed into the orders
+            "select min(identifier_value) from restricted_store.identity.int_identity_identifiers "
+            "where identifier_type = 'phone' and starts_with(record_id, 'account:') "
+            "and not is_supernode"
+        ).fetchone()[0]
+        ordered_at = datetime.combine(night, datetime.min.time())  # 08:00 in Shanghai
+        for k in range(21):
+            con.execute(
+                "insert into raw.orders (order_id, line_no, source_system, status, quantity, "
+                "unit_price, currency, buyer_phone, ordered_at, _source_name, _source_file, "
+                "_source_line, _delivery_date, _loaded_at, _mapping_version, _file_sha256) "
+                "values (?, 1, 'shop', 'paid', 1, 10, 'CNY', ?, ?, 'shop_orders', "
+                "'shop_orders/desk.csv', ?, ?, ?, '1', 'x')",
+                [f"DESK-{k:02d}", phone, ordered_at, k + 2, night, loaded_at],
+            )
+    finally:
+        con.close()
+    return {
+        "moved_order": f"order:{source_system}:{order_id}",
+        "old_social_account": f"social:{platform}:{old_account}",
+        "desk_phone": phone,
+    }
+
+
+def identifier_rows(work: Path, where: str) -> list[tuple]:
+    con = duckdb.connect(str(work / "restricted.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            "select record_id, identifier_type, is_supernode "
+            f"from identity.int_identity_identifiers where {where} order by all"
+        ).fetchall()
     finally:
         con.close()
 
@@ -187,14 +302,33 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
 
     # three nights, one build each: incremental, each equal to a rebuild; the identity
     # components recompute only the components the night touched
+    # the second night also delivers corrections that move identifiers between records
     for night in days[-7:-4]:
         load(work, root / "landing", [night])
+        if night == days[-6]:
+            corrected = deliver_corrections(work, night)
+            holders_before = identifier_rows(
+                work, f"identifier_value = '{corrected['desk_phone']}'"
+            )
+            assert holders_before and not any(row[2] for row in holders_before), holders_before
+            moved = (
+                f"record_id in ('{corrected['moved_order']}', '{corrected['old_social_account']}')"
+            )
+            moved_before = identifier_rows(work, moved)
+            assert {row[1] for row in moved_before} >= {"phone", "social"}, moved_before
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert len(plans(out)) == len(STAGING)
         recomputed, nodes = map(int, RECOMPUTED.search(out).groups())
         assert 0 < recomputed < nodes / 2, (recomputed, nodes)
+        assert_identifiers_incremental(out)
         assert_equal_to_rebuild(work, night)
+    # the moved order's record and the social account's old record (its only interaction
+    # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
+    # ones included
+    assert identifier_rows(work, moved) == []
+    holders = identifier_rows(work, f"identifier_value = '{corrected['desk_phone']}'")
+    assert len(holders) == len(holders_before) + 21 and all(row[2] for row in holders), holders
     # the early-delivered order is staged once its date has come
     assert days[-5] >= late_date and early_order_staged(work) == 1
 
@@ -211,6 +345,8 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         f"full rebuild (delivery {reloaded.isoformat()} (covered by the last build) was loaded again"
     ), plans(out)
     assert plans(out)["stg_raw__customers"].startswith("incremental"), plans(out)
+    reason = "a delivery of orders covered by the last build was loaded again"
+    assert identifiers_plan(out) == reason
     assert_equal_to_rebuild(work, days[-4])
     assert removed.strip()
 
@@ -228,6 +364,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         "full rebuild (loads the last build covered are gone"
     ), plans(out)
     assert plans(out)["stg_raw__service_events"].startswith("incremental"), plans(out)
+    assert identifiers_plan(out) == "loads of orders covered by the last build are gone"
     assert_equal_to_rebuild(work, days[-4])
 
     # the remaining nights, then a re-run of an earlier night: rebuilt as of that night
@@ -235,9 +372,11 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         load(work, root / "landing", [night])
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
+        assert_identifiers_incremental(out)
     assert_equal_to_rebuild(work, days[-1])
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)
+    assert identifiers_plan(out) == "stg_raw__customers was built as of an earlier D"
     assert_equal_to_rebuild(work, days[-3])
 
     # another business timezone changes the dates of every row: rebuilt
@@ -245,4 +384,5 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     assert all(
         p.startswith("full rebuild (the model or its settings changed") for p in plans(out).values()
     ), plans(out)
+    assert identifiers_plan(out) == "the model, its inputs' SQL or its settings changed"
     assert_equal_to_rebuild(work, days[-3], timezone="UTC")

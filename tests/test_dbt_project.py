@@ -494,7 +494,13 @@ FACT_CUSTOMERS = {
 }
 
 
-IDENTITY_TABLES = ("int_identity_components_resolved", "int_customers_resolved")
+IDENTITY_TABLES = (
+    "intermediate.int_identity_edges",
+    "intermediate.int_identity_components_resolved",
+    "intermediate.int_customers_resolved",
+    # restricted store: attached as `restricted` (nightly) and `full_restricted`
+    "restricted.identity.int_identity_identifiers",
+)
 
 
 def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
@@ -503,7 +509,15 @@ def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
     con = duckdb.connect(str(nightly_db))
     try:
         con.execute(f"attach '{full_db}' as full_build (read_only)")
-        pairs = [(f"intermediate.{t}", f"full_build.intermediate.{t}") for t in IDENTITY_TABLES]
+        for name, db in (("restricted", nightly_db), ("full_restricted", full_db)):
+            con.execute(
+                f"attach '{db.with_name(db.stem + '_restricted.duckdb')}' as {name} (read_only)"
+            )
+        pairs = [
+            (t, t.replace("restricted.", "full_restricted.", 1) if t.startswith("restricted.")
+             else f"full_build.{t}")
+            for t in IDENTITY_TABLES
+        ]  # fmt: skip
         pairs += [(f"marts.{t}", f"full_build.marts.{t}") for t in FACT_CUSTOMERS]
         for nightly, full in pairs:
             assert con.execute(f"select count(*) from {nightly}").fetchone()[0] > 0, nightly
@@ -526,6 +540,17 @@ def _walk_in_orders(prefix: str, ordered_at: str, delivered: date, **identifier:
              **identifier)
         for k in range(21)
     ]  # fmt: skip
+
+
+def _recomputed_records(output: str) -> tuple[int, int, int]:
+    """(changed source keys, recomputed records, of all records with identifiers) from the
+    identifiers model's log line."""
+    found = re.search(
+        r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+        output,
+    )
+    assert found, output[-3000:]
+    return int(found[1]), int(found[2]), int(found[3])
 
 
 def _recomputed_nodes(output: str) -> tuple[int, int, int]:
@@ -574,6 +599,21 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
     # walk-in orders share a super-node phone and are no nodes; the split test below
     # leaves components alone)
     assert _recomputed_nodes(night) == (10, 10, 0)
+    # the tiny dataset has no load log (no newest load kept): every staged row counts as
+    # new, so every source key changed and every record with identifiers is recomputed
+    con = duckdb.connect()
+    con.execute(f"attach '{nightly_db.with_name('warehouse_restricted.duckdb')}' as store")
+    keys = con.execute("""
+        select (select count(distinct customer_key) from store.staging.stg_raw__customers)
+             + (select count(distinct order_id) from store.staging.stg_raw__orders)
+             + (select count(distinct ticket_id) from store.staging.stg_raw__service_events)
+             + (select count(distinct social_account_key)
+                from store.staging.stg_raw__social_interactions),
+               (select count(distinct record_id) from store.identity.int_identity_identifiers)
+        """).fetchone()  # fmt: skip
+    con.close()
+    changed, recomputed, _ = _recomputed_records(night)
+    assert (changed, recomputed) == keys
     _assert_same_identity_and_facts(nightly_db, full_db)
 
     # the night logged exactly the records whose customer changed (P1's and P2's) and, as

@@ -125,6 +125,12 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
         october_before = _october_revenue(con)
         rows_before = _person_rows(con, ids)
+        # the source identifiers int_identity_identifiers keeps for its nightly builds
+        kept_before = con.execute(
+            "select count(*) from restricted.identity.int_identity_identifiers__by_source "
+            "where identifier_type = 'phone' and identifier_value = ?",
+            [phone],
+        ).fetchone()[0]
     national = phone.removeprefix("+86")
     typed = f"{national[:3]}-{national[3:7]}-{national[7:]}"  # e.g. 138-0013-8000
     proc = crm(home, "forget", "--phone", typed, "--request-id", REQUEST)
@@ -139,6 +145,7 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "their_october": their_october,
         "october_before": october_before,
         "rows_before": rows_before,
+        "kept_before": kept_before,
         "output": proc.stdout,
     }
 
@@ -178,6 +185,14 @@ def test_forget_removes_every_raw_row_of_the_person(erasure: dict) -> None:
             [x for pair in ids for x in pair],
         ).fetchone()[0]
         assert left == 0
+        # the source identifiers kept for the nightly builds held the phone: dropped (the
+        # next build, a full refresh, makes them again)
+        assert erasure["kept_before"] > 0
+        kept = con.execute(
+            "select count(*) from duckdb_tables() where database_name = 'restricted' "
+            "and schema_name = 'identity' and starts_with(table_name, 'int_identity_identifiers__')"
+        ).fetchone()[0]
+        assert kept == 0
         golden = con.execute(
             "select count(*) from restricted.golden.int_customer_profiles_merged "
             "where customer_id = ?",

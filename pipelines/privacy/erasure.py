@@ -128,14 +128,17 @@ def _last_loaded_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
 
 
 def _drop_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the staging tables (and their build logs) of the restricted store: the next
-    dbt build makes them again from the raw rows."""
-    for (table,) in con.execute(
-        "select table_name from duckdb_tables() "
-        "where database_name = ? and schema_name = 'staging'",
+    """Drop the staging tables (and their build logs) of the restricted store, and the
+    source identifiers int_identity_identifiers keeps for its incremental builds (clear
+    values, and a record of the staging state): the next dbt build makes them again from
+    the raw rows."""
+    for schema, table in con.execute(
+        "select schema_name, table_name from duckdb_tables() "
+        "where database_name = ? and (schema_name = 'staging' or (schema_name = 'identity' "
+        "and starts_with(table_name, 'int_identity_identifiers__')))",
         [RESTRICTED],
     ).fetchall():
-        con.execute(f'drop table {RESTRICTED}.staging."{table}"')
+        con.execute(f'drop table {RESTRICTED}."{schema}"."{table}"')
 
 
 def _has_relation(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str, name: str) -> bool:

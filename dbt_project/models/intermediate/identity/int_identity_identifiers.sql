@@ -1,4 +1,14 @@
-{{ config(materialized='table', database='restricted', schema='identity') }}
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='record_id',
+        on_schema_change='fail',
+        database='restricted',
+        schema='identity',
+        post_hook=["{{ identity_identifiers_finish() }}"],
+    )
+}}
 
 -- RESTRICTED: clear identifier values (phones, e-mails, union ids); lives in the
 -- restricted store (restricted.duckdb, schema `identity`).
@@ -18,203 +28,89 @@
 -- suppressed (every ticket of one member points at the member's account: a key, not a
 -- coincidence).
 
+-- Incremental on DuckDB (macros/identity_identifiers.sql): a nightly build recomputes
+-- the records whose source keys (accounts, orders, tickets, social accounts) have new
+-- staged rows, and the counts and flags of every value they hold or held, for all its
+-- holders; the other rows stay. tests/test_dbt_project.py and
+-- tests/test_dbt_incremental_staging.py compare it with a build from scratch.
+{%- set plan = identity_identifiers_plan() %}
+
 with
-
-customers as (
-    select * from {{ ref('stg_raw__customers') }}
-),
-
-order_lines as (
-    select * from {{ ref('stg_raw__orders') }}
-),
-
-service_events as (
-    select * from {{ ref('stg_raw__service_events') }}
-),
-
-social_interactions as (
-    select * from {{ ref('stg_raw__social_interactions') }}
-),
 
 records as (
     select * from {{ ref('int_identity_records') }}
 ),
 
--- The identifier columns once per distinct value set (an order's lines, a ticket's events
--- and a social account's interactions mostly repeat them): the same distinct identifiers
--- below, from far fewer rows.
-order_buyers as (
-    select distinct
-        order_id,
-        source_system,
-        customer_ref,
-        buyer_phone,
-        buyer_email
-    from order_lines
+{% if plan.materialized -%}
+-- (source key, record, identifier) of this build's keys: all, or the changed ones
+source_identifiers as (
+    select * from {{ plan.work }}new
 ),
+{%- else -%}
+{{ identity_source_identifier_ctes() }},
+{%- endif %}
 
-ticket_requesters as (
-    select distinct
-        ticket_id,
-        customer_ref,
-        phone,
-        email,
-        social_account_id
-    from service_events
-),
-
-social_accounts as (
-    select distinct
-        social_account_key,
-        account_id,
-        unionid,
-        phone
-    from social_interactions
-),
-
-order_record_ids as (
-    -- an order with a customer_ref belongs to the account record of that ref
-    select
-        order_id,
-        coalesce(
-            'account:' || min(source_system) || ':' || min(customer_ref),
-            'order:' || order_id
-        ) as record_id
-    from order_buyers
-    group by order_id
-),
-
-customer_identifiers as (
-    select
-        'account:' || customer_key as record_id,
-        'account' as identifier_type,
-        customer_key as identifier_value
-    from customers
-    union all
-    select
-        'account:' || customer_key as record_id,
-        'phone' as identifier_type,
-        phone as identifier_value
-    from customers
-    union all
-    select
-        'account:' || customer_key as record_id,
-        'email' as identifier_type,
-        email as identifier_value
-    from customers
-    union all
-    select
-        'account:' || customer_key as record_id,
-        'unionid' as identifier_type,
-        unionid as identifier_value
-    from customers
-),
-
-order_buyer_records as (
-    select
-        order_record_ids.record_id,
-        order_buyers.source_system,
-        order_buyers.customer_ref,
-        order_buyers.buyer_phone,
-        order_buyers.buyer_email
-    from order_buyers
-    inner join order_record_ids on order_buyers.order_id = order_record_ids.order_id
-),
-
-order_identifiers as (
-    select
-        record_id,
-        'account' as identifier_type,
-        source_system || ':' || customer_ref as identifier_value
-    from order_buyer_records
-    union all
-    select
-        record_id,
-        'phone' as identifier_type,
-        buyer_phone as identifier_value
-    from order_buyer_records
-    union all
-    select
-        record_id,
-        'email' as identifier_type,
-        buyer_email as identifier_value
-    from order_buyer_records
-),
-
-ticket_identifiers as (
-    select
-        'ticket:' || ticket_id as record_id,
-        'account' as identifier_type,
-        '{{ var("ticket_customer_ref_source_system") }}:' || customer_ref as identifier_value
-    from ticket_requesters
-    union all
-    select
-        'ticket:' || ticket_id as record_id,
-        'phone' as identifier_type,
-        phone as identifier_value
-    from ticket_requesters
-    union all
-    select
-        'ticket:' || ticket_id as record_id,
-        'email' as identifier_type,
-        email as identifier_value
-    from ticket_requesters
-    union all
-    select
-        'ticket:' || ticket_id as record_id,
-        'social' as identifier_type,
-        -- 'wechat:o6_x' and 'o6_x' both name the account o6_x
-        {{ regex_replace_all('social_account_id', "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''") }} as identifier_value
-    from ticket_requesters
-),
-
-social_identifiers as (
-    select
-        'social:' || social_account_key as record_id,
-        'social' as identifier_type,
-        account_id as identifier_value
-    from social_accounts
-    union all
-    select
-        'social:' || social_account_key as record_id,
-        'unionid' as identifier_type,
-        unionid as identifier_value
-    from social_accounts
-    union all
-    select
-        'social:' || social_account_key as record_id,
-        'phone' as identifier_type,
-        phone as identifier_value
-    from social_accounts
-),
-
-all_identifiers as (
-    select * from customer_identifiers
-    union all
-    select * from order_identifiers
-    union all
-    select * from ticket_identifiers
-    union all
-    select * from social_identifiers
-),
-
-distinct_identifiers as (
+{% if not plan.incremental -%}
+holders as (
     select distinct
         record_id,
         identifier_type,
         identifier_value
-    from all_identifiers
-    where identifier_value is not null
+    from source_identifiers
 ),
+{%- else -%}
+-- the touched records' identifiers as of now
+touched_rows as (
+    select * from {{ plan.work }}rows
+),
+
+-- every value a touched record holds or held: counted again over all its holders
+affected_values as (
+    select
+        touched_rows.identifier_type,
+        touched_rows.identifier_value
+    from touched_rows
+    union
+    select
+        built.identifier_type,
+        built.identifier_value
+    from {{ this }} as built
+    where built.record_id in (select touched.record_id from {{ plan.work }}touched as touched)
+),
+
+-- the rows of the other records holding one of those values
+kept_rows as (
+    select built.*
+    from {{ this }} as built
+    inner join affected_values
+        on built.identifier_type = affected_values.identifier_type
+            and built.identifier_value = affected_values.identifier_value
+    where built.record_id not in (select touched.record_id from {{ plan.work }}touched as touched)
+),
+
+holders as (
+    select
+        touched_rows.record_id,
+        touched_rows.identifier_type,
+        touched_rows.identifier_value
+    from touched_rows
+    union all
+    select
+        kept_rows.record_id,
+        kept_rows.identifier_type,
+        kept_rows.identifier_value
+    from kept_rows
+),
+{%- endif %}
 
 dated as (
     select
-        distinct_identifiers.*,
+        holders.*,
         records.record_type in ('account', 'social') as is_long_lived_record,
         {{ month_start('records.first_seen_date') }} as first_seen_month
-    from distinct_identifiers
+    from holders
     inner join records
-        on distinct_identifiers.record_id = records.record_id
+        on holders.record_id = records.record_id
 ),
 
 -- Per identifier value, from one two-level aggregate (per first-seen month, then per
@@ -257,6 +153,26 @@ counted as (
     inner join value_counts
         on dated.identifier_type = value_counts.identifier_type
             and dated.identifier_value = value_counts.identifier_value
+    {%- if plan.incremental %}
+    union all
+    -- the kept records' rows of values no touched record holds or held: as they were
+    select
+        built.record_identifier_id,
+        built.record_id,
+        built.identifier_type,
+        built.identifier_value,
+        built.record_count,
+        built.long_lived_record_count,
+        built.max_records_in_a_month
+    from {{ this }} as built
+    where
+        built.record_id in (select kept_rows.record_id from kept_rows)
+        and not exists (
+            select 1 from affected_values
+            where affected_values.identifier_type = built.identifier_type
+                and affected_values.identifier_value = built.identifier_value
+        )
+    {%- endif %}
 ),
 
 final as (

@@ -1,0 +1,479 @@
+{#- Incremental identity identifiers (int_identity_identifiers, DuckDB only; on Spark, in
+    unit tests and when the model is only compiled it is computed whole from the CTEs of
+    identity_source_identifier_ctes).
+
+    A record's identifiers come from its "source keys": a customer account (customer_key),
+    an order (order_id), a ticket (ticket_id), a social account (social_account_key). A
+    build keeps every (source key, record, identifier) in `<model>__by_source` (restricted
+    store, clear values) and the staging state it read in `<model>__build_log`. The next
+    build takes the source keys with a staged row that is new since that state (delivered
+    or dated after the staging D it read, or loaded after its newest load: the rule by
+    which the staging models themselves take new rows), recomputes their identifiers from
+    staging, and "touches" the records those keys belong to now and belonged to then (an
+    order whose customer_ref changed leaves its old record). A social interaction can be
+    delivered again under another account: the accounts named by its earlier raw rows are
+    changed keys too. A touched record's identifiers are those of all its source keys;
+    every identifier value a touched record holds or held is counted again over all its
+    holders (a value that gains its 21st holder flags every holder's row as a super-node),
+    and the holders' rows are rewritten. The rest keeps its rows.
+
+    The build is whole (every key) when: no earlier build is kept (first build,
+    --full-refresh, after an erasure), the model, int_identity_records or these macros
+    changed, a staging model was built as of an earlier D or with other SQL than the state
+    kept, or a delivery that state covered was loaded again or is gone (the staging models
+    then rebuild whole too). The decision and the counts are printed in the dbt log. Work
+    tables `<model>__id_*` are dropped by the post-hook. -#}
+
+{#- Bump when the SQL of these macros changes what a build computes: the next build is
+    then whole. -#}
+{% macro identity_identifiers_version() -%}
+    {{ return('2') }}
+{%- endmacro %}
+
+{% macro identity_identifiers_entities() -%}
+    {{ return({
+        'customers': {'model': 'stg_raw__customers', 'key': 'customer_key', 'date': 'updated_date'},
+        'orders': {'model': 'stg_raw__orders', 'key': 'order_id', 'date': 'order_date'},
+        'service_events': {'model': 'stg_raw__service_events', 'key': 'ticket_id', 'date': 'event_date'},
+        'social_interactions': {'model': 'stg_raw__social_interactions', 'key': 'social_account_key', 'date': 'occurred_date'},
+    }) }}
+{%- endmacro %}
+
+{% macro identity_identifiers_side(name) -%}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ name)) }}
+{%- endmacro %}
+
+{#- What the rows depend on besides the staged rows: the model, int_identity_records, these
+    macros and the settings the SQL reads. -#}
+{% macro identity_identifiers_fingerprint() -%}
+    {%- set records = graph.nodes.get('model.' ~ project_name ~ '.int_identity_records') -%}
+    {{ return(model.checksum.checksum ~ '|' ~ (records.checksum.checksum if records else '') ~ '|'
+        ~ identity_identifiers_version() ~ '|' ~ var('supernode_threshold') ~ '|'
+        ~ var('ticket_customer_ref_source_system') ~ '|' ~ var('business_timezone')) }}
+{%- endmacro %}
+
+{#- The staging models' build logs, one select per entity: entity, as_of_date,
+    loaded_through, model_checksum, covered_loads. -#}
+{% macro identity_identifiers_staging_state_sql() -%}
+    {%- set parts = [] -%}
+    {%- for entity, spec in identity_identifiers_entities().items() -%}
+        {%- set staged = ref(spec.model) -%}
+        {%- do parts.append(
+            "select '" ~ entity ~ "' as entity, as_of_date, loaded_through, model_checksum, covered_loads from "
+            ~ api.Relation.create(database=staged.database, schema=staged.schema, identifier=staged.identifier ~ '__build_log')
+            ~ " where model = '" ~ staged.identifier ~ "'"
+        ) -%}
+    {%- endfor -%}
+    {{ return(parts | join(' union all ')) }}
+{%- endmacro %}
+
+{#- The CTEs that compute (source_entity, source_key, record_id, identifier_type,
+    identifier_value) from staging, ending with `source_identifiers`. With `keys` (a
+    relation of source_entity, source_key) only for those keys. -#}
+{% macro identity_source_identifier_ctes(keys=none) -%}
+customers as (
+    select
+        customer_key,
+        phone,
+        email,
+        unionid
+    from {{ ref('stg_raw__customers') }}
+    {{- identity_only_keys(keys, 'customers', 'customer_key') }}
+),
+
+-- The identifier columns once per distinct value set (an order's lines, a ticket's events
+-- and a social account's interactions mostly repeat them): the same distinct identifiers
+-- below, from far fewer rows.
+order_buyers as (
+    select distinct
+        order_id,
+        source_system,
+        customer_ref,
+        buyer_phone,
+        buyer_email
+    from {{ ref('stg_raw__orders') }}
+    {{- identity_only_keys(keys, 'orders', 'order_id') }}
+),
+
+ticket_requesters as (
+    select distinct
+        ticket_id,
+        customer_ref,
+        phone,
+        email,
+        social_account_id
+    from {{ ref('stg_raw__service_events') }}
+    {{- identity_only_keys(keys, 'service_events', 'ticket_id') }}
+),
+
+social_accounts as (
+    select distinct
+        social_account_key,
+        account_id,
+        unionid,
+        phone
+    from {{ ref('stg_raw__social_interactions') }}
+    {{- identity_only_keys(keys, 'social_interactions', 'social_account_key') }}
+),
+
+order_record_ids as (
+    -- an order with a customer_ref belongs to the account record of that ref
+    select
+        order_id,
+        coalesce(
+            'account:' || min(source_system) || ':' || min(customer_ref),
+            'order:' || order_id
+        ) as record_id
+    from order_buyers
+    group by order_id
+),
+
+customer_identifiers as (
+    select distinct
+        'customers' as source_entity,
+        customer_key as source_key,
+        'account:' || customer_key as record_id,
+        identifier_type,
+        identifier_value
+    from (
+        select
+            customer_key,
+            'account' as identifier_type,
+            customer_key as identifier_value
+        from customers
+        union all
+        select
+            customer_key,
+            'phone' as identifier_type,
+            phone as identifier_value
+        from customers
+        union all
+        select
+            customer_key,
+            'email' as identifier_type,
+            email as identifier_value
+        from customers
+        union all
+        select
+            customer_key,
+            'unionid' as identifier_type,
+            unionid as identifier_value
+        from customers
+    ) as unpivoted
+    where identifier_value is not null
+),
+
+order_identifiers as (
+    select distinct
+        'orders' as source_entity,
+        unpivoted.order_id as source_key,
+        order_record_ids.record_id,
+        unpivoted.identifier_type,
+        unpivoted.identifier_value
+    from (
+        select
+            order_id,
+            'account' as identifier_type,
+            source_system || ':' || customer_ref as identifier_value
+        from order_buyers
+        union all
+        select
+            order_id,
+            'phone' as identifier_type,
+            buyer_phone as identifier_value
+        from order_buyers
+        union all
+        select
+            order_id,
+            'email' as identifier_type,
+            buyer_email as identifier_value
+        from order_buyers
+    ) as unpivoted
+    inner join order_record_ids on unpivoted.order_id = order_record_ids.order_id
+    where unpivoted.identifier_value is not null
+),
+
+ticket_identifiers as (
+    select distinct
+        'service_events' as source_entity,
+        ticket_id as source_key,
+        'ticket:' || ticket_id as record_id,
+        identifier_type,
+        identifier_value
+    from (
+        select
+            ticket_id,
+            'account' as identifier_type,
+            '{{ var("ticket_customer_ref_source_system") }}:' || customer_ref as identifier_value
+        from ticket_requesters
+        union all
+        select
+            ticket_id,
+            'phone' as identifier_type,
+            phone as identifier_value
+        from ticket_requesters
+        union all
+        select
+            ticket_id,
+            'email' as identifier_type,
+            email as identifier_value
+        from ticket_requesters
+        union all
+        select
+            ticket_id,
+            'social' as identifier_type,
+            -- 'wechat:o6_x' and 'o6_x' both name the account o6_x
+            {{ regex_replace_all('social_account_id', "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''") }} as identifier_value
+        from ticket_requesters
+    ) as unpivoted
+    where identifier_value is not null
+),
+
+social_identifiers as (
+    select distinct
+        'social_interactions' as source_entity,
+        social_account_key as source_key,
+        'social:' || social_account_key as record_id,
+        identifier_type,
+        identifier_value
+    from (
+        select
+            social_account_key,
+            'social' as identifier_type,
+            account_id as identifier_value
+        from social_accounts
+        union all
+        select
+            social_account_key,
+            'unionid' as identifier_type,
+            unionid as identifier_value
+        from social_accounts
+        union all
+        select
+            social_account_key,
+            'phone' as identifier_type,
+            phone as identifier_value
+        from social_accounts
+    ) as unpivoted
+    where identifier_value is not null
+),
+
+-- the four are disjoint (by source_entity): no distinct over their union
+source_identifiers as (
+    select * from customer_identifiers
+    union all
+    select * from order_identifiers
+    union all
+    select * from ticket_identifiers
+    union all
+    select * from social_identifiers
+)
+{%- endmacro %}
+
+{% macro identity_only_keys(keys, entity, column) -%}
+    {%- if keys is not none %}
+    where {{ column }} in (select keys.source_key from {{ keys }} as keys where keys.source_entity = '{{ entity }}')
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The plan of this build: namespace(materialized, incremental, work). `materialized`:
+    the source identifiers of this build are in the work table `<model>__id_new` (every
+    key on a whole build, the changed keys on an incremental one) and the post-hook keeps
+    them; otherwise (Spark, unit tests, compile) the model computes them inline. On an
+    incremental build, `__id_touched` holds the touched records and `__id_rows` their
+    (record, identifier type, value) rows as of now. -#}
+{% macro identity_identifiers_plan() -%}
+    {%- set plan = namespace(materialized=false, incremental=false, work=none) -%}
+    {%- if not execute or target.type == 'spark' or model.resource_type == 'unit_test'
+        or flags.WHICH not in ['run', 'build'] -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set plan.materialized = true -%}
+    {%- set plan.work = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__id_' -%}
+    {%- set reason = identity_identifiers_whole_reason() -%}
+    {%- if reason is not none -%}
+        {{ log("identity identifiers: every source key computed (" ~ reason ~ ")", info=true) }}
+        {%- for name in ['keys', 'touched', 'rows', 'replace'] -%}
+            {%- do run_query('drop table if exists ' ~ plan.work ~ name) -%}
+        {%- endfor -%}
+        {%- if is_incremental() -%}
+            {#- the post-hook deletes the records of the table that have no identifier now -#}
+            {%- do run_query('create table ' ~ plan.work ~ 'replace as select 1 as whole') -%}
+        {%- endif -%}
+        {%- do run_query('create or replace table ' ~ plan.work ~ 'new as with ' ~ identity_source_identifier_ctes() ~ ' select * from source_identifiers') -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set plan.incremental = true -%}
+    {%- set work = plan.work -%}
+    {%- do run_query('drop table if exists ' ~ work ~ 'replace') -%}
+    {%- set by_source = identity_identifiers_side('by_source') -%}
+    {%- set kept = identity_identifiers_side('build_log') -%}
+    {#- the source keys with a staged row new since the staging state kept -#}
+    {%- set parts = [] -%}
+    {%- for entity, spec in identity_identifiers_entities().items() -%}
+        {%- set new_rows_sql -%}
+            from {{ ref(spec.model) }} as staged
+            where exists (
+                select 1 from {{ kept }} as kept
+                where kept.entity = '{{ entity }}'
+                    and (
+                        staged.delivery_date > kept.as_of_date
+                        or staged.{{ spec.date }} > kept.as_of_date
+                        or kept.loaded_through is null
+                        or staged.loaded_at > kept.loaded_through
+                    )
+            )
+        {%- endset -%}
+        {%- do parts.append("select distinct '" ~ entity ~ "' as source_entity, staged." ~ spec.key ~ " as source_key " ~ new_rows_sql) -%}
+        {%- if entity == 'social_interactions' -%}
+            {#- the accounts an interaction was delivered under before -#}
+            {%- do parts.append(
+                "select distinct 'social_interactions' as source_entity, "
+                ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.account_id') ~ " as source_key"
+                ~ " from " ~ identity_raw_relation('social_interactions') ~ " as earlier"
+                ~ " where " ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.interaction_id')
+                ~ " in (select staged.interaction_id " ~ new_rows_sql ~ ")"
+                ~ " and " ~ clean_text('earlier.account_id') ~ " is not null"
+            ) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'keys as select distinct * from (' ~ parts | join(' union all ') ~ ') as changed') -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'new as with ' ~ identity_source_identifier_ctes(work ~ 'keys') ~ ' select * from source_identifiers') -%}
+    {%- set touched_sql -%}
+        create or replace table {{ work }}touched as
+        select kept.record_id
+        from {{ by_source }} as kept
+        where exists (
+            select 1 from {{ work }}keys as keys
+            where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key
+        )
+        union
+        select new.record_id from {{ work }}new as new
+    {%- endset -%}
+    {%- do run_query(touched_sql) -%}
+    {%- set rows_sql -%}
+        create or replace table {{ work }}rows as
+        select distinct record_id, identifier_type, identifier_value
+        from (
+            select kept.record_id, kept.identifier_type, kept.identifier_value
+            from {{ by_source }} as kept
+            where
+                kept.record_id in (select touched.record_id from {{ work }}touched as touched)
+                and not exists (
+                    select 1 from {{ work }}keys as keys
+                    where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key
+                )
+            union all
+            select new.record_id, new.identifier_type, new.identifier_value
+            from {{ work }}new as new
+        ) as current_rows
+    {%- endset -%}
+    {%- do run_query(rows_sql) -%}
+    {%- set counts = run_query(
+        'select (select count(*) from ' ~ work ~ 'keys), (select count(*) from ' ~ work ~ 'touched), (select count(distinct record_id) from '
+        ~ by_source ~ ')'
+    ).rows[0] -%}
+    {{ log("identity identifiers: " ~ counts[0] ~ " source keys changed, recomputing " ~ counts[1] ~ " of " ~ counts[2] ~ " records (and the holders of their values)", info=true) }}
+    {{ return(plan) }}
+{%- endmacro %}
+
+{#- none when the build can be incremental, else why it is whole. -#}
+{% macro identity_identifiers_whole_reason() -%}
+    {%- if not is_incremental() -%}
+        {{ return('full refresh' if flags.FULL_REFRESH else 'first build') }}
+    {%- endif -%}
+    {%- set by_source = identity_identifiers_side('by_source') -%}
+    {%- set kept = identity_identifiers_side('build_log') -%}
+    {%- if adapter.get_relation(by_source.database, by_source.schema, by_source.identifier) is none
+        or adapter.get_relation(kept.database, kept.schema, kept.identifier) is none -%}
+        {{ return('no earlier build kept') }}
+    {%- endif -%}
+    {%- set fingerprints = run_query('select distinct fingerprint from ' ~ kept).columns[0].values() -%}
+    {%- if fingerprints | length != 1 or fingerprints[0] != identity_identifiers_fingerprint() -%}
+        {{ return('the model, its inputs\' SQL or its settings changed') }}
+    {%- endif -%}
+    {%- set checks -%}
+        with current_state as ({{ identity_identifiers_staging_state_sql() }})
+        select
+            kept.entity,
+            current_state.entity is null as no_staging_log,
+            current_state.as_of_date < kept.as_of_date as earlier_d,
+            current_state.model_checksum <> kept.model_checksum as other_sql,
+            (select count(*) from {{ raw_load_log_relation() }} as loads
+             where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date
+                 and kept.loaded_through is not null and loads._loaded_at > kept.loaded_through) as reloaded,
+            (select count(*) from {{ raw_load_log_relation() }} as loads
+             where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date) as covered_now,
+            kept.covered_loads
+        from {{ kept }} as kept
+        left join current_state on kept.entity = current_state.entity
+        order by kept.entity
+    {%- endset -%}
+    {%- set rows = run_query(checks).rows -%}
+    {%- if rows | length != identity_identifiers_entities() | length -%}
+        {{ return('the staging state kept is incomplete') }}
+    {%- endif -%}
+    {%- for row in rows -%}
+        {%- if row[1] -%}
+            {{ return('stg_raw__' ~ row[0] ~ ' has no build log') }}
+        {%- elif row[2] -%}
+            {{ return('stg_raw__' ~ row[0] ~ ' was built as of an earlier D') }}
+        {%- elif row[3] -%}
+            {{ return('stg_raw__' ~ row[0] ~ ' was built with other SQL or settings') }}
+        {%- elif row[4] > 0 -%}
+            {{ return('a delivery of ' ~ row[0] ~ ' covered by the last build was loaded again') }}
+        {%- elif row[5] != row[6] -%}
+            {{ return('loads of ' ~ row[0] ~ ' covered by the last build are gone') }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{#- A raw table, looked up in the graph rather than with source() (which would make it an
+    input of the model's unit tests). -#}
+{% macro identity_raw_relation(name) -%}
+    {%- for node in graph.sources.values() if node.source_name == 'raw' and node.name == name -%}
+        {{ return(node.relation_name) }}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error("source raw." ~ name ~ " is not declared") }}
+{%- endmacro %}
+
+{#- post-hook: delete the touched records left without identifiers, keep the source
+    identifiers and the staging state of this build, drop the work tables. -#}
+{% macro identity_identifiers_finish() -%}
+    {%- if execute and target.type != 'spark' and flags.WHICH in ['run', 'build'] -%}
+        {%- set work = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__id_' -%}
+        {%- set by_source = identity_identifiers_side('by_source') -%}
+        {%- set present = run_query(
+            "select table_name from duckdb_tables() where database_name = '" ~ this.database
+            ~ "' and schema_name = '" ~ this.schema ~ "' and table_name like '" ~ this.identifier ~ "\\_\\_id\\_%' escape '\\'"
+        ).columns[0].values() -%}
+        {%- if this.identifier ~ '__id_touched' in present -%}
+            {%- do run_query(
+                'delete from ' ~ this ~ ' where record_id in (select touched.record_id from ' ~ work ~ 'touched as touched)'
+                ~ ' and record_id not in (select current_rows.record_id from ' ~ work ~ 'rows as current_rows)'
+            ) -%}
+            {%- do run_query(
+                'delete from ' ~ by_source ~ ' as kept where exists (select 1 from ' ~ work ~ 'keys as keys'
+                ~ ' where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key)'
+            ) -%}
+            {%- do run_query('insert into ' ~ by_source ~ ' select * from ' ~ work ~ 'new') -%}
+        {%- elif this.identifier ~ '__id_new' in present -%}
+            {%- if this.identifier ~ '__id_replace' in present -%}
+                {%- do run_query(
+                    'delete from ' ~ this ~ ' where record_id not in (select new.record_id from ' ~ work ~ 'new as new)'
+                ) -%}
+            {%- endif -%}
+            {%- do run_query('drop table if exists ' ~ by_source) -%}
+            {%- do run_query('alter table ' ~ work ~ 'new rename to ' ~ by_source.identifier) -%}
+        {%- endif -%}
+        {%- do run_query(
+            'create or replace table ' ~ identity_identifiers_side('build_log')
+            ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, '"
+            ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
+        ) -%}
+        {%- for name in ['keys', 'new', 'touched', 'rows', 'replace'] -%}
+            {%- do run_query('drop table if exists ' ~ work ~ name) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
