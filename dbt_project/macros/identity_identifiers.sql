@@ -17,17 +17,31 @@
     holders (a value that gains its 21st holder flags every holder's row as a super-node),
     and the holders' rows are rewritten. The rest keeps its rows.
 
+    A record's first-seen month (int_identity_records) places it in the monthly counts:
+    `<model>__records_seen` keeps the month each record was counted in, and a record whose
+    month is not that one any more is touched too (it covers a build of this model without
+    int_identity_records rebuilt beside it: its new records have no month yet and are
+    counted once they have one).
+
     The build is whole (every key) when: no earlier build is kept (first build,
-    --full-refresh, after an erasure), the model, int_identity_records or these macros
-    changed, a staging model was built as of an earlier D or with other SQL than the state
-    kept, or a delivery that state covered was loaded again or is gone (the staging models
-    then rebuild whole too). The decision and the counts are printed in the dbt log. Work
-    tables `<model>__id_*` are dropped by the post-hook. -#}
+    --full-refresh, after an erasure), the model, int_identity_records, the SQL these macros
+    render or the settings changed, a staging model was built as of an earlier D, with other
+    SQL, or rebuilt whole (`rebuilt_at` of its build log) since the state kept, or a
+    delivery that state covered was loaded again or is gone. The decision and the counts
+    are printed in the dbt log. Work tables `<model>__id_*` are dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes: the next build is
     then whole. -#}
 {% macro identity_identifiers_version() -%}
     {{ return('2') }}
+{%- endmacro %}
+
+{#- Whether this invocation builds the model for real with DuckDB: not compiled only
+    (`dbt compile`, `dbt docs generate`), not a unit test, not `--empty` / `--sample`
+    (whose refs read no or some rows), not Spark. -#}
+{% macro identity_identifiers_materialized() -%}
+    {{ return(execute and target.type != 'spark' and model.resource_type != 'unit_test'
+        and flags.WHICH in ['run', 'build'] and not flags.EMPTY and not flags.SAMPLE) }}
 {%- endmacro %}
 
 {% macro identity_identifiers_entities() -%}
@@ -43,23 +57,25 @@
     {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ name)) }}
 {%- endmacro %}
 
-{#- What the rows depend on besides the staged rows: the model, int_identity_records, these
-    macros and the settings the SQL reads. -#}
+{#- What the rows depend on besides the staged rows: the model, int_identity_records, the
+    SQL these macros render (the source identifiers in full; the version string for the
+    rest) and the settings the SQL reads. -#}
 {% macro identity_identifiers_fingerprint() -%}
     {%- set records = graph.nodes.get('model.' ~ project_name ~ '.int_identity_records') -%}
     {{ return(model.checksum.checksum ~ '|' ~ (records.checksum.checksum if records else '') ~ '|'
-        ~ identity_identifiers_version() ~ '|' ~ var('supernode_threshold') ~ '|'
-        ~ var('ticket_customer_ref_source_system') ~ '|' ~ var('business_timezone')) }}
+        ~ local_md5(identity_source_identifier_ctes()) ~ '|' ~ identity_identifiers_version() ~ '|'
+        ~ var('supernode_threshold') ~ '|' ~ var('ticket_customer_ref_source_system') ~ '|'
+        ~ var('business_timezone')) }}
 {%- endmacro %}
 
 {#- The staging models' build logs, one select per entity: entity, as_of_date,
-    loaded_through, model_checksum, covered_loads. -#}
+    loaded_through, model_checksum, covered_loads, rebuilt_at. -#}
 {% macro identity_identifiers_staging_state_sql() -%}
     {%- set parts = [] -%}
     {%- for entity, spec in identity_identifiers_entities().items() -%}
         {%- set staged = ref(spec.model) -%}
         {%- do parts.append(
-            "select '" ~ entity ~ "' as entity, as_of_date, loaded_through, model_checksum, covered_loads from "
+            "select '" ~ entity ~ "' as entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at from "
             ~ api.Relation.create(database=staged.database, schema=staged.schema, identifier=staged.identifier ~ '__build_log')
             ~ " where model = '" ~ staged.identifier ~ "'"
         ) -%}
@@ -160,7 +176,7 @@ customer_identifiers as (
             unionid as identifier_value
         from customers
     ) as unpivoted
-    where identifier_value is not null
+    where identifier_value is not null and customer_key is not null
 ),
 
 order_identifiers as (
@@ -190,7 +206,7 @@ order_identifiers as (
         from order_buyers
     ) as unpivoted
     inner join order_record_ids on unpivoted.order_id = order_record_ids.order_id
-    where unpivoted.identifier_value is not null
+    where unpivoted.identifier_value is not null and unpivoted.order_id is not null
 ),
 
 ticket_identifiers as (
@@ -226,7 +242,7 @@ ticket_identifiers as (
             {{ regex_replace_all('social_account_id', "'^(wechat|weibo|douyin|xiaohongshu|mini_program):'", "''") }} as identifier_value
         from ticket_requesters
     ) as unpivoted
-    where identifier_value is not null
+    where identifier_value is not null and ticket_id is not null
 ),
 
 social_identifiers as (
@@ -255,7 +271,7 @@ social_identifiers as (
             phone as identifier_value
         from social_accounts
     ) as unpivoted
-    where identifier_value is not null
+    where identifier_value is not null and social_account_key is not null
 ),
 
 -- the four are disjoint (by source_entity): no distinct over their union
@@ -284,8 +300,7 @@ source_identifiers as (
     (record, identifier type, value) rows as of now. -#}
 {% macro identity_identifiers_plan() -%}
     {%- set plan = namespace(materialized=false, incremental=false, work=none) -%}
-    {%- if not execute or target.type == 'spark' or model.resource_type == 'unit_test'
-        or flags.WHICH not in ['run', 'build'] -%}
+    {%- if not identity_identifiers_materialized() -%}
         {{ return(plan) }}
     {%- endif -%}
     {%- set plan.materialized = true -%}
@@ -349,6 +364,12 @@ source_identifiers as (
         )
         union
         select new.record_id from {{ work }}new as new
+        union
+        -- records whose first-seen month is not the one the last build counted them in
+        select seen.record_id
+        from {{ identity_identifiers_side('records_seen') }} as seen
+        left join {{ ref('int_identity_records') }} as records on seen.record_id = records.record_id
+        where seen.first_seen_month is distinct from {{ month_start('records.first_seen_date') }}
     {%- endset -%}
     {%- do run_query(touched_sql) -%}
     {%- set rows_sql -%}
@@ -384,10 +405,18 @@ source_identifiers as (
     {%- endif -%}
     {%- set by_source = identity_identifiers_side('by_source') -%}
     {%- set kept = identity_identifiers_side('build_log') -%}
+    {%- set seen = identity_identifiers_side('records_seen') -%}
     {%- if adapter.get_relation(by_source.database, by_source.schema, by_source.identifier) is none
-        or adapter.get_relation(kept.database, kept.schema, kept.identifier) is none -%}
+        or adapter.get_relation(kept.database, kept.schema, kept.identifier) is none
+        or adapter.get_relation(seen.database, seen.schema, seen.identifier) is none -%}
         {{ return('no earlier build kept') }}
     {%- endif -%}
+    {%- for entity, spec in identity_identifiers_entities().items() -%}
+        {%- set staged = ref(spec.model) -%}
+        {%- if adapter.get_relation(staged.database, staged.schema, staged.identifier ~ '__build_log') is none -%}
+            {{ return(staged.identifier ~ ' has no build log') }}
+        {%- endif -%}
+    {%- endfor -%}
     {%- set fingerprints = run_query('select distinct fingerprint from ' ~ kept).columns[0].values() -%}
     {%- if fingerprints | length != 1 or fingerprints[0] != identity_identifiers_fingerprint() -%}
         {{ return('the model, its inputs\' SQL or its settings changed') }}
@@ -404,7 +433,8 @@ source_identifiers as (
                  and kept.loaded_through is not null and loads._loaded_at > kept.loaded_through) as reloaded,
             (select count(*) from {{ raw_load_log_relation() }} as loads
              where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date) as covered_now,
-            kept.covered_loads
+            kept.covered_loads,
+            current_state.rebuilt_at is distinct from kept.rebuilt_at as rebuilt
         from {{ kept }} as kept
         left join current_state on kept.entity = current_state.entity
         order by kept.entity
@@ -415,7 +445,7 @@ source_identifiers as (
     {%- endif -%}
     {%- for row in rows -%}
         {%- if row[1] -%}
-            {{ return('stg_raw__' ~ row[0] ~ ' has no build log') }}
+            {{ return('stg_raw__' ~ row[0] ~ ' has no build of its own recorded') }}
         {%- elif row[2] -%}
             {{ return('stg_raw__' ~ row[0] ~ ' was built as of an earlier D') }}
         {%- elif row[3] -%}
@@ -424,9 +454,22 @@ source_identifiers as (
             {{ return('a delivery of ' ~ row[0] ~ ' covered by the last build was loaded again') }}
         {%- elif row[5] != row[6] -%}
             {{ return('loads of ' ~ row[0] ~ ' covered by the last build are gone') }}
+        {%- elif row[7] -%}
+            {{ return('stg_raw__' ~ row[0] ~ ' was rebuilt whole since the last build') }}
         {%- endif -%}
     {%- endfor -%}
     {{ return(none) }}
+{%- endmacro %}
+
+{#- (record_id, first_seen_month) of the records in `relation` (int_identity_records'
+    month; NULL for a record it does not hold, e.g. when it was not rebuilt with the
+    staging tables): the months the counts of the build used. -#}
+{% macro identity_identifiers_seen_sql(relation) -%}
+    select
+        built.record_id,
+        {{ month_start('records.first_seen_date') }} as first_seen_month
+    from (select distinct source_rows.record_id from {{ relation }} as source_rows) as built
+    left join {{ ref('int_identity_records') }} as records on built.record_id = records.record_id
 {%- endmacro %}
 
 {#- A raw table, looked up in the graph rather than with source() (which would make it an
@@ -441,17 +484,27 @@ source_identifiers as (
 {#- post-hook: delete the touched records left without identifiers, keep the source
     identifiers and the staging state of this build, drop the work tables. -#}
 {% macro identity_identifiers_finish() -%}
-    {%- if execute and target.type != 'spark' and flags.WHICH in ['run', 'build'] -%}
+    {%- if identity_identifiers_materialized() -%}
         {%- set work = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__id_' -%}
         {%- set by_source = identity_identifiers_side('by_source') -%}
+        {%- set seen = identity_identifiers_side('records_seen') -%}
         {%- set present = run_query(
             "select table_name from duckdb_tables() where database_name = '" ~ this.database
             ~ "' and schema_name = '" ~ this.schema ~ "' and table_name like '" ~ this.identifier ~ "\\_\\_id\\_%' escape '\\'"
         ).columns[0].values() -%}
         {%- if this.identifier ~ '__id_touched' in present -%}
+            {#- the touched records the model wrote no row for (no identifier now, or not
+                in int_identity_records): delete+insert left their old rows -#}
             {%- do run_query(
                 'delete from ' ~ this ~ ' where record_id in (select touched.record_id from ' ~ work ~ 'touched as touched)'
-                ~ ' and record_id not in (select current_rows.record_id from ' ~ work ~ 'rows as current_rows)'
+                ~ ' and record_id not in (select current_rows.record_id from ' ~ work ~ 'rows as current_rows'
+                ~ ' inner join ' ~ ref('int_identity_records') ~ ' as records on current_rows.record_id = records.record_id)'
+            ) -%}
+            {%- do run_query(
+                'delete from ' ~ seen ~ ' where record_id in (select touched.record_id from ' ~ work ~ 'touched as touched)'
+            ) -%}
+            {%- do run_query(
+                'insert into ' ~ seen ~ ' ' ~ identity_identifiers_seen_sql(work ~ 'rows')
             ) -%}
             {%- do run_query(
                 'delete from ' ~ by_source ~ ' as kept where exists (select 1 from ' ~ work ~ 'keys as keys'
@@ -461,15 +514,17 @@ source_identifiers as (
         {%- elif this.identifier ~ '__id_new' in present -%}
             {%- if this.identifier ~ '__id_replace' in present -%}
                 {%- do run_query(
-                    'delete from ' ~ this ~ ' where record_id not in (select new.record_id from ' ~ work ~ 'new as new)'
+                    'delete from ' ~ this ~ ' where record_id not in (select new.record_id from ' ~ work ~ 'new as new'
+                    ~ ' inner join ' ~ ref('int_identity_records') ~ ' as records on new.record_id = records.record_id)'
                 ) -%}
             {%- endif -%}
+            {%- do run_query('create or replace table ' ~ seen ~ ' as ' ~ identity_identifiers_seen_sql(work ~ 'new')) -%}
             {%- do run_query('drop table if exists ' ~ by_source) -%}
             {%- do run_query('alter table ' ~ work ~ 'new rename to ' ~ by_source.identifier) -%}
         {%- endif -%}
         {%- do run_query(
             'create or replace table ' ~ identity_identifiers_side('build_log')
-            ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, '"
+            ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at, '"
             ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
         ) -%}
         {%- for name in ['keys', 'new', 'touched', 'rows', 'replace'] -%}

@@ -159,8 +159,13 @@
             as_of_date date,
             loaded_through timestamp,
             model_checksum string,
-            covered_loads bigint
+            covered_loads bigint,
+            rebuilt_at timestamp
         );
+        alter table {{ staging_log_relation() }} add column if not exists rebuilt_at timestamp;
+        {%- if not plan.incremental %}
+        update {{ staging_log_relation() }} set rebuilt_at = null where model = '{{ this.identifier }}';
+        {%- endif -%}
         {%- if is_incremental() and not plan.incremental %}
         delete from {{ this }};
         {%- endif -%}
@@ -168,7 +173,9 @@
 {%- endmacro %}
 
 {#- post-hook: record this build (its D, the newest load of the entity it saw, the
-    model's checksum). -#}
+    model's checksum) and when the table was last rebuilt whole (the pre-hook cleared it
+    on a rebuild; models reading the staged rows incrementally, like
+    int_identity_identifiers, compare it). -#}
 {% macro record_staging_build() -%}
     {{ return(adapter.dispatch('record_staging_build', 'crm_warehouse')()) }}
 {%- endmacro %}
@@ -177,14 +184,21 @@
 {%- endmacro %}
 
 {% macro default__record_staging_build() -%}
-    delete from {{ staging_log_relation() }} where model = '{{ this.identifier }}';
-    insert into {{ staging_log_relation() }}
+    create or replace temporary table {{ this.identifier }}__recorded as
     select
-        '{{ this.identifier }}',
-        {{ as_of_date() }},
-        max(_loaded_at),
-        '{{ staging_fingerprint() }}',
-        count(*) filter (where _delivery_date <= {{ as_of_date() }})
+        '{{ this.identifier }}' as model,
+        {{ as_of_date() }} as as_of_date,
+        max(_loaded_at) as loaded_through,
+        '{{ staging_fingerprint() }}' as model_checksum,
+        count(*) filter (where _delivery_date <= {{ as_of_date() }}) as covered_loads,
+        coalesce(
+            (select max(built.rebuilt_at) from {{ staging_log_relation() }} as built
+             where built.model = '{{ this.identifier }}'),
+            cast(current_timestamp as timestamp)
+        ) as rebuilt_at
     from {{ raw_load_log_relation() }}
-    where entity = '{{ staging_entity() }}'
+    where entity = '{{ staging_entity() }}';
+    delete from {{ staging_log_relation() }} where model = '{{ this.identifier }}';
+    insert into {{ staging_log_relation() }} by name select * from {{ this.identifier }}__recorded;
+    drop table {{ this.identifier }}__recorded
 {%- endmacro %}
