@@ -42,7 +42,7 @@ MARKERS = {
 }
 #: columns that legitimately differ between runs (load times, durations, build times)
 VOLATILE = {"_loaded_at", "loaded_at", "loaded_through", "seconds", "built_at",
-            "first_logged_at", "changed_at"}  # fmt: skip
+            "first_logged_at", "changed_at", "rebuilt_at"}  # fmt: skip
 #: tables that record runs rather than data (one row per attempt)
 RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log"}
 
