@@ -83,7 +83,7 @@
 {%- endmacro %}
 
 {% macro connected_components_work_prefix() -%}
-    {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ '__cc_') }}
+    {{ return(work_prefix('__cc_')) }}
 {%- endmacro %}
 
 {#- post-hook of the model that calls connected_components: drop its work tables (one

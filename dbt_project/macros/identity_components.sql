@@ -112,11 +112,8 @@
     {%- if execute and target.type != 'spark' -%}
         {%- set work = connected_components_work_prefix() -%}
         {#- made by identity_components_affected in this build (not in dbt's relation cache) -#}
-        {%- set removed_kept = run_query(
-            "select count(*) from duckdb_tables() where database_name = '" ~ this.database
-            ~ "' and schema_name = '" ~ this.schema ~ "' and table_name = '" ~ this.identifier ~ "__cc_removed'"
-        ).columns[0].values()[0] -%}
-        {%- if removed_kept > 0 -%}
+        {%- set removed_kept = this.identifier ~ '__cc_removed' in work_tables_present('__cc_') -%}
+        {%- if removed_kept -%}
             {%- do run_query(
                 'delete from ' ~ this ~ ' where record_id in (select removed.record_id from '
                 ~ work ~ 'removed as removed)'

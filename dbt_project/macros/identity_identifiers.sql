@@ -304,7 +304,7 @@ source_identifiers as (
         {{ return(plan) }}
     {%- endif -%}
     {%- set plan.materialized = true -%}
-    {%- set plan.work = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__id_' -%}
+    {%- set plan.work = work_prefix('__id_') -%}
     {%- set reason = identity_identifiers_whole_reason() -%}
     {%- if reason is not none -%}
         {{ log("identity identifiers: every source key computed (" ~ reason ~ ")", info=true) }}
@@ -345,7 +345,7 @@ source_identifiers as (
             {%- do parts.append(
                 "select distinct 'social_interactions' as source_entity, "
                 ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.account_id') ~ " as source_key"
-                ~ " from " ~ identity_raw_relation('social_interactions') ~ " as earlier"
+                ~ " from " ~ raw_relation('social_interactions') ~ " as earlier"
                 ~ " where " ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.interaction_id')
                 ~ " in (select staged.interaction_id " ~ new_rows_sql ~ ")"
                 ~ " and " ~ clean_text('earlier.account_id') ~ " is not null"
@@ -430,10 +430,10 @@ source_identifiers as (
             current_state.entity is null as no_staging_log,
             current_state.as_of_date < kept.as_of_date as earlier_d,
             current_state.model_checksum <> kept.model_checksum as other_sql,
-            (select count(*) from {{ raw_load_log_relation() }} as loads
+            (select count(*) from {{ raw_relation('load_log') }} as loads
              where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date
                  and kept.loaded_through is not null and loads._loaded_at > kept.loaded_through) as reloaded,
-            (select count(*) from {{ raw_load_log_relation() }} as loads
+            (select count(*) from {{ raw_relation('load_log') }} as loads
              where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date) as covered_now,
             kept.covered_loads,
             current_state.rebuilt_at is distinct from kept.rebuilt_at as rebuilt
@@ -474,26 +474,14 @@ source_identifiers as (
     left join {{ ref('int_identity_records') }} as records on built.record_id = records.record_id
 {%- endmacro %}
 
-{#- A raw table, looked up in the graph rather than with source() (which would make it an
-    input of the model's unit tests). -#}
-{% macro identity_raw_relation(name) -%}
-    {%- for node in graph.sources.values() if node.source_name == 'raw' and node.name == name -%}
-        {{ return(node.relation_name) }}
-    {%- endfor -%}
-    {{ exceptions.raise_compiler_error("source raw." ~ name ~ " is not declared") }}
-{%- endmacro %}
-
 {#- post-hook: delete the touched records left without identifiers, keep the source
     identifiers and the staging state of this build, drop the work tables. -#}
 {% macro identity_identifiers_finish() -%}
     {%- if identity_identifiers_materialized() -%}
-        {%- set work = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__id_' -%}
+        {%- set work = work_prefix('__id_') -%}
         {%- set by_source = identity_identifiers_side('by_source') -%}
         {%- set seen = identity_identifiers_side('records_seen') -%}
-        {%- set present = run_query(
-            "select table_name from duckdb_tables() where database_name = '" ~ this.database
-            ~ "' and schema_name = '" ~ this.schema ~ "' and table_name like '" ~ this.identifier ~ "\\_\\_id\\_%' escape '\\'"
-        ).columns[0].values() -%}
+        {%- set present = work_tables_present('__id_') -%}
         {%- if this.identifier ~ '__id_touched' in present -%}
             {#- the touched records the model wrote no row for (no identifier now, or not
                 in int_identity_records): delete+insert left their old rows -#}

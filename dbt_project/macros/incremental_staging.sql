@@ -31,19 +31,6 @@
     {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__build_log')) }}
 {%- endmacro %}
 
-{#- raw.load_log, looked up in the graph rather than with source(): a source() call would
-    make it an input of the models, which every dbt unit test of them would then have to
-    give. -#}
-{% macro raw_load_log_relation() -%}
-    {%- if not execute -%}
-        {{ return('raw.load_log') }}
-    {%- endif -%}
-    {%- for node in graph.sources.values() if node.source_name == 'raw' and node.name == 'load_log' -%}
-        {{ return(node.relation_name) }}
-    {%- endfor -%}
-    {{ exceptions.raise_compiler_error("source raw.load_log is not declared") }}
-{%- endmacro %}
-
 {#- What a staged row depends on besides the raw row: the model's SQL and the settings it
     reads (business timezone: dates; reporting currency). A change means a full rebuild. -#}
 {% macro staging_fingerprint() -%}
@@ -92,7 +79,7 @@
         "select cast(min(_delivery_date) filter (where " ~ newer_than(loaded_through) ~ ") as string),"
         ~ " count(*) filter (where " ~ newer_than(loaded_through) ~ "),"
         ~ " count(*) filter (where not (" ~ newer_than(loaded_through) ~ "))"
-        ~ " from " ~ raw_load_log_relation()
+        ~ " from " ~ raw_relation('load_log')
         ~ " where entity = '" ~ entity ~ "' and _delivery_date <= cast('" ~ last_as_of ~ "' as date)"
     ) -%}
     {%- if loads.rows[0][1] > 0 -%}
@@ -196,7 +183,7 @@
              where built.model = '{{ this.identifier }}'),
             cast(current_timestamp as timestamp)
         ) as rebuilt_at
-    from {{ raw_load_log_relation() }}
+    from {{ raw_relation('load_log') }}
     where entity = '{{ staging_entity() }}';
     delete from {{ staging_log_relation() }} where model = '{{ this.identifier }}';
     insert into {{ staging_log_relation() }} by name select * from {{ this.identifier }}__recorded;

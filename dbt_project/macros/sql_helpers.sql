@@ -120,3 +120,31 @@
         {%- endfor %}
     ) end)
 {%- endmacro %}
+
+{#- A raw table (`raw.<name>`), looked up in the graph rather than with source(): a
+    source() call would make it an input of the model, which every dbt unit test of the
+    model would then have to give. -#}
+{% macro raw_relation(name) -%}
+    {%- if not execute -%}
+        {{ return('raw.' ~ name) }}
+    {%- endif -%}
+    {%- for node in graph.sources.values() if node.source_name == 'raw' and node.name == name -%}
+        {{ return(node.relation_name) }}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error("source raw." ~ name ~ " is not declared") }}
+{%- endmacro %}
+
+{#- The name prefix of the current model's work tables: `<database>.<schema>.<model><suffix>`
+    (a work table is that prefix and its own name). -#}
+{% macro work_prefix(suffix) -%}
+    {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ suffix) }}
+{%- endmacro %}
+
+{#- The work tables of the current model that exist now, by full table name (`<model><suffix><name>`):
+    made earlier in the same build, they are not in dbt's relation cache (DuckDB). -#}
+{% macro work_tables_present(suffix) -%}
+    {{ return(run_query(
+        "select table_name from duckdb_tables() where database_name = '" ~ this.database
+        ~ "' and schema_name = '" ~ this.schema ~ "' and starts_with(table_name, '" ~ this.identifier ~ suffix ~ "')"
+    ).columns[0].values() | list) }}
+{%- endmacro %}
