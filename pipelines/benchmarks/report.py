@@ -372,11 +372,15 @@ def render(results_dir: Path) -> str:
                     f"- {preset}, `{name.split('-')[0]}`: {inv['elapsed']:.1f} wall; {per_type}."
                 )
             slowest = ", ".join(
-                f"`{item['node'].split('.')[-1] if item['node'].startswith('model') else item['node'].split('.')[-2]}` "
-                f"{item['seconds']:.1f}"
-                for item in profile["slowest"]
+                f"`{_node_name(item['node'])}` {item['seconds']:.1f}" for item in profile["slowest"]
             )
             lines.append(f"- {preset}, slowest nodes: {slowest}.")
+            if profile.get("slowest_tests"):
+                tests = ", ".join(
+                    f"`{_node_name(item['node'])}` {item['seconds']:.1f}"
+                    for item in profile["slowest_tests"]
+                )
+                lines.append(f"- {preset}, slowest data tests: {tests}.")
         lines.append("")
     peers = [(p, r["peer"]) for p, r in results.items() if r.get("peer")]
     if peers:
@@ -388,3 +392,10 @@ def render(results_dir: Path) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _node_name(unique_id: str) -> str:
+    """A dbt node's name in the report: the model's name, or the data test's (its last part
+    is a hash for generic tests)."""
+    parts = unique_id.split(".")
+    return parts[-1] if parts[0] in ("model", "seed", "snapshot") else parts[2]

@@ -223,7 +223,7 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
     """Where dbt's time went in the runs `ids`: per invocation (Dagster's dbt target
     folders are named <asset>-<run id[:7]>-<random>) the wall time, the execution time
     summed per resource type (models, data tests, ...: with 2 threads the sum exceeds the
-    wall time), and the `top` slowest nodes."""
+    wall time), the `top` slowest nodes and the `top` slowest data tests."""
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
     invocations: dict[str, dict] = {}
@@ -244,6 +244,10 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
     return {
         "invocations": invocations,
         "slowest": [{"node": node, "seconds": round(sec, 2)} for sec, node in nodes[:top]],
+        "slowest_tests": [
+            {"node": node, "seconds": round(sec, 2)}
+            for sec, node in [item for item in nodes if item[1].startswith("test.")][:top]
+        ],
     }
 
 
