@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 
@@ -844,6 +845,48 @@ def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
 
 
 # --------------------------------------------------------------------------- (c) lint
+def test_the_unique_test_reports_every_duplicated_value_and_its_count(built, tmp_path):
+    """The `unique` test (macros/test_unique.sql: grouped by a hash first on DuckDB) fails
+    with the rows dbt's own SQL gives: one per duplicated value, with its number of rows,
+    counted here in Python."""
+    db = _copy_stores(built, tmp_path)
+    with duckdb.connect(str(db)) as con:
+        order_ids = [
+            row[0] for row in con.execute("select order_id from marts.fct_orders").fetchall()
+        ]
+        assert len(order_ids) >= 3
+        # one order four times (2, then its 2 rows again), another twice; the rest once
+        con.execute(
+            "insert into marts.fct_orders select * from marts.fct_orders where order_id in (?, ?)",
+            [order_ids[0], order_ids[1]],
+        )
+        con.execute(
+            "insert into marts.fct_orders select * from marts.fct_orders where order_id = ?",
+            [order_ids[0]],
+        )
+        rows = [row[0] for row in con.execute("select order_id from marts.fct_orders").fetchall()]
+    expected = sorted((value, n) for value, n in Counter(rows).items() if n > 1)
+    assert expected == sorted([(order_ids[0], 4), (order_ids[1], 2)])
+    proc = run_dbt(
+        ["test", "--select", "unique_fct_orders_order_id", "--vars", build_vars()],
+        tmp_path,
+        db,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "Got 2 results" in proc.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        failing = con.execute(
+            "select unique_field, n_records from audit.unique_fct_orders_order_id"
+        ).fetchall()
+        compiled = " ".join(
+            path.read_text()
+            for path in (tmp_path / "target" / "compiled").rglob("unique_fct_orders_order_id.sql")
+        )
+    assert sorted(failing) == expected
+    assert "hash(order_id)" in compiled
+
+
 def test_sqlfluff_lint_is_clean():
     proc = subprocess.run(
         [_bin("sqlfluff"), "lint", "models", "tests", "--disable-progress-bar"],
