@@ -1,3 +1,8 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view its data tests and int_customers_quadrant_assigned each counted the
+-- interactions and tickets of the window again (docs/performance.md).
+--
 -- engagement_90d per customer (metrics.md, "Value x potential quadrant"): inbound social
 -- interactions plus service tickets of category `inquiry` dated in [D-89, D].
 

@@ -1,3 +1,9 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view it was computed again by each of its readers (int_customers_rfm_scored,
+-- int_customers_quadrant_assigned, dim_customers) and by each data test of it and of
+-- int_customers_rfm_scored, every time over all orders (docs/performance.md).
+--
 -- Order history of every customer with at least one order, as of D (metrics.md,
 -- "Customer state"): first/last order date, orders lifetime and in [D-364, D], net
 -- revenue in [D-364, D], recency, VIP flag and lifecycle stage.

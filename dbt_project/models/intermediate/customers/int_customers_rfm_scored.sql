@@ -1,3 +1,8 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view its three data tests each ranked every customer again (and summarised
+-- their orders again) before dim_customers did (docs/performance.md).
+--
 -- RFM scores of the customers with at least one order, as of D (metrics.md, "RFM"):
 --   score = 1 + floor(5 x (rank() - 1) / n), ties share the lowest rank
 --   r: rank by recency_days descending (most recent -> 5); f: orders_365d; m: net_revenue_365d
