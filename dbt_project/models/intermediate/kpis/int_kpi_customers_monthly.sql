@@ -1,3 +1,9 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view, fct_kpi_monthly read only the months of its window, but each of the
+-- three data tests computed every month again (3 to 5 s each at the large preset;
+-- one build of the table costs about one of them; docs/performance.md).
+--
 -- Customer and order KPIs per month and segment (metrics.md, "KPIs"), long format.
 --
 -- Segments (docs/warehouse.md, "KPI segments"):

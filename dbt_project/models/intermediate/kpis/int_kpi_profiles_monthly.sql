@@ -1,3 +1,9 @@
+{{ config(materialized='table') }}
+
+-- A table: as a view, fct_kpi_monthly read only the months of its window, but each of the
+-- three data tests computed every month again (3 to 5 s each at the large preset;
+-- one build of the table costs about one of them; docs/performance.md).
+--
 -- Profile KPIs per month, segment all (metrics.md): profile_completeness and
 -- full_profile_rate over the customers known by end(M) (a member-profile version
 -- updated on or before end(M)), using profile versions with updated_at <= end(M); duplicate_record_rate =
