@@ -227,9 +227,10 @@ def test_duplicate_order_id_blocks_and_names_the_key(warehouse: Path, docs_dir: 
     assert [o.check for o in result.blocking_failed] == ["order_id_unique"]
     outcome = result.outcome("order_id_unique")
     assert outcome.sample == [{"order_id": "shop:o2", "rows": 2}]
-    # 6 rows, 2 of them carry a duplicated order_id -> 4/6 rows pass
-    assert outcome.observed == pytest.approx(4 / 6)
-    assert outcome.threshold == 1.0
+    # one duplicated order_id (on 2 of the 6 rows): key uniqueness counts duplicated keys
+    assert outcome.observed == 1
+    assert outcome.threshold == 0
+    assert outcome.column == "order_id"
 
 
 def test_null_key_blocks_with_identifying_columns(warehouse: Path, docs_dir: Path) -> None:

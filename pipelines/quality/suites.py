@@ -8,6 +8,8 @@ Suite meta (all optional but `table`):
 Expectation meta:
     check     a stable, readable name ("order_id_unique"); default: type + column
     severity  blocking | target  (blocking: integrity, stops publication; target: recorded)
+    column    the column an `unexpected_rows_expectation` is about (key uniqueness), recorded
+              in quality.dq_results like the column of a column expectation
 
 Run-time values: a kwarg `{"$PARAMETER": "<name>"}` (GX suite parameter) or, inside SQL text
 (`unexpected_rows_query`), a `{name}` token; names: `as_of` ('YYYY-MM-DD'), `as_of_end_utc`
@@ -47,6 +49,8 @@ class ExpectationSpec:
             return str(self.kwargs["column"])
         if "column_list" in self.kwargs:
             return ",".join(self.kwargs["column_list"])
+        if "column" in self.meta:  # an unexpected-rows query about one column (key uniqueness)
+            return str(self.meta["column"])
         return None
 
 
