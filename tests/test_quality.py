@@ -219,16 +219,22 @@ def test_duplicate_order_id_blocks_and_names_the_key(warehouse: Path, docs_dir: 
         warehouse,
         """
         insert into marts.fct_orders values
-            ('shop:o2', 'shop', 'o2', 'C2', date '2024-03-02', false, 2.0, 0.00::decimal(18, 2))
+            ('shop:o2', 'shop', 'o2', 'C2', date '2024-03-02', false, 2.0, 0.00::decimal(18, 2)),
+            ('shop:o5', 'shop', 'o5', 'C4', date '2024-03-05', false, 1.0, 0.00::decimal(18, 2)),
+            ('shop:o5', 'shop', 'o5', 'C4', date '2024-03-05', false, 1.0, 0.00::decimal(18, 2))
     """,
     )
     result = run_suite(warehouse, "fct_orders", AS_OF, "run-dup", docs_dir=docs_dir)
     assert not result.passed
     assert [o.check for o in result.blocking_failed] == ["order_id_unique"]
     outcome = result.outcome("order_id_unique")
-    assert outcome.sample == [{"order_id": "shop:o2", "rows": 2}]
-    # one duplicated order_id (on 2 of the 6 rows): key uniqueness counts duplicated keys
-    assert outcome.observed == 1
+    # each duplicated key with its rows, the most repeated first
+    assert outcome.sample == [
+        {"order_id": "shop:o5", "rows": 3},
+        {"order_id": "shop:o2", "rows": 2},
+    ]
+    # two duplicated order_ids: key uniqueness counts duplicated keys
+    assert outcome.observed == 2
     assert outcome.threshold == 0
     assert outcome.column == "order_id"
 
