@@ -643,10 +643,37 @@ def score_customers(
         transactions = transactions.assign(**{monetary_col: values.where(~bad_value, 0.0)})
 
     summary = summarise_transactions(transactions, customer_col, date_col, as_of, monetary_col)
+    return score_summary(
+        summary,
+        as_of,
+        notes=notes,
+        min_customers=min_customers,
+        min_repeat_customers=min_repeat_customers,
+        maxiter=maxiter,
+        started=started,
+    )
+
+
+def score_summary(
+    summary: pd.DataFrame,
+    as_of: Any,
+    *,
+    notes: list[str] | None = None,
+    min_customers: int = MIN_CUSTOMERS,
+    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+    maxiter: int = MAXITER,
+    started: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`score_customers` from a per-customer summary already made, in the shape of
+    :func:`summarise_transactions` (index: the customer id; frequency, recency, T,
+    monetary_value). The warehouse asset computes that summary in DuckDB
+    (pipelines/models/assets.py) instead of loading every order into pandas."""
+    started = time.perf_counter() if started is None else started
+    notes = [] if notes is None else notes
     x = summary["frequency"].to_numpy(np.float64)
-    tx = summary["recency"].to_numpy()
-    TT = summary["T"].to_numpy()
-    m = summary["monetary_value"].to_numpy()
+    tx = summary["recency"].to_numpy(np.float64)
+    TT = summary["T"].to_numpy(np.float64)
+    m = summary["monetary_value"].to_numpy(np.float64)
 
     bg = fit_bgnbd(
         x,
@@ -748,8 +775,35 @@ def calibration_holdout(
     """
     calibration_end = pd.Timestamp(as_of).normalize() - pd.Timedelta(days=holdout_days)
     summary = summarise_transactions(transactions, customer_col, date_col, calibration_end)
+    holdout = transactions[[customer_col, date_col]].dropna()
+    days = _day_numbers(holdout[date_col], date_col)
+    in_window = (days > _as_of_day(calibration_end)) & (days <= _as_of_day(as_of))
+    window = pd.DataFrame(
+        {"customer": holdout[customer_col].to_numpy()[in_window], "day": days[in_window]}
+    )
+    actual = window.drop_duplicates().groupby("customer").size()
+    summary["actual"] = actual.reindex(summary.index, fill_value=0).to_numpy(np.int64)
+    return holdout_from_summary(
+        summary,
+        holdout_days,
+        min_customers=min_customers,
+        min_repeat_customers=min_repeat_customers,
+    )
+
+
+def holdout_from_summary(
+    summary: pd.DataFrame,
+    holdout_days: int = 90,
+    *,
+    min_customers: int = MIN_CUSTOMERS,
+    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+) -> pd.DataFrame:
+    """:func:`calibration_holdout` from a summary already made: one row per customer with
+    an order up to the calibration end (frequency, recency, T as of that end) and
+    ``actual``, their purchase days in the ``holdout_days`` after it."""
     x = summary["frequency"].to_numpy(np.float64)
-    tx, TT = summary["recency"].to_numpy(), summary["T"].to_numpy()
+    tx = summary["recency"].to_numpy(np.float64)
+    TT = summary["T"].to_numpy(np.float64)
     fit = fit_bgnbd(
         x, tx, TT, min_customers=min_customers, min_repeat_customers=min_repeat_customers
     )
@@ -759,14 +813,7 @@ def calibration_holdout(
         out.attrs["fit"] = fit
         return out
 
-    holdout = transactions[[customer_col, date_col]].dropna()
-    days = _day_numbers(holdout[date_col], date_col)
-    in_window = (days > _as_of_day(calibration_end)) & (days <= _as_of_day(as_of))
-    window = pd.DataFrame(
-        {"customer": holdout[customer_col].to_numpy()[in_window], "day": days[in_window]}
-    )
-    actual = window.drop_duplicates().groupby("customer").size()
-    actual = actual.reindex(summary.index, fill_value=0).to_numpy(np.float64)
+    actual = summary["actual"].to_numpy(np.float64)
     predicted = expected_purchases(fit.params, holdout_days / DAYS_PER_WEEK, x, tx, TT)
     if not np.isfinite(predicted).all():
         fit.converged = False
