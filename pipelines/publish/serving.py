@@ -4,7 +4,7 @@
 $CRM_HOME/serving/
   serving.duckdb  -> current/serving.duckdb   the published tables (schema main) + _publication,
                                               _publication_tables
-  parquet         -> current/parquet          one file per table (zstd)
+  parquet         -> current/parquet          one file per table (zstd, level 1)
   tableau         -> current/tableau          <table>.hyper ("Extract"."Extract") and .tds
   manifest.json   -> current/manifest.json    what was published, when, as of which date, rows
   current         -> .releases/<publication id>   THE one link that changes
@@ -79,6 +79,10 @@ PUBLICATION_TABLES_TABLE = "_publication_tables"
 SERVING_DB = "serving.duckdb"
 MANIFEST = "manifest.json"
 PARQUET_DIR = "parquet"
+#: zstd at level 1: at the large preset, with the row order not kept (below), DuckDB writes
+#: the interactions' 22.5 M rows in 10 s instead of 23 s at its default level 3 in order,
+#: for a file of the same size (1.07 GB); level 1 alone: 14 s
+PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 TABLEAU_DIR = "tableau"
 RELEASES_DIR = ".releases"
 CURRENT = "current"
@@ -465,6 +469,9 @@ def _build(
         if "parquet" in formats:
             (staging / PARQUET_DIR).mkdir()
         if "parquet" in formats or "hyper" in formats:
+            # the files' row order is not part of the contract: DuckDB writes a file with
+            # both threads when it need not keep the table's order
+            con.execute("set preserve_insertion_order = false")
             for name in tables:
                 if "parquet" in formats:
                     target = staging / PARQUET_DIR / f"{name}.parquet"
@@ -475,7 +482,7 @@ def _build(
                     target = staging / f"{name}.hyper-source.parquet"
                 con.execute(
                     f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(target))} "
-                    "(format parquet, compression zstd)"
+                    f"({PARQUET_OPTIONS})"
                 )
                 hyper_sources[name] = target
             steps["parquet" if "parquet" in formats else "hyper_sources"] = time.perf_counter() - t
