@@ -495,6 +495,8 @@ FACT_CUSTOMERS = {
 }
 
 
+MONTHLY_TABLES = ("intermediate.int_kpi_social_monthly", "intermediate.int_customer_months")
+KPI_MONTHS_FROM = "2026-10-01"
 IDENTITY_TABLES = (
     "intermediate.int_identity_edges",
     "intermediate.int_identity_components_resolved",
@@ -520,6 +522,13 @@ def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
             for t in IDENTITY_TABLES
         ]  # fmt: skip
         pairs += [(f"marts.{t}", f"full_build.marts.{t}") for t in FACT_CUSTOMERS]
+        # the months a night recomputes (from the month of D - 7 days: October) of the
+        # models incremental by month; older months stay as they were computed
+        pairs += [
+            (f"(from {t} where month >= '{KPI_MONTHS_FROM}')",
+             f"(from full_build.{t} where month >= '{KPI_MONTHS_FROM}')")
+            for t in MONTHLY_TABLES
+        ]  # fmt: skip
         for nightly, full in pairs:
             assert con.execute(f"select count(*) from {nightly}").fetchone()[0] > 0, nightly
             for left, right in ((nightly, full), (full, nightly)):
@@ -820,6 +829,43 @@ def test_clv_scores_flow_into_dim_customers(built):
         ("nurture_high_potential", C2),
         ("second_purchase_new", C2),
     ]
+
+
+def test_a_night_recomputes_the_social_kpis_of_its_months_like_a_full_refresh(built, tmp_path):
+    """int_kpi_social_monthly is incremental by month: night 11-01 delivers an inbound
+    WeChat message of October 30. The night recomputes October (the month of D - 7 days)
+    from all of its interactions, not only those after its cutoff, and November: the rows
+    equal a --full-refresh build of a copy."""
+    stores = []
+    for name in ("nightly", "full"):
+        work = tmp_path / name
+        work.mkdir()
+        db = _copy_stores(built, work)
+        con = duckdb.connect(str(db))
+        insert(con, "social_interactions", [
+            dict(platform="wechat", account_id="o1", unionid="U1", interaction_id="i9",
+                 occurred_at=ts("2026-10-30 02:00"), direction="inbound",
+                 interaction_type="message", _delivery_date=date(2026, 11, 1),
+                 _source_file="social_interactions/2026-11-01.csv"),
+        ])  # fmt: skip
+        con.close()
+        stores.append((work, db))
+    (nightly, nightly_db), (full, full_db) = stores
+    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")],
+            nightly, nightly_db)  # fmt: skip
+    run_dbt(
+        ["build", "--exclude", "source:clv+", "--full-refresh", "--vars", build_vars("2026-11-01")],
+        full,
+        full_db,
+    )
+    rows = "select kpi, numerator, denominator from intermediate.int_kpi_social_monthly "
+    october = rows + "where month = '2026-10-01' order by kpi"
+    # i1, i3 and i9 are inbound, October: 3 inbound messages of one customer
+    got = {kpi: (n, d) for kpi, n, d in query(nightly_db, october)}
+    assert got["message_reply_rate"][1] == 2  # messages (i1, i9); i3 is a comment
+    assert got["social_engaged_customers"][0] == 1
+    assert query(nightly_db, october) == query(full_db, october)
+    _assert_same_identity_and_facts(nightly_db, full_db)
 
 
 def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
