@@ -29,11 +29,13 @@ resolved as (
 ),
 
 source_records as (
-    select distinct
+    -- each key once before its record id is built: the distinct of the built strings
+    -- took twice as long (22.5 M interactions: 10.7 -> 5.6 s at the large preset)
+    select
         'customers' as entity,
         customer_key as record_key,
         'account:' || customer_key as record_id
-    from customers
+    from (select distinct customers.customer_key from customers) as customer_keys
 
     union all
 
@@ -49,19 +51,19 @@ source_records as (
 
     union all
 
-    select distinct
+    select
         'service_events' as entity,
         ticket_id as record_key,
         'ticket:' || ticket_id as record_id
-    from service_events
+    from (select distinct service_events.ticket_id from service_events) as ticket_keys
 
     union all
 
-    select distinct
+    select
         'social_interactions' as entity,
         social_account_key as record_key,
         'social:' || social_account_key as record_id
-    from social_interactions
+    from (select distinct social_interactions.social_account_key from social_interactions) as account_keys
 ),
 
 final as (
