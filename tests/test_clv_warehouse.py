@@ -60,13 +60,16 @@ HAND = [
     ("o13", "E", date(2024, 1, 10), False, Decimal("-0.10")),
     # F: only after D
     ("o14", "F", date(2024, 3, 1), False, Decimal("5.00")),
+    # G: a first day whose revenue is unknown (NULL counts as 0), then 8.00 a week later
+    ("o15", "G", date(2024, 2, 5), False, None),
+    ("o16", "G", date(2024, 2, 12), False, Decimal("8.00")),
 ]
 D = date(2024, 2, 26)
 
 
 def test_order_summary_by_hand() -> None:
     summary = order_summary(_warehouse(HAND), D)
-    assert summary.index.tolist() == ["A", "B", "C", "E"]
+    assert summary.index.tolist() == ["A", "B", "C", "E", "G"]
     # A: purchase days Jan 1 (15.00), Jan 15 (24.10), Jan 29 (30.00); D is 8 weeks after
     # Jan 1; the repeat days' mean value (24.10 + 30.00) / 2
     assert summary.loc["A"].tolist() == [2, 4.0, 8.0, pytest.approx(27.05, abs=1e-12)]
@@ -74,6 +77,7 @@ def test_order_summary_by_hand() -> None:
     assert summary.loc["C"].tolist() == [0, 0.0, 25 / 7, 0.0]
     # E's repeat day is worth exactly 0 (it stays out of the spend fit, which needs > 0)
     assert summary.loc["E"].tolist() == [1, 1.0, 54 / 7, 0.0]
+    assert summary.loc["G"].tolist() == [1, 1.0, 3.0, 8.0]
     assert summary["frequency"].dtype == np.int64
 
 
@@ -124,9 +128,25 @@ def test_holdout_summary_and_check_equal_the_pandas_path() -> None:
         5_000, pd.Timestamp("2023-01-01"), pd.Timestamp("2024-12-31"), seed=20241
     )
     as_of = date(2024, 12, 31)
+    rng = np.random.default_rng(3)
     rows = [
-        (f"o{i}", f"c{c:05d}", d.date(), False, Decimal("1.00"))
-        for i, (c, d) in enumerate(zip(orders["customer_id"], orders["order_date"], strict=True))
+        (f"o{i}", f"c{c:05d}", d.date(), bool(cancel), Decimal("1.00"))
+        for i, (c, d, cancel) in enumerate(
+            zip(
+                orders["customer_id"],
+                orders["order_date"],
+                rng.random(len(orders)) < 0.05,
+                strict=True,
+            )
+        )
+    ]
+    # orders after D (of a customer with earlier orders, and of a new one) and without a
+    # customer count nowhere
+    rows += [
+        ("late1", "c00000", date(2025, 1, 5), False, Decimal("1.00")),
+        ("late2", "z99999", date(2025, 1, 6), False, Decimal("1.00")),
+        ("anon1", None, date(2024, 11, 20), False, Decimal("1.00")),
+        ("anon2", None, date(2024, 5, 20), False, Decimal("1.00")),
     ]
     con = _warehouse(rows)
     got = holdout_summary(con, as_of, HOLDOUT_DAYS)

@@ -16,11 +16,12 @@ from pipelines.models.clv import holdout_from_summary, score_summary, usable
 #: clv.summarise_transactions: purchase days (orders of one day are one purchase, their
 #: values summed); frequency = repeat purchase days, recency and T in weeks, monetary_value =
 #: mean value of the repeat purchase days (0 without). Summed as DECIMAL, so the first day's
-#: value comes off exactly. Loading the 11 M orders of the large preset into pandas and
+#: value comes off exactly; a NULL net revenue counts as 0, as in score_customers (the
+#: column has a not_null test). Loading the 11 M orders of the large preset into pandas and
 #: grouping them there took ~20 s per summary (docs/performance.md).
 SUMMARY_SQL = """
     with days as (
-        select customer_id, order_date as day, sum(net_revenue) as value
+        select customer_id, order_date as day, coalesce(sum(net_revenue), 0) as value
         from marts.fct_orders
         where customer_id is not null and not is_cancelled and order_date <= $as_of
         group by customer_id, order_date
@@ -61,6 +62,13 @@ HOLDOUT_SQL = """
 
 #: Days of the calibration / holdout check (docs/clv.md).
 HOLDOUT_DAYS = 90
+
+
+#: Orders the summary counts with a NULL net revenue (as 0): a note of the run.
+NULL_REVENUE_SQL = """
+    select count(*) from marts.fct_orders
+    where customer_id is not null and not is_cancelled and order_date <= ? and net_revenue is null
+"""
 
 
 def order_summary(con, as_of: date) -> pd.DataFrame:
@@ -154,7 +162,13 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
         with connect(crm.settings.warehouse_db) as con:
             summary = order_summary(con, as_of)
             context.log.info(f"CLV: {len(summary):,} customers with orders up to {as_of}")
-            scores, info = score_summary(summary, as_of)
+            (null_revenue,) = con.execute(NULL_REVENUE_SQL, [as_of]).fetchone()
+            notes = (
+                [f"{null_revenue} orders with NULL net_revenue counted as 0"]
+                if null_revenue
+                else []
+            )
+            scores, info = score_summary(summary, as_of, notes=notes)
             written = write_scores(con, scores, info, as_of, context.run.run_id)
             holdout = (
                 holdout_from_summary(holdout_summary(con, as_of, HOLDOUT_DAYS), HOLDOUT_DAYS)
