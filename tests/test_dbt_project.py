@@ -831,40 +831,57 @@ def test_clv_scores_flow_into_dim_customers(built):
     ]
 
 
-def test_a_night_recomputes_the_social_kpis_of_its_months_like_a_full_refresh(built, tmp_path):
-    """int_kpi_social_monthly is incremental by month: night 11-01 delivers an inbound
-    WeChat message of October 30. The night recomputes October (the month of D - 7 days)
-    from all of its interactions, not only those after its cutoff, and November: the rows
-    equal a --full-refresh build of a copy."""
-    stores = []
-    for name in ("nightly", "full"):
-        work = tmp_path / name
-        work.mkdir()
-        db = _copy_stores(built, work)
-        con = duckdb.connect(str(db))
+def test_nights_recompute_the_social_kpis_of_their_months_like_a_full_refresh(built, tmp_path):
+    """int_kpi_social_monthly is incremental by month. Night 11-01 delivers an inbound
+    WeChat message of October 30: the night recomputes October (the month of D - 7 days)
+    from all of its interactions, not only those after its cutoff. Night 11-02 delivers
+    November's only interaction; night 11-03 delivers it again, dated October 31: November
+    has no interaction left, and its rows of night 11-02 are gone. After each night the
+    months from October equal those of a --full-refresh build of a copy."""
+    social = dict(platform="wechat", account_id="o1", unionid="U1", direction="inbound",
+                  interaction_type="message")  # fmt: skip
+    nights = {
+        "2026-11-01": dict(interaction_id="i9", occurred_at=ts("2026-10-30 02:00")),
+        "2026-11-02": dict(interaction_id="i10", occurred_at=ts("2026-11-01 10:00")),
+        "2026-11-03": dict(interaction_id="i10", occurred_at=ts("2026-10-31 02:00")),
+    }
+    nightly, full = tmp_path / "nightly", tmp_path / "full"
+    nightly.mkdir()
+    nightly_db = _copy_stores(built, nightly)
+    rows = "select month, kpi, numerator, denominator from intermediate.int_kpi_social_monthly "
+    from_october = rows + "where month >= '2026-10-01' order by month, kpi"
+    for night, row in nights.items():
+        delivered = date.fromisoformat(night)
+        con = duckdb.connect(str(nightly_db))
         insert(con, "social_interactions", [
-            dict(platform="wechat", account_id="o1", unionid="U1", interaction_id="i9",
-                 occurred_at=ts("2026-10-30 02:00"), direction="inbound",
-                 interaction_type="message", _delivery_date=date(2026, 11, 1),
-                 _source_file="social_interactions/2026-11-01.csv"),
+            {**social, **row, "_delivery_date": delivered,
+             "_loaded_at": datetime.combine(delivered, datetime.min.time()),
+             "_source_file": f"social_interactions/{night}.csv"},
         ])  # fmt: skip
         con.close()
-        stores.append((work, db))
-    (nightly, nightly_db), (full, full_db) = stores
-    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")],
-            nightly, nightly_db)  # fmt: skip
-    run_dbt(
-        ["build", "--exclude", "source:clv+", "--full-refresh", "--vars", build_vars("2026-11-01")],
-        full,
-        full_db,
-    )
-    rows = "select kpi, numerator, denominator from intermediate.int_kpi_social_monthly "
-    october = rows + "where month = '2026-10-01' order by kpi"
-    # i1, i3 and i9 are inbound, October: 3 inbound messages of one customer
-    got = {kpi: (n, d) for kpi, n, d in query(nightly_db, october)}
-    assert got["message_reply_rate"][1] == 2  # messages (i1, i9); i3 is a comment
-    assert got["social_engaged_customers"][0] == 1
-    assert query(nightly_db, october) == query(full_db, october)
+        run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars(night)],
+                nightly, nightly_db)  # fmt: skip
+        if full.exists():
+            shutil.rmtree(full)
+        full.mkdir()
+        full_db = _copy_stores({"db": nightly_db}, full)
+        run_dbt(
+            ["build", "--exclude", "source:clv+", "--full-refresh", "--vars", build_vars(night)],
+            full,
+            full_db,
+        )
+        assert query(nightly_db, from_october) == query(full_db, from_october), night
+        months = {str(m)[:7] for m, *_ in query(nightly_db, from_october)}
+        if night == "2026-11-01":
+            october = {
+                kpi: (n, d)
+                for m, kpi, n, d in query(nightly_db, from_october)
+                if str(m).startswith("2026-10")
+            }
+            assert october["message_reply_rate"][1] == 2  # inbound messages i1, i9 (i3: a comment)
+            assert october["social_engaged_customers"][0] == 1
+        # November has rows only while i10 is dated in November
+        assert ("2026-11" in months) == (night == "2026-11-02"), (night, months)
     _assert_same_identity_and_facts(nightly_db, full_db)
 
 

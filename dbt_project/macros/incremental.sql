@@ -13,6 +13,13 @@
     {{ add_days(window_end, -(var('late_arrival_lookback_days') + extra_days)) }}
 {%- endmacro %}
 
+{#- The first month that a KPI building block incremental by month (int_customer_months,
+    int_kpi_social_monthly) recomputes: the month of the earlier of its own cutoff and that
+    of fct_kpi_monthly, its reader, which may have been built longer ago. -#}
+{% macro recomputed_months_from() -%}
+    {{ month_start('least(' ~ incremental_cutoff_date() ~ ', ' ~ incremental_cutoff_date(model_name='fct_kpi_monthly') ~ ')') }}
+{%- endmacro %}
+
 {#- The last D the model was built as of (NULL: no build recorded). -#}
 {% macro last_built_as_of(model_name) -%}
     (select max(as_of_date) from {{ build_log_relation() }} where model = '{{ model_name }}')

@@ -37,9 +37,8 @@ months as (
     -- from the earlier of this model's cutoff and its reader's (fct_kpi_monthly recomputes
     -- from its own last build, which may be older); every month when no build of this
     -- model is recorded (the first build after an upgrade)
-    {%- set cutoff = 'least(' ~ incremental_cutoff_date() ~ ', ' ~ incremental_cutoff_date(model_name='fct_kpi_monthly') ~ ')' %}
     where
-        month >= {{ month_start(cutoff) }}
+        month >= {{ recomputed_months_from() }}
         or {{ last_built_as_of('int_customer_months') }} is null
     {% endif %}
 ),

@@ -5,6 +5,7 @@
         unique_key='month',
         on_schema_change='append_new_columns',
         post_hook="{{ record_build() }}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where month >= {{ recomputed_months_from() }}{% endif %}",
     )
 }}
 
@@ -16,7 +17,8 @@
 -- computed (every month of 22.5 M interactions took 25 s at the large preset each night).
 -- A month's rows depend on the interactions of that month and on orders of any date, so
 -- the computed months read only their own interactions and give the same rows as a full
--- build.
+-- build. The pre-hook deletes every recomputed month first: delete+insert alone would
+-- keep the rows of a month left without interactions (one moved to another month).
 --
 -- Social and campaign KPIs per month, segment all (metrics.md):
 --   message_reply_rate: inbound messages in M answered within 24 h (fct flag)
@@ -32,9 +34,8 @@ with
 social_interactions as (
     select * from {{ ref('fct_social_interactions') }}
     {% if is_incremental() %}
-    {%- set cutoff = 'least(' ~ incremental_cutoff_date() ~ ', ' ~ incremental_cutoff_date(model_name='fct_kpi_monthly') ~ ')' %}
     where
-        occurred_date >= {{ month_start(cutoff) }}
+        occurred_date >= {{ recomputed_months_from() }}
         or {{ last_built_as_of('int_kpi_social_monthly') }} is null
     {% endif %}
 ),
