@@ -101,18 +101,32 @@
 
 {#- Aggregate: `value` of the first row, in the order of `sort_keys`, among the rows where
     `value` is known. `sort_keys`: a list of (expression, 'asc' | 'desc'), NULLs last as in
-    DuckDB's ORDER BY; a 'desc' key must be a timestamp. -#}
-{% macro first_known(value, sort_keys) -%}
-    {{ return(adapter.dispatch('first_known', 'crm_warehouse')(value, sort_keys)) }}
+    DuckDB's ORDER BY; a 'desc' key must be a timestamp. `rank`: optionally, a column
+    numbering the rows of each group in that order without ties (a row_number() over the
+    same keys); on DuckDB each aggregate then takes the row of the smallest rank instead of
+    sorting the group again (twelve fields of the golden record: 11 -> 5.7 s at the large
+    preset). -#}
+{% macro first_known(value, sort_keys, rank=none) -%}
+    {{ return(adapter.dispatch('first_known', 'crm_warehouse')(value, sort_keys, rank)) }}
 {%- endmacro %}
 
-{% macro default__first_known(value, sort_keys) -%}
-    first({{ value }} order by {% for key, direction in sort_keys %}{{ key }} {{ direction }}{{ ', ' if not loop.last }}{% endfor %})
+{% macro default__first_known(value, sort_keys, rank=none) -%}
+    {%- if rank is not none -%}
+    arg_min({{ value }}, {{ rank }}) filter (where {{ value }} is not null)
+    {%- else -%}
+    first({{ value }} order by {{ sort_keys_sql(sort_keys) }})
     filter (where {{ value }} is not null)
+    {%- endif -%}
 {%- endmacro %}
 
-{#- Spark: min_by over a struct that sorts like the ORDER BY (a 'desc' key negated). -#}
-{% macro spark__first_known(value, sort_keys) -%}
+{#- `sort_keys` (a list of (expression, 'asc' | 'desc')) as the list of an ORDER BY. -#}
+{% macro sort_keys_sql(sort_keys) -%}
+    {%- for key, direction in sort_keys %}{{ key }} {{ direction }}{{ ', ' if not loop.last }}{% endfor -%}
+{%- endmacro %}
+
+{#- Spark: min_by over a struct that sorts like the ORDER BY (a 'desc' key negated); the
+    rank is not used. -#}
+{% macro spark__first_known(value, sort_keys, rank=none) -%}
     min_by({{ value }}, case when {{ value }} is not null then struct(
         {%- for key, direction in sort_keys %}
         {{ key }} is null,

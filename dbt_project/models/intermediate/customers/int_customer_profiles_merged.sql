@@ -13,18 +13,27 @@
 {%- set fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'province', 'city',
                   'address', 'member_level', 'marketing_consent', 'unionid', 'registered_at'] %}
 {%- set completeness_fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'city'] %}
+{%- set survivorship = [('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')] %}
 
 with
 
 profile_versions as (
-    select * from {{ ref('int_customer_profile_versions') }}
+    -- version_rank: each customer's versions in survivorship order (no ties: a record has
+    -- one version per updated_at)
+    select
+        *,
+        row_number() over (
+            partition by customer_id
+            order by {{ sort_keys_sql(survivorship) }}
+        ) as version_rank
+    from {{ ref('int_customer_profile_versions') }}
 ),
 
 merged as (
     select
         customer_id,
         {%- for field in fields %}
-        {{ first_known(field, [('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')]) }} as {{ field }},
+        {{ first_known(field, survivorship, rank='version_rank') }} as {{ field }},
         {%- endfor %}
         {%- for field in completeness_fields %}
         min(updated_date) filter (where {{ field }} is not null) as first_{{ field }}_date,
