@@ -50,6 +50,23 @@ IDENTIFIERS_RECOMPUTED = re.compile(
     r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records"
 )
 IDENTIFIERS_WHOLE = re.compile(r"identity identifiers: every source key computed \((.*)\)")
+EDGES = "int_identity_edges"
+EDGES_RECOMPUTED = re.compile(
+    r"identity edges: recomputing the edges of (\d+) records \((\d+) identifier values changed\); "
+    r"(\d+) edges before"
+)
+EDGES_WHOLE = re.compile(r"identity edges: every edge computed \((.*)\)")
+
+
+def edges_plan(out: str) -> str | tuple[int, int, int]:
+    """The edges model's plan: the reason of a whole build, or (records whose edges are
+    recomputed, changed identifier values, edges before the build)."""
+    whole = EDGES_WHOLE.search(out)
+    if whole:
+        return whole[1]
+    found = EDGES_RECOMPUTED.search(out)
+    assert found, out[-3000:]
+    return int(found[1]), int(found[2]), int(found[3])
 
 
 def identifiers_plan(out: str) -> str | tuple[int, int, int]:
@@ -154,20 +171,21 @@ def differences(
             con.execute(f"select count(*) from (select * from {b} except all select * from {a})").fetchall()[0][0],
             con.execute(f"select count(*) from {a}").fetchall()[0][0],
         )  # fmt: skip
-    # the identity components (incremental too: macros/identity_components.sql)
+    # the identity edges and components (incremental too: macros/identity_edges.sql,
+    # macros/identity_components.sql)
     con.execute(f"attach '{work / 'warehouse.duckdb'}' as inc_wh (read_only)")
     con.execute(f"attach '{copy / 'warehouse.duckdb'}' as full_wh (read_only)")
-    a = "inc_wh.intermediate.int_identity_components_resolved"
-    b = "full_wh.intermediate.int_identity_components_resolved"
-    out[COMPONENTS] = (
-        con.execute(
-            f"select count(*) from (select * from {a} except all select * from {b})"
-        ).fetchall()[0][0],
-        con.execute(
-            f"select count(*) from (select * from {b} except all select * from {a})"
-        ).fetchall()[0][0],
-        con.execute(f"select count(*) from {a}").fetchall()[0][0],
-    )
+    for model in (EDGES, COMPONENTS):
+        a, b = f"inc_wh.intermediate.{model}", f"full_wh.intermediate.{model}"
+        out[model] = (
+            con.execute(
+                f"select count(*) from (select * from {a} except all select * from {b})"
+            ).fetchall()[0][0],
+            con.execute(
+                f"select count(*) from (select * from {b} except all select * from {a})"
+            ).fetchall()[0][0],
+            con.execute(f"select count(*) from {a}").fetchall()[0][0],
+        )
     con.close()
     return out
 
@@ -336,6 +354,14 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         # after the build on stale records no source key is new: only the records whose
         # month was missing or moved are recomputed
         assert_identifiers_incremental(out, keys_changed=night != days[-5])
+        # the edges follow the identifiers build just before theirs; after the identifiers
+        # were built alone (twice since the edges' last build), every edge is computed
+        if night == days[-5]:
+            assert edges_plan(out) == "int_identity_identifiers was built more than once since"
+        else:
+            scoped, values, edges = edges_plan(out)
+            records = identifiers_plan(out)[2]
+            assert 0 < scoped < records / 2 and values > 0 and edges > 0, (edges_plan(out), records)
         assert_equal_to_rebuild(work, night)
     # the moved order's record and the social account's old record (its only interaction
     # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
@@ -367,6 +393,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     assert plans(out)["stg_raw__customers"].startswith("incremental"), plans(out)
     reason = "a delivery of orders covered by the last build was loaded again"
     assert identifiers_plan(out) == reason
+    assert edges_plan(out) == "int_identity_identifiers was built whole"
     assert_equal_to_rebuild(work, days[-4])
     assert removed.strip()
 
@@ -393,6 +420,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert_identifiers_incremental(out)
+        assert isinstance(edges_plan(out), tuple), edges_plan(out)
     assert_equal_to_rebuild(work, days[-1])
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)

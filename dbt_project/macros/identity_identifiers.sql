@@ -308,7 +308,7 @@ source_identifiers as (
     {%- set reason = identity_identifiers_whole_reason() -%}
     {%- if reason is not none -%}
         {{ log("identity identifiers: every source key computed (" ~ reason ~ ")", info=true) }}
-        {%- for name in ['keys', 'touched', 'rows', 'replace'] -%}
+        {%- for name in ['keys', 'touched', 'rows', 'values', 'replace'] -%}
             {%- do run_query('drop table if exists ' ~ plan.work ~ name) -%}
         {%- endfor -%}
         {%- if is_incremental() -%}
@@ -390,6 +390,17 @@ source_identifiers as (
         ) as current_rows
     {%- endset -%}
     {%- do run_query(rows_sql) -%}
+    {#- every value a touched record holds or held: counted again over all its holders -#}
+    {%- set values_sql -%}
+        create or replace table {{ work }}values as
+        select touched_rows.identifier_type, touched_rows.identifier_value
+        from {{ work }}rows as touched_rows
+        union
+        select built.identifier_type, built.identifier_value
+        from {{ this }} as built
+        where built.record_id in (select touched.record_id from {{ work }}touched as touched)
+    {%- endset -%}
+    {%- do run_query(values_sql) -%}
     {#- the records of the last build: one row each in `__records_seen` (a count of the
         distinct records of `__by_source` took 5 s at large) -#}
     {%- set counts = run_query(
@@ -512,13 +523,40 @@ source_identifiers as (
             {%- do run_query('drop table if exists ' ~ by_source) -%}
             {%- do run_query('alter table ' ~ work ~ 'new rename to ' ~ by_source.identifier) -%}
         {%- endif -%}
+        {{ identity_identifiers_keep_changes(this.identifier ~ '__id_touched' in present) }}
         {%- do run_query(
             'create or replace table ' ~ identity_identifiers_side('build_log')
             ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at, '"
             ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
         ) -%}
-        {%- for name in ['keys', 'new', 'touched', 'rows', 'replace'] -%}
+        {%- for name in ['keys', 'new', 'touched', 'rows', 'values', 'replace'] -%}
             {%- do run_query('drop table if exists ' ~ work ~ name) -%}
         {%- endfor -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- What this build changed, for int_identity_edges (macros/identity_edges.sql):
+    `<model>__last_build` (one row: build_id, the dbt invocation; base_build_id, the build
+    before it; is_whole), and on an incremental build the touched records
+    (`<model>__changed_records`) and every value they hold or held
+    (`<model>__changed_values`). Outside those records and the holders of those values,
+    the build left every row as it was. Part of the post-hook; the work tables are still
+    there. -#}
+{% macro identity_identifiers_keep_changes(incremental) -%}
+    {%- set work = work_prefix('__id_') -%}
+    {%- set last = identity_identifiers_side('last_build') -%}
+    {%- do run_query('create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, is_whole boolean)') -%}
+    {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
+    {%- for name in ['records', 'values'] -%}
+        {%- do run_query('drop table if exists ' ~ identity_identifiers_side('changed_' ~ name)) -%}
+    {%- endfor -%}
+    {%- if incremental -%}
+        {%- do run_query('alter table ' ~ work ~ 'touched rename to ' ~ this.identifier ~ '__changed_records') -%}
+        {%- do run_query('alter table ' ~ work ~ 'values rename to ' ~ this.identifier ~ '__changed_values') -%}
+    {%- endif -%}
+    {%- do run_query(
+        'create or replace table ' ~ last ~ " as select '" ~ invocation_id ~ "' as build_id, "
+        ~ ("'" ~ base ~ "'" if base else 'cast(null as varchar)') ~ ' as base_build_id, '
+        ~ ('false' if incremental else 'true') ~ ' as is_whole'
+    ) -%}
 {%- endmacro %}

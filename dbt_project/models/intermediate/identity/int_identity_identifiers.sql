@@ -65,17 +65,9 @@ touched_rows as (
 ),
 
 -- every value a touched record holds or held: counted again over all its holders
+-- (made by the plan: int_identity_edges reads them after this build)
 affected_values as (
-    select
-        touched_rows.identifier_type,
-        touched_rows.identifier_value
-    from touched_rows
-    union
-    select
-        built.identifier_type,
-        built.identifier_value
-    from {{ this }} as built
-    where built.record_id in (select touched.record_id from {{ plan.work }}touched as touched)
+    select * from {{ plan.work }}values
 ),
 
 -- the rows of the other records holding one of those values
