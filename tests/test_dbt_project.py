@@ -680,17 +680,17 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
         con.close()
 
 
-@pytest.mark.parametrize("kept_edges", [True, False], ids=["kept-edges", "no-kept-edges"])
+@pytest.mark.parametrize("edges_read", [True, False], ids=["edges-read", "no-edges-read"])
 def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
-    built, tmp_path, kept_edges
+    built, tmp_path, edges_read
 ):
     """Night 11-01 delivers 21 walk-in orders typed with P2's phone (first seen in
     November: more than supernode_threshold = 20 in one month), so the phone links nothing
     any more: the orders O3, O4 and the ticket T3, which only P2's phone tied to P2's
     account, stop being identity nodes (no customer), the 21 orders never become nodes, and
-    the nightly build equals a --full-refresh build of a copy. Also without the edges of
-    the last build (the first night after an upgrade): every component is computed and
-    the records that are no nodes any more are still deleted."""
+    the nightly build equals a --full-refresh build of a copy. Also without the record of
+    the edges build the last one read (the first night after an upgrade): every component
+    is computed and the records that are no nodes any more are still deleted."""
     nightly = tmp_path / "nightly"
     full = tmp_path / "full"
     walk_ins = _walk_in_orders(
@@ -706,9 +706,9 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     assert before["order:crm:O3"] == before["ticket:T3"] == C2
 
     nightly_db = nightly / "warehouse.duckdb"
-    if not kept_edges:
+    if not edges_read:
         con = duckdb.connect(str(nightly_db))
-        con.execute("drop table intermediate.int_identity_components_resolved__edges_built")
+        con.execute("drop table intermediate.int_identity_components_resolved__edges_read")
         con.close()
     night = run_dbt(
         ["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")],
@@ -723,11 +723,14 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     )
     # P2's component (C2, O3, O4, T3) is recomputed: what is left of it, account C2, and
     # the new node C3 (first seen on 11-01 in Shanghai); P1's four records are left alone
-    if kept_edges:
+    if edges_read:
         recomputed, nodes, removed = _recomputed_nodes(night)
         assert (recomputed, nodes, removed) == (2, 6, 3)
     else:
-        assert "no edges of an earlier build kept, every component computed" in night
+        assert (
+            "identity components: every component computed (no build of the edges recorded)"
+            in night
+        )
         nodes = 6
     after = dict(query(nightly_db, "select record_id, customer_id from "
                                    "intermediate.int_identity_components_resolved"))  # fmt: skip

@@ -1,13 +1,56 @@
 {#- Incremental identity components (int_identity_components_resolved, DuckDB only; on
-    Spark the model is a table). A build keeps the identity edges it used in
-    `<model>__edges_built`; the next incremental build finds the records touched since:
-    the ends of every edge that appeared or disappeared, the records that became nodes and
-    those that stopped being nodes. Every component of {{ this }} with a touched record is
-    recomputed whole (with the new nodes); the others keep their rows. Work tables
-    `<model>__cc_affected` / `__cc_removed` are dropped by connected_components_cleanup. -#}
+    Spark the model is a table). int_identity_edges keeps the edges that appeared or
+    disappeared in its last build (`int_identity_edges__changes`, macros/identity_edges.sql)
+    and this model keeps the id of the edges build it read (`<model>__edges_read`). When
+    the edges were built exactly once since (or not at all), an incremental build finds the
+    records touched since: the ends of every edge that appeared or disappeared, the records
+    that became nodes and the other ends of their edges (an edge kept while one of its ends
+    was no node links two old components once both are), and those that stopped being
+    nodes. Every component of {{ this }} with a touched record is recomputed whole (with
+    the new nodes); the others keep their rows. Otherwise (the edges built twice since, or
+    whole from scratch, or no edges build recorded: the first night after an upgrade)
+    every component is computed. Work tables `<model>__cc_affected` / `__cc_removed` are
+    dropped by connected_components_cleanup. -#}
 
-{% macro identity_components_edges_built() -%}
-    {{ return(adapter.get_relation(this.database, this.schema, this.identifier ~ '__edges_built')) }}
+{#- A side table of int_identity_edges. -#}
+{% macro identity_components_edges_side(name) -%}
+    {%- set edges = ref('int_identity_edges') -%}
+    {{ return(api.Relation.create(database=edges.database, schema=edges.schema, identifier=edges.identifier ~ '__' ~ name)) }}
+{%- endmacro %}
+
+{% macro identity_components_edges_read() -%}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__edges_read')) }}
+{%- endmacro %}
+
+{#- The id of the last edges build: (build_id, base_build_id, has_changes), or none. -#}
+{% macro identity_components_edges_build() -%}
+    {%- set last = identity_components_edges_side('last_build') -%}
+    {%- if not relation_exists_now(last) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set rows = run_query('select build_id, base_build_id, has_changes from ' ~ last).rows -%}
+    {{ return(rows[0] if rows | length == 1 else none) }}
+{%- endmacro %}
+
+{#- 'changes' (the edges were built once since the build this model read: their changes
+    are kept), 'unchanged' (not built since), or why every component is computed. -#}
+{% macro identity_components_edges_decision() -%}
+    {%- set read = identity_components_edges_read() -%}
+    {%- set edges = identity_components_edges_build() -%}
+    {%- if not relation_exists_now(read) or edges is none -%}
+        {{ return('no build of the edges recorded') }}
+    {%- endif -%}
+    {%- set consumed = run_query('select max(edges_build_id) from ' ~ read).rows[0][0] -%}
+    {%- if consumed is none -%}
+        {{ return('no build of the edges recorded') }}
+    {%- elif edges[0] == consumed -%}
+        {{ return('unchanged') }}
+    {%- elif edges[1] != consumed -%}
+        {{ return('the edges were built more than once since') }}
+    {%- elif not edges[2] -%}
+        {{ return('the edges were built from scratch') }}
+    {%- endif -%}
+    {{ return('changes') }}
 {%- endmacro %}
 
 {#- The nodes and (undirected) edges the components are computed from: all of them, or
@@ -42,28 +85,30 @@
         'create or replace table ' ~ work ~ 'removed as select built.record_id from ' ~ this
         ~ ' as built where built.record_id not in (select nodes.node_id from ' ~ work ~ 'nodes as nodes)'
     ) -%}
-    {%- set edges_built = identity_components_edges_built() -%}
-    {%- if edges_built is none -%}
-        {{ log("identity components: no edges of an earlier build kept, every component computed", info=true) }}
+    {%- set decision = identity_components_edges_decision() -%}
+    {%- if decision not in ['changes', 'unchanged'] -%}
+        {{ log("identity components: every component computed (" ~ decision ~ ")", info=true) }}
         {{ return(none) }}
     {%- endif -%}
     {%- set affected_sql -%}
         create or replace table {{ work }}affected as
         with
-        current_edges as (
-            select edges.from_record_id, edges.to_record_id
-            from {{ ref('int_identity_edges') }} as edges
-        ),
-
-        kept_edges as (
-            select kept.from_record_id, kept.to_record_id
-            from {{ edges_built }} as kept
-        ),
-
         changed_edges as (
-            (select * from current_edges except select * from kept_edges)
-            union all
-            (select * from kept_edges except select * from current_edges)
+            {%- if decision == 'changes' %}
+            select changes.from_record_id, changes.to_record_id
+            from {{ identity_components_edges_side('changes') }} as changes
+            {%- else %}
+            select
+                cast(null as varchar) as from_record_id,
+                cast(null as varchar) as to_record_id
+            where false
+            {%- endif %}
+        ),
+
+        new_nodes as (
+            select nodes.node_id as record_id from {{ work }}nodes as nodes
+            except
+            select built.record_id from {{ this }} as built
         ),
 
         touched as (
@@ -71,8 +116,16 @@
             union
             select changed_edges.to_record_id as record_id from changed_edges
             union
-            (select nodes.node_id as record_id from {{ work }}nodes as nodes
-             except select built.record_id from {{ this }} as built)
+            select new_nodes.record_id from new_nodes
+            union
+            -- the other ends of a new node's edges
+            select edges.to_record_id as record_id
+            from {{ ref('int_identity_edges') }} as edges
+            where edges.from_record_id in (select new_nodes.record_id from new_nodes)
+            union
+            select edges.from_record_id as record_id
+            from {{ ref('int_identity_edges') }} as edges
+            where edges.to_record_id in (select new_nodes.record_id from new_nodes)
             union
             select removed.record_id from {{ work }}removed as removed
         ),
@@ -105,9 +158,8 @@
 {%- endmacro %}
 
 {#- post-hook: delete the records that stopped being nodes (incremental builds), keep the
-    edges this build used for the next one: only those between two of its nodes, so that
-    an edge kept while one of its ends was no node (inputs built apart, e.g. `dbt run
-    --select` of the edges alone) counts as new once both ends are nodes. -#}
+    id of the edges build this build read (none when the edges keep no build record: the
+    next build computes every component). -#}
 {% macro identity_components_finish() -%}
     {%- if execute and target.type != 'spark' -%}
         {%- set work = connected_components_work_prefix() -%}
@@ -119,11 +171,12 @@
                 ~ work ~ 'removed as removed)'
             ) -%}
         {%- endif -%}
+        {%- set edges = identity_components_edges_build() -%}
         {%- do run_query(
-            'create or replace table ' ~ this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier
-            ~ '__edges_built as select edges.from_record_id, edges.to_record_id from '
-            ~ ref('int_identity_edges') ~ ' as edges where edges.from_record_id in (select built.record_id from '
-            ~ this ~ ' as built) and edges.to_record_id in (select built.record_id from ' ~ this ~ ' as built)'
+            'create or replace table ' ~ identity_components_edges_read() ~ ' as select '
+            ~ ("'" ~ edges[0] ~ "'" if edges else 'cast(null as varchar)') ~ ' as edges_build_id'
         ) -%}
+        {#- the copy of the edges that earlier versions of this macro kept -#}
+        {%- do run_query('drop table if exists ' ~ this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__edges_built') -%}
     {%- endif -%}
 {%- endmacro %}

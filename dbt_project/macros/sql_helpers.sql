@@ -154,6 +154,15 @@
     {{ return((this.database ~ '.' if this.database else '') ~ this.schema ~ '.' ~ this.identifier ~ suffix) }}
 {%- endmacro %}
 
+{#- Whether a table exists now: tables made earlier in the same dbt invocation (e.g. by
+    another model's post-hook) are not in dbt's relation cache (DuckDB). -#}
+{% macro relation_exists_now(relation) -%}
+    {{ return(run_query(
+        "select count(*) from duckdb_tables() where database_name = '" ~ relation.database
+        ~ "' and schema_name = '" ~ relation.schema ~ "' and table_name = '" ~ relation.identifier ~ "'"
+    ).rows[0][0] > 0) }}
+{%- endmacro %}
+
 {#- The work tables of the current model that exist now, by full table name (`<model><suffix><name>`):
     made earlier in the same build, they are not in dbt's relation cache (DuckDB). -#}
 {% macro work_tables_present(suffix) -%}

@@ -15,18 +15,19 @@
 -- propagation (macro connected_components). Nodes are the identified records: accounts,
 -- social accounts, and orders / tickets with at least one usable identifier.
 --
--- Incremental on DuckDB: a nightly build recomputes only the components the night can
--- have changed. The post-hook keeps the edges a build used (`<this>__edges_built`); the
--- next build compares them with the current edges. The records at either end of an edge
--- that appeared or disappeared (a new shared identifier, a super-node flip), the new
--- records and the records that stopped being nodes are "touched"; every component of
--- the last build that holds a touched record is recomputed whole, with the new records.
--- An edge that did not change joins two records of one old component, so the recomputed
--- records have no edge to the others: the result equals a computation from scratch
+-- Incremental on DuckDB (macros/identity_components.sql): a nightly build recomputes only
+-- the components the night can have changed. int_identity_edges keeps the edges that
+-- appeared or disappeared in its build (a new shared identifier, a super-node flip); the
+-- records at either end of those, the new nodes and the other ends of their edges, and
+-- the records that stopped being nodes are "touched"; every component of the last build
+-- that holds a touched record is recomputed whole, with the new nodes. An edge that did
+-- not change joins two records of one old component, so the recomputed records have no
+-- edge to the others: the result equals a computation from scratch
 -- (tests/test_dbt_project.py builds both and compares them). Labels are the smallest
 -- record of each component, so the components left alone keep theirs. The post-hook
--- deletes the records that are no longer nodes. Without the kept edges (first build,
--- --full-refresh) every component is computed.
+-- deletes the records that are no longer nodes and keeps the id of the edges build it
+-- read. Every component is computed on a first build, --full-refresh, and when the edges
+-- were not built exactly once since (or built from scratch).
 
 {%- set nodes_sql %}
     select records.record_id as node_id
