@@ -38,10 +38,11 @@ orders as (
     group by order_id
 ),
 
-account_records as (
+-- an account's rows: its profile versions and its orders (grouped per account first);
+-- the only records that come from more than one row
+account_rows as (
     select
         'account:' || customer_key as record_id,
-        'account' as record_type,
         source_system,
         updated_at as seen_at
     from customers
@@ -50,12 +51,21 @@ account_records as (
 
     select
         'account:' || source_system || ':' || customer_ref as record_id,
-        'account' as record_type,
         source_system,
         min(ordered_at) as seen_at
     from orders
     where customer_ref is not null
     group by source_system, customer_ref
+),
+
+account_records as (
+    select
+        record_id,
+        'account' as record_type,
+        min(source_system) as source_system,
+        min(seen_at) as seen_at
+    from account_rows
+    group by record_id
 ),
 
 anonymous_order_records as (
@@ -68,9 +78,8 @@ anonymous_order_records as (
     where customer_ref is null
 ),
 
--- tickets and social accounts: their first row per record here already (the earliest
--- time and smallest source of many events / interactions), so that the grouping below
--- sees one row each instead of every event
+-- tickets and social accounts: one row per record (the earliest time and smallest source
+-- of its events / interactions)
 ticket_records as (
     select
         'ticket:' || ticket_id as record_id,
@@ -91,6 +100,8 @@ social_records as (
     group by social_account_key
 ),
 
+-- one row per record in each part, and the parts are disjoint (by the record id's
+-- prefix): no grouping of their union
 all_records as (
     select * from account_records
     union all
@@ -104,15 +115,14 @@ all_records as (
 records as (
     select
         record_id,
-        min(record_type) as record_type,
-        min(source_system) as source_system,
-        min(seen_at) as first_seen_at,
-        {{ to_business_date('min(seen_at)') }} as first_seen_date,
+        record_type,
+        source_system,
+        seen_at as first_seen_at,
+        {{ to_business_date('seen_at') }} as first_seen_date,
         -- an account or a social account is someone by itself; orders and tickets are
         -- someone only through an identifier
-        min(record_type) in ('account', 'social') as is_self_identified
+        record_type in ('account', 'social') as is_self_identified
     from all_records
-    group by record_id
 )
 
 select * from records
