@@ -1,10 +1,11 @@
-"""Incremental staging (macros/incremental_staging.sql) and incremental identity components
-(macros/identity_components.sql) equal a rebuild from every raw row.
+"""Incremental staging (macros/incremental_staging.sql) and the incremental identity models
+(identifiers, edges, components, source records: macros/identity_*.sql,
+macros/source_records.sql) equal a rebuild from every raw row.
 
 The small preset over 20 delivery days is loaded night by night with the ingestion engine;
 after each load the staging and identity models are built as of that night (`dbt run`,
-incremental after the first), and the four staging tables and the identity components are
-compared, row for row and column for column (EXCEPT ALL both ways), with a
+incremental after the first), and the four staging tables and the incremental identity
+models are compared, row for row and column for column (EXCEPT ALL both ways), with a
 `--full-refresh` build of a copy of the same stores.
 On the way:
 
@@ -57,6 +58,20 @@ EDGES_RECOMPUTED = re.compile(
     r"(\d+) edges before"
 )
 EDGES_WHOLE = re.compile(r"identity edges: every edge computed \((.*)\)")
+SOURCE_RECORDS = "int_source_records_resolved"
+SOURCE_RECORDS_RECOMPUTED = re.compile(r"source records: recomputing (\d+) source keys of (\d+)")
+SOURCE_RECORDS_WHOLE = re.compile(r"source records: every source key computed \((.*)\)")
+
+
+def source_records_plan(out: str) -> str | tuple[int, int]:
+    """The source records model's plan: the reason of a whole build, or (source keys
+    computed again, rows before the build)."""
+    whole = SOURCE_RECORDS_WHOLE.search(out)
+    if whole:
+        return whole[1]
+    found = SOURCE_RECORDS_RECOMPUTED.search(out)
+    assert found, out[-3000:]
+    return int(found[1]), int(found[2])
 
 
 def edges_plan(out: str) -> str | tuple[int, int, int]:
@@ -96,9 +111,9 @@ def dbt_run(
     as_of: date,
     *extra: str,
     timezone: str = "Asia/Shanghai",
-    select: str = "+int_identity_components_resolved",
+    select: str = "+int_source_records_resolved",
 ) -> str:
-    """`dbt run` of the staging and identity models (up to the components, or `select`) as
+    """`dbt run` of the staging and identity models (up to the source records, or `select`) as
     of `as_of` on the stores in `work`; its stdout."""
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
@@ -176,7 +191,7 @@ def differences(
     # macros/identity_components.sql)
     con.execute(f"attach '{work / 'warehouse.duckdb'}' as inc_wh (read_only)")
     con.execute(f"attach '{copy / 'warehouse.duckdb'}' as full_wh (read_only)")
-    for model in (EDGES, COMPONENTS):
+    for model in (EDGES, COMPONENTS, SOURCE_RECORDS):
         a, b = f"inc_wh.intermediate.{model}", f"full_wh.intermediate.{model}"
         out[model] = (
             con.execute(
@@ -363,6 +378,13 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
             scoped, values, edges = edges_plan(out)
             records = identifiers_plan(out)[2]
             assert 0 < scoped < records / 2 and values > 0 and edges > 0, (edges_plan(out), records)
+        # the source records follow the identifiers and components builds just before theirs
+        if night == days[-5]:
+            reason = "int_identity_identifiers was built more than once since"
+            assert source_records_plan(out) == reason
+        else:
+            keys, rows = source_records_plan(out)
+            assert 0 < keys < rows / 2, source_records_plan(out)
         assert_equal_to_rebuild(work, night)
     # the moved order's record and the social account's old record (its only interaction
     # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
@@ -429,9 +451,12 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         assert isinstance(edges_plan(out), tuple), edges_plan(out)
         if night == days[-3]:
             assert COMPONENTS_WHOLE.search(out)[1] == "the edges were built more than once since"
+            reason = "int_identity_components_resolved was built whole"
+            assert source_records_plan(out) == reason
         else:
             recomputed, nodes = map(int, RECOMPUTED.search(out).groups())
             assert 0 < recomputed < nodes / 2, (recomputed, nodes)
+            assert isinstance(source_records_plan(out), tuple), source_records_plan(out)
     assert_equal_to_rebuild(work, days[-1])
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)

@@ -501,6 +501,7 @@ IDENTITY_TABLES = (
     "intermediate.int_identity_edges",
     "intermediate.int_identity_components_resolved",
     "intermediate.int_customers_resolved",
+    "intermediate.int_source_records_resolved",
     # restricted store: attached as `restricted` (nightly) and `full_restricted`
     "restricted.identity.int_identity_identifiers",
 )

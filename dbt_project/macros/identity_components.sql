@@ -164,7 +164,8 @@
     {%- if execute and target.type != 'spark' -%}
         {%- set work = connected_components_work_prefix() -%}
         {#- made by identity_components_affected in this build (not in dbt's relation cache) -#}
-        {%- set removed_kept = this.identifier ~ '__cc_removed' in work_tables_present('__cc_') -%}
+        {%- set present = work_tables_present('__cc_') -%}
+        {%- set removed_kept = this.identifier ~ '__cc_removed' in present -%}
         {%- if removed_kept -%}
             {%- do run_query(
                 'delete from ' ~ this ~ ' where record_id in (select removed.record_id from '
@@ -176,7 +177,33 @@
             'create or replace table ' ~ identity_components_edges_read() ~ ' as select '
             ~ ("'" ~ edges[0] ~ "'" if edges else 'cast(null as varchar)') ~ ' as edges_build_id'
         ) -%}
+        {{ identity_components_keep_changes(this.identifier ~ '__cc_affected' in present) }}
         {#- the copy of the edges that earlier versions of this macro kept -#}
         {%- do run_query('drop table if exists ' ~ this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__edges_built') -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- What this build changed, for int_source_records_resolved (macros/source_records.sql):
+    `<model>__last_build` (one row: build_id, the dbt invocation; base_build_id, the build
+    before it; has_changes) and, on an incremental build, the records it recomputed or
+    deleted (`<model>__changed_records`): every other record kept its row, and so its
+    customer_id. Part of the post-hook; the work tables are still there. -#}
+{% macro identity_components_keep_changes(incremental) -%}
+    {%- set work = connected_components_work_prefix() -%}
+    {%- set side = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier -%}
+    {%- set last = side ~ '__last_build' -%}
+    {%- do run_query('create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, has_changes boolean)') -%}
+    {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
+    {%- do run_query('drop table if exists ' ~ side ~ '__changed_records') -%}
+    {%- if incremental -%}
+        {%- do run_query(
+            'create table ' ~ side ~ '__changed_records as select affected.node_id as record_id from ' ~ work
+            ~ 'affected as affected union select removed.record_id from ' ~ work ~ 'removed as removed'
+        ) -%}
+    {%- endif -%}
+    {%- do run_query(
+        'create or replace table ' ~ last ~ " as select '" ~ invocation_id ~ "' as build_id, "
+        ~ ("'" ~ base ~ "'" if base else 'cast(null as varchar)') ~ ' as base_build_id, '
+        ~ ('true' if incremental else 'false') ~ ' as has_changes'
+    ) -%}
 {%- endmacro %}

@@ -535,22 +535,24 @@ source_identifiers as (
     {%- endif -%}
 {%- endmacro %}
 
-{#- What this build changed, for int_identity_edges (macros/identity_edges.sql):
-    `<model>__last_build` (one row: build_id, the dbt invocation; base_build_id, the build
-    before it; is_whole), and on an incremental build the touched records
-    (`<model>__changed_records`) and every value they hold or held
-    (`<model>__changed_values`). Outside those records and the holders of those values,
-    the build left every row as it was. Part of the post-hook; the work tables are still
-    there. -#}
+{#- What this build changed, for int_identity_edges (macros/identity_edges.sql) and
+    int_source_records_resolved (macros/source_records.sql): `<model>__last_build` (one
+    row: build_id, the dbt invocation; base_build_id, the build before it; is_whole), and
+    on an incremental build the source keys with new staged rows (`<model>__changed_keys`:
+    source_entity, source_key), the touched records (`<model>__changed_records`) and every
+    value they hold or held (`<model>__changed_values`). Outside those records and the
+    holders of those values, the build left every row as it was. Part of the post-hook;
+    the work tables are still there. -#}
 {% macro identity_identifiers_keep_changes(incremental) -%}
     {%- set work = work_prefix('__id_') -%}
     {%- set last = identity_identifiers_side('last_build') -%}
     {%- do run_query('create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, is_whole boolean)') -%}
     {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
-    {%- for name in ['records', 'values'] -%}
+    {%- for name in ['keys', 'records', 'values'] -%}
         {%- do run_query('drop table if exists ' ~ identity_identifiers_side('changed_' ~ name)) -%}
     {%- endfor -%}
     {%- if incremental -%}
+        {%- do run_query('alter table ' ~ work ~ 'keys rename to ' ~ this.identifier ~ '__changed_keys') -%}
         {%- do run_query('alter table ' ~ work ~ 'touched rename to ' ~ this.identifier ~ '__changed_records') -%}
         {%- do run_query('alter table ' ~ work ~ 'values rename to ' ~ this.identifier ~ '__changed_values') -%}
     {%- endif -%}
