@@ -50,7 +50,7 @@ RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log"}
 #: builds it read (dbt invocation ids): state for the next build, not data. A resumed run
 #: makes builds that an undisturbed one does not, so these differ by design; the tables
 #: they describe are compared like every other
-BUILD_STATE = re.compile(r"__(last_build|changes|changed_[a-z]+|edges_read)$")
+BUILD_STATE = re.compile(r"__(last_build|changes|changed_[a-z]+)$")
 
 
 class Run:

@@ -44,63 +44,53 @@ STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
            "stg_raw__social_interactions")  # fmt: skip
 
 COMPONENTS = "int_identity_components_resolved"
-RECOMPUTED = re.compile(r"identity components: recomputing (\d+) of (\d+) nodes")
-COMPONENTS_WHOLE = re.compile(r"identity components: every component computed \((.*)\)")
+EDGES = "int_identity_edges"
+SOURCE_RECORDS = "int_source_records_resolved"
 # int_identity_identifiers and the source identifiers it keeps (restricted store)
 IDENTIFIERS = ("int_identity_identifiers", "int_identity_identifiers__by_source")
-IDENTIFIERS_RECOMPUTED = re.compile(
-    r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records"
-)
-IDENTIFIERS_WHOLE = re.compile(r"identity identifiers: every source key computed \((.*)\)")
-EDGES = "int_identity_edges"
-EDGES_RECOMPUTED = re.compile(
-    r"identity edges: recomputing the edges of (\d+) records \((\d+) identifier values changed\); "
-    r"(\d+) edges before"
-)
-EDGES_WHOLE = re.compile(r"identity edges: every edge computed \((.*)\)")
-SOURCE_RECORDS = "int_source_records_resolved"
-SOURCE_RECORDS_RECOMPUTED = re.compile(r"source records: recomputing (\d+) source keys of (\d+)")
-SOURCE_RECORDS_WHOLE = re.compile(r"source records: every source key computed \((.*)\)")
+
+# What each incremental identity model prints in the dbt log: the reason of a whole build,
+# or the counts of an incremental one.
+PLANS = {
+    "components": (
+        r"identity components: every component computed \((.*)\)",
+        r"identity components: recomputing (\d+) of (\d+) nodes",
+    ),
+    "identifiers": (
+        r"identity identifiers: every source key computed \((.*)\)",
+        r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+    ),
+    "edges": (
+        r"identity edges: every edge computed \((.*)\)",
+        r"identity edges: recomputing the edges of (\d+) records \((\d+) identifier values "
+        r"changed\); (\d+) edges before",
+    ),
+    "source records": (
+        r"source records: every source key computed \((.*)\)",
+        r"source records: recomputing (\d+) source keys of (\d+)",
+    ),
+}
 
 
-def source_records_plan(out: str) -> str | tuple[int, int]:
-    """The source records model's plan: the reason of a whole build, or (source keys
-    computed again, rows before the build)."""
-    whole = SOURCE_RECORDS_WHOLE.search(out)
-    if whole:
-        return whole[1]
-    found = SOURCE_RECORDS_RECOMPUTED.search(out)
+def plan(model: str, out: str) -> str | tuple[int, ...]:
+    """The plan a model printed: the reason of a whole build, or the counts of an
+    incremental one (components: recomputed nodes, nodes; identifiers: changed source
+    keys, recomputed records, records; edges: records whose edges are recomputed, changed
+    identifier values, edges before; source records: keys computed again, rows before)."""
+    whole, counts = PLANS[model]
+    found = re.search(whole, out)
+    if found:
+        return found[1]
+    found = re.search(counts, out)
     assert found, out[-3000:]
-    return int(found[1]), int(found[2])
-
-
-def edges_plan(out: str) -> str | tuple[int, int, int]:
-    """The edges model's plan: the reason of a whole build, or (records whose edges are
-    recomputed, changed identifier values, edges before the build)."""
-    whole = EDGES_WHOLE.search(out)
-    if whole:
-        return whole[1]
-    found = EDGES_RECOMPUTED.search(out)
-    assert found, out[-3000:]
-    return int(found[1]), int(found[2]), int(found[3])
-
-
-def identifiers_plan(out: str) -> str | tuple[int, int, int]:
-    """The identifiers model's plan: the reason of a whole build, or (changed source keys,
-    recomputed records, records)."""
-    whole = IDENTIFIERS_WHOLE.search(out)
-    if whole:
-        return whole[1]
-    found = IDENTIFIERS_RECOMPUTED.search(out)
-    assert found, out[-3000:]
-    return int(found[1]), int(found[2]), int(found[3])
+    return tuple(int(group) for group in found.groups())
 
 
 def assert_identifiers_incremental(out: str, keys_changed: bool = True) -> None:
-    plan = identifiers_plan(out)
-    assert isinstance(plan, tuple), plan
-    changed, recomputed, records = plan
-    assert (changed > 0) == keys_changed and 0 < recomputed < records / 2, plan
+    identifiers = plan("identifiers", out)
+    assert isinstance(identifiers, tuple), identifiers
+    changed, recomputed, records = identifiers
+    assert (changed > 0) == keys_changed and 0 < recomputed < records / 2, identifiers
 
 
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
@@ -365,7 +355,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert len(plans(out)) == len(STAGING)
-        recomputed, nodes = map(int, RECOMPUTED.search(out).groups())
+        recomputed, nodes = plan("components", out)
         assert 0 < recomputed < nodes / 2, (recomputed, nodes)
         # after the build on stale records no source key is new: only the records whose
         # month was missing or moved are recomputed
@@ -373,18 +363,21 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         # the edges follow the identifiers build just before theirs; after the identifiers
         # were built alone (twice since the edges' last build), every edge is computed
         if night == days[-5]:
-            assert edges_plan(out) == "int_identity_identifiers was built more than once since"
+            assert plan("edges", out) == "int_identity_identifiers was built more than once since"
         else:
-            scoped, values, edges = edges_plan(out)
-            records = identifiers_plan(out)[2]
-            assert 0 < scoped < records / 2 and values > 0 and edges > 0, (edges_plan(out), records)
+            scoped, values, edges = plan("edges", out)
+            records = plan("identifiers", out)[2]
+            assert 0 < scoped < records / 2 and values > 0 and edges > 0, (
+                plan("edges", out),
+                records,
+            )
         # the source records follow the identifiers and components builds just before theirs
         if night == days[-5]:
             reason = "int_identity_identifiers was built more than once since"
-            assert source_records_plan(out) == reason
+            assert plan("source records", out) == reason
         else:
-            keys, rows = source_records_plan(out)
-            assert 0 < keys < rows / 2, source_records_plan(out)
+            keys, rows = plan("source records", out)
+            assert 0 < keys < rows / 2, plan("source records", out)
         assert_equal_to_rebuild(work, night)
     # the moved order's record and the social account's old record (its only interaction
     # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
@@ -396,7 +389,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     # computed whole at the next build, which cannot tell what changed
     dbt_run(work, days[-5], "--full-refresh", select="stg_raw__orders")
     out = dbt_run(work, days[-5])
-    assert identifiers_plan(out) == "stg_raw__orders was rebuilt whole since the last build"
+    assert plan("identifiers", out) == "stg_raw__orders was rebuilt whole since the last build"
     assert_equal_to_rebuild(work, days[-5])
     # the early-delivered order is staged once its date has come
     assert days[-5] >= late_date and early_order_staged(work) == 1
@@ -415,8 +408,8 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     ), plans(out)
     assert plans(out)["stg_raw__customers"].startswith("incremental"), plans(out)
     reason = "a delivery of orders covered by the last build was loaded again"
-    assert identifiers_plan(out) == reason
-    assert edges_plan(out) == "int_identity_identifiers was built whole"
+    assert plan("identifiers", out) == reason
+    assert plan("edges", out) == "int_identity_identifiers was built whole"
     assert_equal_to_rebuild(work, days[-4])
     assert removed.strip()
 
@@ -434,7 +427,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         "full rebuild (loads the last build covered are gone"
     ), plans(out)
     assert plans(out)["stg_raw__service_events"].startswith("incremental"), plans(out)
-    assert identifiers_plan(out) == "loads of orders covered by the last build are gone"
+    assert plan("identifiers", out) == "loads of orders covered by the last build are gone"
     assert_equal_to_rebuild(work, days[-4])
 
     # the remaining nights, then a re-run of an earlier night: rebuilt as of that night
@@ -444,23 +437,23 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
             # the edges built alone first (nothing new for them): the components then read
             # the changes of the second edges build only, so they compute every component
             alone = dbt_run(work, night, select="int_identity_edges")
-            assert edges_plan(alone) == (0, 0, edges_plan(alone)[2])
+            assert plan("edges", alone) == (0, 0, plan("edges", alone)[2])
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert_identifiers_incremental(out)
-        assert isinstance(edges_plan(out), tuple), edges_plan(out)
+        assert isinstance(plan("edges", out), tuple), plan("edges", out)
         if night == days[-3]:
-            assert COMPONENTS_WHOLE.search(out)[1] == "the edges were built more than once since"
+            assert plan("components", out) == "int_identity_edges was built more than once since"
             reason = "int_identity_components_resolved was built whole"
-            assert source_records_plan(out) == reason
+            assert plan("source records", out) == reason
         else:
-            recomputed, nodes = map(int, RECOMPUTED.search(out).groups())
+            recomputed, nodes = plan("components", out)
             assert 0 < recomputed < nodes / 2, (recomputed, nodes)
-            assert isinstance(source_records_plan(out), tuple), source_records_plan(out)
+            assert isinstance(plan("source records", out), tuple), plan("source records", out)
     assert_equal_to_rebuild(work, days[-1])
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)
-    assert identifiers_plan(out) == "stg_raw__customers was built as of an earlier D"
+    assert plan("identifiers", out) == "stg_raw__customers was built as of an earlier D"
     assert_equal_to_rebuild(work, days[-3])
 
     # another business timezone changes the dates of every row: rebuilt
@@ -468,5 +461,5 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     assert all(
         p.startswith("full rebuild (the model or its settings changed") for p in plans(out).values()
     ), plans(out)
-    assert identifiers_plan(out) == "the model, its inputs' SQL or its settings changed"
+    assert plan("identifiers", out) == "the model, its inputs' SQL or its settings changed"
     assert_equal_to_rebuild(work, days[-3], timezone="UTC")

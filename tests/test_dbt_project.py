@@ -681,17 +681,17 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
         con.close()
 
 
-@pytest.mark.parametrize("edges_read", [True, False], ids=["edges-read", "no-edges-read"])
+@pytest.mark.parametrize("build_kept", [True, False], ids=["build-kept", "no-build-kept"])
 def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
-    built, tmp_path, edges_read
+    built, tmp_path, build_kept
 ):
     """Night 11-01 delivers 21 walk-in orders typed with P2's phone (first seen in
     November: more than supernode_threshold = 20 in one month), so the phone links nothing
     any more: the orders O3, O4 and the ticket T3, which only P2's phone tied to P2's
     account, stop being identity nodes (no customer), the 21 orders never become nodes, and
     the nightly build equals a --full-refresh build of a copy. Also without the record of
-    the edges build the last one read (the first night after an upgrade): every component
-    is computed and the records that are no nodes any more are still deleted."""
+    the components' last build (and so of the edges build it read): every component is
+    computed and the records that are no nodes any more are still deleted."""
     nightly = tmp_path / "nightly"
     full = tmp_path / "full"
     walk_ins = _walk_in_orders(
@@ -707,9 +707,9 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     assert before["order:crm:O3"] == before["ticket:T3"] == C2
 
     nightly_db = nightly / "warehouse.duckdb"
-    if not edges_read:
+    if not build_kept:
         con = duckdb.connect(str(nightly_db))
-        con.execute("drop table intermediate.int_identity_components_resolved__edges_read")
+        con.execute("drop table intermediate.int_identity_components_resolved__last_build")
         con.close()
     night = run_dbt(
         ["build", "--exclude", "source:clv+", "--vars", build_vars("2026-11-01")],
@@ -724,14 +724,11 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     )
     # P2's component (C2, O3, O4, T3) is recomputed: what is left of it, account C2, and
     # the new node C3 (first seen on 11-01 in Shanghai); P1's four records are left alone
-    if edges_read:
+    if build_kept:
         recomputed, nodes, removed = _recomputed_nodes(night)
         assert (recomputed, nodes, removed) == (2, 6, 3)
     else:
-        assert (
-            "identity components: every component computed (no build of the edges recorded)"
-            in night
-        )
+        assert "identity components: every component computed (no earlier build kept)" in night
         nodes = 6
     after = dict(query(nightly_db, "select record_id, customer_id from "
                                    "intermediate.int_identity_components_resolved"))  # fmt: skip

@@ -1,56 +1,35 @@
 {#- Incremental identity components (int_identity_components_resolved, DuckDB only; on
     Spark the model is a table). int_identity_edges keeps the edges that appeared or
     disappeared in its last build (`int_identity_edges__changes`, macros/identity_edges.sql)
-    and this model keeps the id of the edges build it read (`<model>__edges_read`). When
-    the edges were built exactly once since (or not at all), an incremental build finds the
-    records touched since: the ends of every edge that appeared or disappeared, the records
-    that became nodes and the other ends of their edges (an edge kept while one of its ends
-    was no node links two old components once both are), and those that stopped being
-    nodes. Every component of {{ this }} with a touched record is recomputed whole (with
-    the new nodes); the others keep their rows. Otherwise (the edges built twice since, or
-    whole from scratch, or no edges build recorded: the first night after an upgrade)
-    every component is computed. Work tables `<model>__cc_affected` / `__cc_removed` are
-    dropped by connected_components_cleanup. -#}
+    and `<model>__last_build` records the edges build this model read
+    (macros/build_records.sql). When the edges were built exactly once since (or not at
+    all), an incremental build finds the records touched since: the ends of every edge that
+    appeared or disappeared, the records that became nodes and the other ends of their
+    edges (an edge kept while one of its ends was no node links two old components once
+    both are), and those that stopped being nodes. Every component of {{ this }} with a
+    touched record is recomputed whole (with the new nodes); the others keep their rows.
+    Otherwise (the edges built twice since, or whole, or no edges build recorded; a change
+    of the model or these macros; the first night after an upgrade) every component is
+    computed. Work tables `<model>__cc_affected` / `__cc_removed` are dropped by
+    connected_components_cleanup. -#}
 
-{#- A side table of int_identity_edges. -#}
-{% macro identity_components_edges_side(name) -%}
-    {%- set edges = ref('int_identity_edges') -%}
-    {{ return(api.Relation.create(database=edges.database, schema=edges.schema, identifier=edges.identifier ~ '__' ~ name)) }}
+{#- Bump when the SQL of these macros changes what a build computes. -#}
+{% macro identity_components_version() -%}
+    {{ return('2') }}
 {%- endmacro %}
 
-{% macro identity_components_edges_read() -%}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__edges_read')) }}
-{%- endmacro %}
-
-{#- The id of the last edges build: (build_id, base_build_id, has_changes), or none. -#}
-{% macro identity_components_edges_build() -%}
-    {%- set last = identity_components_edges_side('last_build') -%}
-    {%- if not relation_exists_now(last) -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set rows = run_query('select build_id, base_build_id, has_changes from ' ~ last).rows -%}
-    {{ return(rows[0] if rows | length == 1 else none) }}
+{% macro identity_components_fingerprint() -%}
+    {{ return(model.checksum.checksum ~ '|' ~ identity_components_version()) }}
 {%- endmacro %}
 
 {#- 'changes' (the edges were built once since the build this model read: their changes
     are kept), 'unchanged' (not built since), or why every component is computed. -#}
 {% macro identity_components_edges_decision() -%}
-    {%- set read = identity_components_edges_read() -%}
-    {%- set edges = identity_components_edges_build() -%}
-    {%- if not relation_exists_now(read) or edges is none -%}
-        {{ return('no build of the edges recorded') }}
+    {%- set own = own_build_decision(identity_components_fingerprint()) -%}
+    {%- if own.reason is not none -%}
+        {{ return(own.reason) }}
     {%- endif -%}
-    {%- set consumed = run_query('select max(edges_build_id) from ' ~ read).rows[0][0] -%}
-    {%- if consumed is none -%}
-        {{ return('no build of the edges recorded') }}
-    {%- elif edges[0] == consumed -%}
-        {{ return('unchanged') }}
-    {%- elif edges[1] != consumed -%}
-        {{ return('the edges were built more than once since') }}
-    {%- elif not edges[2] -%}
-        {{ return('the edges were built from scratch') }}
-    {%- endif -%}
-    {{ return('changes') }}
+    {{ return(upstream_change('int_identity_edges', own.kept.read.get('int_identity_edges'), ['changes'])) }}
 {%- endmacro %}
 
 {#- The nodes and (undirected) edges the components are computed from: all of them, or
@@ -96,7 +75,7 @@
         changed_edges as (
             {%- if decision == 'changes' %}
             select changes.from_record_id, changes.to_record_id
-            from {{ identity_components_edges_side('changes') }} as changes
+            from {{ side_table('changes', ref('int_identity_edges')) }} as changes
             {%- else %}
             select
                 cast(null as varchar) as from_record_id,
@@ -157,9 +136,9 @@
     {{ return(result) }}
 {%- endmacro %}
 
-{#- post-hook: delete the records that stopped being nodes (incremental builds), keep the
-    id of the edges build this build read (none when the edges keep no build record: the
-    next build computes every component). -#}
+{#- post-hook: delete the records that stopped being nodes (incremental builds), keep what
+    this build changed and record it with the edges build it read (none when the edges
+    keep no build record: the next build computes every component). -#}
 {% macro identity_components_finish() -%}
     {%- if execute and target.type != 'spark' -%}
         {%- set work = connected_components_work_prefix() -%}
@@ -172,38 +151,30 @@
                 ~ work ~ 'removed as removed)'
             ) -%}
         {%- endif -%}
-        {%- set edges = identity_components_edges_build() -%}
-        {%- do run_query(
-            'create or replace table ' ~ identity_components_edges_read() ~ ' as select '
-            ~ ("'" ~ edges[0] ~ "'" if edges else 'cast(null as varchar)') ~ ' as edges_build_id'
-        ) -%}
         {{ identity_components_keep_changes(this.identifier ~ '__cc_affected' in present) }}
-        {#- the copy of the edges that earlier versions of this macro kept -#}
-        {%- do run_query('drop table if exists ' ~ this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier ~ '__edges_built') -%}
+        {#- what earlier versions of these macros kept: a copy of the edges, the edges
+            build read -#}
+        {%- for name in ['edges_built', 'edges_read'] -%}
+            {%- do run_query('drop table if exists ' ~ side_table(name)) -%}
+        {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
 
 {#- What this build changed, for int_source_records_resolved (macros/source_records.sql):
-    `<model>__last_build` (one row: build_id, the dbt invocation; base_build_id, the build
-    before it; has_changes) and, on an incremental build, the records it recomputed or
-    deleted (`<model>__changed_records`): every other record kept its row, and so its
-    customer_id. Part of the post-hook; the work tables are still there. -#}
+    the build's record in `<model>__last_build` (macros/build_records.sql: has_changes on
+    an incremental build, and the edges build it read) and, on an incremental build, the
+    records it recomputed or deleted (`<model>__changed_records`): every other record kept
+    its row, and so its customer_id. Part of the post-hook; the work tables are still
+    there. -#}
 {% macro identity_components_keep_changes(incremental) -%}
     {%- set work = connected_components_work_prefix() -%}
-    {%- set side = this.database ~ '.' ~ this.schema ~ '.' ~ this.identifier -%}
-    {%- set last = side ~ '__last_build' -%}
-    {%- do run_query('create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, has_changes boolean)') -%}
-    {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
-    {%- do run_query('drop table if exists ' ~ side ~ '__changed_records') -%}
+    {%- set changed = side_table('changed_records') -%}
+    {%- do run_query('drop table if exists ' ~ changed) -%}
     {%- if incremental -%}
         {%- do run_query(
-            'create table ' ~ side ~ '__changed_records as select affected.node_id as record_id from ' ~ work
+            'create table ' ~ changed ~ ' as select affected.node_id as record_id from ' ~ work
             ~ 'affected as affected union select removed.record_id from ' ~ work ~ 'removed as removed'
         ) -%}
     {%- endif -%}
-    {%- do run_query(
-        'create or replace table ' ~ last ~ " as select '" ~ invocation_id ~ "' as build_id, "
-        ~ ("'" ~ base ~ "'" if base else 'cast(null as varchar)') ~ ' as base_build_id, '
-        ~ ('true' if incremental else 'false') ~ ' as has_changes'
-    ) -%}
+    {{ keep_build_record(incremental, identity_components_fingerprint(), ['int_identity_edges']) }}
 {%- endmacro %}

@@ -4,15 +4,15 @@
     An incremental build of int_identity_identifiers rewrites the rows of the records it
     touched and of every holder of a value they hold or held (the counts and the
     super-node flag of those values); it keeps what it touched in
-    `int_identity_identifiers__changed_records` / `__changed_values` and the build's id in
-    `__last_build` (macro identity_identifiers_keep_changes). Every other record holds the
+    `int_identity_identifiers__changed_records` / `__changed_values` and the build's record
+    in `__last_build` (macro identity_identifiers_keep_changes, macros/build_records.sql). Every other record holds the
     same usable values as before, each with the same holders, so its edges (to the
     smallest holder of each value) are unchanged. An incremental build here deletes the
     edges from the touched records and from the current holders of the changed values
     (pre-hook) and computes theirs again; the rest stays.
 
     That holds only when this model's last build read the identifiers build just before
-    the current one: `<model>__last_build` keeps the id of the identifiers build it read.
+    the current one: `<model>__last_build` records the identifiers build it read.
     The build is whole (every edge) on a first build or --full-refresh, when the model or
     these macros changed, when the identifiers build was whole, or when the identifiers
     were built more than once since (e.g. `dbt run --select int_identity_identifiers`
@@ -22,13 +22,12 @@
     Each build on an existing table also keeps the edges that appeared or disappeared in
     `<model>__changes` (from_record_id, to_record_id): those from the recomputed records
     on an incremental build, all of them on a whole one; int_identity_components_resolved
-    reads them. `<model>__last_build` holds the build's id (the dbt invocation), the id of
-    the build before it, whether the changes were kept, and the identifiers build it read.
+    reads them. `<model>__last_build` records the build (macros/build_records.sql).
     Work tables `<model>__ed_records` / `__ed_old` are dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes. -#}
 {% macro identity_edges_version() -%}
-    {{ return('1') }}
+    {{ return('2') }}
 {%- endmacro %}
 
 {#- Whether this build computes the edges for real with DuckDB (as for the identifiers). -#}
@@ -38,27 +37,6 @@
 
 {% macro identity_edges_fingerprint() -%}
     {{ return(model.checksum.checksum ~ '|' ~ identity_edges_version()) }}
-{%- endmacro %}
-
-{#- A side table of int_identity_identifiers (restricted store). -#}
-{% macro identity_edges_identifiers_side(name) -%}
-    {%- set identifiers = ref('int_identity_identifiers') -%}
-    {{ return(api.Relation.create(database=identifiers.database, schema=identifiers.schema, identifier=identifiers.identifier ~ '__' ~ name)) }}
-{%- endmacro %}
-
-{#- A side table of this model. -#}
-{% macro identity_edges_side(name) -%}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ name)) }}
-{%- endmacro %}
-
-{#- The id of the last identifiers build, or none. -#}
-{% macro identity_edges_identifiers_build() -%}
-    {%- set last = identity_edges_identifiers_side('last_build') -%}
-    {%- if not relation_exists_now(last) -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set rows = run_query('select build_id, base_build_id, is_whole from ' ~ last).rows -%}
-    {{ return(rows[0] if rows | length == 1 else none) }}
 {%- endmacro %}
 
 {#- namespace(incremental, work): on an incremental build, `<work>records` holds the
@@ -88,11 +66,11 @@
         {%- do run_query('create table ' ~ work ~ 'records (record_id varchar)') -%}
         {%- set values_changed = 0 -%}
     {%- else -%}
-        {%- set changed_values = identity_edges_identifiers_side('changed_values') -%}
+        {%- set changed_values = side_table('changed_values', ref('int_identity_identifiers')) -%}
         {%- set records_sql -%}
             create table {{ work }}records as
             select changed.record_id
-            from {{ identity_edges_identifiers_side('changed_records') }} as changed
+            from {{ side_table('changed_records', ref('int_identity_identifiers')) }} as changed
             union
             select identifiers.record_id
             from {{ ref('int_identity_identifiers') }} as identifiers
@@ -116,35 +94,14 @@
 {#- 'incremental', 'unchanged' (the identifiers were not built since), or why every edge is
     computed. -#}
 {% macro identity_edges_decision() -%}
-    {%- if not is_incremental() -%}
-        {{ return('full refresh' if flags.FULL_REFRESH else 'first build') }}
+    {%- set own = own_build_decision(identity_edges_fingerprint()) -%}
+    {%- if own.reason is not none -%}
+        {{ return(own.reason) }}
     {%- endif -%}
-    {%- set last = identity_edges_side('last_build') -%}
-    {%- if not relation_exists_now(last) -%}
-        {{ return('no earlier build kept') }}
-    {%- endif -%}
-    {%- set kept = run_query('select identifiers_build_id, fingerprint from ' ~ last).rows -%}
-    {%- if kept | length != 1 or kept[0][1] != identity_edges_fingerprint() -%}
-        {{ return('the model or its macros changed') }}
-    {%- endif -%}
-    {%- set identifiers = identity_edges_identifiers_build() -%}
-    {%- if identifiers is none or kept[0][0] is none -%}
-        {{ return('no build of int_identity_identifiers recorded') }}
-    {%- endif -%}
-    {%- if identifiers[0] == kept[0][0] -%}
-        {{ return('unchanged') }}
-    {%- endif -%}
-    {%- if identifiers[1] != kept[0][0] -%}
-        {{ return('int_identity_identifiers was built more than once since') }}
-    {%- endif -%}
-    {%- if identifiers[2] -%}
-        {{ return('int_identity_identifiers was built whole') }}
-    {%- endif -%}
-    {%- if not relation_exists_now(identity_edges_identifiers_side('changed_records'))
-        or not relation_exists_now(identity_edges_identifiers_side('changed_values')) -%}
-        {{ return('the changes of int_identity_identifiers are not kept') }}
-    {%- endif -%}
-    {{ return('incremental') }}
+    {%- set change = upstream_change(
+        'int_identity_identifiers', own.kept.read.get('int_identity_identifiers'), ['changed_records', 'changed_values']
+    ) -%}
+    {{ return('incremental' if change == 'changes' else change) }}
 {%- endmacro %}
 
 {#- pre-hook: delete the edges this build computes again (all of them on a whole build of
@@ -161,14 +118,14 @@
 {%- endmacro %}
 
 {#- post-hook: keep the edges that appeared or disappeared (when the table existed before),
-    the id of this build and of the identifiers build it read (none when the edges were
-    not computed for real: the next build is whole), drop the work tables. -#}
+    record the build and the identifiers build it read (none when the edges were not
+    computed for real: the next build is whole), drop the work tables. -#}
 {% macro identity_edges_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
         {%- set work = work_prefix('__ed_') -%}
         {%- set materialized = identity_edges_materialized() -%}
         {%- set present = work_tables_present('__ed_') if materialized else [] -%}
-        {%- set changes = identity_edges_side('changes') -%}
+        {%- set changes = side_table('changes') -%}
         {%- do run_query('drop table if exists ' ~ changes) -%}
         {%- set kept_changes = this.identifier ~ '__ed_old' in present -%}
         {%- if kept_changes -%}
@@ -183,20 +140,7 @@
                 ~ ' union all (select * from ' ~ work ~ 'old except ' ~ new_edges_sql ~ ')'
             ) -%}
         {%- endif -%}
-        {%- set last = identity_edges_side('last_build') -%}
-        {%- do run_query(
-            'create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, has_changes boolean,'
-            ~ ' identifiers_build_id varchar, fingerprint varchar)'
-        ) -%}
-        {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
-        {%- set identifiers = identity_edges_identifiers_build() if materialized else none -%}
-        {%- do run_query(
-            'create or replace table ' ~ last ~ " as select '" ~ invocation_id ~ "' as build_id, "
-            ~ ("'" ~ base ~ "'" if base else 'cast(null as varchar)') ~ ' as base_build_id, '
-            ~ ('true' if kept_changes else 'false') ~ ' as has_changes, '
-            ~ ("'" ~ identifiers[0] ~ "'" if identifiers else 'cast(null as varchar)') ~ ' as identifiers_build_id, '
-            ~ "'" ~ identity_edges_fingerprint() ~ "' as fingerprint"
-        ) -%}
+        {{ keep_build_record(kept_changes, identity_edges_fingerprint(), ['int_identity_identifiers'], materialized) }}
         {%- for name in ['records', 'old'] -%}
             {%- do run_query('drop table if exists ' ~ work ~ name) -%}
         {%- endfor -%}

@@ -53,10 +53,6 @@
     }) }}
 {%- endmacro %}
 
-{% macro identity_identifiers_side(name) -%}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ name)) }}
-{%- endmacro %}
-
 {#- What the rows depend on besides the staged rows: the model, int_identity_records, the
     SQL these macros render (the source identifiers in full; the version string for the
     rest) and the settings the SQL reads. -#}
@@ -321,8 +317,8 @@ source_identifiers as (
     {%- set plan.incremental = true -%}
     {%- set work = plan.work -%}
     {%- do run_query('drop table if exists ' ~ work ~ 'replace') -%}
-    {%- set by_source = identity_identifiers_side('by_source') -%}
-    {%- set kept = identity_identifiers_side('build_log') -%}
+    {%- set by_source = side_table('by_source') -%}
+    {%- set kept = side_table('build_log') -%}
     {#- the source keys with a staged row new since the staging state kept -#}
     {%- set parts = [] -%}
     {%- for entity, spec in identity_identifiers_entities().items() -%}
@@ -367,7 +363,7 @@ source_identifiers as (
         union
         -- records whose first-seen month is not the one the last build counted them in
         select seen.record_id
-        from {{ identity_identifiers_side('records_seen') }} as seen
+        from {{ side_table('records_seen') }} as seen
         left join {{ ref('int_identity_records') }} as records on seen.record_id = records.record_id
         where seen.first_seen_month is distinct from {{ month_start('records.first_seen_date') }}
     {%- endset -%}
@@ -405,7 +401,7 @@ source_identifiers as (
         distinct records of `__by_source` took 5 s at large) -#}
     {%- set counts = run_query(
         'select (select count(*) from ' ~ work ~ 'keys), (select count(*) from ' ~ work ~ 'touched), (select count(*) from '
-        ~ identity_identifiers_side('records_seen') ~ ')'
+        ~ side_table('records_seen') ~ ')'
     ).rows[0] -%}
     {{ log("identity identifiers: " ~ counts[0] ~ " source keys changed, recomputing " ~ counts[1] ~ " of " ~ counts[2] ~ " records (and the holders of their values)", info=true) }}
     {{ return(plan) }}
@@ -416,9 +412,9 @@ source_identifiers as (
     {%- if not is_incremental() -%}
         {{ return('full refresh' if flags.FULL_REFRESH else 'first build') }}
     {%- endif -%}
-    {%- set by_source = identity_identifiers_side('by_source') -%}
-    {%- set kept = identity_identifiers_side('build_log') -%}
-    {%- set seen = identity_identifiers_side('records_seen') -%}
+    {%- set by_source = side_table('by_source') -%}
+    {%- set kept = side_table('build_log') -%}
+    {%- set seen = side_table('records_seen') -%}
     {%- if adapter.get_relation(by_source.database, by_source.schema, by_source.identifier) is none
         or adapter.get_relation(kept.database, kept.schema, kept.identifier) is none
         or adapter.get_relation(seen.database, seen.schema, seen.identifier) is none -%}
@@ -490,8 +486,8 @@ source_identifiers as (
 {% macro identity_identifiers_finish() -%}
     {%- if identity_identifiers_materialized() -%}
         {%- set work = work_prefix('__id_') -%}
-        {%- set by_source = identity_identifiers_side('by_source') -%}
-        {%- set seen = identity_identifiers_side('records_seen') -%}
+        {%- set by_source = side_table('by_source') -%}
+        {%- set seen = side_table('records_seen') -%}
         {%- set present = work_tables_present('__id_') -%}
         {%- if this.identifier ~ '__id_touched' in present -%}
             {#- the touched records the model wrote no row for (no identifier now, or not
@@ -525,7 +521,7 @@ source_identifiers as (
         {%- endif -%}
         {{ identity_identifiers_keep_changes(this.identifier ~ '__id_touched' in present) }}
         {%- do run_query(
-            'create or replace table ' ~ identity_identifiers_side('build_log')
+            'create or replace table ' ~ side_table('build_log')
             ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at, '"
             ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
         ) -%}
@@ -536,29 +532,23 @@ source_identifiers as (
 {%- endmacro %}
 
 {#- What this build changed, for int_identity_edges (macros/identity_edges.sql) and
-    int_source_records_resolved (macros/source_records.sql): `<model>__last_build` (one
-    row: build_id, the dbt invocation; base_build_id, the build before it; is_whole), and
-    on an incremental build the source keys with new staged rows (`<model>__changed_keys`:
-    source_entity, source_key), the touched records (`<model>__changed_records`) and every
-    value they hold or held (`<model>__changed_values`). Outside those records and the
-    holders of those values, the build left every row as it was. Part of the post-hook;
-    the work tables are still there. -#}
+    int_source_records_resolved (macros/source_records.sql): the build's record in
+    `<model>__last_build` (macros/build_records.sql; has_changes on an incremental build)
+    and, on an incremental build, the source keys with new staged rows
+    (`<model>__changed_keys`: source_entity, source_key), the touched records
+    (`<model>__changed_records`) and every value they hold or held
+    (`<model>__changed_values`). Outside those records and the holders of those values,
+    the build left every row as it was. Part of the post-hook; the work tables are still
+    there. -#}
 {% macro identity_identifiers_keep_changes(incremental) -%}
     {%- set work = work_prefix('__id_') -%}
-    {%- set last = identity_identifiers_side('last_build') -%}
-    {%- do run_query('create table if not exists ' ~ last ~ ' (build_id varchar, base_build_id varchar, is_whole boolean)') -%}
-    {%- set base = run_query('select max(build_id) from ' ~ last).rows[0][0] -%}
     {%- for name in ['keys', 'records', 'values'] -%}
-        {%- do run_query('drop table if exists ' ~ identity_identifiers_side('changed_' ~ name)) -%}
+        {%- do run_query('drop table if exists ' ~ side_table('changed_' ~ name)) -%}
     {%- endfor -%}
     {%- if incremental -%}
         {%- do run_query('alter table ' ~ work ~ 'keys rename to ' ~ this.identifier ~ '__changed_keys') -%}
         {%- do run_query('alter table ' ~ work ~ 'touched rename to ' ~ this.identifier ~ '__changed_records') -%}
         {%- do run_query('alter table ' ~ work ~ 'values rename to ' ~ this.identifier ~ '__changed_values') -%}
     {%- endif -%}
-    {%- do run_query(
-        'create or replace table ' ~ last ~ " as select '" ~ invocation_id ~ "' as build_id, "
-        ~ ("'" ~ base ~ "'" if base else 'cast(null as varchar)') ~ ' as base_build_id, '
-        ~ ('false' if incremental else 'true') ~ ' as is_whole'
-    ) -%}
+    {{ keep_build_record(incremental) }}
 {%- endmacro %}

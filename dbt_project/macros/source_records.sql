@@ -12,35 +12,18 @@
     An incremental build deletes the rows of those keys (pre-hook) and computes them again
     from the staging tables; the rest stays. It does so only when its last build read the
     identifiers and components builds just before the current ones (or the same ones):
-    `<model>__last_build` keeps their ids. Otherwise (first build, --full-refresh, a whole
+    `<model>__last_build` records them (macros/build_records.sql). Otherwise (first build, --full-refresh, a whole
     build of either, either built more than once since, a change of the model or these
     macros) every source key is computed. The decision and the counts are printed in the
     dbt log. The work table `<model>__sr_keys` is dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes. -#}
 {% macro source_records_version() -%}
-    {{ return('1') }}
+    {{ return('2') }}
 {%- endmacro %}
 
 {% macro source_records_fingerprint() -%}
     {{ return(model.checksum.checksum ~ '|' ~ source_records_version()) }}
-{%- endmacro %}
-
-{#- A side table of the model `model_name` (this model when none). -#}
-{% macro source_records_side(name, model_name=none) -%}
-    {%- set relation = ref(model_name) if model_name else this -%}
-    {{ return(api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ '__' ~ name)) }}
-{%- endmacro %}
-
-{#- The last build of an upstream model: (build_id, base_build_id, changes kept), or none. -#}
-{% macro source_records_upstream_build(model_name) -%}
-    {%- set last = source_records_side('last_build', model_name) -%}
-    {%- if not relation_exists_now(last) -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set column = 'not is_whole' if model_name == 'int_identity_identifiers' else 'has_changes' -%}
-    {%- set rows = run_query('select build_id, base_build_id, ' ~ column ~ ' from ' ~ last).rows -%}
-    {{ return(rows[0] if rows | length == 1 else none) }}
 {%- endmacro %}
 
 {#- namespace(reason, keys_changed, records_changed): reason is none when the build can be
@@ -48,39 +31,22 @@
     and its changes are to be read. -#}
 {% macro source_records_decision() -%}
     {%- set result = namespace(reason=none, keys_changed=false, records_changed=false) -%}
-    {%- if not is_incremental() -%}
-        {%- set result.reason = 'full refresh' if flags.FULL_REFRESH else 'first build' -%}
+    {%- set own = own_build_decision(source_records_fingerprint()) -%}
+    {%- if own.reason is not none -%}
+        {%- set result.reason = own.reason -%}
         {{ return(result) }}
     {%- endif -%}
-    {%- set last = source_records_side('last_build') -%}
-    {%- if not relation_exists_now(last) -%}
-        {%- set result.reason = 'no earlier build kept' -%}
-        {{ return(result) }}
-    {%- endif -%}
-    {%- set kept = run_query('select identifiers_build_id, components_build_id, fingerprint from ' ~ last).rows -%}
-    {%- if kept | length != 1 or kept[0][2] != source_records_fingerprint() -%}
-        {%- set result.reason = 'the model or its macros changed' -%}
-        {{ return(result) }}
-    {%- endif -%}
-    {%- for model_name, kept_id, changed in [
-        ('int_identity_identifiers', kept[0][0], 'changed_keys'),
-        ('int_identity_components_resolved', kept[0][1], 'changed_records'),
+    {%- for model_name, changed in [
+        ('int_identity_identifiers', 'changed_keys'),
+        ('int_identity_components_resolved', 'changed_records'),
     ] -%}
-        {%- set upstream = source_records_upstream_build(model_name) -%}
-        {%- if upstream is none or kept_id is none -%}
-            {%- set result.reason = 'no build of ' ~ model_name ~ ' recorded' -%}
-        {%- elif upstream[0] != kept_id -%}
-            {%- if upstream[1] != kept_id -%}
-                {%- set result.reason = model_name ~ ' was built more than once since' -%}
-            {%- elif not upstream[2] or not relation_exists_now(source_records_side(changed, model_name)) -%}
-                {%- set result.reason = model_name ~ ' was built whole' -%}
-            {%- elif model_name == 'int_identity_identifiers' -%}
-                {%- set result.keys_changed = true -%}
-            {%- else -%}
-                {%- set result.records_changed = true -%}
-            {%- endif -%}
-        {%- endif -%}
-        {%- if result.reason is not none -%}
+        {%- set change = upstream_change(model_name, own.kept.read.get(model_name), [changed]) -%}
+        {%- if change == 'changes' and changed == 'changed_keys' -%}
+            {%- set result.keys_changed = true -%}
+        {%- elif change == 'changes' -%}
+            {%- set result.records_changed = true -%}
+        {%- elif change != 'unchanged' -%}
+            {%- set result.reason = change -%}
             {{ return(result) }}
         {%- endif -%}
     {%- endfor -%}
@@ -106,14 +72,14 @@
     {%- if decision.keys_changed -%}
         {%- do parts.append(
             'select changed.source_entity, changed.source_key from '
-            ~ source_records_side('changed_keys', 'int_identity_identifiers') ~ ' as changed'
+            ~ side_table('changed_keys', ref('int_identity_identifiers')) ~ ' as changed'
         ) -%}
     {%- endif -%}
     {%- if decision.records_changed -%}
         {%- do parts.append(
             'select built.entity as source_entity, built.record_key as source_key from ' ~ this ~ ' as built'
             ~ ' where built.record_id in (select changed.record_id from '
-            ~ source_records_side('changed_records', 'int_identity_components_resolved') ~ ' as changed)'
+            ~ side_table('changed_records', ref('int_identity_components_resolved')) ~ ' as changed)'
         ) -%}
     {%- endif -%}
     {%- do run_query('create table ' ~ work ~ 'keys as select distinct * from (' ~ parts | join(' union all ') ~ ') as changed') -%}
@@ -137,21 +103,14 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- post-hook: keep the identifiers and components builds this build read (none when it was
-    not computed for real: the next build is whole), drop the work table. -#}
+{#- post-hook: record the build with the identifiers and components builds it read (none
+    when it was not computed for real: the next build is whole), drop the work table. -#}
 {% macro source_records_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
-        {%- set materialized = identity_identifiers_materialized() -%}
-        {%- set ids = [] -%}
-        {%- for model_name in ['int_identity_identifiers', 'int_identity_components_resolved'] -%}
-            {%- set upstream = source_records_upstream_build(model_name) if materialized else none -%}
-            {%- do ids.append("'" ~ upstream[0] ~ "'" if upstream else 'cast(null as varchar)') -%}
-        {%- endfor -%}
-        {%- do run_query(
-            'create or replace table ' ~ source_records_side('last_build') ~ ' as select '
-            ~ ids[0] ~ ' as identifiers_build_id, ' ~ ids[1] ~ ' as components_build_id, '
-            ~ "'" ~ source_records_fingerprint() ~ "' as fingerprint"
-        ) -%}
+        {{ keep_build_record(
+            false, source_records_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
+            identity_identifiers_materialized()
+        ) }}
         {%- do run_query('drop table if exists ' ~ work_prefix('__sr_') ~ 'keys') -%}
     {%- endif -%}
 {%- endmacro %}

@@ -1,0 +1,105 @@
+{#- The hand-over between the incremental builds of the identity models (DuckDB).
+
+    A model that can tell what its build changed keeps it beside its table (side tables
+    `<model>__changed_*` or `<model>__changes`) with one row describing the build in
+    `<model>__last_build`:
+    - build_id: the dbt invocation;
+    - base_build_id: the build before it;
+    - has_changes: whether the side tables hold this build's changes (false after a whole
+      build that kept none);
+    - fingerprint: the model's checksum and the version of its macros (none when the model
+      keeps its own state, as int_identity_identifiers does);
+    - read_<model>: for each upstream model it read, the id of that model's build it read
+      (none when it did not compute for real: the next build is whole).
+    A downstream build can start from an upstream's changes only when the upstream was
+    built exactly once since the build it read last (upstream_change). -#}
+
+{#- The side table `<relation>__<name>` (of this model when relation is none). -#}
+{% macro side_table(name, relation=none) -%}
+    {%- set owner = relation if relation is not none else this -%}
+    {{ return(api.Relation.create(database=owner.database, schema=owner.schema, identifier=owner.identifier ~ '__' ~ name)) }}
+{%- endmacro %}
+
+{#- The build kept for `relation` (this model when none): a dict with build_id,
+    base_build_id, has_changes, fingerprint and read (upstream model name -> build id), or
+    none. A column the table lacks (kept by an earlier version) reads as none. -#}
+{% macro build_record(relation=none) -%}
+    {%- set last = side_table('last_build', relation) -%}
+    {%- if not relation_exists_now(last) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set table = run_query('select * from ' ~ last) -%}
+    {%- if table.rows | length != 1 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set record = {'build_id': none, 'base_build_id': none, 'has_changes': none, 'fingerprint': none, 'read': {}} -%}
+    {%- for name in table.column_names -%}
+        {%- set value = table.rows[0][loop.index0] -%}
+        {%- if name.startswith('read_') -%}
+            {%- do record['read'].update({name[5:]: value}) -%}
+        {%- elif name in ['build_id', 'base_build_id', 'has_changes', 'fingerprint'] -%}
+            {%- do record.update({name: value}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(record) }}
+{%- endmacro %}
+
+{#- Why this build computes everything, or none when it may start from its last build:
+    namespace(reason, kept), kept being this model's build record. -#}
+{% macro own_build_decision(fingerprint) -%}
+    {%- set result = namespace(reason=none, kept=none) -%}
+    {%- if not is_incremental() -%}
+        {%- set result.reason = 'full refresh' if flags.FULL_REFRESH else 'first build' -%}
+        {{ return(result) }}
+    {%- endif -%}
+    {%- set result.kept = build_record() -%}
+    {%- if result.kept is none -%}
+        {%- set result.reason = 'no earlier build kept' -%}
+    {%- elif result.kept.fingerprint != fingerprint -%}
+        {%- set result.reason = 'the model or its macros changed' -%}
+    {%- endif -%}
+    {{ return(result) }}
+{%- endmacro %}
+
+{#- How the upstream `model_name` changed since its build `read_id` (the one this model's
+    last build read): 'unchanged' (not built since), 'changes' (built once since, with its
+    changes kept in the side tables `tables`), or why this build is whole. -#}
+{% macro upstream_change(model_name, read_id, tables) -%}
+    {%- set upstream = build_record(ref(model_name)) -%}
+    {%- if upstream is none or upstream.build_id is none or read_id is none -%}
+        {{ return('no build of ' ~ model_name ~ ' recorded') }}
+    {%- elif upstream.build_id == read_id -%}
+        {{ return('unchanged') }}
+    {%- elif upstream.base_build_id != read_id -%}
+        {{ return(model_name ~ ' was built more than once since') }}
+    {%- elif not upstream.has_changes -%}
+        {{ return(model_name ~ ' was built whole') }}
+    {%- endif -%}
+    {%- for name in tables if not relation_exists_now(side_table(name, ref(model_name))) -%}
+        {{ return('the changes of ' ~ model_name ~ ' are not kept') }}
+    {%- endfor -%}
+    {{ return('changes') }}
+{%- endmacro %}
+
+{#- Part of a post-hook: record this build in `<this>__last_build`, with the current build
+    of each upstream model in `read` as the one it read (none when `read_known` is false:
+    the next build is whole). -#}
+{% macro keep_build_record(has_changes, fingerprint=none, read=[], read_known=true) -%}
+    {%- set before = build_record() -%}
+    {%- set columns = [
+        sql_text_or_null(invocation_id) ~ ' as build_id',
+        sql_text_or_null(before.build_id if before else none) ~ ' as base_build_id',
+        ('true' if has_changes else 'false') ~ ' as has_changes',
+        sql_text_or_null(fingerprint) ~ ' as fingerprint',
+    ] -%}
+    {%- for model_name in read -%}
+        {%- set upstream = build_record(ref(model_name)) if read_known else none -%}
+        {%- do columns.append(sql_text_or_null(upstream.build_id if upstream else none) ~ ' as read_' ~ model_name) -%}
+    {%- endfor -%}
+    {%- do run_query('create or replace table ' ~ side_table('last_build') ~ ' as select ' ~ columns | join(', ')) -%}
+{%- endmacro %}
+
+{#- A text literal (a build id or fingerprint: no quotes inside), or a typed NULL. -#}
+{% macro sql_text_or_null(value) -%}
+    {{ return("'" ~ value ~ "'" if value is not none else 'cast(null as varchar)') }}
+{%- endmacro %}
