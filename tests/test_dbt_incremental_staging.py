@@ -46,6 +46,7 @@ STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
 COMPONENTS = "int_identity_components_resolved"
 EDGES = "int_identity_edges"
 SOURCE_RECORDS = "int_source_records_resolved"
+CHANGE_LOG = "int_source_records_logged"
 # int_identity_identifiers and the source identifiers it keeps (restricted store)
 IDENTIFIERS = ("int_identity_identifiers", "int_identity_identifiers__by_source")
 
@@ -69,6 +70,10 @@ PLANS = {
         r"source records: every source key computed \((.*)\)",
         r"source records: recomputing (\d+) source keys of (\d+)",
     ),
+    "change log": (
+        r"customer-change log: every source record compared \((.*)\)",
+        r"customer-change log: comparing (\d+) source records",
+    ),
 }
 
 
@@ -76,7 +81,8 @@ def plan(model: str, out: str) -> str | tuple[int, ...]:
     """The plan a model printed: the reason of a whole build, or the counts of an
     incremental one (components: recomputed nodes, nodes; identifiers: changed source
     keys, recomputed records, records; edges: records whose edges are recomputed, changed
-    identifier values, edges before; source records: keys computed again, rows before)."""
+    identifier values, edges before; source records: keys computed again, rows before;
+    change log: source records compared)."""
     whole, counts = PLANS[model]
     found = re.search(whole, out)
     if found:
@@ -101,9 +107,9 @@ def dbt_run(
     as_of: date,
     *extra: str,
     timezone: str = "Asia/Shanghai",
-    select: str = "+int_source_records_resolved",
+    select: str = "+int_source_records_logged",
 ) -> str:
-    """`dbt run` of the staging and identity models (up to the source records, or `select`) as
+    """`dbt run` of the staging and identity models (up to the customer-change log, or `select`) as
     of `as_of` on the stores in `work`; its stdout."""
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
@@ -192,6 +198,19 @@ def differences(
             ).fetchall()[0][0],
             con.execute(f"select count(*) from {a}").fetchall()[0][0],
         )
+    # the customer-change log (built at different times, so not compared with the
+    # rebuild) logs every source record with its current customer
+    resolved, logged = f"inc_wh.intermediate.{SOURCE_RECORDS}", f"inc_wh.intermediate.{CHANGE_LOG}"
+    out[CHANGE_LOG] = (
+        con.execute(
+            f"select count(*) from {resolved} as resolved left join {logged} as logged "
+            "on resolved.source_record_id = logged.source_record_id "
+            "where logged.customer_id is distinct from resolved.customer_id "
+            "or logged.source_record_id is null"
+        ).fetchall()[0][0],
+        0,
+        con.execute(f"select count(*) from {logged}").fetchall()[0][0],
+    )
     con.close()
     return out
 
@@ -378,6 +397,8 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         else:
             keys, rows = plan("source records", out)
             assert 0 < keys < rows / 2, plan("source records", out)
+            # the change log compares the keys the source records computed again
+            assert plan("change log", out) == (keys,), plan("change log", out)
         assert_equal_to_rebuild(work, night)
     # the moved order's record and the social account's old record (its only interaction
     # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
@@ -446,6 +467,8 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
             assert plan("components", out) == "int_identity_edges was built more than once since"
             reason = "int_identity_components_resolved was built whole"
             assert plan("source records", out) == reason
+            reason = "int_source_records_resolved was built whole"
+            assert plan("change log", out) == reason
         else:
             recomputed, nodes = plan("components", out)
             assert 0 < recomputed < nodes / 2, (recomputed, nodes)

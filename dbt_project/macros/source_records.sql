@@ -15,7 +15,10 @@
     `<model>__last_build` records them (macros/build_records.sql). Otherwise (first build, --full-refresh, a whole
     build of either, either built more than once since, a change of the model or these
     macros) every source key is computed. The decision and the counts are printed in the
-    dbt log. The work table `<model>__sr_keys` is dropped by the post-hook. -#}
+    dbt log. An incremental build keeps the keys it computed again in
+    `<model>__changed_keys` (source_record_id) for the customer-change log
+    (int_source_records_logged), which compares only those (source_records_logged_scope).
+    The work table `<model>__sr_keys` is dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes. -#}
 {% macro source_records_version() -%}
@@ -103,14 +106,70 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- post-hook: record the build with the identifiers and components builds it read (none
-    when it was not computed for real: the next build is whole), drop the work table. -#}
+{#- post-hook: keep the keys this build computed again (incremental builds), record the
+    build with the identifiers and components builds it read (none when it was not computed
+    for real: the next build is whole), drop the work table. -#}
 {% macro source_records_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
+        {%- set materialized = identity_identifiers_materialized() -%}
+        {%- set work = work_prefix('__sr_') -%}
+        {%- set changed = side_table('changed_keys') -%}
+        {%- set incremental = materialized and this.identifier ~ '__sr_keys' in work_tables_present('__sr_') -%}
+        {%- do run_query('drop table if exists ' ~ changed) -%}
+        {%- if incremental -%}
+            {%- do run_query(
+                'create table ' ~ changed ~ " as select keys.source_entity || '/' || keys.source_key as source_record_id"
+                ~ ' from ' ~ work ~ 'keys as keys'
+            ) -%}
+        {%- endif -%}
         {{ keep_build_record(
-            false, source_records_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
-            identity_identifiers_materialized()
+            incremental, source_records_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
+            materialized
         ) }}
-        {%- do run_query('drop table if exists ' ~ work_prefix('__sr_') ~ 'keys') -%}
+        {%- do run_query('drop table if exists ' ~ work ~ 'keys') -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The customer-change log (int_source_records_logged) compares each source record's
+    customer with the one it logged. An incremental build of int_source_records_resolved
+    rewrites only the keys in its `__changed_keys`; every other row is as it was when the
+    log last compared it. When the source records were built exactly once since the log's
+    last build (`<model>__last_build` records which build it read), the log compares only
+    those keys; when they were not built since, none; otherwise (first build,
+    --full-refresh, a whole build of the source records, built more than once since, a
+    change of the model or these macros) every record. -#}
+
+{% macro source_records_logged_fingerprint() -%}
+    {{ return(model.checksum.checksum ~ '|' ~ source_records_version()) }}
+{%- endmacro %}
+
+{#- A query of the source_record_id to compare, or none (every record). -#}
+{% macro source_records_logged_scope() -%}
+    {%- if not identity_identifiers_materialized() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set own = own_build_decision(source_records_logged_fingerprint()) -%}
+    {%- set change = own.reason if own.reason is not none else upstream_change(
+        'int_source_records_resolved', own.kept.read.get('int_source_records_resolved'), ['changed_keys']
+    ) -%}
+    {%- if change == 'unchanged' -%}
+        {{ log("customer-change log: comparing 0 source records (int_source_records_resolved not built since)", info=true) }}
+        {{ return('select cast(null as varchar) as source_record_id where false') }}
+    {%- elif change != 'changes' -%}
+        {{ log("customer-change log: every source record compared (" ~ change ~ ")", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set changed = side_table('changed_keys', ref('int_source_records_resolved')) -%}
+    {%- set count = run_query('select count(*) from ' ~ changed).rows[0][0] -%}
+    {{ log("customer-change log: comparing " ~ count ~ " source records", info=true) }}
+    {{ return('select changed.source_record_id from ' ~ changed ~ ' as changed') }}
+{%- endmacro %}
+
+{#- post-hook: record the build and the source records build it read. -#}
+{% macro source_records_logged_finish() -%}
+    {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
+        {{ keep_build_record(
+            false, source_records_logged_fingerprint(), ['int_source_records_resolved'], identity_identifiers_materialized()
+        ) }}
     {%- endif -%}
 {%- endmacro %}

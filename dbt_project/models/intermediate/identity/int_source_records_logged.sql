@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='source_record_id',
         on_schema_change='sync_all_columns',
+        post_hook=["{{ source_records_logged_finish() }}"],
     )
 }}
 
@@ -18,11 +19,19 @@
 -- row once. Records that left the warehouse (a withdrawn delivery) keep their row until a
 -- --full-refresh: no fact has rows for them. An erasure deletes the person's rows (every
 -- table with a customer_id) and requests a full refresh.
+--
+-- On DuckDB a nightly build compares only the source records that the last build of
+-- int_source_records_resolved rewrote (macro source_records_logged_scope): every other
+-- record has the customer the log compared before.
+{%- set scope = source_records_logged_scope() if is_incremental() else none %}
 
 with
 
 resolved as (
     select * from {{ ref('int_source_records_resolved') }}
+    {%- if scope is not none %}
+    where source_record_id in ({{ scope }})
+    {%- endif %}
 ),
 
 {% if is_incremental() %}
