@@ -47,6 +47,7 @@ COMPONENTS = "int_identity_components_resolved"
 EDGES = "int_identity_edges"
 SOURCE_RECORDS = "int_source_records_resolved"
 CHANGE_LOG = "int_source_records_logged"
+GOLDEN = "int_customer_profiles_merged"
 # int_identity_identifiers and the source identifiers it keeps (restricted store)
 IDENTIFIERS = ("int_identity_identifiers", "int_identity_identifiers__by_source")
 
@@ -74,6 +75,10 @@ PLANS = {
         r"customer-change log: every source record compared \((.*)\)",
         r"customer-change log: comparing (\d+) source records",
     ),
+    "golden record": (
+        r"golden record: every customer computed \((.*)\)",
+        r"golden record: recomputing (\d+) customers of (\d+)",
+    ),
 }
 
 
@@ -82,7 +87,8 @@ def plan(model: str, out: str) -> str | tuple[int, ...]:
     incremental one (components: recomputed nodes, nodes; identifiers: changed source
     keys, recomputed records, records; edges: records whose edges are recomputed, changed
     identifier values, edges before; source records: keys computed again, rows before;
-    change log: source records compared)."""
+    change log: source records compared; golden record: customers recomputed, rows
+    before)."""
     whole, counts = PLANS[model]
     found = re.search(whole, out)
     if found:
@@ -107,13 +113,15 @@ def dbt_run(
     as_of: date,
     *extra: str,
     timezone: str = "Asia/Shanghai",
-    select: str = "+int_source_records_logged",
+    select: str = f"+{CHANGE_LOG} +{GOLDEN}",
+    command: str = "run",
 ) -> str:
-    """`dbt run` of the staging and identity models (up to the customer-change log, or `select`) as
-    of `as_of` on the stores in `work`; its stdout."""
+    """`dbt run` (or `command`) of the staging and identity models (up to the customer-change
+    log and the golden record, or `select`) as of `as_of` on the stores in `work`; its
+    stdout."""
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
-        [str(dbt), "run", "--select", select, *extra,
+        [str(dbt), command, "--select", select, *extra,
          "--vars", f"{{as_of_date: {as_of.isoformat()}, business_timezone: {timezone}}}",
          "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
          "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
@@ -176,8 +184,9 @@ def differences(
         ).fetchall()[0][0]
         rows = con.execute(f"select count(*) from {a}").fetchall()[0][0]
         out[model] = (only_inc, only_full, rows)
-    for model in IDENTIFIERS:
-        a, b = f"inc.identity.{model}", f"full_build.identity.{model}"
+    for model in (*IDENTIFIERS, f"golden.{GOLDEN}"):
+        schema, model = model.split(".") if "." in model else ("identity", model)
+        a, b = f"inc.{schema}.{model}", f"full_build.{schema}.{model}"
         out[model] = (
             con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchall()[0][0],
             con.execute(f"select count(*) from (select * from {b} except all select * from {a})").fetchall()[0][0],
@@ -345,6 +354,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     )  # fmt: skip
     con.close()
 
+    dbt_run(work, first, command="seed", select="source_priority")  # read by the golden record
     out = dbt_run(work, first)
     assert set(plans(out).values()) == {"full rebuild (first build)"}, plans(out)
     assert early_order_staged(work) == 0
@@ -397,8 +407,11 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         else:
             keys, rows = plan("source records", out)
             assert 0 < keys < rows / 2, plan("source records", out)
-            # the change log compares the keys the source records computed again
+            # the change log compares the keys the source records computed again, the
+            # golden record recomputes the customers of their accounts
             assert plan("change log", out) == (keys,), plan("change log", out)
+            customers, rows = plan("golden record", out)
+            assert 0 < customers < rows / 2, plan("golden record", out)
         assert_equal_to_rebuild(work, night)
     # the moved order's record and the social account's old record (its only interaction
     # moved) hold nothing now; the desk phone is a super-node on every holder, the earlier
@@ -468,7 +481,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
             reason = "int_identity_components_resolved was built whole"
             assert plan("source records", out) == reason
             reason = "int_source_records_resolved was built whole"
-            assert plan("change log", out) == reason
+            assert plan("change log", out) == plan("golden record", out) == reason
         else:
             recomputed, nodes = plan("components", out)
             assert 0 < recomputed < nodes / 2, (recomputed, nodes)

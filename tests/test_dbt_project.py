@@ -504,6 +504,7 @@ IDENTITY_TABLES = (
     "intermediate.int_source_records_resolved",
     # restricted store: attached as `restricted` (nightly) and `full_restricted`
     "restricted.identity.int_identity_identifiers",
+    "restricted.golden.int_customer_profiles_merged",
 )
 
 

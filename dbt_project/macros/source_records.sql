@@ -16,13 +16,15 @@
     build of either, either built more than once since, a change of the model or these
     macros) every source key is computed. The decision and the counts are printed in the
     dbt log. An incremental build keeps the keys it computed again in
-    `<model>__changed_keys` (source_record_id) for the customer-change log
-    (int_source_records_logged), which compares only those (source_records_logged_scope).
-    The work table `<model>__sr_keys` is dropped by the post-hook. -#}
+    `<model>__changed_keys` (source_record_id, entity, the customer_id before and after the
+    build; NULL where the key had no row, or has none now) for the customer-change log
+    (int_source_records_logged, source_records_logged_scope) and the golden record
+    (macros/golden_record.sql), which start from them. The work tables `<model>__sr_keys`
+    and `__sr_old` are dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes. -#}
 {% macro source_records_version() -%}
-    {{ return('2') }}
+    {{ return('3') }}
 {%- endmacro %}
 
 {% macro source_records_fingerprint() -%}
@@ -64,7 +66,9 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- set work = work_prefix('__sr_') -%}
-    {%- do run_query('drop table if exists ' ~ work ~ 'keys') -%}
+    {%- for name in ['keys', 'old'] -%}
+        {%- do run_query('drop table if exists ' ~ work ~ name) -%}
+    {%- endfor -%}
     {%- set decision = source_records_decision() -%}
     {%- if decision.reason is not none -%}
         {#- the pre-hook deletes every row of an existing table -#}
@@ -86,6 +90,11 @@
         ) -%}
     {%- endif -%}
     {%- do run_query('create table ' ~ work ~ 'keys as select distinct * from (' ~ parts | join(' union all ') ~ ') as changed') -%}
+    {#- the rows the pre-hook deletes, for the customers before the build -#}
+    {%- do run_query(
+        'create table ' ~ work ~ 'old as select built.source_record_id, built.customer_id from ' ~ this ~ ' as built'
+        ~ " where built.source_record_id in (select keys.source_entity || '/' || keys.source_key from " ~ work ~ 'keys as keys)'
+    ) -%}
     {%- set plan.incremental = true -%}
     {%- set plan.keys = work ~ 'keys' -%}
     {%- set counts = run_query('select (select count(*) from ' ~ work ~ 'keys), (select count(*) from ' ~ this ~ ')').rows[0] -%}
@@ -117,16 +126,26 @@
         {%- set incremental = materialized and this.identifier ~ '__sr_keys' in work_tables_present('__sr_') -%}
         {%- do run_query('drop table if exists ' ~ changed) -%}
         {%- if incremental -%}
-            {%- do run_query(
-                'create table ' ~ changed ~ " as select keys.source_entity || '/' || keys.source_key as source_record_id"
-                ~ ' from ' ~ work ~ 'keys as keys'
-            ) -%}
+            {%- set changed_sql -%}
+                create table {{ changed }} as
+                with keys as (
+                    select keys.source_entity || '/' || keys.source_key as source_record_id, keys.source_entity as entity
+                    from {{ work }}keys as keys
+                )
+                select keys.source_record_id, keys.entity, old.customer_id as old_customer_id, built.customer_id
+                from keys
+                left join {{ work }}old as old on keys.source_record_id = old.source_record_id
+                left join {{ this }} as built on keys.source_record_id = built.source_record_id
+            {%- endset -%}
+            {%- do run_query(changed_sql) -%}
         {%- endif -%}
         {{ keep_build_record(
             incremental, source_records_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
             materialized
         ) }}
-        {%- do run_query('drop table if exists ' ~ work ~ 'keys') -%}
+        {%- for name in ['keys', 'old'] -%}
+            {%- do run_query('drop table if exists ' ~ work ~ name) -%}
+        {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
 

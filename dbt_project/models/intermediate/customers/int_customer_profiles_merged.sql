@@ -1,4 +1,14 @@
-{{ config(materialized='table', database='restricted', schema='golden') }}
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        database='restricted',
+        schema='golden',
+        incremental_strategy='append',
+        on_schema_change='sync_all_columns',
+        pre_hook="{{ golden_record_prepare() }}",
+        post_hook=["{{ golden_record_finish() }}"],
+    )
+}}
 
 -- RESTRICTED: the golden record with clear personal data (name, phone, email, address),
 -- one row per customer. Lives in the restricted store (restricted.duckdb, schema `golden`,
@@ -9,11 +19,19 @@
 -- then the smaller record key.
 -- first_<field>_date: the first business date the field was known (non-NULL on some
 -- version), which gives the profile completeness of any past date.
+--
+-- Incremental on DuckDB (macros/golden_record.sql): a nightly build computes again only
+-- the customers of the account keys that int_source_records_resolved computed again (a new
+-- profile version, a change of customer), before and after; the pre-hook deletes their
+-- rows first. tests/test_dbt_incremental_staging.py and tests/test_dbt_project.py compare
+-- it with a build from scratch.
+-- depends_on: {{ ref('int_source_records_resolved') }}
 
 {%- set fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'province', 'city',
                   'address', 'member_level', 'marketing_consent', 'unionid', 'registered_at'] %}
 {%- set completeness_fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'city'] %}
 {%- set survivorship = [('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')] %}
+{%- set scope = golden_record_plan() if is_incremental() else none %}
 
 with
 
@@ -27,6 +45,9 @@ profile_versions as (
             order by {{ sort_keys_sql(survivorship) }}
         ) as version_rank
     from {{ ref('int_customer_profile_versions') }}
+    {%- if scope is not none %}
+    where customer_id in (select scoped.customer_id from {{ scope }} as scoped)
+    {%- endif %}
 ),
 
 merged as (

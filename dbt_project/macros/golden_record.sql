@@ -1,0 +1,93 @@
+{#- Incremental golden record (int_customer_profiles_merged, DuckDB only; on Spark, in unit
+    tests and when the model is only compiled it is computed whole).
+
+    A customer's row is computed from the profile versions of the customer's accounts
+    (int_customer_profile_versions: the staged profile versions of each account key, with
+    the account's customer from int_source_records_resolved). It changes only when an
+    account key gets a new staged version or changes customer, and an incremental build of
+    int_source_records_resolved computes such keys again: it keeps them in
+    `int_source_records_resolved__changed_keys` with the customer before and after
+    (macros/source_records.sql). An incremental build here deletes the rows of the
+    customers before and after of the changed account keys (pre-hook) and computes them
+    again from all their versions; a customer that no longer has an account is left out.
+    Every other customer has the same versions as before.
+
+    It does so only when its last build read the build of int_source_records_resolved just
+    before the current one (`<model>__last_build`, macros/build_records.sql); otherwise
+    (first build, --full-refresh, a whole build of the source records, built more than
+    once since, a change of the model, these macros or the source_priority seed) every
+    customer is computed. The decision and the counts are printed in the dbt log. The work
+    table `<model>__gr_customers` is dropped by the post-hook. -#}
+
+{#- Bump when the SQL of these macros changes what a build computes. -#}
+{% macro golden_record_version() -%}
+    {{ return('1') }}
+{%- endmacro %}
+
+{#- The model, these macros and the survivorship priorities of the seed. -#}
+{% macro golden_record_fingerprint() -%}
+    {%- set seed = graph.nodes.get('seed.crm_warehouse.source_priority') -%}
+    {{ return(model.checksum.checksum ~ '|' ~ golden_record_version() ~ '|' ~ (seed.checksum.checksum if seed else '')) }}
+{%- endmacro %}
+
+{#- On an incremental build, the work table of the customer_id computed again; none on a
+    whole build. -#}
+{% macro golden_record_plan() -%}
+    {%- if not identity_identifiers_materialized() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set work = work_prefix('__gr_') -%}
+    {%- do run_query('drop table if exists ' ~ work ~ 'customers') -%}
+    {%- set own = own_build_decision(golden_record_fingerprint()) -%}
+    {%- set change = own.reason if own.reason is not none else upstream_change(
+        'int_source_records_resolved', own.kept.read.get('int_source_records_resolved'), ['changed_keys']
+    ) -%}
+    {%- if change not in ['changes', 'unchanged'] -%}
+        {#- the pre-hook deletes every row of an existing table -#}
+        {{ log("golden record: every customer computed (" ~ change ~ ")", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set customers_sql -%}
+        create table {{ work }}customers as
+        {%- if change == 'changes' %}
+        with changed as (
+            select changed.old_customer_id, changed.customer_id
+            from {{ side_table('changed_keys', ref('int_source_records_resolved')) }} as changed
+            where changed.entity = 'customers'
+        )
+        select changed.old_customer_id as customer_id from changed where changed.old_customer_id is not null
+        union
+        select changed.customer_id from changed where changed.customer_id is not null
+        {%- else %}
+        select cast(null as varchar) as customer_id where false
+        {%- endif %}
+    {%- endset -%}
+    {%- do run_query(customers_sql) -%}
+    {%- set counts = run_query('select (select count(*) from ' ~ work ~ 'customers), (select count(*) from ' ~ this ~ ')').rows[0] -%}
+    {{ log("golden record: recomputing " ~ counts[0] ~ " customers of " ~ counts[1], info=true) }}
+    {{ return(work ~ 'customers') }}
+{%- endmacro %}
+
+{#- pre-hook: delete the rows this build computes again (all of them on a whole build of the
+    existing table). -#}
+{% macro golden_record_prepare() -%}
+    {%- if execute and target.type != 'spark' and is_incremental() -%}
+        {%- set present = work_tables_present('__gr_') if identity_identifiers_materialized() else [] -%}
+        {%- if this.identifier ~ '__gr_customers' in present -%}
+            delete from {{ this }} where customer_id in (select scoped.customer_id from {{ work_prefix('__gr_') }}customers as scoped)
+        {%- else -%}
+            delete from {{ this }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- post-hook: record the build and the source records build it read (none when it was not
+    computed for real: the next build is whole), drop the work table. -#}
+{% macro golden_record_finish() -%}
+    {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
+        {{ keep_build_record(
+            false, golden_record_fingerprint(), ['int_source_records_resolved'], identity_identifiers_materialized()
+        ) }}
+        {%- do run_query('drop table if exists ' ~ work_prefix('__gr_') ~ 'customers') -%}
+    {%- endif -%}
+{%- endmacro %}
