@@ -15,8 +15,8 @@
     It does so only when its last build read the build of int_source_records_resolved just
     before the current one (`<model>__last_build`, macros/build_records.sql); otherwise
     (first build, --full-refresh, a whole build of the source records, built more than
-    once since, a change of the model, these macros or the source_priority seed) every
-    customer is computed. The decision and the counts are printed in the dbt log. The work
+    once since, a change of the model, its input view, the macros it calls or the source
+    priorities) every customer is computed. The decision and the counts are printed in the dbt log. The work
     table `<model>__gr_customers` is dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes. -#}
@@ -24,10 +24,28 @@
     {{ return('1') }}
 {%- endmacro %}
 
-{#- The model, these macros and the survivorship priorities of the seed. -#}
+{#- The survivorship order of a customer's profile versions: latest first, then the lower
+    source priority, then the smaller record key. -#}
+{% macro golden_record_survivorship() -%}
+    {{ return([('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')]) }}
+{%- endmacro %}
+
+{#- What every row depends on besides the profile versions' rows: the model, its input
+    view int_customer_profile_versions, the survivorship macros it calls (rendered), these
+    macros, and the source priorities as loaded (not the seed file: a seed edited but not
+    loaded yet changes nothing). -#}
 {% macro golden_record_fingerprint() -%}
-    {%- set seed = graph.nodes.get('seed.crm_warehouse.source_priority') -%}
-    {{ return(model.checksum.checksum ~ '|' ~ golden_record_version() ~ '|' ~ (seed.checksum.checksum if seed else '')) }}
+    {%- set versions = graph.nodes.get('model.crm_warehouse.int_customer_profile_versions') -%}
+    {%- set survivorship = golden_record_survivorship() -%}
+    {%- set rendered = first_known('x', survivorship, rank='r') ~ first_known('x', survivorship) ~ sort_keys_sql(survivorship) -%}
+    {%- set priorities = run_query(
+        "select coalesce(string_agg(source_system || '=' || priority, ',' order by source_system), '') from "
+        ~ ref('source_priority')
+    ).rows[0][0] -%}
+    {{ return(local_md5(
+        model.checksum.checksum ~ '|' ~ (versions.checksum.checksum if versions else '') ~ '|' ~ rendered
+        ~ '|' ~ golden_record_version() ~ '|' ~ priorities
+    )) }}
 {%- endmacro %}
 
 {#- On an incremental build, the work table of the customer_id computed again; none on a

@@ -19,7 +19,8 @@ What `forget()` does, in the warehouse with the restricted store attached:
 4. **Clears the warehouse.** The person's rows of the tables dbt derives into the
    restricted store (identifiers, golden record) are deleted, its staging tables dropped
    (the next build makes them again), and rows of the person's
-   customer_id are deleted from every warehouse table that has one, and the next dbt build is a full refresh
+   customer_id are deleted from every warehouse table that has one (as `customer_id`, or as
+   `old_customer_id` in the identity models' build state), and the next dbt build is a full refresh
    (`privacy.full_refresh_requests`), so the next publication neither counts nor shows
    them. The published files change at the next publication (the next night, or
    `crm run --date D` at once).
@@ -283,15 +284,25 @@ def _remove_raw_rows(
     return counts
 
 
-def _warehouse_tables_with_customer_id(con: duckdb.DuckDBPyConnection) -> list[str]:
+#: Columns that hold a customer_id: the customer, and in the identity models' build state
+#: the customer a source record had before a build (int_source_records_resolved__changed_keys).
+CUSTOMER_ID_COLUMNS = ("customer_id", "old_customer_id")
+
+
+def _warehouse_tables_with_customer_id(
+    con: duckdb.DuckDBPyConnection,
+) -> list[tuple[str, list[str]]]:
+    """(table, its CUSTOMER_ID_COLUMNS) of every warehouse table with one of them."""
     rows = con.execute(
-        """select schema_name, table_name from duckdb_columns()
-        where database_name = current_database() and column_name = 'customer_id'
+        """select schema_name, table_name, list(column_name order by column_name)
+        from duckdb_columns()
+        where database_name = current_database() and list_contains(?, column_name)
           and table_name in (select table_name from duckdb_tables()
                              where database_name = current_database())
-        group by all order by all"""
+        group by all order by all""",
+        [list(CUSTOMER_ID_COLUMNS)],
     ).fetchall()
-    return [f'"{s}"."{t}"' for s, t in rows]
+    return [(f'"{s}"."{t}"', columns) for s, t, columns in rows]
 
 
 def forget(
@@ -414,14 +425,14 @@ def forget(
         _drop_staging_tables(con)
         # the warehouse (no clear personal data, but the person's rows and aggregates)
         if customers:
-            for table in _warehouse_tables_with_customer_id(con):
-                n = con.execute(
-                    f"select count(*) from {table} where customer_id in (select erase_people.customer_id from erase_people)"
-                ).fetchone()[0]
+            for table, columns in _warehouse_tables_with_customer_id(con):
+                where = " or ".join(
+                    f"{column} in (select erase_people.customer_id from erase_people)"
+                    for column in columns
+                )
+                n = con.execute(f"select count(*) from {table} where {where}").fetchone()[0]
                 if n:
-                    con.execute(
-                        f"delete from {table} where customer_id in (select erase_people.customer_id from erase_people)"
-                    )
+                    con.execute(f"delete from {table} where {where}")
                     result.warehouse_rows[table.replace('"', "")] = n
         now = datetime.now(UTC).replace(tzinfo=None)
         con.execute(f"insert into {SCHEMA}.full_refresh_requests values (?, ?)", [request_id, now])

@@ -25,12 +25,12 @@
 -- profile version, a change of customer), before and after; the pre-hook deletes their
 -- rows first. tests/test_dbt_incremental_staging.py and tests/test_dbt_project.py compare
 -- it with a build from scratch.
--- depends_on: {{ ref('int_source_records_resolved') }}
+-- depends_on: {{ ref('int_source_records_resolved') }}, {{ ref('source_priority') }}
 
 {%- set fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'province', 'city',
                   'address', 'member_level', 'marketing_consent', 'unionid', 'registered_at'] %}
 {%- set completeness_fields = ['customer_name', 'gender', 'birth_date', 'phone', 'email', 'city'] %}
-{%- set survivorship = [('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')] %}
+{%- set survivorship = golden_record_survivorship() %}
 {%- set scope = golden_record_plan() if is_incremental() else none %}
 
 with
