@@ -17,6 +17,14 @@ with
 
 order_lines as (
     select * from {{ ref('int_order_lines_converted') }}
+    {%- if is_incremental() %}
+    -- filtered before the join: after it, the OR of the two conditions (no filter DuckDB
+    -- can push into the scan) left every line converted and joined first (large night:
+    -- the select 5.4-6.2 -> 3.7 s, the same rows)
+    where
+        order_date >= {{ incremental_cutoff_date() }}
+        or order_id in ({{ keys_with_changed_customer('orders') }})
+    {%- endif %}
 ),
 
 source_records_resolved as (
@@ -50,11 +58,6 @@ final as (
     left join source_records_resolved
         on order_lines.order_id = source_records_resolved.record_key
             and source_records_resolved.entity = 'orders'
-    {% if is_incremental() %}
-    where
-        order_lines.order_date >= {{ incremental_cutoff_date() }}
-        or order_lines.order_id in ({{ keys_with_changed_customer('orders') }})
-    {% endif %}
 )
 
 select * from final
