@@ -99,6 +99,34 @@
     {%- do run_query('create or replace table ' ~ side_table('last_build') ~ ' as select ' ~ columns | join(', ')) -%}
 {%- endmacro %}
 
+{#- The fingerprint of a model that keeps no other state: its checksum and the version of
+    the macros that compute it (bumped when their SQL changes what a build computes). -#}
+{% macro model_fingerprint(version) -%}
+    {{ return(model.checksum.checksum ~ '|' ~ version) }}
+{%- endmacro %}
+
+{#- Drop this model's work tables `<model><suffix><name>` for each of `names`. -#}
+{% macro drop_work_tables(suffix, names) -%}
+    {%- for name in names -%}
+        {%- do run_query('drop table if exists ' ~ work_prefix(suffix) ~ name) -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+{#- The pre-hook of an incremental model whose build may compute only some rows again:
+    delete the rows whose `column` is among those the plan of this build put in its work
+    table `<model><suffix><name>` (`value_sql`, over that table aliased `scoped`), or every
+    row when there is none (a whole build of the existing table; `materialized` false: the
+    model is not computed for real, so no plan ran). -#}
+{% macro delete_recomputed_rows(suffix, name, column, value_sql, materialized) -%}
+    {%- if execute and target.type != 'spark' and is_incremental() -%}
+        {%- if materialized and this.identifier ~ suffix ~ name in work_tables_present(suffix) -%}
+            delete from {{ this }} where {{ column }} in (select {{ value_sql }} from {{ work_prefix(suffix) ~ name }} as scoped)
+        {%- else -%}
+            delete from {{ this }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
 {#- A text literal (a build id or fingerprint: no quotes inside), or a typed NULL. -#}
 {% macro sql_text_or_null(value) -%}
     {{ return("'" ~ value ~ "'" if value is not none else 'cast(null as varchar)') }}

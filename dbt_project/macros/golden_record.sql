@@ -55,7 +55,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set work = work_prefix('__gr_') -%}
-    {%- do run_query('drop table if exists ' ~ work ~ 'customers') -%}
+    {{ drop_work_tables('__gr_', ['customers']) }}
     {%- set own = own_build_decision(golden_record_fingerprint()) -%}
     {%- set change = own.reason if own.reason is not none else upstream_change(
         'int_source_records_resolved', own.kept.read.get('int_source_records_resolved'), ['changed_keys']
@@ -89,14 +89,7 @@
 {#- pre-hook: delete the rows this build computes again (all of them on a whole build of the
     existing table). -#}
 {% macro golden_record_prepare() -%}
-    {%- if execute and target.type != 'spark' and is_incremental() -%}
-        {%- set present = work_tables_present('__gr_') if identity_identifiers_materialized() else [] -%}
-        {%- if this.identifier ~ '__gr_customers' in present -%}
-            delete from {{ this }} where customer_id in (select scoped.customer_id from {{ work_prefix('__gr_') }}customers as scoped)
-        {%- else -%}
-            delete from {{ this }}
-        {%- endif -%}
-    {%- endif -%}
+    {{ delete_recomputed_rows('__gr_', 'customers', 'customer_id', 'scoped.customer_id', identity_identifiers_materialized()) }}
 {%- endmacro %}
 
 {#- post-hook: record the build and the source records build it read (none when it was not
@@ -106,6 +99,6 @@
         {{ keep_build_record(
             false, golden_record_fingerprint(), ['int_source_records_resolved'], identity_identifiers_materialized()
         ) }}
-        {%- do run_query('drop table if exists ' ~ work_prefix('__gr_') ~ 'customers') -%}
+        {{ drop_work_tables('__gr_', ['customers']) }}
     {%- endif -%}
 {%- endmacro %}

@@ -18,14 +18,10 @@
     {{ return('2') }}
 {%- endmacro %}
 
-{% macro identity_components_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ identity_components_version()) }}
-{%- endmacro %}
-
 {#- 'changes' (the edges were built once since the build this model read: their changes
     are kept), 'unchanged' (not built since), or why every component is computed. -#}
 {% macro identity_components_edges_decision() -%}
-    {%- set own = own_build_decision(identity_components_fingerprint()) -%}
+    {%- set own = own_build_decision(model_fingerprint(identity_components_version())) -%}
     {%- if own.reason is not none -%}
         {{ return(own.reason) }}
     {%- endif -%}
@@ -176,5 +172,5 @@
             ~ 'affected as affected union select removed.record_id from ' ~ work ~ 'removed as removed'
         ) -%}
     {%- endif -%}
-    {{ keep_build_record(incremental, identity_components_fingerprint(), ['int_identity_edges']) }}
+    {{ keep_build_record(incremental, model_fingerprint(identity_components_version()), ['int_identity_edges']) }}
 {%- endmacro %}

@@ -35,10 +35,6 @@
     {{ return(identity_identifiers_materialized()) }}
 {%- endmacro %}
 
-{% macro identity_edges_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ identity_edges_version()) }}
-{%- endmacro %}
-
 {#- namespace(incremental, work): on an incremental build, `<work>records` holds the
     records whose edges are recomputed. -#}
 {% macro identity_edges_plan() -%}
@@ -48,9 +44,7 @@
     {%- endif -%}
     {%- set work = work_prefix('__ed_') -%}
     {%- set plan.work = work -%}
-    {%- for name in ['records', 'old'] -%}
-        {%- do run_query('drop table if exists ' ~ work ~ name) -%}
-    {%- endfor -%}
+    {{ drop_work_tables('__ed_', ['records', 'old']) }}
     {%- set decision = identity_edges_decision() -%}
     {%- if decision != 'incremental' and decision != 'unchanged' -%}
         {#- the pre-hook deletes every edge of an existing table; the post-hook compares
@@ -94,7 +88,7 @@
 {#- 'incremental', 'unchanged' (the identifiers were not built since), or why every edge is
     computed. -#}
 {% macro identity_edges_decision() -%}
-    {%- set own = own_build_decision(identity_edges_fingerprint()) -%}
+    {%- set own = own_build_decision(model_fingerprint(identity_edges_version())) -%}
     {%- if own.reason is not none -%}
         {{ return(own.reason) }}
     {%- endif -%}
@@ -107,14 +101,7 @@
 {#- pre-hook: delete the edges this build computes again (all of them on a whole build of
     the existing table). -#}
 {% macro identity_edges_prepare() -%}
-    {%- if execute and target.type != 'spark' and is_incremental() -%}
-        {%- set present = work_tables_present('__ed_') if identity_edges_materialized() else [] -%}
-        {%- if this.identifier ~ '__ed_records' in present -%}
-            delete from {{ this }} where from_record_id in (select scoped.record_id from {{ work_prefix('__ed_') }}records as scoped)
-        {%- else -%}
-            delete from {{ this }}
-        {%- endif -%}
-    {%- endif -%}
+    {{ delete_recomputed_rows('__ed_', 'records', 'from_record_id', 'scoped.record_id', identity_edges_materialized()) }}
 {%- endmacro %}
 
 {#- post-hook: keep the edges that appeared or disappeared (when the table existed before),
@@ -140,9 +127,7 @@
                 ~ ' union all (select * from ' ~ work ~ 'old except ' ~ new_edges_sql ~ ')'
             ) -%}
         {%- endif -%}
-        {{ keep_build_record(kept_changes, identity_edges_fingerprint(), ['int_identity_identifiers'], materialized) }}
-        {%- for name in ['records', 'old'] -%}
-            {%- do run_query('drop table if exists ' ~ work ~ name) -%}
-        {%- endfor -%}
+        {{ keep_build_record(kept_changes, model_fingerprint(identity_edges_version()), ['int_identity_identifiers'], materialized) }}
+        {{ drop_work_tables('__ed_', ['records', 'old']) }}
     {%- endif -%}
 {%- endmacro %}

@@ -304,9 +304,7 @@ source_identifiers as (
     {%- set reason = identity_identifiers_whole_reason() -%}
     {%- if reason is not none -%}
         {{ log("identity identifiers: every source key computed (" ~ reason ~ ")", info=true) }}
-        {%- for name in ['keys', 'touched', 'rows', 'values', 'replace'] -%}
-            {%- do run_query('drop table if exists ' ~ plan.work ~ name) -%}
-        {%- endfor -%}
+        {{ drop_work_tables('__id_', ['keys', 'touched', 'rows', 'values', 'replace']) }}
         {%- if is_incremental() -%}
             {#- the post-hook deletes the records of the table that have no identifier now -#}
             {%- do run_query('create table ' ~ plan.work ~ 'replace as select 1 as whole') -%}
@@ -525,9 +523,7 @@ source_identifiers as (
             ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at, '"
             ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
         ) -%}
-        {%- for name in ['keys', 'new', 'touched', 'rows', 'values', 'replace'] -%}
-            {%- do run_query('drop table if exists ' ~ work ~ name) -%}
-        {%- endfor -%}
+        {{ drop_work_tables('__id_', ['keys', 'new', 'touched', 'rows', 'values', 'replace']) }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -27,16 +27,12 @@
     {{ return('3') }}
 {%- endmacro %}
 
-{% macro source_records_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ source_records_version()) }}
-{%- endmacro %}
-
 {#- namespace(reason, keys_changed, records_changed): reason is none when the build can be
     incremental; keys_changed / records_changed: the upstream model was built since (once)
     and its changes are to be read. -#}
 {% macro source_records_decision() -%}
     {%- set result = namespace(reason=none, keys_changed=false, records_changed=false) -%}
-    {%- set own = own_build_decision(source_records_fingerprint()) -%}
+    {%- set own = own_build_decision(model_fingerprint(source_records_version())) -%}
     {%- if own.reason is not none -%}
         {%- set result.reason = own.reason -%}
         {{ return(result) }}
@@ -66,9 +62,7 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- set work = work_prefix('__sr_') -%}
-    {%- for name in ['keys', 'old'] -%}
-        {%- do run_query('drop table if exists ' ~ work ~ name) -%}
-    {%- endfor -%}
+    {{ drop_work_tables('__sr_', ['keys', 'old']) }}
     {%- set decision = source_records_decision() -%}
     {%- if decision.reason is not none -%}
         {#- the pre-hook deletes every row of an existing table -#}
@@ -105,14 +99,9 @@
 {#- pre-hook: delete the rows this build computes again (all of them on a whole build of the
     existing table). -#}
 {% macro source_records_prepare() -%}
-    {%- if execute and target.type != 'spark' and is_incremental() -%}
-        {%- set present = work_tables_present('__sr_') if identity_identifiers_materialized() else [] -%}
-        {%- if this.identifier ~ '__sr_keys' in present -%}
-            delete from {{ this }} where source_record_id in (select keys.source_entity || '/' || keys.source_key from {{ work_prefix('__sr_') }}keys as keys)
-        {%- else -%}
-            delete from {{ this }}
-        {%- endif -%}
-    {%- endif -%}
+    {{ delete_recomputed_rows(
+        '__sr_', 'keys', 'source_record_id', "scoped.source_entity || '/' || scoped.source_key", identity_identifiers_materialized()
+    ) }}
 {%- endmacro %}
 
 {#- post-hook: keep the keys this build computed again (incremental builds), record the
@@ -140,12 +129,10 @@
             {%- do run_query(changed_sql) -%}
         {%- endif -%}
         {{ keep_build_record(
-            incremental, source_records_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
+            incremental, model_fingerprint(source_records_version()), ['int_identity_identifiers', 'int_identity_components_resolved'],
             materialized
         ) }}
-        {%- for name in ['keys', 'old'] -%}
-            {%- do run_query('drop table if exists ' ~ work ~ name) -%}
-        {%- endfor -%}
+        {{ drop_work_tables('__sr_', ['keys', 'old']) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -158,16 +145,12 @@
     --full-refresh, a whole build of the source records, built more than once since, a
     change of the model or these macros) every record. -#}
 
-{% macro source_records_logged_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ source_records_version()) }}
-{%- endmacro %}
-
 {#- A query of the source_record_id to compare, or none (every record). -#}
 {% macro source_records_logged_scope() -%}
     {%- if not identity_identifiers_materialized() -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set own = own_build_decision(source_records_logged_fingerprint()) -%}
+    {%- set own = own_build_decision(model_fingerprint(source_records_version())) -%}
     {%- set change = own.reason if own.reason is not none else upstream_change(
         'int_source_records_resolved', own.kept.read.get('int_source_records_resolved'), ['changed_keys']
     ) -%}
@@ -188,7 +171,7 @@
 {% macro source_records_logged_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
         {{ keep_build_record(
-            false, source_records_logged_fingerprint(), ['int_source_records_resolved'], identity_identifiers_materialized()
+            false, model_fingerprint(source_records_version()), ['int_source_records_resolved'], identity_identifiers_materialized()
         ) }}
     {%- endif -%}
 {%- endmacro %}
