@@ -104,16 +104,44 @@
     {{ return("_loaded_at > cast('" ~ loaded_through ~ "' as timestamp)" if loaded_through is not none else "_loaded_at is not null") }}
 {%- endmacro %}
 
-{#- The condition selecting the raw rows new to this build (`true` on a full rebuild). -#}
-{% macro staging_new_rows(plan, timestamp_column) -%}
+{#- The raw rows as of D (delivered by D, dated by D) that are new to this build: all of
+    them on a full rebuild; on an incremental one, those delivered after the last build's
+    D, or dated (business date) after it, or loaded after the last build. The three are
+    written as one select each, disjoint, so that each condition is a plain range on one
+    column: DuckDB skips the row groups outside it (the raw tables grow by delivery and
+    load), where one OR of the three made it read and convert every raw row (large night:
+    2.3 -> 0.5 s for the interactions' source rows). -#}
+{% macro staging_source(plan, relation, timestamp_column) -%}
+    {%- set as_of = as_of_date() -%}
+    {%- set as_of_rows -%}
+        _delivery_date <= {{ as_of }}
+        and {{ to_business_date(timestamp_column) }} <= {{ as_of }}
+    {%- endset -%}
     {%- if not plan.incremental -%}
-        {{ return('true') }}
+        select * from {{ relation }}
+        where
+            {{ as_of_rows }}
+    {%- else -%}
+        {%- set last = "cast('" ~ plan.last_as_of ~ "' as date)" -%}
+        {%- set last_day_end = business_day_end_utc(last) -%}
+        select * from {{ relation }}
+        where
+            {{ as_of_rows }}
+            and _delivery_date > {{ last }}
+        union all
+        select * from {{ relation }}
+        where
+            {{ as_of_rows }}
+            and _delivery_date <= {{ last }}
+            and {{ timestamp_column }} >= {{ last_day_end }}
+        union all
+        select * from {{ relation }}
+        where
+            {{ as_of_rows }}
+            and _delivery_date <= {{ last }}
+            and {{ timestamp_column }} < {{ last_day_end }}
+            and {{ newer_than(plan.loaded_through) }}
     {%- endif -%}
-    (
-            _delivery_date > cast('{{ plan.last_as_of }}' as date)
-            or {{ to_business_date(timestamp_column) }} > cast('{{ plan.last_as_of }}' as date)
-            or {{ newer_than(plan.loaded_through) }}
-        )
 {%- endmacro %}
 
 {#- The rows to deduplicate: the new rows (CTE `new_rows`) and, on an incremental build,

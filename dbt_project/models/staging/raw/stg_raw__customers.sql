@@ -12,11 +12,7 @@
 with
 
 source as (
-    select * from {{ source('raw', 'customers') }}
-    where
-        _delivery_date <= {{ as_of_date() }}
-        and {{ to_business_date('updated_at') }} <= {{ as_of_date() }}
-        and {{ staging_new_rows(plan, 'updated_at') }}
+    {{ staging_source(plan, source('raw', 'customers'), 'updated_at') }}
 ),
 
 renamed as (

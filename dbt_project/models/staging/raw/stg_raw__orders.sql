@@ -12,11 +12,7 @@
 with
 
 source as (
-    select * from {{ source('raw', 'orders') }}
-    where
-        _delivery_date <= {{ as_of_date() }}
-        and {{ to_business_date('ordered_at') }} <= {{ as_of_date() }}
-        and {{ staging_new_rows(plan, 'ordered_at') }}
+    {{ staging_source(plan, source('raw', 'orders'), 'ordered_at') }}
 ),
 
 renamed as (

@@ -12,11 +12,7 @@
 with
 
 source as (
-    select * from {{ source('raw', 'service_events') }}
-    where
-        _delivery_date <= {{ as_of_date() }}
-        and {{ to_business_date('event_at') }} <= {{ as_of_date() }}
-        and {{ staging_new_rows(plan, 'event_at') }}
+    {{ staging_source(plan, source('raw', 'service_events'), 'event_at') }}
 ),
 
 renamed as (

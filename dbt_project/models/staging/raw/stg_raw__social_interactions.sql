@@ -12,11 +12,7 @@
 with
 
 source as (
-    select * from {{ source('raw', 'social_interactions') }}
-    where
-        _delivery_date <= {{ as_of_date() }}
-        and {{ to_business_date('occurred_at') }} <= {{ as_of_date() }}
-        and {{ staging_new_rows(plan, 'occurred_at') }}
+    {{ staging_source(plan, source('raw', 'social_interactions'), 'occurred_at') }}
 ),
 
 renamed as (
