@@ -379,3 +379,76 @@ def test_recorded_gate_reuses_the_checks_of_the_same_run(warehouse: Path, docs_d
         assert recorded_gate(con, "run-a", AS_OF) == []
     finally:
         con.close()
+
+
+def test_unexpected_rows_queries_run_once_into_tables_dropped_after(
+    warehouse: Path, docs_dir: Path
+) -> None:
+    """GX runs an `unexpected_rows_query` twice (the rows, then their count): the runner runs
+    it once into a table of schema `quality` that GX reads; the tables are gone afterwards,
+    and the duplicated keys are still counted and named."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    sql(
+        warehouse,
+        "insert into marts.fct_orders values "
+        "('shop:o5', 'shop', 'o5', 'C4', date '2024-03-05', false, 1.0, 0.00::decimal(18, 2))",
+    )
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", record)
+    try:
+        result = run_suite(warehouse, "fct_orders", AS_OF, "run-once", docs_dir=docs_dir)
+    finally:
+        event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", record)
+    outcome = result.outcome("order_id_unique")
+    assert not outcome.success and outcome.observed == 1
+    assert outcome.sample == [{"order_id": "shop:o5", "rows": 2}]
+    assert result.outcome("net_revenue_reconciles_with_staging").success
+    # GX read the computed rows; it never ran the checks' own SQL
+    gx_sql = "\n".join(statements)
+    assert '"quality"."gate_rows__fct_orders__order_id_unique"' in gx_sql
+    assert "hash(order_id)" not in gx_sql and "int_order_lines_converted" not in gx_sql
+    con = duckdb.connect(str(warehouse))
+    left = con.execute(
+        "select table_name from duckdb_tables() where table_name like 'gate_rows__%'"
+    ).fetchall()
+    con.close()
+    assert left == []
+
+
+def test_unexpected_rows_query_left_to_gx_when_it_cannot_be_computed(
+    warehouse: Path, docs_dir: Path, tmp_path: Path
+) -> None:
+    """A query that fails (here: a table that does not exist) is run by GX, which reports the
+    error on its check; on a read-only connection GX runs every query itself, with the same
+    results."""
+    suites = tmp_path / "expectations"
+    suites.mkdir()
+    spec = json.loads((Path(__file__).parents[1] / "expectations" / "fct_orders.json").read_text())
+    for exp in spec["expectations"]:
+        if exp["meta"].get("check") == "net_revenue_reconciles_with_staging":
+            exp["kwargs"]["unexpected_rows_query"] = "select * from intermediate.no_such_table"
+    (suites / "fct_orders.json").write_text(json.dumps(spec))
+    from pipelines.quality.runner import run_suites
+
+    broken = run_suites(warehouse, ["fct_orders"], AS_OF, "run-broken", docs_dir=docs_dir,
+                        expectations_dir=suites).suites[0]  # fmt: skip
+    outcome = broken.outcome("net_revenue_reconciles_with_staging")
+    assert not outcome.success and "no_such_table" in outcome.details["error"]
+    assert broken.outcome("order_id_unique").success
+
+    sql(warehouse, "update marts.fct_orders set net_revenue = 99.00 where order_id = 'shop:o1'")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        result = run_suites(con, ["fct_orders"], AS_OF, "run-ro", docs_dir=docs_dir,
+                            write=False).suites[0]  # fmt: skip
+    finally:
+        con.close()
+    assert [o.check for o in result.blocking_failed] == ["net_revenue_reconciles_with_staging"]
+    row = result.outcome("net_revenue_reconciles_with_staging").sample[0]
+    assert float(row["mart_revenue"]) == 249.0 and float(row["staging_revenue"]) == 250.0

@@ -8,6 +8,15 @@ NULL key) so the run says which check and which rows. Results are appended to
 `quality.dq_results` (a trend) and rendered as GX Data Docs under
 `$CRM_HOME/reports/data_docs/`.
 
+GX's `unexpected_rows_expectation` runs its query twice (once for the rows, once for their
+count). The runner runs each such query once, into a table of schema `quality`
+(`gate_rows__<suite>__<check>`, dropped after the suite), and GX reads that table instead:
+the reconciliation of fct_orders with staging and the uniqueness checks of the facts are
+most of the gate's time (large night: the gate's SQL 31.7 -> 18.7 s). The query as written
+stays in the expectation's meta (`query`) and in Data Docs. Where the table cannot be
+written (a read-only connection) or the query fails, GX runs the query itself as before,
+and reports the error.
+
     run_suite(db_path_or_con, "fct_orders", as_of, run_id) -> SuiteResult
     run_gate(db_path_or_con, as_of, run_id) -> GateResult   (every suite; blocking_failed)
 """
@@ -42,6 +51,9 @@ from pipelines.quality.suites import (
 
 SAMPLE_LIMIT = 20
 DATASOURCE = "warehouse"
+#: Schema of the tables holding the rows of `unexpected_rows_expectation` queries while a
+#: suite runs (see the module docstring).
+ROWS_SCHEMA = "quality"
 
 DQ_RESULTS_DDL = """
     create schema if not exists quality;
@@ -204,11 +216,21 @@ def observed_and_threshold(
 
 
 def unexpected_rows_sample(
-    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, exp: ExpectationSpec, params: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    spec: SuiteSpec,
+    exp: ExpectationSpec,
+    params: dict[str, str],
+    rows_table: str | None = None,
 ) -> list[dict[str, Any]]:
     """The first SAMPLE_LIMIT rows of a failed `unexpected_rows_query` (GX's SUMMARY format
-    reports only their count)."""
-    query = render(exp.kwargs["unexpected_rows_query"], params).replace("{batch}", _qualified(spec))
+    reports only their count), from the table holding its rows when it was computed once."""
+    query = (
+        f"select * from {rows_table}"
+        if rows_table
+        else render(exp.kwargs["unexpected_rows_query"], params).replace(
+            "{batch}", _qualified(spec)
+        )
+    )
     cursor = con.execute(f"select * from ({query}) as unexpected limit {SAMPLE_LIMIT}")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -270,12 +292,6 @@ class QualityRunner:
         self._result_ids: list[Any] = []
 
     def validate(self, spec: SuiteSpec, as_of: date, run_id: str) -> SuiteResult:
-        import great_expectations as gx
-        from great_expectations.core.run_identifier import RunIdentifier
-        from great_expectations.expectations.expectation_configuration import (
-            ExpectationConfiguration,
-        )
-
         started = time.perf_counter()
         params = runtime_parameters(as_of, self.timezone)
         if not _table_exists(self.con, spec):
@@ -298,16 +314,66 @@ class QualityRunner:
                 [outcome],
                 time.perf_counter() - started,
             )
+        computed = self._compute_unexpected_rows(spec, params)
+        try:
+            return self._validate(spec, as_of, run_id, params, computed, started)
+        finally:
+            for table in computed.values():
+                self.con.execute(f"drop table if exists {table}")
+
+    def _compute_unexpected_rows(self, spec: SuiteSpec, params: dict[str, str]) -> dict[str, str]:
+        """Run each `unexpected_rows_query` of the suite once, into a table (see the module
+        docstring); check -> the table. A query that fails is left to GX (which reports it)."""
+        computed: dict[str, str] = {}
+        for exp in spec.expectations:
+            if exp.type != "unexpected_rows_expectation":
+                continue
+            table = f"{_quote(ROWS_SCHEMA)}.{_quote(f'gate_rows__{spec.name}__{exp.check}')}"
+            query = render(exp.kwargs["unexpected_rows_query"], params).replace(
+                "{batch}", _qualified(spec)
+            )
+            try:
+                self.con.execute(f"create schema if not exists {_quote(ROWS_SCHEMA)}")
+                self.con.execute(f"create or replace table {table} as {query}")
+            except duckdb.Error:
+                continue
+            computed[exp.check] = table
+        return computed
+
+    def _validate(
+        self,
+        spec: SuiteSpec,
+        as_of: date,
+        run_id: str,
+        params: dict[str, str],
+        computed: dict[str, str],
+        started: float,
+    ) -> SuiteResult:
+        import great_expectations as gx
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
+
+        configurations = []
+        for exp in spec.expectations:
+            kwargs = render(exp.kwargs, params)
+            meta = {**exp.meta, "check": exp.check, "severity": exp.severity}
+            if exp.check in computed:
+                # the rows computed once; `{batch}` keeps GX's check that the query reads
+                # the batch (an always-empty subquery: the table's rows, whatever the batch)
+                meta["query"] = kwargs["unexpected_rows_query"]
+                kwargs = {
+                    **kwargs,
+                    "unexpected_rows_query": f"select * from {computed[exp.check]} "
+                    "where not exists (select 1 from {batch} where false)",
+                }
+            configurations.append(
+                ExpectationConfiguration(type=exp.type, kwargs=kwargs, meta=meta).to_domain_obj()
+            )
         suite = gx.ExpectationSuite(
             name=spec.name,
-            expectations=[
-                ExpectationConfiguration(
-                    type=exp.type,
-                    kwargs=render(exp.kwargs, params),
-                    meta={**exp.meta, "check": exp.check, "severity": exp.severity},
-                ).to_domain_obj()
-                for exp in spec.expectations
-            ],
+            expectations=configurations,
             meta={"table": spec.table, "source": str(spec.path.name)},
         )
         suite = self.context.suites.add_or_update(suite)
@@ -337,7 +403,9 @@ class QualityRunner:
         by_check = {r.expectation_config.meta.get("check"): r for r in gx_result.results}
         outcomes = []
         for exp in spec.expectations:
-            outcomes.append(self._outcome(spec, exp, by_check.get(exp.check), params))
+            outcomes.append(
+                self._outcome(spec, exp, by_check.get(exp.check), params, computed.get(exp.check))
+            )
         self._remember(gx_result)
         return SuiteResult(
             spec.name,
@@ -351,7 +419,12 @@ class QualityRunner:
         )
 
     def _outcome(
-        self, spec: SuiteSpec, exp: ExpectationSpec, evr: Any, params: dict[str, str]
+        self,
+        spec: SuiteSpec,
+        exp: ExpectationSpec,
+        evr: Any,
+        params: dict[str, str],
+        rows_table: str | None = None,
     ) -> ExpectationOutcome:
         if evr is None:
             result: dict[str, Any] = {}
@@ -382,10 +455,10 @@ class QualityRunner:
             details=details,
         )
         if not success and error is None:
-            if exp.severity == "blocking":
+            if exp.type == "unexpected_rows_expectation":
+                outcome.sample = unexpected_rows_sample(self.con, spec, exp, params, rows_table)
+            elif exp.severity == "blocking":
                 outcome.sample = offending_sample(self.con, spec, exp, result, params)
-            elif exp.type == "unexpected_rows_expectation":
-                outcome.sample = unexpected_rows_sample(self.con, spec, exp, params)
             else:
                 outcome.sample = offending_sample_cheap(result)
         return outcome
