@@ -23,6 +23,7 @@ and reports the error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -290,6 +291,19 @@ class QualityRunner:
         self.context = gx_context(docs_dir, docs_dir.parent / "gx_validations")
         self.datasource = add_warehouse_datasource(self.context, con, DATASOURCE)
         self._result_ids: list[Any] = []
+        self._drop_leftover_rows_tables()
+
+    def _drop_leftover_rows_tables(self) -> None:
+        """Drop the rows tables of a gate that was killed mid-suite (none on a read-only
+        connection, which cannot have written any)."""
+        leftovers = self.con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            "and schema_name = ? and starts_with(table_name, 'gate_rows__')",
+            [ROWS_SCHEMA],
+        ).fetchall()
+        for (name,) in leftovers:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"drop table {_quote(ROWS_SCHEMA)}.{_quote(name)}")
 
     def validate(self, spec: SuiteSpec, as_of: date, run_id: str) -> SuiteResult:
         started = time.perf_counter()
