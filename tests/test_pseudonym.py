@@ -18,6 +18,7 @@ from pipelines.lib.pseudonym import (
     key_fingerprint,
     load_key,
     pseudonym,
+    pseudonymiser,
     register_pseudonym,
 )
 
@@ -74,3 +75,14 @@ def test_the_duckdb_function_equals_the_python_one() -> None:
         "select v, crm_pseudonym(v) from (values ('a'), ('phone:+8613800138000'), (null)) t(v)"
     ).fetchall()
     assert rows == [(v, pseudonym(v, key)) for v, _ in rows]
+
+
+@pytest.mark.parametrize("key", [b"q" * 16, b"k" * 64, b"long key " * 20, bytes(range(65))])
+def test_the_precomputed_pads_give_the_standard_hmac(key: bytes) -> None:
+    """`pseudonymiser` (the key's pads hashed once) equals hmac.new for keys shorter than,
+    as long as and longer than SHA-256's 64-byte block (hashed first), on any text."""
+    apply = pseudonymiser(key)
+    for value in ("", "a", "account:crm:C1", "social:wechat:ö-账号", "x" * 200):
+        expected = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        assert apply(value) == expected == pseudonym(value, key)
+    assert apply(None) is None

