@@ -2,6 +2,7 @@
 the sensor ask for the right partitions, and `dagster definitions validate` accepts the
 workspace (what `make dev` loads)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -178,3 +179,66 @@ def test_the_settings_resource_carries_every_setting_to_the_assets(tmp_path):
     ).settings
     assert default.spark_export is False
     assert default.pseudonym_key_file == tmp_path / "home" / "restricted" / "pseudonym.key"
+
+
+def test_the_second_dbt_step_of_a_night_reuses_the_first_steps_parse(tmp_path, monkeypatch):
+    """keep_partial_parse leaves a step's `partial_parse.msgpack` in the project's target/,
+    which Dagster copies into the next invocation's new target folder: dbt then skips the
+    parse when vars and files are those of the step before (the night's second step), and
+    parses in full when the vars changed (the next night)."""
+    import shutil
+
+    from pipelines.transform import assets
+    from pipelines.transform.project import run_dbt
+
+    project = tmp_path / "project"
+    monkeypatch.setattr(assets, "DBT_PROJECT_DIR", project)
+    night = json.dumps({"as_of_date": "2026-10-31"})
+
+    def parse(name: str, dbt_vars: str) -> str:
+        target = tmp_path / name
+        kept = project / "target" / assets.PARTIAL_PARSE
+        if kept.exists():  # what Dagster does for a new invocation
+            target.mkdir()
+            shutil.copyfile(kept, target / assets.PARTIAL_PARSE)
+        run_dbt(["parse", "--vars", dbt_vars, "--target-path", str(target),
+                 "--log-path", str(target)])  # fmt: skip
+        assets.keep_partial_parse(target)
+        return (target / "dbt.log").read_text(encoding="utf-8")
+
+    first = parse("first", night)
+    assert "Partial parsing enabled" not in first
+    assert (project / "target" / assets.PARTIAL_PARSE).is_file()
+    assert list((project / "target").glob(".*.tmp")) == []
+    assert "Partial parsing enabled, no changes found, skipping parsing" in parse("second", night)
+    next_night = parse("next", json.dumps({"as_of_date": "2026-11-01"}))
+    assert "Unable to do partial parsing because config vars" in next_night
+
+
+def test_old_dbt_target_folders_are_pruned_per_step(tmp_path, monkeypatch):
+    """Only the newest target folders of each dbt step stay; other files of target/ stay."""
+    from pipelines.transform import assets
+
+    monkeypatch.setattr(assets, "DBT_PROJECT_DIR", tmp_path)
+    target = tmp_path / "target"
+    names = []
+    for step in ("dbt_warehouse", "dbt_customer_marts"):
+        for age in range(4):
+            folder = target / f"{step}-run{age}-abc"
+            folder.mkdir(parents=True)
+            (folder / "dbt.log").write_text("log")
+            os.utime(folder, (1_000_000 - age, 1_000_000 - age))  # run0 the newest
+            names.append(folder.name)
+    (target / "manifest.json").write_text("{}")
+    (target / "parse-xyz").mkdir()
+
+    removed = assets.prune_invocation_folders(keep=2)
+
+    left = sorted(path.name for path in target.iterdir())
+    assert left == sorted(
+        ["dbt_customer_marts-run0-abc", "dbt_customer_marts-run1-abc", "dbt_warehouse-run0-abc",
+         "dbt_warehouse-run1-abc", "manifest.json", "parse-xyz"]
+    )  # fmt: skip
+    assert sorted(path.name for path in removed) == sorted(
+        name for name in names if name.split("-")[1] in ("run2", "run3")
+    )

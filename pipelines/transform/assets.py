@@ -8,7 +8,10 @@ asset checks), split in two around the CLV model:
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -25,9 +28,13 @@ from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
 from pipelines.lib.settings import Settings
 from pipelines.privacy import clear_full_refresh, full_refresh_requested
-from pipelines.transform.project import ensure_manifest, prepare_warehouse
+from pipelines.transform.project import DBT_PROJECT_DIR, ensure_manifest, prepare_warehouse
 
 AFTER_CLV = "source:clv+"
+#: dbt's saved parse of the project (see keep_partial_parse).
+PARTIAL_PARSE = "partial_parse.msgpack"
+#: Dagster's target folders kept per dbt step (see prune_invocation_folders).
+KEPT_INVOCATIONS = 20
 
 
 class CrmDbtTranslator(DagsterDbtTranslator):
@@ -104,8 +111,30 @@ def run_dbt_build(
             # fails the same way again.
             allow_retries=is_transient(str(error)),
         )
+    keep_partial_parse(invocation.target_path)
+    prune_invocation_folders()
     if last_build and refresh_for:
         clear_full_refresh(crm.settings, refresh_for)
+
+
+def keep_partial_parse(target_path: Path) -> None:
+    """Leave a dbt step's parsed project where the next step finds it.
+
+    Dagster gives every dbt invocation a new target folder and copies into it the
+    `partial_parse.msgpack` of the project's `target/` when there is one; without it each
+    step parsed the whole project again (about 3 s). The night's second step runs with the
+    same vars, profile and files as its first, so dbt reuses this parse; when anything of
+    those differs (the next night's vars, an edited model, another dbt version), dbt sees it
+    and parses in full, as before. Written under a temporary name and renamed, so a step
+    never copies half a file."""
+    parsed = Path(target_path) / PARTIAL_PARSE
+    if not parsed.is_file():
+        return
+    kept = DBT_PROJECT_DIR / "target" / PARTIAL_PARSE
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    scratch = kept.with_name(f".{PARTIAL_PARSE}.{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copyfile(parsed, scratch)
+    os.replace(scratch, kept)
 
 
 #: Messages of failures that a retry can cure (another process holds the DuckDB file).
@@ -190,3 +219,21 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         yield from run_dbt_build(context, dbt, crm, last_build=True)
 
     return [dbt_warehouse, dbt_customer_marts]
+
+
+def prune_invocation_folders(keep: int = KEPT_INVOCATIONS) -> list[Path]:
+    """Delete all but the `keep` newest target folders of each dbt step (returns them).
+
+    Dagster writes every dbt invocation into a new folder `target/<step>-<run>-<hash>`
+    (manifest, run results, compiled SQL and a debug log: about 12 MB), two a night: left
+    alone they grow by gigabytes a year. The newest of each step stay for reading (a failed
+    night's log, the benchmark's run results); a folder being written is among the newest."""
+    target = DBT_PROJECT_DIR / "target"
+    removed: list[Path] = []
+    for step in ("dbt_warehouse", "dbt_customer_marts"):
+        folders = [path for path in target.glob(f"{step}-*") if path.is_dir()]
+        folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+        for old in folders[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
