@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -216,29 +217,40 @@ def test_the_second_dbt_step_of_a_night_reuses_the_first_steps_parse(tmp_path, m
 
 
 def test_old_dbt_target_folders_are_pruned_per_step(tmp_path, monkeypatch):
-    """Only the newest target folders of each dbt step stay; other files of target/ stay."""
+    """Only the newest target folders of each dbt step stay, and a folder goes only once
+    nothing was written to it for days; other files of target/ stay."""
     from pipelines.transform import assets
 
     monkeypatch.setattr(assets, "DBT_PROJECT_DIR", tmp_path)
     target = tmp_path / "target"
     names = []
+    now = time.time()
     for step in ("dbt_warehouse", "dbt_customer_marts"):
         for age in range(4):
             folder = target / f"{step}-run{age}-abc"
             folder.mkdir(parents=True)
             (folder / "dbt.log").write_text("log")
-            os.utime(folder, (1_000_000 - age, 1_000_000 - age))  # run0 the newest
+            then = now - (3 + age) * 86_400  # run0 the newest, all older than two days
+            os.utime(folder / "dbt.log", (then, then))
+            os.utime(folder, (then, then))
             names.append(folder.name)
+    # an old folder whose log is being written (another deployment's long run) stays
+    busy = target / "dbt_warehouse-busy-abc"
+    busy.mkdir()
+    (busy / "dbt.log").write_text("log")
+    os.utime(busy, (now - 10 * 86_400, now - 10 * 86_400))
     (target / "manifest.json").write_text("{}")
     (target / "parse-xyz").mkdir()
 
+    assert assets.prune_invocation_folders(keep=2, min_age_days=30) == []
     removed = assets.prune_invocation_folders(keep=2)
 
     left = sorted(path.name for path in target.iterdir())
     assert left == sorted(
-        ["dbt_customer_marts-run0-abc", "dbt_customer_marts-run1-abc", "dbt_warehouse-run0-abc",
-         "dbt_warehouse-run1-abc", "manifest.json", "parse-xyz"]
+        ["dbt_customer_marts-run0-abc", "dbt_customer_marts-run1-abc", "dbt_warehouse-busy-abc",
+         "dbt_warehouse-run0-abc", "manifest.json", "parse-xyz"]
     )  # fmt: skip
     assert sorted(path.name for path in removed) == sorted(
-        name for name in names if name.split("-")[1] in ("run2", "run3")
+        [name for name in names if name.split("-")[1] in ("run2", "run3")]
+        + ["dbt_warehouse-run1-abc"]
     )

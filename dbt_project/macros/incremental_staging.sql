@@ -31,10 +31,18 @@
     {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__build_log')) }}
 {%- endmacro %}
 
-{#- What a staged row depends on besides the raw row: the model's SQL and the settings it
-    reads (business timezone: dates; reporting currency). A change means a full rebuild. -#}
+{#- What a staged row depends on besides the raw row: the model's SQL, the version of the
+    rows it reads (staging_source below) and the settings it reads (business timezone:
+    dates; reporting currency). A change means a full rebuild. -#}
 {% macro staging_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ var('business_timezone') ~ '|' ~ var('reporting_currency')) }}
+    {{ return(model.checksum.checksum ~ '|' ~ var('business_timezone') ~ '|' ~ var('reporting_currency')
+        ~ '|source ' ~ staging_source_version()) }}
+{%- endmacro %}
+
+{#- Bump when staging_source changes which raw rows a build reads: the next build is then a
+    full rebuild. -#}
+{% macro staging_source_version() -%}
+    {{ return('1') }}
 {%- endmacro %}
 
 {% macro staging_entity() -%}

@@ -9,16 +9,13 @@ NULL key) so the run says which check and which rows. Results are appended to
 `$CRM_HOME/reports/data_docs/`.
 
 GX's `unexpected_rows_expectation` runs its query twice (once for the rows, once for their
-count). The runner runs each such query once, into a table of schema `quality`
-(`gate_rows__<suite>__<check>`, dropped after the suite), and GX reads that table instead:
-the reconciliation of fct_orders with staging and the uniqueness checks of the facts are
-most of the gate's time (large night: the gate's SQL 31.7 -> 18.7 s). The query as written
-stays in the expectation's meta (`query`) and in Data Docs. Where the table cannot be
-written (a read-only connection) or the query fails, GX runs the query itself as before,
-and reports the error.
-
-    run_suite(db_path_or_con, "fct_orders", as_of, run_id) -> SuiteResult
-    run_gate(db_path_or_con, as_of, run_id) -> GateResult   (every suite; blocking_failed)
+count). The runner runs each such query once, into a table of an in-memory database
+attached to the connection (`crm_gate_rows`: nothing is written to the warehouse file, nothing outlives the
+process), and GX reads that table instead: the reconciliation of fct_orders with staging and
+the uniqueness checks of the facts are most of the gate's time (large night: the gate's SQL
+32.9 -> 19.6 s). The query as written stays in the expectation's meta
+(`unexpected_rows_query`). Where the query fails, GX runs it itself as before and reports
+the error.
 """
 
 from __future__ import annotations
@@ -52,9 +49,9 @@ from pipelines.quality.suites import (
 
 SAMPLE_LIMIT = 20
 DATASOURCE = "warehouse"
-#: Schema of the tables holding the rows of `unexpected_rows_expectation` queries while a
+#: The in-memory database holding the rows of `unexpected_rows_expectation` queries while a
 #: suite runs (see the module docstring).
-ROWS_SCHEMA = "quality"
+ROWS_DATABASE = "crm_gate_rows"
 
 DQ_RESULTS_DDL = """
     create schema if not exists quality;
@@ -232,9 +229,15 @@ def unexpected_rows_sample(
             "{batch}", _qualified(spec)
         )
     )
-    cursor = con.execute(f"select * from ({query}) as unexpected limit {SAMPLE_LIMIT}")
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    # the computed rows through a cursor, as they were written (see _compute_unexpected_rows)
+    reader = con.cursor() if rows_table else con
+    try:
+        cursor = reader.execute(f"select * from ({query}) as unexpected limit {SAMPLE_LIMIT}")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        if rows_table:
+            reader.close()
 
 
 def offending_sample(
@@ -291,19 +294,18 @@ class QualityRunner:
         self.context = gx_context(docs_dir, docs_dir.parent / "gx_validations")
         self.datasource = add_warehouse_datasource(self.context, con, DATASOURCE)
         self._result_ids: list[Any] = []
-        self._drop_leftover_rows_tables()
+        self._rows_database = self._attach_rows_database()
 
-    def _drop_leftover_rows_tables(self) -> None:
-        """Drop the rows tables of a gate that was killed mid-suite (none on a read-only
-        connection, which cannot have written any)."""
-        leftovers = self.con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() "
-            "and schema_name = ? and starts_with(table_name, 'gate_rows__')",
-            [ROWS_SCHEMA],
-        ).fetchall()
-        for (name,) in leftovers:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute(f"drop table {_quote(ROWS_SCHEMA)}.{_quote(name)}")
+    def _attach_rows_database(self) -> bool:
+        """Attach the in-memory database for the computed rows (also to a read-only
+        connection); False when it cannot be, and GX runs the queries itself."""
+        try:
+            self.con.execute(
+                f"attach if not exists ':memory:' as {_quote(ROWS_DATABASE)} (read_only false)"
+            )
+        except duckdb.Error:
+            return False
+        return True
 
     def validate(self, spec: SuiteSpec, as_of: date, run_id: str) -> SuiteResult:
         started = time.perf_counter()
@@ -332,26 +334,40 @@ class QualityRunner:
         try:
             return self._validate(spec, as_of, run_id, params, computed, started)
         finally:
+            # through a cursor of its own, like the tables' creation (see there)
+            cursor = self.con.cursor()
             for table in computed.values():
-                self.con.execute(f"drop table if exists {table}")
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute(f"drop table if exists {table}")
+            cursor.close()
 
     def _compute_unexpected_rows(self, spec: SuiteSpec, params: dict[str, str]) -> dict[str, str]:
         """Run each `unexpected_rows_query` of the suite once, into a table (see the module
-        docstring); check -> the table. A query that fails is left to GX (which reports it)."""
+        docstring); check -> the table. A query that fails is left to GX (which reports it).
+
+        Through a cursor (a connection of its own, in autocommit): GX reads through cursors
+        too, which would not see a table created inside a transaction the caller left open
+        on `self.con`. Tables are named by the expectation's position: checks are unique by
+        name, but DuckDB compares names without case."""
         computed: dict[str, str] = {}
-        for exp in spec.expectations:
-            if exp.type != "unexpected_rows_expectation":
-                continue
-            table = f"{_quote(ROWS_SCHEMA)}.{_quote(f'gate_rows__{spec.name}__{exp.check}')}"
-            query = render(exp.kwargs["unexpected_rows_query"], params).replace(
-                "{batch}", _qualified(spec)
-            )
-            try:
-                self.con.execute(f"create schema if not exists {_quote(ROWS_SCHEMA)}")
-                self.con.execute(f"create or replace table {table} as {query}")
-            except duckdb.Error:
-                continue
-            computed[exp.check] = table
+        if not self._rows_database:
+            return computed
+        cursor = self.con.cursor()
+        try:
+            for index, exp in enumerate(spec.expectations):
+                if exp.type != "unexpected_rows_expectation":
+                    continue
+                table = f"{_quote(ROWS_DATABASE)}.main.{_quote(f'{spec.name}__{index}')}"
+                query = render(exp.kwargs["unexpected_rows_query"], params).replace(
+                    "{batch}", _qualified(spec)
+                )
+                try:
+                    cursor.execute(f"create or replace table {table} as {query}")
+                except duckdb.Error:
+                    continue
+                computed[exp.check] = table
+        finally:
+            cursor.close()
         return computed
 
     def _validate(
@@ -376,7 +392,7 @@ class QualityRunner:
             if exp.check in computed:
                 # the rows computed once; `{batch}` keeps GX's check that the query reads
                 # the batch (an always-empty subquery: the table's rows, whatever the batch)
-                meta["query"] = kwargs["unexpected_rows_query"]
+                meta["unexpected_rows_query"] = kwargs["unexpected_rows_query"]
                 kwargs = {
                     **kwargs,
                     "unexpected_rows_query": f"select * from {computed[exp.check]} "

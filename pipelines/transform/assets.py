@@ -9,6 +9,7 @@ asset checks), split in two around the CLV model:
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,8 @@ AFTER_CLV = "source:clv+"
 PARTIAL_PARSE = "partial_parse.msgpack"
 #: Dagster's target folders kept per dbt step (see prune_invocation_folders).
 KEPT_INVOCATIONS = 20
+#: ... and only once they are this old (another deployment may share the project's target/).
+KEPT_INVOCATION_DAYS = 2
 
 
 class CrmDbtTranslator(DagsterDbtTranslator):
@@ -111,10 +114,14 @@ def run_dbt_build(
             # fails the same way again.
             allow_retries=is_transient(str(error)),
         )
-    keep_partial_parse(invocation.target_path)
-    prune_invocation_folders()
     if last_build and refresh_for:
         clear_full_refresh(crm.settings, refresh_for)
+    # housekeeping: a failure here must not fail a step whose build succeeded
+    try:
+        keep_partial_parse(invocation.target_path)
+        prune_invocation_folders()
+    except OSError as exc:
+        context.log.warning(f"dbt target folder housekeeping skipped: {exc}")
 
 
 def keep_partial_parse(target_path: Path) -> None:
@@ -133,8 +140,11 @@ def keep_partial_parse(target_path: Path) -> None:
     kept = DBT_PROJECT_DIR / "target" / PARTIAL_PARSE
     kept.parent.mkdir(parents=True, exist_ok=True)
     scratch = kept.with_name(f".{PARTIAL_PARSE}.{uuid.uuid4().hex[:8]}.tmp")
-    shutil.copyfile(parsed, scratch)
-    os.replace(scratch, kept)
+    try:
+        shutil.copyfile(parsed, scratch)
+        os.replace(scratch, kept)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 #: Messages of failures that a retry can cure (another process holds the DuckDB file).
@@ -221,19 +231,36 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
     return [dbt_warehouse, dbt_customer_marts]
 
 
-def prune_invocation_folders(keep: int = KEPT_INVOCATIONS) -> list[Path]:
-    """Delete all but the `keep` newest target folders of each dbt step (returns them).
+def prune_invocation_folders(
+    keep: int = KEPT_INVOCATIONS, min_age_days: float = KEPT_INVOCATION_DAYS
+) -> list[Path]:
+    """Delete the target folders of each dbt step beyond its `keep` newest, once untouched
+    for `min_age_days` (returns them).
 
     Dagster writes every dbt invocation into a new folder `target/<step>-<run>-<hash>`
     (manifest, run results, compiled SQL and a debug log: about 12 MB), two a night: left
-    alone they grow by gigabytes a year. The newest of each step stay for reading (a failed
-    night's log, the benchmark's run results); a folder being written is among the newest."""
+    alone they grow by gigabytes a year. The project's target/ is shared by every deployment
+    run from this checkout (tests, benchmarks, a dev home), so a folder is deleted only when
+    nothing was written to it (folder or log) for days: never one in use, nor one whose run
+    results a benchmark still reads."""
     target = DBT_PROJECT_DIR / "target"
+    cutoff = time.time() - min_age_days * 86_400
     removed: list[Path] = []
     for step in ("dbt_warehouse", "dbt_customer_marts"):
-        folders = [path for path in target.glob(f"{step}-*") if path.is_dir()]
-        folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
-        for old in folders[keep:]:
-            shutil.rmtree(old, ignore_errors=True)
-            removed.append(old)
+        touched: list[tuple[float, Path]] = []
+        for path in target.glob(f"{step}-*"):
+            try:
+                if path.is_dir():
+                    times = [path.stat().st_mtime]
+                    log = path / "dbt.log"
+                    if log.exists():
+                        times.append(log.stat().st_mtime)
+                    touched.append((max(times), path))
+            except FileNotFoundError:  # removed meanwhile by another process
+                continue
+        touched.sort(reverse=True)
+        for when, old in touched[keep:]:
+            if when < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+                removed.append(old)
     return removed
