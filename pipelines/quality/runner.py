@@ -16,6 +16,9 @@ the uniqueness checks of the facts are most of the gate's time (large night: the
 32.9 -> 19.6 s). The query as written stays in the expectation's meta
 (`unexpected_rows_query`). Where the query fails, GX runs it itself as before and reports
 the error.
+
+    run_suite(db_path_or_con, "fct_orders", as_of, run_id) -> SuiteResult
+    run_gate(db_path_or_con, as_of, run_id) -> GateResult   (every suite; blocking_failed)
 """
 
 from __future__ import annotations
@@ -213,6 +216,12 @@ def observed_and_threshold(
     return _number(raw), threshold, details
 
 
+def unexpected_rows_sql(spec: SuiteSpec, exp: ExpectationSpec, params: dict[str, str]) -> str:
+    """The `unexpected_rows_query` of `exp` as DuckDB runs it: run-time values filled, the
+    batch being the suite's whole table."""
+    return render(exp.kwargs["unexpected_rows_query"], params).replace("{batch}", _qualified(spec))
+
+
 def unexpected_rows_sample(
     con: duckdb.DuckDBPyConnection,
     spec: SuiteSpec,
@@ -222,13 +231,7 @@ def unexpected_rows_sample(
 ) -> list[dict[str, Any]]:
     """The first SAMPLE_LIMIT rows of a failed `unexpected_rows_query` (GX's SUMMARY format
     reports only their count), from the table holding its rows when it was computed once."""
-    query = (
-        f"select * from {rows_table}"
-        if rows_table
-        else render(exp.kwargs["unexpected_rows_query"], params).replace(
-            "{batch}", _qualified(spec)
-        )
-    )
+    query = f"select * from {rows_table}" if rows_table else unexpected_rows_sql(spec, exp, params)
     # the computed rows through a cursor, as they were written (see _compute_unexpected_rows)
     reader = con.cursor() if rows_table else con
     try:
@@ -358,11 +361,10 @@ class QualityRunner:
                 if exp.type != "unexpected_rows_expectation":
                     continue
                 table = f"{_quote(ROWS_DATABASE)}.main.{_quote(f'{spec.name}__{index}')}"
-                query = render(exp.kwargs["unexpected_rows_query"], params).replace(
-                    "{batch}", _qualified(spec)
-                )
                 try:
-                    cursor.execute(f"create or replace table {table} as {query}")
+                    cursor.execute(
+                        f"create or replace table {table} as {unexpected_rows_sql(spec, exp, params)}"
+                    )
                 except duckdb.Error:
                     continue
                 computed[exp.check] = table
