@@ -1,6 +1,7 @@
 """Incremental staging (macros/incremental_staging.sql) and the incremental identity models
-(identifiers, edges, components, source records: macros/identity_*.sql,
-macros/source_records.sql) equal a rebuild from every raw row.
+(records, identifiers, edges, components, customers, source records: macros/identity_*.sql,
+macros/customers_resolved.sql, macros/source_records.sql) equal a rebuild from every raw
+row.
 
 The small preset over 20 delivery days is loaded night by night with the ingestion engine;
 after each load the staging and identity models are built as of that night (`dbt run`,
@@ -43,7 +44,9 @@ MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
            "stg_raw__social_interactions")  # fmt: skip
 
+RECORDS = "int_identity_records"
 COMPONENTS = "int_identity_components_resolved"
+CUSTOMERS = "int_customers_resolved"
 EDGES = "int_identity_edges"
 SOURCE_RECORDS = "int_source_records_resolved"
 CHANGE_LOG = "int_source_records_logged"
@@ -54,6 +57,10 @@ IDENTIFIERS = ("int_identity_identifiers", "int_identity_identifiers__by_source"
 # What each incremental identity model prints in the dbt log: the reason of a whole build,
 # or the counts of an incremental one.
 PLANS = {
+    "records": (
+        r"identity records: every source key computed \((.*)\)",
+        r"identity records: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+    ),
     "components": (
         r"identity components: every component computed \((.*)\)",
         r"identity components: recomputing (\d+) of (\d+) nodes",
@@ -61,6 +68,10 @@ PLANS = {
     "identifiers": (
         r"identity identifiers: every source key computed \((.*)\)",
         r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+    ),
+    "customers": (
+        r"customers resolved: every record computed \((.*)\)",
+        r"customers resolved: recomputing (\d+) records of (\d+)",
     ),
     "edges": (
         r"identity edges: every edge computed \((.*)\)",
@@ -84,8 +95,8 @@ PLANS = {
 
 def plan(model: str, out: str) -> str | tuple[int, ...]:
     """The plan a model printed: the reason of a whole build, or the counts of an
-    incremental one (components: recomputed nodes, nodes; identifiers: changed source
-    keys, recomputed records, records; edges: records whose edges are recomputed, changed
+    incremental one (components: recomputed nodes, nodes; records and identifiers: changed
+    source keys, recomputed records, records; customers: recomputed records, rows before; edges: records whose edges are recomputed, changed
     identifier values, edges before; source records: keys computed again, rows before;
     change log: source records compared; golden record: customers recomputed, rows
     before)."""
@@ -103,6 +114,18 @@ def assert_identifiers_incremental(out: str, keys_changed: bool = True) -> None:
     assert isinstance(identifiers, tuple), identifiers
     changed, recomputed, records = identifiers
     assert (changed > 0) == keys_changed and 0 < recomputed < records / 2, identifiers
+
+
+def assert_records_incremental(out: str, same_keys_as_identifiers: bool = True) -> None:
+    """The identity records were built incrementally, recomputing a minority of records;
+    when both models last read the same staging state, from the identifiers' changed keys
+    (the same rule, macros/staged_keys.sql)."""
+    records = plan("records", out)
+    assert isinstance(records, tuple), records
+    changed, recomputed, total = records
+    assert changed > 0 and 0 < recomputed < total / 2, records
+    if same_keys_as_identifiers:
+        assert changed == plan("identifiers", out)[0], (records, plan("identifiers", out))
 
 
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
@@ -196,7 +219,7 @@ def differences(
     # macros/identity_components.sql)
     con.execute(f"attach '{work / 'warehouse.duckdb'}' as inc_wh (read_only)")
     con.execute(f"attach '{copy / 'warehouse.duckdb'}' as full_wh (read_only)")
-    for model in (EDGES, COMPONENTS, SOURCE_RECORDS):
+    for model in (RECORDS, f"{RECORDS}__by_source", EDGES, COMPONENTS, CUSTOMERS, SOURCE_RECORDS):
         a, b = f"inc_wh.intermediate.{model}", f"full_wh.intermediate.{model}"
         out[model] = (
             con.execute(
@@ -401,9 +424,12 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         assert len(plans(out)) == len(STAGING)
         recomputed, nodes = plan("components", out)
         assert 0 < recomputed < nodes / 2, (recomputed, nodes)
+        scoped, rows = plan("customers", out)
+        assert 0 < scoped < rows / 2, plan("customers", out)
         # after the build on stale records no source key is new: only the records whose
         # month was missing or moved are recomputed
         assert_identifiers_incremental(out, keys_changed=night != days[-5])
+        assert_records_incremental(out, same_keys_as_identifiers=night != days[-5])
         # the edges follow the identifiers build just before theirs; after the identifiers
         # were built alone (twice since the edges' last build), every edge is computed
         if night == days[-5]:
@@ -443,6 +469,8 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     dbt_run(work, days[-5], "--full-refresh", select="stg_raw__orders")
     out = dbt_run(work, days[-5])
     assert plan("identifiers", out) == "stg_raw__orders was rebuilt whole since the last build"
+    assert plan("records", out) == "stg_raw__orders was rebuilt whole since the last build"
+    assert plan("customers", out) == "int_identity_records was built whole"
     assert_equal_to_rebuild(work, days[-5])
     # the early-delivered order is staged once its date has come
     assert days[-5] >= late_date and early_order_staged(work) == 1
@@ -494,9 +522,11 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         out = dbt_run(work, night)
         assert all(p.startswith("incremental") for p in plans(out).values()), plans(out)
         assert_identifiers_incremental(out)
+        assert_records_incremental(out)
         assert isinstance(plan("edges", out), tuple), plan("edges", out)
         if night == days[-3]:
             assert plan("components", out) == "int_identity_edges was built more than once since"
+            assert plan("customers", out) == "int_identity_components_resolved was built whole"
             reason = "int_identity_components_resolved was built whole"
             assert plan("source records", out) == reason
             reason = "int_source_records_resolved was built whole"
@@ -509,6 +539,7 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
     out = dbt_run(work, days[-3])
     assert all(p.startswith("full rebuild (D ") for p in plans(out).values()), plans(out)
     assert plan("identifiers", out) == "stg_raw__customers was built as of an earlier D"
+    assert plan("records", out) == "stg_raw__customers was built as of an earlier D"
     assert_equal_to_rebuild(work, days[-3])
 
     # another business timezone changes the dates of every row: rebuilt

@@ -498,6 +498,7 @@ FACT_CUSTOMERS = {
 MONTHLY_TABLES = ("intermediate.int_kpi_social_monthly", "intermediate.int_customer_months")
 KPI_MONTHS_FROM = "2026-10-01"
 IDENTITY_TABLES = (
+    "intermediate.int_identity_records",
     "intermediate.int_identity_edges",
     "intermediate.int_identity_components_resolved",
     "intermediate.int_customers_resolved",

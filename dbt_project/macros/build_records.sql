@@ -81,6 +81,30 @@
     {{ return('changes') }}
 {%- endmacro %}
 
+{#- Whether this build may start from the changes of its upstream models: namespace(reason,
+    changed). reason: why every row is computed (this model's own build record, or an
+    upstream that is neither unchanged nor built once with its changes kept), or none;
+    changed: the upstream models built once since, whose side tables are to be read.
+    `upstreams`: (model name, its side tables) pairs. -#}
+{% macro upstreams_decision(fingerprint, upstreams) -%}
+    {%- set result = namespace(reason=none, changed=[]) -%}
+    {%- set own = own_build_decision(fingerprint) -%}
+    {%- if own.reason is not none -%}
+        {%- set result.reason = own.reason -%}
+        {{ return(result) }}
+    {%- endif -%}
+    {%- for model_name, tables in upstreams -%}
+        {%- set change = upstream_change(model_name, own.kept.read.get(model_name), tables) -%}
+        {%- if change == 'changes' -%}
+            {%- do result.changed.append(model_name) -%}
+        {%- elif change != 'unchanged' -%}
+            {%- set result.reason = change -%}
+            {{ return(result) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(result) }}
+{%- endmacro %}
+
 {#- Part of a post-hook: record this build in `<this>__last_build`, with the current build
     of each upstream model in `read` as the one it read (none when `read_known` is false:
     the next build is whole). -#}

@@ -5,14 +5,11 @@
     A record's identifiers come from its "source keys": a customer account (customer_key),
     an order (order_id), a ticket (ticket_id), a social account (social_account_key). A
     build keeps every (source key, record, identifier) in `<model>__by_source` (restricted
-    store, clear values) and the staging state it read in `<model>__build_log`. The next
-    build takes the source keys with a staged row that is new since that state (delivered
-    or dated after the staging D it read, or loaded after its newest load: the rule by
-    which the staging models themselves take new rows), recomputes their identifiers from
-    staging, and "touches" the records those keys belong to now and belonged to then (an
-    order whose customer_ref changed leaves its old record). A social interaction can be
-    delivered again under another account: the accounts named by its earlier raw rows are
-    changed keys too. A touched record's identifiers are those of all its source keys;
+    store, clear values) and the staging state it read in `<model>__build_log`; the next
+    build takes the source keys with a staged row new since that state
+    (macros/staged_keys.sql), recomputes their identifiers from staging, and "touches" the
+    records those keys belong to now and belonged to then (an order whose customer_ref
+    changed leaves its old record, a social account an interaction left). A touched record's identifiers are those of all its source keys;
     every identifier value a touched record holds or held is counted again over all its
     holders (a value that gains its 21st holder flags every holder's row as a super-node),
     and the holders' rows are rewritten. The rest keeps its rows.
@@ -23,11 +20,8 @@
     int_identity_records rebuilt beside it: its new records have no month yet and are
     counted once they have one).
 
-    The build is whole (every key) when: no earlier build is kept (first build,
-    --full-refresh, after an erasure), the model, int_identity_records, the SQL these macros
-    render or the settings changed, a staging model was built as of an earlier D, with other
-    SQL, or rebuilt whole (`rebuilt_at` of its build log) since the state kept, or a
-    delivery that state covered was loaded again or is gone. The decision and the counts
+    The build is whole (every key) in the cases of macros/staged_keys.sql, and when
+    int_identity_records changed. The decision and the counts
     are printed in the dbt log. Work tables `<model>__id_*` are dropped by the post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes: the next build is
@@ -44,15 +38,6 @@
         and flags.WHICH in ['run', 'build'] and not flags.EMPTY and not flags.SAMPLE) }}
 {%- endmacro %}
 
-{% macro identity_identifiers_entities() -%}
-    {{ return({
-        'customers': {'model': 'stg_raw__customers', 'key': 'customer_key', 'date': 'updated_date'},
-        'orders': {'model': 'stg_raw__orders', 'key': 'order_id', 'date': 'order_date'},
-        'service_events': {'model': 'stg_raw__service_events', 'key': 'ticket_id', 'date': 'event_date'},
-        'social_interactions': {'model': 'stg_raw__social_interactions', 'key': 'social_account_key', 'date': 'occurred_date'},
-    }) }}
-{%- endmacro %}
-
 {#- What the rows depend on besides the staged rows: the model, int_identity_records, the
     SQL these macros render (the source identifiers in full; the version string for the
     rest) and the settings the SQL reads. -#}
@@ -62,21 +47,6 @@
         ~ local_md5(identity_source_identifier_ctes()) ~ '|' ~ identity_identifiers_version() ~ '|'
         ~ var('supernode_threshold') ~ '|' ~ var('ticket_customer_ref_source_system') ~ '|'
         ~ var('business_timezone')) }}
-{%- endmacro %}
-
-{#- The staging models' build logs, one select per entity: entity, as_of_date,
-    loaded_through, model_checksum, covered_loads, rebuilt_at. -#}
-{% macro identity_identifiers_staging_state_sql() -%}
-    {%- set parts = [] -%}
-    {%- for entity, spec in identity_identifiers_entities().items() -%}
-        {%- set staged = ref(spec.model) -%}
-        {%- do parts.append(
-            "select '" ~ entity ~ "' as entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at from "
-            ~ api.Relation.create(database=staged.database, schema=staged.schema, identifier=staged.identifier ~ '__build_log')
-            ~ " where model = '" ~ staged.identifier ~ "'"
-        ) -%}
-    {%- endfor -%}
-    {{ return(parts | join(' union all ')) }}
 {%- endmacro %}
 
 {#- The CTEs that compute (source_entity, source_key, record_id, identifier_type,
@@ -301,7 +271,7 @@ source_identifiers as (
     {%- endif -%}
     {%- set plan.materialized = true -%}
     {%- set plan.work = work_prefix('__id_') -%}
-    {%- set reason = identity_identifiers_whole_reason() -%}
+    {%- set reason = staged_keys_whole_reason(identity_identifiers_fingerprint(), ['by_source', 'records_seen']) -%}
     {%- if reason is not none -%}
         {{ log("identity identifiers: every source key computed (" ~ reason ~ ")", info=true) }}
         {{ drop_work_tables('__id_', ['keys', 'touched', 'rows', 'values', 'replace']) }}
@@ -317,47 +287,11 @@ source_identifiers as (
     {%- do run_query('drop table if exists ' ~ work ~ 'replace') -%}
     {%- set by_source = side_table('by_source') -%}
     {%- set kept = side_table('build_log') -%}
-    {#- the source keys with a staged row new since the staging state kept -#}
-    {%- set parts = [] -%}
-    {%- for entity, spec in identity_identifiers_entities().items() -%}
-        {%- set new_rows_sql -%}
-            from {{ ref(spec.model) }} as staged
-            where exists (
-                select 1 from {{ kept }} as kept
-                where kept.entity = '{{ entity }}'
-                    and (
-                        staged.delivery_date > kept.as_of_date
-                        or staged.{{ spec.date }} > kept.as_of_date
-                        or kept.loaded_through is null
-                        or staged.loaded_at > kept.loaded_through
-                    )
-            )
-        {%- endset -%}
-        {%- do parts.append("select distinct '" ~ entity ~ "' as source_entity, staged." ~ spec.key ~ " as source_key " ~ new_rows_sql) -%}
-        {%- if entity == 'social_interactions' -%}
-            {#- the accounts an interaction was delivered under before -#}
-            {%- do parts.append(
-                "select distinct 'social_interactions' as source_entity, "
-                ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.account_id') ~ " as source_key"
-                ~ " from " ~ raw_relation('social_interactions') ~ " as earlier"
-                ~ " where " ~ normalize_code('earlier.platform') ~ " || ':' || " ~ clean_text('earlier.interaction_id')
-                ~ " in (select staged.interaction_id " ~ new_rows_sql ~ ")"
-                ~ " and " ~ clean_text('earlier.account_id') ~ " is not null"
-            ) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- do run_query('create or replace table ' ~ work ~ 'keys as select distinct * from (' ~ parts | join(' union all ') ~ ') as changed') -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'keys as ' ~ staged_changed_keys_sql(kept)) -%}
     {%- do run_query('create or replace table ' ~ work ~ 'new as with ' ~ identity_source_identifier_ctes(work ~ 'keys') ~ ' select * from source_identifiers') -%}
     {%- set touched_sql -%}
         create or replace table {{ work }}touched as
-        select kept.record_id
-        from {{ by_source }} as kept
-        where exists (
-            select 1 from {{ work }}keys as keys
-            where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key
-        )
-        union
-        select new.record_id from {{ work }}new as new
+        {{ records_of_changed_keys_sql(by_source, work) }}
         union
         -- records whose first-seen month is not the one the last build counted them in
         select seen.record_id
@@ -374,10 +308,7 @@ source_identifiers as (
             from {{ by_source }} as kept
             where
                 kept.record_id in (select touched.record_id from {{ work }}touched as touched)
-                and not exists (
-                    select 1 from {{ work }}keys as keys
-                    where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key
-                )
+                and not {{ is_changed_key(work ~ 'keys') }}
             union all
             select new.record_id, new.identifier_type, new.identifier_value
             from {{ work }}new as new
@@ -403,69 +334,6 @@ source_identifiers as (
     ).rows[0] -%}
     {{ log("identity identifiers: " ~ counts[0] ~ " source keys changed, recomputing " ~ counts[1] ~ " of " ~ counts[2] ~ " records (and the holders of their values)", info=true) }}
     {{ return(plan) }}
-{%- endmacro %}
-
-{#- none when the build can be incremental, else why it is whole. -#}
-{% macro identity_identifiers_whole_reason() -%}
-    {%- if not is_incremental() -%}
-        {{ return('full refresh' if flags.FULL_REFRESH else 'first build') }}
-    {%- endif -%}
-    {%- set by_source = side_table('by_source') -%}
-    {%- set kept = side_table('build_log') -%}
-    {%- set seen = side_table('records_seen') -%}
-    {%- if adapter.get_relation(by_source.database, by_source.schema, by_source.identifier) is none
-        or adapter.get_relation(kept.database, kept.schema, kept.identifier) is none
-        or adapter.get_relation(seen.database, seen.schema, seen.identifier) is none -%}
-        {{ return('no earlier build kept') }}
-    {%- endif -%}
-    {%- for entity, spec in identity_identifiers_entities().items() -%}
-        {%- set staged = ref(spec.model) -%}
-        {%- if adapter.get_relation(staged.database, staged.schema, staged.identifier ~ '__build_log') is none -%}
-            {{ return(staged.identifier ~ ' has no build log') }}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- set fingerprints = run_query('select distinct fingerprint from ' ~ kept).columns[0].values() -%}
-    {%- if fingerprints | length != 1 or fingerprints[0] != identity_identifiers_fingerprint() -%}
-        {{ return('the model, its inputs\' SQL or its settings changed') }}
-    {%- endif -%}
-    {%- set checks -%}
-        with current_state as ({{ identity_identifiers_staging_state_sql() }})
-        select
-            kept.entity,
-            current_state.entity is null as no_staging_log,
-            current_state.as_of_date < kept.as_of_date as earlier_d,
-            current_state.model_checksum <> kept.model_checksum as other_sql,
-            (select count(*) from {{ raw_relation('load_log') }} as loads
-             where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date
-                 and kept.loaded_through is not null and loads._loaded_at > kept.loaded_through) as reloaded,
-            (select count(*) from {{ raw_relation('load_log') }} as loads
-             where loads.entity = kept.entity and loads._delivery_date <= kept.as_of_date) as covered_now,
-            kept.covered_loads,
-            current_state.rebuilt_at is distinct from kept.rebuilt_at as rebuilt
-        from {{ kept }} as kept
-        left join current_state on kept.entity = current_state.entity
-        order by kept.entity
-    {%- endset -%}
-    {%- set rows = run_query(checks).rows -%}
-    {%- if rows | length != identity_identifiers_entities() | length -%}
-        {{ return('the staging state kept is incomplete') }}
-    {%- endif -%}
-    {%- for row in rows -%}
-        {%- if row[1] -%}
-            {{ return('stg_raw__' ~ row[0] ~ ' has no build of its own recorded') }}
-        {%- elif row[2] -%}
-            {{ return('stg_raw__' ~ row[0] ~ ' was built as of an earlier D') }}
-        {%- elif row[3] -%}
-            {{ return('stg_raw__' ~ row[0] ~ ' was built with other SQL or settings') }}
-        {%- elif row[4] > 0 -%}
-            {{ return('a delivery of ' ~ row[0] ~ ' covered by the last build was loaded again') }}
-        {%- elif row[5] != row[6] -%}
-            {{ return('loads of ' ~ row[0] ~ ' covered by the last build are gone') }}
-        {%- elif row[7] -%}
-            {{ return('stg_raw__' ~ row[0] ~ ' was rebuilt whole since the last build') }}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(none) }}
 {%- endmacro %}
 
 {#- (record_id, first_seen_month) of the records in `relation` (int_identity_records'
@@ -501,11 +369,7 @@ source_identifiers as (
             {%- do run_query(
                 'insert into ' ~ seen ~ ' ' ~ identity_identifiers_seen_sql(work ~ 'rows')
             ) -%}
-            {%- do run_query(
-                'delete from ' ~ by_source ~ ' as kept where exists (select 1 from ' ~ work ~ 'keys as keys'
-                ~ ' where keys.source_entity = kept.source_entity and keys.source_key = kept.source_key)'
-            ) -%}
-            {%- do run_query('insert into ' ~ by_source ~ ' select * from ' ~ work ~ 'new') -%}
+            {{ replace_kept_rows_of_changed_keys(by_source, work) }}
         {%- elif this.identifier ~ '__id_new' in present -%}
             {%- if this.identifier ~ '__id_replace' in present -%}
                 {%- do run_query(
@@ -518,11 +382,7 @@ source_identifiers as (
             {%- do run_query('alter table ' ~ work ~ 'new rename to ' ~ by_source.identifier) -%}
         {%- endif -%}
         {{ identity_identifiers_keep_changes(this.identifier ~ '__id_touched' in present) }}
-        {%- do run_query(
-            'create or replace table ' ~ side_table('build_log')
-            ~ " as select entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at, '"
-            ~ identity_identifiers_fingerprint() ~ "' as fingerprint from (" ~ identity_identifiers_staging_state_sql() ~ ') as staging_state'
-        ) -%}
+        {{ keep_staged_keys_state(identity_identifiers_fingerprint()) }}
         {{ drop_work_tables('__id_', ['keys', 'new', 'touched', 'rows', 'values', 'replace']) }}
     {%- endif -%}
 {%- endmacro %}

@@ -27,33 +27,6 @@
     {{ return('3') }}
 {%- endmacro %}
 
-{#- namespace(reason, keys_changed, records_changed): reason is none when the build can be
-    incremental; keys_changed / records_changed: the upstream model was built since (once)
-    and its changes are to be read. -#}
-{% macro source_records_decision() -%}
-    {%- set result = namespace(reason=none, keys_changed=false, records_changed=false) -%}
-    {%- set own = own_build_decision(model_fingerprint(source_records_version())) -%}
-    {%- if own.reason is not none -%}
-        {%- set result.reason = own.reason -%}
-        {{ return(result) }}
-    {%- endif -%}
-    {%- for model_name, changed in [
-        ('int_identity_identifiers', 'changed_keys'),
-        ('int_identity_components_resolved', 'changed_records'),
-    ] -%}
-        {%- set change = upstream_change(model_name, own.kept.read.get(model_name), [changed]) -%}
-        {%- if change == 'changes' and changed == 'changed_keys' -%}
-            {%- set result.keys_changed = true -%}
-        {%- elif change == 'changes' -%}
-            {%- set result.records_changed = true -%}
-        {%- elif change != 'unchanged' -%}
-            {%- set result.reason = change -%}
-            {{ return(result) }}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(result) }}
-{%- endmacro %}
-
 {#- namespace(incremental, keys): on an incremental build, `keys` is the work table of the
     (source_entity, source_key) computed again. -#}
 {% macro source_records_plan() -%}
@@ -63,20 +36,23 @@
     {%- endif -%}
     {%- set work = work_prefix('__sr_') -%}
     {{ drop_work_tables('__sr_', ['keys', 'old']) }}
-    {%- set decision = source_records_decision() -%}
+    {%- set decision = upstreams_decision(
+        model_fingerprint(source_records_version()),
+        [('int_identity_identifiers', ['changed_keys']), ('int_identity_components_resolved', ['changed_records'])]
+    ) -%}
     {%- if decision.reason is not none -%}
         {#- the pre-hook deletes every row of an existing table -#}
         {{ log("source records: every source key computed (" ~ decision.reason ~ ")", info=true) }}
         {{ return(plan) }}
     {%- endif -%}
     {%- set parts = ['select cast(null as varchar) as source_entity, cast(null as varchar) as source_key where false'] -%}
-    {%- if decision.keys_changed -%}
+    {%- if 'int_identity_identifiers' in decision.changed -%}
         {%- do parts.append(
             'select changed.source_entity, changed.source_key from '
             ~ side_table('changed_keys', ref('int_identity_identifiers')) ~ ' as changed'
         ) -%}
     {%- endif -%}
-    {%- if decision.records_changed -%}
+    {%- if 'int_identity_components_resolved' in decision.changed -%}
         {%- do parts.append(
             'select built.entity as source_entity, built.record_key as source_key from ' ~ this ~ ' as built'
             ~ ' where built.record_id in (select changed.record_id from '

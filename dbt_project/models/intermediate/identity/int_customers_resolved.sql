@@ -1,16 +1,33 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_recomputed_rows('__cr_', 'scope', 'record_id', 'scoped.record_id', identity_identifiers_materialized()) }}",
+        post_hook=["{{ customers_resolved_finish() }}"],
+    )
+}}
 
 -- Every identity record with its customer (NULL: the record identifies nobody, e.g. a
 -- walk-in order typed with the shop's front-desk phone only).
+--
+-- Incremental on DuckDB (macros/customers_resolved.sql): a nightly build computes again
+-- only the records whose own row or component changed and every record of their
+-- customers, before and after; the pre-hook deletes their rows first.
+-- tests/test_dbt_incremental_staging.py and tests/test_dbt_project.py compare it with a
+-- build from scratch.
+{%- set plan = customers_resolved_plan() %}
 
 with
 
 records as (
     select * from {{ ref('int_identity_records') }}
+    {{- customers_resolved_only_scope(plan) }}
 ),
 
 components as (
     select * from {{ ref('int_identity_components_resolved') }}
+    {{- customers_resolved_only_scope(plan) }}
 ),
 
 resolved_records as (
