@@ -555,6 +555,70 @@ def test_a_second_publication_patches_the_changed_fact_rows(tmp_path, formats):
     assert read_manifest(serving_dir)["tables"]["fct_orders"]["patched_rows_since_whole"] == 15
 
 
+def test_an_extract_patched_to_the_wrong_row_count_publishes_nothing(tmp_path, monkeypatch):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=5)
+    serving_dir = tmp_path / "serving"
+    publish(info.path, serving_dir)
+    files_before = _digest(serving_dir)
+    manifest_before = read_manifest(serving_dir)
+    _change_facts(info.path)
+    real_patch = tableau.patch_hyper
+    monkeypatch.setattr(tableau, "patch_hyper", lambda *args: real_patch(*args) + 1)
+
+    with pytest.raises(PublishError, match=r"rows after the patch.*\.publish-whole"):
+        publish(info.path, serving_dir)
+
+    assert _digest(serving_dir) == files_before
+    assert read_manifest(serving_dir) == manifest_before
+    assert [p.name for p in (serving_dir / ".releases").iterdir() if p.is_dir()] == [
+        manifest_before["publication_id"]
+    ]
+
+
+def test_a_failure_beside_the_hyper_worker_stops_it_and_publishes_nothing(tmp_path, monkeypatch):
+    """Parquet is written while the Hyper worker patches and writes extracts: an error on the
+    DuckDB side waits for the worker's running task, drops the others and removes the release."""
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=5)
+    serving_dir = tmp_path / "serving"
+    publish(info.path, serving_dir)
+    files_before = _digest(serving_dir)
+    _change_facts(info.path)
+    started: list[str] = []
+    failed = threading.Event()
+    real_patch = tableau.patch_hyper
+
+    def slow_patch_hyper(path, *args):
+        started.append(path.name)
+        failed.wait(timeout=30)  # still running when the Parquet side fails
+        return real_patch(path, *args)
+
+    monkeypatch.setattr(tableau, "patch_hyper", slow_patch_hyper)
+    real_connect = serving.duckdb.connect
+
+    class FailingParquet:
+        def __init__(self, con):
+            self._con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("copy") and "fct_orders.parquet" in sql:
+                failed.set()
+                raise OSError("disk full (simulated)")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    monkeypatch.setattr(
+        serving.duckdb, "connect", lambda *a, **k: FailingParquet(real_connect(*a, **k))
+    )
+    with pytest.raises(OSError, match="simulated"):
+        publish(info.path, serving_dir)
+
+    assert len(started) == 1  # the worker was patching an extract, and stopped after it
+    assert _digest(serving_dir) == files_before
+    assert len([p for p in (serving_dir / ".releases").iterdir() if p.is_dir()]) == 1
+
+
 def test_whole_publication_when_columns_change_too_many_rows_change_or_requested(tmp_path):
     info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=6)
     serving_dir = tmp_path / "serving"

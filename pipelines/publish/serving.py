@@ -18,7 +18,8 @@ How a publication happens (docs/publishing.md explains why):
    to an in-memory DuckDB, each table is copied into a new DuckDB file written with a fixed
    storage version (`STORAGE_VERSION`, so older DuckDB and JDBC clients can open it),
    CHECKPOINTed and closed; Parquet and Hyper files are written from that staged copy, so all
-   formats hold the same rows. Everything is fsynced.
+   formats hold the same rows (the Hyper extracts by a worker thread beside DuckDB's work,
+   `_HyperWorker`). Everything is fsynced.
 2. Then one atomic step publishes all of it: a new symbolic link to the release replaces
    `serving/current` (`os.replace`, atomic on POSIX). The fixed links `serving.duckdb`,
    `parquet/`, `tableau/` and `manifest.json` point through `current`, so a reader sees
@@ -55,6 +56,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -374,6 +376,11 @@ def _build(
         base_extracts = base / TABLEAU_DIR
         steps["copy_base"] = time.perf_counter() - t
         t = time.perf_counter()
+    # The Hyper extracts are written by one worker thread while DuckDB works (the Hyper server
+    # is a process of its own, and a copy waits on the disk, not the cores): the copies of the
+    # base extracts of the facts first, then each table as soon as its input exists (a patched
+    # fact's changed rows, another table's Parquet file).
+    hyper = _HyperWorker(staging / TABLEAU_DIR, staged_db) if "hyper" in formats else None
     # in memory: spills go next to the warehouse, not into the publication
     con = duckdb.connect(
         config={**duckdb_config(), "temp_directory": str(warehouse_db.parent / "publish.tmp")}
@@ -393,6 +400,10 @@ def _build(
             for name, schema in tables.items()
         }
         check_no_pii(columns)  # before anything is written
+        if hyper is not None and base_extracts:
+            for name in tables:
+                if name in ROW_KEYS and (base_extracts / f"{name}.hyper").exists():
+                    hyper.copy(base_extracts / f"{name}.hyper", name)
 
         con.execute(
             f"attach {_literal(str(staged_db))} as srv "
@@ -400,7 +411,7 @@ def _build(
         )
         row_counts: dict[str, int] = {}
         written: dict[str, dict[str, Any]] = {}
-        deltas: dict[str, tuple[Path, Path]] = {}  # patched table -> (changed keys, new rows)
+        patched_extracts: set[str] = set()  # facts whose extract is patched from its changes
         patchable: set[str] = set()
         if base_manifest is not None:
             patchable = _keep_patchable(con, tables, base_manifest)
@@ -416,9 +427,9 @@ def _build(
                 con.execute(f"drop table if exists {target}")
                 con.execute(f"create table {target} as select * from {source}")
                 state = {"written": "whole", "patched_rows_since_whole": 0}
-            elif (
-                base_extracts and "hyper" in formats and (base_extracts / f"{name}.hyper").exists()
-            ):
+            written[name] = state
+            (row_counts[name],) = con.execute(f"select count(*) from {target}").fetchone()
+            if state["written"] == "patched" and hyper is not None and hyper.copied(name):
                 key = _ident(ROW_KEYS[name])
                 keys_file = staging / f".{name}.changed-keys.parquet"
                 rows_file = staging / f".{name}.changed-rows.parquet"
@@ -431,9 +442,8 @@ def _build(
                     f"(select k from __changes where not removed)) to {_literal(str(rows_file))} "
                     "(format parquet, compression zstd)"
                 )
-                deltas[name] = (keys_file, rows_file)
-            written[name] = state
-            (row_counts[name],) = con.execute(f"select count(*) from {target}").fetchone()
+                hyper.patch(name, ROW_KEYS[name], keys_file, rows_file, row_counts[name])
+                patched_extracts.add(name)
         con.execute("detach wh")
         resolved_as_of = as_of or _as_of(con, tables)
         version = storage_version_of(con, "srv")
@@ -465,18 +475,18 @@ def _build(
 
         files = [SERVING_DB]
         t = time.perf_counter()
-        hyper_sources: dict[str, Path] = {}
         if "parquet" in formats:
             (staging / PARQUET_DIR).mkdir()
-        if "parquet" in formats or "hyper" in formats:
+        if "parquet" in formats or hyper is not None:
             # the files' row order is not part of the contract: DuckDB writes a file with
             # both threads when it need not keep the table's order
             con.execute("set preserve_insertion_order = false")
-            for name in tables:
+            # the tables whose extract is written from this Parquet file first, smallest first,
+            # so that the Hyper worker has work while the large facts are written
+            for name in sorted(tables, key=lambda n: (n in patched_extracts, row_counts[n])):
                 if "parquet" in formats:
                     target = staging / PARQUET_DIR / f"{name}.parquet"
-                    files.append(f"{PARQUET_DIR}/{name}.parquet")
-                elif name in deltas:  # the extract is patched from the changed rows
+                elif name in patched_extracts:
                     continue
                 else:  # Hyper reads Parquet: a temporary file
                     target = staging / f"{name}.hyper-source.parquet"
@@ -484,40 +494,25 @@ def _build(
                     f"copy (select * from srv.main.{_ident(name)}) to {_literal(str(target))} "
                     f"({PARQUET_OPTIONS})"
                 )
-                hyper_sources[name] = target
+                if hyper is not None and name not in patched_extracts:
+                    hyper.write(name, target, temporary="parquet" not in formats)
+            if "parquet" in formats:
+                files += [f"{PARQUET_DIR}/{name}.parquet" for name in tables]
             steps["parquet" if "parquet" in formats else "hyper_sources"] = time.perf_counter() - t
         con.execute("detach srv")
+    except BaseException:
+        if hyper is not None:
+            hyper.cancel()
+        raise
     finally:
-        # closed before Hyper runs: the DuckDB buffers (up to its memory limit) are freed
-        # instead of staying beside the Hyper server's own memory
         con.close()
-    if "hyper" in formats:
+    if hyper is not None:
         t = time.perf_counter()
+        hyper.wait()  # raises the worker's error, if any
+        steps["hyper_wait"] = time.perf_counter() - t
+        steps["hyper"] = hyper.seconds
         for name in tables:
-            extract = staging / TABLEAU_DIR / f"{name}.hyper"
-            if base_extracts and name in deltas:
-                keys_file, rows_file = deltas[name]
-                extract.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(base_extracts / f"{name}.hyper", extract)
-                rows = tableau.patch_hyper(extract, ROW_KEYS[name], keys_file, rows_file)
-                keys_file.unlink()
-                rows_file.unlink()
-                if rows != row_counts[name]:
-                    raise PublishError(
-                        f"{extract}: {rows:,} rows after the patch, {row_counts[name]:,} in "
-                        "serving.duckdb; nothing was published. Create serving/"
-                        f"{WHOLE_MARKER} (the next publication writes every file whole) "
-                        "and publish again"
-                    )
-            else:
-                tableau.write_hyper(hyper_sources[name], extract)
-                if "parquet" not in formats:
-                    hyper_sources[name].unlink()
-            tableau.write_tds(name, staging / TABLEAU_DIR / f"{name}.tds")
-            # Hyper creates its files owner-only; give them the mode of the other files
-            os.chmod(staging / TABLEAU_DIR / f"{name}.hyper", staged_db.stat().st_mode & 0o777)
             files += [f"{TABLEAU_DIR}/{name}.hyper", f"{TABLEAU_DIR}/{name}.tds"]
-        steps["hyper"] = time.perf_counter() - t
     if staged_db.with_name(staged_db.name + ".wal").exists():
         raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
 
@@ -557,6 +552,95 @@ def _build(
             if state["written"] == "patched"
         },
     }
+
+
+class _HyperWorker:
+    """Writes the Hyper extracts of a publication, one task after the other, in a thread.
+
+    The tasks run in the order they are given: `copy` a base extract (before the `patch` of
+    that table), `patch` a copied extract from a fact's changed keys and rows, `write` an
+    extract whole from a Parquet file. Each extract gets its .tds file and the mode of
+    serving.duckdb. After a task fails, the others are skipped. `wait` returns when every
+    task is done and raises the first error;
+    `cancel` drops the tasks not started and waits for the running one (the caller then
+    deletes the release folder)."""
+
+    def __init__(self, folder: Path, staged_db: Path) -> None:
+        self.folder = folder
+        self.staged_db = staged_db
+        self.seconds = 0.0
+        self._copied: set[str] = set()
+        self._failed = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyper")
+        self._tasks: list[Future] = []
+
+    def _submit(self, task: Any, *args: Any) -> None:
+        def timed() -> None:
+            if self._failed:  # the publication fails anyway: write nothing more
+                return
+            started = time.perf_counter()
+            try:
+                task(*args)
+            except BaseException:
+                self._failed = True
+                raise
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        self._tasks.append(self._pool.submit(timed))
+
+    def _extract(self, name: str) -> Path:
+        return self.folder / f"{name}.hyper"
+
+    def _finish(self, name: str) -> None:
+        tableau.write_tds(name, self.folder / f"{name}.tds")
+        # Hyper creates its files owner-only; give them the mode of the other files
+        os.chmod(self._extract(name), self.staged_db.stat().st_mode & 0o777)
+
+    def copied(self, name: str) -> bool:
+        return name in self._copied
+
+    def copy(self, base_extract: Path, name: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._copied.add(name)
+        self._submit(shutil.copyfile, base_extract, self._extract(name))
+
+    def patch(self, name: str, key: str, keys_file: Path, rows_file: Path, rows: int) -> None:
+        def task() -> None:
+            extract = self._extract(name)
+            patched = tableau.patch_hyper(extract, key, keys_file, rows_file)
+            keys_file.unlink()
+            rows_file.unlink()
+            if patched != rows:
+                raise PublishError(
+                    f"{extract}: {patched:,} rows after the patch, {rows:,} in serving.duckdb; "
+                    f"nothing was published. Create serving/{WHOLE_MARKER} (the next "
+                    "publication writes every file whole) and publish again"
+                )
+            self._finish(name)
+
+        self._submit(task)
+
+    def write(self, name: str, parquet: Path, *, temporary: bool) -> None:
+        def task() -> None:
+            tableau.write_hyper(parquet, self._extract(name))
+            if temporary:
+                parquet.unlink()
+            self._finish(name)
+
+        self._submit(task)
+
+    def wait(self) -> None:
+        try:
+            for done in self._tasks:
+                done.result()
+        except BaseException:
+            self.cancel()
+            raise
+        self._pool.shutdown()
+
+    def cancel(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _patch_base(base: Path | None, storage_version: str) -> dict[str, Any] | None:
