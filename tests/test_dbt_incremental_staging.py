@@ -67,7 +67,8 @@ PLANS = {
     ),
     "identifiers": (
         r"identity identifiers: every source key computed \((.*)\)",
-        r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+        r"identity identifiers: (\d+) source keys changed \([^)]*\), recomputing (\d+) of (\d+) "
+        r"records",
     ),
     "customers": (
         r"customers resolved: every record computed \((.*)\)",
@@ -116,16 +117,29 @@ def assert_identifiers_incremental(out: str, keys_changed: bool = True) -> None:
     assert (changed > 0) == keys_changed and 0 < recomputed < records / 2, identifiers
 
 
+def identifiers_inputs(out: str) -> str:
+    """Where an incremental identifiers build took its changed keys from, and which records'
+    first-seen months it compared (the parenthesis of its log line)."""
+    found = re.search(r"identity identifiers: \d+ source keys changed \(([^)]*)\)", out)
+    assert found, out[-3000:]
+    return found[1]
+
+
 def assert_records_incremental(out: str, same_keys_as_identifiers: bool = True) -> None:
     """The identity records were built incrementally, recomputing a minority of records;
-    when both models last read the same staging state, from the identifiers' changed keys
-    (the same rule, macros/staged_keys.sql)."""
+    when both models last read the same staging state, the identifiers took the records'
+    changed keys (macros/staged_keys.sql) and compared the first-seen months of the records
+    the records build changed only."""
     records = plan("records", out)
     assert isinstance(records, tuple), records
     changed, recomputed, total = records
     assert changed > 0 and 0 < recomputed < total / 2, records
     if same_keys_as_identifiers:
         assert changed == plan("identifiers", out)[0], (records, plan("identifiers", out))
+        assert identifiers_inputs(out) == (
+            "those int_identity_records found; "
+            "first-seen months compared: of the records int_identity_records changed"
+        ), identifiers_inputs(out)
 
 
 pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
@@ -408,6 +422,12 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
             # whose first-seen month was missing or moved
             alone = dbt_run(work, night, select=" ".join((*STAGING, "int_identity_identifiers")))
             assert_identifiers_incremental(alone)
+            # int_identity_records not built: the identifiers find their own keys, and no
+            # record's month can have moved
+            assert identifiers_inputs(alone) == (
+                "found from the staging state kept; "
+                "first-seen months compared: none, int_identity_records not built since"
+            ), identifiers_inputs(alone)
         if night == days[-6]:
             corrected = deliver_corrections(work, night)
             holders_before = identifier_rows(
@@ -430,6 +450,13 @@ def test_incremental_staging_equals_a_rebuild(landing) -> None:
         # month was missing or moved are recomputed
         assert_identifiers_incremental(out, keys_changed=night != days[-5])
         assert_records_incremental(out, same_keys_as_identifiers=night != days[-5])
+        if night == days[-5]:
+            # the identifiers kept a newer staging state than the records': their own keys
+            # (none); the months of the records the records build changed are compared
+            assert identifiers_inputs(out) == (
+                "found from the staging state kept; "
+                "first-seen months compared: of the records int_identity_records changed"
+            ), identifiers_inputs(out)
         # the edges follow the identifiers build just before theirs; after the identifiers
         # were built alone (twice since the edges' last build), every edge is computed
         if night == days[-5]:

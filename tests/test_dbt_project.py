@@ -559,7 +559,8 @@ def _recomputed_records(output: str) -> tuple[int, int, int]:
     """(changed source keys, recomputed records, of all records with identifiers) from the
     identifiers model's log line."""
     found = re.search(
-        r"identity identifiers: (\d+) source keys changed, recomputing (\d+) of (\d+) records",
+        r"identity identifiers: (\d+) source keys changed \([^)]*\), recomputing (\d+) of (\d+) "
+        r"records",
         output,
     )
     assert found, output[-3000:]

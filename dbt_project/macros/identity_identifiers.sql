@@ -18,7 +18,11 @@
     `<model>__records_seen` keeps the month each record was counted in, and a record whose
     month is not that one any more is touched too (it covers a build of this model without
     int_identity_records rebuilt beside it: its new records have no month yet and are
-    counted once they have one).
+    counted once they have one). Only the records int_identity_records changed since the
+    build this model read last are compared, when it was built once since and kept them
+    (macros/build_records.sql), and none when it was not built since. The changed keys are
+    those int_identity_records found in the same dbt invocation when both started from the
+    same staging state (macro staged_keys_found_by).
 
     The build is whole (every key) in the cases of macros/staged_keys.sql, and when
     int_identity_records changed. The decision and the counts
@@ -286,18 +290,32 @@ source_identifiers as (
     {%- set work = plan.work -%}
     {%- do run_query('drop table if exists ' ~ work ~ 'replace') -%}
     {%- set by_source = side_table('by_source') -%}
-    {%- set kept = side_table('build_log') -%}
-    {%- do run_query('create or replace table ' ~ work ~ 'keys as ' ~ staged_changed_keys_sql(kept)) -%}
+    {%- set found = staged_keys_found_by('int_identity_records') -%}
+    {%- set keys_sql = ('select found.source_entity, found.source_key from ' ~ found ~ ' as found') if found is not none else staged_changed_keys_sql(side_table('build_log')) -%}
+    {%- do run_query('create or replace table ' ~ work ~ 'keys as ' ~ keys_sql) -%}
     {%- do run_query('create or replace table ' ~ work ~ 'new as with ' ~ identity_source_identifier_ctes(work ~ 'keys') ~ ' select * from source_identifiers') -%}
+    {#- A record's first-seen month can differ from the one the last build counted only if
+        int_identity_records was built since: then only among the records that build
+        changed, when it was built once and kept them. -#}
+    {%- set own = build_record() -%}
+    {%- set records_change = upstream_change('int_identity_records', own.read.get('int_identity_records') if own else none, ['changed_records']) -%}
     {%- set touched_sql -%}
         create or replace table {{ work }}touched as
         {{ records_of_changed_keys_sql(by_source, work) }}
+        {%- if records_change != 'unchanged' %}
         union
         -- records whose first-seen month is not the one the last build counted them in
         select seen.record_id
         from {{ side_table('records_seen') }} as seen
         left join {{ ref('int_identity_records') }} as records on seen.record_id = records.record_id
         where seen.first_seen_month is distinct from {{ month_start('records.first_seen_date') }}
+        {%- if records_change == 'changes' %}
+            and seen.record_id in (
+                select changed.record_id
+                from {{ side_table('changed_records', ref('int_identity_records')) }} as changed
+            )
+        {%- endif %}
+        {%- endif %}
     {%- endset -%}
     {%- do run_query(touched_sql) -%}
     {%- set rows_sql -%}
@@ -332,7 +350,7 @@ source_identifiers as (
         'select (select count(*) from ' ~ work ~ 'keys), (select count(*) from ' ~ work ~ 'touched), (select count(*) from '
         ~ side_table('records_seen') ~ ')'
     ).rows[0] -%}
-    {{ log("identity identifiers: " ~ counts[0] ~ " source keys changed, recomputing " ~ counts[1] ~ " of " ~ counts[2] ~ " records (and the holders of their values)", info=true) }}
+    {{ log("identity identifiers: " ~ counts[0] ~ " source keys changed (" ~ ("those int_identity_records found" if found is not none else "found from the staging state kept") ~ "; first-seen months compared: " ~ {'unchanged': 'none, int_identity_records not built since', 'changes': 'of the records int_identity_records changed'}.get(records_change, 'every record') ~ "), recomputing " ~ counts[1] ~ " of " ~ counts[2] ~ " records (and the holders of their values)", info=true) }}
     {{ return(plan) }}
 {%- endmacro %}
 
@@ -406,5 +424,5 @@ source_identifiers as (
         {%- do run_query('alter table ' ~ work ~ 'touched rename to ' ~ this.identifier ~ '__changed_records') -%}
         {%- do run_query('alter table ' ~ work ~ 'values rename to ' ~ this.identifier ~ '__changed_values') -%}
     {%- endif -%}
-    {{ keep_build_record(incremental) }}
+    {{ keep_build_record(incremental, read=['int_identity_records']) }}
 {%- endmacro %}

@@ -17,7 +17,10 @@
     Whole (every key) in the cases of macros/staged_keys.sql. The decision and the counts
     are printed in the dbt log. An incremental build keeps the touched records in
     `<model>__changed_records` (and its build in `<model>__last_build`,
-    macros/build_records.sql). Work tables `<model>__rec_*` are dropped by the post-hook. -#}
+    macros/build_records.sql), and its changed keys in `<model>__changed_keys` with the
+    staging state they were found from (`<model>__changed_keys_from`): int_identity_identifiers
+    takes them when it kept the same state. Work tables `<model>__rec_*` are dropped by the
+    post-hook. -#}
 
 {#- Bump when the SQL of these macros changes what a build computes: the next build is
     then whole. -#}
@@ -170,6 +173,7 @@ record_sources as (
         {%- if incremental -%}
             {%- do run_query('alter table ' ~ work ~ 'touched rename to ' ~ this.identifier ~ '__changed_records') -%}
         {%- endif -%}
+        {{ keep_staged_changed_keys(work, incremental) }}
         {{ keep_build_record(incremental) }}
         {{ keep_staged_keys_state(identity_records_fingerprint()) }}
         {{ drop_work_tables('__rec_', ['keys', 'new', 'touched']) }}

@@ -189,3 +189,60 @@
     {%- do run_query('delete from ' ~ by_source ~ ' as kept where ' ~ is_changed_key(work ~ 'keys')) -%}
     {%- do run_query('insert into ' ~ by_source ~ ' select * from ' ~ work ~ 'new') -%}
 {%- endmacro %}
+
+{#- The staging state columns of a build log (without the model's fingerprint). -#}
+{% macro staged_keys_state_columns() -%}
+    {{ return('entity, as_of_date, loaded_through, model_checksum, covered_loads, rebuilt_at') }}
+{%- endmacro %}
+
+{#- Part of a post-hook, before keep_staged_keys_state: on an incremental build, keep its
+    changed keys (`work`keys) in `<model>__changed_keys` and the staging state they were
+    found from (the build log before this build) in `<model>__changed_keys_from`, for
+    another model of the same build that kept the same state (staged_keys_found_by); on a
+    whole build, drop both. -#}
+{% macro keep_staged_changed_keys(work, incremental) -%}
+    {%- do run_query('drop table if exists ' ~ side_table('changed_keys')) -%}
+    {%- do run_query('drop table if exists ' ~ side_table('changed_keys_from')) -%}
+    {%- if incremental -%}
+        {%- do run_query('alter table ' ~ work ~ 'keys rename to ' ~ this.identifier ~ '__changed_keys') -%}
+        {%- do run_query(
+            'create table ' ~ side_table('changed_keys_from') ~ ' as select ' ~ staged_keys_state_columns()
+            ~ ' from ' ~ side_table('build_log')
+        ) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The changed keys that `model_name` (an upstream model keeping them with
+    keep_staged_changed_keys) found in this dbt invocation, when they are exactly the keys
+    this build would find: it started from the staging state this model kept and reached
+    the staging state of now. None otherwise (this build then finds its own). -#}
+{% macro staged_keys_found_by(model_name) -%}
+    {%- set other = ref(model_name) -%}
+    {%- set record = build_record(other) -%}
+    {%- if record is none or record.build_id != invocation_id -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- for name in ['changed_keys', 'changed_keys_from', 'build_log'] if not relation_exists_now(side_table(name, other)) -%}
+        {{ return(none) }}
+    {%- endfor -%}
+    {%- set columns = staged_keys_state_columns() -%}
+    {%- set compare_sql -%}
+        with
+        mine as (select {{ columns }} from {{ side_table('build_log') }}),
+        started as (select {{ columns }} from {{ side_table('changed_keys_from', other) }}),
+        reached as (select {{ columns }} from {{ side_table('build_log', other) }}),
+        staged_now as ({{ staged_keys_state_sql() }})
+        select
+            (select count(*) from mine),
+            (select count(*) from (
+                (select * from mine except all select * from started)
+                union all (select * from started except all select * from mine)
+            ) as differences),
+            (select count(*) from (
+                (select * from reached except all select * from staged_now)
+                union all (select * from staged_now except all select * from reached)
+            ) as differences)
+    {%- endset -%}
+    {%- set row = run_query(compare_sql).rows[0] -%}
+    {{ return(side_table('changed_keys', other) if row[0] == staged_keys_entities() | length and row[1] == 0 and row[2] == 0 else none) }}
+{%- endmacro %}
