@@ -3,7 +3,6 @@
 import warnings
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from pipelines.ingest.assets import build_ingest_assets
 from pipelines.ingest.jobs import check_mapping_job
@@ -16,7 +15,7 @@ from pipelines.models.assets import build_clv_asset
 from pipelines.publish.assets import build_publish_asset
 from pipelines.quality.checks import build_quality_checks
 from pipelines.transform.assets import build_dbt_assets
-from pipelines.transform.project import dbt_executable
+from pipelines.transform.project import CrmDbtCliResource, dbt_executable
 
 NIGHTLY_JOB = "nightly"
 INGEST_JOB = "ingest"
@@ -54,7 +53,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[build_delivery_sensor(nightly, partitions)],
         resources={
             "crm": CrmSettingsResource.from_settings(settings),
-            "dbt": DbtCliResource(
+            "dbt": CrmDbtCliResource(
                 project_dir=str(DBT_PROJECT_DIR),
                 profiles_dir=str(DBT_PROJECT_DIR),
                 dbt_executable=dbt_executable(),

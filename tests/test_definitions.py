@@ -254,3 +254,26 @@ def test_old_dbt_target_folders_are_pruned_per_step(tmp_path, monkeypatch):
         [name for name in names if name.split("-")[1] in ("run2", "run3")]
         + ["dbt_warehouse-run1-abc"]
     )
+
+
+def test_the_dbt_resource_starts_no_version_probe_and_opens_no_adapter(defs, monkeypatch):
+    """The dbt resource knows its executable's version without running `dbt --version` (the
+    version the executable itself reports) and opens no dbt adapter in this process."""
+    from pipelines.transform.project import CrmDbtCliResource, dbt_executable
+
+    resource = defs.resources["dbt"]
+    assert isinstance(resource, CrmDbtCliResource)
+    assert resource.dbt_executable == dbt_executable()
+    reported = subprocess.run(
+        [dbt_executable(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    started = []
+    monkeypatch.setattr(subprocess, "check_output", lambda *a, **k: started.append(a) or b"")
+    version = CrmDbtCliResource(
+        project_dir=resource.project_dir,
+        profiles_dir=resource.profiles_dir,
+        dbt_executable=resource.dbt_executable,
+    )._cli_version
+    assert f"installed: {version}" in reported
+    assert started == []
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
