@@ -20,7 +20,7 @@ import pytest
 from test_clv import simulate_bgnbd_orders
 
 from pipelines.models import clv
-from pipelines.models.assets import HOLDOUT_DAYS, holdout_summary, order_summary
+from pipelines.models.assets import HOLDOUT_DAYS, holdout_summary, order_summary, purchase_days
 
 ORDERS_DDL = """
     create schema marts;
@@ -114,6 +114,12 @@ def test_order_summary_equals_the_pandas_summary() -> None:
     expected_orders = _pandas_orders(rows)
     for as_of in (date(2024, 6, 30), date(2024, 12, 31)):
         got = order_summary(con, as_of)
+        # the asset's path: the purchase days once, in a temporary table (then dropped)
+        with purchase_days(con, as_of) as days:
+            pd.testing.assert_frame_equal(order_summary(con, as_of, days), got)
+        assert con.execute("select count(*) from duckdb_tables() where temporary").fetchone() == (
+            0,
+        )
         expected = clv.summarise_transactions(
             expected_orders, "customer_id", "order_date", as_of, "net_revenue"
         )
@@ -150,6 +156,8 @@ def test_holdout_summary_and_check_equal_the_pandas_path() -> None:
     ]
     con = _warehouse(rows)
     got = holdout_summary(con, as_of, HOLDOUT_DAYS)
+    with purchase_days(con, as_of) as days:
+        pd.testing.assert_frame_equal(holdout_summary(con, as_of, HOLDOUT_DAYS, days), got)
 
     frame = _pandas_orders(rows)
     end = pd.Timestamp(as_of) - pd.Timedelta(days=HOLDOUT_DAYS)
