@@ -104,6 +104,10 @@ ROW_KEYS: dict[str, str] = {
 #: A table is written whole again once the keys patched since its last whole write (rows
 #: replaced, added or removed) exceed this share of its rows.
 PATCH_LIMIT = 0.10
+#: DuckDB's memory limit while the publication's files are written (Parquet copies stream),
+#: below the pipeline's (`CRM_DUCKDB_MEMORY_LIMIT`, 4GB) used for the comparisons: the Hyper
+#: server works beside it.
+WRITE_MEMORY_LIMIT = "2GB"
 #: Present in the serving folder: the next publication writes every table whole.
 WHOLE_MARKER = ".publish-whole"
 
@@ -378,8 +382,9 @@ def _build(
         t = time.perf_counter()
     # The Hyper extracts are written by one worker thread while DuckDB works (the Hyper server
     # is a process of its own, and a copy waits on the disk, not the cores): the copies of the
-    # base extracts of the facts first, then each table as soon as its input exists (a patched
-    # fact's changed rows, another table's Parquet file).
+    # base extracts of the facts while DuckDB compares the facts, then, once DuckDB is down to
+    # WRITE_MEMORY_LIMIT, the patches of the facts and each other table as soon as its
+    # Parquet file exists.
     hyper = _HyperWorker(staging / TABLEAU_DIR, staged_db) if "hyper" in formats else None
     # in memory: spills go next to the warehouse, not into the publication
     con = duckdb.connect(
@@ -411,7 +416,8 @@ def _build(
         )
         row_counts: dict[str, int] = {}
         written: dict[str, dict[str, Any]] = {}
-        patched_extracts: set[str] = set()  # facts whose extract is patched from its changes
+        # facts whose extract is patched from its changes -> (changed keys, changed rows)
+        patched_extracts: dict[str, tuple[Path, Path]] = {}
         patchable: set[str] = set()
         if base_manifest is not None:
             patchable = _keep_patchable(con, tables, base_manifest)
@@ -442,8 +448,7 @@ def _build(
                     f"(select k from __changes where not removed)) to {_literal(str(rows_file))} "
                     "(format parquet, compression zstd)"
                 )
-                hyper.patch(name, ROW_KEYS[name], keys_file, rows_file, row_counts[name])
-                patched_extracts.add(name)
+                patched_extracts[name] = (keys_file, rows_file)
         con.execute("detach wh")
         resolved_as_of = as_of or _as_of(con, tables)
         version = storage_version_of(con, "srv")
@@ -472,6 +477,12 @@ def _build(
         )
         con.execute("checkpoint srv")
         steps["duckdb"] = time.perf_counter() - t
+        # What is left for DuckDB (copies to Parquet) streams: its buffers from the
+        # comparisons are given back before the Hyper server patches and writes beside it
+        con.execute(f"set memory_limit = '{WRITE_MEMORY_LIMIT}'")
+        if hyper is not None:
+            for name, (keys_file, rows_file) in patched_extracts.items():
+                hyper.patch(name, ROW_KEYS[name], keys_file, rows_file, row_counts[name])
 
         files = [SERVING_DB]
         t = time.perf_counter()
