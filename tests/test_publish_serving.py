@@ -715,3 +715,19 @@ def test_a_renamed_key_column_is_written_whole_every_night(tmp_path):
         )
     finally:
         con.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4GB", 4 * 10**9), ("3.7 GiB", int(3.7 * 2**30)), ("512MB", 512 * 10**6),
+     ("953.6 MiB", int(953.6 * 2**20)), ("100KiB", 100 * 2**10)],
+)  # fmt: skip
+def test_duckdb_memory_sizes(text, expected):
+    assert serving.size_in_bytes(text) == expected
+
+
+@pytest.mark.parametrize(("configured", "after"), [("4GB", "1.8 GiB"), ("1GB", "953.6 MiB")])
+def test_the_write_phase_lowers_duckdbs_memory_limit_never_raises_it(configured, after):
+    con = duckdb.connect(config={"memory_limit": configured})
+    serving._lower_memory_limit(con, serving.WRITE_MEMORY_LIMIT)
+    assert con.execute("select current_setting('memory_limit')").fetchone() == (after,)

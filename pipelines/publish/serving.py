@@ -479,7 +479,7 @@ def _build(
         steps["duckdb"] = time.perf_counter() - t
         # What is left for DuckDB (copies to Parquet) streams: its buffers from the
         # comparisons are given back before the Hyper server patches and writes beside it
-        con.execute(f"set memory_limit = '{WRITE_MEMORY_LIMIT}'")
+        _lower_memory_limit(con, WRITE_MEMORY_LIMIT)
         if hyper is not None:
             for name, (keys_file, rows_file) in patched_extracts.items():
                 hyper.patch(name, ROW_KEYS[name], keys_file, rows_file, row_counts[name])
@@ -652,6 +652,35 @@ class _HyperWorker:
 
     def cancel(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_SIZE_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+
+
+def size_in_bytes(text: str) -> int:
+    """A DuckDB memory size ('4GB', '3.7 GiB', '512MB') in bytes; ValueError otherwise."""
+    number, _, unit = text.strip().lower().partition(" ")
+    if not unit:  # '4gb': the unit follows the number without a space
+        digits = number.rstrip("kmgtib")
+        number, unit = digits, number[len(digits) :]
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"not a memory size: {text!r}")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+def _lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Set the connection's memory limit to `limit` when that is below its current one (a
+    smaller CRM_DUCKDB_MEMORY_LIMIT stays)."""
+    (current,) = con.execute("select current_setting('memory_limit')").fetchone()
+    try:
+        lower = size_in_bytes(limit) < size_in_bytes(current)
+    except ValueError:
+        return
+    if lower:
+        con.execute(f"set memory_limit = {_literal(limit)}")
 
 
 def _patch_base(base: Path | None, storage_version: str) -> dict[str, Any] | None:
