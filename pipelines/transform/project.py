@@ -59,7 +59,7 @@ class CrmDbtCliResource(DbtCliResource):
     - it started `dbt --version` in a subprocess (1.7 s; dbt-core then also asks PyPI for
       its latest release) to learn the version of the dbt executable. The executable is the
       one of this environment (`dbt_executable`), so its version is that of the installed
-      dbt-core package (tests/test_dagster_definitions.py compares the two);
+      dbt-core package (tests/test_definitions.py compares the two);
     - it opened a dbt adapter in this process (1.3 s: the project, the profile, DuckDB),
       which it uses only to fetch row counts or column metadata for the materialization
       events (`.fetch_row_counts()`, `.fetch_column_metadata()`), which we do not ask for.
