@@ -48,10 +48,12 @@ VOLATILE = {"_loaded_at", "loaded_at", "loaded_through", "seconds", "built_at",
 RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log"}
 #: what the last dbt build of an incremental identity model changed and which upstream
 #: builds it read (dbt invocation ids), and the staging state its changed keys were found
-#: from (`__changed_keys_from`): state for the next build, not data. A resumed run
+#: from (`__changed_keys_from`), and the keys each build of a fact wrote
+#: (`__written_keys`, build numbers from the clock): state for the next build or
+#: publication, not data. A resumed run
 #: makes builds that an undisturbed one does not, so these differ by design; the tables
 #: they describe are compared like every other
-BUILD_STATE = re.compile(r"__(last_build|changes|changed_[a-z_]+)$")
+BUILD_STATE = re.compile(r"__(last_build|changes|changed_[a-z_]+|written_keys)$")
 
 
 class Run:

@@ -509,6 +509,55 @@ IDENTITY_TABLES = (
 )
 
 
+#: The facts built delete+insert, with the unique_key their builds log (macro keep_written_keys).
+WRITTEN_KEYS = {
+    "fct_orders": "order_id",
+    "fct_order_lines": "order_id",
+    "fct_service_tickets": "ticket_id",
+    "fct_social_interactions": "interaction_id",
+}
+
+
+def _assert_written_keys_cover_the_changes(before_db: Path, nightly_db: Path, full_db: Path):
+    """What the publication relies on: every fact row the nightly build added, removed or
+    changed (EXCEPT ALL both ways against the build before) has its key in the log of the
+    keys the build wrote, a build after the one before; a first build and a --full-refresh
+    log a single whole marker, later than any build before."""
+    con = duckdb.connect(str(nightly_db), read_only=True)
+    try:
+        con.execute(f"attach '{before_db}' as before (read_only)")
+        con.execute(f"attach '{full_db}' as full_build (read_only)")
+        counts = {}
+        for fact, key in WRITTEN_KEYS.items():
+            log = f"main.{fact}__written_keys"
+            before = con.execute(f"select build, whole from before.{log}").fetchall()
+            assert len(before) == 1 and before[0][1], (fact, before)  # the first build
+            through = before[0][0]
+            full = con.execute(f"select build, whole from full_build.{log}").fetchall()
+            assert len(full) == 1 and full[0][1] and full[0][0] > through, (fact, full)
+            builds = con.execute(
+                f"select build, count(*) filter (where whole), count(*) from {log} "
+                "where build > ? group by build",
+                [through],
+            ).fetchall()
+            # one build at most (one that wrote no key leaves none), not whole
+            assert len(builds) <= 1 and not any(whole for _, whole, _ in builds), (fact, builds)
+            logged = {k for (k,) in con.execute(f"select {key} from {log} where build > ?",
+                                                [through]).fetchall()}  # fmt: skip
+            changed = {k for (k,) in con.execute(
+                f"select {key} from (from marts.{fact} except all from before.marts.{fact}) "
+                f"union select {key} from (from before.marts.{fact} except all from marts.{fact})"
+            ).fetchall()}  # fmt: skip
+            assert changed <= logged, (fact, changed - logged)
+            (rows,) = con.execute(f"select count(distinct {key}) from marts.{fact}").fetchone()
+            counts[fact] = (len(changed), len(logged), rows)
+        # rows changed in two facts at least; fewer keys logged than the facts hold
+        assert sum(bool(c) for c, _, _ in counts.values()) >= 2, counts
+        assert sum(n for _, n, _ in counts.values()) < sum(r for _, _, r in counts.values()), counts
+    finally:
+        con.close()
+
+
 def _assert_same_identity_and_facts(nightly_db: Path, full_db: Path) -> None:
     """The nightly build's identity tables and facts hold exactly the rows of the
     --full-refresh build (EXCEPT ALL both ways)."""
@@ -629,6 +678,7 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
     changed, recomputed, _ = _recomputed_records(night)
     assert (changed, recomputed) == keys
     _assert_same_identity_and_facts(nightly_db, full_db)
+    _assert_written_keys_cover_the_changes(built["db"], nightly_db, full_db)
 
     # the night logged exactly the records whose customer changed (P1's and P2's) and, as
     # new records (not changes), those new as of 11-01 (A9, C3 updated on 11-01, order O8
@@ -743,6 +793,7 @@ def test_a_phone_turning_into_a_super_node_splits_a_customer_in_a_nightly_run(
     }
     assert nodes == len(after)
     _assert_same_identity_and_facts(nightly_db, full_db)
+    _assert_written_keys_cover_the_changes(built["db"], nightly_db, full_db)
 
 
 def test_two_accounts_split_when_the_e_mail_they_share_turns_into_a_super_node(built, tmp_path):

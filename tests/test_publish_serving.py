@@ -731,3 +731,110 @@ def test_the_write_phase_lowers_duckdbs_memory_limit_never_raises_it(configured,
     con = duckdb.connect(config={"memory_limit": configured})
     serving._lower_memory_limit(con, serving.WRITE_MEMORY_LIMIT)
     assert con.execute("select current_setting('memory_limit')").fetchone() == (after,)
+
+
+# --------------------------------------------------------------------------------------------
+# Only the keys the builds wrote (main.<fact>__written_keys, dbt macro keep_written_keys)
+
+
+def _log_builds(path: Path, builds: list[tuple[int, bool, list[str]]], *, new: bool = False):
+    """Append builds (build, whole, order ids written) to fct_orders' written-keys log."""
+    con = duckdb.connect(str(path))
+    try:
+        if new:
+            con.execute(
+                "create or replace table main.fct_orders__written_keys "
+                "(build bigint, whole boolean, order_id varchar)"
+            )
+        for build, whole, keys in builds:
+            if whole:
+                con.execute(
+                    "insert into main.fct_orders__written_keys values (?, true, null)", [build]
+                )
+            for key in keys:
+                con.execute(
+                    "insert into main.fct_orders__written_keys values (?, false, ?)", [build, key]
+                )
+    finally:
+        con.close()
+
+
+def _revenue(path: Path, keys: list[str], *, serving_dir: Path | None = None) -> list[float]:
+    con = open_serving(serving_dir) if serving_dir else duckdb.connect(str(path), read_only=True)
+    try:
+        table = "fct_orders" if serving_dir else "marts.fct_orders"
+        return [
+            con.execute(f"select net_revenue from {table} where order_id = ?", [k]).fetchone()[0]
+            for k in keys
+        ]
+    finally:
+        con.close()
+
+
+def test_only_the_keys_the_builds_wrote_are_compared(tmp_path):
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=60, seed=8)
+    serving_dir = tmp_path / "serving"
+    _log_builds(info.path, [(100, True, [])], new=True)  # a first build
+    publish(info.path, serving_dir)
+    tables = read_manifest(serving_dir)["tables"]
+    assert tables["fct_orders"]["written_keys_through"] == 100
+    assert "written_keys_through" not in tables["fct_service_tickets"]  # no log kept
+
+    con = duckdb.connect(str(info.path))
+    try:
+        keys = [k for (k,) in con.execute(
+            "select order_id from marts.fct_orders order by order_id limit 9").fetchall()]  # fmt: skip
+        con.execute(
+            "update marts.fct_orders set net_revenue = net_revenue + 1 where order_id in "
+            f"({', '.join('?' * 7)})",
+            keys[:7],
+        )
+    finally:
+        con.close()
+    # a build wrote 5 of the 7 changed orders and an unchanged one (keys[8]); the other two
+    # changed without a build (which the warehouse never does): not compared
+    _log_builds(info.path, [(200, False, [*keys[:5], keys[8]])])
+    result = publish(info.path, serving_dir)
+    assert result.patched["fct_orders"] == 5
+    state = read_manifest(serving_dir)["tables"]["fct_orders"]
+    assert (state["compared"], state["written_keys_through"]) == ("written keys", 200)
+    assert read_manifest(serving_dir)["tables"]["fct_service_tickets"]["compared"] == "every row"
+    assert _revenue(info.path, keys[:7], serving_dir=serving_dir) == (
+        _revenue(info.path, keys[:5]) + [r - 1 for r in _revenue(info.path, keys[5:7])]
+    )
+
+    # a whole build after the release's: every row is compared, the two are published
+    _log_builds(info.path, [(300, True, [])])
+    result = publish(info.path, serving_dir)
+    assert result.patched["fct_orders"] == 2
+    state = read_manifest(serving_dir)["tables"]["fct_orders"]
+    assert (state["compared"], state["written_keys_through"]) == ("every row", 300)
+    _tables_equal_the_warehouse(serving_dir, info.path, ["fct_orders"])
+
+    # nothing written since: nothing compared, nothing patched
+    assert publish(info.path, serving_dir).patched["fct_orders"] == 0
+    assert read_manifest(serving_dir)["tables"]["fct_orders"]["compared"] == "written keys"
+
+    # a log that does not hold the release's build (a warehouse older than the release, a
+    # log pruned past it): every row
+    con = duckdb.connect(str(info.path))
+    try:
+        con.execute("update marts.fct_orders set net_revenue = net_revenue + 1 where order_id = ?",
+                    [keys[6]])  # fmt: skip
+    finally:
+        con.close()
+    _log_builds(info.path, [(250, True, [])], new=True)
+    result = publish(info.path, serving_dir)
+    assert result.patched["fct_orders"] == 1
+    assert read_manifest(serving_dir)["tables"]["fct_orders"]["compared"] == "every row"
+    _tables_equal_the_warehouse(serving_dir, info.path, ["fct_orders"])
+
+    # the log gone: every row, and no build recorded
+    con = duckdb.connect(str(info.path))
+    try:
+        con.execute("drop table main.fct_orders__written_keys")
+    finally:
+        con.close()
+    publish(info.path, serving_dir)
+    state = read_manifest(serving_dir)["tables"]["fct_orders"]
+    assert state["compared"] == "every row" and "written_keys_through" not in state

@@ -44,6 +44,14 @@ rewritten), or when `.publish-whole` is present in the serving folder (written b
 erasure, so that no file of the new release keeps the person's deleted rows; removed after
 the next publication). Parquet files are always written whole. The manifest records, per
 table, how it was written.
+
+**Only the keys the builds wrote.** dbt keeps, beside each fact, the keys every build of it
+wrote (`main.<fact>__written_keys`, macro `keep_written_keys`): a fact built `delete+insert`
+by its dbt `unique_key` changes no other row. The manifest records the last build the
+release saw (`written_keys_through`); the next publication compares only the rows whose
+`unique_key` was written after it, on both sides. It compares every row when the log is
+missing, when it no longer holds that build (a warehouse older than the release, or
+pruned), or when a whole build (first build, `--full-refresh`) came after it.
 """
 
 from __future__ import annotations
@@ -110,6 +118,9 @@ PATCH_LIMIT = 0.10
 WRITE_MEMORY_LIMIT = "2GB"
 #: Present in the serving folder: the next publication writes every table whole.
 WHOLE_MARKER = ".publish-whole"
+#: The keys each build of a fact wrote, in the warehouse's schema `main` (dbt macro
+#: keep_written_keys): columns build, whole and the model's unique_key.
+WRITTEN_KEYS_SUFFIX = "__written_keys"
 
 
 class PublishError(RuntimeError):
@@ -425,14 +436,17 @@ def _build(
             source = f"wh.{_ident(schema)}.{_ident(name)}"
             target = f"srv.main.{_ident(name)}"
             state = None
+            log = _written_keys(con, name) if name in ROW_KEYS else None
             if base_manifest is not None and name in patchable:
                 state = _patch(
-                    con, name, source, target, columns[name], base_manifest["tables"][name]
+                    con, name, source, target, columns[name], base_manifest["tables"][name], log
                 )
             if state is None:
                 con.execute(f"drop table if exists {target}")
                 con.execute(f"create table {target} as select * from {source}")
                 state = {"written": "whole", "patched_rows_since_whole": 0}
+            if log is not None:
+                state["written_keys_through"] = log.through
             written[name] = state
             (row_counts[name],) = con.execute(f"select count(*) from {target}").fetchone()
             if state["written"] == "patched" and hyper is not None and hyper.copied(name):
@@ -731,6 +745,46 @@ def _keep_patchable(
     return patchable
 
 
+@dataclass(frozen=True)
+class _WrittenKeys:
+    """The log of the keys a fact's builds wrote (`<fact>__written_keys` in `wh.main`)."""
+
+    table: str  # the log, qualified
+    key: str  # the fact's dbt unique_key (fct_order_lines: order_id, not its row key)
+    through: int  # the last build logged
+
+    def since(self, con: duckdb.DuckDBPyConnection, build: Any) -> str | None:
+        """A query of the keys written after `build` (a release's `written_keys_through`),
+        or None when the log cannot tell: no such build, or a whole build after it."""
+        if not isinstance(build, int) or isinstance(build, bool):
+            return None
+        present, whole_after = con.execute(
+            f"select count(*) filter (where build = ?), count(*) filter (where whole and build > ?) "
+            f"from {self.table}",
+            [build, build],
+        ).fetchone()
+        if not present or whole_after:
+            return None
+        return (
+            f"select distinct {_ident(self.key)} from {self.table} "
+            f"where build > {build} and not whole"
+        )
+
+
+def _written_keys(con: duckdb.DuckDBPyConnection, name: str) -> _WrittenKeys | None:
+    """The written-keys log of fact `name` in the attached warehouse, if it has one."""
+    log = name + WRITTEN_KEYS_SUFFIX
+    columns = [c for c, _ in _column_types(con, "wh", "main", log)]
+    keys = [c for c in columns if c not in ("build", "whole")]
+    if not columns or {"build", "whole"} - set(columns) or len(keys) != 1:
+        return None
+    table = f"wh.main.{_ident(log)}"
+    (through,) = con.execute(f"select max(build) from {table}").fetchone()
+    if through is None:
+        return None
+    return _WrittenKeys(table, keys[0], int(through))
+
+
 def _patch(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -738,19 +792,27 @@ def _patch(
     target: str,
     columns: list[str],
     base_state: dict[str, Any],
+    log: _WrittenKeys | None = None,
 ) -> dict[str, Any] | None:
     """Patch the copied table `target` to hold exactly the rows of `source`: the keys whose
     row is new, gone or different (hash of every column) are deleted and their current rows
-    inserted. Leaves the changed keys in temp table `__changes` (k, removed). Returns the
-    table's manifest state, or None when it must be written whole instead (too many changes
-    since the last whole write, a NULL key, a row count that does not match)."""
+    inserted. Only the rows of the keys the builds wrote since the base release are compared
+    when `log` can tell them; every row otherwise. Leaves the changed keys in temp table
+    `__changes` (k, removed). Returns the table's manifest state, or None when it must be
+    written whole instead (too many changes since the last whole write, a NULL key, a row
+    count that does not match)."""
     key = _ident(ROW_KEYS[name])
     row_hash = "hash(" + ", ".join(_ident(c) for c in columns) + ")"
+    written = log.since(con, base_state.get("written_keys_through")) if log else None
+    scope = ""
+    if written is not None:
+        con.execute(f"create or replace temp table __written as {written}")
+        scope = f" where {_ident(log.key)} in (select * from __written)"
     con.execute(
         f"""create or replace temp table __changes as
         select coalesce(fresh.k, published.k) as k, fresh.k is null as removed
-        from (select {key} as k, {row_hash} as h from {source}) as fresh
-        full outer join (select {key} as k, {row_hash} as h from {target}) as published
+        from (select {key} as k, {row_hash} as h from {source}{scope}) as fresh
+        full outer join (select {key} as k, {row_hash} as h from {target}{scope}) as published
             on fresh.k = published.k
         where fresh.k is null or published.k is null or fresh.h <> published.h"""
     )
@@ -770,7 +832,12 @@ def _patch(
     (expected,) = con.execute(f"select count(*) from {source}").fetchone()
     if rows != expected:  # duplicate keys: the quality gate should have stopped them
         return None
-    return {"written": "patched", "patched_rows": changes, "patched_rows_since_whole": since}
+    return {
+        "written": "patched",
+        "patched_rows": changes,
+        "patched_rows_since_whole": since,
+        "compared": "written keys" if written is not None else "every row",
+    }
 
 
 def _current_release(serving_dir: Path) -> str | None:

@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='ticket_id',
         on_schema_change='append_new_columns',
+        post_hook="{{ keep_written_keys() }}",
     )
 }}
 
