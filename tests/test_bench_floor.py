@@ -143,7 +143,7 @@ def test_floor_and_peer_normalise_phones_and_emails_alike() -> None:
 def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> None:
     """The scaling benchmark's dbt profile (docs/benchmarks.md) reads the run_results.json
     of each dbt invocation of a Dagster run: both builds of the backfill's nightly run, with
-    their models and data tests, the slowest nodes first."""
+    their models and data tests, their critical paths, the slowest nodes first."""
     import json
 
     from pipelines.benchmarks.scale import dbt_profile, run_ids
@@ -160,6 +160,18 @@ def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> Non
             sum(r["execution_time"] for r in models), abs=0.01
         )
         assert "unit_test" not in invocation["execution_by_type"]  # left to `make test`
+        # The critical path: chains of nodes that dbt ran one after the other, so no longer
+        # than the invocation (dbt's 2 threads: nor is the summed time over 2).
+        chain = invocation["critical_path"]
+        assert 0 < chain["chain_of_models"] <= chain["chain_with_tests"]
+        assert (
+            chain["lower_bound_without_tests"]
+            <= chain["lower_bound"]
+            <= invocation["elapsed"] + 0.05
+        )
+        assert chain["chain_with_tests"] == pytest.approx(
+            sum(node["seconds"] for node in chain["chain_with_tests_nodes"]), abs=0.05
+        )
     seconds = [item["seconds"] for item in profile["slowest"]]
     assert len(seconds) == 5 and seconds == sorted(seconds, reverse=True)
 

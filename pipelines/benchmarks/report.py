@@ -362,15 +362,28 @@ def render(results_dir: Path) -> str:
             "### Where the night's dbt time goes (seconds)",
             "",
             "From dbt's run_results.json of the night's invocations: wall time, execution time",
-            "per resource type (2 threads: the sums exceed the wall time), the slowest nodes.",
+            "per resource type (2 threads: the sums exceed the wall time), the critical path",
+            "and the slowest nodes. The critical path is the longest chain of nodes that `dbt",
+            "build` runs one after the other (a model waits for its parents and their data",
+            "tests), by the run's execution times "
+            "([critical_path.py](../pipelines/benchmarks/critical_path.py)); with the summed",
+            "time over the threads it bounds the invocation's node time from below, at that",
+            "run's speed, whatever the scheduling.",
             "",
         ]
         for preset, profile in profiled:
             for name, inv in profile["invocations"].items():
                 per_type = ", ".join(f"{k} {v:.1f}" for k, v in inv["execution_by_type"].items())
-                lines.append(
-                    f"- {preset}, `{name.split('-')[0]}`: {inv['elapsed']:.1f} wall; {per_type}."
-                )
+                line = f"- {preset}, `{name.split('-')[0]}`: {inv['elapsed']:.1f} wall; {per_type}"
+                chain = inv.get("critical_path")
+                if chain:
+                    line += (
+                        f"; critical path {chain['chain_with_tests']:.1f} "
+                        f"({chain['chain_of_models']:.1f} if data tests took no time), so at least "
+                        f"{chain['lower_bound']:.1f} on {chain['threads']} threads "
+                        f"({chain['lower_bound_without_tests']:.1f} without tests)"
+                    )
+                lines.append(line + ".")
             slowest = ", ".join(
                 f"`{_node_name(item['node'])}` {item['seconds']:.1f}" for item in profile["slowest"]
             )

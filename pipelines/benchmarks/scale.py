@@ -223,7 +223,9 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
     """Where dbt's time went in the runs `ids`: per invocation (Dagster's dbt target
     folders are named <asset>-<run id[:7]>-<random>) the wall time, the execution time
     summed per resource type (models, data tests, ...: with 2 threads the sum exceeds the
-    wall time), the `top` slowest nodes and the `top` slowest data tests."""
+    wall time), its critical path (pipelines/benchmarks/critical_path.py), the `top`
+    slowest nodes and the `top` slowest data tests."""
+    from pipelines.benchmarks.critical_path import from_target
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
     invocations: dict[str, dict] = {}
@@ -240,6 +242,11 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
                 "elapsed": round(results.get("elapsed_time", 0.0), 2),
                 "execution_by_type": {k: round(v, 2) for k, v in sorted(per_type.items())},
             }
+            if (path.parent / "manifest.json").is_file():
+                chain = from_target(path.parent)
+                invocations[path.parent.name]["critical_path"] = {
+                    k: v for k, v in chain.items() if k not in ("elapsed", "execution_by_type")
+                }
     nodes.sort(reverse=True)
     return {
         "invocations": invocations,
@@ -276,8 +283,19 @@ def machine() -> dict:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
-    status = subprocess.run(  # tracked files only (a worktree's link to the venv is not code)
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+    # Tracked files only (a worktree's link to the venv is not code), and not the results
+    # this benchmark writes (an earlier preset of the same run changed them).
+    status = subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!docs/benchmarks.md",
+            ":!docs/benchmarks",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
