@@ -225,7 +225,7 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
     summed per resource type (models, data tests, ...: with 2 threads the sum exceeds the
     wall time), its critical path (pipelines/benchmarks/critical_path.py), the `top`
     slowest nodes and the `top` slowest data tests."""
-    from pipelines.benchmarks.critical_path import from_target
+    from pipelines.benchmarks.critical_path import critical_path
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
     invocations: dict[str, dict] = {}
@@ -242,8 +242,9 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
                 "elapsed": round(results.get("elapsed_time", 0.0), 2),
                 "execution_by_type": {k: round(v, 2) for k, v in sorted(per_type.items())},
             }
-            if (path.parent / "manifest.json").is_file():
-                chain = from_target(path.parent)
+            manifest = path.parent / "manifest.json"
+            if manifest.is_file():
+                chain = critical_path(results, json.loads(manifest.read_text(encoding="utf-8")))
                 invocations[path.parent.name]["critical_path"] = {
                     k: v for k, v in chain.items() if k not in ("elapsed", "execution_by_type")
                 }
