@@ -32,6 +32,11 @@ from pathlib import Path
 RUN_TYPES = ("model", "seed", "snapshot", "test", "unit_test")
 
 
+def _is_test(uid: str) -> bool:
+    """A data test or a unit test (by the resource type that starts its unique_id)."""
+    return uid.split(".")[0] in ("test", "unit_test")
+
+
 def _graph(manifest: dict, timed: dict[str, float]) -> dict[str, set[str]]:
     """node -> the timed nodes it waits for (directly) in `dbt build`."""
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
@@ -49,10 +54,10 @@ def _graph(manifest: dict, timed: dict[str, float]) -> dict[str, set[str]]:
             found |= ancestors(parent)
         return frozenset(found)
 
-    tests = [uid for uid in parents if uid.split(".")[0] in ("test", "unit_test")]
+    tests = [uid for uid in parents if _is_test(uid)]
     waits = {uid: set(ps) for uid, ps in parents.items()}
     for uid, ps in parents.items():
-        if uid.split(".")[0] in ("test", "unit_test"):
+        if _is_test(uid):
             continue
         mine = ancestors(uid)
         for test in tests:
@@ -102,15 +107,12 @@ def critical_path(run_results: dict, manifest: dict, threads: int = 2) -> dict:
     }
     waits = _graph(manifest, timed)
     with_tests, path = _longest(waits, timed)
-    no_tests = {
-        uid: (0.0 if uid.split(".")[0] in ("test", "unit_test") else sec)
-        for uid, sec in timed.items()
-    }
+    no_tests = {uid: (0.0 if _is_test(uid) else sec) for uid, sec in timed.items()}
     models_only, models_path = _longest(waits, no_tests)
     by_type: dict[str, float] = {}
     for uid, sec in timed.items():
         by_type[uid.split(".")[0]] = by_type.get(uid.split(".")[0], 0.0) + sec
-    models_sum = sum(sec for kind, sec in by_type.items() if kind not in ("test", "unit_test"))
+    models_sum = sum(sec for uid, sec in timed.items() if not _is_test(uid))
     return {
         "elapsed": round(float(run_results.get("elapsed_time") or 0.0), 2),
         "threads": threads,
@@ -121,7 +123,7 @@ def critical_path(run_results: dict, manifest: dict, threads: int = 2) -> dict:
         "chain_of_models_nodes": [
             {"node": uid, "seconds": round(timed[uid], 2)}
             for uid in models_path
-            if no_tests[uid] > 0
+            if not _is_test(uid)
         ],
         "lower_bound": round(max(with_tests, sum(timed.values()) / threads), 2),
         "lower_bound_without_tests": round(max(models_only, models_sum / threads), 2),
