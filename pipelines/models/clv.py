@@ -50,6 +50,8 @@ MAXITER = 500
 LOG_PARAM_BOUND = 15.0
 """Parameters are searched on log scale in [-15, 15], i.e. between 3e-7 and 3.3e6."""
 SERIES_MAX_TERMS = 5000
+A_NEAR_ONE = 1e-6
+"""Within this distance of a = 1 expected purchases are interpolated (removable singularity)."""
 GRADIENT_TOLERANCE = 1e-5
 """Largest |d(mean log-likelihood)/d(log parameter)| accepted as a maximum."""
 
@@ -440,24 +442,59 @@ def _hyp2f1(A: float, B: float, C: FloatArray, z: FloatArray) -> FloatArray:
     return out
 
 
+def _unconditional_purchases(
+    r: float, alpha: float, a: float, b: float, t: float, x: FloatArray, T: FloatArray
+) -> FloatArray:
+    """Expected purchases in (T, T + t] of a customer alive at T (FHL 2005, eq. 10 without
+    its P(alive) factor): (a+b+x-1)/(a-1) (1 - Q), with
+
+        Q = ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z),   z = t/(alpha+T+t).
+
+    Q is evaluated in log space from scipy's hyp2f1 in this original form, whose series
+    has positive terms whenever a+b+x-1 > 0 and stays finite when a and b are huge (an
+    almost homogeneous dropout probability, a, b ~ 1e5-1e6); 1 - Q is then -expm1(ln Q),
+    exact even when Q is close to 1. Where that form gives no finite value (a+b+x-1 <= 0,
+    i.e. x = 0 with a+b < 1; or overflow) Euler's transformation
+    Q = (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z) is used, and where scipy fails on that
+    too (r and alpha ~ 1e5-1e6: an almost homogeneous purchase rate) its series is summed
+    directly. Entries that none of these evaluates stay NaN; the caller refuses them.
+    """
+    z = t / (alpha + T + t)
+    c = a + b + x - 1
+    with np.errstate(all="ignore"):
+        hyp = np.asarray(special.hyp2f1(r + x, b + x, c, z), dtype=np.float64)
+        log_q = (r + x) * np.log1p(-z) + np.log(hyp)
+        direct = (c > 0) & (hyp > 0) & np.isfinite(log_q)
+        bracket = -np.expm1(log_q)
+        todo = ~direct
+        if todo.any():
+            zz, cc = z[todo], c[todo]
+            euler = _hyp2f1(a + b - 1 - r, a - 1, cc, zz)
+            power = (a - 1) * np.log1p(-zz)
+            bracket[todo] = -np.expm1(power) - np.exp(power) * (euler - 1)
+        return c / (a - 1) * bracket
+
+
 def expected_purchases(
     params: BgNbdParams, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
 ) -> FloatArray:
-    """Expected purchases in (T, T + t] given the history (FHL 2005, eq. 10).
+    """Expected purchases in (T, T + t] given the history (FHL 2005, eq. 10): the expected
+    purchases of a customer alive at T (see :func:`_unconditional_purchases`) times
+    :func:`p_alive`.
 
-    The Gauss hypergeometric term is rewritten with Euler's transformation,
-    ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)
-        = (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z),     z = t / (alpha+T+t),
-    (equivalent; its upper parameters do not grow with x).
+    a = 1 is a removable singularity of the closed form ((a+b+x-1)/(a-1) times a bracket
+    that vanishes at a = 1): within 1e-6 of it the value is the mean of those at 1 -/+ 1e-6
+    (error O(1e-12), against a cancellation error of ~1e-10 there).
     """
-    x, tx, TT = _as_float(frequency), _as_float(recency), _as_float(T)
+    x, tx, TT = np.broadcast_arrays(_as_float(frequency), _as_float(recency), _as_float(T))
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    if abs(a - 1.0) < 1e-9:  # removable singularity of the closed form
-        a = 1.0 + 1e-9
-    z = t / (alpha + TT + t)
-    hyp = _hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
-    bracket = -np.expm1((a - 1) * np.log1p(-z)) - np.exp((a - 1) * np.log1p(-z)) * (hyp - 1)
-    unconditional = (a + b + x - 1) / (a - 1) * bracket
+    if abs(a - 1.0) < A_NEAR_ONE:
+        unconditional = 0.5 * (
+            _unconditional_purchases(r, alpha, 1.0 - A_NEAR_ONE, b, t, x, TT)
+            + _unconditional_purchases(r, alpha, 1.0 + A_NEAR_ONE, b, t, x, TT)
+        )
+    else:
+        unconditional = _unconditional_purchases(r, alpha, a, b, t, x, TT)
     return unconditional * special.expit(-_log_dropout_odds(params, x, tx, TT))
 
 
