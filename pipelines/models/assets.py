@@ -122,17 +122,43 @@ RUNS_DDL = """
         log_likelihood double, gg_log_likelihood double, n_customers bigint, n_repeat bigint,
         fit_seconds double, warnings varchar
     );
+    alter table clv.clv_model_runs add column if not exists fit_status varchar;
+    alter table clv.clv_model_runs add column if not exists purchase_method varchar;
+    alter table clv.clv_model_runs add column if not exists spend_method varchar;
+    alter table clv.clv_model_runs add column if not exists params_as_of date;
     create table if not exists clv.holdout_validation (
         as_of_date date, bucket varchar, customers bigint, predicted_mean double, actual_mean double
     );
 """
 
 
-def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id: str) -> bool:
-    """Replace the scores when the fit is usable; otherwise keep the previous scores and mark
-    them stale. Records the run either way. Returns whether new scores were written."""
+#: The last accepted run (both fits converged) as of D or before: the parameters a night
+#: whose fit fails scores with (docs/clv.md, "When the fit fails").
+PREVIOUS_FIT_SQL = """
+    select r, alpha, a, b, gg_p, gg_q, gg_gamma, as_of_date as as_of
+    from clv.clv_model_runs
+    where converged and as_of_date <= ? and r is not null and gg_p is not null
+    order by as_of_date desc, fitted_at desc
+    limit 1
+"""
+
+
+def previous_fit(con, as_of: date) -> dict | None:
+    """The parameters of the last accepted run as of ``as_of`` or before (None if none)."""
     con.execute(RUNS_DDL)
-    ok = usable(run_info) and len(scores) > 0
+    row = con.execute(PREVIOUS_FIT_SQL, [as_of]).fetchone()
+    if row is None:
+        return None
+    names = ("r", "alpha", "a", "b", "gg_p", "gg_q", "gg_gamma", "as_of")
+    return dict(zip(names, row, strict=True))
+
+
+def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id: str) -> bool:
+    """Replace the scores (from the fit or its fallback, run_info's methods); when there is
+    nothing to score keep the previous scores and mark them stale. Records the run either
+    way. Returns whether new scores were written."""
+    con.execute(RUNS_DDL)
+    ok = len(scores) > 0
     con.execute("begin")
     if ok:
         con.register("new_scores", scores)
@@ -147,14 +173,20 @@ def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id:
     else:
         con.execute("update clv.customer_scores set is_stale = true")
     con.execute(
-        "insert into clv.clv_model_runs values (?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """insert into clv.clv_model_runs (
+               run_id, as_of_date, fitted_at, used, converged, r, alpha, a, b, gg_p, gg_q,
+               gg_gamma, log_likelihood, gg_log_likelihood, n_customers, n_repeat, fit_seconds,
+               warnings, fit_status, purchase_method, spend_method, params_as_of
+           ) values (?, ?, now()::timestamp, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
-            run_id, as_of, ok, bool(run_info.get("converged")),
+            run_id, as_of, ok, bool(usable(run_info)),
             run_info.get("r"), run_info.get("alpha"), run_info.get("a"), run_info.get("b"),
             run_info.get("gg_p"), run_info.get("gg_q"), run_info.get("gg_gamma"),
             run_info.get("log_likelihood"), run_info.get("gg_log_likelihood"),
             run_info.get("n_customers"), run_info.get("n_repeat"), run_info.get("fit_seconds"),
             json.dumps(run_info.get("warnings", []), ensure_ascii=False),
+            run_info.get("fit_status"), run_info.get("purchase_method"),
+            run_info.get("spend_method"), run_info.get("params_as_of"),
         ],
     )  # fmt: skip
     con.execute("commit")
@@ -177,8 +209,10 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
     ) -> dg.MaterializeResult:
         """BG/NBD (purchase and dropout) and Gamma-Gamma (spend) fitted on every customer with
         at least one order as of D; per customer p_alive, expected_purchases_90d and clv_365d.
-        A fit that is not usable (too few customers, no repeat buyers, no convergence) keeps
-        the previous scores, marked stale, and never publishes NaN. Also writes the
+        A fit that fails (too few customers, no repeat buyers, no convergence, non-finite
+        predictions) is logged as an error and flagged (fit_status in the metadata and in
+        clv.clv_model_runs); the customers are then scored with the last accepted run's
+        parameters, else with an empirical rule (docs/clv.md), never NaN. Also writes the
         calibration/holdout check (fit to D-90, compare the next 90 days)."""
         as_of = date.fromisoformat(
             context.partition_key_range.end
@@ -194,11 +228,12 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
                 if null_revenue
                 else []
             )
-            scores, info = score_summary(summary, as_of, notes=notes)
+            previous = previous_fit(con, as_of)
+            scores, info = score_summary(summary, as_of, notes=notes, previous=previous)
             written = write_scores(con, scores, info, as_of, context.run.run_id)
             holdout = (
                 holdout_from_summary(holdout_summary(con, as_of, HOLDOUT_DAYS, days), HOLDOUT_DAYS)
-                if written
+                if usable(info)
                 else pd.DataFrame()
             )
             con.execute("delete from clv.holdout_validation where as_of_date = ?", [as_of])
@@ -215,8 +250,19 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
                 context.log.info(f"clv.customer_scores: {exported:,} rows as Parquet for Spark")
         for warning in info.get("warnings", []):
             context.log.warning(f"CLV model: {warning}")
+        if not usable(info):
+            context.log.error(
+                f"CLV fit FAILED as of {as_of}: customers scored with purchase_method="
+                f"{info.get('purchase_method')}, spend_method={info.get('spend_method')}"
+                + (
+                    f" (parameters as of {info['params_as_of']})"
+                    if info.get("params_as_of")
+                    else ""
+                )
+                + " (docs/clv.md, 'When the fit fails')"
+            )
         if not written:
-            context.log.warning("CLV fit not usable: previous scores kept and marked stale")
+            context.log.warning("CLV: no customer to score, previous scores kept and marked stale")
 
         params = ("r", "alpha", "a", "b", "gg_p", "gg_q", "gg_gamma", "log_likelihood")
         fitted = {k: float(info[k]) for k in params if info.get(k) is not None}
@@ -227,6 +273,10 @@ def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinit
                 "customers": int(info.get("n_customers", 0)),
                 "repeat_customers": int(info.get("n_repeat", 0)),
                 "scores_written": written,
+                "fit_status": str(info.get("fit_status")),
+                "purchase_method": str(info.get("purchase_method")),
+                "spend_method": str(info.get("spend_method")),
+                "params_as_of": str(info.get("params_as_of") or ""),
                 **fitted,
                 "fit_seconds": round(float(info.get("fit_seconds", 0.0)), 3),
                 "warnings": dg.MetadataValue.md(notes),

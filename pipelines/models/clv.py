@@ -22,8 +22,10 @@ as a fit on their distinct histories. Special functions are evaluated once per d
 frequency.
 
 Nothing here raises on bad data: fits return a result whose ``converged`` is False with a
-readable reason in ``warnings``; :func:`usable` tells the caller whether to publish the
-scores or keep the previous run's ones (marked stale).
+readable reason in ``warnings``. Scoring never leaves the customers without scores: when a
+fit fails, :func:`score_summary` scores with the last accepted run's parameters, else with
+:func:`empirical_scores`, and says so (a :class:`ModelWarning`, ``fit_status`` and the
+methods in run_info); :func:`usable` tells whether a run's own fits were accepted.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ LOG_PARAM_BOUND = 15.0
 SERIES_MAX_TERMS = 5000
 A_NEAR_ONE = 1e-6
 """Within this distance of a = 1 expected purchases are interpolated (removable singularity)."""
+HIATUS_DAYS = 180
+"""The empirical fallback's active window: an order in [D - 179, D] (metrics.md, active_as_of)."""
 GRADIENT_TOLERANCE = 1e-5
 """Largest |d(mean log-likelihood)/d(log parameter)| accepted as a maximum."""
 
@@ -635,7 +639,9 @@ def clv(
 
 
 def usable(run_info: Mapping[str, Any]) -> bool:
-    """True when a run's scores may be published (else keep the previous ones, stale)."""
+    """True when a run's own fits were accepted: both converged, finite positive parameters
+    and finite predictions for every customer. Such a run's parameters are the fallback of
+    later runs whose fit fails (:func:`score_summary`, ``previous``)."""
     if not run_info.get("converged", False):
         return False
     names = ("r", "alpha", "a", "b", "gg_p", "gg_q", "gg_gamma", "log_likelihood")
@@ -656,6 +662,7 @@ def score_customers(
     customer_col: str = "customer_id",
     date_col: str = "order_date",
     monetary_col: str = "net_revenue",
+    previous: Mapping[str, Any] | None = None,
     min_customers: int = MIN_CUSTOMERS,
     min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
     maxiter: int = MAXITER,
@@ -663,10 +670,15 @@ def score_customers(
     """Fit BG/NBD and Gamma-Gamma on all orders up to ``as_of`` and score every customer.
 
     ``transactions``: one row per order (customer, business date, net revenue). Returns
-    (scores, run_info). scores: customer_id, p_alive, expected_purchases_90d, clv_365d —
-    empty when the run is not :func:`usable`, never NaN. run_info: the parameters
+    (scores, run_info). scores: customer_id, p_alive, expected_purchases_90d, clv_365d for
+    every customer with an order up to ``as_of``, never NaN: when a fit fails (run_info
+    ``fit_status`` "failed", a :class:`ModelWarning`) the scores come from the last
+    accepted run's parameters (``previous``, see :func:`score_summary`) or else from
+    :func:`empirical_scores`; ``purchase_method`` and ``spend_method`` say which ("fit",
+    "previous_fit", "empirical"). run_info also holds the parameters of today's fits
     (r, alpha, a, b; gg_p, gg_q, gg_gamma), BG/NBD log_likelihood, gg_log_likelihood,
-    n_customers, n_repeat, fit_seconds, converged, warnings (readable reasons).
+    n_customers, n_repeat, fit_seconds, converged (= fits accepted, :func:`usable`),
+    params_as_of (the date of the previous parameters used, if any) and warnings.
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -684,6 +696,7 @@ def score_customers(
         summary,
         as_of,
         notes=notes,
+        previous=previous,
         min_customers=min_customers,
         min_repeat_customers=min_repeat_customers,
         maxiter=maxiter,
@@ -691,11 +704,73 @@ def score_customers(
     )
 
 
+def empirical_scores(
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    monetary_value: ArrayLike,
+    hiatus_days: int = HIATUS_DAYS,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The fallback without fitted parameters (docs/clv.md, "When the fit fails"):
+    p_alive, expected purchases in 90 and 365 days, expected spend per purchase.
+
+    - p_alive: 1 when the last purchase day is within ``hiatus_days`` of D (the active
+      window of the metric dictionary: an order in [D - 179, D]), else 0 (the hiatus
+      heuristic of Wuebben & von Wangenheim 2008);
+    - expected purchases in t weeks: p_alive x t x the customer's historic rate of repeat
+      purchase days, x / max(T, hiatus_days / 7) (a history shorter than the window counts
+      as the whole window, so two purchases in two days do not project dozens);
+    - spend per purchase: the customer's mean repeat spend (<= 0 taken as 0); customers
+      without repeat purchases get the mean value of all repeat purchase days.
+    """
+    x, tx, TT = _as_float(frequency), _as_float(recency), _as_float(T)
+    m = np.clip(_as_float(monetary_value), 0.0, None)
+    days_since_last = np.round((TT - tx) * DAYS_PER_WEEK)
+    alive = (days_since_last < hiatus_days).astype(np.float64)
+    rate = x / np.maximum(TT, hiatus_days / DAYS_PER_WEEK)
+    repeat = x > 0
+    mean_spend = float(x[repeat] @ m[repeat] / x[repeat].sum()) if repeat.any() else 0.0
+    spend = np.where(repeat, m, mean_spend)
+    return (
+        alive,
+        alive * rate * HORIZON_90D_WEEKS,
+        alive * rate * HORIZON_365D_WEEKS,
+        spend,
+    )
+
+
+def _previous_params(
+    previous: Mapping[str, Any] | None,
+) -> tuple[BgNbdParams | None, GammaGammaParams | None]:
+    if previous is None or not usable({**previous, "converged": True, "log_likelihood": 0.0}):
+        return None, None
+    return (
+        BgNbdParams(*(float(previous[k]) for k in ("r", "alpha", "a", "b"))),
+        GammaGammaParams(*(float(previous[k]) for k in ("gg_p", "gg_q", "gg_gamma"))),
+    )
+
+
+def _bgnbd_scores(
+    params: BgNbdParams, x: FloatArray, tx: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """p_alive, expected purchases in 90 and 365 days, evaluated once per distinct row."""
+    (ux, utx, uT), _, inverse = compress_rows(x, tx, T)
+    alive = p_alive(params, ux, utx, uT)[inverse]
+    in_90d = expected_purchases(params, HORIZON_90D_WEEKS, ux, utx, uT)[inverse]
+    in_365d = expected_purchases(params, HORIZON_365D_WEEKS, ux, utx, uT)[inverse]
+    return alive, in_90d, in_365d
+
+
+def _n_not_finite(*columns: FloatArray) -> int:
+    return int((~np.isfinite(np.column_stack(columns))).any(axis=1).sum())
+
+
 def score_summary(
     summary: pd.DataFrame,
     as_of: Any,
     *,
     notes: list[str] | None = None,
+    previous: Mapping[str, Any] | None = None,
     min_customers: int = MIN_CUSTOMERS,
     min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
     maxiter: int = MAXITER,
@@ -704,7 +779,10 @@ def score_summary(
     """:func:`score_customers` from a per-customer summary already made, in the shape of
     :func:`summarise_transactions` (index: the customer id; frequency, recency, T,
     monetary_value). The warehouse asset computes that summary in DuckDB
-    (pipelines/models/assets.py) instead of loading every order into pandas."""
+    (pipelines/models/assets.py) instead of loading every order into pandas.
+
+    ``previous``: the parameters of the last accepted run (keys r, alpha, a, b, gg_p,
+    gg_q, gg_gamma, as_of), the first fallback when a fit fails."""
     started = time.perf_counter() if started is None else started
     notes = [] if notes is None else notes
     x = summary["frequency"].to_numpy(np.float64)
@@ -720,11 +798,7 @@ def score_summary(
         min_repeat_customers=min_repeat_customers,
         maxiter=maxiter,
     )
-    gg = (
-        fit_gamma_gamma(x, m, min_repeat_customers=min_repeat_customers, maxiter=maxiter)
-        if bg.converged
-        else None
-    )
+    gg = fit_gamma_gamma(x, m, min_repeat_customers=min_repeat_customers, maxiter=maxiter)
     run_info: dict[str, Any] = {
         "as_of": pd.Timestamp(as_of).date(),
         "r": None,
@@ -740,7 +814,11 @@ def score_summary(
         "n_repeat": int((x > 0).sum()),
         "fit_seconds": 0.0,
         "converged": False,
-        "warnings": [*notes, *bg.warnings, *(gg.warnings if gg is not None else [])],
+        "fit_status": "failed",
+        "purchase_method": None,
+        "spend_method": None,
+        "params_as_of": None,
+        "warnings": [*notes, *bg.warnings, *gg.warnings],
     }
     if isinstance(bg.params, BgNbdParams):
         run_info.update(
@@ -750,42 +828,92 @@ def score_summary(
             b=bg.params.b,
             log_likelihood=bg.log_likelihood,
         )
-    if gg is not None and isinstance(gg.params, GammaGammaParams):
+    if isinstance(gg.params, GammaGammaParams):
         run_info.update(
             gg_p=gg.params.p,
             gg_q=gg.params.q,
             gg_gamma=gg.params.gamma,
             gg_log_likelihood=gg.log_likelihood,
         )
-    run_info["converged"] = bool(bg.converged and gg is not None and gg.converged)
-
-    scores = _empty_scores()
-    if usable(run_info):
-        assert isinstance(bg.params, BgNbdParams) and gg is not None
-        assert isinstance(gg.params, GammaGammaParams)
-        (ux, utx, uT), _, inverse = compress_rows(x, tx, TT)
-        alive = p_alive(bg.params, ux, utx, uT)[inverse]
-        purchases_90d = expected_purchases(bg.params, HORIZON_90D_WEEKS, ux, utx, uT)[inverse]
-        purchases_365d = expected_purchases(bg.params, HORIZON_365D_WEEKS, ux, utx, uT)[inverse]
-        value_365d = purchases_365d * expected_avg_spend(gg.params, x, m)
-        scores = pd.DataFrame(
-            {
-                "customer_id": summary.index.to_numpy(),
-                "p_alive": alive,
-                "expected_purchases_90d": purchases_90d,
-                "clv_365d": value_365d,
-            }
+    if len(summary) == 0:
+        run_info["fit_seconds"] = time.perf_counter() - started
+        warnings.warn(
+            "CLV model: no customer with orders up to D, nothing scored: "
+            + "; ".join(run_info["warnings"]),
+            ModelWarning,
+            stacklevel=2,
         )
-        n_bad = int((~np.isfinite(scores[SCORE_COLUMNS[1:]].to_numpy())).any(axis=1).sum())
+        return _empty_scores(), run_info
+
+    previous_bg, previous_gg = _previous_params(previous)
+    previous_as_of = None if previous is None else previous.get("as_of")
+    empirical = empirical_scores(x, tx, TT, m)
+
+    # purchases and dropout: today's fit, else the last accepted run's, else the rule
+    purchase: tuple[FloatArray, FloatArray, FloatArray] | None = None
+    if bg.converged and isinstance(bg.params, BgNbdParams):
+        purchase = _bgnbd_scores(bg.params, x, tx, TT)
+        n_bad = _n_not_finite(*purchase)
         if n_bad:
-            run_info["converged"] = False
             run_info["warnings"].append(f"{n_bad} customers got non-finite predictions")
-            scores = _empty_scores()
+            purchase = None
+        else:
+            run_info["purchase_method"] = "fit"
+    if purchase is None and previous_bg is not None:
+        purchase = _bgnbd_scores(previous_bg, x, tx, TT)
+        if _n_not_finite(*purchase):
+            purchase = None
+        else:
+            run_info["purchase_method"] = "previous_fit"
+    if purchase is None:
+        purchase = empirical[:3]
+        run_info["purchase_method"] = "empirical"
+
+    # spend per purchase: the same order
+    if gg.converged and isinstance(gg.params, GammaGammaParams):
+        spend = expected_avg_spend(gg.params, x, m)
+        run_info["spend_method"] = "fit"
+    elif previous_gg is not None:
+        spend = expected_avg_spend(previous_gg, x, m)
+        run_info["spend_method"] = "previous_fit"
+    else:
+        spend = empirical[3]
+        run_info["spend_method"] = "empirical"
+
+    accepted = run_info["purchase_method"] == "fit" and run_info["spend_method"] == "fit"
+    run_info["converged"] = accepted
+    run_info["fit_status"] = "ok" if accepted else "failed"
+    if "previous_fit" in (run_info["purchase_method"], run_info["spend_method"]):
+        run_info["params_as_of"] = previous_as_of
+
+    alive, purchases_90d, purchases_365d = purchase
+    scores = pd.DataFrame(
+        {
+            "customer_id": summary.index.to_numpy(),
+            "p_alive": alive,
+            "expected_purchases_90d": purchases_90d,
+            "clv_365d": purchases_365d * spend,
+        }
+    )
     run_info["fit_seconds"] = time.perf_counter() - started
-    if not usable(run_info):
+    if not accepted:
         reasons = "; ".join(run_info["warnings"]) or "unknown reason"
-        warnings.warn(f"CLV model not usable: {reasons}", ModelWarning, stacklevel=2)
+        fallback = (
+            f"scored with purchases from {_METHOD_TEXT[run_info['purchase_method']]} and "
+            f"spend from {_METHOD_TEXT[run_info['spend_method']]}"
+        )
+        if run_info["params_as_of"] is not None:
+            fallback += f" (previous parameters as of {run_info['params_as_of']})"
+        run_info["warnings"].append(f"CLV fit failed: {fallback}")
+        warnings.warn(f"CLV fit failed ({reasons}); {fallback}", ModelWarning, stacklevel=2)
     return scores, run_info
+
+
+_METHOD_TEXT = {
+    "fit": "today's fit",
+    "previous_fit": "the last accepted fit",
+    "empirical": "the empirical rule",
+}
 
 
 # --------------------------------------------------------------------------------------
