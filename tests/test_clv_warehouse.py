@@ -13,14 +13,25 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from test_clv import simulate_bgnbd_orders
+from test_clv import HAND_SUMMARY, simulate_bgnbd_orders
 
+from pipelines.lib.duck import connect
+from pipelines.lib.resources import CrmSettingsResource
 from pipelines.models import clv
-from pipelines.models.assets import HOLDOUT_DAYS, holdout_summary, order_summary, purchase_days
+from pipelines.models.assets import (
+    HOLDOUT_DAYS,
+    build_clv_asset,
+    holdout_summary,
+    order_summary,
+    previous_fit,
+    purchase_days,
+    write_scores,
+)
 
 ORDERS_DDL = """
     create schema marts;
@@ -214,3 +225,99 @@ def test_the_pipelines_scores_equal_the_pandas_path(crm_home: Path) -> None:
     assert holdout["customers"].tolist() == reference["customers"].tolist()
     np.testing.assert_allclose(holdout["actual_mean"], reference["actual_mean"], rtol=1e-12)
     np.testing.assert_allclose(holdout["predicted_mean"], reference["predicted_mean"], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# A failed fit: flagged, recorded, and every customer scored
+# --------------------------------------------------------------------------------------
+
+#: clv.clv_model_runs as created before fit_status and the scoring methods were recorded
+OLD_RUNS_DDL = """
+    create schema clv;
+    create table clv.clv_model_runs (
+        run_id varchar, as_of_date date, fitted_at timestamp, used boolean, converged boolean,
+        r double, alpha double, a double, b double, gg_p double, gg_q double, gg_gamma double,
+        log_likelihood double, gg_log_likelihood double, n_customers bigint, n_repeat bigint,
+        fit_seconds double, warnings varchar
+    )
+"""
+ACCEPTED = (0.2426, 4.4136, 0.7929, 2.4259, 6.25, 3.74, 15.44)
+
+
+def _old_run(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, converged: bool) -> None:
+    con.execute(
+        "insert into clv.clv_model_runs values "
+        "(?, ?, now()::timestamp, true, ?, ?, ?, ?, ?, ?, ?, ?, -9582.4, -4000, 2357, 946, 1, '[]')",
+        [run_id, as_of, converged, *ACCEPTED],
+    )
+
+
+def test_failed_fit_uses_the_last_accepted_run_as_of_d() -> None:
+    """The previous parameters: the last accepted run dated D or before (never a later D,
+    never a failed run), read from a runs table of the earlier layout, which gains the new
+    columns; the failed run is recorded with its flag and methods."""
+    con = duckdb.connect()
+    con.execute(OLD_RUNS_DDL)
+    _old_run(con, "accepted", date(2024, 12, 1), True)
+    _old_run(con, "failed", date(2024, 12, 20), False)
+    _old_run(con, "later", date(2025, 1, 5), True)
+    previous = previous_fit(con, date(2024, 12, 31))
+    assert previous is not None
+    assert previous == dict(
+        zip(("r", "alpha", "a", "b", "gg_p", "gg_q", "gg_gamma"), ACCEPTED, strict=True),
+        as_of=date(2024, 12, 1),
+    )
+    assert previous_fit(con, date(2024, 11, 30)) is None
+
+    with pytest.warns(clv.ModelWarning, match="CLV fit failed"):
+        scores, info = clv.score_summary(HAND_SUMMARY, "2024-12-31", previous=previous)
+    assert write_scores(con, scores, info, date(2024, 12, 31), "tonight")
+    stored = con.execute(
+        "select used, converged, fit_status, purchase_method, spend_method, params_as_of "
+        "from clv.clv_model_runs where run_id = 'tonight'"
+    ).fetchall()
+    assert stored == [(True, False, "failed", "previous_fit", "previous_fit", date(2024, 12, 1))]
+    got = con.execute(
+        "select customer_id, p_alive, is_stale, scored_as_of from clv.customer_scores "
+        "order by customer_id"
+    ).fetchall()
+    assert [row[0] for row in got] == list("ABCDEF")
+    assert all(0 <= row[1] <= 1 and row[2] is False for row in got)
+    # a failed run is never the fallback of a later one
+    assert previous_fit(con, date(2025, 1, 1))["as_of"] == date(2024, 12, 1)
+
+
+def test_the_asset_flags_a_failed_fit_and_scores_every_buyer(tmp_path: Path) -> None:
+    """60 one-time buyers (no repeat purchase: the fit fails) in a real warehouse file:
+    the materialization says so, every buyer gets the empirical rule's finite scores."""
+    crm = CrmSettingsResource(
+        home=str(tmp_path / "home"),
+        mappings_dir=str(tmp_path),
+        landing_dir=str(tmp_path / "landing"),
+    )
+    rows = [
+        (f"o{i}", f"c{i:03d}", date(2024, 1, 1) + pd.Timedelta(days=5 * i).to_pytimedelta(),
+         False, Decimal("25.00"))
+        for i in range(60)
+    ]  # fmt: skip
+    with connect(crm.settings.warehouse_db) as con:
+        con.execute(ORDERS_DDL)
+        con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?)", rows)
+    asset = build_clv_asset(dg.DailyPartitionsDefinition(start_date="2024-01-01"))
+    result = dg.materialize([asset], resources={"crm": crm}, partition_key="2024-12-31")
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node(asset.op.name)
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    assert meta["fit_status"] == "failed" and meta["scores_written"] is True
+    assert (meta["purchase_method"], meta["spend_method"]) == ("empirical", "empirical")
+    assert "only 0 repeat buyers" in meta["warnings"]
+    with connect(crm.settings.warehouse_db, read_only=True) as con:
+        scores = con.sql("select * from clv.customer_scores order by customer_id").df()
+        run = con.execute("select fit_status, used from clv.clv_model_runs").fetchall()
+    assert run == [("failed", True)]
+    assert len(scores) == 60 and scores[["p_alive", "expected_purchases_90d"]].notna().all().all()
+    # c035 bought on 2024-06-24 (190 days before D): inactive; c036 on 2024-06-29 (185),
+    # c037 on 2024-07-04 (180): inactive; c038 on 2024-07-09 (175 days): active
+    active = scores.set_index("customer_id")["p_alive"]
+    assert active[[f"c{i:03d}" for i in (35, 36, 37, 38, 59)]].tolist() == [0, 0, 0, 1, 1]
+    assert (scores["expected_purchases_90d"] == 0).all()
