@@ -430,6 +430,16 @@ def test_non_finite_input_is_refused() -> None:
     assert not gg.converged and "NaN or infinite" in gg.warnings[0]
     bad = clv.fit_bgnbd(x, tx + 20, np.full_like(x, 10.0))
     assert not bad.converged and "recency must lie in [0, T]" in bad.warnings
+    # scoring: the customer with NaN T is left out and counted, the others are scored
+    summary = pd.DataFrame({"frequency": x, "recency": tx, "T": T, "monetary_value": 10.0})
+    with pytest.warns(clv.ModelWarning, match="CLV fit failed"):
+        scores, run_info = clv.score_summary(summary, "2024-12-31")
+    assert len(scores) == 119 and 4 not in scores["customer_id"].tolist()
+    assert np.isfinite(scores[clv.SCORE_COLUMNS[1:]].to_numpy()).all()
+    assert (
+        "1 customers with invalid frequency/recency/T/monetary_value not scored"
+        in (run_info["warnings"])
+    )
 
 
 @needs_cdnow

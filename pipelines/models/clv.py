@@ -895,6 +895,13 @@ def score_summary(
             "clv_365d": purchases_365d * spend,
         }
     )
+    finite = np.isfinite(scores[SCORE_COLUMNS[1:]].to_numpy()).all(axis=1)
+    if not finite.all():  # only from invalid input (NaN T, ...), which no fit accepts
+        run_info["warnings"].append(
+            f"{int((~finite).sum())} customers with invalid frequency/recency/T/monetary_value "
+            "not scored"
+        )
+        scores = scores[finite].reset_index(drop=True)
     run_info["fit_seconds"] = time.perf_counter() - started
     if not accepted:
         reasons = "; ".join(run_info["warnings"]) or "unknown reason"
