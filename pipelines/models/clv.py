@@ -54,6 +54,10 @@ LOG_PARAM_BOUND = 15.0
 SERIES_MAX_TERMS = 5000
 A_NEAR_ONE = 1e-6
 """Within this distance of a = 1 expected purchases are interpolated (removable singularity)."""
+RIDGE_MIN = 1e4
+"""a and b above which a fit stopped on the ridge a, b -> inf may be accepted at the limit."""
+RIDGE_GAIN = 1e-6
+"""Largest mean log-likelihood per customer still to gain along that ridge."""
 HIATUS_DAYS = 180
 """The empirical fallback's active window: an order in [D - 179, D] (metrics.md, active_as_of)."""
 GRADIENT_TOLERANCE = 1e-5
@@ -267,6 +271,13 @@ class _BgNbdData:
         self.wx = np.bincount(self.xi, weights=w, minlength=self.ux.size)
         self.total = float(w.sum())
         self.repeat = self.x > 0
+        self.ix = self.ux.astype(np.intp)
+        self.j = np.arange(max(int(self.ux.max(initial=0)), 1), dtype=np.float64)
+
+
+def _prefix_sums(terms: FloatArray) -> FloatArray:
+    """[0, t0, t0 + t1, ...]: entry k is the sum of the first k terms."""
+    return np.concatenate(([0.0], np.cumsum(terms)))
 
 
 def _bgnbd_terms(log_params: FloatArray, d: _BgNbdData) -> tuple[float, FloatArray]:
@@ -275,25 +286,37 @@ def _bgnbd_terms(log_params: FloatArray, d: _BgNbdData) -> tuple[float, FloatArr
     ln L = ln G(r+x) - ln G(r) + r ln(alpha) - ln B(a,b)
            + logsumexp(ln B(a, b+x) - (r+x) ln(alpha+T),
                        [x>0] ln B(a+1, b+x-1) - (r+x) ln(alpha+t_x))      (FHL 2005, eq. 6)
+
+    evaluated without differences of large numbers, so that it stays exact when the
+    parameters are huge (a, b ~ 1e6: an almost homogeneous dropout probability; r, alpha
+    ~ 1e6: an almost homogeneous purchase rate):
+
+    - ln G(r+x) - ln G(r) = sum_{j<x} ln(r+j);
+    - ln B(a, b+x) - ln B(a,b) = sum_{j<x} ln(1 - a/(a+b+j)), and
+      ln B(a+1, b+x-1) - ln B(a,b) = ln(a/(a+b+x-1)) + sum_{j<x-1} ln(1 - a/(a+b+j));
+    - r ln(alpha) - (r+x) ln(alpha+T) = -r ln(1 + T/alpha) - x ln(alpha+T).
+
+    The sums over j are prefix sums up to the largest frequency, evaluated once per call.
     """
     r, alpha, a, b = np.exp(log_params)
-    ux, xi = d.ux, d.xi
+    ux, xi, ix, j = d.ux, d.xi, d.ix, d.j
     has_repeat_x = ux > 0
-    b_x1 = np.where(has_repeat_x, b + ux - 1, 1.0)  # safe argument where x = 0
+    ix1 = np.maximum(ix - 1, 0)  # x - 1, safe where x = 0
+    abj = a + b + j
 
-    const_x = (
-        special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
-    )
-    beta1_x = special.betaln(a, b + ux)
-    beta2_x = np.where(has_repeat_x, special.betaln(a + 1, b_x1), -np.inf)
+    log_rising_r = _prefix_sums(np.log(r + j))[ix]  # ln G(r+x) - ln G(r)
+    log_keep = _prefix_sums(np.log1p(-a / abj))  # ln B(a, b+k) - ln B(a, b) at k
+    beta1_x = log_keep[ix]
+    beta2_x = np.where(
+        has_repeat_x, np.log(a) - np.log(np.where(has_repeat_x, a + b + ux - 1, 1.0)), -np.inf
+    ) + np.where(has_repeat_x, log_keep[ix1], 0.0)
 
     log_aT = np.log(alpha + d.T)
     log_atx = np.log(alpha + d.tx)
-    rx = r + d.x
-    u1 = beta1_x[xi] - rx * log_aT
-    u2 = beta2_x[xi] - rx * log_atx
+    u1 = beta1_x[xi] - r * np.log1p(d.T / alpha) - d.x * log_aT
+    u2 = beta2_x[xi] - r * np.log1p(d.tx / alpha) - d.x * log_atx
     mix = np.logaddexp(u1, u2)
-    loglik = float(d.w @ const_x[xi] + d.w @ mix)
+    loglik = float(d.wx @ log_rising_r + d.w @ mix)
 
     pi2 = np.exp(u2 - mix)  # posterior weight of "dropped out after the last purchase"
     pi1 = 1.0 - pi2
@@ -302,22 +325,18 @@ def _bgnbd_terms(log_params: FloatArray, d: _BgNbdData) -> tuple[float, FloatArr
     s1 = np.bincount(xi, weights=wpi1, minlength=ux.size)
     s2 = np.bincount(xi, weights=wpi2, minlength=ux.size)
 
-    psi_ab = special.digamma(a + b)
-    psi_abx = special.digamma(a + b + ux)
-    g_r = d.wx @ (special.digamma(r + ux) - special.digamma(r) + np.log(alpha)) - (
-        wpi1 @ log_aT + wpi2 @ log_atx
+    # derivatives of the prefix sums: d/da and d/db of ln B(a, b+k) - ln B(a, b)
+    inv_abj = _prefix_sums(1.0 / abj)
+    shrink = _prefix_sums(a / ((b + j) * abj))
+    last = np.where(has_repeat_x, 1.0 / (a + b + ux - 1), 0.0)
+    g_r = d.wx @ _prefix_sums(1.0 / (r + j))[ix] - (
+        wpi1 @ np.log1p(d.T / alpha) + wpi2 @ np.log1p(d.tx / alpha)
     )
-    g_alpha = d.total * r / alpha - (wpi1 @ (rx / (alpha + d.T)) + wpi2 @ (rx / (alpha + d.tx)))
-    g_a = (
-        d.wx.sum() * (psi_ab - special.digamma(a))
-        + s1 @ (special.digamma(a) - psi_abx)
-        + s2 @ np.where(has_repeat_x, special.digamma(a + 1) - psi_abx, 0.0)
+    g_alpha = wpi1 @ (r * d.T / (alpha * (alpha + d.T)) - d.x / (alpha + d.T)) + wpi2 @ (
+        r * d.tx / (alpha * (alpha + d.tx)) - d.x / (alpha + d.tx)
     )
-    g_b = (
-        d.wx.sum() * (psi_ab - special.digamma(b))
-        + s1 @ (special.digamma(b + ux) - psi_abx)
-        + s2 @ np.where(has_repeat_x, special.digamma(b_x1) - psi_abx, 0.0)
-    )
+    g_a = s1 @ -inv_abj[ix] + s2 @ np.where(has_repeat_x, 1.0 / a - last - inv_abj[ix1], 0.0)
+    g_b = s1 @ shrink[ix] + s2 @ np.where(has_repeat_x, -last + shrink[ix1], 0.0)
     grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b])
     return loglik, grad
 
@@ -389,6 +408,13 @@ def fit_bgnbd(
 
     log_params, value, converged, nit, problems = _minimise(objective, 4, maxiter)
     r, alpha, a, b = (float(v) for v in np.exp(log_params))
+    if not converged and _at_homogeneous_dropout_limit(objective, log_params):
+        converged = True
+        problems = [
+            f"dropout probability almost the same for every customer (a = {a:.3g}, "
+            f"b = {b:.3g}, a/(a+b) = {a / (a + b):.4g}): the fit is at the model's limit "
+            "a, b -> inf and is accepted"
+        ]
     return FitResult(
         params=BgNbdParams(r, alpha, a, b),
         log_likelihood=-value * data.total,
@@ -399,6 +425,27 @@ def fit_bgnbd(
         fit_seconds=time.perf_counter() - started,
         warnings=problems,
     )
+
+
+def _at_homogeneous_dropout_limit(objective: Any, log_params: FloatArray) -> bool:
+    """True when the optimiser stopped on the ridge a, b -> inf at a fixed a/(a+b): every
+    customer drops out with the same probability, the likelihood still rises along the
+    ridge, so the optimiser runs into its bound or stops short of the gradient tolerance.
+
+    The fit is then at the model's limit and its predictions are those of the limit (to
+    O(1/(a+b))): accepted when a and b are both >= RIDGE_MIN, the gradient is within
+    tolerance in r, alpha and the ratio a/b, and going 1000 times further along the ridge
+    gains at most RIDGE_GAIN in mean log-likelihood per customer.
+    """
+    a, b = np.exp(log_params[2:])
+    if min(a, b) < RIDGE_MIN:
+        return False
+    with np.errstate(all="ignore"):
+        value, grad = objective(log_params)
+        far_value, _ = objective(log_params + np.array([0.0, 0.0, 1.0, 1.0]) * np.log(1e3))
+    g_r, g_alpha, g_a, g_b = grad
+    steady = max(abs(g_r), abs(g_alpha), abs(g_a - g_b)) <= GRADIENT_TOLERANCE
+    return bool(steady and np.isfinite(far_value) and value - far_value <= RIDGE_GAIN)
 
 
 def _log_dropout_odds(
