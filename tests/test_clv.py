@@ -640,6 +640,8 @@ HISTORIES = [(0, 0.0, 52.0), (1, 3.0, 52.0), (2, 10.0, 52.0), (5, 30.0, 52.0), (
         clv.BgNbdParams(r=0.5, alpha=8.0, a=3e5, b=2e6),  # the failing night's a and b
         clv.BgNbdParams(r=0.2426, alpha=4.4136, a=0.7929, b=2.4259),  # CDNOW
         clv.BgNbdParams(r=0.3, alpha=5.0, a=0.05, b=0.2),  # a + b < 1
+        clv.BgNbdParams(r=0.3, alpha=5.0, a=2.0, b=0.01),  # b much smaller than a
+        clv.BgNbdParams(r=2e5, alpha=3e6, a=0.5, b=50.0),  # an almost homogeneous rate
     ],
 )
 def test_predictions_and_likelihood_against_quadrature(params: clv.BgNbdParams) -> None:

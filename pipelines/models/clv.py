@@ -305,7 +305,10 @@ def _bgnbd_terms(log_params: FloatArray, d: _BgNbdData) -> tuple[float, FloatArr
     abj = a + b + j
 
     log_rising_r = _prefix_sums(np.log(r + j))[ix]  # ln G(r+x) - ln G(r)
-    log_keep = _prefix_sums(np.log1p(-a / abj))  # ln B(a, b+k) - ln B(a, b) at k
+    # ln B(a, b+k) - ln B(a, b) at k: terms ln((b+j)/(a+b+j)), each in its exact form
+    with np.errstate(divide="ignore"):
+        keep = np.where(a < b + j, np.log1p(-a / abj), np.log(b + j) - np.log(abj))
+    log_keep = _prefix_sums(keep)
     beta1_x = log_keep[ix]
     beta2_x = np.where(
         has_repeat_x, np.log(a) - np.log(np.where(has_repeat_x, a + b + ux - 1, 1.0)), -np.inf
