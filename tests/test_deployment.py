@@ -155,3 +155,31 @@ def test_check_mapping_names_a_system_no_customers_mapping_provides(tmp_path: Pa
     )
     text, ok = run_check_mapping(settings, desk, 5, None)
     assert ok, text
+
+
+def test_the_reference_follows_each_help_desks_customer_ref_system():
+    """The test oracle (pipelines/reference) reads customer_ref_system from the mapping YAML
+    itself: a ticket of a desk naming `mall` holds the account mall:<ref>, one of a desk
+    naming none holds <member system>:<ref>."""
+    import pandas as pd
+
+    from pipelines.reference.identity import identity_links
+    from pipelines.reference.landing import parse_mapping as reference_mapping
+
+    doc = {"name": "desk_b", "entity": "service_events", "customer_ref_system": "mall",
+           "fields": DESK_FIELDS}  # fmt: skip
+    assert reference_mapping(doc).customer_ref_system == "mall"
+    events = pd.DataFrame(
+        {
+            "ticket_id": ["T1", "T2"],
+            "customer_ref": ["M1", "M1"],
+            "phone_e164": [None, None],
+            "email_norm": [None, None],
+            "social_account_id": [None, None],
+            "_customer_ref_system": [None, "mall"],
+        }
+    )
+    empty = pd.DataFrame()
+    links = identity_links(empty, empty, events, empty, "member")
+    accounts = sorted(zip(links["record_id"], links["identifier"], strict=True))
+    assert accounts == [("ticket:T1", "account:member:M1"), ("ticket:T2", "account:mall:M1")]
