@@ -49,7 +49,7 @@
     {%- set records = graph.nodes.get('model.' ~ project_name ~ '.int_identity_records') -%}
     {{ return(model.checksum.checksum ~ '|' ~ (records.checksum.checksum if records else '') ~ '|'
         ~ local_md5(identity_source_identifier_ctes()) ~ '|' ~ identity_identifiers_version() ~ '|'
-        ~ var('supernode_threshold') ~ '|' ~ var('ticket_customer_ref_source_system') ~ '|'
+        ~ var('supernode_threshold') ~ '|' ~ customer_ref_system_fingerprint() ~ '|'
         ~ var('business_timezone')) }}
 {%- endmacro %}
 
@@ -84,6 +84,8 @@ order_buyers as (
 ticket_requesters as (
     select distinct
         ticket_id,
+        -- the system of the customer_ref: the help desk mapping's customer_ref_system
+        {{ customer_ref_system('source_name') }} as customer_ref_system,
         customer_ref,
         phone,
         email,
@@ -190,7 +192,7 @@ ticket_identifiers as (
         select
             ticket_id,
             'account' as identifier_type,
-            '{{ var("ticket_customer_ref_source_system") }}:' || customer_ref as identifier_value
+            customer_ref_system || ':' || customer_ref as identifier_value
         from ticket_requesters
         union all
         select

@@ -15,6 +15,7 @@ class CheckMappingConfig(dg.Config):
 def check_mapping_op(
     context: dg.OpExecutionContext, config: CheckMappingConfig, crm: CrmSettingsResource
 ) -> str:
+    from pipelines.ingest.deployment import check_customer_ref_system
     from pipelines.ingest.engine import check_mapping, format_check_report
 
     report = check_mapping(
@@ -24,7 +25,13 @@ def check_mapping_op(
         delivery_date=config.delivery_date,
     )
     text = format_check_report(report)
+    problem = check_customer_ref_system(config.mapping_file, crm.settings)
+    if problem:
+        text += f"\n\nERROR: {problem}"
     context.add_output_metadata({"report": dg.MetadataValue.md(f"```\n{text}\n```")})
+    if problem:
+        # the report and the problem, and `crm check-mapping` exits 1
+        raise dg.Failure(description=text, allow_retries=False)
     return text
 
 

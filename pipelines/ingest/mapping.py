@@ -50,7 +50,17 @@ ENCODINGS = {
     "gb2312": "gbk",
 }
 WHITESPACE = "whitespace"
-TOP_KEYS = {"name", "entity", "version", "files", "format", "timezone", "fields", "description"}
+TOP_KEYS = {
+    "name",
+    "entity",
+    "version",
+    "files",
+    "format",
+    "timezone",
+    "fields",
+    "description",
+    "customer_ref_system",
+}
 FORMAT_KEYS = {
     "type",
     "delimiter",
@@ -126,6 +136,9 @@ class SourceMapping:
     path: Path | None = None
     description: str = ""
     unmapped_defaults: tuple[str, ...] = field(default=())
+    #: service_events: the source system the rows' customer_ref belongs to (None: the
+    #: deployment's member system; pipelines/ingest/deployment.py)
+    customer_ref_system: str | None = None
 
     @property
     def label(self) -> str:
@@ -232,6 +245,16 @@ def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
         if unknown_cols:
             raise err(f"fields read column(s) {unknown_cols} not in format.columns")
     defaults = tuple(n for (e, n) in sorted(DEFAULTED) if e == entity and n not in fields)
+    ref_system = data.get("customer_ref_system")
+    if ref_system is not None:
+        if entity != "service_events":
+            raise err(
+                "customer_ref_system applies to service_events mappings only (customers and "
+                "orders name the system of each row in fields.source_system)"
+            )
+        if not isinstance(ref_system, str) or not ref_system.strip():
+            raise err("customer_ref_system must be a source system name, e.g. crm")
+        ref_system = ref_system.strip()
     return SourceMapping(
         name=name,
         entity=entity,
@@ -243,6 +266,7 @@ def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
         path=path,
         description=str(data.get("description", "")),
         unmapped_defaults=defaults,
+        customer_ref_system=ref_system,
     )
 
 

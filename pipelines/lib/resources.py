@@ -19,6 +19,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
     landing_dir: str
     supernode_threshold: int = 20
     report_language: str = "en"
+    vip_revenue_365d: float = 50_000.0
+    member_system: str = ""
     spark_export: bool = False
     #: CRM_PSEUDONYM_KEY_FILE when set (else the default under restricted/)
     pseudonym_key_file: str = ""
@@ -33,6 +35,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=str(settings.landing),
             supernode_threshold=settings.supernode_threshold,
             report_language=settings.report_language,
+            vip_revenue_365d=settings.vip_revenue_365d,
+            member_system=settings.member_system or "",
             spark_export=settings.spark_export,
             pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
         )
@@ -47,6 +51,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=Path(self.landing_dir),
             supernode_threshold=self.supernode_threshold,
             report_language=self.report_language,
+            vip_revenue_365d=self.vip_revenue_365d,
+            member_system=self.member_system or None,
             spark_export=self.spark_export,
             extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
             if self.pseudonym_key_file

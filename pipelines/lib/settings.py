@@ -26,7 +26,9 @@ class Settings:
     |---|---|
     | CRM_HOME | ./data (relative to the current directory) |
     | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule) |
-    | CRM_CURRENCY | CNY (reporting currency) |
+    | CRM_CURRENCY | CNY (reporting currency: every published amount and its unit label) |
+    | CRM_VIP_REVENUE_365D | 50000 (VIP: net revenue of the last 365 days, reporting currency) |
+    | CRM_MEMBER_SYSTEM | unset: the one source system of the customers mappings (the system a ticket's customer_ref belongs to when its mapping names none) |
     | CRM_MAPPINGS_DIR | the repo's demo mappings (pipelines/ingest/mappings/demo) |
     | CRM_LANDING_DIR | $CRM_HOME/landing |
     | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
@@ -43,6 +45,10 @@ class Settings:
     landing_dir: Path | None = None
     supernode_threshold: int = 20
     report_language: str = "en"
+    #: VIP threshold: net revenue of the last 365 days, in the reporting currency
+    vip_revenue_365d: float = 50_000.0
+    #: the deployment's member system (None: derived from the customers mappings)
+    member_system: str | None = None
     #: CRM_SPARK_EXPORT=1: the ingest and CLV assets also write their tables as Parquet for
     #: the Spark target (pipelines/spark, docs/spark.md).
     spark_export: bool = False
@@ -129,6 +135,15 @@ class Settings:
             threshold = int(env.get("CRM_SUPERNODE_THRESHOLD", "20"))
         except ValueError as exc:
             raise SettingsError("CRM_SUPERNODE_THRESHOLD must be an integer") from exc
+        try:
+            vip = float(env.get("CRM_VIP_REVENUE_365D", "50000"))
+        except ValueError as exc:
+            raise SettingsError(
+                "CRM_VIP_REVENUE_365D must be a number (net revenue in the reporting currency)"
+            ) from exc
+        if not vip >= 0 or vip == float("inf"):
+            raise SettingsError("CRM_VIP_REVENUE_365D must be a finite number >= 0")
+        member = env.get("CRM_MEMBER_SYSTEM", "").strip() or None
         language = env.get("CRM_REPORT_LANGUAGE", "en")
         if language not in ("en", "zh"):
             raise SettingsError(f"CRM_REPORT_LANGUAGE={language!r}: use en or zh")
@@ -140,6 +155,8 @@ class Settings:
             landing_dir=landing,
             supernode_threshold=threshold,
             report_language=language,
+            vip_revenue_365d=vip,
+            member_system=member,
             spark_export=env.get("CRM_SPARK_EXPORT", "").lower() in ("1", "true", "yes"),
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )

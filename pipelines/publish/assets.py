@@ -79,6 +79,8 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         """The serving DuckDB file analysts open (never the warehouse), Parquet and Tableau
         Hyper extracts of every mart, the KPI review for managers and the dbt docs; only
         when every blocking quality expectation passes as of D."""
+        from pipelines.ingest.deployment import configured_entities
+        from pipelines.ingest.mapping import load_mappings
         from pipelines.publish import publish, render_kpi_review
         from pipelines.quality.runner import recorded_gate, run_gate
 
@@ -104,6 +106,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                     context.run.run_id,
                     docs_dir=settings.reports / "data_docs",
                     timezone=settings.timezone,
+                    sources=configured_entities(load_mappings(settings.mappings_dir)),
                 ).blocking_failed
                 context.log.info("quality gate: every suite validated as of D")
             else:

@@ -20,6 +20,8 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.ingest.deployment import configured_entities
+from pipelines.ingest.mapping import load_mappings
 from pipelines.lib.duck import connect_warehouse
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import EXPECTATIONS_DIR
@@ -73,6 +75,7 @@ def check_results(result: SuiteResult, spec: SuiteSpec) -> list[dg.AssetCheckRes
     ):
         items = [o for o in result.outcomes if o.severity == severity_name]
         failed = [o for o in items if not o.success]
+        skipped = [o for o in items if o.skipped]
         lines = [f"- **{o.check}**: {o.describe()}" for o in failed]
         metadata: dict[str, Any] = {
             "table": result.table,
@@ -81,6 +84,10 @@ def check_results(result: SuiteResult, spec: SuiteSpec) -> list[dg.AssetCheckRes
             "expectations": len(items),
             "failed": len(failed),
             "failed_checks": dg.MetadataValue.md("\n".join(lines) or "none"),
+            "skipped": len(skipped),
+            "skipped_checks": dg.MetadataValue.md(
+                "\n".join(f"- **{o.check}**: {o.skipped}" for o in skipped) or "none"
+            ),
             "results": dg.MetadataValue.json(_jsonable([_outcome_row(o) for o in items])),
             "seconds": round(result.seconds, 3),
         }
@@ -91,14 +98,21 @@ def check_results(result: SuiteResult, spec: SuiteSpec) -> list[dg.AssetCheckRes
                 passed=not failed,
                 severity=severity,
                 metadata=metadata,
-                description=(
-                    f"{len(failed)} of {len(items)} {severity_name} expectations failed"
-                    if failed
-                    else f"all {len(items)} {severity_name} expectations passed"
-                ),
+                description=_description(items, failed, skipped, severity_name),
             )
         )
     return out
+
+
+def _description(items: list, failed: list, skipped: list, severity_name: str) -> str:
+    if items and len(skipped) == len(items):
+        return f"skipped: {skipped[0].skipped}"
+    text = (
+        f"{len(failed)} of {len(items)} {severity_name} expectations failed"
+        if failed
+        else f"all {len(items) - len(skipped)} {severity_name} expectations passed"
+    )
+    return text + (f"; {len(skipped)} skipped ({skipped[0].skipped})" if skipped else "")
 
 
 def build_suite_check(
@@ -135,6 +149,7 @@ def build_suite_check(
     def _check(context: dg.AssetCheckExecutionContext, crm: CrmSettingsResource):
         settings = crm.settings
         as_of = as_of_for(context, settings.timezone)
+        sources = configured_entities(load_mappings(settings.mappings_dir))
         with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
             gate = run_suites(
                 con,
@@ -144,8 +159,14 @@ def build_suite_check(
                 docs_dir=settings.reports / "data_docs",
                 timezone=settings.timezone,
                 expectations_dir=expectations_dir,
+                sources=sources,
             )
         result = gate.suites[0]
+        if result.skipped:
+            context.log.info(
+                f"{spec.name}: {len(result.skipped)} of {len(result.outcomes)} expectations "
+                f"skipped: {result.skipped[0].skipped}"
+            )
         for item in result.blocking_failed:
             context.log.error(f"{spec.name}: {item.describe()}")
         for item in result.target_failed:

@@ -24,12 +24,13 @@ the error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -79,8 +80,12 @@ class ExpectationOutcome:
     threshold: float | None
     details: dict[str, Any] = field(default_factory=dict)
     sample: list[Any] = field(default_factory=list)
+    #: why the expectation was not evaluated (no source of its entity); None: evaluated
+    skipped: str | None = None
 
     def describe(self) -> str:
+        if self.skipped:
+            return f"{self.check} [{self.severity}] skipped: {self.skipped}"
         text = (
             f"{self.check} [{self.severity}] observed={_fmt(self.observed)} "
             f"threshold={_fmt(self.threshold)}"
@@ -110,6 +115,10 @@ class SuiteResult:
     @property
     def target_failed(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if o.severity == "target" and not o.success]
+
+    @property
+    def skipped(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.skipped]
 
     @property
     def passed(self) -> bool:
@@ -148,6 +157,11 @@ class GateResult:
         for suite in self.suites:
             for item in suite.blocking_failed + suite.target_failed:
                 lines.append(f"  {suite.suite}: {item.describe()}")
+            if suite.skipped:
+                lines.append(
+                    f"  {suite.suite}: {len(suite.skipped)} expectation(s) skipped: "
+                    f"{suite.skipped[0].skipped}"
+                )
         return "\n".join(lines)
 
 
@@ -289,8 +303,11 @@ class QualityRunner:
         docs_dir: Path,
         timezone: str = "Asia/Shanghai",
         expectations_dir: Path = EXPECTATIONS_DIR,
+        sources: Collection[str] | None = None,
     ) -> None:
         self.con = con
+        #: the entities with a configured source mapping (None: every entity, skip nothing)
+        self.sources = None if sources is None else frozenset(sources)
         self.docs_dir = docs_dir
         self.timezone = timezone
         self.expectations_dir = expectations_dir
@@ -310,9 +327,46 @@ class QualityRunner:
             return False
         return True
 
+    def _skip_reason(self, entities: tuple[str, ...]) -> str | None:
+        """Why expectations needing a source of `entities` are skipped (None: they run)."""
+        if not entities or self.sources is None or self.sources & set(entities):
+            return None
+        return f"no source mapping for {' or '.join(entities)} in this deployment"
+
     def validate(self, spec: SuiteSpec, as_of: date, run_id: str) -> SuiteResult:
         started = time.perf_counter()
         params = runtime_parameters(as_of, self.timezone)
+        suite_reason = self._skip_reason(spec.entities)
+        skipped = [
+            ExpectationOutcome(
+                check=exp.check,
+                expectation_type=exp.type,
+                column=exp.column,
+                severity=exp.severity,
+                success=True,
+                observed=None,
+                threshold=None,
+                skipped=reason,
+            )
+            for exp in spec.expectations
+            if (reason := suite_reason or self._skip_reason(exp.entities))
+        ]
+        if skipped:
+            names = {o.check for o in skipped}
+            kept = tuple(e for e in spec.expectations if e.check not in names)
+            if not kept:
+                return SuiteResult(
+                    spec.name,
+                    spec.table,
+                    spec.asset_key,
+                    as_of,
+                    run_id,
+                    skipped,
+                    time.perf_counter() - started,
+                )
+            result = self.validate(dataclasses.replace(spec, expectations=kept), as_of, run_id)
+            result.outcomes.extend(skipped)
+            return result
         if not _table_exists(self.con, spec):
             outcome = ExpectationOutcome(
                 check="table_exists",
@@ -529,6 +583,8 @@ def write_results(
     for suite in results:
         for item in suite.outcomes:
             details = {**item.details, "expectation_type": item.expectation_type}
+            if item.skipped:
+                details["skipped"] = item.skipped
             if item.sample:
                 details["sample"] = item.sample
             rows.append(
@@ -583,8 +639,11 @@ def run_suites(
     timezone: str = "Asia/Shanghai",
     expectations_dir: Path = EXPECTATIONS_DIR,
     write: bool = True,
+    sources: Collection[str] | None = None,
 ) -> GateResult:
-    """Validate the named suites (None: all), record results and Data Docs."""
+    """Validate the named suites (None: all), record results and Data Docs. `sources`: the
+    entities with a configured source mapping; the expectations of a suite built only from
+    other entities are skipped and recorded as skipped (None: nothing is skipped)."""
     started = time.perf_counter()
     as_of_date = _as_date(as_of)
     run_id = run_id or f"adhoc-{uuid.uuid4().hex[:12]}"
@@ -596,7 +655,11 @@ def run_suites(
     )
     with _connection(db_or_con) as con:
         runner = QualityRunner(
-            con, docs_dir=docs_dir, timezone=timezone, expectations_dir=expectations_dir
+            con,
+            docs_dir=docs_dir,
+            timezone=timezone,
+            expectations_dir=expectations_dir,
+            sources=sources,
         )
         results = [runner.validate(spec, as_of_date, run_id) for spec in specs]
         index = None

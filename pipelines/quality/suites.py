@@ -4,12 +4,16 @@ Suite meta (all optional but `table`):
     table           "schema.table" the suite validates
     asset_key       the Dagster asset the suite guards, e.g. ["raw", "orders"] or ["fct_orders"]
     sample_columns  columns shown for offending rows of a failed null check (default: rowid)
+    entities        canonical entities whose sources the table is built from, e.g.
+                    ["service_events"]: when no source mapping of any of them is configured
+                    (CRM_MAPPINGS_DIR), the suite is skipped and reported as skipped
 
 Expectation meta:
     check     a stable, readable name ("order_id_unique"); default: type + column
     severity  blocking | target  (blocking: integrity, stops publication; target: recorded)
     column    the column an `unexpected_rows_expectation` is about (key uniqueness), recorded
               in quality.dq_results like the column of a column expectation
+    entities  as the suite's: the expectation is skipped when none of them has a mapping
 
 Run-time values: a kwarg `{"$PARAMETER": "<name>"}` (GX suite parameter) or, inside SQL text
 (`unexpected_rows_query`), a `{name}` token; names: `as_of` ('YYYY-MM-DD'), `as_of_end_utc`
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipelines.ingest.canonical import ENTITIES
 from pipelines.lib.settings import EXPECTATIONS_DIR
 
 SEVERITIES = ("blocking", "target")
@@ -42,6 +47,11 @@ class ExpectationSpec:
     check: str
     severity: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """The entities the expectation needs a source of (empty: none in particular)."""
+        return tuple(self.meta.get("entities") or ())
 
     @property
     def column(self) -> str | None:
@@ -62,6 +72,8 @@ class SuiteSpec:
     sample_columns: tuple[str, ...]
     expectations: tuple[ExpectationSpec, ...]
     path: Path
+    #: the entities whose sources the table is built from (meta.entities; empty: any)
+    entities: tuple[str, ...] = ()
 
     @property
     def schema(self) -> str:
@@ -107,6 +119,7 @@ def _expectation(raw: dict[str, Any], path: Path, index: int) -> ExpectationSpec
     kwargs = dict(raw["kwargs"])
     column = kwargs.get("column") or "_".join(kwargs.get("column_list", []))
     check = meta.get("check") or "_".join(p for p in (raw["type"], column) if p)
+    _entities(meta.get("entities"), f"{where}: meta.entities")
     return ExpectationSpec(raw["type"], kwargs, str(check), severity, meta)
 
 
@@ -137,7 +150,16 @@ def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> SuiteSpec:
         sample_columns=tuple(meta.get("sample_columns") or ["rowid"]),
         expectations=expectations,
         path=path,
+        entities=_entities(meta.get("entities"), f"{path}: meta.entities"),
     )
+
+
+def _entities(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or any(v not in ENTITIES for v in value):
+        raise SuiteError(f"{where} must be a non-empty list of {', '.join(ENTITIES)}")
+    return tuple(value)
 
 
 def suite_names(directory: Path = EXPECTATIONS_DIR) -> list[str]:

@@ -185,8 +185,12 @@ def identity_links(
     if len(service_events):
         rid = ticket_record_id(service_events)
         ref = service_events["customer_ref"].map(_text_or_none)
+        # the system of the help desk's mapping (customer_ref_system), else the member system
+        system = pd.Series(ticket_ref_system, index=service_events.index, dtype=object)
+        if "_customer_ref_system" in service_events:
+            system = service_events["_customer_ref_system"].astype(object).fillna(system)
         parts += [
-            _links(rid, "account", (ticket_ref_system + ":" + ref.astype(str)).where(ref.notna())),
+            _links(rid, "account", (system + ":" + ref.astype(str)).where(ref.notna())),
             _links(rid, "phone", service_events["phone_e164"]),
             _links(rid, "email", service_events["email_norm"]),
             _links(rid, "social", service_events["social_account_id"].map(_social_ref)),

@@ -175,6 +175,8 @@ class Mapping:
     timezone: str
     fields: dict[str, FieldRule]
     path: Path | None = None
+    #: service_events: the system of customer_ref (None: the member system of the config)
+    customer_ref_system: str | None = None
 
 
 def load_mapping(path: str | Path) -> Mapping:
@@ -241,6 +243,9 @@ def parse_mapping(doc: dict[str, Any], path: Path | None = None) -> Mapping:
         timezone=str(doc.get("timezone") or "Asia/Shanghai"),
         fields=rules,
         path=path,
+        customer_ref_system=(str(doc["customer_ref_system"]).strip() or None)
+        if doc.get("customer_ref_system") is not None
+        else None,
     )
 
 
@@ -872,6 +877,8 @@ def read_source(
         typed["_delivery_date"] = delivered
         typed["_source_file"] = str(path.relative_to(landing))
         typed["_source_name"] = m.name
+        if m.entity == "service_events":
+            typed["_customer_ref_system"] = m.customer_ref_system
         parts.append(typed)
         result.files_read += 1
     cols = [*CANONICAL[m.entity], "_source_line", "_delivery_date", "_source_file", "_source_name"]

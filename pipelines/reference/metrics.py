@@ -95,6 +95,7 @@ class ReferenceConfig:
     #: contact data (order buyer name / phone / e-mail, ticket phone / e-mail, social
     #: phone) fills golden-record fields no member profile has; the warehouse: it does not
     profile_contact_data: bool = False
+    #: the member system: the system of a ticket's customer_ref when its mapping names none
     ticket_ref_system: str = "crm"
     vip_revenue_365d: float = 50_000.0
     revenue_window_days: int = 364

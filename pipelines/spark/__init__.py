@@ -28,7 +28,7 @@ import duckdb
 
 from pipelines.lib.duck import RESTRICTED, connect_warehouse
 from pipelines.lib.pseudonym import PseudonymKeyError, load_key
-from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
+from pipelines.lib.settings import DBT_PROJECT_DIR, Settings, SettingsError
 
 #: The dbt sources Spark reads, by schema: what `crm spark export` writes.
 RAW_TABLES = ("customers", "orders", "service_events", "social_interactions")
@@ -301,7 +301,13 @@ def build(
     _restrict(paths.root)
     env = os.environ | spark_env(settings)
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    vars_ = json.dumps({"as_of_date": as_of.isoformat()})
+    from pipelines.ingest.mapping import MappingError
+    from pipelines.transform.assets import settings_vars
+
+    try:
+        vars_ = json.dumps({"as_of_date": as_of.isoformat(), **settings_vars(settings)})
+    except (MappingError, SettingsError) as exc:
+        raise SparkBuildError(str(exc)) from exc
     started = time.monotonic()
     steps = [["build"]] if tests else [["seed"], ["run"]]
     for step in steps:

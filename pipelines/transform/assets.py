@@ -6,6 +6,7 @@ asset checks), split in two around the CLV model:
 3. everything downstream of `source('clv', 'customer_scores')` (dim_customers → KPI marts).
 """
 
+import csv
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from dagster_dbt import (
 from pipelines.lib.duck import connect_warehouse
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
-from pipelines.lib.settings import Settings
+from pipelines.lib.settings import Settings, SettingsError
 from pipelines.privacy import clear_full_refresh, full_refresh_requested
 from pipelines.transform.project import DBT_PROJECT_DIR, ensure_manifest, prepare_warehouse
 
@@ -58,17 +59,47 @@ class CrmDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+def settings_vars(settings: Settings) -> dict[str, Any]:
+    """The dbt vars that come from the deployment's settings and mappings (every build of
+    the project, DuckDB or Spark, passes them): business timezone, reporting currency, VIP
+    threshold, identity settings, and the system each help desk's customer_ref belongs to
+    (pipelines/ingest/deployment.py). Raises MappingError when a mapping cannot be used,
+    SettingsError when the reporting currency has no rate in seed currency_rates."""
+    from pipelines.ingest.deployment import customer_ref_systems, member_system
+    from pipelines.ingest.mapping import load_mappings
+
+    rates = DBT_PROJECT_DIR / "seeds" / "currency_rates.csv"
+    with rates.open(encoding="utf-8") as handle:
+        known = {row["currency"].strip().upper() for row in csv.DictReader(handle)}
+    if settings.currency not in known:
+        # int_order_lines_converted would convert nothing (no rate of the reporting currency)
+        raise SettingsError(
+            f"CRM_CURRENCY={settings.currency}: no rate for it in {rates} (known: "
+            f"{', '.join(sorted(known))}); add its rate_to_cny there"
+        )
+    mappings = load_mappings(settings.mappings_dir)
+    member = member_system(mappings, settings.member_system)
+    return {
+        "business_timezone": settings.timezone,
+        "reporting_currency": settings.currency,
+        "vip_revenue_365d": settings.vip_revenue_365d,
+        "supernode_threshold": settings.supernode_threshold,
+        # no member system and no help desk pointing at one: a name no customer has
+        "member_system": member or "",
+        "customer_ref_systems": customer_ref_systems(mappings, settings.member_system),
+    }
+
+
 def dbt_vars(
     crm: CrmSettingsResource, as_of: str, checks_from: str | None = None
 ) -> dict[str, Any]:
-    s = crm.settings
-    return {
-        "as_of_date": as_of,
-        "checks_from_date": checks_from or as_of,
-        "business_timezone": s.timezone,
-        "reporting_currency": s.currency,
-        "supernode_threshold": s.supernode_threshold,
-    }
+    from pipelines.ingest.mapping import MappingError
+
+    try:
+        configured = settings_vars(crm.settings)
+    except (MappingError, SettingsError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return {"as_of_date": as_of, "checks_from_date": checks_from or as_of, **configured}
 
 
 def run_dbt_build(

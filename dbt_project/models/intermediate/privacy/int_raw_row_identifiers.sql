@@ -43,7 +43,7 @@ service_events as (
         _source_line,
         _delivery_date,
         _loaded_at,
-        '{{ var("ticket_customer_ref_source_system") }}:' || {{ clean_text('customer_ref') }} as id_account,
+        {{ customer_ref_system('_source_name') }} || ':' || {{ clean_text('customer_ref') }} as id_account,
         {{ normalize_phone('phone') }} as id_phone,
         {{ normalize_email('email') }} as id_email,
         {{ regex_replace_all(

@@ -67,7 +67,13 @@ final as (
         cast(unioned.segment as string) as segment,
         cast(unioned.kpi as string) as kpi,
         cast(kpi_definitions.kpi_type as string) as kpi_type,
-        cast(kpi_definitions.unit as string) as unit,
+        -- an amount's unit is the reporting currency (seed unit `currency`)
+        cast(
+            case
+                when kpi_definitions.unit = 'currency' then '{{ var("reporting_currency") }}'
+                else kpi_definitions.unit
+            end as string
+        ) as unit,
         cast(unioned.value as double) as value,
         cast(unioned.numerator as double) as numerator,
         cast(unioned.denominator as double) as denominator,
