@@ -22,6 +22,7 @@ def check_mapping_op(
         crm.settings.landing,
         sample=config.sample,
         delivery_date=config.delivery_date,
+        business_timezone=crm.settings.timezone,
     )
     text = format_check_report(report)
     context.add_output_metadata({"report": dg.MetadataValue.md(f"```\n{text}\n```")})
