@@ -308,3 +308,83 @@ def test_a_json_lines_delivery_where_no_line_has_a_mapped_key_loads(con, tmp_pat
         ("WM1", None),
         ("WM2", None),
     ]
+
+
+# --- end to end: a full-width phone links like its ASCII form -----------------------------
+REPO = Path(__file__).resolve().parents[1]
+DBT_DIR = REPO / "dbt_project"
+DEMO = REPO / "pipelines" / "ingest" / "mappings" / "demo"
+CRM_HEADER = (
+    "会员编号,姓名,性别,出生日期,手机号码,电子邮箱,省份,城市,详细地址,会员等级,是否同意营销,"
+    "微信UnionID,注册时间,更新时间"
+)
+ORDERS_HEADER = (
+    "order_no,line_no,order_time,status,channel,member_id,buyer_nick,buyer_name,buyer_phone,"
+    "buyer_email,sku,item_name,category,qty,unit_price,discount,refund_amt,currency"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("dbt")
+def test_a_full_width_phone_on_an_order_resolves_to_the_profile_with_the_ascii_phone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.ingest.engine import discover_partitions
+    from pipelines.ingest.mapping import load_mappings
+
+    landing = tmp_path / "landing"
+    day = "2026-01-05"
+    (landing / "crm_members" / day).mkdir(parents=True)
+    (landing / "crm_members" / day / "members_20260105.csv").write_bytes(
+        (
+            f"{CRM_HEADER}\n"
+            "M00000042,张三,男,1990-01-01,13800138000,,上海,上海,,普通会员,是,,"
+            "2026-01-01 10:00:00,2026-01-01 10:00:00\n"
+            "M00000043,李四,女,1991-02-03,13900139000,li@qq.com,上海,上海,,普通会员,是,,"
+            "2026-01-01 11:00:00,2026-01-01 11:00:00\n"
+        ).encode("gb18030")
+    )
+    (landing / "shop_orders" / day).mkdir(parents=True)
+    (landing / "shop_orders" / day / "orders_20260105.csv").write_text(
+        f"{ORDERS_HEADER}\n"
+        # a walk-in order typed with the full-width phone of M00000042 (and a full-width space)
+        "POS202601050000001,1,2026/01/05 10:30,PAID,POS,,,,１３８\u3000００１３８０００,,"
+        "SKU1,T恤,服装,1,99.00,0.00,0.00,CNY\n"
+        # a web order with M00000043's e-mail typed with a full-width ＠
+        "WEB202601050000002,1,2026-01-05 11:00:00,PAID,WEB,,,,,ＬＩ＠ｑｑ．ｃｏｍ,"
+        "SKU2,帽子,配饰,1,59.00,0.00,0.00,CNY\n",
+        encoding="utf-8",
+    )
+    db = tmp_path / "warehouse.duckdb"
+    restricted = tmp_path / "restricted.duckdb"
+    con = duckdb.connect(str(db))
+    for mapping in load_mappings(DEMO):
+        for d in discover_partitions(landing, mapping):
+            load_partition(con, mapping, landing, d)
+    con.close()
+    dbt = Path(sys.executable).parent / "dbt"
+    proc = subprocess.run(
+        [str(dbt), "run", "--select", "+int_source_records_resolved",
+         "--vars", "{as_of_date: 2026-01-05}",
+         "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        cwd=DBT_DIR, env=dict(os.environ, CRM_WAREHOUSE_DB=str(db), CRM_RESTRICTED_DB=str(restricted)),
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute(f"attach '{restricted}' as restricted (read_only)")
+    found = dict(
+        con.execute(
+            "select entity || ' ' || record_key, customer_id "
+            "from intermediate.int_source_records_resolved"
+        ).fetchall()
+    )
+    con.close()
+    member_42 = found["customers crm:M00000042"]
+    member_43 = found["customers crm:M00000043"]
+    assert member_42 is not None and member_43 is not None and member_42 != member_43
+    assert found["orders crm:POS202601050000001"] == member_42
+    assert found["orders crm:WEB202601050000002"] == member_43

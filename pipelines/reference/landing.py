@@ -534,6 +534,8 @@ def read_file(path: Path, m: Mapping, data: bytes | None = None) -> RawFile:
             rows.append({k: _null(_json_scalar(v), m.null_tokens) for k, v in obj.items()})
             lines.append(i)
         frame = pd.DataFrame(rows, dtype=object)
+        # a key absent from a line (exporters omit empty keys) is NULL, like an explicit null
+        frame = frame.where(frame.notna(), None)
         frame["_source_line"] = lines
         return RawFile(frame, bad)
     header, records = read_text_records(text, m)
