@@ -279,7 +279,7 @@ def test_impossible_dates_in_every_format_form(tmp_path: Path) -> None:
         assert all(n > 0 for n in found.values()), (name, col, found)
 
 
-def test_full_width_phones_and_emails_and_sparse_json_lines(landing: Path, db: duckdb.DuckDBPyConnection) -> None:  # fmt: skip
+def test_full_width_phones_and_emails_and_sparse_json_lines(landing: Path, db: duckdb.DuckDBPyConnection, truth: dict) -> None:  # fmt: skip
     phones, wide_phones, wide_emails = db.execute("""
         select count("手机号码"),
                count(*) filter (where regexp_matches("手机号码", '^[０-９＋－　]+$')),
@@ -293,6 +293,14 @@ def test_full_width_phones_and_emails_and_sparse_json_lines(landing: Path, db: d
     assert ": null" not in text
     lines = [json.loads(x) for x in text.splitlines() if x.startswith("{") and x.endswith("}")]
     assert any("mobile" not in x for x in lines) and any("mobile" in x for x in lines)
+    # some days' files have no line with real_name at all
+    without = 0
+    for p in (landing / "mall_members").glob("*/*.jsonl"):
+        if any(d["path"] == str(p.relative_to(landing)) for d in truth["duplicate_files"]):
+            continue
+        if '"real_name"' not in p.read_text(encoding="utf-8"):
+            without += 1
+    assert without == truth["sources"]["mall_members"]["files_without_key"] > 0
 
 
 def test_redelivered_files_have_identical_bytes(landing: Path, truth: dict) -> None:

@@ -413,12 +413,18 @@ def test_generated_impossible_dates_full_width_and_sparse_json_load_as_recorded(
 
     landing = tmp_path / "landing"
     generate("small", 11, landing, days=8, progress=False, customers=2000, history_days=30,
-             rates=Rates(impossible_date=0.05, full_width=0.3))  # fmt: skip
+             rates=Rates(impossible_date=0.05, full_width=0.3, absent_key_file=0.5))  # fmt: skip
     truth = json.loads((landing / "_truth" / "defects.json").read_text())
     con = duckdb.connect()
     for mapping in load_mappings(DEMO):
         loaded = load_partitions(con, mapping, landing, discover_partitions(landing, mapping))
         assert loaded.failures == {}, mapping.name
+        if mapping.name == "mall_members":  # files in which no line has real_name
+            warned = [
+                f for part in loaded.partitions for f in part.files
+                if "key(s) in no line, read as NULL: real_name" in f.warnings
+            ]  # fmt: skip
+            assert len(warned) == truth["sources"]["mall_members"]["files_without_key"] > 0
     fields = {  # source column -> (source, canonical field)
         "更新时间": ("crm_members", "updated_at"), "注册时间": ("crm_members", "registered_at"),
         "出生日期": ("crm_members", "birth_date"), "updated_at": ("mall_members", "updated_at"),

@@ -30,7 +30,7 @@ SOURCES: dict[str, SourceSpec] = {
     "mall_members": SourceSpec(
         "mall_members", "customers", "jsonl", "mall_members_{date}",
         required=("member_id", "updated_at"), malformed=True, truncate=True, sparse=True,
-        dates=("updated_at", "created_at"),
+        absent_key="real_name", dates=("updated_at", "created_at"),
     ),
     "shop_orders": SourceSpec(
         "shop_orders", "orders", "csv", "orders_{date}", bom=True,

@@ -35,6 +35,8 @@ class SourceSpec:
     split_by: str | None = None  # one file per value of this column
     late_rate: float = 0.0
     sparse: bool = False  # JSON Lines: empty keys omitted (as many exporters write them)
+    # sparse: an optional key that some days' files leave out of every line
+    absent_key: str | None = None
     dates: tuple[str, ...] = ()  # text date/time columns that may hold an impossible date
 
     @property
@@ -223,6 +225,15 @@ class Landing:
         n = table.num_rows
         info: dict = {"rows": n, "malformed_rows": 0, "truncated_rows": 0, "missing_required": {}}
 
+        # a day's file in which no line has the optional key (the exporter omits empty keys)
+        if spec.absent_key and n:
+            krng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 2)
+            if krng.random() < rates.absent_key_file:
+                i_col = table.column_names.index(spec.absent_key)
+                empty = pa.nulls(n, table.schema.field(spec.absent_key).type)
+                table = table.set_column(i_col, spec.absent_key, empty)
+                info["absent_key"] = spec.absent_key
+
         # impossible calendar dates and times (2025-02-30, 25:61) in the column's own format
         if spec.dates and n:
             drng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 1)
@@ -323,6 +334,8 @@ class Landing:
             t["missing_required"][col] += c
         for col, c in info.get("impossible_dates", {}).items():
             t["impossible_dates"][col] += c
+        if "absent_key" in info:
+            t["files_without_key"] = t.get("files_without_key", 0) + 1
         self.bytes_written += size
         self.written.append(path)
 

@@ -136,6 +136,7 @@ class Rates:
     # columns, written in that column's own format
     impossible_date: float = 0.0005
     full_width: float = 0.02  # CRM phones and e-mails typed in full-width characters
+    absent_key_file: float = 0.10  # mall_members files whose lines all leave real_name out
     late_orders: float = 0.02  # delivered 1-5 days after the order
     late_service: float = 0.03  # delivered 1-4 days after the event
     late_social: float = 0.01  # delivered 1-3 days after the interaction
