@@ -551,6 +551,7 @@ def _stage_sql(
     """
     entity = mapping.entity
     canon = ENTITIES[entity]
+    assert mapping.timezone is not None, "resolved by load_partition(s)"
     l1: list[str] = []
     l2: list[str] = []
     checks: list[tuple[str, str]] = []  # (condition, reason)
