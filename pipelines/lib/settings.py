@@ -25,7 +25,7 @@ class Settings:
     | variable | default |
     |---|---|
     | CRM_HOME | ./data (relative to the current directory) |
-    | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule) |
+    | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule, mappings without timezone) |
     | CRM_CURRENCY | CNY (reporting currency) |
     | CRM_MAPPINGS_DIR | the repo's demo mappings (pipelines/ingest/mappings/demo) |
     | CRM_LANDING_DIR | $CRM_HOME/landing |
