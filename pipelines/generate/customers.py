@@ -14,8 +14,10 @@ from pipelines.generate.textgen import (
     PersonText,
     digits,
     format_dates,
+    full_width,
     join,
     messy_emails,
+    mix64,
     null_where,
     phone_formats,
     rng_for,
@@ -72,6 +74,10 @@ class Profiles:
         phone = where(dup & (style != 0), text.phone(idx, alt=True), text.phone(idx))
         phone = phone_formats(phone, np.searchsorted([0.4, 0.6, 0.7, 0.8, 0.9], u[:, 2]))
         email = messy_emails(text.email(idx), u[:, 3])
+        # typed in full-width characters (a hash of the row, so the random streams stay)
+        wide = unit(mix64(idx.astype(np.uint64) ^ t_upd.astype(np.uint64), 48))
+        phone = full_width(phone, wide < self.rates.full_width)
+        email = full_width(email, (wide * 7919) % 1 < self.rates.full_width)
         prov, city = text.city_of(idx)
         hl = unit(text.h(idx, 42))
         level_i = np.searchsorted([0.70, 0.90, 0.98], hl)

@@ -25,18 +25,22 @@ SOURCES: dict[str, SourceSpec] = {
     "crm_members": SourceSpec(
         "crm_members", "customers", "csv", "members_{date}", encoding="gb18030",
         required=("会员编号", "更新时间"), malformed=True, truncate=True,
+        dates=("更新时间", "注册时间", "出生日期"),
     ),
     "mall_members": SourceSpec(
         "mall_members", "customers", "jsonl", "mall_members_{date}",
-        required=("member_id", "updated_at"), malformed=True, truncate=True,
+        required=("member_id", "updated_at"), malformed=True, truncate=True, sparse=True,
+        absent_key="real_name", dates=("updated_at", "created_at"),
     ),
     "shop_orders": SourceSpec(
         "shop_orders", "orders", "csv", "orders_{date}", bom=True,
         required=("order_no", "status", "qty", "unit_price"), malformed=True, truncate=True,
+        dates=("order_time",),
     ),
     "helpdesk_events": SourceSpec(
         "helpdesk_events", "service_events", "csv", "helpdesk_{date}", delimiter="\t",
         required=("ticket_no", "event_time", "event"), malformed=True, truncate=True,
+        dates=("event_time",),
     ),
     "social_interactions": SourceSpec(
         "social_interactions", "social_interactions", "parquet", "{part}_{date}",

@@ -4,6 +4,7 @@ Lines/Parquet), file-level and row-level defects, re-deliveries and the identity
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,10 @@ class SourceSpec:
     truncate: bool = False  # may cut the last row of a file
     split_by: str | None = None  # one file per value of this column
     late_rate: float = 0.0
+    sparse: bool = False  # JSON Lines: empty keys omitted (as many exporters write them)
+    # sparse: an optional key that some days' files leave out of every line
+    absent_key: str | None = None
+    dates: tuple[str, ...] = ()  # text date/time columns that may hold an impossible date
 
     @property
     def ext(self) -> str:
@@ -109,8 +114,9 @@ def csv_lines(table: pa.Table, delimiter: str) -> pa.Array:
     )
 
 
-def json_lines(table: pa.Table) -> pa.Array:
-    """One JSON object per row; strings escaped, integers bare, nulls as null."""
+def json_lines(table: pa.Table, sparse: bool = False) -> pa.Array:
+    """One JSON object per row; strings escaped, integers bare, nulls as null (``sparse``:
+    a key whose value is null is left out of its object)."""
     parts = []
     for name, col in zip(table.column_names, table.columns, strict=True):
         col = col.combine_chunks()
@@ -120,9 +126,10 @@ def json_lines(table: pa.Table) -> pa.Array:
             s = pc.replace_substring(col.cast(pa.string()), "\\", "\\\\")
             s = pc.replace_substring(s, '"', '\\"')
             val = pc.binary_join_element_wise('"', s, '"', "")
-        val = pc.fill_null(val, "null")
+        if not sparse:
+            val = pc.fill_null(val, "null")
         parts.append(pc.binary_join_element_wise(json.dumps(name, ensure_ascii=False), val, ": "))
-    body = pc.binary_join_element_wise(*parts, ", ")
+    body = pc.binary_join_element_wise(*parts, ", ", null_handling="skip")
     return pc.binary_join_element_wise("{", body, "}", "")
 
 
@@ -150,7 +157,7 @@ class Landing:
         self.duplicates: list[dict[str, str]] = []
         self.totals: dict[str, dict] = {
             s: {"rows": 0, "files": 0, "malformed_rows": 0, "truncated_rows": 0,
-                "missing_required": defaultdict(int)}
+                "missing_required": defaultdict(int), "impossible_dates": defaultdict(int)}
             for s in specs
         }  # fmt: skip
         self.extra: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -218,6 +225,32 @@ class Landing:
         n = table.num_rows
         info: dict = {"rows": n, "malformed_rows": 0, "truncated_rows": 0, "missing_required": {}}
 
+        # a day's file in which no line has the optional key (the exporter omits empty keys)
+        if spec.absent_key and n:
+            krng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 2)
+            if krng.random() < rates.absent_key_file:
+                i_col = table.column_names.index(spec.absent_key)
+                empty = pa.nulls(n, table.schema.field(spec.absent_key).type)
+                table = table.set_column(i_col, spec.absent_key, empty)
+                info["absent_key"] = spec.absent_key
+
+        # impossible calendar dates and times (2025-02-30, 25:61) in the column's own format
+        if spec.dates and n:
+            drng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 1)
+            hit = drng.random(n) < rates.impossible_date
+            which = drng.integers(0, len(spec.dates), n)
+            variant = drng.integers(0, 4, n)
+            for j, col in enumerate(spec.dates):
+                arr = table[col].combine_chunks()
+                m = hit & (which == j) & arr.is_valid().to_numpy(zero_copy_only=False)
+                if m.any():
+                    values = arr.to_pylist()
+                    for i in np.flatnonzero(m):
+                        values[i] = impossible_date(values[i], int(variant[i]))
+                    i_col = table.column_names.index(col)
+                    table = table.set_column(i_col, col, pa.array(values, pa.string()))
+                    info.setdefault("impossible_dates", {})[col] = int(m.sum())
+
         # missing required fields: one required column blanked per affected row
         if spec.required and n:
             hit = rng.random(n) < rates.missing_required
@@ -243,7 +276,7 @@ class Landing:
                 lines = csv_lines(table, spec.delimiter)
                 header = spec.delimiter.join(table.column_names) + "\n"
             else:
-                lines = json_lines(table)
+                lines = json_lines(table, spec.sparse)
                 header = ""
             truncate = spec.truncate and n >= 2 and rng.random() < rates.truncated_file
             if spec.malformed and n:
@@ -299,11 +332,41 @@ class Landing:
         t["truncated_rows"] += info["truncated_rows"]
         for col, c in info["missing_required"].items():
             t["missing_required"][col] += c
+        for col, c in info.get("impossible_dates", {}).items():
+            t["impossible_dates"][col] += c
+        if "absent_key" in info:
+            t["files_without_key"] = t.get("files_without_key", 0) + 1
         self.bytes_written += size
         self.written.append(path)
 
     def close(self) -> None:
         self.identity.close()
+
+
+_DATE_RE = re.compile(r"^(\d{4})([-/]?)(\d{2})\2(\d{2})(.*)$")
+_TIME_RE = re.compile(r"^([T ])\d{2}:\d{2}(.*)$")
+
+
+def impossible_date(value: str, variant: int) -> str:
+    """``value`` (a date or timestamp as written: 2025-01-05 10:00:00, 2025/01/05 10:00,
+    20250105100000, 2025-01-05T10:00:00+08:00, 19900105) made impossible in its own
+    format: 0 February 30, 1 February 29 of a common year, 2 April 31, 3 the time 25:61
+    (February 30 when the value has no time)."""
+    m = _DATE_RE.match(value)
+    if m is None:
+        return value
+    year, sep, month, day, rest = m.groups()
+    if variant == 3:
+        t = _TIME_RE.match(rest)
+        if t is not None:
+            return f"{year}{sep}{month}{sep}{day}{t[1]}25:61{t[2]}"
+        if len(rest) == 6 and rest.isdigit():  # %H%M%S
+            return f"{year}{sep}{month}{sep}{day}2561{rest[4:]}"
+    if variant == 1:
+        common = int(year) - 1 if int(year) % 4 == 0 else int(year)
+        return f"{common:04d}{sep}02{sep}29{rest}"
+    month, day = ("04", "31") if variant == 2 else ("02", "30")
+    return f"{year}{sep}{month}{sep}{day}{rest}"
 
 
 def _malform(line: str, spec: SourceSpec, rng: np.random.Generator) -> str:

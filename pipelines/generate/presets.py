@@ -132,6 +132,11 @@ class Rates:
     truncated_file: float = 0.01  # text files whose last row is cut off
     missing_required: float = 0.002  # rows with one required field blank
     unparseable_timestamp: float = 0.0005  # shop_orders '0000-00-00 00:00:00'
+    # rows with an impossible date or time (2025-02-30, 25:61) in one of their text date
+    # columns, written in that column's own format
+    impossible_date: float = 0.0005
+    full_width: float = 0.02  # CRM phones and e-mails typed in full-width characters
+    absent_key_file: float = 0.10  # mall_members files whose lines all leave real_name out
     late_orders: float = 0.02  # delivered 1-5 days after the order
     late_service: float = 0.03  # delivered 1-4 days after the event
     late_social: float = 0.01  # delivered 1-3 days after the interaction

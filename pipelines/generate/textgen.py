@@ -298,6 +298,23 @@ def phone_formats(phone: pa.Array, style: np.ndarray) -> pa.Array:
     )  # fmt: skip
 
 
+# ASCII '!'..'~' -> U+FF01..U+FF5E, space -> U+3000 (ideographic space)
+_FULL_WIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)} | {0x20: 0x3000}
+
+
+def full_width(values: pa.Array, mask: np.ndarray) -> pa.Array:
+    """`values` with the rows of `mask` typed in full-width characters (a Chinese input
+    method's full-width mode): `１３８ ００１３ ８０００`, `ｌｉ＠ｑｑ．ｃｏｍ`."""
+    sel = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if len(sel) == 0:
+        return values
+    out = values.to_pylist()
+    for i in sel:
+        if out[i] is not None:
+            out[i] = out[i].translate(_FULL_WIDTH)
+    return pa.array(out, type=values.type)
+
+
 def messy_emails(email: pa.Array, u: np.ndarray) -> pa.Array:
     """Mixed case and stray whitespace: 15 % upper case, 10 % capitalised, 12 % padded."""
     upper = pc.utf8_upper(email)

@@ -82,6 +82,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
                     settings.landing,
                     [delivery for _, delivery in todo],
                     reporting_currency=settings.currency,
+                    business_timezone=settings.timezone,
                 )
                 by_date = {r.delivery_date: r for r in loaded.partitions}
                 for k_index, delivery in todo:

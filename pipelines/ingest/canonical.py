@@ -13,6 +13,9 @@ class CanonicalField:
     name: str
     sql_type: str  # DuckDB type of the raw column
     required: bool = False
+    # a phone, e-mail or id: Unicode-normalised (NFKC) at load, so that full-width digits,
+    # '＠' and full-width spaces read as their ASCII forms
+    nfkc: bool = False
 
     @property
     def kind(self) -> str:
@@ -24,45 +27,46 @@ class CanonicalField:
 
 
 def _f(spec: str) -> CanonicalField:
-    name, sql_type, *flag = spec.split()
-    return CanonicalField(name, sql_type, bool(flag))
+    """``"name type [R] [N]"``: R required, N normalised with NFKC (phones, e-mails, ids)."""
+    name, sql_type, *flags = spec.split()
+    return CanonicalField(name, sql_type, "R" in flags, "N" in flags)
 
 
 ENTITIES: dict[str, tuple[CanonicalField, ...]] = {
     "customers": tuple(
         _f(s)
         for s in (
-            "source_system varchar R",
-            "customer_ref varchar R",
+            "source_system varchar R N",
+            "customer_ref varchar R N",
             "updated_at timestamp R",
             "registered_at timestamp",
             "name varchar",
             "gender varchar",
             "birth_date date",
-            "phone varchar",
-            "email varchar",
+            "phone varchar N",
+            "email varchar N",
             "province varchar",
             "city varchar",
             "address varchar",
             "member_level varchar",
             "marketing_consent boolean",
-            "unionid varchar",
+            "unionid varchar N",
         )
     ),
     "orders": tuple(
         _f(s)
         for s in (
-            "order_id varchar R",
+            "order_id varchar R N",
             "line_no integer",
             "ordered_at timestamp R",
             "status varchar R",
             "channel varchar",
-            "source_system varchar",
-            "customer_ref varchar",
+            "source_system varchar N",
+            "customer_ref varchar N",
             "buyer_name varchar",
-            "buyer_phone varchar",
-            "buyer_email varchar",
-            "product_id varchar",
+            "buyer_phone varchar N",
+            "buyer_email varchar N",
+            "product_id varchar N",
             "product_name varchar",
             "category varchar",
             "quantity decimal(18,4) R",
@@ -75,18 +79,18 @@ ENTITIES: dict[str, tuple[CanonicalField, ...]] = {
     "service_events": tuple(
         _f(s)
         for s in (
-            "ticket_id varchar R",
-            "event_id varchar",
+            "ticket_id varchar R N",
+            "event_id varchar N",
             "event_at timestamp R",
             "event_type varchar R",
             "channel varchar",
             "priority varchar",
             "category varchar",
-            "customer_ref varchar",
-            "phone varchar",
-            "email varchar",
-            "social_account_id varchar",
-            "agent_id varchar",
+            "customer_ref varchar N",
+            "phone varchar N",
+            "email varchar N",
+            "social_account_id varchar N",
+            "agent_id varchar N",
             "csat_score integer",
             "nps_score integer",
         )
@@ -94,15 +98,15 @@ ENTITIES: dict[str, tuple[CanonicalField, ...]] = {
     "social_interactions": tuple(
         _f(s)
         for s in (
-            "interaction_id varchar R",
+            "interaction_id varchar R N",
             "occurred_at timestamp R",
             "platform varchar R",
-            "account_id varchar R",
-            "unionid varchar",
-            "phone varchar",
+            "account_id varchar R N",
+            "unionid varchar N",
+            "phone varchar N",
             "direction varchar R",
             "interaction_type varchar R",
-            "campaign_id varchar",
+            "campaign_id varchar N",
             "content varchar",
         )
     ),

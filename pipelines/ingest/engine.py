@@ -33,6 +33,9 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from duckdb.sqltypes import VARCHAR
 
 from pipelines.ingest.canonical import (
     ENTITIES,
@@ -216,6 +219,18 @@ def _as_date(value: date | str) -> date:
     return date.fromisoformat(str(value))
 
 
+def _resolve_timezone(mapping: SourceMapping, business_timezone: str | None) -> SourceMapping:
+    """The mapping with its timezone resolved: its own, else ``business_timezone``, else the
+    project's setting (CRM_TIMEZONE, default Asia/Shanghai)."""
+    if mapping.timezone:
+        return mapping
+    if business_timezone is None:
+        from pipelines.lib.settings import get_settings
+
+        business_timezone = get_settings().timezone
+    return mapping.with_timezone(business_timezone)
+
+
 def discover_partitions(landing_dir: str | Path, mapping: SourceMapping) -> list[date]:
     """Delivery dates present for a mapping: folders ``<landing>/<name>/YYYY-MM-DD``."""
     root = Path(landing_dir) / mapping.name
@@ -358,6 +373,9 @@ def _tz_to_utc(naive_sql: str, tz: str) -> str:
 
 
 OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|(UTC|GMT)?[+-]\d\d(:?\d\d)?)$"
+# a UTC offset at the end of a value that no clock shows: hours past 23 or minutes past 59
+# (DuckDB's readers take +08:61 as +09:01 and +25:00 as a day and an hour)
+BAD_OFFSET_RE = r"[+-]([2][4-9]|[3-9][0-9])(:?[0-9]{2})?$|[+-][0-9]{2}:?[6-9][0-9]$"
 STRPTIME_SPEC_RE = re.compile(r"%-?.")
 
 
@@ -367,23 +385,49 @@ def _format_literals(fmt: str) -> list[str]:
     return sorted({c for c in literal if c in string.punctuation})
 
 
+def _zoned(fmt: str) -> bool:
+    return "%z" in fmt or "%Z" in fmt
+
+
+def _strptime_one(x: str, fmt: str) -> str:
+    """``try_strptime(x, 'fmt')`` with one format given as a string: DuckDB checks the
+    calendar then (the list form ``try_strptime(x, ['…%z'])`` rolls 2025-02-30 over to
+    03-02). A format ending in ``%z`` refuses an offset no clock shows."""
+    parse = f"try_strptime({x}, {_lit(fmt)})"
+    if fmt.endswith("%z"):
+        return f"CASE WHEN NOT regexp_matches({x}, {_lit(BAD_OFFSET_RE)}) THEN {parse} END"
+    return parse
+
+
 def _strptime_sql(x: str, formats: tuple[str, ...] | list[str]) -> str:
-    """``try_strptime(x, [formats])``: the first format that parses. With several formats
-    each is only tried on values holding its literal punctuation ('-', '/', ':' ...):
-    without it a format cannot match, so the result is the same, with fewer failed parses
-    (a failed try_strptime costs as much as a successful one)."""
+    """The first of ``formats`` that parses ``x`` (each with ``_strptime_one``). With several
+    formats each is only tried on values holding its literal punctuation ('-', '/', ':'
+    ...): without it a format cannot match, so the result is the same, with fewer failed
+    parses (a failed try_strptime costs as much as a successful one)."""
     if len(formats) == 1:
-        return f"try_strptime({x}, {_list_lit(list(formats))})"
+        return _strptime_one(x, formats[0])
     tries = []
     for f in formats:
-        parse = f"try_strptime({x}, {_list_lit([f])})"
+        parse = _strptime_one(x, f)
         needs = " AND ".join(f"contains({x}, {_lit(c)})" for c in _format_literals(f))
         tries.append(f"CASE WHEN {needs} THEN {parse} END" if needs else parse)
     return f"coalesce({', '.join(tries)})"
 
 
+def _iso_sql(x: str, cast: str) -> str:
+    """``TRY_CAST(x AS cast)`` of an ISO 8601 value, NULL when the cast would roll the value
+    over to the next day (DuckDB reads ``24:00:00`` as midnight of the next day): the date
+    of the value read as a timestamp must be the date it is written with."""
+    same_day = f"CAST(TRY_CAST({x} AS TIMESTAMP) AS DATE) = TRY_CAST({x} AS DATE)"
+    return f"CASE WHEN {same_day} THEN TRY_CAST({x} AS {cast}) END"
+
+
 def _typed_sql(v: str, spec: FieldSpec | None, canon: CanonicalField, tz: str) -> str:
-    """SQL typing the varchar value ``v`` to the canonical type; NULL when it fails."""
+    """SQL typing the varchar value ``v`` to the canonical type; NULL when it fails.
+
+    An impossible calendar date or time (2025-02-30, 25:61, 24:00, an offset of +08:61)
+    gives NULL in every form (ISO, each strptime format with or without ``%z``), never a
+    rolled-over value."""
     kind = canon.kind
     formats = spec.formats if spec is not None else ()
     if kind == "varchar":
@@ -395,26 +439,54 @@ def _typed_sql(v: str, spec: FieldSpec | None, canon: CanonicalField, tz: str) -
         )
     if kind == "decimal" or kind == "boolean":
         return f"TRY_CAST(trim({v}) AS {canon.sql_type.upper()})"
+    x = f"trim({v})"
     if kind == "date":
         if formats:
-            return f"CAST({_strptime_sql(f'trim({v})', formats)} AS DATE)"
-        return f"TRY_CAST(trim({v}) AS DATE)"
+            return f"CAST({_strptime_sql(x, formats)} AS DATE)"
+        return _iso_sql(x, "DATE")
     if kind == "timestamp":
         if formats:
-            zoned = [f for f in formats if "%z" in f or "%Z" in f]
+            zoned = [f for f in formats if _zoned(f)]
             plain = [f for f in formats if f not in zoned]
             parts = []
             if plain:
-                parts.append(_tz_to_utc(_strptime_sql(f"trim({v})", plain), tz))
+                parts.append(_tz_to_utc(_strptime_sql(x, plain), tz))
             if zoned:
-                parts.append(f"timezone('UTC', {_strptime_sql(f'trim({v})', zoned)})")
+                parts.append(f"timezone('UTC', {_strptime_sql(x, zoned)})")
             return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
         return (
-            f"CASE WHEN regexp_matches(trim({v}), {_lit(OFFSET_RE)}) "
-            f"THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) "
-            f"ELSE {_tz_to_utc(f'TRY_CAST(trim({v}) AS TIMESTAMP)', tz)} END"
+            f"CASE WHEN regexp_matches({x}, {_lit(OFFSET_RE)}) "
+            f"THEN CASE WHEN NOT regexp_matches({x}, {_lit(BAD_OFFSET_RE)}) "
+            f"THEN timezone('UTC', {_iso_sql(x, 'TIMESTAMPTZ')}) END "
+            f"ELSE {_tz_to_utc(_iso_sql(x, 'TIMESTAMP'), tz)} END"
         )
     raise AssertionError(kind)
+
+
+NFKC_FUNCTION = "crm_nfkc"
+
+
+def _nfkc(values: pa.Array) -> pa.Array:
+    """NFKC of a batch of strings (Arrow's utf8proc): full-width digits, '＠' and spaces
+    become ASCII, as every other compatibility character becomes its plain form."""
+    return pc.utf8_normalize(values, "NFKC")
+
+
+def _register_nfkc(con: duckdb.DuckDBPyConnection) -> None:
+    """``crm_nfkc(varchar)`` on this connection (DuckDB has NFC, not NFKC)."""
+    found = con.execute(
+        f"SELECT count(*) FROM duckdb_functions() WHERE function_name = {_lit(NFKC_FUNCTION)}"
+    ).fetchall()[0][0]
+    if not found:
+        con.create_function(
+            NFKC_FUNCTION, _nfkc, [VARCHAR], VARCHAR, type="arrow", side_effects=False
+        )
+
+
+def _nfkc_sql(v: str) -> str:
+    """NFKC of ``v``, computed only for the values that are not plain ASCII (ASCII is its
+    own NFKC; a byte count larger than the character count means a non-ASCII character)."""
+    return f"CASE WHEN strlen({v}) <> length({v}) THEN {NFKC_FUNCTION}({v}) ELSE {v} END"
 
 
 def _failure_sql(name: str, v: str, spec: FieldSpec, canon: CanonicalField) -> str | None:
@@ -479,6 +551,7 @@ def _stage_sql(
     """
     entity = mapping.entity
     canon = ENTITIES[entity]
+    assert mapping.timezone is not None, "resolved by load_partition(s)"
     l1: list[str] = []
     l2: list[str] = []
     checks: list[tuple[str, str]] = []  # (condition, reason)
@@ -496,7 +569,10 @@ def _stage_sql(
         vcol, tcol = f"__v{i}", f"__t{i}"
         if spec is not None:
             l1.append(f"{_value_sql(spec)} AS {vcol}")
-            l2.append(f"{_typed_sql(vcol, spec, cf, mapping.timezone)} AS {tcol}")
+            typed = _typed_sql(vcol, spec, cf, mapping.timezone)
+            if cf.nfkc:
+                typed = _nfkc_sql(typed)
+            l2.append(f"{typed} AS {tcol}")
             fail = _failure_sql(cf.name, vcol, spec, cf)
             if fail is not None:
                 checks.append((f"({vcol} IS NOT NULL AND {tcol} IS NULL)", fail))
@@ -1284,15 +1360,15 @@ def _load_lines_batch(job: _Job, items: list[_Item]) -> None:
             f"WHERE json_type(t) = 'OBJECT'"
         ).fetchall():
             seen[f].add(key)
+        # an absent key is NULL, like an explicit null (exporters omit empty keys): no file
+        # lacks a source column; a required field left NULL quarantines its row
         for f, it in active:
-            if not seen[f]:
-                # no key in any line (no JSON object): nothing to compare with the mapping;
-                # every line is quarantined (invalid JSON, not a JSON object, missing fields)
-                _check(job, it, list(mapping.source_columns))
-                continue
-            columns = [c for c in mapping.source_columns if c in seen[f]]
-            _check(job, it, columns + sorted(seen[f] - set(columns)))
-        # every file has every source column (else _check failed): extract just those
+            _check(
+                job, it, [*mapping.source_columns, *sorted(seen[f] - set(mapping.source_columns))]
+            )
+            absent = [c for c in mapping.source_columns if c not in seen[f]]
+            if absent and seen[f]:
+                it.result.warnings.append(f"key(s) in no line, read as NULL: {', '.join(absent)}")
         columns = list(mapping.source_columns)
         paths = _list_lit(['$."' + c.replace('"', '\\"') + '"' for c in columns])
         # jt: the JSON type of a readable valid line (parsed once for it)
@@ -1709,6 +1785,7 @@ def _load_batch(
         plan.append((day, items))
     every = [it for _, items in plan for it in items]
     fmt = mapping.format
+    _register_nfkc(con)
     order = _insertion_order(con)
     with tempfile.TemporaryDirectory(prefix="crm_ingest_") as tmp:
         job = _Job(
@@ -1791,6 +1868,7 @@ def load_partition(
     loaded_at: datetime | None = None,
     keep_values: bool = False,
     inspect: Callable[[duckdb.DuckDBPyConnection, list[FileResult]], None] | None = None,
+    business_timezone: str | None = None,
 ) -> PartitionResult:
     """Load (or re-load) one partition ``(mapping, delivery date)`` into ``raw``.
 
@@ -1806,8 +1884,12 @@ def load_partition(
 
     ``inspect(con, files)`` (used by ``check_mapping``) is called after each read of a group
     of files, while ``__ingest_stage`` holds their typed rows.
+
+    Timestamps without an offset are in the mapping's ``timezone``; a mapping without one
+    uses ``business_timezone`` (default: the CRM_TIMEZONE setting).
     """
     started = time.perf_counter()
+    mapping = _resolve_timezone(mapping, business_timezone)
     landing = Path(landing_dir)
     delivery = _as_date(delivery_date)
     ensure_raw_schema(con)
@@ -1850,6 +1932,7 @@ def load_partitions(
     reporting_currency: str = "CNY",
     loaded_at: datetime | None = None,
     batch_bytes: int = BATCH_BYTES,
+    business_timezone: str | None = None,
 ) -> RangeResult:
     """Load (or re-load) a range of partitions of one mapping, as ``load_partition`` for
     each date in turn would, but reading the files of many partitions at once.
@@ -1857,9 +1940,10 @@ def load_partitions(
     Partitions are loaded in batches of up to ``batch_bytes`` of files, one transaction
     per batch. A partition that fails (SchemaDriftError, MappingError) is left as it was
     and reported in ``failures`` with the error ``load_partition`` would raise; the other
-    partitions are loaded.
+    partitions are loaded. ``business_timezone``: as for ``load_partition``.
     """
     started = time.perf_counter()
+    mapping = _resolve_timezone(mapping, business_timezone)
     landing = Path(landing_dir)
     ensure_raw_schema(con)
     dates = list(dict.fromkeys(_as_date(d) for d in delivery_dates))
@@ -1954,6 +2038,7 @@ class CheckReport:
     quarantine: list[tuple[str, int, str, str]]  # (file, line, reason, raw_text)
     reasons: list[tuple[str, int]]  # (reason, count)
     error: str | None = None
+    timezone: str | None = None  # of timestamps without an offset, and where it comes from
 
 
 def check_mapping(
@@ -1963,14 +2048,22 @@ def check_mapping(
     sample: int = 5,
     delivery_date: date | str | None = None,
     reporting_currency: str = "CNY",
+    business_timezone: str | None = None,
 ) -> CheckReport:
     """Dry run of a mapping on one delivery (default: the latest) in a scratch in-memory
     DuckDB: what each field reads, sample raw -> typed values, null shares, and the rows
     that would be quarantined and why. Nothing is written to the warehouse."""
     mapping = load_mapping(mapping_path)
+    own = mapping.timezone
+    mapping = _resolve_timezone(mapping, business_timezone)
     dates = discover_partitions(landing_dir, mapping)
     day = _as_date(delivery_date) if delivery_date is not None else (dates[-1] if dates else None)
     report = CheckReport(mapping.name, str(mapping_path), day, [], [], [], [])
+    report.timezone = (
+        f"{mapping.timezone} (the mapping's)"
+        if own
+        else f"{mapping.timezone} (the business timezone: the mapping sets none)"
+    )
     if day is None:
         report.error = f"no delivery folders under {Path(landing_dir) / mapping.name}"
         return report
@@ -2057,6 +2150,8 @@ def check_mapping(
 def format_check_report(report: CheckReport) -> str:
     """The dry-run report as text for a terminal."""
     out = [f"mapping {report.mapping} ({report.mapping_file}), delivery {report.delivery_date}"]
+    if report.timezone:
+        out.append(f"timestamps without an offset: {report.timezone}")
     if report.error:
         out.append(f"ERROR: {report.error}")
         return "\n".join(out)

@@ -23,6 +23,7 @@ def check_mapping_op(
         crm.settings.landing,
         sample=config.sample,
         delivery_date=config.delivery_date,
+        business_timezone=crm.settings.timezone,
     )
     text = format_check_report(report)
     problem = check_customer_ref_system(config.mapping_file, crm.settings)

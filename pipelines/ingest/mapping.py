@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -131,7 +131,7 @@ class SourceMapping:
     version: str
     files: str
     format: FormatSpec
-    timezone: str
+    timezone: str | None  # of timestamps without an offset; None: the business timezone
     fields: dict[str, FieldSpec]
     path: Path | None = None
     description: str = ""
@@ -143,6 +143,11 @@ class SourceMapping:
     @property
     def label(self) -> str:
         return str(self.path) if self.path is not None else f"<mapping {self.name}>"
+
+    def with_timezone(self, business_timezone: str) -> SourceMapping:
+        """This mapping with its timezone resolved: its own ``timezone`` when it sets one,
+        else ``business_timezone`` (the project's setting, CRM_TIMEZONE)."""
+        return self if self.timezone else replace(self, timezone=business_timezone)
 
     @property
     def source_columns(self) -> tuple[str, ...]:
@@ -212,11 +217,15 @@ def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
     if entity not in ENTITIES:
         raise err(f"unknown entity {entity!r}; use one of {sorted(ENTITIES)}")
     version = str(data.get("version", "1"))
-    timezone = data.get("timezone", "Asia/Shanghai")
-    try:
-        ZoneInfo(str(timezone))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise err(f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Shanghai)") from exc
+    timezone = data.get("timezone")  # None: the business timezone (CRM_TIMEZONE)
+    if timezone is not None:
+        try:
+            ZoneInfo(str(timezone))
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise err(
+                f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Shanghai); leave it "
+                "out to use the business timezone (CRM_TIMEZONE)"
+            ) from exc
     fmt = _parse_format(data.get("format") or {}, err)
     files = data.get("files") or _default_glob(fmt)
     if not isinstance(files, str):
@@ -261,7 +270,7 @@ def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
         version=version,
         files=files,
         format=fmt,
-        timezone=str(timezone),
+        timezone=None if timezone is None else str(timezone),
         fields=fields,
         path=path,
         description=str(data.get("description", "")),

@@ -178,6 +178,8 @@ def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
                 node["function_name"] = REWRITE_FUNCTIONS[name.lower()]
                 if "qualified_name" in node:
                     node["qualified_name"] = {"path": [node["function_name"]]}
+            if node["function_name"].lower() == "try_strptime":
+                _one_format_each(node)
         elif cls == "CAST":
             type_name = str((node.get("type_expr") or {}).get("type_name", "")).upper()
             if type_name and type_name not in _type_names():
@@ -197,6 +199,34 @@ def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
                 columns.append(names[0])
     for value in node.values():
         _walk(value, columns, lambda_params)
+
+
+def _one_format_each(node: dict) -> None:
+    """``try_strptime(x, ['f1', 'f2'])`` -> ``coalesce(try_strptime(x, 'f1'), …)``, in place.
+
+    DuckDB's list form rolls an impossible date with ``%z`` over (2025-02-30T12:00:00+08:00
+    parses as March 2nd); with one format given as a string it checks the calendar."""
+    args = node.get("arguments") or []
+    if len(args) != 2:
+        return
+    formats = args[1].get("expression") or {}
+    items = [a.get("expression") or {} for a in formats.get("arguments") or []]
+    if (
+        formats.get("class") != "FUNCTION"
+        or str(formats.get("function_name", "")).lower() != "list_value"
+        or not items
+        or any(i.get("class") != "CONSTANT" for i in items)
+    ):
+        return
+    calls = []
+    for item in items:
+        call = json.loads(json.dumps(node))
+        call["arguments"] = [args[0], {"name": "", "expression": item}]
+        calls.append(call)
+    keep = {k: node[k] for k in ("alias", "query_location", "query_location_length") if k in node}
+    node.clear()
+    node.update(class_="OPERATOR", type="OPERATOR_COALESCE", **keep, children=calls)
+    node["class"] = node.pop("class_")
 
 
 def _lambda_names(lhs: object) -> list[str]:

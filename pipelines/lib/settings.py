@@ -25,7 +25,7 @@ class Settings:
     | variable | default |
     |---|---|
     | CRM_HOME | ./data (relative to the current directory) |
-    | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule) |
+    | CRM_TIMEZONE | Asia/Shanghai (business timezone: *_date columns, as-of dates, schedule, mappings without timezone) |
     | CRM_CURRENCY | CNY (reporting currency: every published amount and its unit label) |
     | CRM_VIP_REVENUE_365D | 50000 (VIP: net revenue of the last 365 days, reporting currency) |
     | CRM_MEMBER_SYSTEM | unset: the one source system of the customers mappings (the system a ticket's customer_ref belongs to when its mapping names none) |

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +104,20 @@ CANONICAL: dict[str, dict[str, tuple[str, bool]]] = {
     },
 }
 
+# Phones, e-mails and ids: Unicode-normalised (NFKC) before typing (landing contract).
+NFKC_FIELDS: dict[str, frozenset[str]] = {
+    "customers": frozenset({"source_system", "customer_ref", "phone", "email", "unionid"}),
+    "orders": frozenset(
+        {"order_id", "source_system", "customer_ref", "buyer_phone", "buyer_email", "product_id"}
+    ),
+    "service_events": frozenset(
+        {"ticket_id", "event_id", "customer_ref", "phone", "email", "social_account_id", "agent_id"}
+    ),  # fmt: skip
+    "social_interactions": frozenset(
+        {"interaction_id", "account_id", "unionid", "phone", "campaign_id"}
+    ),
+}
+
 # The event timestamp of each entity: the as-of filter keeps rows whose business date of
 # this timestamp is <= D.
 EVENT_TIMESTAMP = {
@@ -172,7 +187,7 @@ class Mapping:
     columns: tuple[str, ...] | None
     encoding: str
     null_tokens: tuple[str, ...]
-    timezone: str
+    timezone: str | None  # None: the business timezone
     fields: dict[str, FieldRule]
     path: Path | None = None
     #: service_events: the system of customer_ref (None: the member system of the config)
@@ -240,7 +255,7 @@ def parse_mapping(doc: dict[str, Any], path: Path | None = None) -> Mapping:
         columns=tuple(columns) if columns else None,
         encoding=ENCODINGS[encoding],
         null_tokens=tuple(str(t) for t in nulls),
-        timezone=str(doc.get("timezone") or "Asia/Shanghai"),
+        timezone=str(doc["timezone"]) if doc.get("timezone") else None,
         fields=rules,
         path=path,
         customer_ref_system=(str(doc["customer_ref_system"]).strip() or None)
@@ -524,6 +539,8 @@ def read_file(path: Path, m: Mapping, data: bytes | None = None) -> RawFile:
             rows.append({k: _null(_json_scalar(v), m.null_tokens) for k, v in obj.items()})
             lines.append(i)
         frame = pd.DataFrame(rows, dtype=object)
+        # a key absent from a line (exporters omit empty keys) is NULL, like an explicit null
+        frame = frame.where(frame.notna(), None)
         frame["_source_line"] = lines
         return RawFile(frame, bad)
     header, records = read_text_records(text, m)
@@ -611,10 +628,16 @@ def type_boolean(v: Any) -> Any:
     return _FAIL
 
 
+_BAD_OFFSET = re.compile(r"[+-](\d\d):?(\d\d)$")
+
+
 def _parse_iso(s: str) -> datetime | None:
     t = s.strip().replace(" ", "T", 1) if "T" not in s else s.strip()
     if t.endswith(("Z", "z")):
         t = t[:-1] + "+00:00"
+    off = _BAD_OFFSET.search(t)
+    if off and "T" in t and (int(off.group(1)) > 23 or int(off.group(2)) > 59):
+        return None  # fromisoformat reads +08:61 as +09:01
     try:
         return datetime.fromisoformat(t)
     except ValueError:
@@ -667,6 +690,8 @@ def type_date(v: Any, formats: tuple[str, ...]) -> Any:
             return datetime.strptime(s, f).date()
         except ValueError:
             continue
+    if not formats and (dt := _parse_iso(s)) is not None:
+        return dt.date()
     return _FAIL
 
 
@@ -715,7 +740,12 @@ def type_column(
         for f in formats:
             if not todo.any():
                 break
+            if "%z" in f:  # Python's strptime below (pandas and DuckDB disagree on offsets)
+                continue
             parsed = pd.to_datetime(s[todo], format=f, errors="coerce", utc="%z" in f)
+            # pandas reads 23:59:60 as the next day's 00:00:00: a value the fast path
+            # settles must format back to itself (others go to Python's strptime below)
+            parsed = parsed.where(parsed.dt.strftime(f) == s[todo])
             if "%z" in f:
                 parsed = parsed.dt.tz_localize(None)
             else:
@@ -751,12 +781,13 @@ def type_column(
 
 
 def apply_mapping(
-    raw: pd.DataFrame, m: Mapping, currency: str = "CNY"
+    raw: pd.DataFrame, m: Mapping, currency: str = "CNY", business_timezone: str = "Asia/Shanghai"
 ) -> tuple[pd.DataFrame, Counter]:
     """Canonical typed columns of one raw frame; rows that would be quarantined are
-    removed and counted by reason."""
+    removed and counted by reason. Timestamps without an offset are in the mapping's
+    timezone, else in ``business_timezone``."""
     canon = CANONICAL[m.entity]
-    tz = ZoneInfo(m.timezone)
+    tz = ZoneInfo(m.timezone or business_timezone)
     n = len(raw)
     out: dict[str, list[Any]] = {}
     bad = np.zeros(n, dtype=bool)
@@ -782,6 +813,10 @@ def apply_mapping(
             if rule.values:
                 values = [rule.values.get(_text(v), v) if v is not None else None for v in values]
                 values = [None if v == "" else v for v in values]
+            if fname in NFKC_FIELDS[m.entity]:
+                values = [
+                    unicodedata.normalize("NFKC", v) if isinstance(v, str) else v for v in values
+                ]
         typed, fail = type_column(kind, values, rule, tz)
         missing = pd.isna(typed) & ~fail
         if required:
@@ -851,11 +886,16 @@ def delivery_files(landing: Path, m: Mapping) -> list[tuple[date, Path]]:
 
 
 def read_source(
-    landing: str | Path, m: Mapping, as_of: date | None = None, currency: str = "CNY"
+    landing: str | Path,
+    m: Mapping,
+    as_of: date | None = None,
+    currency: str = "CNY",
+    business_timezone: str = "Asia/Shanghai",
 ) -> SourceFrame:
     """Every file of one mapping with delivery date <= as_of (all when None), each
     distinct content once (the earliest delivery), typed to canonical columns plus
-    ``_delivery_date`` and ``_source_file``."""
+    ``_delivery_date`` and ``_source_file``. A mapping without ``timezone`` reads its
+    timestamps in ``business_timezone``."""
     landing = Path(landing)
     seen: set[str] = set()
     result = SourceFrame(m, pd.DataFrame())
@@ -872,7 +912,7 @@ def read_source(
         raw = read_file(path, m, data)
         if raw.bad_rows:
             result.excluded["unparseable row"] += raw.bad_rows
-        typed, reasons = apply_mapping(raw.frame, m, currency)
+        typed, reasons = apply_mapping(raw.frame, m, currency, business_timezone)
         result.excluded.update(reasons)
         typed["_delivery_date"] = delivered
         typed["_source_file"] = str(path.relative_to(landing))
@@ -891,6 +931,7 @@ def read_landing(
     mappings: str | Path | dict[str, Mapping],
     as_of: date | None = None,
     currency: str = "CNY",
+    business_timezone: str = "Asia/Shanghai",
 ) -> dict[str, pd.DataFrame]:
     """Canonical frames per entity from every mapping's folder (delivery date <= as_of).
     Folders whose name starts with ``_`` or ``.`` are never read."""
@@ -900,7 +941,8 @@ def read_landing(
     for name, m in sorted(mappings.items()):
         if name.startswith(("_", ".")):
             continue
-        by_entity[m.entity].append(read_source(landing, m, as_of, currency).frame)
+        frame = read_source(landing, m, as_of, currency, business_timezone).frame
+        by_entity[m.entity].append(frame)
     out = {}
     for entity, frames in by_entity.items():
         frames = [f for f in frames if len(f)]
