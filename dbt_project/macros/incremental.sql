@@ -35,14 +35,16 @@
 {%- endmacro %}
 
 {#- Late arrivals (docs/warehouse.md, "As-of rules and late arrivals"). The rows of
-    `staging_model` (a staging table: one row per key, the latest delivery) delivered after
-    the last D the model was built as of: a new row, a correction of an old one (a refund,
-    a status change, a late ticket event), whatever its date. The facts recompute their
-    keys; models incremental by month, the months they touch (`restated_from`). A model
-    reading it declares `-- depends_on: ref(staging_model)`. -#}
+    `staging_model` (a staging table: one row per key, the latest delivery) delivered on or
+    after the last D the model was built as of: a new row, a correction of an old one (a
+    refund, a status change, a late ticket event), whatever its date. The facts recompute
+    their keys; models incremental by month, the months they touch (`restated_from`).
+    The last D's own deliveries count again, so that a delivery added to D after a run
+    for D (a re-run of the night) is taken too. A model reading it declares
+    `-- depends_on: ref(staging_model)`. -#}
 {% macro delivered_since_build(staging_model, model_name=none) -%}
     select * from {{ ref(staging_model) }}
-    where delivery_date > {{ last_built_as_of_or_start(model_name or this.identifier) }}
+    where delivery_date >= {{ last_built_as_of_or_start(model_name or this.identifier) }}
 {%- endmacro %}
 
 {#- The first business date whose KPI month rows delivered (or moved to another customer)
