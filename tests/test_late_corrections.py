@@ -109,6 +109,34 @@ def late_rows(work: Path, night: date) -> dict[str, int]:
         con.close()
 
 
+def late_keys_not_written(work: Path, night: date) -> dict[str, int]:
+    """Per fact, the keys of staged rows delivered on `night` dated before the lookback
+    window that the night's build did not log as written (macro keep_written_keys): the
+    publication would not republish them."""
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    start = night - timedelta(days=LOOKBACK)
+    try:
+        con.execute(f"attach '{work / 'restricted.duckdb'}' as store (read_only)")
+        out = {}
+        for fact, key, staged, day in (
+            ("fct_orders", "order_id", "stg_raw__orders", "order_date"),
+            ("fct_service_tickets", "ticket_id", "stg_raw__service_events", "event_date"),
+            ("fct_social_interactions", "interaction_id", "stg_raw__social_interactions",
+             "occurred_date"),
+        ):  # fmt: skip
+            out[fact] = con.execute(
+                f"""select count(distinct {key}) from store.staging.{staged}
+                where delivery_date = ? and {day} < ? and {key} not in (
+                    select {key} from main.{fact}__written_keys
+                    where build = (select max(build) from main.{fact}__written_keys)
+                )""",
+                [night, start],
+            ).fetchone()[0]
+        return out
+    finally:
+        con.close()
+
+
 def gate_failures(work: Path, night: date, docs: Path) -> list[str]:
     con = duckdb.connect(str(work / "warehouse.duckdb"))
     try:
@@ -196,6 +224,7 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
         for kind, n in late.items():
             seen[kind] = seen.get(kind, 0) + n
         assert gate_failures(work, night, tmp_path / "docs") == [], night
+        assert set(late_keys_not_written(work, night).values()) == {0}, night
         diff = differences(work, night)
         assert all(d[2] > 0 for d in diff.values()), (night, diff)
         assert {m: d[:2] for m, d in diff.items() if d[:2] != (0, 0)} == {}, (night, late, diff)
