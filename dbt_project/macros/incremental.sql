@@ -2,8 +2,9 @@
         least(D, last D this model was built as of + 1) - late_arrival_lookback_days - extra_days.
     Older rows are recomputed when a row they depend on was delivered since the model's
     last build (delivered_since_build, restated_from) or their customer changed
-    (keys_with_changed_customer); docs/warehouse.md, "As-of rules and late arrivals". Taking the last build date into account means a gap between runs
-    (a backfill of 20 deliveries, a week without runs) is recomputed whole, never skipped. -#}
+    (keys_with_changed_customer); docs/warehouse.md, "As-of rules and late arrivals".
+    Taking the last build date into account means a gap between runs (a backfill of 20
+    deliveries, a week without runs) is recomputed whole, never skipped. -#}
 {% macro incremental_cutoff_date(extra_days=0, model_name=none) -%}
     {%- set last_built -%}
         {{ last_built_as_of(model_name or this.identifier) }}
@@ -51,11 +52,11 @@
     since the model's last build can change, NULL when none: an order changes the months
     from its date on (customer states, 365-day revenue) and the tickets and pushes of the
     days before it (the longest of the demand-conversion, win-back and campaign-response
-    windows, + 1);
-    a ticket event the month of the ticket's creation (and its CSAT month, later); an
-    interaction its own month and the pushes and messages it answers; a customer profile
-    row the months from its update. A record moved to another customer (an identity merge
-    or split) counts like a row delivered again: the months from its earliest row. -#}
+    windows, + 1); a ticket event, the months from the ticket's creation (its CSAT month
+    comes later); an interaction, its own month and the pushes and messages it answers
+    (the same margin); a customer profile row, the months from its update. A record moved
+    to another customer (an identity merge or split) counts like a row delivered again:
+    the months from its earliest row. -#}
 {% macro restated_from(model_name) -%}
     {%- set margin = [var('demand_conversion_days'), var('winback_conversion_days'), var('campaign_response_days')] | max + 1 -%}
     (
