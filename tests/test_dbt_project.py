@@ -940,25 +940,33 @@ def test_nights_recompute_the_social_kpis_of_their_months_like_a_full_refresh(bu
     _assert_same_identity_and_facts(nightly_db, full_db)
 
 
-def test_nightly_run_keeps_complete_months_and_full_refresh_restates(built):
-    """A late order dated in September, delivered on D: the nightly (incremental) run
-    leaves September and the fact as published (older than the 7-day lookback); a
-    --full-refresh picks it up."""
-    db, work = built["db"], built["work"]
-    before = kpi(db, "2026-09", "net_revenue")
+def test_nightly_run_absorbs_a_late_order_like_a_full_refresh(built, tmp_path):
+    """A late order dated in September (older than the 7-day lookback), delivered on D: the
+    nightly (incremental) run re-run for D picks it up, in fct_orders and in September's
+    net revenue (+70, the order's amount); every month before October equals that of a
+    --full-refresh, row for row."""
+    db = _copy_stores(built, tmp_path)
+    before = {"2026-09": kpi(db, "2026-09", "net_revenue")}
     con = duckdb.connect(str(db))
     insert(con, "orders", [dict(order_id="L1", line_no=1, ordered_at=ts("2026-09-10 04:00"),
                                 status="completed", source_system="crm", customer_ref="C2",
                                 quantity=1, unit_price=70, _delivery_date=date(2026, 10, 31),
                                 _source_file="orders/2026-10-31.csv")])  # fmt: skip
     con.close()
-    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], work, db)
-    run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], work, db)
-    assert kpi(db, "2026-09", "net_revenue") == before
-    assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(0,)]
-    run_dbt(["build", "--full-refresh", "--vars", build_vars()], work, db)
-    assert kpi(db, "2026-09", "net_revenue") == before + 70
+    run_dbt(["build", "--exclude", "source:clv+", "--vars", build_vars()], tmp_path, db)
+    run_dbt(["build", "--select", "source:clv+", "--vars", build_vars()], tmp_path, db)
+    assert kpi(db, "2026-09", "net_revenue") == (before["2026-09"] or 0) + 70
     assert query(db, "select count(*) from marts.fct_orders where order_id = 'crm:L1'") == [(1,)]
+    assert query(db, "select count(*) from marts.fct_order_lines where order_id = 'crm:L1'") == [
+        (1,)
+    ]
+    nightly = query(db, "select * from marts.fct_kpi_monthly where month < date '2026-10-01' "
+                        "order by kpi_monthly_id")  # fmt: skip
+    run_dbt(["build", "--full-refresh", "--vars", build_vars()], tmp_path, db)
+    assert kpi(db, "2026-09", "net_revenue") == (before["2026-09"] or 0) + 70
+    full = query(db, "select * from marts.fct_kpi_monthly where month < date '2026-10-01' "
+                     "order by kpi_monthly_id")  # fmt: skip
+    assert nightly == full
     assert {month for month, _ in quadrant_rows(db)} == {"2026-10"}  # the month of D only
 
 

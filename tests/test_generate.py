@@ -362,12 +362,38 @@ def test_orders_defects_and_realism(db: duckdb.DuckDBPyConnection, truth: dict) 
     """).fetchall())  # fmt: skip
     for f in ("dash", "slash_hm", "compact"):
         assert abs(counts[f] - t[f"order_time_{f}_lines"]) <= t["malformed_rows"], f
-    # late arrivals: delivered after the order day (history files excluded)
+    # late arrivals: first delivered after the order day (history files excluded)
     late = db.execute("""
-        select count(distinct order_no) from o
-        where filename not like '%orders_history_%' and ts::date < delivered
+        select count(*) from (
+            select order_no, min(ts)::date as day, min(delivered) as first_delivered,
+                bool_or(filename like '%orders_history_%') as in_history
+            from o group by order_no
+        ) where not in_history and day < first_delivered
     """).fetchone()[0]
     assert abs(late - t["late_orders"]) <= 2
+    # late corrections: the order's lines delivered again later with a new status, 2-60
+    # days after the order date
+    corrections = db.execute("""
+        with firsts as (
+            select order_no, min(delivered) as first_delivered from o group by order_no
+        )
+        select o.status, count(distinct o.order_no), min(o.delivered - o.ts::date),
+               max(o.delivered - o.ts::date)
+        from o inner join firsts using (order_no)
+        where o.delivered > firsts.first_delivered
+        group by o.status
+    """).fetchall()
+    by_kind = {status: n for status, n, _, _ in corrections}
+    for status, key in (
+        ("REFUND", "refunds"),
+        ("CANCEL", "cancellations"),
+        ("DONE", "completions"),
+    ):
+        # a correction row may be malformed or lose a required field like any row
+        assert 0 <= t[f"late_corrected_{key}"] - by_kind.get(status, 0) <= 2, (status, by_kind)
+    assert set(by_kind) == {"REFUND", "CANCEL", "DONE"}
+    assert min(c[2] for c in corrections) >= 2 and max(c[3] for c in corrections) <= 60
+    assert max(c[3] for c in corrections) >= 40  # some far beyond the nightly lookback
     period_orders = db.execute("select count(distinct order_no) from o where filename not like '%history%'").fetchone()[0]  # fmt: skip
     assert late / period_orders == pytest.approx(RATES.late_orders, abs=0.01)
 

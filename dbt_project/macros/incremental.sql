@@ -1,8 +1,10 @@
 {#- First business date a nightly (incremental) run recomputes:
         least(D, last D this model was built as of + 1) - late_arrival_lookback_days - extra_days.
-    Rows dated before it are left as they are until a --full-refresh (docs/warehouse.md,
-    "Late arrivals"). Taking the last build date into account means a gap between runs
-    (a backfill of 20 deliveries, a week without runs) is recomputed whole, never skipped. -#}
+    Older rows are recomputed when a row they depend on was delivered since the model's
+    last build (delivered_since_build, restated_from) or their customer changed
+    (keys_with_changed_customer); docs/warehouse.md, "As-of rules and late arrivals".
+    Taking the last build date into account means a gap between runs (a backfill of 20
+    deliveries, a week without runs) is recomputed whole, never skipped. -#}
 {% macro incremental_cutoff_date(extra_days=0, model_name=none) -%}
     {%- set last_built -%}
         {{ last_built_as_of(model_name or this.identifier) }}
@@ -13,11 +15,83 @@
     {{ add_days(window_end, -(var('late_arrival_lookback_days') + extra_days)) }}
 {%- endmacro %}
 
-{#- The first month that a KPI building block incremental by month (int_customer_months,
-    int_kpi_social_monthly) recomputes: the month of the earlier of its own cutoff and that
-    of fct_kpi_monthly, its reader, which may have been built longer ago. -#}
-{% macro recomputed_months_from() -%}
-    {{ month_start('least(' ~ incremental_cutoff_date() ~ ', ' ~ incremental_cutoff_date(model_name='fct_kpi_monthly') ~ ')') }}
+{#- The first month that a model incremental by month (fct_kpi_monthly, and its building
+    blocks int_customer_months and int_kpi_social_monthly) recomputes: the month of the
+    earliest of its cutoff and the first date touched by rows delivered or re-assigned to
+    a customer since its last build (`restated_from`, any date); for a building block, also
+    those of fct_kpi_monthly, its reader, which may have been built longer ago. -#}
+{% macro recomputed_months_from(model_name=none) -%}
+    {%- set own = model_name or this.identifier -%}
+    {%- set dates = [incremental_cutoff_date(model_name=own), restated_from(own)] -%}
+    {%- if own != 'fct_kpi_monthly' -%}
+        {%- do dates.extend([incremental_cutoff_date(model_name='fct_kpi_monthly'), restated_from('fct_kpi_monthly')]) -%}
+    {%- endif -%}
+    {{ month_start('least(' ~ dates | join(', ') ~ ')') }}
+{%- endmacro %}
+
+{#- The D the model was last built as of, or 1900-01-01 when no build is recorded (then every
+    staged row counts as delivered since). -#}
+{% macro last_built_as_of_or_start(model_name) -%}
+    coalesce({{ last_built_as_of(model_name) }}, cast('1900-01-01' as date))
+{%- endmacro %}
+
+{#- Late arrivals (docs/warehouse.md, "As-of rules and late arrivals"). The rows of
+    `staging_model` (a staging table: one row per key, the latest delivery) delivered on or
+    after the last D the model was built as of: a new row, a correction of an old one (a
+    refund, a status change, a late ticket event), whatever its date. The facts recompute
+    their keys; models incremental by month, the months they touch (`restated_from`).
+    The last D's own deliveries count again, so that a delivery added to D after a run
+    for D (a re-run of the night) is taken too. A model reading it declares
+    `-- depends_on: ref(staging_model)`. -#}
+{% macro delivered_since_build(staging_model, model_name=none) -%}
+    select * from {{ ref(staging_model) }}
+    where delivery_date >= {{ last_built_as_of_or_start(model_name or this.identifier) }}
+{%- endmacro %}
+
+{#- The first business date whose KPI month rows delivered (or moved to another customer)
+    since the model's last build can change, NULL when none: an order changes the months
+    from its date on (customer states, 365-day revenue) and the tickets and pushes of the
+    days before it (the longest of the demand-conversion, win-back and campaign-response
+    windows, + 1); a ticket event, the months from the ticket's creation (its CSAT month
+    comes later); an interaction, its own month and the pushes and messages it answers
+    (the same margin); a customer profile row, the months from its update. A record moved
+    to another customer (an identity merge or split) counts like a row delivered again:
+    the months from its earliest row. -#}
+{% macro restated_from(model_name) -%}
+    {%- set margin = [var('demand_conversion_days'), var('winback_conversion_days'), var('campaign_response_days')] | max + 1 -%}
+    (
+        select min(changed_from) from (
+            select min({{ add_days('order_date', -margin) }}) as changed_from
+            from ({{ delivered_since_build('stg_raw__orders', model_name) }}) as delivered_orders
+            union all
+            select min({{ add_days('orders.order_date', -margin) }}) as changed_from
+            from {{ ref('stg_raw__orders') }} as orders
+            where orders.order_id in ({{ keys_with_changed_customer('orders', model_name) }})
+            union all
+            select min(ticket_events.event_date) as changed_from
+            from {{ ref('stg_raw__service_events') }} as ticket_events
+            where
+                ticket_events.ticket_id in (
+                    select delivered_events.ticket_id
+                    from ({{ delivered_since_build('stg_raw__service_events', model_name) }}) as delivered_events
+                )
+                or ticket_events.ticket_id in ({{ keys_with_changed_customer('service_events', model_name) }})
+            union all
+            select min({{ add_days('occurred_date', -margin) }}) as changed_from
+            from ({{ delivered_since_build('stg_raw__social_interactions', model_name) }}) as delivered_interactions
+            union all
+            select min({{ add_days('interactions.occurred_date', -margin) }}) as changed_from
+            from {{ ref('stg_raw__social_interactions') }} as interactions
+            where interactions.social_account_key in ({{ keys_with_changed_customer('social_interactions', model_name) }})
+            union all
+            select min(updated_date) as changed_from
+            from ({{ delivered_since_build('stg_raw__customers', model_name) }}) as delivered_profiles
+            union all
+            select min(profiles.updated_date) as changed_from
+            from {{ ref('stg_raw__customers') }} as profiles
+            where profiles.customer_key in ({{ keys_with_changed_customer('customers', model_name) }})
+        ) as changes
+    )
 {%- endmacro %}
 
 {#- The last D the model was built as of (NULL: no build recorded). -#}
@@ -71,11 +145,11 @@
     whatever their date, so that facts never point at a customer_id that no longer
     exists. A new record is not a change (its rows are new rows of the window). Proportional
     to the changes: the log records when each record's customer last changed. -#}
-{% macro keys_with_changed_customer(entity) -%}
+{% macro keys_with_changed_customer(entity, model_name=none) -%}
     select customer_changes.record_key
     from {{ ref('int_source_records_logged') }} as customer_changes
     where
         customer_changes.entity = '{{ entity }}'
         and customer_changes.changed_at > customer_changes.first_logged_at
-        and customer_changes.changed_at > coalesce({{ last_built_at(this.identifier) }}, cast('1900-01-01' as timestamp))
+        and customer_changes.changed_at > coalesce({{ last_built_at(model_name or this.identifier) }}, cast('1900-01-01' as timestamp))
 {%- endmacro %}

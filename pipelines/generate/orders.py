@@ -227,6 +227,17 @@ class Orders:
         for d in np.unique(tdays[trig & (tdays >= hist)]):
             self.ticket_triggers[int(d)].append(buyers[trig & (tdays == d)])
 
+        # late corrections (own random stream: the rest of the data does not move)
+        crng = rng_for(self.seed, "order_corrections", k)
+        corr_kind = crng.choice(3, n, p=[0.5, 0.2, 0.3])  # refund, cancel, complete
+        corr_day = np.maximum(k + crng.integers(2, 61, n), deliver + 1)
+        corrected = (
+            (crng.random(n) < rates.late_corrections)
+            & ~cancelled & ~refunded & ~bad_time
+            & ((corr_kind < 2) | (status_i == 1) | (status_i == 2))
+            & (corr_day > hist)
+        )  # fmt: skip
+
         oi_t = pa.array(oi)
         table = pa.table({
             "order_no": order_no.take(oi_t),
@@ -248,6 +259,29 @@ class Orders:
             "refund_amt": money(refund_c),
             "currency": currency.take(oi_t),
         })  # fmt: skip
+
+        if corrected.any():
+            lines = corrected[oi]
+            kind = corr_kind[oi][lines]
+            full_refund = (price_c * qty - disc_c)[lines]
+            fixed = table.filter(pa.array(lines))
+            fixed = fixed.set_column(
+                fixed.column_names.index("status"), "status",
+                take(lut(["REFUND", "CANCEL", "DONE"]), kind),
+            )  # fmt: skip
+            refund_amt = fixed["refund_amt"].combine_chunks()
+            refund_amt = pc.if_else(pa.array(kind == 0), money(full_refund), refund_amt)
+            fixed = fixed.set_column(
+                fixed.column_names.index("refund_amt"), "refund_amt", refund_amt
+            )
+            self.landing.add(self.source, corr_day[oi][lines], fixed)
+            done = corrected & (corr_day <= self.landing.last_day)
+            for j, name_ in enumerate(["refunds", "cancellations", "completions"]):
+                n_done = (done & (corr_kind == j)).sum()
+                self.landing.count(self.source, f"late_corrected_{name_}", n_done)
+            lag = (corr_day - k)[done]
+            if len(lag):
+                self.landing.count(self.source, "late_corrections_over_7_days", (lag > 7).sum())
 
         # identity: orders carrying an identifier; front-desk walk-ins belong to nobody
         carries = ~anon

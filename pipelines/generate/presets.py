@@ -140,3 +140,8 @@ class Rates:
     late_orders: float = 0.02  # delivered 1-5 days after the order
     late_service: float = 0.03  # delivered 1-4 days after the event
     late_social: float = 0.01  # delivered 1-3 days after the interaction
+    # late corrections: an order's lines delivered again 2-60 days after the order with a
+    # new status (refunded 50 %, cancelled 20 %, paid/shipped ones completed 30 %)
+    late_corrections: float = 0.01
+    very_late_service: float = 0.002  # events delivered 5-60 days after the event
+    very_late_social: float = 0.002  # interactions delivered 5-60 days after

@@ -198,6 +198,11 @@ class Service:
         })  # fmt: skip
         late = rng.random(m) < rates.late_service
         deliver = tt // 86400 + np.where(late, rng.integers(1, 5, m), 0)
+        # very late events (own random stream: the rest of the data does not move)
+        vrng = rng_for(self.seed, "very_late_service", k)
+        very_late = vrng.random(m) < rates.very_late_service
+        deliver = np.where(very_late, tt // 86400 + vrng.integers(5, 61, m), deliver)
+        late &= ~very_late
         created_rows = np.flatnonzero(et == CREATE)
         self.landing.add(
             self.source, deliver, table,
@@ -215,6 +220,7 @@ class Service:
         c(self.source, "inquiries_scheduled_to_convert", conv.sum())
         c(self.source, "events", delivered.sum())
         c(self.source, "late_events", (late & delivered).sum())
+        c(self.source, "very_late_events", (very_late & delivered).sum())
         c(self.source, "never_answered_tickets", (~answered).sum())
         c(self.source, "reopened_tickets", (reopen & (t_reopen < self.end_t)).sum())
         c(self.source, "first_response_breaches", (answered & (frt > target)).sum())

@@ -224,10 +224,16 @@ class Social:
         })  # fmt: skip
         late = rng.random(m) < rates.late_social
         deliver = t // 86400 + np.where(late, rng.integers(1, 4, m), 0)
+        # very late interactions (own random stream: the rest of the data does not move)
+        vrng = rng_for(self.seed, "very_late_social", k)
+        very_late = vrng.random(m) < rates.very_late_social
+        deliver = np.where(very_late, t // 86400 + vrng.integers(5, 61, m), deliver)
+        late &= ~very_late
         self.landing.add(self.source, deliver, table)
         delivered = deliver <= self.landing.last_day
         self.landing.count(self.source, "interactions", delivered.sum())
         self.landing.count(self.source, "late_interactions", (late & delivered).sum())
+        self.landing.count(self.source, "very_late_interactions", (very_late & delivered).sum())
 
     def finish(self) -> None:
         """Identity truth of every social account that appeared."""

@@ -31,6 +31,10 @@ STREAM = {
     "defects": 6,
     "files": 7,
     "campaigns": 8,
+    # late corrections and very late rows (docs/generator.md, "Defects")
+    "order_corrections": 20,
+    "very_late_service": 21,
+    "very_late_social": 22,
 }
 
 

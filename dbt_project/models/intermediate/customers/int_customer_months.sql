@@ -8,15 +8,19 @@
     )
 }}
 
+-- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
+-- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
+-- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental runs)
+
 -- One row per customer and month from the month of the customer's first order to the
 -- month of D: the customer's order state at start(M) and end(M), the facts every
 -- customer KPI counts (metrics.md, "KPIs").
 --
 -- Incremental by month, like fct_kpi_monthly, its only reader: a nightly run recomputes
--- the months from the month of its cutoff (every customer in them) and leaves older
--- months as they were (like the frozen KPI months: after an identity merge they keep the
--- customer ids they were computed with; fct_kpi_monthly never reads them again before a
--- --full-refresh); a full build computes every month. The running totals of the computed
+-- the months from the month of its cutoff or the first month touched by rows delivered
+-- (or records moved to another customer) since (recomputed_months_from; every customer
+-- in them) and leaves older months as they were (fct_kpi_monthly does not read them
+-- again); a full build computes every month. The running totals of the computed
 -- months start from the customer's state before the first computed month (orders and
 -- last order date before it), so both give the same rows.
 

@@ -9,11 +9,16 @@
     )
 }}
 
+-- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
+-- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
+-- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental runs)
+
 -- Not a view: as a view it was computed once per reader, and its three data tests and
 -- fct_kpi_monthly each recomputed every month of it (37 s per test at the large preset).
 -- Incremental by month, like int_customer_months: a nightly run recomputes the months from
--- the earlier of its own cutoff and that of fct_kpi_monthly, its only reader, which never
--- reads an older month again before a --full-refresh; older months stay as they were
+-- the earliest of its own first recomputed month and that of fct_kpi_monthly, its only
+-- reader (recomputed_months_from), which does not read an older month again; older
+-- months stay as they were
 -- computed (every month of 22.5 M interactions took 25 s at the large preset each night).
 -- A month's rows depend on the interactions of that month and on orders of any date, so
 -- the computed months read only their own interactions and give the same rows as a full

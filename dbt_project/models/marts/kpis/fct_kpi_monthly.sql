@@ -7,10 +7,16 @@
     )
 }}
 
+-- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
+-- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
+-- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental runs)
+
 -- Every KPI of metrics.md per calendar month and segment, long format (one row per
--- month x segment x kpi). A nightly run recomputes only the months that contain a date
--- within var late_arrival_lookback_days before D (and the running month); older,
--- complete months stay as they were published (docs/warehouse.md, "As-of rules").
+-- month x segment x kpi). A nightly run recomputes the months from the month that
+-- contains D - var late_arrival_lookback_days, or the earliest month that rows delivered
+-- (or moved to another customer) since its last build can change, whatever their date
+-- (macro recomputed_months_from); the other months stay as they were published
+-- (docs/warehouse.md, "As-of rules and late arrivals").
 --
 -- Quadrant segments (segment_type 'quadrant') exist only as of D (the CLV scores), so
 -- they are computed for the month of D only. A run that also recomputes the previous
@@ -84,7 +90,7 @@ final as (
     left join kpi_definitions
         on unioned.kpi = kpi_definitions.kpi
     {% if is_incremental() %}
-    where months.month >= {{ month_start(incremental_cutoff_date()) }}
+    where months.month >= {{ recomputed_months_from() }}
     {% endif %}
 ),
 
@@ -112,7 +118,7 @@ kept_quadrant_rows as (
     where
         segment_type = 'quadrant'
         and is_complete
-        and month >= {{ month_start(incremental_cutoff_date()) }}
+        and month >= {{ recomputed_months_from() }}
         and month < {{ month_start(as_of_date()) }}
     {% else %}
     select * from final

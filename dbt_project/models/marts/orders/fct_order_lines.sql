@@ -9,7 +9,8 @@
 }}
 
 -- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
--- keys_with_changed_customer in incremental runs)
+-- keys_with_changed_customer in incremental runs), {{ ref('stg_raw__orders') }} (the lines
+-- delivered since the last build, read by delivered_since_build)
 
 -- One row per order line, amounts in the reporting currency. Cancelled lines are kept
 -- (is_cancelled) and carry their computed amounts; order-level measures exclude them.
@@ -25,6 +26,10 @@ order_lines as (
     where
         order_date >= {{ incremental_cutoff_date() }}
         or order_id in ({{ keys_with_changed_customer('orders') }})
+        -- every line of an order with a line delivered since the last build, any date
+        or order_id in (
+            select delivered.order_id from ({{ delivered_since_build('stg_raw__orders') }}) as delivered
+        )
     {%- endif %}
 ),
 

@@ -9,7 +9,8 @@
 }}
 
 -- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
--- keys_with_changed_customer in incremental runs)
+-- keys_with_changed_customer in incremental runs), {{ ref('stg_raw__orders') }} (the lines
+-- delivered since the last build, read by delivered_since_build)
 
 -- One row per order. An order is cancelled when all its lines are; amounts sum the lines
 -- that are not cancelled (metrics.md: net revenue = sum of quantity x unit_price -
@@ -18,8 +19,12 @@
 with
 
 {% if is_incremental() %}
+-- orders whose customer changed, and orders with a line delivered since the last build
+-- (a late line, a refund, a status change), whatever their date
 changed_orders as (
     {{ keys_with_changed_customer('orders') }}
+    union
+    select delivered.order_id from ({{ delivered_since_build('stg_raw__orders') }}) as delivered
 ),
 {% endif %}
 

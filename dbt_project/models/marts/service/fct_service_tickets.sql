@@ -9,13 +9,38 @@
 }}
 
 -- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
--- keys_with_changed_customer in incremental runs)
+-- keys_with_changed_customer in incremental runs), {{ ref('stg_raw__service_events') }},
+-- {{ ref('stg_raw__orders') }} (the rows delivered since the last build, read by
+-- delivered_since_build)
 
 -- One row per service ticket with its SLA clocks (int_service_tickets_sla_clocked), its
 -- customer, and, for pre-sales inquiries, whether the customer ordered within
 -- var demand_conversion_days after creation.
 
 with
+
+{% if is_incremental() %}
+-- Late arrivals, whatever their date: tickets with an event delivered since the last
+-- build, and the customers of orders delivered (or moved to another customer) since then
+-- and dated before the window (an order in the window can only convert inquiries created
+-- in the window): their inquiries' conversion may have changed.
+delivered_tickets as (
+    select delivered.ticket_id from ({{ delivered_since_build('stg_raw__service_events') }}) as delivered
+),
+
+late_order_customers as (
+    select late_orders.customer_id
+    from {{ ref('fct_orders') }} as late_orders
+    where
+        late_orders.order_date < {{ incremental_cutoff_date() }}
+        and (
+            late_orders.order_id in (
+                select delivered.order_id from ({{ delivered_since_build('stg_raw__orders') }}) as delivered
+            )
+            or late_orders.order_id in ({{ keys_with_changed_customer('orders') }})
+        )
+),
+{% endif %}
 
 tickets as (
     select * from {{ ref('int_service_tickets_sla_clocked') }}
@@ -103,6 +128,11 @@ final as (
         >= {{ incremental_cutoff_date(var('demand_conversion_days')) }}
         or {{ to_business_date('tickets_with_customer.last_event_at') }} >= {{ incremental_cutoff_date() }}
         or tickets_with_customer.ticket_id in ({{ keys_with_changed_customer('service_events') }})
+        or tickets_with_customer.ticket_id in (select delivered_tickets.ticket_id from delivered_tickets)
+        or (
+            tickets_with_customer.category = 'inquiry'
+            and tickets_with_customer.customer_id in (select late_order_customers.customer_id from late_order_customers)
+        )
     {% endif %}
 )
 

@@ -9,7 +9,8 @@
 }}
 
 -- depends_on: {{ ref('int_source_records_logged') }} (the customer-change log, read by
--- keys_with_changed_customer in incremental runs)
+-- keys_with_changed_customer in incremental runs), {{ ref('stg_raw__orders') }} (the orders
+-- delivered since the last build, read by delivered_since_build)
 
 -- One row per social interaction (content left out: it may hold personal data), with
 --   is_replied_24h: inbound `message`s answered by an outbound `message` to the same
@@ -37,11 +38,55 @@ changed_customers as (
         and social_records.record_key in (select changed_accounts.record_key from changed_accounts)
 ),
 
--- The accounts whose interactions the rows kept below can depend on, whatever their date:
--- a kept interaction of an account whose customer changed may be answered by any
--- interaction of that account or of its customer.
-scoped_accounts as (
+-- Late arrivals: interactions delivered since the last build and orders delivered (or
+-- moved to another customer) since then, dated before the window (within it, what they
+-- answer is in the window too). They change their own row and the messages and pushes
+-- before them that they answer: every interaction of their accounts and of their
+-- customers' accounts is recomputed, whatever its date.
+late_accounts as (
+    select delivered.social_account_key as record_key
+    from ({{ delivered_since_build('stg_raw__social_interactions') }}) as delivered
+    where delivered.occurred_date < {{ incremental_cutoff_date() }}
+),
+
+late_customers as (
+    select social_records.customer_id
+    from source_records_resolved as social_records
+    where
+        social_records.entity = 'social_interactions'
+        and social_records.record_key in (select late_accounts.record_key from late_accounts)
+    union
+    select late_orders.customer_id
+    from {{ ref('fct_orders') }} as late_orders
+    where
+        late_orders.order_date < {{ incremental_cutoff_date() }}
+        and (
+            late_orders.order_id in (
+                select delivered.order_id from ({{ delivered_since_build('stg_raw__orders') }}) as delivered
+            )
+            or late_orders.order_id in ({{ keys_with_changed_customer('orders') }})
+        )
+),
+
+-- The accounts whose every interaction is recomputed, whatever its date: those whose
+-- customer changed, the late arrivals' accounts and their customers' accounts.
+recomputed_accounts as (
     select changed_accounts.record_key from changed_accounts
+    union
+    select late_accounts.record_key from late_accounts
+    union
+    select social_records.record_key
+    from source_records_resolved as social_records
+    where
+        social_records.entity = 'social_interactions'
+        and social_records.customer_id in (select late_customers.customer_id from late_customers)
+),
+
+-- The accounts whose interactions the rows kept below can depend on, whatever their date:
+-- a kept interaction of a recomputed account may be answered by any interaction of that
+-- account or of its customer.
+scoped_accounts as (
+    select recomputed_accounts.record_key from recomputed_accounts
     union
     select social_records.record_key
     from source_records_resolved as social_records
@@ -155,7 +200,7 @@ final as (
     {% if is_incremental() %}
     where
         interactions_with_customer.occurred_date >= {{ incremental_cutoff_date(var('campaign_response_days') + 1) }}
-        or interactions_with_customer.social_account_key in (select changed_accounts.record_key from changed_accounts)
+        or interactions_with_customer.social_account_key in (select recomputed_accounts.record_key from recomputed_accounts)
     {% endif %}
 )
 
