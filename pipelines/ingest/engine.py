@@ -38,6 +38,7 @@ from pipelines.ingest.canonical import (
     ENTITIES,
     LINEAGE_COLUMNS,
     LOAD_LOG_COLUMNS,
+    NATURAL_KEYS,
     QUARANTINE_COLUMNS,
     RAW_SCHEMA,
     CanonicalField,
@@ -84,6 +85,9 @@ T_PQ = "__ingest_pq"  # a Parquet file with a column named like the reader's row
 READER_COLUMNS = ("file_index", "file_row_number")  # virtual columns of DuckDB's readers
 T_FILES = "__ingest_files"  # the files of a group: f -> lineage
 FILE_COLUMNS = (("f", "integer"), ("file", "varchar"), ("delivery", "date"), ("sha256", "varchar"))
+# the natural keys a batch deletes or inserts, and the files holding them (not in TEMP_TABLES:
+# they outlive the reads of the batch)
+T_KEYS, T_HIT = "__ingest_keys", "__ingest_hit"
 T_CHECK = "__ingest_check"  # check_mapping: the stage rows of every file (not in TEMP_TABLES)
 TEMP_TABLES = (
     T_STAGE,
@@ -123,6 +127,10 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    # rows (of this or earlier files) that a later row of this file replaces: staging keeps
+    # one row per natural key, the latest; identical rows are duplicates, others superseded
+    rows_duplicate: int = 0
+    rows_superseded: int = 0
     status: str = "loaded"  # loaded | duplicate
     duplicate_of: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -150,6 +158,14 @@ class PartitionResult:
     @property
     def rows_quarantined(self) -> int:
         return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def rows_duplicate(self) -> int:
+        return sum(f.rows_duplicate for f in self.files)
+
+    @property
+    def rows_superseded(self) -> int:
+        return sum(f.rows_superseded for f in self.files)
 
     @property
     def bytes(self) -> int:
@@ -198,6 +214,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         f"AND table_name IN ({', '.join(_lit(t) for t in wanted)})"
     ).fetchall()[0][0]
     if found == len(wanted):
+        _add_missing_columns(con, f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS)
         return
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for entity, fields in ENTITIES.items():
@@ -205,6 +222,22 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_create_table_sql(raw_table(entity), cols))
     con.execute(_create_table_sql(f"{RAW_SCHEMA}.quarantine", list(QUARANTINE_COLUMNS)))
     con.execute(_create_table_sql(f"{RAW_SCHEMA}.load_log", list(LOAD_LOG_COLUMNS)))
+
+
+def _add_missing_columns(con, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Columns added to a table after it was created (a warehouse of an earlier version)."""
+    schema, name = table.split(".")
+    have = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()
+    }
+    for col, sql_type in columns:
+        if col not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {_ident(col)} {sql_type}")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -449,6 +482,7 @@ def _value_sql(spec: FieldSpec) -> str:
 def _default_sql(entity: str, fname: str, mapping: SourceMapping, currency: str) -> str | None:
     if entity == "orders":
         return {
+            # a mapped line id left empty; an unmapped one is numbered (_insert_rows)
             "line_no": "1",
             "discount_amount": "0",
             "refunded_amount": "0",
@@ -829,12 +863,26 @@ def _insert_rows(job: _Job, files: list[_Item], rows_sql: str) -> None:
         _lit(mapping.version),
         sha,
     ]
-    select = ", ".join([f"s.{_ident(c)}" for c in canon_cols] + lineage)
+    values = [f"s.{_ident(c)}" for c in canon_cols]
+    if _numbers_lines(mapping):
+        # line_no unmapped: the row's position among the rows of its order_id in its file
+        # (quarantined rows keep their place), so that distinct lines never collapse
+        values[canon_cols.index("line_no")] = "s.__line_pos"
+        rows_sql = (
+            f"SELECT *, CAST(row_number() OVER (PARTITION BY __f, trim(order_id) "
+            f"ORDER BY __line) AS INTEGER) AS __line_pos FROM ({rows_sql}) AS __numbered"
+        )
+    select = ", ".join(values + lineage)
     with _unordered(job):  # the order of raw rows means nothing
         job.con.execute(
             f"INSERT INTO {raw_table(mapping.entity)} ({cols}) SELECT {select} "
             f"FROM ({rows_sql}) AS s {join} WHERE s.__reason IS NULL"
         )
+
+
+def _numbers_lines(mapping: SourceMapping) -> bool:
+    """True when the loader numbers the order lines (an orders mapping without line_no)."""
+    return mapping.entity == "orders" and "line_no" not in mapping.fields
 
 
 def _insert_quarantine(job: _Job, files: list[_Item], rows_sql: str) -> None:
@@ -1578,10 +1626,84 @@ def _insert_load_log(
             loaded_at,
             it.result.seconds,
             "; ".join(it.result.warnings) or None,
+            it.result.rows_duplicate,
+            it.result.rows_superseded,
         ]
         for it in items
     ]
     _insert_values(con, f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS, rows, tmp)
+
+
+def _natural_key_sql(entity: str) -> str:
+    """One value per natural key of a raw row (NATURAL_KEYS), NULL parts kept apart."""
+    parts = ", ".join(f"CAST({p} AS VARCHAR)" for p in NATURAL_KEYS[entity])
+    return f"to_json([{parts}])"
+
+
+def _content_sql(entity: str) -> str:
+    """A digest of a raw row's canonical values (lineage aside): equal for exact duplicates.
+    A service event's id may be a hash of the delivered row, so it is left out."""
+    names = [f.name for f in ENTITIES[entity] if (entity, f.name) != ("service_events", "event_id")]
+    return f"md5(to_json(struct_pack({', '.join(f'{_ident(n)} := {_ident(n)}' for n in names)})))"
+
+
+def _remember_keys(con, mapping: SourceMapping, where: str, *, first: bool) -> None:
+    """Add the natural keys of the raw rows ``where`` selects to T_KEYS (a new table when
+    ``first``): the keys whose rows a batch deletes or inserts."""
+    table, key = raw_table(mapping.entity), _natural_key_sql(mapping.entity)
+    select = f"SELECT DISTINCT {key} AS k FROM {table} WHERE {where}"
+    if first:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {T_KEYS} AS {select}")
+    else:
+        con.execute(f"INSERT INTO {T_KEYS} {select}")
+
+
+def _count_replaced(con, mapping: SourceMapping) -> dict[tuple[date, str], tuple[int, int]]:
+    """Recount ``rows_duplicate`` / ``rows_superseded`` in raw.load_log for every file of this
+    source that holds a row of a key in T_KEYS; returns (delivery, file) -> counts.
+
+    Of the rows of a natural key, the latest (delivery date, load time, file, line; the
+    order of the staging models) is kept downstream; every other row is counted on the file
+    of the kept row, as a duplicate when its canonical values equal the kept row's, else as
+    superseded. A file's counts depend on all of its keys, so the keys of the touched files
+    are recounted whole."""
+    table, entity = raw_table(mapping.entity), mapping.entity
+    key = _natural_key_sql(entity)
+    src = f"_source_name = {_lit(mapping.name)}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_HIT} AS SELECT DISTINCT _delivery_date AS d, "
+        f"_source_file AS f FROM {table} WHERE {src} AND {key} IN (SELECT k FROM {T_KEYS})"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_KEYS} AS SELECT DISTINCT {key} AS k FROM {table} AS r "
+        f"SEMI JOIN {T_HIT} AS h ON r._delivery_date = h.d AND r._source_file = h.f WHERE {src}"
+    )
+    counts = {
+        (d, f): (int(dup), int(sup))
+        for d, f, dup, sup in con.execute(
+            f"WITH keyed AS (SELECT {key} AS __k, {_content_sql(entity)} AS __c, _delivery_date, "
+            f"_loaded_at, _source_file, _source_line FROM {table} WHERE {src}), "
+            f"ranked AS (SELECT __c, row_number() OVER w AS __rn, "
+            f"first_value(_delivery_date) OVER w AS __d, first_value(_source_file) OVER w AS __f, "
+            f"first_value(__c) OVER w AS __wc FROM keyed WHERE __k IN (SELECT k FROM {T_KEYS}) "
+            f"WINDOW w AS (PARTITION BY __k ORDER BY _delivery_date DESC, _loaded_at DESC, "
+            f"_source_file DESC, _source_line DESC)) "
+            f"SELECT __d, __f, count(*) FILTER (WHERE __c = __wc), "
+            f"count(*) FILTER (WHERE __c <> __wc) FROM ranked WHERE __rn > 1 GROUP BY ALL"
+        ).fetchall()
+    }
+    log = f"{RAW_SCHEMA}.load_log"
+    con.execute(
+        f"UPDATE {log} AS l SET rows_duplicate = 0, rows_superseded = 0 FROM {T_HIT} AS h "
+        f"WHERE l.{src} AND l._delivery_date = h.d AND l._source_file = h.f"
+    )
+    for (d, f), (dup, sup) in counts.items():
+        con.execute(
+            f"UPDATE {log} SET rows_duplicate = ?, rows_superseded = ? "
+            f"WHERE {src} AND _delivery_date = ? AND _source_file = ?",
+            [dup, sup, d, f],
+        )
+    return counts
 
 
 def _timed_scan(path: Path) -> tuple[_FileScan, float]:
@@ -1719,6 +1841,7 @@ def _load_batch(
             _mark_duplicates(con, mapping, plan)
             days = ", ".join(f"DATE {_lit(d.isoformat())}" for d, _ in plan)
             key = f"_source_name = {_lit(mapping.name)} AND _delivery_date IN ({days})"
+            _remember_keys(con, mapping, key, first=True)
             for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
                 con.execute(f"DELETE FROM {t} WHERE {key}")
             con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
@@ -1746,6 +1869,13 @@ def _load_batch(
                 share = shared * it.scan.size / total if total and id(it) in read else 0.0
                 it.result.seconds = it.own_seconds + share
             _insert_load_log(con, mapping, every, loaded_at, Path(tmp))
+            _remember_keys(con, mapping, key, first=False)
+            replaced = _count_replaced(con, mapping)
+            for it in every:
+                dup, sup = replaced.get((it.delivery, it.rel), (0, 0))
+                it.result.rows_duplicate, it.result.rows_superseded = dup, sup
+            for t in (T_KEYS, T_HIT):
+                con.execute(f"DROP TABLE IF EXISTS {t}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
