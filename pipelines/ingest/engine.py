@@ -58,6 +58,7 @@ __all__ = [
     "PartitionResult",
     "RangeResult",
     "SchemaDriftError",
+    "SourceCounts",
     "check_mapping",
     "discover_partitions",
     "ensure_raw_schema",
@@ -66,6 +67,7 @@ __all__ = [
     "load_partitions",
     "partition_files",
     "partition_is_unchanged",
+    "source_counts",
 ]
 
 DATE_DIR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -2055,6 +2057,47 @@ def partition_is_unchanged(
         return False
     current = {(_relative(p, landing), _scan_file(p).sha256) for p in files}
     return current == {(f, h) for f, h, _ in logged}
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    """What raw.load_log holds for one source over some delivery dates."""
+
+    source: str
+    entity: str
+    files: int
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_duplicate: int
+    rows_superseded: int
+    duplicate_files: int
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+
+def source_counts(
+    con: duckdb.DuckDBPyConnection, first: date, last: date, entity: str | None = None
+) -> list[SourceCounts]:
+    """Per source (of ``entity``, or of every entity), the load log of the deliveries
+    ``first`` .. ``last``: files, rows read, loaded, quarantined, duplicate and superseded
+    (rows replaced by a later row of the same natural key; see ``_count_replaced``)."""
+    where = "_delivery_date BETWEEN ? AND ?"
+    params: list[object] = [first, last]
+    if entity is not None:
+        where += " AND entity = ?"
+        params.append(entity)
+    rows = con.execute(
+        f"SELECT _source_name, any_value(entity), count(*), "
+        f"coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), "
+        f"coalesce(sum(rows_quarantined), 0), coalesce(sum(rows_duplicate), 0), "
+        f"coalesce(sum(rows_superseded), 0), count(*) FILTER (WHERE status = 'duplicate') "
+        f"FROM {RAW_SCHEMA}.load_log WHERE {where} GROUP BY _source_name ORDER BY 2, 1",
+        params,
+    ).fetchall()
+    return [SourceCounts(*(r[:2]), *(int(v) for v in r[2:])) for r in rows]
 
 
 def _relative(path: Path, landing: Path) -> str:

@@ -19,6 +19,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
     landing_dir: str
     supernode_threshold: int = 20
     report_language: str = "en"
+    max_quarantine_share: float = 0.05
     spark_export: bool = False
     #: CRM_PSEUDONYM_KEY_FILE when set (else the default under restricted/)
     pseudonym_key_file: str = ""
@@ -33,6 +34,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=str(settings.landing),
             supernode_threshold=settings.supernode_threshold,
             report_language=settings.report_language,
+            max_quarantine_share=settings.max_quarantine_share,
             spark_export=settings.spark_export,
             pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
         )
@@ -47,6 +49,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=Path(self.landing_dir),
             supernode_threshold=self.supernode_threshold,
             report_language=self.report_language,
+            max_quarantine_share=self.max_quarantine_share,
             spark_export=self.spark_export,
             extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
             if self.pseudonym_key_file
