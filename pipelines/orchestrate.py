@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -156,6 +157,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
             )
             if not _report(result, "ingest", time.monotonic() - started):
+                print_ingest_summary(settings, start, last_before)
                 return False
         _echo(
             f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})"
@@ -169,9 +171,59 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             raise_on_error=False,
         )
         ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+    print_ingest_summary(settings, start, end)
     if ok and start < end:
         _echo(f"deliveries {start} .. {end}: done in {time.monotonic() - started:.1f} s")
     return ok
+
+
+SUMMARY_COLUMNS = ("read", "loaded", "quarantined", "duplicates", "superseded")
+
+
+def format_ingest_summary(counts: list, start: date, end: date, max_share: float) -> list[str]:
+    """The lines that end `crm run` / `crm backfill`: per source, the rows of deliveries
+    start .. end read, loaded, quarantined, duplicate and superseded (raw.load_log)."""
+    span = str(start) if start == end else f"{start} .. {end}"
+    if not counts:
+        return [f"[crm] deliveries {span}: no file delivered"]
+    width = max(len(c.source) for c in counts)
+    head = f"  {'source':<{width}}  {'entity':<19}" + "".join(
+        f"{name:>13}" for name in SUMMARY_COLUMNS
+    )
+    lines = [f"[crm] deliveries {span}, rows per source:", head]
+    for c in counts:
+        values = (c.rows_read, c.rows_loaded, c.rows_quarantined)
+        values += (c.rows_duplicate, c.rows_superseded)
+        lines.append(
+            f"  {c.source:<{width}}  {c.entity:<19}" + "".join(f"{v:>13,}" for v in values)
+        )
+    for c in counts:
+        if c.rows_quarantined:
+            over = c.quarantine_share > max_share
+            lines.append(
+                f"[crm] {c.source}: {c.rows_quarantined:,} row(s) quarantined "
+                f"({c.quarantine_share:.1%} of rows read{', above' if over else ', within'} "
+                f"CRM_MAX_QUARANTINE_SHARE={max_share:g}); reasons in raw.quarantine"
+            )
+    return lines
+
+
+def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
+    """Print ``format_ingest_summary`` from the restricted store (nothing if it has none)."""
+    from pipelines.ingest.engine import source_counts
+    from pipelines.lib.duck import connect_restricted
+
+    if not settings.restricted_db.exists():
+        return
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        if not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
+            "AND table_name = 'load_log'"
+        ).fetchall()[0][0]:
+            return
+        counts = source_counts(con, start, end)
+    print("\n".join(format_ingest_summary(counts, start, end, settings.max_quarantine_share)))
+    sys.stdout.flush()
 
 
 def run_check_mapping(

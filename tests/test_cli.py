@@ -1,9 +1,12 @@
 """The crm command: every subcommand documents itself and rejects bad input clearly."""
 
+from datetime import date
+
 import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from pipelines.lib.settings import Settings
 
 
 def _subcommands() -> list[str]:
@@ -32,3 +35,54 @@ def test_backfill_end_before_start_is_refused():
     result = CliRunner().invoke(main, ["backfill", "--start", "2026-05-02", "--end", "2026-05-01"])
     assert result.exit_code == 2
     assert "--end is before --start" in result.output
+
+
+def test_a_run_ends_with_rows_per_source(tmp_path, capsys):
+    """The summary printed at the end of `crm run` / `crm backfill`, from the load log of
+    two hand-made deliveries of a POS export without line ids (counted by hand below)."""
+    from pipelines.ingest.engine import load_partitions
+    from pipelines.ingest.mapping import parse_mapping
+    from pipelines.lib.duck import connect_restricted
+    from pipelines.orchestrate import print_ingest_summary
+
+    settings = Settings(home=tmp_path).ensure_dirs()
+    mapping = parse_mapping(
+        {
+            "name": "pos",
+            "entity": "orders",
+            "version": "1",
+            "files": "*.csv",
+            "format": {"type": "csv"},
+            "fields": {
+                "order_id": {"expr": "cust || '-' || replace(day, '-', '')"},
+                "ordered_at": {"column": "day", "formats": ["%Y-%m-%d"]},
+                "status": {"expr": "'paid'"},
+                "quantity": "qty",
+                "unit_price": "price",
+            },
+        }
+    )
+    header = "cust,day,qty,price\n"
+    days = {
+        # A bought twice: two lines; the third row has no quantity
+        "2026-01-06": header + "A,2026-01-05,1,10\nA,2026-01-05,2,3\nB,2026-01-05,,4\n",
+        # A's first line again, unchanged; A's second line with a corrected price
+        "2026-01-07": header + "A,2026-01-05,1,10\nA,2026-01-05,2,4\n",
+    }
+    for day, text in days.items():
+        folder = settings.landing / "pos" / day
+        folder.mkdir(parents=True)
+        (folder / "pos.csv").write_text(text, encoding="utf-8")
+    with connect_restricted(settings.restricted_db) as con:
+        load_partitions(con, mapping, settings.landing, list(days))
+    print_ingest_summary(settings, date(2026, 1, 6), date(2026, 1, 7))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines[:3]] == [
+        ["[crm]", "deliveries", "2026-01-06", "..", "2026-01-07,", "rows", "per", "source:"],
+        ["source", "entity", "read", "loaded", "quarantined", "duplicates", "superseded"],
+        ["pos", "orders", "5", "4", "1", "1", "1"],
+    ]
+    assert lines[3:] == [
+        "[crm] pos: 1 row(s) quarantined (20.0% of rows read, above "
+        "CRM_MAX_QUARANTINE_SHARE=0.05); reasons in raw.quarantine"
+    ]
