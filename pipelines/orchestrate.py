@@ -99,14 +99,24 @@ def _echo(message: str) -> None:
     print(f"[crm] {message}", flush=True)
 
 
+#: How Dagster names the exception of a step that raised ``dagster.Failure`` (a user-facing
+#: message: printed without it).
+FAILURE_CLASS = "dagster._core.definitions.events.Failure"
+
+
 def _report(result, label: str, seconds: float) -> bool:
     if result.success:
         _echo(f"{label}: done in {seconds:.1f} s (run {result.run_id})")
         return True
+    failed: dict[str, list[str]] = {}  # message -> steps (a broken mapping fails several)
     for event in result.all_events:
         if event.is_step_failure:
             info = event.step_failure_data.error
-            _echo(f"FAILED step {event.step_key}: {info.message.strip() if info else ''}")
+            message = info.message.strip() if info else ""
+            message = message.removeprefix(f"{FAILURE_CLASS}: ")
+            failed.setdefault(message, []).append(event.step_key)
+    for message, steps in failed.items():
+        _echo(f"FAILED step {', '.join(steps)}: {message}")
     _echo(
         f"{label}: failed after {seconds:.1f} s (run {result.run_id}); the published outputs "
         "were not replaced"
@@ -136,6 +146,14 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 f"error: {day} is not a delivery date the pipeline knows "
                 f"({keys[0]} .. {keys[-1]}); set CRM_PARTITIONS_START for earlier data"
             )
+    from pipelines.ingest.mapping import MappingError, load_mappings
+
+    try:  # a broken mapping is one line here, before any run starts
+        load_mappings(settings.mappings_dir)
+    except MappingError as exc:
+        _echo(f"error: {exc}")
+        _echo("nothing was run: fix the mapping (check it with `crm check-mapping FILE`)")
+        return False
     tags = {"crm/force": "true" if force else "false", PROCESS_TAG: _this_process()}
     # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -185,7 +203,7 @@ def format_ingest_summary(counts: list, start: date, end: date, max_share: float
     start .. end read, loaded, quarantined, duplicate and superseded (raw.load_log)."""
     span = str(start) if start == end else f"{start} .. {end}"
     if not counts:
-        return [f"[crm] deliveries {span}: no file delivered"]
+        return [f"[crm] deliveries {span}: no file loaded (nothing in raw.load_log)"]
     width = max(len(c.source) for c in counts)
     head = f"  {'source':<{width}}  {'entity':<19}" + "".join(
         f"{name:>13}" for name in SUMMARY_COLUMNS

@@ -1,6 +1,10 @@
 """The crm command: every subcommand documents itself and rejects bad input clearly."""
 
+import os
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -86,3 +90,67 @@ def test_a_run_ends_with_rows_per_source(tmp_path, capsys):
         "[crm] pos: 1 row(s) quarantined (20.0% of rows read, above "
         "CRM_MAX_QUARANTINE_SHARE=0.05); reasons in raw.quarantine"
     ]
+
+
+POS_MAPPING = """name: pos
+entity: orders
+version: "1"
+files: "*.csv"
+format: {type: csv}
+fields:
+  order_id: {expr: "cust || '-' || day"}
+  ordered_at: {column: day, formats: ["%Y-%m-%d"]}
+  quantity: qty
+  unit_price: price
+"""
+
+
+def _crm_run(tmp_path, mapping: str, csv: str) -> subprocess.CompletedProcess:
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "pos.yaml").write_text(mapping, encoding="utf-8")
+    folder = tmp_path / "home" / "landing" / "pos" / "2026-01-06"
+    folder.mkdir(parents=True)
+    (folder / "pos.csv").write_text(csv, encoding="utf-8")
+    env = os.environ | {
+        "CRM_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+        "CRM_MAPPINGS_DIR": str(tmp_path / "maps"),
+    }
+    env.pop("CRM_LANDING_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--date", "2026-01-06"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_mapping_missing_a_required_field_is_one_line(tmp_path):
+    proc = _crm_run(tmp_path, POS_MAPPING, "cust,day,qty,price\nA,2026-01-05,1,10\n")
+    assert proc.returncode == 1
+    mapping = tmp_path / "maps" / "pos.yaml"
+    assert proc.stdout.splitlines() == [
+        f"[crm] error: {mapping}: required canonical field(s) not mapped for orders: status",
+        "[crm] nothing was run: fix the mapping (check it with `crm check-mapping FILE`)",
+    ]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_file_missing_a_mapped_column_fails_without_stack_traces(tmp_path):
+    mapping = POS_MAPPING + "  status: {expr: \"'paid'\"}\n"
+    proc = _crm_run(tmp_path, mapping, "cust,day,price\nA,2026-01-05,10\n")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "Stack Trace" not in out and "Traceback" not in out and "Not executing" not in out
+    reason = (
+        f"{tmp_path / 'maps' / 'pos.yaml'}: data file pos/2026-01-06/pos.csv lacks source "
+        "column(s) 'qty' (used by quantity <- 'qty'); the file has ['cust', 'day', 'price']."
+    )
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("[crm] FAILED")]
+    assert failed == [
+        "[crm] FAILED step raw__orders: raw.orders: 1 source partition(s) failed; nothing "
+        "partial was loaded for them:"
+    ]
+    assert reason in proc.stdout
