@@ -228,11 +228,17 @@ def format_ingest_summary(counts: list, start: date, end: date, max_share: float
 
 def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
     """Print ``format_ingest_summary`` from the restricted store (nothing if it has none)."""
-    from pipelines.ingest.engine import source_counts
+    from pipelines.ingest.engine import source_counts, stale_deliveries
     from pipelines.lib.duck import connect_restricted
 
     if not settings.restricted_db.exists():
         return
+    from pipelines.ingest.mapping import MappingError, load_mappings
+
+    try:
+        mappings = load_mappings(settings.mappings_dir)
+    except MappingError:
+        mappings = []
     with connect_restricted(settings.restricted_db, read_only=True) as con:
         if not con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
@@ -240,8 +246,24 @@ def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
         ).fetchall()[0][0]:
             return
         counts = source_counts(con, start, end)
-    print("\n".join(format_ingest_summary(counts, start, end, settings.max_quarantine_share)))
+        stale = [(m, stale_deliveries(con, m)) for m in mappings]
+    lines = format_ingest_summary(counts, start, end, settings.max_quarantine_share)
+    for mapping, dates in stale:
+        if dates:
+            lines.append(stale_mapping_line(mapping, dates, end))
+    print("\n".join(lines))
     sys.stdout.flush()
+
+
+def stale_mapping_line(mapping, dates: list[date], end: date) -> str:
+    """What to run when deliveries were loaded with another version of their mapping."""
+    first, last = dates[0], dates[-1]
+    span = str(first) if first == last else f"{first} .. {last}"
+    return (
+        f"[crm] {mapping.name}: {len(dates)} delivery date(s) ({span}) were loaded with "
+        f"another version of {mapping.label}; to load them again with it and rebuild the "
+        f"marts: crm backfill --start {first} --end {max(last, end)} --force --full-refresh"
+    )
 
 
 def run_check_mapping(

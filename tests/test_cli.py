@@ -154,3 +154,37 @@ def test_a_file_missing_a_mapped_column_fails_without_stack_traces(tmp_path):
         "partial was loaded for them:"
     ]
     assert reason in proc.stdout
+
+
+def test_a_mapping_edited_since_earlier_deliveries_says_how_to_apply_it(tmp_path, capsys):
+    """The same mapping version with another price column: the deliveries loaded with the
+    earlier content are named, with the command that loads them again."""
+    from pipelines.ingest.engine import load_partition, partition_is_unchanged
+    from pipelines.ingest.mapping import load_mapping
+    from pipelines.lib.duck import connect_restricted
+    from pipelines.orchestrate import print_ingest_summary
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    settings = Settings(home=tmp_path / "home", mappings_dir=maps).ensure_dirs()
+    path = maps / "pos.yaml"
+    path.write_text(POS_MAPPING + "  status: {expr: \"'paid'\"}\n", encoding="utf-8")
+    days = ["2026-01-06", "2026-01-07", "2026-01-08"]
+    for day in days:
+        folder = settings.landing / "pos" / day
+        folder.mkdir(parents=True)
+        (folder / "pos.csv").write_text(f"cust,day,qty,price,net\nA,{day},1,10,9\n")
+    with connect_restricted(settings.restricted_db) as con:
+        for day in days:
+            load_partition(con, load_mapping(path), settings.landing, day)
+        path.write_text(path.read_text().replace("unit_price: price", "unit_price: net"))
+        edited = load_mapping(path)
+        assert not partition_is_unchanged(con, edited, settings.landing, days[2])
+        load_partition(con, edited, settings.landing, days[2])  # tonight's delivery
+        assert partition_is_unchanged(con, edited, settings.landing, days[2])
+    print_ingest_summary(settings, date(2026, 1, 8), date(2026, 1, 8))
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"[crm] pos: 2 delivery date(s) (2026-01-06 .. 2026-01-07) were loaded with another "
+        f"version of {path}; to load them again with it and rebuild the marts: "
+        "crm backfill --start 2026-01-06 --end 2026-01-08 --force --full-refresh"
+    )

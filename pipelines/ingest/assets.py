@@ -13,6 +13,7 @@ from pipelines.ingest.engine import (
     load_partitions,
     partition_is_unchanged,
     source_counts,
+    stale_deliveries,
 )
 from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
 from pipelines.lib.duck import connect_restricted
@@ -156,6 +157,14 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
         with connect_restricted(settings.restricted_db, read_only=True) as con:
             per_source = source_counts(con, first, last, entity)
+            for mapping in mappings:
+                stale = stale_deliveries(con, mapping)
+                if stale:
+                    context.log.warning(
+                        f"{mapping.name}: {len(stale)} delivery date(s) from {stale[0]} to "
+                        f"{stale[-1]} were loaded with another version of {mapping.label}; "
+                        "load them again (crm backfill --force --full-refresh) to apply it"
+                    )
         check = quarantine_check(per_source, settings)
         if not check.passed:
             context.log.error(str(check.description))

@@ -175,6 +175,8 @@ LOAD_LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     # row of their natural key): identical rows, and rows with other values
     ("rows_duplicate", "bigint"),
     ("rows_superseded", "bigint"),
+    # SourceMapping.fingerprint of the mapping that loaded the file
+    ("mapping_fingerprint", "varchar"),
 )
 
 RAW_SCHEMA = "raw"

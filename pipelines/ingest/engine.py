@@ -68,6 +68,7 @@ __all__ = [
     "partition_files",
     "partition_is_unchanged",
     "source_counts",
+    "stale_deliveries",
 ]
 
 DATE_DIR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -1630,6 +1631,7 @@ def _insert_load_log(
             "; ".join(it.result.warnings) or None,
             it.result.rows_duplicate,
             it.result.rows_superseded,
+            mapping.fingerprint,
         ]
         for it in items
     ]
@@ -2046,17 +2048,36 @@ def partition_is_unchanged(
     landing = Path(landing_dir)
     ensure_raw_schema(con)
     logged = con.execute(
-        f"SELECT _source_file, _file_sha256, _mapping_version FROM {RAW_SCHEMA}.load_log "
-        f"WHERE _source_name = ? AND _delivery_date = ?",
+        f"SELECT _source_file, _file_sha256, _mapping_version, mapping_fingerprint "
+        f"FROM {RAW_SCHEMA}.load_log WHERE _source_name = ? AND _delivery_date = ?",
         [mapping.name, delivery],
     ).fetchall()
     files = partition_files(landing, mapping, delivery)
     if not logged:
         return not files
-    if any(v != mapping.version for _, _, v in logged):
+    # a file loaded before fingerprints were logged (NULL) counts by its version alone
+    if any(v != mapping.version or fp not in (None, mapping.fingerprint) for _, _, v, fp in logged):
         return False
     current = {(_relative(p, landing), _scan_file(p).sha256) for p in files}
-    return current == {(f, h) for f, h, _ in logged}
+    return current == {(f, h) for f, h, _, _ in logged}
+
+
+def stale_deliveries(
+    con: duckdb.DuckDBPyConnection, mapping: SourceMapping, before: date | None = None
+) -> list[date]:
+    """Delivery dates (before ``before``, if given) whose files this source loaded with
+    another version or content of its mapping: their raw rows do not follow the mapping as
+    it is now until they are loaded again."""
+    where = "" if before is None else f" AND _delivery_date < DATE {_lit(before.isoformat())}"
+    return [
+        d
+        for (d,) in con.execute(
+            f"SELECT DISTINCT _delivery_date FROM {RAW_SCHEMA}.load_log WHERE _source_name = ? "
+            f"AND status = 'loaded' AND (_mapping_version IS DISTINCT FROM ? OR "
+            f"coalesce(mapping_fingerprint, ?) <> ?){where} ORDER BY 1",
+            [mapping.name, mapping.version, mapping.fingerprint, mapping.fingerprint],
+        ).fetchall()
+    ]
 
 
 @dataclass(frozen=True)
