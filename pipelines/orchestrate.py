@@ -276,6 +276,8 @@ def run_check_mapping(
         result = check_mapping_job.execute_in_process(
             instance=instance,
             run_config={
+                # the report is the output: Dagster's own lines only when something fails
+                "loggers": {"console": {"config": {"log_level": "ERROR"}}},
                 "ops": {
                     "check_mapping_op": {
                         "config": {
@@ -284,7 +286,7 @@ def run_check_mapping(
                             "delivery_date": delivery.isoformat() if delivery else None,
                         }
                     }
-                }
+                },
             },
             resources={"crm": CrmSettingsResource.from_settings(settings)},
             raise_on_error=False,

@@ -188,3 +188,33 @@ def test_a_mapping_edited_since_earlier_deliveries_says_how_to_apply_it(tmp_path
         f"version of {path}; to load them again with it and rebuild the marts: "
         "crm backfill --start 2026-01-06 --end 2026-01-08 --force --full-refresh"
     )
+
+
+def test_check_mapping_shows_source_and_loaded_values_without_dagster_lines(tmp_path):
+    (tmp_path / "maps").mkdir()
+    mapping = tmp_path / "maps" / "pos.yaml"
+    mapping.write_text(POS_MAPPING + "  status: {expr: \"'paid'\"}\n", encoding="utf-8")
+    folder = tmp_path / "home" / "landing" / "pos" / "2026-01-06"
+    folder.mkdir(parents=True)
+    (folder / "pos.csv").write_text("cust,day,qty,price\nA,2026-01-05,1,10\nB,2026-01-05,x,5\n")
+    env = os.environ | {
+        "CRM_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+    }
+    env.pop("CRM_LANDING_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "check-mapping", str(mapping)],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dagster" not in proc.stdout + proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    # order_id from two source columns; qty 'x' is not a number: NULL, its row quarantined
+    assert ["cust='A',", "day='2026-01-05'", "|", "'A-2026-01-05'"] in lines
+    assert ["qty='x'", "|", "NULL"] in lines
+    assert ["qty='1'", "|", "1.0000"] in lines
+    assert ["day='2026-01-05'", "|", "2026-01-04", "16:00:00", "UTC"] in lines  # +08:00

@@ -546,6 +546,11 @@ def _stage_sql(
         else:
             out = "NULL" if default is None else default
             final.append(f"CAST({out} AS {cf.sql_type}) AS {_ident(cf.name)}")
+    if keep_values:  # check_mapping shows each source value beside what it maps to
+        final.extend(
+            f"CAST({_ident(col)} AS VARCHAR) AS __s{j}"
+            for j, col in enumerate(mapping.source_columns)
+        )
     # a structural problem (column count, JSON, encoding) is the whole story of its row
     checks_sql = "NULL"
     if checks:
@@ -2133,7 +2138,9 @@ def _relative(path: Path, landing: Path) -> str:
 class FieldCheck:
     field: str
     source: str  # "column 'x'", "expr ...", or "default ..."/"not mapped"
-    samples: list[tuple[str | None, object]]  # (raw value, typed value)
+    # (source values by column, mapped text, typed value): the source columns the field
+    # reads as delivered, what the mapping makes of them, what is loaded
+    samples: list[tuple[dict[str, str | None], str | None, object]]
     null_share: float
     failures: int
 
@@ -2170,10 +2177,12 @@ def check_mapping(
         return report
     canon = ENTITIES[mapping.entity]
     mapped = [(i, cf) for i, cf in enumerate(canon) if cf.name in mapping.fields]
+    source_index = {col: j for j, col in enumerate(mapping.source_columns)}
     kept = ", ".join(
         ["__f", "__pos", "__reason"]
         + [_ident(cf.name) for cf in canon]
         + [f"__v{i}" for i, _ in mapped]
+        + [f"__s{j}" for j in source_index.values()]
     )
 
     def inspect(con, files: list[FileResult]) -> None:
@@ -2211,10 +2220,15 @@ def check_mapping(
             col = _ident(cf.name)
             samples = []
             if cf.name in mapping.fields:
-                samples = con.execute(
-                    f"SELECT __v{i}, {col} FROM {T_CHECK} WHERE __v{i} IS NOT NULL "
-                    f"ORDER BY __f, __pos, rowid LIMIT {int(sample)}"
-                ).fetchall()
+                cols = mapping.fields[cf.name].source_columns
+                raw = ", ".join(f"__s{source_index[c]}" for c in cols) or "NULL"
+                samples = [
+                    (dict(zip(cols, row[2:], strict=False)), row[0], row[1])
+                    for row in con.execute(
+                        f"SELECT __v{i}, {col}, {raw} FROM {T_CHECK} WHERE __v{i} IS NOT NULL "
+                        f"ORDER BY __f, __pos, rowid LIMIT {int(sample)}"
+                    ).fetchall()
+                ]
             total, nulls, fails = con.execute(
                 f"SELECT count(*), count(*) - count({col}), count(*) FILTER ("
                 f"WHERE __reason LIKE {_lit(cf.name + ':%')} "
@@ -2229,6 +2243,8 @@ def check_mapping(
             spec = mapping.fields.get(cf.name)
             if spec is not None:
                 source = spec.describe()
+            elif cf.name == "line_no" and _numbers_lines(mapping):
+                source = "not mapped: numbered 1, 2, … per order_id in file order"
             else:
                 default = _default_sql(mapping.entity, cf.name, mapping, reporting_currency)
                 source = f"default {default}" if default else "not mapped (NULL)"
@@ -2248,6 +2264,17 @@ def check_mapping(
     return report
 
 
+def _shown(value: object) -> str:
+    """A value of the check report: text quoted, NULL as NULL, others as written in SQL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ") + " UTC"
+    return str(value)
+
+
 def format_check_report(report: CheckReport) -> str:
     """The dry-run report as text for a terminal."""
     out = [f"mapping {report.mapping} ({report.mapping_file}), delivery {report.delivery_date}"]
@@ -2264,13 +2291,14 @@ def format_check_report(report: CheckReport) -> str:
         out.append(line)
         out.extend(f"    warning: {w}" for w in f.warnings)
     out.append("")
-    out.append("fields:")
+    out.append("fields (samples: source values as delivered | loaded value):")
     for fc in report.fields:
         out.append(
             f"  {fc.field:<20} {fc.source}  (null {fc.null_share:.0%}, failed {fc.failures})"
         )
-        for raw, typed in fc.samples:
-            out.append(f"      {raw!r:<40} -> {typed!r}")
+        for raw, _mapped, typed in fc.samples:
+            delivered = ", ".join(f"{c}={_shown(v)}" for c, v in raw.items())
+            out.append(f"      {delivered:<44} | {_shown(typed)}")
     if report.reasons:
         out.append("")
         out.append("quarantine reasons:")
