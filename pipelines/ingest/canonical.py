@@ -133,6 +133,15 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# One cheap part of each natural key (equal keys have equal values of it): the loader
+# finds the rows that may share a key with a batch by it before computing whole keys.
+KEY_PREFILTERS: dict[str, str] = {
+    "customers": "updated_at",
+    "orders": "trim(order_id)",
+    "service_events": "ticket_id",
+    "social_interactions": "trim(interaction_id)",
+}
+
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_source_name", "varchar"),
     ("_source_file", "varchar"),
