@@ -216,6 +216,11 @@ def format_ingest_summary(counts: list, start: date, end: date, max_share: float
             f"  {c.source:<{width}}  {c.entity:<19}" + "".join(f"{v:>13,}" for v in values)
         )
     for c in counts:
+        if c.duplicate_files:
+            lines.append(
+                f"[crm] {c.source}: {c.duplicate_files:,} file(s) had the bytes of a file "
+                "already loaded and were not read again (raw.load_log, status duplicate)"
+            )
         if c.rows_quarantined:
             over = c.quarantine_share > max_share
             lines.append(
