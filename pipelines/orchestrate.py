@@ -221,10 +221,15 @@ def format_ingest_summary(counts: list, start: date, end: date, max_share: float
                 f"[crm] {c.source}: {c.duplicate_files:,} file(s) had the bytes of a file "
                 "already loaded and were not read again (raw.load_log, status duplicate)"
             )
-        if c.rows_quarantined:
+        if c.rows_erased:
+            lines.append(
+                f"[crm] {c.source}: {c.rows_erased:,} row(s) of erased people delivered again "
+                "were removed (counted as quarantined)"
+            )
+        if c.rows_quarantined > c.rows_erased:
             over = c.quarantine_share > max_share
             lines.append(
-                f"[crm] {c.source}: {c.rows_quarantined:,} row(s) quarantined "
+                f"[crm] {c.source}: {c.rows_quarantined - c.rows_erased:,} row(s) quarantined "
                 f"({c.quarantine_share:.1%} of rows read{', above' if over else ', within'} "
                 f"CRM_MAX_QUARANTINE_SHARE={max_share:g}); reasons in raw.quarantine"
             )

@@ -214,7 +214,7 @@ def quarantine_check(counts: list, settings: Settings) -> dg.AssetCheckResult:
         description = "quarantined share above CRM_MAX_QUARANTINE_SHARE={:g}: {}".format(
             limit,
             "; ".join(
-                f"{c.source} {c.rows_quarantined:,} of {c.rows_read:,} rows "
+                f"{c.source} {c.rows_quarantined - c.rows_erased:,} of {c.rows_read:,} rows "
                 f"({c.quarantine_share:.1%}), see raw.quarantine"
                 for c in over
             ),

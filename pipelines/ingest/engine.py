@@ -2106,10 +2106,15 @@ class SourceCounts:
     rows_duplicate: int
     rows_superseded: int
     duplicate_files: int
+    # of rows_quarantined: rows of erased people delivered again (pipelines/privacy), not
+    # rows that failed to load
+    rows_erased: int = 0
 
     @property
     def quarantine_share(self) -> float:
-        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        """The share of rows read that failed to load (erased people's rows aside)."""
+        failed = self.rows_quarantined - self.rows_erased
+        return failed / self.rows_read if self.rows_read else 0.0
 
 
 def source_counts(
@@ -2124,12 +2129,16 @@ def source_counts(
         where += " AND entity = ?"
         params.append(entity)
     rows = con.execute(
-        f"SELECT _source_name, any_value(entity), count(*), "
+        f"WITH erased AS (SELECT _source_name, count(*) AS n FROM {RAW_SCHEMA}.quarantine "
+        f"WHERE _delivery_date BETWEEN ? AND ? AND reason LIKE 'erased (%' GROUP BY ALL) "
+        f"SELECT l._source_name, any_value(entity), count(*), "
         f"coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), "
         f"coalesce(sum(rows_quarantined), 0), coalesce(sum(rows_duplicate), 0), "
-        f"coalesce(sum(rows_superseded), 0), count(*) FILTER (WHERE status = 'duplicate') "
-        f"FROM {RAW_SCHEMA}.load_log WHERE {where} GROUP BY _source_name ORDER BY 2, 1",
-        params,
+        f"coalesce(sum(rows_superseded), 0), count(*) FILTER (WHERE status = 'duplicate'), "
+        f"coalesce(any_value(erased.n), 0) "
+        f"FROM {RAW_SCHEMA}.load_log AS l LEFT JOIN erased USING (_source_name) "
+        f"WHERE {where} GROUP BY l._source_name ORDER BY 2, 1",
+        [first, last, *params],
     ).fetchall()
     return [SourceCounts(*(r[:2]), *(int(v) for v in r[2:])) for r in rows]
 
