@@ -95,7 +95,12 @@ def run_command(run_date: date, force: bool, full_refresh: bool) -> None:
     "--end", "end", required=True, callback=_iso_date, help="Last delivery date (the as-of date)."
 )
 @click.option("--force", is_flag=True, help="Reload deliveries even if their files are unchanged.")
-def backfill_command(start: date, end: date, force: bool) -> None:
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild every mart from the raw tables (after a mapping change; docs/ingestion.md).",
+)
+def backfill_command(start: date, end: date, force: bool, full_refresh: bool) -> None:
     """Ingest every delivery from START to END in date order, then build downstream once.
 
     Resumable: an interrupted backfill run again skips deliveries already loaded whose
@@ -106,6 +111,10 @@ def backfill_command(start: date, end: date, force: bool) -> None:
     from pipelines.orchestrate import print_outputs, run_nightly
 
     settings = _settings()
+    if full_refresh:
+        from pipelines.privacy import request_full_refresh
+
+        request_full_refresh(settings, f"crm backfill --full-refresh ({start} .. {end})")
     ok = run_nightly(settings, start, end, force=force)
     if ok:
         print_outputs(settings)

@@ -8,6 +8,7 @@ from pipelines.ingest.assets import build_ingest_assets
 from pipelines.ingest.jobs import check_mapping_job
 from pipelines.ingest.schedules import build_nightly_schedule
 from pipelines.ingest.sensors import build_delivery_sensor
+from pipelines.lib.console import console_logger
 from pipelines.lib.partitions import daily_partitions
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
@@ -59,6 +60,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 dbt_executable=dbt_executable(),
             ),
         },
+        # the console without stack traces (pipelines/lib/console.py)
+        loggers={"console": console_logger},
         # DuckDB allows one writer per file: steps of a run execute one after the other.
         executor=dg.in_process_executor,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -98,14 +99,24 @@ def _echo(message: str) -> None:
     print(f"[crm] {message}", flush=True)
 
 
+#: How Dagster names the exception of a step that raised ``dagster.Failure`` (a user-facing
+#: message: printed without it).
+FAILURE_CLASS = "dagster._core.definitions.events.Failure"
+
+
 def _report(result, label: str, seconds: float) -> bool:
     if result.success:
         _echo(f"{label}: done in {seconds:.1f} s (run {result.run_id})")
         return True
+    failed: dict[str, list[str]] = {}  # message -> steps (a broken mapping fails several)
     for event in result.all_events:
         if event.is_step_failure:
             info = event.step_failure_data.error
-            _echo(f"FAILED step {event.step_key}: {info.message.strip() if info else ''}")
+            message = info.message.strip() if info else ""
+            message = message.removeprefix(f"{FAILURE_CLASS}: ")
+            failed.setdefault(message, []).append(event.step_key)
+    for message, steps in failed.items():
+        _echo(f"FAILED step {', '.join(steps)}: {message}")
     _echo(
         f"{label}: failed after {seconds:.1f} s (run {result.run_id}); the published outputs "
         "were not replaced"
@@ -135,6 +146,14 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 f"error: {day} is not a delivery date the pipeline knows "
                 f"({keys[0]} .. {keys[-1]}); set CRM_PARTITIONS_START for earlier data"
             )
+    from pipelines.ingest.mapping import MappingError, load_mappings
+
+    try:  # a broken mapping is one line here, before any run starts
+        load_mappings(settings.mappings_dir)
+    except MappingError as exc:
+        _echo(f"error: {exc}")
+        _echo("nothing was run: fix the mapping (check it with `crm check-mapping FILE`)")
+        return False
     tags = {"crm/force": "true" if force else "false", PROCESS_TAG: _this_process()}
     # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -156,6 +175,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
             )
             if not _report(result, "ingest", time.monotonic() - started):
+                print_ingest_summary(settings, start, last_before)
                 return False
         _echo(
             f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})"
@@ -169,9 +189,91 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             raise_on_error=False,
         )
         ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+    print_ingest_summary(settings, start, end)
     if ok and start < end:
         _echo(f"deliveries {start} .. {end}: done in {time.monotonic() - started:.1f} s")
     return ok
+
+
+SUMMARY_COLUMNS = ("read", "loaded", "quarantined", "duplicates", "superseded")
+
+
+def format_ingest_summary(counts: list, start: date, end: date, max_share: float) -> list[str]:
+    """The lines that end `crm run` / `crm backfill`: per source, the rows of deliveries
+    start .. end read, loaded, quarantined, duplicate and superseded (raw.load_log)."""
+    span = str(start) if start == end else f"{start} .. {end}"
+    if not counts:
+        return [f"[crm] deliveries {span}: no file loaded (nothing in raw.load_log)"]
+    width = max(len(c.source) for c in counts)
+    head = f"  {'source':<{width}}  {'entity':<19}" + "".join(
+        f"{name:>13}" for name in SUMMARY_COLUMNS
+    )
+    lines = [f"[crm] deliveries {span}, rows per source:", head]
+    for c in counts:
+        values = (c.rows_read, c.rows_loaded, c.rows_quarantined)
+        values += (c.rows_duplicate, c.rows_superseded)
+        lines.append(
+            f"  {c.source:<{width}}  {c.entity:<19}" + "".join(f"{v:>13,}" for v in values)
+        )
+    for c in counts:
+        if c.duplicate_files:
+            lines.append(
+                f"[crm] {c.source}: {c.duplicate_files:,} file(s) had the bytes of a file "
+                "already loaded and were not read again (raw.load_log, status duplicate)"
+            )
+        if c.rows_erased:
+            lines.append(
+                f"[crm] {c.source}: {c.rows_erased:,} row(s) of erased people delivered again "
+                "were removed (counted as quarantined)"
+            )
+        if c.rows_quarantined > c.rows_erased:
+            over = c.quarantine_share > max_share
+            lines.append(
+                f"[crm] {c.source}: {c.rows_quarantined - c.rows_erased:,} row(s) quarantined "
+                f"({c.quarantine_share:.1%} of rows read{', above' if over else ', within'} "
+                f"CRM_MAX_QUARANTINE_SHARE={max_share:g}); reasons in raw.quarantine"
+            )
+    return lines
+
+
+def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
+    """Print ``format_ingest_summary`` from the restricted store (nothing if it has none)."""
+    from pipelines.ingest.engine import source_counts, stale_deliveries
+    from pipelines.lib.duck import connect_restricted
+
+    if not settings.restricted_db.exists():
+        return
+    from pipelines.ingest.mapping import MappingError, load_mappings
+
+    try:
+        mappings = load_mappings(settings.mappings_dir)
+    except MappingError:
+        mappings = []
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        if not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
+            "AND table_name = 'load_log'"
+        ).fetchall()[0][0]:
+            return
+        counts = source_counts(con, start, end)
+        stale = [(m, stale_deliveries(con, m)) for m in mappings]
+    lines = format_ingest_summary(counts, start, end, settings.max_quarantine_share)
+    for mapping, dates in stale:
+        if dates:
+            lines.append(stale_mapping_line(mapping, dates, end))
+    print("\n".join(lines))
+    sys.stdout.flush()
+
+
+def stale_mapping_line(mapping, dates: list[date], end: date) -> str:
+    """What to run when deliveries were loaded with another version of their mapping."""
+    first, last = dates[0], dates[-1]
+    span = str(first) if first == last else f"{first} .. {last}"
+    return (
+        f"[crm] {mapping.name}: {len(dates)} delivery date(s) ({span}) were loaded with "
+        f"another version of {mapping.label}; to load them again with it and rebuild the "
+        f"marts: crm backfill --start {first} --end {max(last, end)} --force --full-refresh"
+    )
 
 
 def run_check_mapping(
@@ -184,6 +286,8 @@ def run_check_mapping(
         result = check_mapping_job.execute_in_process(
             instance=instance,
             run_config={
+                # the report is the output: Dagster's own lines only when something fails
+                "loggers": {"console": {"config": {"log_level": "ERROR"}}},
                 "ops": {
                     "check_mapping_op": {
                         "config": {
@@ -192,7 +296,7 @@ def run_check_mapping(
                             "delivery_date": delivery.isoformat() if delivery else None,
                         }
                     }
-                }
+                },
             },
             resources={"crm": CrmSettingsResource.from_settings(settings)},
             raise_on_error=False,

@@ -32,6 +32,8 @@ def deployment(tmp_path: Path) -> CrmSettingsResource:
         home=str(tmp_path / "home"),
         mappings_dir=str(mappings),
         landing_dir=str(tmp_path / "home" / "landing"),
+        # b.csv is malformed on purpose (7 of its 10 rows): the share check is tested below
+        max_quarantine_share=1.0,
     )
 
 
@@ -141,3 +143,32 @@ def test_a_backfill_range_loads_every_date_and_fails_only_the_broken_one(deploym
     orders = {k: v.value for k, v in events[0].metadata.items()}
     assert (orders["delivery_dates"], orders["unchanged_partitions_skipped"]) == (3, 2)
     assert (orders["files"], orders["rows_loaded"]) == (1, 1)  # only the fixed date loads
+
+
+def _with_share(crm: CrmSettingsResource, share: float) -> CrmSettingsResource:
+    return CrmSettingsResource(
+        home=crm.home,
+        mappings_dir=crm.mappings_dir,
+        landing_dir=crm.landing_dir,
+        max_quarantine_share=share,
+    )
+
+
+def test_a_quarantine_share_above_the_setting_blocks_and_names_the_source(deployment):
+    """b.csv quarantines 7 of its 10 rows (test_malformed_csv), a.csv none of its 2: 7 of
+    12 rows, 58.3 %."""
+    result = _materialize(_with_share(deployment, 0.5))
+    assert not result.success
+    [check] = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.asset_key == dg.AssetKey(["raw", "orders"])
+    ]
+    assert not check.passed
+    assert check.description == (
+        "quarantined share above CRM_MAX_QUARANTINE_SHARE=0.5: shop 7 of 12 rows (58.3%), "
+        "see raw.quarantine"
+    )
+    # at 0.6 the same delivery passes
+    assert _materialize(_with_share(deployment, 0.6)).success

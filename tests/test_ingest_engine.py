@@ -391,7 +391,11 @@ def test_check_mapping_dry_run(tmp_path):
     assert report.error is None
     assert [(f.rows_read, f.rows_loaded, f.rows_quarantined) for f in report.files] == [(10, 3, 7)]
     fields = {f.field: f for f in report.fields}
-    assert fields["ordered_at"].samples[0] == ("2026-01-05 10:00:00", datetime(2026, 1, 5, 2, 0))
+    assert fields["ordered_at"].samples[0] == (
+        {"order_time": "2026-01-05 10:00:00"},
+        "2026-01-05 10:00:00",
+        datetime(2026, 1, 5, 2, 0),
+    )
     assert fields["quantity"].failures == 1
     assert fields["order_id"].failures == 1
     assert fields["discount_amount"].source == "default 0"
@@ -887,4 +891,7 @@ def test_check_mapping_on_a_partition_of_several_files(tmp_path):
     assert fields["quantity"].failures == 1
     # typed rows: 2 + 7 (the reader rejects 3 of the 10); order_id is empty on one
     assert fields["order_id"].null_share == pytest.approx(1 / 9)
-    assert fields["status"].samples == [("paid", "paid"), ("cancelled", "cancelled")]
+    assert fields["status"].samples == [
+        ({"state": "PAID"}, "paid", "paid"),
+        ({"state": "CANCEL"}, "cancelled", "cancelled"),
+    ]

@@ -97,6 +97,10 @@ create table marts.fct_orders as select * from (values
     ('shop:o5', 'shop', 'o5', 'C4', date '2024-03-05', false, 1.0, 20.00::decimal(18, 2))
 ) as t(order_id, source_system, source_order_id, customer_id, order_date, is_cancelled, items, net_revenue);
 
+create table marts.fct_order_lines as select * from (values
+    ('shop:o1:1', 'shop:o1', 1), ('shop:o2:1', 'shop:o2', 1), ('shop:o3:1', 'shop:o3', 1),
+    ('shop:o4:1', 'shop:o4', 1), ('shop:o5:1', 'shop:o5', 1)
+) as t(order_line_id, order_id, line_no);
 create table marts.dim_customers as select *, true as has_name, true as has_phone,
     true as has_email, true as has_birth_date, customer_id <> 'C3' as is_marketing_contactable
     from (values

@@ -12,12 +12,18 @@ from pipelines.ingest.engine import (
     ensure_raw_schema,
     load_partitions,
     partition_is_unchanged,
+    source_counts,
+    stale_deliveries,
 )
 from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
 from pipelines.lib.duck import connect_restricted
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
+from pipelines.lib.settings import Settings
 from pipelines.privacy import purge_erased
+
+#: The blocking check of every ingest asset (CRM_MAX_QUARANTINE_SHARE).
+QUARANTINE_CHECK = "quarantine_share"
 
 #: Pool that serialises every step writing the warehouse file (DuckDB: one writer per file).
 WAREHOUSE_POOL = "warehouse"
@@ -33,6 +39,17 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         retry_policy=TRANSIENT_RETRY,
         pool=WAREHOUSE_POOL,
         kinds={"duckdb"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUARANTINE_CHECK,
+                asset=dg.AssetKey(["raw", entity]),
+                blocking=True,
+                description=(
+                    "No source quarantines more than CRM_MAX_QUARANTINE_SHARE of the rows it "
+                    "delivered in the run's delivery dates"
+                ),
+            )
+        ],
         description=(
             f"Raw `{entity}` rows of every source mapping with entity `{entity}`, typed, with "
             "lineage columns; rows that cannot be typed go to `raw.quarantine`. One partition "
@@ -138,7 +155,22 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             context.log.info(
                 f"raw.{entity}: {spark_rows:,} rows in {files} Parquet file(s) for Spark"
             )
+        first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
+        with connect_restricted(settings.restricted_db, read_only=True) as con:
+            per_source = source_counts(con, first, last, entity)
+            for mapping in mappings:
+                stale = stale_deliveries(con, mapping)
+                if stale:
+                    context.log.warning(
+                        f"{mapping.name}: {len(stale)} delivery date(s) from {stale[0]} to "
+                        f"{stale[-1]} were loaded with another version of {mapping.label}; "
+                        "load them again (crm backfill --force --full-refresh) to apply it"
+                    )
+        check = quarantine_check(per_source, settings)
+        if not check.passed:
+            context.log.error(str(check.description))
         return dg.MaterializeResult(
+            check_results=[check],
             metadata={
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
                 "delivery_dates": len(keys),
@@ -148,15 +180,55 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
                 "rows_loaded": totals["rows_loaded"],
                 "rows_quarantined": totals["rows_quarantined"],
                 "duplicate_files": len(duplicates),
+                "rows_duplicate": sum(c.rows_duplicate for c in per_source),
+                "rows_superseded": sum(c.rows_superseded for c in per_source),
+                "per_source": dg.MetadataValue.md(counts_table(per_source)),
                 "unchanged_partitions_skipped": len(skipped),
                 "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
                 "rows_erased_on_redelivery": erased,
                 **({"spark_parquet_rows": spark_rows} if spark_rows is not None else {}),
                 "seconds": seconds,
-            }
+            },
         )
 
     return _ingest
+
+
+def counts_table(counts: list) -> str:
+    """A Markdown table of ``source_counts`` rows."""
+    head = "| source | read | loaded | quarantined | duplicates | superseded |\n|---|---|---|---|---|---|"
+    rows = [
+        f"| {c.source} | {c.rows_read:,} | {c.rows_loaded:,} | {c.rows_quarantined:,} | "
+        f"{c.rows_duplicate:,} | {c.rows_superseded:,} |"
+        for c in counts
+    ]
+    return "\n".join([head, *rows]) if rows else "no source delivered"
+
+
+def quarantine_check(counts: list, settings: Settings) -> dg.AssetCheckResult:
+    """Fails when a source's quarantined rows exceed CRM_MAX_QUARANTINE_SHARE of its rows
+    read (over the delivery dates of the run)."""
+    limit = settings.max_quarantine_share
+    over = [c for c in counts if c.quarantine_share > limit]
+    shares = {c.source: round(c.quarantine_share, 4) for c in counts}
+    if over:
+        description = "quarantined share above CRM_MAX_QUARANTINE_SHARE={:g}: {}".format(
+            limit,
+            "; ".join(
+                f"{c.source} {c.rows_quarantined - c.rows_erased:,} of {c.rows_read:,} rows "
+                f"({c.quarantine_share:.1%}), see raw.quarantine"
+                for c in over
+            ),
+        )
+    else:
+        description = f"every source at or below {limit:.1%} quarantined"
+    return dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=not over,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"max_share": limit, "shares": dg.MetadataValue.json(shares)},
+    )
 
 
 def build_ingest_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:

@@ -112,6 +112,40 @@ ENTITIES: dict[str, tuple[CanonicalField, ...]] = {
     ),
 }
 
+# The natural key of a raw row, as SQL over the raw columns, as the staging models key their
+# rows (dbt_project/models/staging/raw): of the rows sharing a key, staging keeps the latest
+# (delivery date, load time, file, line); the loader counts the others in raw.load_log.
+# Customer profiles: a version is (system, ref, updated_at); older versions are history,
+# not superseded. Service events have no trusted id: the event is its values.
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "nullif(trim(source_system), '')",
+        "nullif(trim(customer_ref), '')",
+        "updated_at",
+    ),
+    "orders": (
+        "coalesce(nullif(trim(source_system), ''), _source_name)",
+        "nullif(trim(order_id), '')",
+        "coalesce(line_no, 1)",
+    ),
+    "service_events": tuple(
+        f.name for f in ENTITIES["service_events"] if f.name not in ("event_id",)
+    ),
+    "social_interactions": (
+        "nullif(lower(trim(platform)), '')",
+        "nullif(trim(interaction_id), '')",
+    ),
+}
+
+# One cheap part of each natural key (equal keys have equal values of it): the loader
+# finds the rows that may share a key with a batch by it before computing whole keys.
+KEY_PREFILTERS: dict[str, str] = {
+    "customers": "updated_at",
+    "orders": "trim(order_id)",
+    "service_events": "ticket_id",
+    "social_interactions": "trim(interaction_id)",
+}
+
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_source_name", "varchar"),
     ("_source_file", "varchar"),
@@ -150,6 +184,12 @@ LOAD_LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_loaded_at", "timestamp"),
     ("seconds", "double"),
     ("warnings", "varchar"),
+    # rows of other files or lines that this file's rows replace (the file holds the later
+    # row of their natural key): identical rows, and rows with other values
+    ("rows_duplicate", "bigint"),
+    ("rows_superseded", "bigint"),
+    # SourceMapping.fingerprint of the mapping that loaded the file
+    ("mapping_fingerprint", "varchar"),
 )
 
 RAW_SCHEMA = "raw"

@@ -39,8 +39,10 @@ from duckdb.sqltypes import VARCHAR
 
 from pipelines.ingest.canonical import (
     ENTITIES,
+    KEY_PREFILTERS,
     LINEAGE_COLUMNS,
     LOAD_LOG_COLUMNS,
+    NATURAL_KEYS,
     QUARANTINE_COLUMNS,
     RAW_SCHEMA,
     CanonicalField,
@@ -60,6 +62,7 @@ __all__ = [
     "PartitionResult",
     "RangeResult",
     "SchemaDriftError",
+    "SourceCounts",
     "check_mapping",
     "discover_partitions",
     "ensure_raw_schema",
@@ -68,6 +71,8 @@ __all__ = [
     "load_partitions",
     "partition_files",
     "partition_is_unchanged",
+    "source_counts",
+    "stale_deliveries",
 ]
 
 DATE_DIR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -87,6 +92,9 @@ T_PQ = "__ingest_pq"  # a Parquet file with a column named like the reader's row
 READER_COLUMNS = ("file_index", "file_row_number")  # virtual columns of DuckDB's readers
 T_FILES = "__ingest_files"  # the files of a group: f -> lineage
 FILE_COLUMNS = (("f", "integer"), ("file", "varchar"), ("delivery", "date"), ("sha256", "varchar"))
+# the natural keys a batch deletes or inserts, and the files holding them (not in TEMP_TABLES:
+# they outlive the reads of the batch)
+T_KEYS, T_HIT, T_CAND = "__ingest_keys", "__ingest_hit", "__ingest_cand"
 T_CHECK = "__ingest_check"  # check_mapping: the stage rows of every file (not in TEMP_TABLES)
 TEMP_TABLES = (
     T_STAGE,
@@ -126,6 +134,10 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    # rows (of this or earlier files) that a later row of this file replaces: staging keeps
+    # one row per natural key, the latest; identical rows are duplicates, others superseded
+    rows_duplicate: int = 0
+    rows_superseded: int = 0
     status: str = "loaded"  # loaded | duplicate
     duplicate_of: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -153,6 +165,14 @@ class PartitionResult:
     @property
     def rows_quarantined(self) -> int:
         return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def rows_duplicate(self) -> int:
+        return sum(f.rows_duplicate for f in self.files)
+
+    @property
+    def rows_superseded(self) -> int:
+        return sum(f.rows_superseded for f in self.files)
 
     @property
     def bytes(self) -> int:
@@ -201,6 +221,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         f"AND table_name IN ({', '.join(_lit(t) for t in wanted)})"
     ).fetchall()[0][0]
     if found == len(wanted):
+        _add_missing_columns(con, f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS)
         return
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for entity, fields in ENTITIES.items():
@@ -208,6 +229,15 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_create_table_sql(raw_table(entity), cols))
     con.execute(_create_table_sql(f"{RAW_SCHEMA}.quarantine", list(QUARANTINE_COLUMNS)))
     con.execute(_create_table_sql(f"{RAW_SCHEMA}.load_log", list(LOAD_LOG_COLUMNS)))
+
+
+def _add_missing_columns(con, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Columns added to a table after it was created (a warehouse of an earlier version)."""
+    # the columns of an empty result (duckdb_columns() costs ~70 ms on every load)
+    have = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    for col, sql_type in columns:
+        if col not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {_ident(col)} {sql_type}")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -521,6 +551,7 @@ def _value_sql(spec: FieldSpec) -> str:
 def _default_sql(entity: str, fname: str, mapping: SourceMapping, currency: str) -> str | None:
     if entity == "orders":
         return {
+            # a mapped line id left empty; an unmapped one is numbered (_insert_rows)
             "line_no": "1",
             "discount_amount": "0",
             "refunded_amount": "0",
@@ -585,6 +616,11 @@ def _stage_sql(
         else:
             out = "NULL" if default is None else default
             final.append(f"CAST({out} AS {cf.sql_type}) AS {_ident(cf.name)}")
+    if keep_values:  # check_mapping shows each source value beside what it maps to
+        final.extend(
+            f"CAST({_ident(col)} AS VARCHAR) AS __s{j}"
+            for j, col in enumerate(mapping.source_columns)
+        )
     # a structural problem (column count, JSON, encoding) is the whole story of its row
     checks_sql = "NULL"
     if checks:
@@ -905,12 +941,26 @@ def _insert_rows(job: _Job, files: list[_Item], rows_sql: str) -> None:
         _lit(mapping.version),
         sha,
     ]
-    select = ", ".join([f"s.{_ident(c)}" for c in canon_cols] + lineage)
+    values = [f"s.{_ident(c)}" for c in canon_cols]
+    if _numbers_lines(mapping):
+        # line_no unmapped: the row's position among the rows of its order_id in its file
+        # (quarantined rows keep their place), so that distinct lines never collapse
+        values[canon_cols.index("line_no")] = "s.__line_pos"
+        rows_sql = (
+            f"SELECT *, CAST(row_number() OVER (PARTITION BY __f, trim(order_id) "
+            f"ORDER BY __line) AS INTEGER) AS __line_pos FROM ({rows_sql}) AS __numbered"
+        )
+    select = ", ".join(values + lineage)
     with _unordered(job):  # the order of raw rows means nothing
         job.con.execute(
             f"INSERT INTO {raw_table(mapping.entity)} ({cols}) SELECT {select} "
             f"FROM ({rows_sql}) AS s {join} WHERE s.__reason IS NULL"
         )
+
+
+def _numbers_lines(mapping: SourceMapping) -> bool:
+    """True when the loader numbers the order lines (an orders mapping without line_no)."""
+    return mapping.entity == "orders" and "line_no" not in mapping.fields
 
 
 def _insert_quarantine(job: _Job, files: list[_Item], rows_sql: str) -> None:
@@ -1654,10 +1704,99 @@ def _insert_load_log(
             loaded_at,
             it.result.seconds,
             "; ".join(it.result.warnings) or None,
+            it.result.rows_duplicate,
+            it.result.rows_superseded,
+            mapping.fingerprint,
         ]
         for it in items
     ]
     _insert_values(con, f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS, rows, tmp)
+
+
+def _content_sql(entity: str) -> str:
+    """A 64-bit hash of a raw row's canonical values (lineage aside), compared only between
+    rows of one natural key: equal for exact duplicates. A service event's id may be a hash
+    of the delivered row, so it is left out."""
+    names = [f.name for f in ENTITIES[entity] if (entity, f.name) != ("service_events", "event_id")]
+    return f"hash(struct_pack({', '.join(f'{_ident(n)} := {_ident(n)}' for n in names)}))"
+
+
+def _remember_keys(con, mapping: SourceMapping, where: str, *, first: bool) -> None:
+    """Add the key prefilter values (KEY_PREFILTERS) of the raw rows ``where`` selects to
+    T_KEYS (a new table when ``first``): the keys whose rows a batch deletes or inserts."""
+    table, pre = raw_table(mapping.entity), KEY_PREFILTERS[mapping.entity]
+    select = f"SELECT DISTINCT {pre} AS p FROM {table} WHERE {where}"
+    if first:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {T_KEYS} AS {select}")
+    else:
+        con.execute(f"INSERT INTO {T_KEYS} {select}")
+
+
+def _count_replaced(con, mapping: SourceMapping) -> dict[tuple[date, str], tuple[int, int]]:
+    """Recount ``rows_duplicate`` / ``rows_superseded`` in raw.load_log for every file of this
+    source that may hold a row of a key in T_KEYS; returns (delivery, file) -> counts.
+
+    Of the rows of a natural key, the latest (delivery date, load time, file, line; the
+    order of the staging models) is kept downstream; every other row is counted on the file
+    of the kept row, as a duplicate when its canonical values equal the kept row's, else as
+    superseded. A file's counts depend on all of its keys, so the keys of the touched files
+    are recounted whole. Rows are found by the key's prefilter (KEY_PREFILTERS), a plain
+    column, so that whole keys and row digests are computed only for the rows that may
+    share a key with the batch, not for every row of the source."""
+    table, entity = raw_table(mapping.entity), mapping.entity
+    pre = KEY_PREFILTERS[entity]
+    parts = NATURAL_KEYS[entity]
+    key_cols = ", ".join(f"{p} AS __k{i}" for i, p in enumerate(parts))
+    partition = ", ".join(f"__k{i}" for i in range(len(parts)))
+    src = f"_source_name = {_lit(mapping.name)}"
+    # the candidate rows, materialised: the keys and digests below are computed on them only
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_CAND} AS SELECT * FROM {table} "
+        f"WHERE {src} AND {pre} IN (SELECT p FROM {T_KEYS})"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_HIT} AS SELECT DISTINCT _delivery_date AS d, "
+        f"_source_file AS f FROM {T_CAND}"
+    )
+    # the other keys of the files hit (a re-delivery's old files), and their rows
+    more = f"__ingest_more_{id(con)}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {more} AS SELECT DISTINCT {pre} AS p FROM {table} AS r "
+        f"SEMI JOIN {T_HIT} AS h ON r._delivery_date = h.d AND r._source_file = h.f "
+        f"WHERE {src} AND {pre} NOT IN (SELECT p FROM {T_KEYS})"
+    )
+    if con.execute(f"SELECT count(*) FROM {more}").fetchall()[0][0]:
+        con.execute(
+            f"INSERT INTO {T_CAND} SELECT * FROM {table} "
+            f"WHERE {src} AND {pre} IN (SELECT p FROM {more})"
+        )
+    con.execute(f"DROP TABLE {more}")
+    counts = {
+        (d, f): (int(dup), int(sup))
+        for d, f, dup, sup in con.execute(
+            f"WITH keyed AS (SELECT {key_cols}, {_content_sql(entity)} AS __c, _delivery_date, "
+            f"_loaded_at, _source_file, _source_line FROM {T_CAND}), "
+            f"ranked AS (SELECT __c, row_number() OVER w AS __rn, "
+            f"first_value(_delivery_date) OVER w AS __d, first_value(_source_file) OVER w AS __f, "
+            f"first_value(__c) OVER w AS __wc FROM keyed "
+            f"WINDOW w AS (PARTITION BY {partition} ORDER BY _delivery_date DESC, _loaded_at DESC, "
+            f"_source_file DESC, _source_line DESC)) "
+            f"SELECT __d, __f, count(*) FILTER (WHERE __c = __wc), "
+            f"count(*) FILTER (WHERE __c <> __wc) FROM ranked WHERE __rn > 1 GROUP BY ALL"
+        ).fetchall()
+    }
+    log = f"{RAW_SCHEMA}.load_log"
+    con.execute(
+        f"UPDATE {log} AS l SET rows_duplicate = 0, rows_superseded = 0 FROM {T_HIT} AS h "
+        f"WHERE l.{src} AND l._delivery_date = h.d AND l._source_file = h.f"
+    )
+    for (d, f), (dup, sup) in counts.items():
+        con.execute(
+            f"UPDATE {log} SET rows_duplicate = ?, rows_superseded = ? "
+            f"WHERE {src} AND _delivery_date = ? AND _source_file = ?",
+            [dup, sup, d, f],
+        )
+    return counts
 
 
 def _timed_scan(path: Path) -> tuple[_FileScan, float]:
@@ -1796,6 +1935,7 @@ def _load_batch(
             _mark_duplicates(con, mapping, plan)
             days = ", ".join(f"DATE {_lit(d.isoformat())}" for d, _ in plan)
             key = f"_source_name = {_lit(mapping.name)} AND _delivery_date IN ({days})"
+            _remember_keys(con, mapping, key, first=True)
             for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
                 con.execute(f"DELETE FROM {t} WHERE {key}")
             con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
@@ -1823,6 +1963,13 @@ def _load_batch(
                 share = shared * it.scan.size / total if total and id(it) in read else 0.0
                 it.result.seconds = it.own_seconds + share
             _insert_load_log(con, mapping, every, loaded_at, Path(tmp))
+            _remember_keys(con, mapping, key, first=False)
+            replaced = _count_replaced(con, mapping)
+            for it in every:
+                dup, sup = replaced.get((it.delivery, it.rel), (0, 0))
+                it.result.rows_duplicate, it.result.rows_superseded = dup, sup
+            for t in (T_KEYS, T_HIT, T_CAND):
+                con.execute(f"DROP TABLE IF EXISTS {t}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -1998,17 +2145,86 @@ def partition_is_unchanged(
     landing = Path(landing_dir)
     ensure_raw_schema(con)
     logged = con.execute(
-        f"SELECT _source_file, _file_sha256, _mapping_version FROM {RAW_SCHEMA}.load_log "
-        f"WHERE _source_name = ? AND _delivery_date = ?",
+        f"SELECT _source_file, _file_sha256, _mapping_version, mapping_fingerprint "
+        f"FROM {RAW_SCHEMA}.load_log WHERE _source_name = ? AND _delivery_date = ?",
         [mapping.name, delivery],
     ).fetchall()
     files = partition_files(landing, mapping, delivery)
     if not logged:
         return not files
-    if any(v != mapping.version for _, _, v in logged):
+    # a file loaded before fingerprints were logged (NULL) counts by its version alone
+    if any(v != mapping.version or fp not in (None, mapping.fingerprint) for _, _, v, fp in logged):
         return False
     current = {(_relative(p, landing), _scan_file(p).sha256) for p in files}
-    return current == {(f, h) for f, h, _ in logged}
+    return current == {(f, h) for f, h, _, _ in logged}
+
+
+def stale_deliveries(
+    con: duckdb.DuckDBPyConnection, mapping: SourceMapping, before: date | None = None
+) -> list[date]:
+    """Delivery dates (before ``before``, if given) whose files this source loaded with
+    another version or content of its mapping: their raw rows do not follow the mapping as
+    it is now until they are loaded again."""
+    where = "" if before is None else f" AND _delivery_date < DATE {_lit(before.isoformat())}"
+    return [
+        d
+        for (d,) in con.execute(
+            f"SELECT DISTINCT _delivery_date FROM {RAW_SCHEMA}.load_log WHERE _source_name = ? "
+            f"AND status = 'loaded' AND (_mapping_version IS DISTINCT FROM ? OR "
+            f"coalesce(mapping_fingerprint, ?) <> ?){where} ORDER BY 1",
+            [mapping.name, mapping.version, mapping.fingerprint, mapping.fingerprint],
+        ).fetchall()
+    ]
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    """What raw.load_log holds for one source over some delivery dates."""
+
+    source: str
+    entity: str
+    files: int
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_duplicate: int
+    rows_superseded: int
+    duplicate_files: int
+    # of rows_quarantined: rows of erased people delivered again (pipelines/privacy), not
+    # rows that failed to load
+    rows_erased: int = 0
+
+    @property
+    def quarantine_share(self) -> float:
+        """The share of rows read that failed to load (erased people's rows aside)."""
+        failed = self.rows_quarantined - self.rows_erased
+        return failed / self.rows_read if self.rows_read else 0.0
+
+
+def source_counts(
+    con: duckdb.DuckDBPyConnection, first: date, last: date, entity: str | None = None
+) -> list[SourceCounts]:
+    """Per source (of ``entity``, or of every entity), the load log of the deliveries
+    ``first`` .. ``last``: files, rows read, loaded, quarantined, duplicate and superseded
+    (rows replaced by a later row of the same natural key; see ``_count_replaced``)."""
+    where = "_delivery_date BETWEEN ? AND ?"
+    params: list[object] = [first, last]
+    if entity is not None:
+        where += " AND entity = ?"
+        params.append(entity)
+    rows = con.execute(
+        f"WITH erased AS (SELECT _source_name, count(*) AS n FROM {RAW_SCHEMA}.quarantine "
+        f"WHERE _delivery_date BETWEEN ? AND ? AND reason LIKE 'erased (%' GROUP BY ALL) "
+        f"SELECT l._source_name, any_value(entity), count(*), "
+        f"coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), "
+        f"coalesce(sum(rows_quarantined), 0), coalesce(sum(rows_duplicate), 0), "
+        f"coalesce(sum(rows_superseded), 0), count(*) FILTER (WHERE status = 'duplicate'), "
+        f"coalesce(any_value(erased.n), 0) "
+        f"FROM {RAW_SCHEMA}.load_log AS l LEFT JOIN erased USING (_source_name) "
+        f"WHERE {where} GROUP BY l._source_name ORDER BY 2, 1",
+        [first, last, *params],
+    ).fetchall()
+    return [SourceCounts(*(r[:2]), *(int(v) for v in r[2:])) for r in rows]
 
 
 def _relative(path: Path, landing: Path) -> str:
@@ -2023,7 +2239,9 @@ def _relative(path: Path, landing: Path) -> str:
 class FieldCheck:
     field: str
     source: str  # "column 'x'", "expr ...", or "default ..."/"not mapped"
-    samples: list[tuple[str | None, object]]  # (raw value, typed value)
+    # (source values by column, mapped text, typed value): the source columns the field
+    # reads as delivered, what the mapping makes of them, what is loaded
+    samples: list[tuple[dict[str, str | None], str | None, object]]
     null_share: float
     failures: int
 
@@ -2069,10 +2287,12 @@ def check_mapping(
         return report
     canon = ENTITIES[mapping.entity]
     mapped = [(i, cf) for i, cf in enumerate(canon) if cf.name in mapping.fields]
+    source_index = {col: j for j, col in enumerate(mapping.source_columns)}
     kept = ", ".join(
         ["__f", "__pos", "__reason"]
         + [_ident(cf.name) for cf in canon]
         + [f"__v{i}" for i, _ in mapped]
+        + [f"__s{j}" for j in source_index.values()]
     )
 
     def inspect(con, files: list[FileResult]) -> None:
@@ -2110,10 +2330,15 @@ def check_mapping(
             col = _ident(cf.name)
             samples = []
             if cf.name in mapping.fields:
-                samples = con.execute(
-                    f"SELECT __v{i}, {col} FROM {T_CHECK} WHERE __v{i} IS NOT NULL "
-                    f"ORDER BY __f, __pos, rowid LIMIT {int(sample)}"
-                ).fetchall()
+                cols = mapping.fields[cf.name].source_columns
+                raw = ", ".join(f"__s{source_index[c]}" for c in cols) or "NULL"
+                samples = [
+                    (dict(zip(cols, row[2:], strict=False)), row[0], row[1])
+                    for row in con.execute(
+                        f"SELECT __v{i}, {col}, {raw} FROM {T_CHECK} WHERE __v{i} IS NOT NULL "
+                        f"ORDER BY __f, __pos, rowid LIMIT {int(sample)}"
+                    ).fetchall()
+                ]
             total, nulls, fails = con.execute(
                 f"SELECT count(*), count(*) - count({col}), count(*) FILTER ("
                 f"WHERE __reason LIKE {_lit(cf.name + ':%')} "
@@ -2128,6 +2353,8 @@ def check_mapping(
             spec = mapping.fields.get(cf.name)
             if spec is not None:
                 source = spec.describe()
+            elif cf.name == "line_no" and _numbers_lines(mapping):
+                source = "not mapped: numbered 1, 2, … per order_id in file order"
             else:
                 default = _default_sql(mapping.entity, cf.name, mapping, reporting_currency)
                 source = f"default {default}" if default else "not mapped (NULL)"
@@ -2145,6 +2372,17 @@ def check_mapping(
     finally:
         con.close()
     return report
+
+
+def _shown(value: object) -> str:
+    """A value of the check report: text quoted, NULL as NULL, others as written in SQL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ") + " UTC"
+    return str(value)
 
 
 def format_check_report(report: CheckReport) -> str:
@@ -2165,13 +2403,14 @@ def format_check_report(report: CheckReport) -> str:
         out.append(line)
         out.extend(f"    warning: {w}" for w in f.warnings)
     out.append("")
-    out.append("fields:")
+    out.append("fields (samples: source values as delivered | loaded value):")
     for fc in report.fields:
         out.append(
             f"  {fc.field:<20} {fc.source}  (null {fc.null_share:.0%}, failed {fc.failures})"
         )
-        for raw, typed in fc.samples:
-            out.append(f"      {raw!r:<40} -> {typed!r}")
+        for raw, _mapped, typed in fc.samples:
+            delivered = ", ".join(f"{c}={_shown(v)}" for c, v in raw.items())
+            out.append(f"      {delivered:<44} | {_shown(typed)}")
     if report.reasons:
         out.append("")
         out.append("quarantine reasons:")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from pipelines.lib.console import console_logger
 from pipelines.lib.resources import CrmSettingsResource
 
 
@@ -36,6 +37,9 @@ def check_mapping_op(
     return text
 
 
-@dg.job(description="Dry run of a mapping (crm check-mapping).")
+@dg.job(
+    description="Dry run of a mapping (crm check-mapping).",
+    logger_defs={"console": console_logger},
+)
 def check_mapping_job():
     check_mapping_op()

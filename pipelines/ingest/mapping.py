@@ -8,6 +8,7 @@ every error is a ``MappingError`` whose message starts with the mapping file.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,6 +149,18 @@ class SourceMapping:
         """This mapping with its timezone resolved: its own ``timezone`` when it sets one,
         else ``business_timezone`` (the project's setting, CRM_TIMEZONE)."""
         return self if self.timezone else replace(self, timezone=business_timezone)
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what decides the loaded rows (entity, files, format, timezone and
+        fields; not the name, path, version or description): recorded per loaded file in
+        raw.load_log, so that a mapping edited without a new ``version`` is noticed."""
+        fields = [
+            (f.name, f.column, f.expr.source if f.expr else None, f.formats, f.values)
+            for f in sorted(self.fields.values(), key=lambda spec: spec.name)
+        ]
+        text = repr((self.entity, self.files, self.format, self.timezone, fields))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
     def source_columns(self) -> tuple[str, ...]:

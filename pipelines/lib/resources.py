@@ -21,6 +21,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
     report_language: str = "en"
     vip_revenue_365d: float = 50_000.0
     member_system: str = ""
+    max_quarantine_share: float = 0.05
     spark_export: bool = False
     #: CRM_PSEUDONYM_KEY_FILE when set (else the default under restricted/)
     pseudonym_key_file: str = ""
@@ -37,6 +38,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             report_language=settings.report_language,
             vip_revenue_365d=settings.vip_revenue_365d,
             member_system=settings.member_system or "",
+            max_quarantine_share=settings.max_quarantine_share,
             spark_export=settings.spark_export,
             pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
         )
@@ -53,6 +55,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             report_language=self.report_language,
             vip_revenue_365d=self.vip_revenue_365d,
             member_system=self.member_system or None,
+            max_quarantine_share=self.max_quarantine_share,
             spark_export=self.spark_export,
             extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
             if self.pseudonym_key_file

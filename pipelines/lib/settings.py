@@ -33,6 +33,7 @@ class Settings:
     | CRM_LANDING_DIR | $CRM_HOME/landing |
     | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
     | CRM_REPORT_LANGUAGE | en (en or zh) |
+    | CRM_MAX_QUARANTINE_SHARE | 0.05 (ingest: a source whose share of quarantined rows in a run is higher fails the run's blocking check) |
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
     | CRM_DUCKDB_MEMORY_LIMIT | 4GB (memory of each DuckDB database the pipeline and dbt open; DuckDB spills beyond it) |
@@ -49,6 +50,7 @@ class Settings:
     vip_revenue_365d: float = 50_000.0
     #: the deployment's member system (None: derived from the customers mappings)
     member_system: str | None = None
+    max_quarantine_share: float = 0.05
     #: CRM_SPARK_EXPORT=1: the ingest and CLV assets also write their tables as Parquet for
     #: the Spark target (pipelines/spark, docs/spark.md).
     spark_export: bool = False
@@ -147,6 +149,14 @@ class Settings:
         language = env.get("CRM_REPORT_LANGUAGE", "en")
         if language not in ("en", "zh"):
             raise SettingsError(f"CRM_REPORT_LANGUAGE={language!r}: use en or zh")
+        try:
+            max_quarantine = float(env.get("CRM_MAX_QUARANTINE_SHARE", "0.05"))
+        except ValueError as exc:
+            raise SettingsError("CRM_MAX_QUARANTINE_SHARE must be a number (e.g. 0.05)") from exc
+        if not 0 <= max_quarantine <= 1:
+            raise SettingsError(
+                f"CRM_MAX_QUARANTINE_SHARE={max_quarantine}: use a share between 0 and 1"
+            )
         return cls(
             home=home,
             timezone=timezone,
@@ -157,6 +167,7 @@ class Settings:
             report_language=language,
             vip_revenue_365d=vip,
             member_system=member,
+            max_quarantine_share=max_quarantine,
             spark_export=env.get("CRM_SPARK_EXPORT", "").lower() in ("1", "true", "yes"),
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )

@@ -2,8 +2,8 @@
 
     python -m pipelines.quality.bench [--rows 2000000] [--dir /tmp/dq_bench]
 
-Builds raw.orders, raw.load_log, intermediate.int_order_lines_converted and marts.fct_orders
-with `--rows` rows each, then runs the `raw_orders` and `fct_orders` suites (GX, pushed down
+Builds raw.orders, raw.load_log, intermediate.int_order_lines_converted, marts.fct_order_lines
+and marts.fct_orders with `--rows` rows each, then runs the `raw_orders` and `fct_orders` suites (GX, pushed down
 to DuckDB) and prints wall seconds and the process's peak RSS. Run it in a fresh process:
 the peak RSS is that of the whole process (Python + GX + DuckDB).
 """
@@ -44,6 +44,8 @@ select 'shop:' || order_id as order_id, cast(ordered_at as date) as order_date,
        status = 'cancelled' as is_cancelled,
        cast(quantity * unit_price as decimal(18, 2)) as net_revenue
 from raw.orders;
+create table marts.fct_order_lines as
+select 'shop:' || order_id || ':' || line_no as order_line_id from raw.orders;
 create table marts.fct_orders as
 select order_id, 'shop' as source_system, replace(order_id, 'shop:', '') as source_order_id,
        'C' || (hash(order_id) % 300000) as customer_id, order_date, is_cancelled,
