@@ -256,7 +256,9 @@ def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
         ).fetchall()[0][0]:
             return
         counts = source_counts(con, start, end)
-        stale = [(m, stale_deliveries(con, m)) for m in mappings]
+        stale = [
+            (m, stale_deliveries(con, m, business_timezone=settings.timezone)) for m in mappings
+        ]
     lines = format_ingest_summary(counts, start, end, settings.max_quarantine_share)
     for mapping, dates in stale:
         if dates:

@@ -14,7 +14,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest.engine import check_mapping, format_check_report, load_partition
+from pipelines.ingest.engine import (
+    check_mapping,
+    format_check_report,
+    load_partition,
+    partition_is_unchanged,
+)
 from pipelines.ingest.mapping import parse_mapping
 from pipelines.reference import landing as reference
 
@@ -239,6 +244,17 @@ def test_a_mapping_without_timezone_uses_the_business_timezone(
     assert con.execute("SELECT occurred_at FROM raw.social_interactions").fetchall() == [(utc,)]
 
 
+def test_a_new_business_timezone_loads_a_mapping_without_one_again(con, tmp_path):
+    """The dates of a mapping without ``timezone`` follow CRM_TIMEZONE, so a delivery loaded
+    under another business timezone is not skipped as unchanged; one with its own is."""
+    _deliver(tmp_path, "tz", "t.csv", "id,at\nT1,2026-01-05 12:00:00\n")
+    load_partition(con, _tz_mapping(None), tmp_path, DAY, business_timezone="Europe/Berlin")
+    assert partition_is_unchanged(con, _tz_mapping(None), tmp_path, DAY, "Europe/Berlin")
+    assert not partition_is_unchanged(con, _tz_mapping(None), tmp_path, DAY, "Asia/Shanghai")
+    load_partition(con, _tz_mapping("Asia/Tokyo"), tmp_path, DAY, business_timezone="UTC")
+    assert partition_is_unchanged(con, _tz_mapping("Asia/Tokyo"), tmp_path, DAY, "Europe/Berlin")
+
+
 def test_check_mapping_says_which_timezone_applies(tmp_path):
     _deliver(tmp_path, "tz", "t.csv", "id,at\nT1,2026-01-05 12:00:00\n")
     path = tmp_path / "tz.yaml"
@@ -255,7 +271,10 @@ def test_check_mapping_says_which_timezone_applies(tmp_path):
         "sets none)" in text
     )
     occurred = next(f for f in report.fields if f.field == "occurred_at")
-    assert occurred.samples == [("2026-01-05 12:00:00", datetime(2026, 1, 5, 11, 0))]
+    # (source columns as delivered, mapped text, loaded value): 12:00 in Berlin is 11:00 UTC
+    assert occurred.samples == [
+        ({"at": "2026-01-05 12:00:00"}, "2026-01-05 12:00:00", datetime(2026, 1, 5, 11, 0))
+    ]
 
 
 # --- JSON Lines without empty keys --------------------------------------------------------

@@ -86,7 +86,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
                 for k_index, key in enumerate(keys):
                     delivery = date.fromisoformat(key)
                     if not force and partition_is_unchanged(
-                        con, mapping, settings.landing, delivery
+                        con, mapping, settings.landing, delivery, settings.timezone
                     ):
                         skipped.append(f"{mapping.name}/{key}")
                         continue
@@ -159,7 +159,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         with connect_restricted(settings.restricted_db, read_only=True) as con:
             per_source = source_counts(con, first, last, entity)
             for mapping in mappings:
-                stale = stale_deliveries(con, mapping)
+                stale = stale_deliveries(con, mapping, business_timezone=settings.timezone)
                 if stale:
                     context.log.warning(
                         f"{mapping.name}: {len(stale)} delivery date(s) from {stale[0]} to "

@@ -2138,9 +2138,13 @@ def partition_is_unchanged(
     mapping: SourceMapping,
     landing_dir: str | Path,
     delivery_date: date | str,
+    business_timezone: str | None = None,
 ) -> bool:
     """True when the partition's files (names and sha256) and the mapping version are those
-    of its last load, so loading it again would change nothing. Hashes the files."""
+    of its last load, so loading it again would change nothing. Hashes the files. The
+    mapping is compared as it loads: its timezone resolved like ``load_partition`` does, so a
+    change of the business timezone of a mapping without one loads the partition again."""
+    mapping = _resolve_timezone(mapping, business_timezone)
     delivery = _as_date(delivery_date)
     landing = Path(landing_dir)
     ensure_raw_schema(con)
@@ -2160,11 +2164,15 @@ def partition_is_unchanged(
 
 
 def stale_deliveries(
-    con: duckdb.DuckDBPyConnection, mapping: SourceMapping, before: date | None = None
+    con: duckdb.DuckDBPyConnection,
+    mapping: SourceMapping,
+    before: date | None = None,
+    business_timezone: str | None = None,
 ) -> list[date]:
     """Delivery dates (before ``before``, if given) whose files this source loaded with
-    another version or content of its mapping: their raw rows do not follow the mapping as
-    it is now until they are loaded again."""
+    another version or content of its mapping (timezone resolved as it loads): their raw
+    rows do not follow the mapping as it is now until they are loaded again."""
+    mapping = _resolve_timezone(mapping, business_timezone)
     where = "" if before is None else f" AND _delivery_date < DATE {_lit(before.isoformat())}"
     return [
         d
