@@ -14,6 +14,7 @@ from support.fixture_marts import AS_OF, build_fixture_warehouse
 
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.publish import assets, serving
+from pipelines.publish.report import render_kpi_review
 from pipelines.publish.serving import open_serving, publish, restore_previous
 from pipelines.quality import runner
 
@@ -92,6 +93,10 @@ def test_a_night_killed_before_the_swap_shows_the_old_review_with_the_old_tables
     # the review is a file of the release, listed with its files
     current = Path(serving.os.readlink(crm.settings.serving / "current")).name
     assert (crm.settings.serving / ".releases" / current / "reports" / "kpi_review.html").is_file()
+
+    # a review rendered by hand into reports/ does not replace the published one
+    render_kpi_review(first, crm.settings.reports, AS_OF, "en")
+    assert _shown(crm) == (9, 90)
 
     # a restore brings back both
     restore_previous(crm.settings.serving)
