@@ -102,6 +102,9 @@ def test_gx_data_docs_escape_failure_samples(chromium, tmp_path: Path) -> None:
     pages = sorted((docs / "validations").rglob("*.html"))
     assert len(pages) == 1
     assert_nothing_ran(pages[0], "Data documentation compiled by Great Expectations", PAYLOADS)
+    # GX's own markup is still markup (the failure icon), not escaped text
+    page = pages[0].read_text(encoding="utf-8")
+    assert '<i class="fas fa-times text-danger"' in page and "&lt;i class=" not in page
     assert_nothing_ran(docs / "index.html", "Data Docs created by Great Expectations", ())
     assert_nothing_ran(
         docs / "expectations" / "raw_orders.html",
