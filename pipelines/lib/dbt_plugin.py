@@ -4,6 +4,9 @@ Listed in dbt_project/profiles.yml (`plugins:`). The function is HMAC-SHA256 wit
 project's secret key (pipelines/lib/pseudonym.py); the key is read here, in the dbt
 process, so it never appears in SQL, in dbt's logs or in target/. The key is loaded on the
 first call, so `dbt parse` and `dbt docs generate` need none.
+
+Loading the plugin also arms the dbt process's parent-death signal (pipelines/lib/
+child_guard.py): a pipeline process killed with SIGKILL takes its dbt child with it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
+from pipelines.lib.child_guard import die_with_parent
 from pipelines.lib.pseudonym import load_key, register_pseudonym
 
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
+        die_with_parent()
         self._key_file = plugin_config.get("key_file") or None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:

@@ -81,7 +81,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         when every blocking quality expectation passes as of D."""
         from pipelines.ingest.deployment import configured_entities
         from pipelines.ingest.mapping import load_mappings
-        from pipelines.publish import publish, render_kpi_review
+        from pipelines.publish.release import publish_with_review
         from pipelines.quality.runner import recorded_gate, run_gate
 
         settings = crm.settings
@@ -122,12 +122,16 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 allow_retries=False,
             )
         gate_seconds = time.monotonic() - started
-        # The report first: a report that cannot be rendered stops the publication too.
-        report = render_kpi_review(
-            settings.warehouse_db, settings.reports, as_of, settings.report_language
+        # The review is rendered first (one that cannot be rendered stops the publication
+        # too) and published inside the release: one swap changes the tables and the review.
+        result, report = publish_with_review(
+            settings.warehouse_db,
+            settings.serving,
+            settings.reports,
+            as_of,
+            settings.report_language,
         )
         context.log.info(f"KPI review: {report.latest_path}")
-        result = publish(settings.warehouse_db, settings.serving, as_of=as_of)
         context.log.info(
             f"published {len(result.row_counts)} tables, {result.total_rows:,} rows to {settings.serving}"
         )

@@ -547,14 +547,18 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def render_kpi_review(db: Path, out_dir: Path, as_of: date, language: str = "en") -> ReportResult:
-    """Write `<out_dir>/<as_of>/kpi_review.html` and `<out_dir>/latest/kpi_review.html`."""
+    """Write `<out_dir>/<as_of>/kpi_review.html` and `<out_dir>/latest/kpi_review.html` (not
+    when `latest` is the link a publication made: see pipelines/publish/release.py)."""
     started = time.perf_counter()
     html, status_counts = build_html(db, as_of, language)
     out_dir = Path(out_dir)
     path = out_dir / as_of.isoformat() / REPORT_FILE
     latest = out_dir / "latest" / REPORT_FILE
     _write_atomic(path, html)
-    _write_atomic(latest, html)
+    # `latest` as a link belongs to the publication (pipelines/publish/release.py): only a
+    # swap changes the review shown there
+    if not latest.parent.is_symlink():
+        _write_atomic(latest, html)
     return ReportResult(
         path=path,
         latest_path=latest,

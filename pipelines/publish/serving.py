@@ -8,7 +8,9 @@ $CRM_HOME/serving/
   tableau         -> current/tableau          <table>.hyper ("Extract"."Extract") and .tds
   manifest.json   -> current/manifest.json    what was published, when, as of which date, rows
   current         -> .releases/<publication id>   THE one link that changes
-  .releases/<publication id>/                 the current and the previous publication
+  .releases/<publication id>/                 the current and the previous publication,
+                                              each with its KPI review (reports/, see
+                                              pipelines/publish/release.py)
 ```
 
 How a publication happens (docs/publishing.md explains why):
@@ -95,6 +97,11 @@ PARQUET_DIR = "parquet"
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 TABLEAU_DIR = "tableau"
 RELEASES_DIR = ".releases"
+#: The KPI review of a release (`publish(review=...)`): `<release>/reports/kpi_review.html`.
+#: `$CRM_HOME/reports/latest` is a link to `serving/current/reports`, so the review and the
+#: tables change in the same swap of `current`, and `restore_previous` restores both.
+REVIEW_DIR = "reports"
+REVIEW_FILE = "kpi_review.html"
 CURRENT = "current"
 #: The fixed entry points analysts use, each a link through `current`.
 ENTRY_POINTS = (SERVING_DB, PARQUET_DIR, TABLEAU_DIR, MANIFEST)
@@ -267,6 +274,7 @@ def publish(
     storage_version: str = STORAGE_VERSION,
     formats: tuple[str, ...] = FORMATS,
     by_difference: bool = True,
+    review: Path | None = None,
 ) -> PublishResult:
     """Publish the marts of `warehouse_db` under `serving_dir` (see the module docstring).
 
@@ -274,7 +282,9 @@ def publish(
     `kpi_definitions` seed). `as_of`: the as-of date recorded in the manifest (default: the
     `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
     serving.duckdb is always written. `by_difference`: patch the `ROW_KEYS` tables of a copy
-    of the current release where possible (False: every table whole). Raises
+    of the current release where possible (False: every table whole). `review`: the rendered
+    KPI review, copied into the release as `reports/kpi_review.html` before the swap (None:
+    the release has an empty `reports/`, and no review is shown beside its tables). Raises
     `PiiColumnError` before writing anything if a column looks like personal data,
     `PublishError` if a table is missing.
     """
@@ -323,14 +333,16 @@ def publish(
                 base,
             )
             t = time.perf_counter()
-            files = _swap(staging, serving_dir, built["files"])
+            review_files = _stage_review(staging, review)
+            files = _swap(staging, serving_dir, [*built["files"], *review_files])
             steps["swap"] = time.perf_counter() - t
             # only the request this publication saw: one written meanwhile (an erasure
             # while the files were written) stays for the next publication
             if whole_request is not None and _whole_request(serving_dir) == whole_request:
                 (serving_dir / WHOLE_MARKER).unlink(missing_ok=True)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            if _current_release(serving_dir) != staging.name:  # not if it was swapped in
+                shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # nothing was ever published here
                 releases.rmdir()
             raise
@@ -840,6 +852,20 @@ def _patch(
     }
 
 
+def _stage_review(staging: Path, review: Path | None) -> list[str]:
+    """Copy the KPI review into the release `staging` (`reports/kpi_review.html`, fsynced);
+    the release's files it adds."""
+    folder = staging / REVIEW_DIR
+    folder.mkdir(exist_ok=True)
+    written = []
+    if review is not None:
+        shutil.copyfile(review, folder / REVIEW_FILE)
+        _fsync(folder / REVIEW_FILE)
+        written.append(f"{REVIEW_DIR}/{REVIEW_FILE}")
+    _fsync(folder)
+    return written
+
+
 def _current_release(serving_dir: Path) -> str | None:
     link = serving_dir / CURRENT
     return Path(os.readlink(link)).name if link.is_symlink() else None
@@ -849,6 +875,24 @@ def _previous(serving_dir: Path) -> set[str]:
     """The release published before the current one (kept for open readers and restores)."""
     marker = serving_dir / RELEASES_DIR / ".previous"
     return {marker.read_text(encoding="utf-8").strip()} if marker.exists() else set()
+
+
+def _write_previous(serving_dir: Path, release: str) -> None:
+    """Record `release` as the previous one, atomically: a temporary file, fsynced, renamed
+    over `.previous`, then the folder fsynced. A crash leaves the old or the new name, never
+    an empty or partial file (which would let the next publication delete the release a
+    reader or a restore still needs)."""
+    releases = serving_dir / RELEASES_DIR
+    tmp = releases / f".previous.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(release)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, releases / ".previous")
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(releases)
 
 
 def _link(target: str, path: Path) -> None:
@@ -895,7 +939,7 @@ def _swap(staging: Path, serving_dir: Path, files: list[str]) -> dict[str, int]:
     _fsync(serving_dir)
     releases = serving_dir / RELEASES_DIR
     if before and before != staging.name:
-        (releases / ".previous").write_text(before, encoding="utf-8")
+        _write_previous(serving_dir, before)
     keep = {staging.name, before}
     for release in releases.iterdir():
         if release.is_dir() and release.name not in keep:
@@ -916,7 +960,7 @@ def restore_previous(serving_dir: Path) -> str:
         _link(f"{RELEASES_DIR}/{target}", serving_dir / CURRENT)
         _fsync(serving_dir)
         if now:
-            (serving_dir / RELEASES_DIR / ".previous").write_text(now, encoding="utf-8")
+            _write_previous(serving_dir, now)
         # the restored release may predate an erasure: the next publication starts afresh
         request_whole_publication(serving_dir, f"restore of {target}")
         return target

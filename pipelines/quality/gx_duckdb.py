@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from duckdb_engine import ConnectionWrapper
 
 _PATCHED = False
+_DOCS_VIEW = "pipelines.quality.docs_view"
 
 
 class _AutocommitConnection(ConnectionWrapper):
@@ -105,7 +106,16 @@ def gx_context(docs_dir: Path, results_dir: Path) -> Any:
                 "class_name": "TupleFilesystemStoreBackend",
                 "base_directory": str(docs_dir),
             },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            # every section and the index through views that escape data (stored XSS: see
+            # pipelines.quality.docs_view)
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "view": {"module_name": _DOCS_VIEW, "class_name": "EscapingIndexPageView"},
+            },
+            "site_section_builders": {
+                section: {"view": {"module_name": _DOCS_VIEW, "class_name": "EscapingPageView"}}
+                for section in ("expectations", "validations", "profiling")
+            },
         }
     }
     return gx.get_context(project_config=config, mode="ephemeral")

@@ -16,6 +16,7 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
+from pipelines.lib.child_guard import parent_env
 from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse, memory_limit
 from pipelines.lib.pseudonym import KEY_ENV, ensure_key_file
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
@@ -75,8 +76,11 @@ class CrmDbtCliResource(DbtCliResource):
 
 def dbt_env(settings: Settings) -> dict[str, str]:
     """The environment variables of the profile for the deployment of `settings`: the
-    warehouse file, the restricted store attached to it, the pseudonymisation key file."""
+    warehouse file, the restricted store attached to it, the pseudonymisation key file; and
+    this process's pid, so that dbt stops when this process dies (pipelines/lib/
+    child_guard.py)."""
     return {
+        **parent_env(),
         "CRM_WAREHOUSE_DB": str(settings.warehouse_db),
         "CRM_RESTRICTED_DB": str(settings.restricted_db),
         "CRM_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file),
