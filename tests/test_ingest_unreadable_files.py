@@ -188,3 +188,70 @@ def test_transcoded_copies_stay_in_the_restricted_folder(tmp_path, monkeypatch):
         con.close()
     assert seen and all(p.parent == store.resolve() for p in seen)
     assert list(store.glob(".crm_ingest_*")) == []
+
+
+POS_MAPPING = """name: pos
+entity: orders
+version: "1"
+files: "*.csv"
+format: {type: csv}
+fields:
+  order_id: {expr: "cust || '-' || day"}
+  ordered_at: {column: day, formats: ["%Y-%m-%d"]}
+  quantity: qty
+  unit_price: price
+  status: {expr: "'paid'"}
+"""
+# member records: every name, phone and e-mail must stay out of logs, messages and metadata
+MEMBERS = [
+    ("M1001", "张伟", "13800138000", "zhang.wei@example.com"),
+    ("M1002", "Li Na", "13912345678", "li.na@example.org"),
+    ("M1003", "王秀英", "+86-137-0000-1111", "wxy@example.net"),
+]
+
+
+def test_a_failing_night_logs_no_row_content(tmp_path):
+    """`crm run` on a delivery whose only file lost its header (its first line is a member
+    record): the night fails naming mapping, file and field, and no phone, e-mail or name
+    of the file is in the console output or anywhere under DAGSTER_HOME."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "pos.yaml").write_text(POS_MAPPING, encoding="utf-8")
+    folder = home / "landing" / "pos" / "2026-01-06"
+    folder.mkdir(parents=True)
+    lines = [f"{ref},2026-01-05,1,10,{name},{phone},{mail}\n" for ref, name, phone, mail in MEMBERS]
+    (folder / "members.csv").write_text("".join(lines), encoding="utf-8")
+    env = os.environ | {
+        "CRM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "CRM_MAPPINGS_DIR": str(tmp_path / "maps"),
+    }
+    env.pop("CRM_LANDING_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--date", "2026-01-06"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1
+    assert "data file pos/2026-01-06/members.csv lacks source column(s) 'cust'" in proc.stdout
+    assert "fields.order_id <- 'cust'" in proc.stdout
+    needles = [v for _, name, phone, mail in MEMBERS for v in (name, phone, mail)]
+    needles += [ref for ref, *_ in MEMBERS]
+
+    def hits(data: bytes) -> list[str]:
+        return [n for n in needles if n.encode() in data]
+
+    # the scan finds them where they are: the landing file
+    assert hits((folder / "members.csv").read_bytes()) == needles
+    found = {"console": hits((proc.stdout + proc.stderr).encode())}
+    stored = [p for p in (home / "dagster").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in stored)  # the run database was scanned
+    for p in stored:
+        found[str(p)] = hits(p.read_bytes())
+    assert {k: v for k, v in found.items() if v} == {}
