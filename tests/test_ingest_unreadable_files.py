@@ -255,3 +255,36 @@ def test_a_failing_night_logs_no_row_content(tmp_path):
     for p in stored:
         found[str(p)] = hits(p.read_bytes())
     assert {k: v for k, v in found.items() if v} == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "L1,1," + "X" * (1 << 18) + ",x",  # few fields: also reported as missing columns
+        "L1" + "X" * (1 << 18),
+        "L1,1,2026-01-05 10:00:00,PAID,1,1.00," + '"' + "X" * (1 << 18) + '"',
+    ],
+    ids=["few-fields", "one-field", "quoted"],
+)
+def test_a_runaway_line_is_quarantined_as_too_long(con, tmp_path, monkeypatch, line):
+    """A line over the readers' max_line_size (8 MB; 64 KB here, to stay fast) is one
+    quarantined row with the reason 'line longer than … bytes' (the reader also reports
+    it as missing columns: that reason read 'wrong column count (expected 7, got )')."""
+    import pipelines.ingest.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_LINE", 1 << 16)
+    landing = tmp_path / "landing"
+    folder = landing / "shop" / DAY
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text(
+        GOOD + line + "\nG2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n", encoding="utf-8"
+    )
+    result = load_partition(con, load_mapping(MAPPING), landing, DAY)
+    rows = con.execute("SELECT _source_line, reason FROM raw.quarantine").fetchall()
+    assert rows == [(3, "line longer than 65536 bytes")]
+    assert con.execute("SELECT order_id FROM raw.orders ORDER BY 1").fetchall() == [
+        ("G1",),
+        ("G2",),
+    ]
+    (f,) = result.files
+    assert (f.rows_read, f.rows_loaded, f.rows_quarantined) == (3, 2, 1)

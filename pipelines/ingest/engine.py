@@ -124,6 +124,11 @@ REJECT_REASONS = {
 }
 
 
+def _line_too_long() -> str:
+    """The reason of a line over the readers' ``max_line_size`` (MAX_LINE bytes)."""
+    return f"line longer than {MAX_LINE} bytes"
+
+
 # --------------------------------------------------------------------------- results
 @dataclass
 class FileResult:
@@ -909,7 +914,7 @@ def _read_lines(job: _Job, items: list[_Item], fids: list[int]) -> None:
             f"FROM {T_LR} AS s ASOF LEFT JOIN {T_LTHR} AS thr ON s.f = thr.f AND {k} >= thr.t "
             f"UNION ALL SELECT f, pos, rtrim(text, chr(10) || chr(13)), "
             f"CASE WHEN et LIKE '%INVALID ENCODING%' THEN 'invalid UTF-8' "
-            f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(REJECT_REASONS['LINE SIZE OVER MAXIMUM'])} "
+            f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(_line_too_long())} "
             f"END FROM {T_LRJ}"
         )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T_PLINES} AS {lines}")
@@ -1155,14 +1160,17 @@ def _load_csv_group(job: _Job, group: list[_Item]) -> None:
     if sum(n_bad):
         _quarantine_csv_rows(job, group, rows, slow)
     if sum(n_rej):
+        # an over-long line is also reported as missing columns (the reader cut it): the
+        # line size goes first; a count the message does not give is '?'
         reason = (
-            "CASE WHEN rj.et LIKE '%COLUMNS%' THEN 'wrong column count (expected "
-            f"{len(columns)}, got ' || coalesce(regexp_extract(rj.msg, 'Found: (\\d+)', 1), '?')"
-            " || ')' "
+            f"CASE WHEN rj.et LIKE '%LINE SIZE%' THEN {_lit(_line_too_long())} "
+            "WHEN rj.et LIKE '%COLUMNS%' THEN 'wrong column count (expected "
+            f"{len(columns)}, got ' || coalesce(nullif(regexp_extract(rj.msg, "
+            "'Found: (\\d+)', 1), ''), '?') || ')' "
             + " ".join(
                 f"WHEN rj.et LIKE {_lit('%' + k + '%')} THEN {_lit(v)}"
                 for k, v in REJECT_REASONS.items()
-                if "COLUMNS" not in k
+                if "COLUMNS" not in k and "LINE SIZE" not in k
             )
             + " ELSE lower(rj.et) || ': ' || rj.msg END"
         )
