@@ -2149,10 +2149,13 @@ def load_partition(
     mapping's glob. A file whose bytes were already loaded for this mapping (in this or
     another partition) is logged as ``duplicate`` and not loaded again.
 
-    Raises SchemaDriftError (a mapped source column is missing from a file) or
-    MappingError (an expression does not fit the file); the transaction is rolled back and
-    the warehouse is left as it was. A file the reader cannot read does not fail the
-    partition: every row of it is quarantined with the reader's reason.
+    Raises SchemaDriftError (no file of the partition is readable, one of them lacking a
+    mapped source column) or MappingError (an expression does not fit the file); the
+    transaction is rolled back and the warehouse is left as it was. A file that is no text
+    of the declared kind, lacks a mapped column, is a symbolic link or leads out of the
+    delivery folder is quarantined as a file (one row: name, size, sha256, reason; never its
+    content); a file the reader gives up on is quarantined line by line with the reader's
+    reason. Neither fails the partition.
 
     ``inspect(con, files)`` (used by ``check_mapping``) is called after each read of a group
     of files, while ``__ingest_stage`` holds their typed rows.
