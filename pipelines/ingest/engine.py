@@ -291,7 +291,7 @@ def partition_files(
     as is a file reached through a linked folder outside the delivery folder.
     """
     folder = Path(landing_dir) / mapping.name / _as_date(delivery_date).isoformat()
-    if not folder.is_dir() or folder.is_symlink():
+    if not folder.is_dir():
         return []
     return sorted(
         p
