@@ -145,8 +145,9 @@ def test_a_file_missing_a_mapped_column_fails_without_stack_traces(tmp_path):
     out = proc.stdout + proc.stderr
     assert "Stack Trace" not in out and "Traceback" not in out and "Not executing" not in out
     reason = (
-        f"{tmp_path / 'maps' / 'pos.yaml'}: data file pos/2026-01-06/pos.csv lacks source "
-        "column(s) 'qty' (used by quantity <- 'qty'); the file has ['cust', 'day', 'price']."
+        f"{tmp_path / 'maps' / 'pos.yaml'}: no file of pos delivered on 2026-01-06 is readable: "
+        "data file pos/2026-01-06/pos.csv lacks source column(s) 'qty' (used by "
+        "fields.quantity <- 'qty'). Fix the mapping or the export;"
     )
     failed = [line for line in proc.stdout.splitlines() if line.startswith("[crm] FAILED")]
     assert failed == [

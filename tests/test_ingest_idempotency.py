@@ -141,8 +141,9 @@ def test_missing_source_column_fails_the_partition_and_changes_nothing(con, mapp
     put(tmp_path, "2026-01-06", "a.csv", HEADER + "K1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
     load_partition(con, mapping, tmp_path, "2026-01-06")
     before = snapshot(con)
-    # a re-delivery: the first file is fine, the second one lost its qty column
-    put(tmp_path, "2026-01-06", "a.csv", HEADER + "K2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    # a re-delivery whose files both lost their qty column: no file is readable
+    put(tmp_path, "2026-01-06", "a.csv",
+        "order_no,line,order_time,state,price,ccy\nK2,1,2026-01-05 10:00:00,PAID,1.00,CNY\n")  # fmt: skip
     put(tmp_path, "2026-01-06", "b.csv",
         "order_no,line,order_time,state,price,ccy\nK3,1,2026-01-05 10:00:00,PAID,1.00,CNY\n")  # fmt: skip
     with pytest.raises(SchemaDriftError) as exc:
@@ -229,8 +230,9 @@ def test_a_failing_partition_of_a_range_is_left_as_it_was(con, mapping, tmp_path
     put(tmp_path, "2026-01-07", "a.csv", HEADER + "L1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
     load_partitions(con, mapping, tmp_path, RANGE[:2])
     before = snapshot(con)
-    # re-deliveries: 01-06 changed, 01-07 gains a file without qty, 01-08 is new
+    # re-deliveries: 01-06 changed, 01-07's file lost its qty column, 01-08 is new
     put(tmp_path, "2026-01-06", "a.csv", HEADER + "K2,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")
+    (tmp_path / "shop" / "2026-01-07" / "a.csv").unlink()
     put(tmp_path, "2026-01-07", "b.csv",
         "order_no,line,order_time,state,price,ccy\nL2,1,2026-01-05 10:00:00,PAID,1.00,CNY\n")  # fmt: skip
     put(tmp_path, "2026-01-08", "a.csv", HEADER + "M1,1,2026-01-05 10:00:00,PAID,1,1.00,CNY\n")

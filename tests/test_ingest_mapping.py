@@ -220,3 +220,52 @@ def test_refused_expression_names_mapping_and_field(tmp_path):
 def test_parse_mapping_without_file():
     m = parse_mapping({**BASE})
     assert m.label == "<mapping shop>"
+
+
+# --------------------------------------------------------------------------- sandbox escapes
+@pytest.mark.parametrize(
+    ("expr", "function"),
+    [
+        ("regexp_split_to_table(tags, ',')", "regexp_split_to_table"),  # multiplies rows
+        ("pg_get_viewdef('main.v')", "pg_get_viewdef"),  # reads view SQL
+        ("today()", "today"),  # time of the run
+        ("ago(INTERVAL 1 DAY)", "ago"),
+        ("pg_postmaster_start_time()", "pg_postmaster_start_time"),
+        ("now()", "now"),
+        ("unnest(string_split(tags, ','))", "unnest"),
+        ("current_database()", "current_database"),
+    ],
+)
+def test_functions_outside_the_allow_list_are_refused_by_name(expr, function):
+    with pytest.raises(ExpressionError, match=rf"function {function}\(\) is not allowed"):
+        validate_expression(expr)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "try_strptime(d, '%Y%m%d')",
+        "make_date(y::int, m::int, d::int)",
+        "strftime(strptime(d, '%Y%m%d'), '%Y-%m-%d')",
+        "regexp_extract(phone, '[0-9]+')",
+        "regexp_matches(phone, '^1[0-9]{10}$')",
+        "md5(a || b)",
+        "nullif(trim(a), '')",
+        "CASE WHEN a LIKE 'x%' THEN 1 ELSE 0 END",
+    ],
+)
+def test_the_functions_mappings_need_are_allowed(expr):
+    validate_expression(expr)
+
+
+@pytest.mark.parametrize("glob", ["../../../etc/pass*", "sub/../../x.csv", "/etc/passwd", "..\\x"])
+def test_a_files_glob_leaving_the_delivery_folder_is_refused(tmp_path, glob):
+    doc = _with()
+    doc["files"] = glob
+    with pytest.raises(MappingError, match="delivery folder"):
+        load_mapping(_write(tmp_path, doc))
+
+
+def test_the_demo_mappings_still_load():
+    demo = Path(__file__).parent.parent / "pipelines" / "ingest" / "mappings" / "demo"
+    assert len(load_mappings(demo)) == len(list(demo.glob("*.yaml")))

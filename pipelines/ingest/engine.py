@@ -21,6 +21,7 @@ import json
 import mmap
 import os
 import re
+import shutil
 import string
 import tempfile
 import time
@@ -121,6 +122,11 @@ REJECT_REASONS = {
     "INVALID ENCODING": "invalid UTF-8",
     "LINE SIZE OVER MAXIMUM": f"line longer than {MAX_LINE} bytes",
 }
+
+
+def _line_too_long() -> str:
+    """The reason of a line over the readers' ``max_line_size`` (MAX_LINE bytes)."""
+    return f"line longer than {MAX_LINE} bytes"
 
 
 # --------------------------------------------------------------------------- results
@@ -279,13 +285,33 @@ def discover_partitions(landing_dir: str | Path, mapping: SourceMapping) -> list
 def partition_files(
     landing_dir: str | Path, mapping: SourceMapping, delivery_date: date | str
 ) -> list[Path]:
-    """The files of one partition matching the mapping's glob, sorted by name."""
+    """The files of one partition matching the mapping's glob, sorted by name.
+
+    A symbolic link is listed (it is never followed: the loader quarantines it as a file),
+    as is a file reached through a linked folder outside the delivery folder.
+    """
     folder = Path(landing_dir) / mapping.name / _as_date(delivery_date).isoformat()
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.glob(mapping.files) if p.is_file() and not p.name.startswith((".", "_"))
+        p
+        for p in folder.glob(mapping.files)
+        if (p.is_symlink() or p.is_file()) and not p.name.startswith((".", "_"))
     )
+
+
+def _not_plain(path: Path, landing: Path) -> str | None:
+    """Why a delivered path is not read at all (a symbolic link, or a path that leads out of
+    the delivery folder), else None."""
+    if path.is_symlink():
+        return "a symbolic link (links are not followed)"
+    source, day = path.relative_to(landing).parts[:2]
+    folder = (landing / source / day).resolve()
+    if not path.resolve().is_relative_to(folder):
+        return "the path leads outside the delivery folder"
+    if not path.is_file():
+        return "not a regular file"
+    return None
 
 
 # --------------------------------------------------------------------------- file scan
@@ -297,6 +323,11 @@ class _FileScan:
 
 
 def _scan_file(path: Path) -> _FileScan:
+    """sha256, size and lines of a file; of a symbolic link, of the link itself (its target
+    is never read)."""
+    if path.is_symlink():
+        target = os.fsencode(os.readlink(path))
+        return _FileScan(hashlib.sha256(target).hexdigest(), len(target), 0)
     digest = hashlib.sha256()
     size = newlines = 0
     last = b""
@@ -699,19 +730,22 @@ def _pick(values: list[str], index_sql: str) -> str:
 
 
 def _drift(mapping: SourceMapping, item: _Item, columns: list[str]) -> None:
+    """A file lacking a mapped source column is unreadable (quarantined as a file). The
+    reason names the mapping's columns and fields only: the file's own first line may be a
+    record (a file without its header), so it is never quoted."""
     missing = [c for c in mapping.source_columns if c not in columns]
     if missing:
         users = [
-            f"{name} <- {c!r}"
+            f"fields.{name} <- {c!r}"
             for name, spec in mapping.fields.items()
             for c in spec.source_columns
             if c in missing
         ]
-        raise SchemaDriftError(
-            f"{mapping.label}: data file {item.rel} lacks source column(s) "
-            f"{', '.join(repr(c) for c in missing)} (used by {', '.join(users)}); "
-            f"the file has {columns}. Fix the mapping or the export; nothing was loaded "
-            f"for {mapping.name} on this delivery date."
+        raise _Unreadable(
+            item,
+            f"lacks source column(s) {', '.join(repr(c) for c in missing)} "
+            f"(used by {', '.join(users)})",
+            drift=True,
         )
     extra = [c for c in columns if c not in mapping.source_columns]
     if extra and mapping.format.columns is None:
@@ -771,11 +805,16 @@ def _groups(items: list[_Item], key=None) -> list[list[_Item]]:
 
 
 class _Unreadable(Exception):
-    """The reader cannot read this file: it is quarantined whole (see _quarantine_file)."""
+    """The reader cannot read this file: it is quarantined whole (see _quarantine_file).
 
-    def __init__(self, item: _Item, reason: str):
+    ``whole``: quarantined as a file (name, size, sha256, reason; never its content) -- a
+    file that is not text of the declared kind at all; else line by line, each line with
+    the reader's reason. ``drift``: the file lacks a mapped source column."""
+
+    def __init__(self, item: _Item, reason: str, *, whole: bool = False, drift: bool = False):
         super().__init__(f"{item.rel}: {reason}")
-        self.path, self.reason = item.path, reason
+        self.path, self.rel, self.reason = item.path, item.rel, reason
+        self.whole, self.drift = whole or drift, drift
 
 
 # errors of the machine rather than of a file: they fail the partition (re-run it)
@@ -796,8 +835,14 @@ def _unreadable(mapping: SourceMapping, item: _Item, exc: duckdb.Error) -> Excep
         return MappingError(f"{mapping.label}: data file {item.rel} could not be read: {exc}")
     message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     for p in {str(item.read_path), str(item.path)} - {"None"}:
-        message = message.replace(p, item.rel)
-    return _Unreadable(item, message)
+        message = message.replace(p, "\x00")
+    # the reason goes to the load log, the run's warnings and logs: no quoted file content
+    message = QUOTED_RE.sub(lambda m: m[0] if "\x00" in m[0] else "'…'", message)
+    message = message.replace("\x00", item.rel)
+    return _Unreadable(item, message[:300])
+
+
+QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def _thresholds(con, skips_table: str, header: int, target: str = T_THR) -> None:
@@ -869,7 +914,7 @@ def _read_lines(job: _Job, items: list[_Item], fids: list[int]) -> None:
             f"FROM {T_LR} AS s ASOF LEFT JOIN {T_LTHR} AS thr ON s.f = thr.f AND {k} >= thr.t "
             f"UNION ALL SELECT f, pos, rtrim(text, chr(10) || chr(13)), "
             f"CASE WHEN et LIKE '%INVALID ENCODING%' THEN 'invalid UTF-8' "
-            f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(REJECT_REASONS['LINE SIZE OVER MAXIMUM'])} "
+            f"WHEN et LIKE '%LINE SIZE%' THEN {_lit(_line_too_long())} "
             f"END FROM {T_LRJ}"
         )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T_PLINES} AS {lines}")
@@ -1115,14 +1160,17 @@ def _load_csv_group(job: _Job, group: list[_Item]) -> None:
     if sum(n_bad):
         _quarantine_csv_rows(job, group, rows, slow)
     if sum(n_rej):
+        # an over-long line is also reported as missing columns (the reader cut it): the
+        # line size goes first; a count the message does not give is '?'
         reason = (
-            "CASE WHEN rj.et LIKE '%COLUMNS%' THEN 'wrong column count (expected "
-            f"{len(columns)}, got ' || coalesce(regexp_extract(rj.msg, 'Found: (\\d+)', 1), '?')"
-            " || ')' "
+            f"CASE WHEN rj.et LIKE '%LINE SIZE%' THEN {_lit(_line_too_long())} "
+            "WHEN rj.et LIKE '%COLUMNS%' THEN 'wrong column count (expected "
+            f"{len(columns)}, got ' || coalesce(nullif(regexp_extract(rj.msg, "
+            "'Found: (\\d+)', 1), ''), '?') || ')' "
             + " ".join(
                 f"WHEN rj.et LIKE {_lit('%' + k + '%')} THEN {_lit(v)}"
                 for k, v in REJECT_REASONS.items()
-                if "COLUMNS" not in k
+                if "COLUMNS" not in k and "LINE SIZE" not in k
             )
             + " ELSE lower(rj.et) || ': ' || rj.msg END"
         )
@@ -1815,6 +1863,31 @@ def _scan_all(paths: list[Path], cache: dict[Path, tuple[_FileScan, float]]) -> 
         cache.update((p, _timed_scan(p)) for p in todo)
 
 
+def _not_text(path: Path, encoding: str) -> str | None:
+    """Why a delivered text file is no text in the mapping's encoding at all (binary bytes,
+    UTF-16), judged on its first 64 KB; else None."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return f"UTF-16 text (the mapping declares {encoding})"
+    if b"\x00" in head:
+        return f"binary content (NUL bytes), not {encoding} text"
+    return None
+
+
+def _quarantine_whole(job: _Job, item: _Item, reason: str) -> None:
+    """Quarantine a file as a file: one row naming it, its size, sha256 and the reason;
+    no line and never its content (counted as one row read and quarantined)."""
+    mapping = job.mapping
+    reason = f"unreadable file ({item.scan.size} bytes, sha256 {item.scan.sha256}): {reason}"
+    row = [mapping.name, mapping.entity, item.rel, None, None, reason]
+    row += [item.delivery, job.loaded_at, item.scan.sha256]
+    _insert_values(job.con, f"{RAW_SCHEMA}.quarantine", QUARANTINE_COLUMNS, [row], job.tmp)
+    item.result.rows_read = item.result.rows_quarantined = 1
+    item.result.rows_loaded = 0
+    item.result.warnings.append(f"quarantined as a file: {reason}")
+
+
 def _quarantine_file(job: _Job, item: _Item, reason: str) -> None:
     """Quarantine a file the reader cannot read, with the reader's reason: every line that
     would be a row (neither blank nor the header) as it is in the file; a Parquet file as
@@ -1880,7 +1953,7 @@ def _run_batch(
     landing: Path,
     partitions: list[tuple[date, list[Path]]],
     *,
-    unreadable: dict[Path, str],
+    unreadable: dict[Path, _Unreadable],
     **kwargs,
 ) -> list[PartitionResult]:
     """``_load_batch``; a file the reader cannot read (raising ``_Unreadable``) is set aside
@@ -1891,7 +1964,7 @@ def _run_batch(
             return _load_batch(con, mapping, landing, partitions, unreadable=unreadable, **kwargs)
         except _Unreadable as exc:
             assert exc.path not in unreadable, exc
-            unreadable[exc.path] = exc.reason
+            unreadable[exc.path] = exc
 
 
 def _load_batch(
@@ -1907,7 +1980,7 @@ def _load_batch(
     inspect,
     expr_checks: dict,
     scans: dict,
-    unreadable: dict[Path, str],
+    unreadable: dict[Path, _Unreadable],
 ) -> list[PartitionResult]:
     """Load partitions in one transaction: delete what they loaded before, then load their
     files (grouped reads, or one file at a time with ``per_file``); rolled back on error.
@@ -1924,12 +1997,18 @@ def _load_batch(
         plan.append((day, items))
     every = [it for _, items in plan for it in items]
     fmt = mapping.format
+    for it in every:  # never read: links, paths out of the folder, files not text at all
+        if it.path in unreadable or it.scan.size == 0:
+            continue
+        why = _not_plain(it.path, landing)
+        if why is None and fmt.type != "parquet":
+            why = _not_text(it.path, fmt.encoding)
+        if why is not None:
+            unreadable[it.path] = _Unreadable(it, why, whole=True)
     _register_nfkc(con)
     order = _insertion_order(con)
-    with tempfile.TemporaryDirectory(prefix="crm_ingest_") as tmp:
-        job = _Job(
-            con, mapping, loaded_at, currency, keep_values, inspect, expr_checks, Path(tmp), order
-        )
+    with _scratch(con) as tmp:
+        job = _Job(con, mapping, loaded_at, currency, keep_values, inspect, expr_checks, tmp, order)
         con.execute("BEGIN TRANSACTION")
         try:
             _mark_duplicates(con, mapping, plan)
@@ -1940,17 +2019,22 @@ def _load_batch(
                 con.execute(f"DELETE FROM {t} WHERE {key}")
             con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
             todo = [it for it in every if it.result.status == "loaded" and it.scan.size > 0]
+            _no_file_readable(mapping, plan, todo, unreadable)
             for it in todo:
                 if it.path in unreadable:
                     t0 = time.perf_counter()
-                    _quarantine_file(job, it, unreadable[it.path])
+                    bad = unreadable[it.path]
+                    if bad.whole:
+                        _quarantine_whole(job, it, bad.reason)
+                    else:
+                        _quarantine_file(job, it, bad.reason)
                     it.own_seconds += time.perf_counter() - t0
             todo = [it for it in todo if it.path not in unreadable]
             for i, it in enumerate(todo):
                 it.read_path = it.path
                 if fmt.encoding != "utf-8" and fmt.type != "parquet":
                     t0 = time.perf_counter()
-                    it.read_path = _transcode(it.path, fmt.encoding, Path(tmp), f"{i}_")
+                    it.read_path = _transcode(it.path, fmt.encoding, tmp, f"{i}_")
                     it.own_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             if todo:
@@ -1962,7 +2046,7 @@ def _load_batch(
             for it in every:
                 share = shared * it.scan.size / total if total and id(it) in read else 0.0
                 it.result.seconds = it.own_seconds + share
-            _insert_load_log(con, mapping, every, loaded_at, Path(tmp))
+            _insert_load_log(con, mapping, every, loaded_at, tmp)
             _remember_keys(con, mapping, key, first=False)
             replaced = _count_replaced(con, mapping)
             for it in every:
@@ -1989,6 +2073,47 @@ def _load_batch(
     ]
 
 
+def _no_file_readable(
+    mapping: SourceMapping,
+    plan: list[tuple[date, list[_Item]]],
+    todo: list[_Item],
+    unreadable: dict[Path, _Unreadable],
+) -> None:
+    """Schema drift: a delivery none of whose files is readable, one of them for lacking a
+    mapped column, fails (SchemaDriftError naming mapping, files and fields; no content)."""
+    for day, items in plan:
+        ids = {id(it) for it in items}
+        mine = [it for it in todo if id(it) in ids]
+        bad = [unreadable[it.path] for it in mine if it.path in unreadable]
+        if mine and len(bad) == len(mine) and any(b.drift for b in bad):
+            raise SchemaDriftError(
+                f"{mapping.label}: no file of {mapping.name} delivered on {day} is readable: "
+                + "; ".join(f"data file {b.rel}{' ' if b.drift else ': '}{b.reason}" for b in bad)
+                + f". Fix the mapping or the export; nothing was loaded for {mapping.name} "
+                "on this delivery date."
+            )
+
+
+SCRATCH_PREFIX = ".crm_ingest_"
+
+
+@contextmanager
+def _scratch(con: duckdb.DuckDBPyConnection):
+    """The batch's scratch folder (transcoded copies of files: clear text), inside the
+    folder of the database the connection writes (the restricted store's owner-only
+    folder); the system's temporary folder only for an in-memory database. Scratch
+    folders left behind by a crash are removed first (one writer per database file)."""
+    path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    parent = Path(path[0]).resolve().parent if path and path[0] else None
+    if parent is not None:
+        for old in parent.glob(SCRATCH_PREFIX + "*"):
+            shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=parent) as tmp:
+        yield Path(tmp)
+
+
 def _batches(
     partitions: list[tuple[date, list[Path]]], max_bytes: int
 ) -> list[list[tuple[date, list[Path]]]]:
@@ -1996,7 +2121,7 @@ def _batches(
     out: list[list[tuple[date, list[Path]]]] = []
     size = 0
     for part in partitions:
-        part_size = sum(p.stat().st_size for p in part[1])
+        part_size = sum(p.lstat().st_size for p in part[1])
         if not out or size + part_size > max_bytes:
             out.append([])
             size = 0
@@ -2024,10 +2149,13 @@ def load_partition(
     mapping's glob. A file whose bytes were already loaded for this mapping (in this or
     another partition) is logged as ``duplicate`` and not loaded again.
 
-    Raises SchemaDriftError (a mapped source column is missing from a file) or
-    MappingError (an expression does not fit the file); the transaction is rolled back and
-    the warehouse is left as it was. A file the reader cannot read does not fail the
-    partition: every row of it is quarantined with the reader's reason.
+    Raises SchemaDriftError (no file of the partition is readable, one of them lacking a
+    mapped source column) or MappingError (an expression does not fit the file); the
+    transaction is rolled back and the warehouse is left as it was. A file that is no text
+    of the declared kind, lacks a mapped column, is a symbolic link or leads out of the
+    delivery folder is quarantined as a file (one row: name, size, sha256, reason; never its
+    content); a file the reader gives up on is quarantined line by line with the reader's
+    reason. Neither fails the partition.
 
     ``inspect(con, files)`` (used by ``check_mapping``) is called after each read of a group
     of files, while ``__ingest_stage`` holds their typed rows.
@@ -2236,8 +2364,8 @@ def source_counts(
 
 
 def _relative(path: Path, landing: Path) -> str:
-    try:
-        return path.resolve().relative_to(landing.resolve()).as_posix()
+    try:  # the path as delivered: a symbolic link is not resolved
+        return (path.parent.resolve() / path.name).relative_to(landing.resolve()).as_posix()
     except ValueError:
         return path.as_posix()
 

@@ -243,6 +243,12 @@ def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
     files = data.get("files") or _default_glob(fmt)
     if not isinstance(files, str):
         raise err("files must be a glob string such as '*.csv'")
+    if files.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", files):
+        raise err(
+            f"files must be a glob inside the delivery folder, not an absolute path ({files!r})"
+        )
+    if ".." in re.split(r"[/\\]", files):
+        raise err(f"files may not leave the delivery folder ('..' in {files!r})")
     raw_fields = data.get("fields")
     if not isinstance(raw_fields, dict) or not raw_fields:
         raise err("fields: missing; map every required canonical field")

@@ -3,8 +3,8 @@
 The expression is parsed by DuckDB itself (``json_serialize_sql``) inside
 ``SELECT (<expr>) FROM __src`` and the syntax tree is walked: only expression nodes are
 allowed (constants, column references, operators, CASE, CAST, comparisons, lambdas) and only
-DuckDB's own scalar functions, minus a deny list (environment, settings, sequences, random,
-logging). Anything else -- a second statement, a subquery, a table function such as
+the scalar functions of an allow-list (``ALLOWED_FUNCTIONS``: text, numbers, dates, regular
+expressions, hashes, lists). Anything else -- a second statement, a subquery, a table function such as
 ``read_csv``, an aggregate, a window, ``COPY``/``ATTACH``/``PRAGMA`` -- is refused before
 any file is read.
 
@@ -41,61 +41,41 @@ ALLOWED_CLASSES = frozenset(
     }
 )
 
-# Scalar functions that exist in DuckDB but have no business in a mapping: they read the
-# environment or settings, touch sequences or files, log, or are not deterministic (a
-# reload must give the same rows).
-DENIED_FUNCTIONS = frozenset(
+# The scalar functions a mapping may call: an allow-list of what mappings need (text,
+# numbers, date parsing and formatting, regular expressions, hashes, lists of a value). Any
+# other function -- table functions (regexp_split_to_table, unnest), catalog and system
+# functions (pg_get_viewdef, pg_postmaster_start_time), time of the run (now, today, ago),
+# environment, settings, random -- is refused by name: a reload must give the same rows
+# and an expression reads nothing but its row.
+ALLOWED_FUNCTIONS = frozenset(
     {
-        "getenv",
-        "current_setting",
-        "getvariable",
-        "current_query",
-        "current_query_id",
-        "current_database",
-        "current_catalog",
-        "current_schema",
-        "current_schemas",
-        "current_user",
-        "current_role",
-        "session_user",
-        "user",
-        "current_connection_id",
-        "current_transaction_id",
-        "txid_current",
-        "in_search_path",
-        "nextval",
-        "currval",
-        "setval",
-        "setseed",
-        "random",
-        "uuid",
-        "uuidv4",
-        "uuidv7",
-        "gen_random_uuid",
-        "write_log",
-        "parse_duckdb_log_message",
-        "json_serialize_sql",
-        "json_deserialize_sql",
-        "json_execute_serialized_sql",
-        "json_serialize_plan",
-        "sql_auto_complete",
-        "error",
-        "version",
-        "pragma_version",
-        "platform",
-        "now",
-        "current_date",
-        "current_time",
-        "current_timestamp",
-        "get_current_time",
-        "get_current_timestamp",
-        "current_localtime",
-        "current_localtimestamp",
-        "transaction_timestamp",
+        # text
+        "lower", "upper", "lcase", "ucase", "trim", "ltrim", "rtrim", "replace",
+        "substring", "substr", "left", "right", "length", "len", "strlen", "char_length",
+        "concat", "concat_ws", "lpad", "rpad", "reverse", "repeat", "split_part",
+        "string_split", "str_split", "starts_with", "ends_with", "contains", "position",
+        "strpos", "instr", "prefix", "suffix", "ascii", "chr", "translate",
+        "nfc_normalize", "strip_accents", "format", "printf", "like_escape", "ilike_escape",
+        # regular expressions (scalar only)
+        "regexp_replace", "regexp_extract", "regexp_matches", "regexp_full_match",
+        # numbers
+        "abs", "round", "floor", "ceil", "ceiling", "trunc", "greatest", "least", "sign",
+        "mod", "power", "pow", "sqrt",
+        # dates and times: parsing, formatting, building, parts
+        "strptime", "try_strptime", "strftime", "make_date", "make_time", "make_timestamp",
+        "make_timestamptz", "to_timestamp", "epoch", "epoch_ms", "date_part", "datepart",
+        "date_trunc", "datetrunc", "year", "month", "day", "hour", "minute", "second",
+        "dayofweek", "dayofmonth", "dayofyear", "last_day", "timezone",
+        # nulls and choices
+        "nullif", "ifnull", "if", "coalesce",
+        # hashes
+        "md5", "sha256", "hash",
+        # lists of one value (a split field)
+        "list_value", "list_extract", "array_extract", "list_element", "list_transform",
+        "array_transform", "list_filter", "array_filter", "list_concat", "array_length",
+        "list_slice", "array_slice",
     }
-)
-
-DENIED_PREFIXES = ("read_", "glob", "duckdb_", "pragma_", "query", "sniff_", "parquet_", "iceberg")
+)  # fmt: skip
 
 REWRITE_FUNCTIONS = {"strptime": "try_strptime"}
 
@@ -112,19 +92,6 @@ class ValidatedExpression:
 
 
 @lru_cache(maxsize=1)
-def _scalar_functions() -> frozenset[str]:
-    con = duckdb.connect()
-    try:
-        rows = con.execute(
-            "select distinct lower(function_name) from duckdb_functions() "
-            "where internal and function_type in ('scalar', 'macro')"
-        ).fetchall()
-    finally:
-        con.close()
-    return frozenset(r[0] for r in rows)
-
-
-@lru_cache(maxsize=1)
 def _type_names() -> frozenset[str]:
     con = duckdb.connect()
     try:
@@ -138,10 +105,7 @@ def _type_names() -> frozenset[str]:
 
 
 def _function_allowed(name: str) -> bool:
-    name = name.lower()
-    if name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES):
-        return False
-    return name in _scalar_functions()
+    return name.lower() in ALLOWED_FUNCTIONS
 
 
 def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
@@ -167,8 +131,9 @@ def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
                 raise ExpressionError(f"qualified function names are not allowed ({name})")
             if not node.get("is_operator") and not _function_allowed(name):
                 raise ExpressionError(
-                    f"function {name}() is not allowed (only DuckDB scalar functions; "
-                    "no table functions, aggregates, file, environment or settings access)"
+                    f"function {name}() is not allowed in a mapping expression (allowed: "
+                    "text, number, date parsing and formatting, regular expression, hash "
+                    "and list functions; see docs/ingestion.md)"
                 )
             if node.get("filter") is not None or node.get("distinct"):
                 raise ExpressionError(f"aggregate modifiers on {name}() are not allowed")
