@@ -72,7 +72,7 @@ _register_generate()
 @click.option(
     "--full-refresh",
     is_flag=True,
-    help="Rebuild every mart from the raw tables (after a key rotation; see docs/operations.md).",
+    help="Rebuild every mart from the raw tables (see docs/operations.md).",
 )
 def run_command(run_date: date, force: bool, full_refresh: bool) -> None:
     """One night: ingest the delivery of DATE and run everything downstream as of DATE."""
