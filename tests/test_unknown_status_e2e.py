@@ -29,7 +29,7 @@ def test_an_unknown_order_status_is_published_as_unknown_and_reported(
     source = sorted((home / "landing" / "shop_orders").glob("*/*.csv"))[-1]
     header, *rows = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
     row = list(rows[0])
-    row[header.index("order_id")] = ORDER_NO
+    row[header.index("order_no")] = ORDER_NO
     row[header.index("status")] = "ON_HOLD"
     target = home / "landing" / "shop_orders" / DAY.isoformat() / f"orders_{DAY:%Y%m%d}.csv"
     target.parent.mkdir(parents=True)
