@@ -72,7 +72,7 @@ _register_generate()
 @click.option(
     "--full-refresh",
     is_flag=True,
-    help="Rebuild every mart from the raw tables (after a key rotation; see docs/operations.md).",
+    help="Rebuild every mart from the raw tables (see docs/operations.md).",
 )
 def run_command(run_date: date, force: bool, full_refresh: bool) -> None:
     """One night: ingest the delivery of DATE and run everything downstream as of DATE."""
@@ -166,6 +166,7 @@ def forget_command(
     docs/operations.md, "Answering an erasure request".
     """
     from pipelines.lib.duck import WarehouseBusyError
+    from pipelines.lib.pseudonym import PseudonymKeyError
     from pipelines.privacy import ErasureError, forget
 
     settings = _settings()
@@ -179,7 +180,7 @@ def forget_command(
             requested_by=requested_by,
             dry_run=dry_run,
         )
-    except (ErasureError, WarehouseBusyError) as exc:
+    except (ErasureError, PseudonymKeyError, WarehouseBusyError) as exc:
         click.echo(f"error: {exc}", err=True)
         _finish(False)
         return
@@ -191,6 +192,50 @@ def forget_command(
             "The next run (the nightly schedule, or `crm run --date D` now) rebuilds the marts "
             "in full and republishes without them."
         )
+    _finish(True)
+
+
+@main.command("rotate-key")
+@click.option(
+    "--old-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The key the warehouse was built with (default: the key file).",
+)
+@click.option(
+    "--new-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The new key, when not given by $CRM_PSEUDONYM_KEY (default: a random key).",
+)
+@click.option("--rotated-by", help="Who carries it out (default: the OS user).")
+def rotate_key_command(
+    old_key_file: Path | None, new_key_file: Path | None, rotated_by: str | None
+) -> None:
+    """Change the pseudonymisation key: every customer gets a new id at the next run.
+
+    Checks the old key against the warehouse's, keeps it as a retired key file (erasures
+    recorded under it keep holding), records the new key's fingerprint and makes the next
+    run a full rebuild and a whole publication under the new key. See docs/operations.md,
+    "Rotating the pseudonymisation key".
+    """
+    from pipelines.lib.duck import WarehouseBusyError
+    from pipelines.lib.pseudonym import PseudonymKeyError
+    from pipelines.privacy import rotate_key
+
+    settings = _settings()
+    try:
+        rotation = rotate_key(
+            settings, old_key_file=old_key_file, new_key_file=new_key_file, rotated_by=rotated_by
+        )
+    except (PseudonymKeyError, WarehouseBusyError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        _finish(False)
+        return
+    click.echo(
+        f"key {rotation.old_fingerprint} -> {rotation.new_fingerprint} (from "
+        f"{rotation.new_key_source}); old key kept as {rotation.retired_key_file}. The next run "
+        "(the nightly schedule, or `crm run --date D` now) rebuilds the marts in full and "
+        "republishes every customer under the new key."
+    )
     _finish(True)
 
 

@@ -134,7 +134,14 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     The warehouse's marts are cumulative: one build as of `end` covers every earlier date
     (the incremental facts widen their window to the last build, docs/warehouse.md)."""
     from pipelines.definitions import INGEST_JOB, build_definitions
+    from pipelines.lib.pseudonym import PseudonymKeyError
+    from pipelines.privacy import verify_key
 
+    try:
+        # before anything runs: the key is the warehouse's (pipelines/privacy/keys.py)
+        verify_key(settings)
+    except PseudonymKeyError as exc:
+        raise SystemExit(f"error: {exc}") from None
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
     partitions = job.partitions_def

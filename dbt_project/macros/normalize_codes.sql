@@ -28,6 +28,22 @@
     nullif(lower(trim(cast({{ column }} as string))), '')
 {%- endmacro %}
 
+{#- The order statuses of the landing contract. -#}
+{% macro order_statuses() -%}
+    {{ return(['paid', 'shipped', 'completed', 'cancelled', 'refunded']) }}
+{%- endmacro %}
+
+{#- normalize_code, then 'unknown' for any code outside `accepted` (and a blank one): a new
+    code in a source never stops the night; the quality target check `status_unknown_codes`
+    (expectations/fct_orders.json) reports how many rows carry it. -#}
+{% macro normalize_code_in(column, accepted) -%}
+    case
+        when {{ normalize_code(column) }} in ('{{ accepted | join("', '") }}')
+            then {{ normalize_code(column) }}
+        else 'unknown'
+    end
+{%- endmacro %}
+
 {#- Trimmed text, NULL when blank. -#}
 {% macro clean_text(column) -%}
     nullif(trim(cast({{ column }} as string)), '')

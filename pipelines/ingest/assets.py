@@ -17,10 +17,11 @@ from pipelines.ingest.engine import (
 )
 from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
 from pipelines.lib.duck import connect_restricted
+from pipelines.lib.pseudonym import PseudonymKeyError
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
 from pipelines.lib.settings import Settings
-from pipelines.privacy import purge_erased
+from pipelines.privacy import purge_erased, verify_key
 
 #: The blocking check of every ingest asset (CRM_MAX_QUARANTINE_SHARE).
 QUARANTINE_CHECK = "quarantine_share"
@@ -61,6 +62,12 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         context: dg.AssetExecutionContext, crm: CrmSettingsResource
     ) -> dg.MaterializeResult:
         settings = crm.settings
+        try:
+            # before anything is loaded: the key is the warehouse's (an erased person's rows
+            # are recognised, and every customer keeps its id), pipelines/privacy/keys.py
+            verify_key(settings)
+        except PseudonymKeyError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         try:
             mappings = [m for m in load_mappings(settings.mappings_dir) if m.entity == entity]
         except MappingError as exc:

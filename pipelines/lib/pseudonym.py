@@ -10,7 +10,8 @@ this module is the one implementation both use.
 The key, in order of precedence:
 1. `CRM_PSEUDONYM_KEY` (the key itself, at least 16 characters), e.g. from a secret store;
 2. the key file `CRM_PSEUDONYM_KEY_FILE`, default `$CRM_HOME/restricted/pseudonym.key`,
-   created with 32 random bytes (hex) and mode 0600 on first use.
+   created with 32 random bytes (hex) and mode 0600 on the first run of a new warehouse;
+   a key file readable by others (e.g. 0644 after a copy) is reset to 0600 when read.
 The key is never written to the repository, the logs or dbt's compiled SQL. Rotating it
 changes every pseudonym: see docs/operations.md.
 """
@@ -71,7 +72,21 @@ def load_key(key_file: Path | str | None = None, *, create: bool = False) -> byt
         ensure_key_file(path)
     if not path.exists():
         raise PseudonymKeyError(f"pseudonymisation key file {path} does not exist")
-    return _checked(path.read_text(encoding="utf-8"), str(path))
+    return _checked(read_key_file(path), str(path))
+
+
+def read_key_file(path: Path) -> str:
+    """The text of a key file, after resetting its mode to 0600 if others could read it."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            path.chmod(0o600)
+        except OSError as exc:
+            raise PseudonymKeyError(
+                f"pseudonymisation key file {path} has mode {mode:04o} (readable by others) "
+                f"and cannot be reset to 0600 ({exc.strerror}): fix its owner or mode"
+            ) from exc
+    return path.read_text(encoding="utf-8")
 
 
 RETIRED_SUFFIX = ".retired-"
@@ -85,7 +100,7 @@ def all_keys(key_file: Path | str | None = None) -> list[bytes]:
     if path_text:
         path = Path(path_text).expanduser()
         for retired in sorted(path.parent.glob(path.name + RETIRED_SUFFIX + "*")):
-            keys.append(_checked(retired.read_text(encoding="utf-8"), str(retired)))
+            keys.append(_checked(read_key_file(retired), str(retired)))
     return keys
 
 

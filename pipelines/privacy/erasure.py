@@ -46,7 +46,6 @@ from pipelines.lib.duck import RESTRICTED, connect_restricted, connect_warehouse
 from pipelines.lib.pseudonym import (
     all_keys,
     key_fingerprint,
-    load_key,
     pseudonym,
     register_pseudonym,
 )
@@ -324,7 +323,9 @@ def forget(
         raise ErasureError(
             f"no warehouse under {settings.home}: run the pipeline once (crm run) first"
         )
-    key = load_key(settings.pseudonym_key_file)
+    from pipelines.privacy.keys import verify_key
+
+    key = verify_key(settings)  # the warehouse's key, or KeyMismatchError
     result = ErasureResult(request_id=request_id, identifier_kind=kind, dry_run=dry_run)
     reason = f"erased (request {request_id})"
     with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
@@ -514,6 +515,22 @@ def purge_erased(settings: Settings) -> int:
             ).fetchall()
         )
         keys = all_keys(settings.pseudonym_key_file)
+        # every erasure must be checked under the key it was recorded with: refuse to load
+        # when one of those keys is missing (a new key alone would let the person back)
+        missing = {
+            fp
+            for (fp,) in con.execute(
+                f"select distinct key_fingerprint from {SCHEMA}.erasure_requests "
+                "where key_fingerprint is not null"
+            ).fetchall()
+        } - {key_fingerprint(k) for k in keys}
+        if missing:
+            raise ErasureError(
+                f"erasures were recorded under key(s) {', '.join(sorted(missing))}, which are "
+                f"neither the current key nor a retired key file next to "
+                f"{settings.pseudonym_key_file}: restore them (docs/operations.md, "
+                '"Rotating the pseudonymisation key")'
+            )
         matched = sorted(
             {
                 (entity, file, line)

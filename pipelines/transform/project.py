@@ -18,7 +18,6 @@ from packaging import version
 
 from pipelines.lib.child_guard import parent_env
 from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse, memory_limit
-from pipelines.lib.pseudonym import KEY_ENV, ensure_key_file
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -89,12 +88,12 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 
 
 def prepare_warehouse(settings: Settings) -> dict[str, str]:
-    """Before dbt runs: the key file exists (unless the key comes from $CRM_PSEUDONYM_KEY),
-    the restricted store has owner-only permissions, the warehouse has its `raw.*` views
+    """Before dbt runs: the key is the warehouse's (pipelines/privacy/keys.py: the key file
+    is created for a new warehouse unless the key comes from $CRM_PSEUDONYM_KEY), the restricted store has owner-only permissions, the warehouse has its `raw.*` views
     over it. Returns dbt_env(settings)."""
-    settings.ensure_dirs()
-    if not os.environ.get(KEY_ENV):
-        ensure_key_file(settings.pseudonym_key_file)
+    from pipelines.privacy import verify_key
+
+    verify_key(settings)
     with connect_warehouse(settings.warehouse_db, settings.restricted_db):
         pass
     # rows of erased people in files delivered again, in case a crash came between the

@@ -25,7 +25,7 @@ renamed as (
         {{ clean_text('customer_ref') }} as customer_ref,
 
         -- order
-        {{ normalize_code('status') }} as status,
+        {{ normalize_code_in('status', order_statuses()) }} as status,
         coalesce({{ normalize_code('status') }} = 'cancelled', false) as is_cancelled,
         {{ normalize_code('channel') }} as channel,
 
