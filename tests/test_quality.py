@@ -98,9 +98,10 @@ create table marts.fct_orders as select * from (values
 ) as t(order_id, source_system, source_order_id, customer_id, order_date, is_cancelled, items, net_revenue);
 
 create table marts.fct_order_lines as select * from (values
-    ('shop:o1:1', 'shop:o1', 1), ('shop:o2:1', 'shop:o2', 1), ('shop:o3:1', 'shop:o3', 1),
-    ('shop:o4:1', 'shop:o4', 1), ('shop:o5:1', 'shop:o5', 1)
-) as t(order_line_id, order_id, line_no);
+    ('shop:o1:1', 'shop:o1', 'shop', 1, 'paid'), ('shop:o2:1', 'shop:o2', 'shop', 1, 'paid'),
+    ('shop:o3:1', 'shop:o3', 'shop', 1, 'cancelled'), ('shop:o4:1', 'shop:o4', 'shop', 1, 'paid'),
+    ('shop:o5:1', 'shop:o5', 'shop', 1, 'paid')
+) as t(order_line_id, order_id, source_system, line_no, status);
 create table marts.dim_customers as select *, true as has_name, true as has_phone,
     true as has_email, true as has_birth_date, customer_id <> 'C3' as is_marketing_contactable
     from (values
