@@ -384,6 +384,42 @@ def _quarantine_match(con: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
     return " or ".join(conditions), params
 
 
+def _blank_quarantine(
+    con: duckdb.DuckDBPyConnection, where: str, params: list, reason: str
+) -> None:
+    """Empty the quarantined rows selected by `where`: their raw text goes, the row stays
+    (with `reason`), so the load log still reconciles."""
+    con.execute(
+        f"update {RESTRICTED}.raw.quarantine set raw_text = null, reason = ? where {where}",
+        [reason, *params],
+    )
+
+
+#: Candidate identifiers in quarantined raw text (re-delivery purge).
+_EMAIL_IN_TEXT = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+_TOKEN_IN_TEXT = re.compile(r"[0-9A-Za-z_-]{6,}")
+
+
+def _text_candidates(text: str, systems: list[str]) -> set[tuple[str, str]]:
+    """Every (identifier type, normalised value) a quarantined line could carry: phones (each
+    run of 11 digits, separators ignored), e-mails, union and social ids, and accounts
+    (each token with each known source system)."""
+    out: set[tuple[str, str]] = set()
+    digits = re.sub(r"\D", "", text)
+    for i in range(max(len(digits) - 10, 0)):
+        phone = normalise_phone(digits[i : i + 11])
+        if phone:
+            out.add(("phone", phone))
+    for found in _EMAIL_IN_TEXT.findall(text):
+        email = normalise_email(found)
+        if email:
+            out.add(("email", email))
+    for token in set(_TOKEN_IN_TEXT.findall(text)):
+        out |= {("unionid", token), ("social", token)}
+        out |= {("account", f"{system}:{token}") for system in systems}
+    return out
+
+
 def _clear_restricted(
     con: duckdb.DuckDBPyConnection,
     request_id: str,
@@ -401,7 +437,7 @@ def _clear_restricted(
         result.quarantine_rows = con.execute(
             f"select count(*) from {RESTRICTED}.raw.quarantine where {where}", params
         ).fetchone()[0]
-        con.execute(f"delete from {RESTRICTED}.raw.quarantine where {where}", params)
+        _blank_quarantine(con, where, params, reason)
         result.raw_rows = _remove_raw_rows(con, matched, reason, transaction=False)
         con.execute(
             f"""insert into {SCHEMA}.erased_identifiers
@@ -762,10 +798,40 @@ def purge_erased(settings: Settings) -> int:
         # staged and in the facts: then the staging tables go and the next build is a full
         # refresh (as after `crm forget`)
         earlier = _earlier_rows_of_matched_groups(con, since) if matched and since else 0
-        counts = _remove_raw_rows(
-            con, "select * from purge_matches", "erased (an erased person's data delivered again)"
-        )
+        reason = "erased (an erased person's data delivered again)"
+        counts = _remove_raw_rows(con, "select * from purge_matches", reason)
         removed = sum(counts.values())
+        # quarantined lines of the same loads: their raw text, searched for every identifier
+        # it could carry, pseudonymised like the erased ones
+        systems = [
+            r[0]
+            for r in con.execute(
+                f"select distinct trim(source_system) from {RESTRICTED}.raw.customers "
+                f"where source_system is not null union select distinct trim(source_system) "
+                f"from {RESTRICTED}.raw.orders where source_system is not null"
+            ).fetchall()
+        ]
+        quarantined = con.execute(
+            f"select rowid, raw_text from {RESTRICTED}.raw.quarantine "
+            f"where raw_text is not null {window.replace('where', 'and')}",
+            [] if since is None else [since],
+        ).fetchall()
+        theirs = [
+            rowid
+            for rowid, text in quarantined
+            if any(
+                (kind, pseudonym(f"{kind}:{value}", k)) in erased
+                for kind, value in _text_candidates(text, systems)
+                for k in keys
+            )
+        ]
+        if theirs:
+            con.execute(
+                f"update {RESTRICTED}.raw.quarantine set raw_text = null, reason = ? "
+                f"where rowid in (select unnest(?))",
+                [reason, theirs],
+            )
+            removed += len(theirs)
         now = datetime.now(UTC).replace(tzinfo=None)
         if earlier:
             _drop_staging_tables(con)
