@@ -315,6 +315,51 @@ def test_the_audit_record_holds_no_personal_data(erasure: dict) -> None:
         assert value not in text
 
 
+def test_a_quarantined_line_with_only_their_member_number_is_removed(erasure: dict) -> None:
+    with _warehouse(erasure["home"]) as con:
+        left = con.execute(
+            "select count(*) from restricted.raw.quarantine where raw_text like ?",
+            [f"%{erasure['refs'][0]}%"],
+        ).fetchone()[0]
+    assert left == 0
+
+
+def test_every_kept_release_loses_their_rows_in_every_format(erasure: dict, tmp_path: Path) -> None:
+    """At once, not at the next publication: the current and the previous release (the
+    one `restore_previous` would bring back) hold every other row and none of theirs.
+    (Before `republished`: the next night publishes a new release.)"""
+    after = _release_rows(erasure["home"] / "serving", erasure["customer_id"])
+    assert after.keys() == erasure["releases_before"].keys()
+    for release, (rows, theirs) in after.items():
+        rows_before, theirs_before = erasure["releases_before"][release]
+        assert theirs == {}, release
+        expected = {
+            table: n - theirs_before.get((table, "duckdb"), 0) for table, n in rows_before.items()
+        }
+        assert rows == expected, release
+        manifest = json.loads((erasure["home"] / "serving" / RELEASES_DIR / release /
+                               "manifest.json").read_text())  # fmt: skip
+        assert {t: manifest["tables"][t]["rows"] for t in rows} == rows
+    serving = tmp_path / "serving"
+    shutil.copytree(erasure["home"] / "serving", serving, symlinks=True)
+    restore_previous(serving)
+    con = open_serving(serving)
+    try:
+        assert con.execute(
+            "select count(*) from dim_customers where customer_id = ?", [erasure["customer_id"]]
+        ).fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_the_restricted_store_keeps_nothing_of_them_in_its_free_space(erasure: dict) -> None:
+    """The file's raw bytes: the values the scan found before the erasure are gone (DuckDB
+    keeps deleted values in freed blocks until the file is rewritten)."""
+    assert len(erasure["store_bytes_before"]) >= 3, erasure["store_bytes_before"]
+    assert _store_hits(erasure["home"], erasure["ids"]) == set()
+    assert not list((erasure["home"] / "restricted").glob(".*compact*"))
+
+
 @pytest.fixture(scope="module")
 def republished(erasure: dict) -> dict:
     proc = crm(erasure["home"], "run", "--date", END.isoformat())
@@ -451,50 +496,6 @@ def test_an_erased_phone_on_a_line_of_an_old_order_removes_the_whole_order_every
         assert con.execute(
             "select count(*) from restricted.privacy.full_refresh_requests"
         ).fetchone() == (0,)
-
-
-def test_a_quarantined_line_with_only_their_member_number_is_removed(erasure: dict) -> None:
-    with _warehouse(erasure["home"]) as con:
-        left = con.execute(
-            "select count(*) from restricted.raw.quarantine where raw_text like ?",
-            [f"%{erasure['refs'][0]}%"],
-        ).fetchone()[0]
-    assert left == 0
-
-
-def test_every_kept_release_loses_their_rows_in_every_format(erasure: dict, tmp_path: Path) -> None:
-    """At once, not at the next publication: the current and the previous release (the
-    one `restore_previous` would bring back) hold every other row and none of theirs."""
-    after = _release_rows(erasure["home"] / "serving", erasure["customer_id"])
-    assert after.keys() == erasure["releases_before"].keys()
-    for release, (rows, theirs) in after.items():
-        rows_before, theirs_before = erasure["releases_before"][release]
-        assert theirs == {}, release
-        expected = {
-            table: n - theirs_before.get((table, "duckdb"), 0) for table, n in rows_before.items()
-        }
-        assert rows == expected, release
-        manifest = json.loads((erasure["home"] / "serving" / RELEASES_DIR / release /
-                               "manifest.json").read_text())  # fmt: skip
-        assert {t: manifest["tables"][t]["rows"] for t in rows} == rows
-    serving = tmp_path / "serving"
-    shutil.copytree(erasure["home"] / "serving", serving, symlinks=True)
-    restore_previous(serving)
-    con = open_serving(serving)
-    try:
-        assert con.execute(
-            "select count(*) from dim_customers where customer_id = ?", [erasure["customer_id"]]
-        ).fetchone() == (0,)
-    finally:
-        con.close()
-
-
-def test_the_restricted_store_keeps_nothing_of_them_in_its_free_space(erasure: dict) -> None:
-    """The file's raw bytes: the values the scan found before the erasure are gone (DuckDB
-    keeps deleted values in freed blocks until the file is rewritten)."""
-    assert len(erasure["store_bytes_before"]) >= 3, erasure["store_bytes_before"]
-    assert _store_hits(erasure["home"], erasure["ids"]) == set()
-    assert not list((erasure["home"] / "restricted").glob(".*compact*"))
 
 
 def test_a_request_killed_midway_and_retried_audits_the_true_counts(
