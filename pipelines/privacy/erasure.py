@@ -11,8 +11,10 @@ What `forget()` does, in the warehouse with the restricted store attached:
 2. **Removes the raw rows** (restricted store) that carry any of those identifiers, and the
    whole order or ticket they belong to; each removed row is replaced by a quarantine row
    with no content and the reason `erased (request ...)`, so that the load log still
-   reconciles (rows read = loaded + quarantined). Quarantined rows whose raw text contains
-   one of the person's phones, e-mails, union ids or social ids are deleted.
+   reconciles (rows read = loaded + quarantined). Quarantined rows whose raw text carries
+   one of the person's identifiers (phones by their digits, e-mails, union ids, social ids,
+   account references such as member numbers as whole words; not names: a name alone does
+   not tell people apart) lose their raw text.
 3. **Suppresses re-deliveries.** The person's identifiers are kept as keyed pseudonyms only
    (`privacy.erased_identifiers`); after every load, `purge_erased()` removes new raw rows
    that carry one of them, the same way, so an old file delivered again brings nobody back.
@@ -24,8 +26,17 @@ What `forget()` does, in the warehouse with the restricted store attached:
    (`privacy.full_refresh_requests`), so the next publication neither counts nor shows
    them. The published files change at the next publication (the next night, or
    `crm run --date D` at once).
-5. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
+5. **Clears the kept releases.** Every release under `serving/.releases` (current and
+   previous) is rewritten without the person's rows (serving.duckdb, Parquet, Hyper,
+   manifest): `pipelines.publish.serving.erase_from_releases`.
+6. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
    identifier and the counts. No personal data.
+7. **Compacts** the restricted store and the warehouse (`compact`): DuckDB keeps deleted
+   values in freed blocks until the file is rewritten.
+
+Resumable: the restricted store's changes are one transaction with the request's progress
+(`privacy.erasure_progress`); a request stopped midway is finished by running it again with
+the same request id, and the audit holds the counts of the whole request.
 
 Everything lives in the restricted store except the deletions in the warehouse. When the
 Spark target is used, its Parquet copies of the sources are rewritten and the tables Spark
