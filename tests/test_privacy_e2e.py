@@ -100,18 +100,25 @@ def _person(
             continue
         phones = {p.removeprefix("+86") for p in ids.get("phone", ())}
         emails = ids["email"]
-        # every raw row with their name is theirs (a shared name would stay, rightly)
+        # every raw row with their name, or a longer name holding it, is theirs (the scan
+        # reads bytes: 唐强 would match 唐强轩, another person who rightly stays)
         named = con.execute(
             """select regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g'),
                 lower(trim(coalesce(email, ''))), trim(customer_ref) from restricted.raw.customers
-            where trim(name) = ?
+            where strpos(name, ?) > 0
             union all
             select regexp_replace(coalesce(buyer_phone, ''), '[^0-9]', '', 'g'),
                 lower(trim(coalesce(buyer_email, ''))), trim(customer_ref)
-            from restricted.raw.orders where trim(buyer_name) = ?""",
+            from restricted.raw.orders where strpos(buyer_name, ?) > 0""",
             [name, name],
         ).fetchall()
-        if not all(
+        elsewhere = con.execute(
+            """select (select count(*) from restricted.raw.social_interactions
+                       where strpos(content, ?) > 0)
+                + (select count(*) from restricted.raw.quarantine where strpos(raw_text, ?) > 0)""",
+            [name, name],
+        ).fetchone()[0]
+        if elsewhere or not all(
             any(d.endswith(p) for p in phones if d) or e in emails or r in refs for d, e, r in named
         ):
             continue
