@@ -1006,7 +1006,8 @@ def _erase_from_release(release: Path, customer_ids: list[str]) -> int:
                 removed[name] = n
         if not removed:
             return 0
-        keep = "where customer_id not in (select customer_id from erased)"
+        # rows without a customer (guest orders) stay: NOT IN alone would drop them
+        keep = "where customer_id is null or customer_id not in (select customer_id from erased)"
         for name in removed:
             source = release / f".{name}.erasure.parquet"
             con.execute(
