@@ -3,7 +3,9 @@ by phone (typed in another format), then the night runs again, then one of their
 files is delivered again. Checked independently of the erasure code: the raw tables are
 scanned for the person's phones, e-mails and accounts (as identity resolution found them
 before the erasure), the published marts for their customer_id, October's revenue
-against the revenue of their orders."""
+against the revenue of their orders. Also checked: a quarantined line carrying only their
+member number and name, every kept release (current and previous, every format), the
+restricted store's bytes (free space included), and a request killed midway and retried."""
 
 from __future__ import annotations
 
@@ -17,9 +19,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from support.e2e import END, crm
+from support.e2e import END, crm, crm_env
 
-from pipelines.publish.serving import WHOLE_MARKER
+from pipelines.privacy import erasure as erasure_module
+from pipelines.publish.serving import (
+    RELEASES_DIR,
+    WHOLE_MARKER,
+    open_serving,
+    publish,
+    restore_previous,
+)
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -82,6 +91,57 @@ def _person_rows(con: duckdb.DuckDBPyConnection, ids: dict[str, set[str]]) -> di
     }
 
 
+def _release_rows(serving: Path, customer_id: str) -> dict[str, tuple[dict, dict]]:
+    """Per release kept under `serving`: (rows per table, the customer's rows per table and
+    format), read from its serving.duckdb, Parquet files and Hyper extracts."""
+    from tableauhyperapi import Connection, HyperProcess, Telemetry
+
+    out = {}
+    with HyperProcess(Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU) as hyper:
+        for release in sorted((serving / RELEASES_DIR).iterdir()):
+            if not release.is_dir():
+                continue
+            rows, theirs = {}, {}
+            with duckdb.connect(str(release / "serving.duckdb"), read_only=True) as con:
+                tables = [
+                    r[0]
+                    for r in con.execute(
+                        "select table_name from duckdb_columns() where column_name = 'customer_id'"
+                    ).fetchall()
+                ]
+                for table in tables:
+                    rows[table] = con.execute(f"select count(*) from {table}").fetchone()[0]
+                    theirs[(table, "duckdb")] = con.execute(
+                        f"select count(*) from {table} where customer_id = ?", [customer_id]
+                    ).fetchone()[0]
+                    parquet = release / "parquet" / f"{table}.parquet"
+                    theirs[(table, "parquet")] = con.execute(
+                        "select count(*) from read_parquet(?) where customer_id = ?",
+                        [str(parquet), customer_id],
+                    ).fetchone()[0]
+            for table in tables:
+                with Connection(hyper.endpoint, release / "tableau" / f"{table}.hyper") as con:
+                    theirs[(table, "hyper")] = con.execute_scalar_query(
+                        'select count(*) from "Extract"."Extract" where customer_id = '
+                        + "'"
+                        + customer_id.replace("'", "''")
+                        + "'"
+                    )
+            out[release.name] = (rows, {k: v for k, v in theirs.items() if v})
+    return out
+
+
+def _store_hits(home: Path, ids: dict[str, set[str]]) -> set[str]:
+    """The person's phones (national digits), e-mails and accounts found in the raw bytes
+    of the restricted store's file (free space included)."""
+    data = (home / "restricted" / "restricted.duckdb").read_bytes()
+    values = {p.removeprefix("+86") for p in ids.get("phone", ())}
+    values |= set(ids.get("email", ())) | {
+        a.split(":", 1)[1] for a in ids.get("account", ()) if ":" in a
+    }
+    return {v for v in values if v.encode() in data}
+
+
 @pytest.fixture(scope="module")
 def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("erasure") / "home"
@@ -131,6 +191,29 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "where identifier_type = 'phone' and identifier_value = ?",
             [phone],
         ).fetchone()[0]
+        name = con.execute(
+            "select customer_name from restricted.golden.int_customer_profiles_merged "
+            "where customer_id = ?",
+            [customer_id],
+        ).fetchone()[0]
+    # a line of theirs quarantined with only their member number and name (a bad date):
+    # nothing in it but the member number links it to them
+    refs = sorted(a.split(":", 1)[1] for a in ids.get("account", ()) if a.startswith("crm:"))
+    assert refs, ids
+    with _warehouse(home, read_only=False) as con:
+        con.execute(
+            "insert into restricted.raw.quarantine (_source_name, entity, _source_file, "
+            "_source_line, raw_text, reason, _delivery_date, _loaded_at, _file_sha256) values "
+            "('crm_members', 'customers', 'crm_members/2026-10-31/members_extra.csv', 2, ?, "
+            "'registered_at: cannot parse', date '2026-10-31', now()::timestamp, 'x')",
+            [f"{refs[0]},{name},女,,,,,,,普通会员,是,,2026-02-30 25:61:00,2026-02-30 25:61:00"],
+        )
+    # a second publication: the first one is kept as the previous release
+    publish(home / "warehouse" / "warehouse.duckdb", home / "serving")
+    releases_before = _release_rows(home / "serving", customer_id)
+    assert len(releases_before) == 2
+    assert all(theirs for _, theirs in releases_before.values()), releases_before
+    store_bytes_before = _store_hits(home, ids)
     national = phone.removeprefix("+86")
     typed = f"{national[:3]}-{national[3:7]}-{national[7:]}"  # e.g. 138-0013-8000
     proc = crm(home, "forget", "--phone", typed, "--request-id", REQUEST)
@@ -147,6 +230,9 @@ def erasure(crm_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "rows_before": rows_before,
         "kept_before": kept_before,
         "output": proc.stdout,
+        "refs": refs,
+        "releases_before": releases_before,
+        "store_bytes_before": store_bytes_before,
     }
 
 
@@ -227,6 +313,51 @@ def test_the_audit_record_holds_no_personal_data(erasure: dict) -> None:
         assert phone.removeprefix("+86") not in digits
     for value in erasure["ids"].get("email", ()) | erasure["ids"].get("account", set()):
         assert value not in text
+
+
+def test_a_quarantined_line_with_only_their_member_number_is_removed(erasure: dict) -> None:
+    with _warehouse(erasure["home"]) as con:
+        left = con.execute(
+            "select count(*) from restricted.raw.quarantine where raw_text like ?",
+            [f"%{erasure['refs'][0]}%"],
+        ).fetchone()[0]
+    assert left == 0
+
+
+def test_every_kept_release_loses_their_rows_in_every_format(erasure: dict, tmp_path: Path) -> None:
+    """At once, not at the next publication: the current and the previous release (the
+    one `restore_previous` would bring back) hold every other row and none of theirs.
+    (Before `republished`: the next night publishes a new release.)"""
+    after = _release_rows(erasure["home"] / "serving", erasure["customer_id"])
+    assert after.keys() == erasure["releases_before"].keys()
+    for release, (rows, theirs) in after.items():
+        rows_before, theirs_before = erasure["releases_before"][release]
+        assert theirs == {}, release
+        expected = {
+            table: n - theirs_before.get((table, "duckdb"), 0) for table, n in rows_before.items()
+        }
+        assert rows == expected, release
+        manifest = json.loads((erasure["home"] / "serving" / RELEASES_DIR / release /
+                               "manifest.json").read_text())  # fmt: skip
+        assert {t: manifest["tables"][t]["rows"] for t in rows} == rows
+    serving = tmp_path / "serving"
+    shutil.copytree(erasure["home"] / "serving", serving, symlinks=True)
+    restore_previous(serving)
+    con = open_serving(serving)
+    try:
+        assert con.execute(
+            "select count(*) from dim_customers where customer_id = ?", [erasure["customer_id"]]
+        ).fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_the_restricted_store_keeps_nothing_of_them_in_its_free_space(erasure: dict) -> None:
+    """The file's raw bytes: the values the scan found before the erasure are gone (DuckDB
+    keeps deleted values in freed blocks until the file is rewritten)."""
+    assert len(erasure["store_bytes_before"]) >= 3, erasure["store_bytes_before"]
+    assert _store_hits(erasure["home"], erasure["ids"]) == set()
+    assert not list((erasure["home"] / "restricted").glob(".*compact*"))
 
 
 @pytest.fixture(scope="module")
@@ -364,4 +495,56 @@ def test_an_erased_phone_on_a_line_of_an_old_order_removes_the_whole_order_every
             assert n.fetchone()[0] == 0, table
         assert con.execute(
             "select count(*) from restricted.privacy.full_refresh_requests"
+        ).fetchone() == (0,)
+
+
+def test_a_request_killed_midway_and_retried_audits_the_true_counts(
+    crm_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after the restricted store was cleared, before the warehouse: the retry (same
+    request id) finishes the job, and its audit equals that of an uninterrupted request on
+    a copy of the same warehouse."""
+    from pipelines.lib.settings import Settings
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for home in (reference, killed):
+        shutil.copytree(crm_home, home, symlinks=True)
+    with _warehouse(killed) as con:
+        customer_id, email = con.execute(
+            """select customer_id, min(identifier_value)
+            from restricted.identity.int_identity_identifiers
+            inner join intermediate.int_identity_components_resolved using (record_id)
+            inner join marts.dim_customers using (customer_id)
+            where identifier_type = 'email' and not is_supernode and orders_lifetime >= 2
+            group by all order by customer_id limit 1"""
+        ).fetchone()
+    proc = crm(reference, "forget", "--email", email, "--request-id", REQUEST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def killed_here(*args: object) -> None:
+        raise KeyboardInterrupt("killed midway")
+
+    for name, value in crm_env(killed).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(erasure_module, "_warehouse_tables_with_customer_id", killed_here)
+    with pytest.raises(KeyboardInterrupt):
+        erasure_module.forget(Settings.from_env(), email=email, request_id=REQUEST)
+    monkeypatch.undo()
+    proc = crm(killed, "forget", "--email", email, "--request-id", REQUEST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing matched" not in proc.stdout
+
+    def audit(home: Path) -> list[tuple]:
+        with _warehouse(home) as con:
+            return con.execute(
+                "select identifier_kind, customers, identifiers, raw_rows_removed, "
+                "quarantine_rows_removed, warehouse_rows_removed, details "
+                "from restricted.privacy.erasure_requests"
+            ).fetchall()
+
+    assert audit(killed) == audit(reference)
+    assert audit(killed)[0][1:4] >= (1, 1, 1)
+    with _warehouse(killed) as con:
+        assert con.execute(
+            "select count(*) from marts.fct_orders where customer_id = ?", [customer_id]
         ).fetchone() == (0,)

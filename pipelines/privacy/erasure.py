@@ -11,8 +11,10 @@ What `forget()` does, in the warehouse with the restricted store attached:
 2. **Removes the raw rows** (restricted store) that carry any of those identifiers, and the
    whole order or ticket they belong to; each removed row is replaced by a quarantine row
    with no content and the reason `erased (request ...)`, so that the load log still
-   reconciles (rows read = loaded + quarantined). Quarantined rows whose raw text contains
-   one of the person's phones, e-mails, union ids or social ids are deleted.
+   reconciles (rows read = loaded + quarantined). Quarantined rows whose raw text carries
+   one of the person's identifiers (phones by their digits, e-mails, union ids, social ids,
+   account references such as member numbers as whole words; not names: a name alone does
+   not tell people apart) lose their raw text.
 3. **Suppresses re-deliveries.** The person's identifiers are kept as keyed pseudonyms only
    (`privacy.erased_identifiers`); after every load, `purge_erased()` removes new raw rows
    that carry one of them, the same way, so an old file delivered again brings nobody back.
@@ -24,8 +26,17 @@ What `forget()` does, in the warehouse with the restricted store attached:
    (`privacy.full_refresh_requests`), so the next publication neither counts nor shows
    them. The published files change at the next publication (the next night, or
    `crm run --date D` at once).
-5. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
+5. **Clears the kept releases.** Every release under `serving/.releases` (current and
+   previous) is rewritten without the person's rows (serving.duckdb, Parquet, Hyper,
+   manifest): `pipelines.publish.serving.erase_from_releases`.
+6. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
    identifier and the counts. No personal data.
+7. **Compacts** the restricted store and the warehouse (`compact`): DuckDB keeps deleted
+   values in freed blocks until the file is rewritten.
+
+Resumable: the restricted store's changes are one transaction with the request's progress
+(`privacy.erasure_progress`); a request stopped midway is finished by running it again with
+the same request id, and the audit holds the counts of the whole request.
 
 Everything lives in the restricted store except the deletions in the warehouse. When the
 Spark target is used, its Parquet copies of the sources are rewritten and the tables Spark
@@ -36,13 +47,22 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
-from pipelines.lib.duck import RESTRICTED, connect_restricted, connect_warehouse
+from pipelines.lib.duck import (
+    RESTRICTED,
+    connect,
+    connect_restricted,
+    connect_warehouse,
+    duckdb_config,
+)
 from pipelines.lib.pseudonym import (
     all_keys,
     key_fingerprint,
@@ -50,7 +70,7 @@ from pipelines.lib.pseudonym import (
     register_pseudonym,
 )
 from pipelines.lib.settings import Settings
-from pipelines.publish.serving import request_whole_publication
+from pipelines.publish.serving import erase_from_releases, request_whole_publication
 from pipelines.reference.identity import normalise_email, normalise_phone
 
 SCHEMA = f"{RESTRICTED}.privacy"
@@ -60,6 +80,9 @@ RAW_IDENTIFIERS_VIEW = "intermediate.int_raw_row_identifiers"
 #: Identifier types whose clear value is searched in quarantined raw text (long enough not
 #: to match by accident; accounts like `crm:C1` are not).
 TEXT_SEARCHED_TYPES = ("phone", "email", "unionid", "social")
+#: Account references (member numbers, shop buyer ids) shorter than this are not searched in
+#: quarantined raw text: they would match other text by accident.
+MIN_REF_LENGTH = 6
 
 
 class ErasureError(RuntimeError):
@@ -77,6 +100,8 @@ class ErasureResult:
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     spark_refreshed: bool = False
+    #: a request stopped midway earlier, finished now (or already done)
+    resumed: bool = False
     seconds: float = 0.0
 
     @property
@@ -85,6 +110,8 @@ class ErasureResult:
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
+        if self.resumed:
+            verb = "resumed; removed"
         raw = ", ".join(f"{k} {v}" for k, v in self.raw_rows.items() if v) or "none"
         wh = sum(self.warehouse_rows.values())
         return (
@@ -112,6 +139,10 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> None
     con.execute(
         f"""create table if not exists {schema}.purge_state (
             checked_until timestamp, purged_at timestamp, rows_purged bigint)"""
+    )
+    con.execute(
+        f"""create table if not exists {schema}.erasure_progress (
+            request_id varchar, state varchar, details varchar, updated_at timestamp)"""
     )
     con.execute(
         f"""create table if not exists {schema}.full_refresh_requests (
@@ -234,14 +265,16 @@ def _rows_and_their_groups(entity: str, table: str, rows_table: str) -> str:
 
 
 def _remove_raw_rows(
-    con: duckdb.DuckDBPyConnection, matched_sql: str, reason: str
+    con: duckdb.DuckDBPyConnection, matched_sql: str, reason: str, *, transaction: bool = True
 ) -> dict[str, int]:
     """Delete the raw rows listed by `matched_sql` (entity, _source_file, _source_line) and
     their orders / tickets; each becomes an empty quarantine row and the load log is
-    adjusted so that it still reconciles. One transaction on the restricted store."""
+    adjusted so that it still reconciles. One transaction on the restricted store (its own
+    unless `transaction` is False: the caller's)."""
     con.execute(f"create or replace temp table erase_rows as {matched_sql}")
     counts: dict[str, int] = {}
-    con.execute("begin transaction")
+    if transaction:
+        con.execute("begin transaction")
     try:
         for entity in RAW_ENTITIES:
             table = f"{RESTRICTED}.raw.{entity}"
@@ -276,9 +309,11 @@ def _remove_raw_rows(
                 where log.entity = '{entity}' and log.status = 'loaded'
                   and log._source_file = removed._source_file"""
             )
-        con.execute("commit")
+        if transaction:
+            con.execute("commit")
     except Exception:
-        con.execute("rollback")
+        if transaction:
+            con.execute("rollback")
         raise
     return counts
 
@@ -304,85 +339,116 @@ def _warehouse_tables_with_customer_id(
     return [(f'"{s}"."{t}"', columns) for s, t, columns in rows]
 
 
-def forget(
-    settings: Settings,
-    *,
-    phone: str | None = None,
-    email: str | None = None,
-    customer_ref: str | None = None,
-    request_id: str,
-    requested_by: str | None = None,
-    dry_run: bool = False,
-) -> ErasureResult:
-    """Erase one person; see the module docstring. Raises ErasureError with what to do."""
-    started = time.monotonic()
-    if not request_id or not request_id.strip():
-        raise ErasureError("--request-id is required: the ticket or letter the request came with")
-    kind, seeds = _request_identifiers(phone, email, customer_ref)
-    if not settings.warehouse_db.exists() or not settings.restricted_db.exists():
-        raise ErasureError(
-            f"no warehouse under {settings.home}: run the pipeline once (crm run) first"
-        )
-    from pipelines.privacy.keys import verify_key
+#: A request's progress (`privacy.erasure_progress`): `restricted` once the restricted store
+#: is cleared (one transaction), `warehouse` once the warehouse's counts are recorded (its
+#: rows are deleted next), `done` once audited. A retried `crm forget` with the same request
+#: id carries on from there and audits the counts of the whole request.
+STATES = ("restricted", "warehouse", "done")
 
-    key = verify_key(settings)  # the warehouse's key, or KeyMismatchError
-    result = ErasureResult(request_id=request_id, identifier_kind=kind, dry_run=dry_run)
-    reason = f"erased (request {request_id})"
-    with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
-        register_pseudonym(con, key)
-        if not _has_relation(con, "current_database()", "intermediate", "int_raw_row_identifiers"):
-            raise ErasureError(
-                "the warehouse has no identity tables yet: run the pipeline once (crm run) first"
-            )
-        _ensure_tables(con)
-        customers, result.identifiers = _expand(con, seeds)
-        result.customers = len(customers)
-        matched = (
-            f"select distinct rows.entity, rows._source_file, rows._source_line "
-            f"from {RAW_IDENTIFIERS_VIEW} as rows inner join erase_identifiers "
-            "using (identifier_type, identifier_value)"
-        )
-        texts = [
-            (t, v)
-            for t, v in con.execute("select * from erase_identifiers").fetchall()
-            if t in TEXT_SEARCHED_TYPES and v
-        ]
-        quarantine_where = " or ".join(
-            ["false"]
-            + [
-                "strpos(regexp_replace(raw_text, '[^0-9]', '', 'g'), ?) > 0"
-                if t == "phone"
-                else "strpos(lower(raw_text), ?) > 0"
-                for t, _ in texts
-            ]
-        )
-        quarantine_params = [
-            (v.removeprefix("+86") if t == "phone" else v.lower()) for t, v in texts
-        ]
-        if not dry_run:
-            # before anything is deleted: the next publication writes every file whole (a
-            # file patched from a copy of the current release could keep the person's
-            # deleted rows in its free space)
-            request_whole_publication(settings.serving, f"erasure request {request_id}")
-        if dry_run:
-            for entity in RAW_ENTITIES:
-                result.raw_rows[entity] = con.execute(
-                    f"select count(*) from ({matched}) where entity = ?", [entity]
-                ).fetchone()[0]
-            result.quarantine_rows = con.execute(
-                f"select count(*) from {RESTRICTED}.raw.quarantine where {quarantine_where}",
-                quarantine_params,
-            ).fetchone()[0]
-            result.seconds = time.monotonic() - started
-            return result
-        result.quarantine_rows = con.execute(
-            f"select count(*) from {RESTRICTED}.raw.quarantine where {quarantine_where}",
-            quarantine_params,
-        ).fetchone()[0]
+
+def _progress(con: duckdb.DuckDBPyConnection, request_id: str) -> tuple[str, dict] | None:
+    row = con.execute(
+        f"select state, details from {SCHEMA}.erasure_progress where request_id = ?",
+        [request_id],
+    ).fetchone()
+    return None if row is None else (row[0], json.loads(row[1]))
+
+
+def _set_progress(
+    con: duckdb.DuckDBPyConnection, request_id: str, state: str, details: dict
+) -> None:
+    """Record a request's progress (one statement: atomic)."""
+    values = [state, json.dumps(details, sort_keys=True), datetime.now(UTC).replace(tzinfo=None)]
+    (updated,) = con.execute(
+        f"update {SCHEMA}.erasure_progress set state = ?, details = ?, updated_at = ? "
+        "where request_id = ?",
+        [*values, request_id],
+    ).fetchone()
+    if not updated:
         con.execute(
-            f"delete from {RESTRICTED}.raw.quarantine where {quarantine_where}", quarantine_params
+            f"insert into {SCHEMA}.erasure_progress values (?, ?, ?, ?)", [request_id, *values]
         )
-        result.raw_rows = _remove_raw_rows(con, matched, reason)
+
+
+def _quarantine_match(con: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
+    """The condition (and its parameters) on `raw.quarantine` selecting the quarantined rows
+    that carry one of the identifiers in `erase_identifiers`: phones by their digits (any
+    format), e-mails, union ids and social ids as text (case-insensitive), accounts by
+    their reference (member number) as a whole word. Names are not searched: a name alone
+    does not tell people apart (see docs/operations.md)."""
+    conditions, params = ["false"], []
+    for kind, value in con.execute("select * from erase_identifiers").fetchall():
+        if not value:
+            continue
+        if kind == "phone":
+            conditions.append("strpos(regexp_replace(raw_text, '[^0-9]', '', 'g'), ?) > 0")
+            params.append(value.removeprefix("+86"))
+        elif kind in TEXT_SEARCHED_TYPES:
+            conditions.append("strpos(lower(raw_text), ?) > 0")
+            params.append(value.lower())
+        elif kind == "account":
+            ref = value.split(":", 1)[-1].strip()
+            if len(ref) >= MIN_REF_LENGTH:
+                conditions.append("regexp_matches(raw_text, ?)")
+                params.append(r"(^|[^0-9A-Za-z_])" + re.escape(ref) + r"([^0-9A-Za-z_]|$)")
+    return " or ".join(conditions), params
+
+
+def _blank_quarantine(
+    con: duckdb.DuckDBPyConnection, where: str, params: list, reason: str
+) -> None:
+    """Empty the quarantined rows selected by `where`: their raw text goes, the row stays
+    (with `reason`), so the load log still reconciles."""
+    con.execute(
+        f"update {RESTRICTED}.raw.quarantine set raw_text = null, reason = ? where {where}",
+        [reason, *params],
+    )
+
+
+#: Candidate identifiers in quarantined raw text (re-delivery purge).
+_EMAIL_IN_TEXT = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+_TOKEN_IN_TEXT = re.compile(r"[0-9A-Za-z_-]{6,}")
+
+
+def _text_candidates(text: str, systems: list[str]) -> set[tuple[str, str]]:
+    """Every (identifier type, normalised value) a quarantined line could carry: phones (each
+    run of 11 digits, separators ignored), e-mails, union and social ids, and accounts
+    (each token with each known source system)."""
+    out: set[tuple[str, str]] = set()
+    digits = re.sub(r"\D", "", text)
+    for i in range(max(len(digits) - 10, 0)):
+        phone = normalise_phone(digits[i : i + 11])
+        if phone:
+            out.add(("phone", phone))
+    for found in _EMAIL_IN_TEXT.findall(text):
+        email = normalise_email(found)
+        if email:
+            out.add(("email", email))
+    for token in set(_TOKEN_IN_TEXT.findall(text)):
+        out |= {("unionid", token), ("social", token)}
+        out |= {("account", f"{system}:{token}") for system in systems}
+    return out
+
+
+def _clear_restricted(
+    con: duckdb.DuckDBPyConnection,
+    request_id: str,
+    matched: str,
+    customers: list[str],
+    result: ErasureResult,
+) -> None:
+    """Step 1 of a request, one transaction on the restricted store: quarantined rows, raw
+    rows, the erased identifiers' pseudonyms, the derived identity and golden rows, the
+    staging tables, and the request's progress with its counts."""
+    where, params = _quarantine_match(con)
+    reason = f"erased (request {request_id})"
+    con.execute("begin transaction")
+    try:
+        result.quarantine_rows = con.execute(
+            f"select count(*) from {RESTRICTED}.raw.quarantine where {where}", params
+        ).fetchone()[0]
+        _blank_quarantine(con, where, params, reason)
+        result.raw_rows = _remove_raw_rows(con, matched, reason, transaction=False)
         con.execute(
             f"""insert into {SCHEMA}.erased_identifiers
             select ?, identifier_type, crm_pseudonym(identifier_type || ':' || identifier_value)
@@ -395,47 +461,191 @@ def forget(
             con, f"'{RESTRICTED}'", "identity", "int_identity_identifiers"
         ):
             identity = f"{RESTRICTED}.identity.int_identity_identifiers"
-            n = con.execute(
-                f"""select count(*) from {identity}
-                where record_id in (select resolved.record_id
-                                    from intermediate.int_identity_components_resolved as resolved
-                                    where resolved.customer_id in (select customer_id from erase_people))
-                   or (identifier_type, identifier_value) in (select * from erase_identifiers)"""
-            ).fetchone()[0]
-            con.execute(
-                f"""delete from {identity}
-                where record_id in (select resolved.record_id
-                                    from intermediate.int_identity_components_resolved as resolved
-                                    where resolved.customer_id in (select customer_id from erase_people))
-                   or (identifier_type, identifier_value) in (select * from erase_identifiers)"""
-            )
+            theirs = """record_id in (select resolved.record_id
+                from intermediate.int_identity_components_resolved as resolved
+                where resolved.customer_id in (select customer_id from erase_people))
+              or (identifier_type, identifier_value) in (select * from erase_identifiers)"""
+            n = con.execute(f"select count(*) from {identity} where {theirs}").fetchone()[0]
+            con.execute(f"delete from {identity} where {theirs}")
             result.warehouse_rows["restricted.identity.int_identity_identifiers"] = n
         if customers and _has_relation(
             con, f"'{RESTRICTED}'", "golden", "int_customer_profiles_merged"
         ):
             golden = f"{RESTRICTED}.golden.int_customer_profiles_merged"
-            n = con.execute(
-                f"select count(*) from {golden} where customer_id in (select customer_id from erase_people)"
-            ).fetchone()[0]
-            con.execute(
-                f"delete from {golden} where customer_id in (select customer_id from erase_people)"
-            )
+            theirs = "customer_id in (select customer_id from erase_people)"
+            n = con.execute(f"select count(*) from {golden} where {theirs}").fetchone()[0]
+            con.execute(f"delete from {golden} where {theirs}")
             result.warehouse_rows["restricted.golden.int_customer_profiles_merged"] = n
         # the staging tables (every raw row, normalised): dropped, the next build (a full
         # refresh) makes them again without the person
         _drop_staging_tables(con)
-        # the warehouse (no clear personal data, but the person's rows and aggregates)
-        if customers:
-            for table, columns in _warehouse_tables_with_customer_id(con):
-                where = " or ".join(
-                    f"{column} in (select erase_people.customer_id from erase_people)"
-                    for column in columns
-                )
-                n = con.execute(f"select count(*) from {table} where {where}").fetchone()[0]
-                if n:
-                    con.execute(f"delete from {table} where {where}")
-                    result.warehouse_rows[table.replace('"', "")] = n
-        now = datetime.now(UTC).replace(tzinfo=None)
+        _set_progress(con, request_id, "restricted", _details(result, customers))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def _details(result: ErasureResult, customers: list[str]) -> dict:
+    """A request's progress: its counts so far, and its customers (pseudonyms, needed until
+    every store is cleared; dropped once the request is done)."""
+    return {
+        "customers": customers,
+        "identifiers": result.identifiers,
+        "raw_rows_removed": result.raw_rows,
+        "quarantine_rows_removed": result.quarantine_rows,
+        "warehouse_rows_removed": result.warehouse_rows,
+    }
+
+
+def _resume(result: ErasureResult, details: dict) -> list[str]:
+    customers = list(details.get("customers") or [])
+    result.customers = len(customers) if customers else int(details.get("customer_count", 0))
+    result.identifiers = int(details.get("identifiers", 0))
+    result.raw_rows = dict(details.get("raw_rows_removed") or {})
+    result.quarantine_rows = int(details.get("quarantine_rows_removed", 0))
+    result.warehouse_rows = dict(details.get("warehouse_rows_removed") or {})
+    return customers
+
+
+def _clear_warehouse(
+    con: duckdb.DuckDBPyConnection, request_id: str, customers: list[str], result: ErasureResult
+) -> None:
+    """Step 2: record the warehouse rows of the customers (progress `warehouse`), then delete
+    them in one transaction on the warehouse (again on a retry: deleting is idempotent, the
+    recorded counts stay)."""
+    con.execute("create or replace temp table erase_people (customer_id varchar)")
+    con.executemany("insert into erase_people values (?)", [[c] for c in customers])
+    tables = _warehouse_tables_with_customer_id(con) if customers else []
+    wheres = {
+        table: " or ".join(
+            f"{column} in (select erase_people.customer_id from erase_people)" for column in columns
+        )
+        for table, columns in tables
+    }
+    for table, where in wheres.items():
+        n = con.execute(f"select count(*) from {table} where {where}").fetchone()[0]
+        if n:
+            result.warehouse_rows[table.replace('"', "")] = n
+    _set_progress(con, request_id, "warehouse", _details(result, customers))
+    _hook("warehouse_counted")
+    con.execute("begin transaction")
+    try:
+        for table, where in wheres.items():
+            con.execute(f"delete from {table} where {where}")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def _hook(step: str) -> None:
+    """A point where tests stop a request midway (monkeypatched); does nothing."""
+
+
+def forget(
+    settings: Settings,
+    *,
+    phone: str | None = None,
+    email: str | None = None,
+    customer_ref: str | None = None,
+    request_id: str,
+    requested_by: str | None = None,
+    dry_run: bool = False,
+) -> ErasureResult:
+    """Erase one person; see the module docstring. Raises ErasureError with what to do.
+
+    Resumable: a request stopped midway (killed, power cut) is finished by running it again
+    with the same request id; the audit then holds the counts of the whole request. A
+    request already done is reported from its audit record (its releases and stores are
+    cleared and compacted again, which changes nothing else)."""
+    started = time.monotonic()
+    if not request_id or not request_id.strip():
+        raise ErasureError("--request-id is required: the ticket or letter the request came with")
+    kind, seeds = _request_identifiers(phone, email, customer_ref)
+    if not settings.warehouse_db.exists() or not settings.restricted_db.exists():
+        raise ErasureError(
+            f"no warehouse under {settings.home}: run the pipeline once (crm run) first"
+        )
+    from pipelines.privacy.keys import verify_key
+
+    key = verify_key(settings)  # the warehouse's key, or KeyMismatchError
+    result = ErasureResult(request_id=request_id, identifier_kind=kind, dry_run=dry_run)
+    with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
+        register_pseudonym(con, key)
+        if not _has_relation(con, "current_database()", "intermediate", "int_raw_row_identifiers"):
+            raise ErasureError(
+                "the warehouse has no identity tables yet: run the pipeline once (crm run) first"
+            )
+        _ensure_tables(con)
+        progress = None if dry_run else _progress(con, request_id)
+        if progress is None:
+            customers, result.identifiers = _expand(con, seeds)
+            result.customers = len(customers)
+            matched = (
+                f"select distinct rows.entity, rows._source_file, rows._source_line "
+                f"from {RAW_IDENTIFIERS_VIEW} as rows inner join erase_identifiers "
+                "using (identifier_type, identifier_value)"
+            )
+            if dry_run:
+                for entity in RAW_ENTITIES:
+                    result.raw_rows[entity] = con.execute(
+                        f"select count(*) from ({matched}) where entity = ?", [entity]
+                    ).fetchone()[0]
+                where, params = _quarantine_match(con)
+                result.quarantine_rows = con.execute(
+                    f"select count(*) from {RESTRICTED}.raw.quarantine where {where}", params
+                ).fetchone()[0]
+                result.seconds = time.monotonic() - started
+                return result
+            # before anything is deleted: the next publication writes every file whole (a
+            # file patched from a copy of the current release could keep the person's
+            # deleted rows in its free space)
+            request_whole_publication(settings.serving, f"erasure request {request_id}")
+            _clear_restricted(con, request_id, matched, customers, result)
+            state = "restricted"
+            _hook("restricted")
+        else:
+            state, details = progress
+            customers = _resume(result, details)
+            result.resumed = True
+        if state == "restricted":
+            _clear_warehouse(con, request_id, customers, result)
+            state = "warehouse"
+            _hook("warehouse")
+    if state == "warehouse":
+        # every kept release (serving.duckdb, Parquet, Hyper) without the person's rows
+        erase_from_releases(settings.serving, customers)
+        _hook("releases")
+        with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
+            _audit(con, request_id, requested_by, kind, key, result, customers)
+        state = "done"
+    # the Parquet copies for the Spark target (pipelines/spark), when it is used
+    from pipelines.spark import refresh_after_erasure
+
+    result.spark_refreshed = refresh_after_erasure(settings)
+    # the deleted values stay in the files' free blocks until they are rewritten
+    compact(settings.restricted_db)
+    compact(settings.warehouse_db, {RESTRICTED: settings.restricted_db})
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _audit(
+    con: duckdb.DuckDBPyConnection,
+    request_id: str,
+    requested_by: str | None,
+    kind: str,
+    key: bytes,
+    result: ErasureResult,
+    customers: list[str],
+) -> None:
+    """Step 3, one transaction on the restricted store: the next build is a full refresh,
+    the re-delivery purge starts from here, the audit record, the request `done` (its
+    customers forgotten, only their count kept)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("begin transaction")
+    try:
         con.execute(f"insert into {SCHEMA}.full_refresh_requests values (?, ?)", [request_id, now])
         # every raw row loaded so far was checked: the re-delivery purge starts from here
         con.execute(
@@ -461,12 +671,79 @@ def forget(
                 key_fingerprint(key),
             ],
         )
-    # the Parquet copies for the Spark target (pipelines/spark), when it is used
-    from pipelines.spark import refresh_after_erasure
+        done = _details(result, [])
+        done["customer_count"] = len(customers)
+        _set_progress(con, request_id, "done", done)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
-    result.spark_refreshed = refresh_after_erasure(settings)
-    result.seconds = time.monotonic() - started
-    return result
+
+def _same_content(con: duckdb.DuckDBPyConnection, a: str, b: str) -> bool:
+    """Databases `a` and `b` hold the same tables and views, each table with as many rows."""
+
+    def content(db: str) -> list:
+        objects = con.execute(
+            "select schema_name, table_name, 'table' from duckdb_tables() where database_name = ? "
+            "union all select schema_name, view_name, 'view' from duckdb_views() "
+            "where database_name = ? and not internal order by all",
+            [db, db],
+        ).fetchall()
+        return [
+            (schema, name, kind)
+            + (
+                con.execute(f'select count(*) from "{db}"."{schema}"."{name}"').fetchone()
+                if kind == "table"
+                else ()
+            )
+            for schema, name, kind in objects
+        ]
+
+    return content(a) == content(b)
+
+
+def compact(path: Path, attach: dict[str, Path] | None = None) -> None:
+    """Rewrite the DuckDB file `path` without its free blocks: DuckDB keeps deleted values in
+    the blocks it freed until they are reused, so after an erasure the file is CHECKPOINTed,
+    copied into a new file (COPY FROM DATABASE: tables and views, no free space) and the
+    copy renamed over it while the old file is still held (no writer slips in between).
+    `attach`: other stores its views read (alias -> path), attached read-only."""
+    if not path.exists():
+        return
+    with connect(path) as con:
+        con.execute("checkpoint")
+    alias = path.stem
+    fresh = path.with_name(f".{path.name}.compact")
+    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(config=duckdb_config())
+    try:
+        con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias} (read_only)")
+        for name, other in (attach or {}).items():
+            con.execute(
+                f"attach '{str(other).replace(chr(39), chr(39) * 2)}' as {name} (read_only)"
+            )
+        con.execute(f"attach '{str(fresh).replace(chr(39), chr(39) * 2)}' as compacted")
+        con.execute(f"copy from database {alias} to compacted")
+        if not _same_content(con, alias, "compacted"):
+            raise ErasureError(f"{path}: its compacted copy differs; the file was left as it is")
+        con.execute("checkpoint compacted")
+        con.execute("detach compacted")
+        os.chmod(fresh, path.stat().st_mode & 0o777)
+        fd = os.open(fresh, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(fresh, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        con.close()
 
 
 def _earlier_rows_of_matched_groups(con: duckdb.DuckDBPyConnection, since: datetime) -> int:
@@ -549,10 +826,40 @@ def purge_erased(settings: Settings) -> int:
         # staged and in the facts: then the staging tables go and the next build is a full
         # refresh (as after `crm forget`)
         earlier = _earlier_rows_of_matched_groups(con, since) if matched and since else 0
-        counts = _remove_raw_rows(
-            con, "select * from purge_matches", "erased (an erased person's data delivered again)"
-        )
+        reason = "erased (an erased person's data delivered again)"
+        counts = _remove_raw_rows(con, "select * from purge_matches", reason)
         removed = sum(counts.values())
+        # quarantined lines of the same loads: their raw text, searched for every identifier
+        # it could carry, pseudonymised like the erased ones
+        systems = [
+            r[0]
+            for r in con.execute(
+                f"select distinct trim(source_system) from {RESTRICTED}.raw.customers "
+                f"where source_system is not null union select distinct trim(source_system) "
+                f"from {RESTRICTED}.raw.orders where source_system is not null"
+            ).fetchall()
+        ]
+        quarantined = con.execute(
+            f"select rowid, raw_text from {RESTRICTED}.raw.quarantine "
+            f"where raw_text is not null {window.replace('where', 'and')}",
+            [] if since is None else [since],
+        ).fetchall()
+        theirs = [
+            rowid
+            for rowid, text in quarantined
+            if any(
+                (kind, pseudonym(f"{kind}:{value}", k)) in erased
+                for kind, value in _text_candidates(text, systems)
+                for k in keys
+            )
+        ]
+        if theirs:
+            con.execute(
+                f"update {RESTRICTED}.raw.quarantine set raw_text = null, reason = ? "
+                f"where rowid in (select unnest(?))",
+                [reason, theirs],
+            )
+            removed += len(theirs)
         now = datetime.now(UTC).replace(tzinfo=None)
         if earlier:
             _drop_staging_tables(con)
@@ -564,7 +871,10 @@ def purge_erased(settings: Settings) -> int:
         con.execute(
             f"insert into {SCHEMA}.purge_state values (?, ?, ?)", [until or since, now, removed]
         )
-        return removed
+    if removed:
+        # the rows just deleted stay in the file's free blocks until it is rewritten
+        compact(settings.restricted_db)
+    return removed
 
 
 def full_refresh_requested(settings: Settings) -> list[str]:
