@@ -226,7 +226,8 @@ def test_an_erased_person_leaves_no_byte_behind(crm_home: Path, tmp_path: Path) 
     old_key.unlink()
     again = home / "landing" / "shop_orders" / (REDELIVERY + timedelta(days=1)).isoformat()
     again.mkdir(parents=True)
-    (again / target.name).write_bytes(target.read_bytes())
+    # other bytes than the first re-delivery (a byte-identical file is loaded once)
+    (again / target.name).write_bytes(header + b"".join(theirs))
     proc = _crm_with_key(home, NEW_KEY, "run", "--date", again.name)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -234,7 +235,7 @@ def test_an_erased_person_leaves_no_byte_behind(crm_home: Path, tmp_path: Path) 
         purged = con.execute(
             "select count(*) from raw.quarantine where reason like 'erased%delivered again%'"
         ).fetchone()[0]
-    assert purged >= 2 * (len(theirs) + 1)  # the broken line too, in both re-deliveries
+    assert purged >= 2 * len(theirs) + 1  # both re-deliveries, and the broken line
     with duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True) as con:
         assert con.execute(
             "select count(*) from dim_customers where customer_id = ?", [customer_id]
