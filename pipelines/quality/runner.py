@@ -83,6 +83,17 @@ class ExpectationOutcome:
     #: why the expectation was not evaluated (no source of its entity); None: evaluated
     skipped: str | None = None
 
+    @classmethod
+    def of(cls, exp: Any, **outcome: Any) -> ExpectationOutcome:
+        """The outcome of expectation ``exp`` (its check, type, column and severity)."""
+        return cls(
+            check=exp.check,
+            expectation_type=exp.type,
+            column=exp.column,
+            severity=exp.severity,
+            **outcome,
+        )
+
     def describe(self) -> str:
         if self.skipped:
             return f"{self.check} [{self.severity}] skipped: {self.skipped}"
@@ -338,16 +349,7 @@ class QualityRunner:
         params = runtime_parameters(as_of, self.timezone)
         suite_reason = self._skip_reason(spec.entities)
         skipped = [
-            ExpectationOutcome(
-                check=exp.check,
-                expectation_type=exp.type,
-                column=exp.column,
-                severity=exp.severity,
-                success=True,
-                observed=None,
-                threshold=None,
-                skipped=reason,
-            )
+            ExpectationOutcome.of(exp, success=True, observed=None, threshold=None, skipped=reason)
             for exp in spec.expectations
             if (reason := suite_reason or self._skip_reason(exp.entities))
         ]
@@ -530,15 +532,8 @@ class QualityRunner:
         observed, threshold, details = observed_and_threshold(exp, result, params)
         if error:
             details["error"] = str(error)[:2000]
-        outcome = ExpectationOutcome(
-            check=exp.check,
-            expectation_type=exp.type,
-            column=exp.column,
-            severity=exp.severity,
-            success=success,
-            observed=observed,
-            threshold=threshold,
-            details=details,
+        outcome = ExpectationOutcome.of(
+            exp, success=success, observed=observed, threshold=threshold, details=details
         )
         if not success and error is None:
             if exp.type == "unexpected_rows_expectation":
