@@ -399,7 +399,7 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "repurchase_rate") == 0.5  # P1 has 2 orders to date, P2 one
     assert kpi(db, m, "churn_rate") == 0  # P1 active at 09-30 and at 10-31
     assert kpi(db, m, "vip_customers") == 1
-    assert kpi(db, m, "vip_repurchase_rate") == 1
+    assert kpi(db, m, "returning_customer_rate") == 0.5  # P1 has 2 orders to date, P2 one
     assert kpi(db, m, "purchasing_customers", "vip") == 1
     assert kpi(db, m, "tickets") == 3
     assert kpi(db, m, "first_response_minutes_p50") == 25  # T1 30 min, T2 20 min
@@ -441,8 +441,8 @@ def test_october_quadrant_kpis_hand_computed(built):
     quadrant rows; each quadrant the order family plus churn and reactivation rates."""
     db = built["db"]
     assert quadrant_rows(db) == {
-        ("2026-10", "high_value_high_potential"): (9, date(2026, 10, 31)),
-        ("2026-10", "low_value_low_potential"): (9, date(2026, 10, 31)),
+        ("2026-10", "high_value_high_potential"): (10, date(2026, 10, 31)),
+        ("2026-10", "low_value_low_potential"): (10, date(2026, 10, 31)),
     }
     m, hh, ll = "2026-10", "high_value_high_potential", "low_value_low_potential"
     assert kpi(db, m, "orders", hh) == 1  # O1
@@ -466,11 +466,11 @@ def test_nightly_run_in_the_next_month_keeps_the_quadrants_of_the_month_end(buil
         run_dbt(["build", half, "source:clv+", "--vars", build_vars("2026-11-01")], tmp_path, db)
     hh, ll = "high_value_high_potential", "low_value_low_potential"
     assert quadrant_rows(db) == {
-        ("2026-10", hh): (9, date(2026, 10, 31)),
-        ("2026-10", ll): (9, date(2026, 10, 31)),
+        ("2026-10", hh): (10, date(2026, 10, 31)),
+        ("2026-10", ll): (10, date(2026, 10, 31)),
         # as of 11-01: P1 57,040 and P2 2,298 (O3, O8, O9) in 365 days; engagement 3 / 1
-        ("2026-11", hh): (9, date(2026, 11, 1)),
-        ("2026-11", ll): (9, date(2026, 11, 1)),
+        ("2026-11", hh): (10, date(2026, 11, 1)),
+        ("2026-11", ll): (10, date(2026, 11, 1)),
     }
     assert kpi(db, "2026-10", "net_revenue") == 2640 + 999  # recomputed with O8
     assert kpi(db, "2026-10", "net_revenue", ll) == 300  # as of 10-31

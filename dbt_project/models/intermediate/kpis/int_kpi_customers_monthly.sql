@@ -125,12 +125,12 @@ unpivoted as (
         ('net_revenue', 'net_revenue', 'null', none),
         ('aov', 'net_revenue', 'orders', none),
         ('repurchase_rate', 'returning_customers', 'purchasing_customers', none),
+        ('returning_customer_rate', 'returning_customers', 'purchasing_customers', none),
         ('churn_rate', 'churned_customers', 'active_at_start',
             "segment_type in ('all', 'quadrant') or segment in ('new', 'active')"),
         ('dormant_reactivation_rate', 'reactivated_customers', 'dormant_at_start',
             "segment_type in ('all', 'quadrant') or segment = 'dormant'"),
-        ('vip_customers', 'vip_purchasing_customers', 'null', "segment_type = 'all'"),
-        ('vip_repurchase_rate', 'vip_returning_customers', 'vip_purchasing_customers', "segment_type = 'all'"),
+        ('vip_customers', 'vip_purchasing_customers', 'null', "segment_type = 'all'")
     ] %}
     {%- for kpi, numerator, denominator, condition in kpis %}
     select
