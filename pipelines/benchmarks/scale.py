@@ -551,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             _echo(
                 f"{preset}: results in {result_path(preset).relative_to(REPO)} and {SUMMARY.relative_to(REPO)}"
             )
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(render(RESULTS_DIR), encoding="utf-8")
     return 0
 
