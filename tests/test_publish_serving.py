@@ -179,17 +179,6 @@ def test_no_staging_or_wal_left_behind(published):
     assert not (published.serving_dir / "serving.duckdb.wal").exists()
 
 
-def test_kpi_definitions_seed_in_main_is_published(tmp_path):
-    info = build_fixture_warehouse(
-        tmp_path / "warehouse.duckdb", kpi_definitions_schema="main", n_customers=30
-    )
-    result = publish(info.path, tmp_path / "serving", formats=("duckdb",))
-    assert result.row_counts["kpi_definitions"] == 13
-    assert "fct_orders" in result.row_counts
-    # every entry point resolves (an empty folder), but nothing was written in it
-    assert not list((tmp_path / "serving" / "parquet").glob("*"))
-
-
 def test_hyper_without_parquet_leaves_no_parquet_behind(tmp_path):
     """Hyper reads Parquet: with formats duckdb + hyper, temporary Parquet files feed the
     extracts and are removed; the extracts hold every row."""

@@ -12,7 +12,9 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "rpt_kpi_review": ("marts", "main"),
     "fct_kpi_monthly": ("marts", "main"),
     "dim_customers": ("marts", "main"),
-    "kpi_definitions": ("marts", "main"),
+    "kpi_definitions": ("seeds", "main"),
+    "kpi_targets": ("targets", "main"),
+    "sla_targets": ("seeds", "main"),
     "dq_results": ("quality", "main"),
     "holdout_validation": ("clv", "main"),
 }
