@@ -52,7 +52,7 @@ buyers as (
     select distinct months.month, orders.customer_id
     from months inner join orders
         on orders.order_date between months.month and months.end_date
-)
+),
 members as (
     select
         vip_at.month,

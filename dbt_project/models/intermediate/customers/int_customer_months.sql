@@ -216,9 +216,11 @@ rf_segmented_at_start as (
     left join rfm_segment_map
         on rf_scored_at_start.r_score_at_start between rfm_segment_map.r_min and rfm_segment_map.r_max
             and rf_scored_at_start.f_score_at_start between rfm_segment_map.f_min and rfm_segment_map.f_max
-    qualify row_number() over (
-        partition by rf_scored_at_start.customer_month_id order by rfm_segment_map.priority
-    ) = 1
+    qualify
+        row_number() over (
+            partition by rf_scored_at_start.customer_month_id
+            order by rfm_segment_map.priority
+        ) = 1
 ),
 
 final as (
