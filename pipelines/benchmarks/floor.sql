@@ -12,7 +12,8 @@
 --
 -- The definitions are those of the dbt project (docs/warehouse.md); the tables are built
 -- from scratch as of D, like `dbt build --full-refresh`. Not covered: the golden record,
--- service / social / profile KPIs, the vip / lifecycle / quadrant segments, CLV, tests.
+-- service / social / profile KPIs, the vip / lifecycle / quadrant / RF / channel segments,
+-- CLV, tests.
 --
 -- Inputs: raw.customers, raw.orders, raw.service_events, raw.social_interactions (the
 -- loader's raw tables), seeds.currency_rates and seeds.rfm_segment_map (the dbt seeds).
