@@ -410,7 +410,12 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "resolution_sla_rate") == pytest.approx(1 / 3)
     assert kpi(db, m, "csat_avg") == 3.5  # 5 and 2
     assert kpi(db, m, "csat_satisfied_rate") == 0.5
-    assert kpi(db, m, "demand_conversion_rate") == 0.5  # T3 -> O3 after 5 days; T1 no later order
+    # T3 -> O3 after 5 days: converted; T1 (created 10-06) has no later order yet, but its
+    # 30 days run to 11-05, after D: pending, in neither numerator nor denominator
+    assert kpi(db, m, "demand_conversion_rate") == 1
+    assert query(db, "select numerator, denominator, pending, is_complete from marts.fct_kpi_monthly "
+                     "where month_label = '2026-10' and segment = 'all' "
+                     "and kpi = 'demand_conversion_rate'") == [(1, 1, 1, False)]  # fmt: skip
     assert kpi(db, m, "message_reply_rate") == 1  # i1 answered by i2 after 3 h
     assert kpi(db, m, "social_engaged_customers") == 1
     # records C1, M1, C2 (C3 not as of D) form 2 customers
@@ -418,7 +423,8 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "profile_completeness") == pytest.approx((1 + 2 / 6) / 2)
     assert kpi(db, m, "full_profile_rate") == 0.5
     assert query(db, "select is_complete, end_date from marts.fct_kpi_monthly "
-                     "where month_label = '2026-10' limit 1") == [(True, date(2026, 10, 31))]  # fmt: skip
+                     "where month_label = '2026-10' and segment = 'all' and kpi = 'orders'"
+                     ) == [(True, date(2026, 10, 31))]  # fmt: skip
     # September: P1's first order (O2), and the profile state as of 09-30
     assert kpi(db, "2026-09", "new_customers") == 1
     assert kpi(db, "2026-09", "net_revenue") == 56800
