@@ -45,6 +45,7 @@ from pipelines.reference.metrics import (
     mature_social_kpis,
     prepare,
     read_currency_rates,
+    with_maturity,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,9 +95,9 @@ def reference_kpis(
 ) -> pd.DataFrame:
     raw = read_landing(home / "landing", MAPPINGS, as_of)
     cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
-    return compute_kpis(
-        prepare(raw, cfg), segments=segments, first_month=first_month, clv_scores=clv_scores
-    )
+    p = prepare(raw, cfg)
+    kpis = compute_kpis(p, segments=segments, first_month=first_month, clv_scores=clv_scores)
+    return with_maturity(kpis, p)  # metrics.md "Maturity": pending events, is_complete per KPI
 
 
 def _equal(kpi: str, a: float, b: float) -> bool:
