@@ -976,6 +976,53 @@ def test_nightly_run_absorbs_a_late_order_like_a_full_refresh(built, tmp_path):
     assert {month for month, _ in quadrant_rows(db)} == {"2026-10"}  # the month of D only
 
 
+def test_a_month_still_maturing_is_recomputed_every_night_until_complete(built, tmp_path):
+    """demand_conversion_rate matures 30 days after the month (metrics.md "Maturity").
+    Inquiry T9 of P1 (no later order), created 10-20 00:00 UTC, delivered on 11-01: its
+    30 days end 11-19 00:00 UTC. Nights (no other delivery) 11-01 and 11-12 recompute
+    October within the lookback: T9 pending. From night 11-13 on, D - 7 days lies in
+    November, yet October is still maturing, so it is recomputed too: on 11-19 (the end
+    of D is 11-19 16:00 UTC) T9 is decided, not converted: October = T3 converted of T1,
+    T3, T9 decided, 0 pending; on 11-30 (10-31 + 30 days) October is complete, and every
+    row equals a --full-refresh. (Without the maturity in the recomputed months, October
+    kept the pending T9 of night 11-12 and never turned complete.)"""
+    db = _copy_stores(built, tmp_path)
+    con = duckdb.connect(str(db))
+    insert(con, "service_events", [
+        dict(ticket_id="T9", event_id="e90", event_at=ts("2026-10-20 00:00"),
+             event_type="created", priority="P3", category="inquiry", channel="phone",
+             phone="13800138000", _delivery_date=date(2026, 11, 1)),
+    ])  # fmt: skip
+    con.close()
+    october = (
+        "select numerator, denominator, pending, is_complete from marts.fct_kpi_monthly "
+        "where month_label = '2026-10' and segment = 'all' and kpi = 'demand_conversion_rate'"
+    )
+    seen = {}
+    for night in ("2026-11-01", "2026-11-12", "2026-11-13", "2026-11-19", "2026-11-30"):
+        run_dbt(["run", "--vars", build_vars(night)], tmp_path, db)
+        seen[night] = query(db, october)[0]
+    assert seen == {
+        # T3 converted; T1's 30 days end 11-05 00:00 UTC, after the end of 11-01: T1 and
+        # T9 pending
+        "2026-11-01": (1, 1, 2, False),
+        "2026-11-12": (1, 2, 1, False),  # T1 decided, not converted; T9 pending
+        "2026-11-13": (1, 2, 1, False),
+        "2026-11-19": (1, 3, 0, False),
+        "2026-11-30": (1, 3, 0, True),
+    }, seen
+    columns = (
+        "kpi_monthly_id, is_complete, value, numerator, denominator, pending, is_small_base, "
+        "has_enough_history, segment_as_of"
+    )
+    rows = (
+        f"select {columns} from marts.fct_kpi_monthly where segment_type <> 'quadrant' order by 1"
+    )
+    nightly = query(db, rows)
+    run_dbt(["run", "--full-refresh", "--vars", build_vars("2026-11-30")], tmp_path, db)
+    assert nightly == query(db, rows)
+
+
 # --------------------------------------------------------------------------- (c) lint
 def test_the_unique_test_reports_every_duplicated_value_and_its_count(built, tmp_path):
     """The `unique` test (macros/test_unique.sql: grouped by a hash first on DuckDB) fails
