@@ -417,7 +417,12 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "resolution_sla_rate") == pytest.approx(1 / 3)
     assert kpi(db, m, "csat_avg") == 3.5  # 5 and 2
     assert kpi(db, m, "csat_satisfied_rate") == 0.5
-    assert kpi(db, m, "demand_conversion_rate") == 0.5  # T3 -> O3 after 5 days; T1 no later order
+    # T3 -> O3 after 5 days: converted; T1 (created 10-06) has no later order yet, but its
+    # 30 days run to 11-05, after D: pending, in neither numerator nor denominator
+    assert kpi(db, m, "demand_conversion_rate") == 1
+    assert query(db, "select numerator, denominator, pending, is_complete from marts.fct_kpi_monthly "
+                     "where month_label = '2026-10' and segment = 'all' "
+                     "and kpi = 'demand_conversion_rate'") == [(1, 1, 1, False)]  # fmt: skip
     assert kpi(db, m, "message_reply_rate") == 1  # i1 answered by i2 after 3 h
     assert kpi(db, m, "social_engaged_customers") == 1
     # records C1, M1, C2 (C3 not as of D) form 2 customers
@@ -425,7 +430,8 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "profile_completeness") == pytest.approx((1 + 2 / 6) / 2)
     assert kpi(db, m, "full_profile_rate") == 0.5
     assert query(db, "select is_complete, end_date from marts.fct_kpi_monthly "
-                     "where month_label = '2026-10' limit 1") == [(True, date(2026, 10, 31))]  # fmt: skip
+                     "where month_label = '2026-10' and segment = 'all' and kpi = 'orders'"
+                     ) == [(True, date(2026, 10, 31))]  # fmt: skip
     # September: P1's first order (O2), and the profile state as of 09-30
     assert kpi(db, "2026-09", "new_customers") == 1
     assert kpi(db, "2026-09", "net_revenue") == 56800
@@ -1007,6 +1013,53 @@ def test_nightly_run_absorbs_a_late_order_like_a_full_refresh(built, tmp_path):
                      "order by kpi_monthly_id")  # fmt: skip
     assert nightly == full
     assert {month for month, _ in quadrant_rows(db)} == {"2026-10"}  # the month of D only
+
+
+def test_a_month_still_maturing_is_recomputed_every_night_until_complete(built, tmp_path):
+    """demand_conversion_rate matures 30 days after the month (metrics.md "Maturity").
+    Inquiry T9 of P1 (no later order), created 10-20 00:00 UTC, delivered on 11-01: its
+    30 days end 11-19 00:00 UTC. Nights (no other delivery) 11-01 and 11-12 recompute
+    October within the lookback: T9 pending. From night 11-13 on, D - 7 days lies in
+    November, yet October is still maturing, so it is recomputed too: on 11-19 (the end
+    of D is 11-19 16:00 UTC) T9 is decided, not converted: October = T3 converted of T1,
+    T3, T9 decided, 0 pending; on 11-30 (10-31 + 30 days) October is complete, and every
+    row equals a --full-refresh. (Without the maturity in the recomputed months, October
+    kept the pending T9 of night 11-12 and never turned complete.)"""
+    db = _copy_stores(built, tmp_path)
+    con = duckdb.connect(str(db))
+    insert(con, "service_events", [
+        dict(ticket_id="T9", event_id="e90", event_at=ts("2026-10-20 00:00"),
+             event_type="created", priority="P3", category="inquiry", channel="phone",
+             phone="13800138000", _delivery_date=date(2026, 11, 1)),
+    ])  # fmt: skip
+    con.close()
+    october = (
+        "select numerator, denominator, pending, is_complete from marts.fct_kpi_monthly "
+        "where month_label = '2026-10' and segment = 'all' and kpi = 'demand_conversion_rate'"
+    )
+    seen = {}
+    for night in ("2026-11-01", "2026-11-12", "2026-11-13", "2026-11-19", "2026-11-30"):
+        run_dbt(["run", "--vars", build_vars(night)], tmp_path, db)
+        seen[night] = query(db, october)[0]
+    assert seen == {
+        # T3 converted; T1's 30 days end 11-05 00:00 UTC, after the end of 11-01: T1 and
+        # T9 pending
+        "2026-11-01": (1, 1, 2, False),
+        "2026-11-12": (1, 2, 1, False),  # T1 decided, not converted; T9 pending
+        "2026-11-13": (1, 2, 1, False),
+        "2026-11-19": (1, 3, 0, False),
+        "2026-11-30": (1, 3, 0, True),
+    }, seen
+    columns = (
+        "kpi_monthly_id, is_complete, value, numerator, denominator, pending, is_small_base, "
+        "has_enough_history, segment_as_of"
+    )
+    rows = (
+        f"select {columns} from marts.fct_kpi_monthly where segment_type <> 'quadrant' order by 1"
+    )
+    nightly = query(db, rows)
+    run_dbt(["run", "--full-refresh", "--vars", build_vars("2026-11-30")], tmp_path, db)
+    assert nightly == query(db, rows)
 
 
 # --------------------------------------------------------------------------- (c) lint

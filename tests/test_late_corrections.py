@@ -12,6 +12,10 @@ and late arrivals"): `fct_kpi_monthly.computed_as_of_date` (the D a month was co
 of) and the quadrant rows of months before the month of D (a full build has them for the
 month of D only); doubles are compared to 9 decimal places (sums in another order).
 
+The nights cross the day on which September's demand_conversion_rate matures (09-30 +
+30 days): a month still maturing is recomputed every night until it is complete, and the
+test checks that it turned complete during the nights.
+
 The nights must have delivered corrections of every kind dated before the lookback window
 (D - 7), each night some up to 40-60 days before D, so that the test fails when the nightly
 build leaves them out (as it did before the facts recomputed the keys delivered since their
@@ -137,6 +141,22 @@ def late_keys_not_written(work: Path, night: date) -> dict[str, int]:
         con.close()
 
 
+def maturing(work: Path) -> dict[tuple[str, str], bool]:
+    """(month, kpi) -> is_complete of the KPIs with maturity (segment all) in the nightly
+    build."""
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        return {
+            (month, kpi): complete
+            for month, kpi, complete in con.execute(
+                "select month_label, kpi, is_complete from marts.fct_kpi_monthly "
+                "where segment = 'all' and maturity_days > 0"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+
+
 def gate_failures(work: Path, night: date, docs: Path) -> list[str]:
     con = duckdb.connect(str(work / "warehouse.duckdb"))
     try:
@@ -216,6 +236,7 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
     dbt(work, "seed", first)
     dbt(work, "run", first)
     seen: dict[str, int] = {}  # late rows delivered by the nights, per kind
+    states = [maturing(work)]  # is_complete of the maturing KPI months, night by night
     for night in days[-NIGHTS:]:
         load(work, root / "landing", [night])
         dbt(work, "run", night)
@@ -228,4 +249,12 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
         diff = differences(work, night)
         assert all(d[2] > 0 for d in diff.values()), (night, diff)
         assert {m: d[:2] for m, d in diff.items() if d[:2] != (0, 0)} == {}, (night, late, diff)
+        states.append(maturing(work))
     assert all(n > 0 for n in seen.values()), seen
+    # months matured across the nights (e.g. September's demand_conversion_rate, complete
+    # from 09-30 + 30 days = 10-30): incomplete before, complete after, and each night's
+    # incremental build equalled a full rebuild meanwhile
+    matured = {
+        key for key, complete in states[-1].items() if complete and not states[0].get(key, True)
+    }
+    assert ("2026-09", "demand_conversion_rate") in matured, (days[-NIGHTS:], states)

@@ -123,13 +123,26 @@ create table marts.fct_social_interactions as select * from (values
 ) as t(interaction_id, direction, platform, customer_id, occurred_at, occurred_date);
 
 create table marts.fct_kpi_monthly as select * from (values
-    ('k1', date '2024-02-01', 'all', 'all', 'repurchase_rate', 'ratio', 0.0, 0.0, 0.0, true),
-    ('k2', date '2024-03-01', 'all', 'all', 'repurchase_rate', 'ratio', 0.5, 1.0, 2.0, false),
-    ('k3', date '2024-03-01', 'all', 'all', 'duplicate_record_rate', 'ratio', 0.0, 0.0, 4.0, false),
-    ('k4', date '2024-03-01', 'all', 'all', 'profile_completeness', 'ratio', 1.0, 4.0, 4.0, false),
-    ('k5', date '2024-03-01', 'all', 'all', 'net_revenue', 'CNY', 250.0, null, null, false)
+    ('k1', date '2024-02-01', 'all', 'all', 'repurchase_rate', 'ratio', 0.0, 0.0, 0.0, true, 0, null, true),
+    ('k2', date '2024-03-01', 'all', 'all', 'repurchase_rate', 'ratio', 0.5, 1.0, 2.0, true, 0, null, true),
+    ('k3', date '2024-03-01', 'all', 'all', 'duplicate_record_rate', 'ratio', 0.0, 0.0, 4.0, true, 0, null, true),
+    ('k4', date '2024-03-01', 'all', 'all', 'profile_completeness', 'ratio', 1.0, 4.0, 4.0, true, 0, null, true),
+    ('k5', date '2024-03-01', 'all', 'all', 'net_revenue', 'CNY', 250.0, null, null, true, 0, null, false),
+    -- March at D = 03-31: still maturing (03-31 + 30), 3 inquiries pending
+    ('k6', date '2024-03-01', 'all', 'all', 'demand_conversion_rate', 'ratio', 0.5, 1.0, 2.0, false, 30, 3.0, true),
+    ('k7', date '2024-02-01', 'all', 'all', 'demand_conversion_rate', 'ratio', 0.5, 20.0, 40.0, true, 30, 0.0, false)
 ) as t(kpi_monthly_id, month, segment_type, segment, kpi, unit, value, numerator, denominator,
-       is_complete);
+       is_complete, maturity_days, pending, is_small_base);
+
+create table marts.fct_kpi_weekly as select * from (values
+    ('2024-W12|orders', date '2024-03-18', date '2024-03-24', true, 'orders', 'orders', 4.0, 4.0, null, 0, null),
+    ('2024-W12|first_response_sla_rate', date '2024-03-18', date '2024-03-24', true,
+     'first_response_sla_rate', 'ratio', 0.5, 1.0, 2.0, 1, 0.0),
+    ('2024-W13|orders', date '2024-03-25', date '2024-03-31', true, 'orders', 'orders', 2.0, 2.0, null, 0, null),
+    ('2024-W13|first_response_sla_rate', date '2024-03-25', date '2024-03-31', false,
+     'first_response_sla_rate', 'ratio', 1.0, 1.0, 1.0, 1, 1.0)
+) as t(kpi_weekly_id, week, end_date, is_complete, kpi, unit, value, numerator, denominator,
+       maturity_days, pending);
 
 create table marts.rpt_campaign_audiences as select * from (values
     ('a1', 'vip_care', 'C1'),
@@ -188,6 +201,7 @@ def test_suites_are_valid_gx_suites() -> None:
         "fct_service_tickets",
         "fct_social_interactions",
         "fct_kpi_monthly",
+        "fct_kpi_weekly",
         "rpt_kpi_review",
         "raw_customers",
         "raw_orders",

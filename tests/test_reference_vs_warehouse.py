@@ -35,11 +35,17 @@ from support.e2e import END, SEED, backfill
 from pipelines.reference.landing import read_landing
 from pipelines.reference.metrics import (
     COUNT_KPIS,
+    MATURITY_DAYS,
     QUADRANTS,
+    Month,
     ReferenceConfig,
     compute_kpis,
+    compute_weekly_kpis,
+    mature_service_kpis,
+    mature_social_kpis,
     prepare,
     read_currency_rates,
+    with_maturity,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,9 +95,9 @@ def reference_kpis(
 ) -> pd.DataFrame:
     raw = read_landing(home / "landing", MAPPINGS, as_of)
     cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
-    return compute_kpis(
-        prepare(raw, cfg), segments=segments, first_month=first_month, clv_scores=clv_scores
-    )
+    p = prepare(raw, cfg)
+    kpis = compute_kpis(p, segments=segments, first_month=first_month, clv_scores=clv_scores)
+    return with_maturity(kpis, p)  # metrics.md "Maturity": pending events, is_complete per KPI
 
 
 def _equal(kpi: str, a: float, b: float) -> bool:
@@ -169,3 +175,76 @@ def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     bad = compare(wh, ref)
     with pd.option_context("display.width", 250, "display.max_rows", 400):
         assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    a_null = a is None or (isinstance(a, float) and math.isnan(a))
+    b_null = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_null or b_null:
+        return a_null and b_null
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
+
+
+def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -> None:
+    """metrics.md "Maturity" and the weekly mart, recomputed by the reference from the
+    landing files: every KPI with maturity (segment all) per month with its value,
+    numerator, denominator, pending count and is_complete (D >= end of M +
+    maturity_days), and every row of fct_kpi_weekly."""
+    db = crm_home / "warehouse" / "warehouse.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        monthly = con.execute(
+            "select month, kpi, value, numerator, denominator, pending, is_complete "
+            "from marts.fct_kpi_monthly where segment = 'all' and maturity_days > 0"
+        ).fetchall()
+        weekly = con.execute(
+            "select week, kpi, value, numerator, denominator, pending, is_complete, week_label "
+            "from marts.fct_kpi_weekly"
+        ).fetchall()
+        first_date = con.execute("select min(first_date) from intermediate.int_kpi_months")
+        first_date = first_date.fetchone()[0]
+    assert {r[1] for r in monthly} == set(MATURITY_DAYS)
+    assert any(r[5] > 0 for r in monthly), "no pending events at all as of D"
+    raw = read_landing(crm_home / "landing", MAPPINGS, END)
+    p = prepare(raw, ReferenceConfig(as_of=END, currency_rates=read_currency_rates(RATES)))
+    bad = []
+    by_month: dict = {}
+    for month, kpi, value, num, den, pending, complete in monthly:
+        if month not in by_month:
+            last = (pd.Timestamp(month) + pd.offsets.MonthEnd(0)).date()
+            m = Month(pd.Timestamp(month), pd.Timestamp(month) - pd.Timedelta(days=1),
+                      pd.Timestamp(min(last, END)), last <= END)  # fmt: skip
+            by_month[month] = (mature_service_kpis(p, m) | mature_social_kpis(p, m), last)
+        kpis, last = by_month[month]
+        ref = kpis.get(kpi)
+        ref_complete = last + timedelta(days=MATURITY_DAYS[kpi]) <= END
+        if (
+            ref is None
+            or not (
+                all(_same(a, b) for a, b in zip((value, num, den, pending), ref, strict=True))
+                or (kpi.startswith("first_response_minutes") and _same(value, ref[0]))
+            )
+            or complete != ref_complete
+        ):
+            bad.append((month, kpi, (value, num, den, pending, complete), ref, ref_complete))
+    ref_weekly = compute_weekly_kpis(p, first_date=first_date)
+    ref_rows = {
+        (r.week, r.kpi): (
+            r.value,
+            r.numerator,
+            r.denominator,
+            r.pending,
+            r.is_complete,
+            r.week_label,
+        )
+        for r in ref_weekly.itertuples(index=False)
+    }
+    assert len(ref_rows) == len(weekly)
+    for week, kpi, value, num, den, pending, complete, label in weekly:
+        ref = ref_rows.get((week, kpi))
+        if ref is None or not (
+            all(_same(a, b) for a, b in zip((value, num, den, pending), ref[:4], strict=True))
+            and complete == ref[4]
+            and label == ref[5]
+        ):
+            bad.append((week, kpi, (value, num, den, pending, complete, label), ref, None))
+    assert bad == [], f"{len(bad)} rows disagree:\n" + "\n".join(map(str, bad[:40]))

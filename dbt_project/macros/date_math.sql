@@ -100,3 +100,60 @@
 {% macro spark__month_label(date_sql) -%}
     date_format({{ date_sql }}, 'yyyy-MM')
 {%- endmacro %}
+
+{#- Whole calendar months from the month of `start_sql` to the month of `end_sql`
+    (first-of-month dates: end - start in months). -#}
+{% macro months_between(start_sql, end_sql) -%}
+    {{ return(adapter.dispatch('months_between', 'crm_warehouse')(start_sql, end_sql)) }}
+{%- endmacro %}
+
+{% macro default__months_between(start_sql, end_sql) -%}
+    date_diff('month', cast({{ start_sql }} as date), cast({{ end_sql }} as date))
+{%- endmacro %}
+
+{% macro spark__months_between(start_sql, end_sql) -%}
+    cast(months_between(cast({{ end_sql }} as date), cast({{ start_sql }} as date)) as int)
+{%- endmacro %}
+
+{#- Monday of the ISO week of a date. -#}
+{% macro week_start(date_sql) -%}
+    cast(date_trunc('week', {{ date_sql }}) as date)
+{%- endmacro %}
+
+{#- 'YYYY-Www' (ISO year and week) of a date. -#}
+{% macro week_label(date_sql) -%}
+    {{ return(adapter.dispatch('week_label', 'crm_warehouse')(date_sql)) }}
+{%- endmacro %}
+
+{% macro default__week_label(date_sql) -%}
+    strftime({{ date_sql }}, '%G-W%V')
+{%- endmacro %}
+
+{% macro spark__week_label(date_sql) -%}
+    concat(
+        cast(year(date_add({{ date_sql }}, 3 - pmod(dayofweek({{ date_sql }}) + 5, 7))) as string),
+        '-W',
+        lpad(cast(weekofyear({{ date_sql }}) as string), 2, '0')
+    )
+{%- endmacro %}
+
+{#- Like month_spine_join, one row per ISO week (`<alias>.week`, its Monday) from the week
+    of `start_sql` to the week of `end_sql`. -#}
+{% macro week_spine_join(start_sql, end_sql, alias) -%}
+    {{ return(adapter.dispatch('week_spine_join', 'crm_warehouse')(start_sql, end_sql, alias)) }}
+{%- endmacro %}
+
+{% macro default__week_spine_join(start_sql, end_sql, alias) -%}
+    cross join (
+        select cast(generate_series as date) as week
+        from generate_series(
+            cast({{ week_start(start_sql) }} as timestamp),
+            cast({{ week_start(end_sql) }} as timestamp),
+            interval 7 day
+        )
+    ) as {{ alias }}
+{%- endmacro %}
+
+{% macro spark__week_spine_join(start_sql, end_sql, alias) -%}
+    lateral view explode(sequence({{ week_start(start_sql) }}, {{ week_start(end_sql) }}, interval 7 day)) {{ alias }} as week
+{%- endmacro %}

@@ -19,12 +19,21 @@
     blocks int_customer_months and int_kpi_social_monthly) recomputes: the month of the
     earliest of its cutoff and the first date touched by rows delivered or re-assigned to
     a customer since its last build (`restated_from`, any date); for a building block, also
-    those of fct_kpi_monthly, its reader, which may have been built longer ago. -#}
-{% macro recomputed_months_from(model_name=none) -%}
+    those of fct_kpi_monthly, its reader, which may have been built longer ago.
+    `maturity=true` (models holding KPIs with maturity_days): the cutoffs move back by the
+    largest maturity_days (macro max_maturity_days), so that a month whose KPIs were still
+    maturing at the last build is recomputed every night until it is complete. -#}
+{% macro recomputed_months_from(model_name=none, maturity=false) -%}
     {%- set own = model_name or this.identifier -%}
     {%- set dates = [incremental_cutoff_date(model_name=own), restated_from(own)] -%}
     {%- if own != 'fct_kpi_monthly' -%}
         {%- do dates.extend([incremental_cutoff_date(model_name='fct_kpi_monthly'), restated_from('fct_kpi_monthly')]) -%}
+    {%- endif -%}
+    {%- if maturity -%}
+        {%- do dates.append(add_days(incremental_cutoff_date(model_name=own), '-' ~ max_maturity_days())) -%}
+        {%- if own != 'fct_kpi_monthly' -%}
+            {%- do dates.append(add_days(incremental_cutoff_date(model_name='fct_kpi_monthly'), '-' ~ max_maturity_days())) -%}
+        {%- endif -%}
     {%- endif -%}
     {{ month_start('least(' ~ dates | join(', ') ~ ')') }}
 {%- endmacro %}

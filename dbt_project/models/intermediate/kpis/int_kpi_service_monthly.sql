@@ -1,9 +1,19 @@
 -- Service KPIs per month, segment all (metrics.md). Tickets are counted in the month of
 -- their creation; CSAT per answered survey (every `csat` event with a score) in the month
--- it was answered. SLA rates count the tickets
--- whose clock is decided (met or breached) as of the end of D; pending tickets (still
--- within target) enter once decided. demand_conversion_rate counts inquiry tickets of a
--- resolved customer (an unknown requester cannot be followed to an order).
+-- it was answered. demand_conversion_rate counts inquiry tickets of a resolved customer (an
+-- unknown requester cannot be followed to an order).
+--
+-- Maturity (metrics.md "Maturity"): an event whose outcome window is still open at the end
+-- of D and whose outcome is not yet known is pending: counted neither in the numerator nor
+-- in the denominator, and published in `pending`. An event whose outcome is already known
+-- inside its window is decided: an SLA clock stopped within target is met, an inquiry whose
+-- customer already ordered is converted (a later order cannot undo it).
+--   first_response_sla_rate, resolution_sla_rate: tickets whose clock is still running
+--     within target (status pending); first_response_minutes_p50 / _p90: the same
+--     first-response pending tickets (their minutes are not known yet);
+--   demand_conversion_rate: inquiries without an order yet whose
+--     var demand_conversion_days window ends after the end of D.
+-- The other KPIs have no maturity (pending NULL).
 
 with
 
@@ -27,8 +37,19 @@ created as (
         count(case when resolution_sla_status = 'met' then 1 end) as resolution_met,
         count(case when resolution_sla_status in ('met', 'breached') then 1 end) as resolution_decided,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
+        count(case when first_response_sla_status = 'pending' then 1 end) as first_response_pending,
+        count(case when resolution_sla_status = 'pending' then 1 end) as resolution_pending,
         count(case when is_converted_30d then 1 end) as converted_inquiries,
-        count(is_converted_30d) as customer_inquiries
+        count(
+            case
+                when is_converted_30d
+                    or (is_converted_30d is not null and not {{ is_window_open('created_at', var('demand_conversion_days') * 1440) }})
+                    then 1
+            end
+        ) as decided_inquiries,
+        count(
+            case when not is_converted_30d and {{ is_window_open('created_at', var('demand_conversion_days') * 1440) }} then 1 end
+        ) as pending_inquiries
     from service_tickets
     group by {{ month_start('created_date') }}
 ),
@@ -50,7 +71,8 @@ unpivoted as (
         'tickets' as kpi,
         tickets as numerator,
         null as denominator,
-        tickets as value
+        tickets as value,
+        null as pending
     from created
     union all
     select
@@ -58,7 +80,8 @@ unpivoted as (
         'first_response_minutes_p50' as kpi,
         null as numerator,
         answered_tickets as denominator,
-        first_response_minutes_p50 as value
+        first_response_minutes_p50 as value,
+        first_response_pending as pending
     from created
     union all
     select
@@ -66,7 +89,8 @@ unpivoted as (
         'first_response_minutes_p90' as kpi,
         null as numerator,
         answered_tickets as denominator,
-        first_response_minutes_p90 as value
+        first_response_minutes_p90 as value,
+        first_response_pending as pending
     from created
     union all
     select
@@ -74,7 +98,8 @@ unpivoted as (
         'first_response_sla_rate' as kpi,
         first_response_met as numerator,
         first_response_decided as denominator,
-        {{ safe_ratio('first_response_met', 'first_response_decided') }} as value
+        {{ safe_ratio('first_response_met', 'first_response_decided') }} as value,
+        first_response_pending as pending
     from created
     union all
     select
@@ -82,7 +107,8 @@ unpivoted as (
         'resolution_sla_rate' as kpi,
         resolution_met as numerator,
         resolution_decided as denominator,
-        {{ safe_ratio('resolution_met', 'resolution_decided') }} as value
+        {{ safe_ratio('resolution_met', 'resolution_decided') }} as value,
+        resolution_pending as pending
     from created
     union all
     select
@@ -90,15 +116,17 @@ unpivoted as (
         'reopen_rate' as kpi,
         reopened_tickets as numerator,
         tickets as denominator,
-        {{ safe_ratio('reopened_tickets', 'tickets') }} as value
+        {{ safe_ratio('reopened_tickets', 'tickets') }} as value,
+        null as pending
     from created
     union all
     select
         month,
         'demand_conversion_rate' as kpi,
         converted_inquiries as numerator,
-        customer_inquiries as denominator,
-        {{ safe_ratio('converted_inquiries', 'customer_inquiries') }} as value
+        decided_inquiries as denominator,
+        {{ safe_ratio('converted_inquiries', 'decided_inquiries') }} as value,
+        pending_inquiries as pending
     from created
     union all
     select
@@ -106,7 +134,8 @@ unpivoted as (
         'csat_avg' as kpi,
         csat_total as numerator,
         surveys as denominator,
-        {{ safe_ratio('csat_total', 'surveys') }} as value
+        {{ safe_ratio('csat_total', 'surveys') }} as value,
+        null as pending
     from surveys
     union all
     select
@@ -114,7 +143,8 @@ unpivoted as (
         'csat_satisfied_rate' as kpi,
         satisfied_surveys as numerator,
         surveys as denominator,
-        {{ safe_ratio('satisfied_surveys', 'surveys') }} as value
+        {{ safe_ratio('satisfied_surveys', 'surveys') }} as value,
+        null as pending
     from surveys
 ),
 
@@ -127,7 +157,8 @@ final as (
         kpi,
         cast(numerator as double) as numerator,
         cast(denominator as double) as denominator,
-        cast(value as double) as value
+        cast(value as double) as value,
+        cast(pending as double) as pending
     from unpivoted
 )
 

@@ -5,13 +5,14 @@
         unique_key='month',
         on_schema_change='append_new_columns',
         post_hook="{{ record_build() }}",
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where month >= {{ recomputed_months_from() }}{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where month >= {{ recomputed_months_from(maturity=true) }}{% endif %}",
     )
 }}
 
 -- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
 -- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
--- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental runs)
+-- {{ ref('int_source_records_logged') }}, {{ ref('kpi_definitions') }} (read by
+-- recomputed_months_from in incremental runs)
 
 -- Not a view: as a view it was computed once per reader, and its three data tests and
 -- fct_kpi_monthly each recomputed every month of it (37 s per test at the large preset).
@@ -20,6 +21,8 @@
 -- reader (recomputed_months_from), which does not read an older month again; older
 -- months stay as they were
 -- computed (every month of 22.5 M interactions took 25 s at the large preset each night).
+-- The recomputed months reach back by the largest maturity_days too (a month whose
+-- campaign or win-back windows were still open at the last build changes with time alone).
 -- A month's rows depend on the interactions of that month and on orders of any date, so
 -- the computed months read only their own interactions and give the same rows as a full
 -- build. The pre-hook deletes every recomputed month first: delete+insert alone would
@@ -33,6 +36,14 @@
 --     (last order in [push date - 364, push date - 180]) who ordered within 30 days after
 --     that push, over those customers
 --   social_engaged_customers: resolved customers with an inbound interaction in M
+-- Maturity (metrics.md "Maturity"): a message not yet answered whose 24 h are not over at
+-- the end of D, a push not yet responded to whose 7 days are not over, a dormant pushed
+-- customer who has not ordered yet and one of whose pushes of M still has its 30 days
+-- open, are pending: in neither numerator nor denominator, counted in `pending`. One
+-- already answered, responded or converted is decided.
+
+{%- set message_open = is_window_open('occurred_at', var('message_reply_hours') * 60) %}
+{%- set push_open = is_window_open('occurred_at', var('campaign_response_days') * 1440) %}
 
 with
 
@@ -40,7 +51,7 @@ social_interactions as (
     select * from {{ ref('fct_social_interactions') }}
     {% if is_incremental() %}
     where
-        occurred_date >= {{ recomputed_months_from() }}
+        occurred_date >= {{ recomputed_months_from(maturity=true) }}
         or {{ last_built_as_of('int_kpi_social_monthly') }} is null
     {% endif %}
 ),
@@ -73,18 +84,20 @@ push_states as (
                     and orders.ordered_at <= {{ add_minutes('pushes.occurred_at', var('winback_conversion_days') * 1440) }}
                     then 1
             end
-        ) as orders_after_push
+        ) as orders_after_push,
+        {{ is_window_open('pushes.occurred_at', var('winback_conversion_days') * 1440) }} as is_window_open
     from pushes
     left join orders
         on pushes.customer_id = orders.customer_id
-    group by pushes.interaction_id, pushes.customer_id, {{ month_start('pushes.occurred_date') }}, pushes.occurred_date
+    group by pushes.interaction_id, pushes.customer_id, {{ month_start('pushes.occurred_date') }}, pushes.occurred_date, pushes.occurred_at
 ),
 
 winback_customers as (
     select
         month,
         customer_id,
-        max(case when orders_after_push > 0 then 1 else 0 end) as is_converted
+        max(case when orders_after_push > 0 then 1 else 0 end) as is_converted,
+        max(case when is_window_open then 1 else 0 end) as has_open_window
     from push_states
     where {{ is_dormant_as_of('last_order_date', 'push_date') }}
     group by month, customer_id
@@ -94,9 +107,13 @@ monthly as (
     select
         {{ month_start('occurred_date') }} as month,
         count(case when is_replied_24h then 1 end) as replied_messages,
-        count(is_replied_24h) as inbound_messages,
+        count(case when is_replied_24h or (is_replied_24h is not null and not {{ message_open }}) then 1 end) as inbound_messages,
+        count(case when not is_replied_24h and {{ message_open }} then 1 end) as pending_messages,
         count(case when is_campaign_responded_7d then 1 end) as responded_pushes,
-        count(is_campaign_responded_7d) as customer_pushes,
+        count(
+            case when is_campaign_responded_7d or (is_campaign_responded_7d is not null and not {{ push_open }}) then 1 end
+        ) as customer_pushes,
+        count(case when not is_campaign_responded_7d and {{ push_open }} then 1 end) as pending_pushes,
         count(distinct case when is_inbound then customer_id end) as social_engaged_customers
     from social_interactions
     group by {{ month_start('occurred_date') }}
@@ -106,7 +123,8 @@ winback as (
     select
         month,
         sum(is_converted) as converted_customers,
-        count(*) as dormant_pushed_customers
+        count(case when is_converted = 1 or has_open_window = 0 then 1 end) as dormant_pushed_customers,
+        count(case when is_converted = 0 and has_open_window = 1 then 1 end) as pending_customers
     from winback_customers
     group by month
 ),
@@ -117,7 +135,8 @@ unpivoted as (
         'message_reply_rate' as kpi,
         replied_messages as numerator,
         inbound_messages as denominator,
-        {{ safe_ratio('replied_messages', 'inbound_messages') }} as value
+        {{ safe_ratio('replied_messages', 'inbound_messages') }} as value,
+        pending_messages as pending
     from monthly
     union all
     select
@@ -125,7 +144,8 @@ unpivoted as (
         'campaign_response_rate' as kpi,
         responded_pushes as numerator,
         customer_pushes as denominator,
-        {{ safe_ratio('responded_pushes', 'customer_pushes') }} as value
+        {{ safe_ratio('responded_pushes', 'customer_pushes') }} as value,
+        pending_pushes as pending
     from monthly
     union all
     select
@@ -133,7 +153,8 @@ unpivoted as (
         'social_engaged_customers' as kpi,
         social_engaged_customers as numerator,
         null as denominator,
-        social_engaged_customers as value
+        social_engaged_customers as value,
+        null as pending
     from monthly
     union all
     select
@@ -141,7 +162,8 @@ unpivoted as (
         'winback_conversion_rate' as kpi,
         converted_customers as numerator,
         dormant_pushed_customers as denominator,
-        {{ safe_ratio('converted_customers', 'dormant_pushed_customers') }} as value
+        {{ safe_ratio('converted_customers', 'dormant_pushed_customers') }} as value,
+        pending_customers as pending
     from winback
 ),
 
@@ -154,7 +176,8 @@ final as (
         kpi,
         cast(numerator as double) as numerator,
         cast(denominator as double) as denominator,
-        cast(value as double) as value
+        cast(value as double) as value,
+        cast(pending as double) as pending
     from unpivoted
 )
 
