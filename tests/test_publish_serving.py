@@ -24,6 +24,7 @@ MARTS = {
     "fct_service_tickets",
     "fct_social_interactions",
     "fct_kpi_monthly",
+    "fct_kpi_weekly",
     "rpt_kpi_review",
     "kpi_definitions",
 }
@@ -184,7 +185,7 @@ def test_kpi_definitions_seed_in_main_is_published(tmp_path):
         tmp_path / "warehouse.duckdb", kpi_definitions_schema="main", n_customers=30
     )
     result = publish(info.path, tmp_path / "serving", formats=("duckdb",))
-    assert result.row_counts["kpi_definitions"] == 13
+    assert result.row_counts["kpi_definitions"] == 14  # the fixture's KPI_DEFINITIONS
     assert "fct_orders" in result.row_counts
     # every entry point resolves (an empty folder), but nothing was written in it
     assert not list((tmp_path / "serving" / "parquet").glob("*"))
