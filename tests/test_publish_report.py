@@ -20,7 +20,6 @@ from pipelines.publish.release import record_night
 from pipelines.publish.report import (
     STATUS_FILE,
     ReportError,
-    _bullet,
     build_html,
     business_time,
     format_change,
@@ -52,13 +51,6 @@ def test_progress_past_the_scale_is_words():
     assert progress_words(-0.2, "zh") == "正在偏离目标"
     assert progress_words(1.4, "zh") == "已超过目标"
     assert progress_words(0.5, "zh") == "已完成 50%"
-
-
-def test_bullet_positions_clamp_and_say_which_end():
-    assert _bullet(0.625, 0.577) == {"bar": 62.5, "marker": 57.7, "beyond": None}
-    assert _bullet(2.86, 1.2) == {"bar": 100.0, "marker": 100.0, "beyond": "above"}
-    assert _bullet(-5.16, 0.3) == {"bar": 0.0, "marker": 30.0, "beyond": "below"}
-    assert _bullet(None, None) == {"bar": 0.0, "marker": None, "beyond": None}
 
 
 def test_month_over_month_and_year_over_year_changes():

@@ -14,6 +14,7 @@ LANGUAGES = ("en", "zh")
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
         "title": "KPI review",
+        "colon": ": ",
         "subtitle": "SMART targets, trends and data quality",
         "as_of": "Data as of",
         "generated": "Generated",
@@ -70,6 +71,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "progress_part": "{p} of the way",
         "progress_none": "no progress to measure",
         "bullet_label": "progress {progress}, time elapsed {elapsed}",
+        "not_enough_history": "not enough history for this KPI",
         "rule_achieved": "Achieved: progress reached 100 %.",
         "rule_on_track": "On track: progress {p} is at least the time elapsed ({e}).",
         "rule_at_risk": (
@@ -139,6 +141,7 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "title": "KPI 复盘",
+        "colon": "：",
         "subtitle": "SMART 目标、趋势与数据质量",
         "as_of": "数据截至",
         "generated": "生成时间",
@@ -189,6 +192,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "progress_part": "已完成 {p}",
         "progress_none": "无法衡量进度",
         "bullet_label": "完成进度 {progress}，时间进度 {elapsed}",
+        "not_enough_history": "历史数据不足，无法计算该指标",
         "rule_achieved": "已达成：完成进度达到 100%。",
         "rule_on_track": "进度正常：完成进度 {p} 不低于时间进度（{e}）。",
         "rule_at_risk": "有风险：完成进度 {p} 低于时间进度（{e}），但不低于其 70%（{e70}）。",

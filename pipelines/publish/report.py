@@ -91,6 +91,7 @@ WEEKLY_KPIS = (
     "csat_satisfied_rate",
 )
 WEEKS_SHOWN = 8
+TICK_FORMATS = {"pct": svg.percent_ticks, "score": svg.plain_ticks}
 REQUIRED = ("rpt_kpi_review", "fct_kpi_monthly", "fct_kpi_weekly", "kpi_definitions")
 
 
@@ -542,15 +543,18 @@ class Review:
     ) -> Any:
         rows = self.series(kpi, segment_type, segment)
         months = sorted(m for m in rows if since is None or m >= since)
-        values = [rows[m]["value"] if rows[m]["has_enough_history"] else None for m in months]
+        values = [rows[m]["value"] for m in months]
         provisional = frozenset(i for i, m in enumerate(months) if not rows[m]["is_complete"])
+        muted = frozenset(i for i, m in enumerate(months) if not rows[m]["has_enough_history"])
         return svg.line_chart(
             [month_label(m) for m in months],
-            [svg.Series(self.name(kpi), values, svg.PALETTE[0], provisional)],
+            [svg.Series(self.name(kpi), values, svg.PALETTE[0], provisional, muted)],
             lines=lines,
             label=label,
             empty_text=self.t["no_data"],
+            muted_text=self.t["not_enough_history"],
             y_format=lambda v: self.fmt(kpi, v),
+            tick_format=TICK_FORMATS.get(self.kind(kpi), svg.plain_ticks),
         )
 
 
@@ -577,18 +581,6 @@ def _headline(rv: Review) -> list[dict[str, Any]]:
             }
         )
     return cards
-
-
-def _bullet(progress: float | None, elapsed: float | None) -> dict[str, Any]:
-    """Positions (0-100 %) of the progress bar and the time-elapsed marker; `beyond` says
-    which end the progress passed ('above', 'below', None)."""
-    p = None if _missing(progress) else progress
-    e = None if _missing(elapsed) else elapsed
-    return {
-        "bar": 0.0 if p is None else round(max(0.0, min(1.0, p)) * 100, 1),
-        "marker": None if e is None else round(max(0.0, min(1.0, e)) * 100, 1),
-        "beyond": None if p is None else "above" if p > 1 else "below" if p < 0 else None,
-    }
 
 
 def _targets(rv: Review) -> list[dict[str, Any]]:
@@ -634,10 +626,15 @@ def _targets(rv: Review) -> list[dict[str, Any]]:
                 "target_text": rv.fmt(kpi, row["target_value"]),
                 "progress_text": progress_words(row["progress"], language),
                 "elapsed_text": format_share(row["time_elapsed"]),
-                "bullet": _bullet(row["progress"], row["time_elapsed"]),
-                "bullet_label": t["bullet_label"].format(
-                    progress=progress_words(row["progress"], language),
-                    elapsed=format_share(row["time_elapsed"]),
+                "bullet": svg.bullet_chart(
+                    row["progress"],
+                    row["time_elapsed"],
+                    status_color=STATUS_COLORS.get(status, "#57606a"),
+                    label=t["bullet_label"].format(
+                        progress=progress_words(row["progress"], language),
+                        elapsed=format_share(row["time_elapsed"]),
+                    ),
+                    width=420,
                 ),
                 "rule": status_rule(
                     status, row["progress"], row["time_elapsed"], row.get("status_reason"), language
