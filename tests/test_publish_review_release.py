@@ -158,3 +158,32 @@ def test_previous_is_replaced_atomically(nights, tmp_path: Path, monkeypatch) ->
     assert not list((folder / ".releases").glob(".previous.*"))
     assert restore_previous(folder) == name
     assert (folder / "serving.duckdb").resolve().parent.name == name
+
+
+def test_a_night_failed_under_the_daemon_is_recorded_for_the_reviews(tmp_path: Path) -> None:
+    """The run-failure sensor writes reports/night_status.js with the failed run's date."""
+    from pipelines.publish.sensors import build_failed_night_sensor
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-10-01"))
+    def broken() -> None:
+        raise RuntimeError("a step of the night fails")
+
+    job = dg.define_asset_job("nightly", selection=[broken])
+    defs = dg.Definitions(assets=[broken], jobs=[job])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("nightly").execute_in_process(
+            instance=instance, partition_key="2026-10-31", raise_on_error=False
+        )
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="failed_night_banner",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()
+        crm = CrmSettingsResource(
+            home=str(tmp_path / "home"), mappings_dir=str(tmp_path), landing_dir=str(tmp_path)
+        )
+        build_failed_night_sensor(job)(context, crm=crm)
+    status = (crm.settings.reports / "night_status.js").read_text()
+    assert '"night": "2026-10-31", "outcome": "failed"' in status
