@@ -1,4 +1,4 @@
-"""`make bench`: the benchmarks, each in a fresh process, results in docs/benchmarks/.
+"""`make bench`: the benchmarks, each in a fresh process, results in .bench/results/.
 
     python -m pipelines.bench [--preset medium] [--only ingest,quality,clv,scale] [--work .bench]
                               [--scale-presets small,medium,large] [--peer-preset medium]
@@ -11,10 +11,10 @@
            into <work>/<preset>/landing), time per stage and peak RSS, against a DuckDB
            floor and a pandas peer (pipelines/benchmarks/scale.py).
 
-Each writes its own output to docs/benchmarks/<name>.md (scale: docs/benchmarks.md, the
-summary page, and docs/benchmarks/scale_<preset>.json); the results files are kept in the
-repository and re-running replaces them. Benchmarks are not tests: nothing here asserts a
-time.
+Each writes its own output to .bench/results/<name>.md (scale: .bench/results/scale.md, the
+summary page, and .bench/results/scale_<preset>.json); the folder is git-ignored and
+re-running replaces its files. docs/benchmarks.md keeps the table of the latest reference
+run. Benchmarks are not tests: nothing here asserts a time.
 """
 
 import argparse
@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.benchmarks.scale import RESULTS_DIR as RESULTS
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "docs" / "benchmarks"
 
 
 def _shown(args: list[str]) -> str:

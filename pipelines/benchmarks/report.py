@@ -1,4 +1,5 @@
-"""docs/benchmarks.md from the results of the scaling benchmark (docs/benchmarks/scale_*.json)."""
+"""The scaling benchmark's page (.bench/results/scale.md) from its results
+(.bench/results/scale_*.json)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
 PHASES = (("full", "full build"), ("night", "one night"))
 
 OTHER_BENCHMARKS = (
-    ("benchmarks/ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
-    ("benchmarks/quality.md", "quality", "the quality gate on a 2M-row synthetic warehouse"),
-    ("benchmarks/quality_20m.md", "quality, 20M rows", "the quality gate at the large preset's scale"),
-    ("benchmarks/clv.md", "clv", "the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers"),
+    ("ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
+    ("quality.md", "quality", "the quality gate on a 2M-row synthetic warehouse"),
+    ("quality_20m.md", "quality, 20M rows", "the quality gate at the large preset's scale"),
+    ("clv.md", "clv", "the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers"),
 )  # fmt: skip
 
 INTRO = """\
 # Benchmarks
 
 `make bench` (`python -m pipelines.bench`) runs every benchmark, each in a fresh process;
-each writes its results here. Benchmarks are not tests: nothing asserts a time. The
-machine is described with each result; figures taken while other jobs shared the cores
-are higher than on a quiet machine. The targets, where a night's time goes and what was
-tried: [performance.md](performance.md).
+each writes its results into this folder (`.bench/results/`, not committed). Benchmarks
+are not tests: nothing asserts a time. The machine is described with each result; figures
+taken while other jobs shared the cores are higher than on a quiet machine. The targets,
+where a night's time goes and why: [performance.md](../../docs/performance.md).
 
 | benchmark | what | results |
 |---|---|---|
@@ -49,7 +50,7 @@ Per preset, in one run:
   "Outside steps" is the rest of the wall time: interpreter start, loading the Dagster
   definitions and the dbt manifest, run bookkeeping.
 - **The floor**: DuckDB alone running one hand-written SQL script,
-  [pipelines/benchmarks/floor.sql](../pipelines/benchmarks/floor.sql), on a copy of the
+  [pipelines/benchmarks/floor.sql](../../pipelines/benchmarks/floor.sql), on a copy of the
   raw tables, as of the last date: identity resolution (phone / e-mail / unionid / account
   and social references, the super-node guard, connected components), customer state,
   RFM, and the customer and order KPIs of `marts.fct_kpi_monthly` for segment `all`
@@ -59,7 +60,7 @@ Per preset, in one run:
   quality gates, fits CLV and publishes. Agreement with the warehouse is checked on
   every run (below): a floor that computed something else would be no floor.
 - **The pandas peer**: the same outputs in a straightforward pandas program,
-  [pipelines/benchmarks/peer.py](../pipelines/benchmarks/peer.py) (read the raw tables
+  [pipelines/benchmarks/peer.py](../../pipelines/benchmarks/peer.py) (read the raw tables
   with DuckDB's `.df()`, then groupby / merge, scipy for the connected components, a loop
   over the months), in its own process, on the medium preset (`--peer-preset`).
 - **Agreement**: KPI rows (month × KPI) whose value, numerator and denominator agree
@@ -162,7 +163,7 @@ def render(results_dir: Path) -> str:
     others = "\n".join(
         f"| {name} | {what} | [{link.split('/')[-1]}]({link}) |"
         for link, name, what in OTHER_BENCHMARKS
-        if (results_dir.parent / link).exists()
+        if (results_dir / link).exists()
     )
     lines = [INTRO.format(others=others)]
     if not results:
@@ -366,7 +367,7 @@ def render(results_dir: Path) -> str:
             "and the slowest nodes. The critical path is the longest chain of nodes that `dbt",
             "build` runs one after the other (a model waits for its parents and their data",
             "tests), by the run's execution times "
-            "([critical_path.py](../pipelines/benchmarks/critical_path.py)); with the summed",
+            "([critical_path.py](../../pipelines/benchmarks/critical_path.py)); with the summed",
             "time over the threads it bounds the invocation's node time from below, at that",
             "run's speed, whatever the scheduling.",
             "",

@@ -1,6 +1,7 @@
 """Scaling benchmark: the whole pipeline from empty and one night on top, against a floor
-and a peer, at growing sizes. Results: docs/benchmarks.md (docs/benchmarks/scale_<preset>.json
-holds each preset's figures; the page is rendered from every JSON present).
+and a peer, at growing sizes. Results: .bench/results/scale.md (.bench/results/scale_<preset>.json holds
+each preset's figures; the page is rendered from every JSON present). The folder is not
+committed; docs/benchmarks.md keeps the table of the latest reference run.
 
     python -m pipelines.benchmarks.scale [--presets small,medium,large] [--work .bench]
                                           [--peer-preset medium] [--seed 7]
@@ -43,8 +44,9 @@ from pathlib import Path
 import duckdb
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS_DIR = REPO / "docs" / "benchmarks"
-SUMMARY = REPO / "docs" / "benchmarks.md"
+#: Where every benchmark writes its results (git-ignored: results are not committed).
+RESULTS_DIR = REPO / ".bench" / "results"
+SUMMARY = RESULTS_DIR / "scale.md"
 DEMO_MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 PRESETS = ("small", "medium", "large")
 STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
@@ -284,19 +286,10 @@ def machine() -> dict:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
-    # Tracked files only (a worktree's link to the venv is not code), and not the results
-    # this benchmark writes (an earlier preset of the same run changed them).
+    # Tracked files only (a worktree's link to the venv is not code; the results this
+    # benchmark writes are git-ignored).
     status = subprocess.run(
-        [
-            "git",
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":!docs/benchmarks.md",
-            ":!docs/benchmarks",
-        ],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -532,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-preset", default="medium", help="presets the pandas peer runs on")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--render-only", action="store_true", help="rewrite docs/benchmarks.md from the JSON files"
+        "--render-only",
+        action="store_true",
+        help="rewrite .bench/results/scale.md from the JSON files",
     )
     ns = parser.parse_args(argv)
     from pipelines.benchmarks.report import render
@@ -554,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             result_path(preset).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
             SUMMARY.write_text(render(RESULTS_DIR), encoding="utf-8")
             _echo(
-                f"{preset}: results in {result_path(preset).relative_to(REPO)} and docs/benchmarks.md"
+                f"{preset}: results in {result_path(preset).relative_to(REPO)} and {SUMMARY.relative_to(REPO)}"
             )
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(render(RESULTS_DIR), encoding="utf-8")
     return 0
 

@@ -1,4 +1,4 @@
-"""An independent pandas implementation of the metric dictionary (shared/spec/metrics.md).
+"""An independent pandas implementation of the metric dictionary (docs/spec/metrics.md).
 
 It reads the landing files itself (``landing``), resolves identities (``identity``) and
 computes customer state, RFM and the monthly KPIs (``metrics``) without touching the

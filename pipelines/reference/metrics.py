@@ -1,4 +1,4 @@
-"""The metric dictionary (shared/spec/metrics.md) in pandas.
+"""The metric dictionary (docs/spec/metrics.md) in pandas.
 
 Pipeline: ``prepare`` (staging: as-of filter, deduplication, normalisation, currency
 conversion, identity) -> ``customer_state`` / ``rfm_scores`` (one row per customer as of
