@@ -98,7 +98,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "segment_type_channel": "Channel",
         "weekly": "Last 8 weeks",
         "week": "ISO week",
-        "weekly_note": "Weeks run Monday to Sunday; the running week is provisional.",
+        "weekly_note": (
+            "Weeks run Monday to Sunday; the running week is provisional, and so is a value "
+            "marked * (its observation window is still open)."
+        ),
         "segment_mix": "Customer mix",
         "rfm_segments": "RFM segments",
         "quadrants": "Value × potential quadrants",
@@ -217,7 +220,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "segment_type_channel": "渠道",
         "weekly": "最近 8 周",
         "week": "ISO 周",
-        "weekly_note": "每周从周一到周日；当前进行中的一周为暂定值。",
+        "weekly_note": "每周从周一到周日；当前进行中的一周为暂定值，标 * 的数值也是暂定值（观察期尚未结束）。",
         "segment_mix": "客户结构",
         "rfm_segments": "RFM 分群",
         "quadrants": "价值 × 潜力 四象限",

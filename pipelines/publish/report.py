@@ -717,7 +717,16 @@ def _weekly(rv: Review) -> dict[str, Any]:
                 "text": rv.fmt(kpi, row["value"] if row else None),
                 "provisional": bool(row) and not row["is_complete"],
             }
-        rows.append({"week": labels[week], "start": week.isoformat(), "cells": cells})
+        flags = [c["provisional"] for c in cells.values()]
+        rows.append(
+            {
+                "week": labels[week],
+                "start": week.isoformat(),
+                "cells": cells,
+                "provisional": any(flags),
+                "provisional_all": bool(flags) and all(flags),
+            }
+        )
     return {"kpis": [(k, rv.name(k)) for k in kpis], "rows": rows}
 
 
