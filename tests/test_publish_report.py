@@ -349,18 +349,35 @@ ALLOWED_LATIN = re.compile(
 
 
 def _published_review(home: Path) -> list[dict]:
+    """rpt_kpi_review as published, each row with `has_history`: whether its baseline and
+    current months have enough history for the KPI (fct_kpi_monthly.has_enough_history)."""
     with duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True) as con:
         cursor = con.execute("select * from rpt_kpi_review order by target_id")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        history = {
+            (kpi, segment_type, segment, month.strftime("%Y-%m")): enough
+            for kpi, segment_type, segment, month, enough in con.execute(
+                "select kpi, segment_type, segment, month, has_enough_history from fct_kpi_monthly"
+            ).fetchall()
+        }
+    for row in rows:
+        key = (row["kpi"], row["segment_type"], row["segment"])
+        row["has_history"] = all(
+            history.get((*key, period), False)
+            for period in (row["baseline_period"], row["current_period"])
+        )
+    return rows
 
 
 def expected_status(row: dict) -> str:
-    """metrics.md, "SMART targets and the KPI review", applied to the published numbers."""
+    """metrics.md, "SMART targets and the KPI review", applied to the published numbers: a
+    small base is not graded; no status without a baseline, a current value, or months with
+    enough history for the KPI; else progress against time elapsed."""
     if row["is_small_base"]:
         return "small_base"
     base, current, target = row["baseline_value"], row["current_value"], row["target_value"]
-    if base is None or current is None or target is None or target == base:
+    if None in (base, current, target) or target == base or not row["has_history"]:
         return "no_data"
     progress = (current - base) / (target - base)
     elapsed = (row["as_of_date"] - row["start_date"]).days / (
