@@ -137,6 +137,35 @@ def check_mapping_command(mapping_file: Path, sample: int, delivery: date | None
     sys.exit(0 if ok else 1)
 
 
+@main.group("targets")
+def targets_group() -> None:
+    """The managers' SMART targets (setting CRM_TARGETS_FILE; README, section Targets)."""
+
+
+@targets_group.command("check")
+@click.argument("targets_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def targets_check_command(targets_file: Path | None) -> None:
+    """Validate TARGETS_FILE (default: $CRM_TARGETS_FILE, else the demo's targets) as the
+    nightly run does: one line per bad row naming the line, the column and the reason.
+    Writes nothing. Exit status 1 when the file has errors."""
+    from pipelines.targets import validate_targets
+
+    if targets_file is None:
+        try:
+            targets_file = Settings.from_env().targets_file
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from exc
+    targets, errors = validate_targets(targets_file)
+    for error in errors:
+        click.echo(f"error: {error}")
+    if errors:
+        click.echo(
+            f"{len(errors)} bad row(s) in {targets_file}: the nightly run refuses the file until they are fixed"
+        )
+        sys.exit(1)
+    click.echo(f"{targets_file}: {len(targets)} target(s), all valid")
+
+
 @main.command("forget")
 @click.option("--phone", help="The person's phone number, in any common format.")
 @click.option("--email", help="The person's e-mail address.")

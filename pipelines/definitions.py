@@ -16,6 +16,7 @@ from pipelines.models.assets import build_clv_asset
 from pipelines.publish.assets import build_publish_asset
 from pipelines.publish.sensors import build_failed_night_sensor
 from pipelines.quality.checks import build_quality_checks
+from pipelines.targets.assets import build_targets_asset
 from pipelines.transform.assets import build_dbt_assets
 from pipelines.transform.project import CrmDbtCliResource, dbt_executable
 
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     partitions = daily_partitions(settings.timezone)
     assets: list = [
         *build_ingest_assets(partitions),
+        build_targets_asset(partitions),
         *build_dbt_assets(partitions),
         build_clv_asset(partitions),
         build_publish_asset(partitions),

@@ -162,6 +162,14 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
         _echo(f"error: {exc}")
         _echo("nothing was run: fix the mapping (check it with `crm check-mapping FILE`)")
         return False
+    from pipelines.targets import validate_targets
+
+    _, target_errors = validate_targets(settings.targets_file)
+    if target_errors:  # the same errors as the night's targets step, before any run starts
+        for error in target_errors:
+            _echo(f"error: {error}")
+        _echo("nothing was run: fix the targets file (check it with `crm targets check`)")
+        return False
     tags = {"crm/force": "true" if force else "false", PROCESS_TAG: _this_process()}
     # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}

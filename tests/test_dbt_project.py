@@ -396,11 +396,18 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "aov") == pytest.approx(2640 / 23)
     assert kpi(db, m, "purchasing_customers") == 2
     assert kpi(db, m, "new_customers") == 1  # P2 (P1's first order was in September)
-    assert kpi(db, m, "repurchase_rate") == 0.5  # P1 has 2 orders to date, P2 one
+    # cohort repurchase: of the customers with an order by 09-30 (P1; P2's first order is
+    # in October), the share who order in October: P1
+    assert kpi(db, m, "repurchase_rate") == 1
+    assert query(db, "select numerator, denominator from marts.fct_kpi_monthly where "
+                     "month_label = '2026-10' and segment = 'all' and kpi = 'repurchase_rate'"
+                 ) == [(1, 1)]  # fmt: skip
     assert kpi(db, m, "churn_rate") == 0  # P1 active at 09-30 and at 10-31
-    assert kpi(db, m, "vip_customers") == 1
+    assert kpi(db, m, "vip_customers") == 1  # P1: 56,800 in [2025-11-01, 10-31]
     assert kpi(db, m, "returning_customer_rate") == 0.5  # P1 has 2 orders to date, P2 one
+    # P1 is VIP at 09-30 (O2, 56,800 on 09-03) and orders in October
     assert kpi(db, m, "purchasing_customers", "vip") == 1
+    assert kpi(db, m, "repurchase_rate", "vip") == 1
     assert kpi(db, m, "tickets") == 3
     assert kpi(db, m, "first_response_minutes_p50") == 25  # T1 30 min, T2 20 min
     assert kpi(db, m, "first_response_minutes_p90") == pytest.approx(29)  # 20 + 0.9 x 10
@@ -422,6 +429,38 @@ def test_october_kpis_hand_computed(built):
     # September: P1's first order (O2), and the profile state as of 09-30
     assert kpi(db, "2026-09", "new_customers") == 1
     assert kpi(db, "2026-09", "net_revenue") == 56800
+    # O2 makes P1 VIP: P1 is in the VIP rows as of end(September) (vip_customers,
+    # active_customers) but not in a flow KPI's VIP row (not VIP at 08-31)
+    assert kpi(db, "2026-09", "vip_customers") == 1
+    assert kpi(db, "2026-09", "active_customers", "vip") == 1
+    assert query(db, "select kpi from marts.fct_kpi_monthly where month_label = '2026-09' "
+                     "and segment = 'vip'") == [("active_customers",)]  # fmt: skip
+    assert kpi(db, "2026-09", "repurchase_rate") is None  # nobody ordered by 08-31
+
+
+def test_october_rf_segment_and_channel_kpis_hand_computed(built):
+    """RF segment as of 09-30: P1 is the only customer with an order by then (n = 1: r =
+    f = 1 + floor(5 x 0 / 1) = 1, Hibernating); P2 has none (no RF segment). Channels:
+    online_store O1 (P1, 240) and O3 (P2, 300); offline_store the 21 walk-ins (100 each,
+    no customer)."""
+    db = built["db"]
+    m = "2026-10"
+    rows = query(db, "select distinct segment from marts.fct_kpi_monthly "
+                     "where month_label = '2026-10' and segment_type = 'rfm_segment'")  # fmt: skip
+    assert rows == [("Hibernating",)]
+    assert kpi(db, m, "purchasing_customers", "Hibernating") == 1
+    assert kpi(db, m, "net_revenue", "Hibernating") == 240
+    assert kpi(db, m, "repurchase_rate", "Hibernating") == 1
+    assert kpi(db, m, "orders", "online_store") == 2
+    assert kpi(db, m, "net_revenue", "online_store") == 540
+    assert kpi(db, m, "aov", "online_store") == 270
+    assert kpi(db, m, "purchasing_customers", "online_store") == 2
+    assert kpi(db, m, "orders", "offline_store") == 21
+    assert kpi(db, m, "net_revenue", "offline_store") == 2100
+    assert kpi(db, m, "purchasing_customers", "offline_store") == 0
+    kpis = query(db, "select distinct kpi from marts.fct_kpi_monthly "
+                     "where segment_type = 'channel' order by kpi")  # fmt: skip
+    assert kpis == [("aov",), ("net_revenue",), ("orders",), ("purchasing_customers",)]
 
 
 def quadrant_rows(db: Path) -> dict[tuple[str, str], tuple[int, date]]:
@@ -452,7 +491,7 @@ def test_october_quadrant_kpis_hand_computed(built):
     assert kpi(db, m, "dormant_reactivation_rate", hh) is None  # nobody dormant at 09-30
     assert kpi(db, m, "new_customers", ll) == 1  # P2's first order O3
     assert kpi(db, m, "net_revenue", ll) == 300
-    assert kpi(db, m, "repurchase_rate", ll) == 0
+    assert kpi(db, m, "repurchase_rate", ll) is None  # P2 had no order by 09-30
     assert kpi(db, m, "churn_rate", ll) is None  # not active at 09-30
 
 

@@ -101,7 +101,9 @@ def test_raw_quality_and_clv_tables_are_not_published(published):
 
 @pytest.mark.parametrize("mart", sorted(MARTS))
 def test_parquet_and_hyper_read_back_equal_to_the_warehouse(warehouse, published, mart):
-    expected = _warehouse_table(warehouse.path, mart)
+    expected = _warehouse_table(
+        warehouse.path, mart, "seeds" if mart == "kpi_definitions" else "marts"
+    )
     from_parquet = _sorted(pq.read_table(published.serving_dir / "parquet" / f"{mart}.parquet"))
     assert from_parquet.equals(expected)
     hyper = tableau.read_hyper(
@@ -178,17 +180,6 @@ def test_no_staging_or_wal_left_behind(published):
     leftovers = [p.name for p in published.serving_dir.iterdir() if p.name.startswith(".staging")]
     assert leftovers == []
     assert not (published.serving_dir / "serving.duckdb.wal").exists()
-
-
-def test_kpi_definitions_seed_in_main_is_published(tmp_path):
-    info = build_fixture_warehouse(
-        tmp_path / "warehouse.duckdb", kpi_definitions_schema="main", n_customers=30
-    )
-    result = publish(info.path, tmp_path / "serving", formats=("duckdb",))
-    assert result.row_counts["kpi_definitions"] == 14  # the fixture's KPI_DEFINITIONS
-    assert "fct_orders" in result.row_counts
-    # every entry point resolves (an empty folder), but nothing was written in it
-    assert not list((tmp_path / "serving" / "parquet").glob("*"))
 
 
 def test_hyper_without_parquet_leaves_no_parquet_behind(tmp_path):

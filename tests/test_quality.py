@@ -313,6 +313,25 @@ def test_low_completeness_records_a_target_miss_without_blocking(
     assert (docs_dir / "index.html").exists()
 
 
+def test_profile_completeness_gate_is_the_kpi(warehouse: Path, docs_dir: Path) -> None:
+    """metrics.md: wherever the product shows "profile completeness" for a target, it is
+    the KPI profile_completeness (mean over the customers with a member profile), so the
+    one profile-completeness gate reads the KPI as of D, never a mean over every customer
+    of dim_customers (customers without a profile would count as 0)."""
+    # 3 of 4 fields' worth over 4 member profiles: 0.75 < 0.9
+    sql(warehouse, "update marts.fct_kpi_monthly set value = 0.75, numerator = 3.0 "
+                   "where kpi = 'profile_completeness'")  # fmt: skip
+    gate = run_gate(warehouse, AS_OF, "run-profile", docs_dir=docs_dir)
+    gates = [
+        (s.suite, o.check, o.success, o.observed)
+        for s in gate.suites
+        for o in s.outcomes
+        if o.severity == "target" and "profile_completeness" in o.check
+    ]
+    # observed: the number of months below target (the month of D)
+    assert gates == [("fct_kpi_monthly", "profile_completeness_at_target", False, 1.0)]
+
+
 def test_future_timestamp_in_raw_is_a_target_miss(warehouse: Path, docs_dir: Path) -> None:
     # 2024-04-01 00:30 +08:00 = 2024-03-31 16:30 UTC is after D = 2024-03-31 (Shanghai)
     sql(warehouse, "update raw.orders set ordered_at = '2024-03-31 16:30' where order_id = 'o5'")

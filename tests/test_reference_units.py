@@ -504,14 +504,79 @@ def test_order_kpis_by_hand():
     assert k["orders"][0] == 4  # a2, c2, d1, x1
     assert k["net_revenue"][0] == pytest.approx(520.0)
     assert k["aov"][0] == pytest.approx(130.0)
-    assert k["repurchase_rate"][1:] == (2, 3)  # a and c have 2 orders
+    # cohort: a, b, c had ordered by 09-30 (d's first order is in October); a, c order
+    assert k["repurchase_rate"][1:] == (2, 3)
     assert k["repurchase_rate"][0] == pytest.approx(2 / 3)
+    # buyers a, c, d; a and c have 2 orders to date
+    assert k["returning_customer_rate"][1:] == (2, 3)
     # active at 09-30: a (09-10), b (04-04); at 10-31: a, c, d (b's last 04-04 < 05-05)
     assert k["active_customers"][0] == 3
     assert k["churn_rate"][1:] == (1, 2)
     assert k["dormant_reactivation_rate"][1:] == (1, 1)
     assert k["vip_customers"][0] == 0
-    assert k["vip_repurchase_rate"][0] is None or pd.isna(k["vip_repurchase_rate"][0])
+    assert "vip_repurchase_rate" not in k
+
+
+def test_segments_as_of_start_for_flow_kpis_by_hand():
+    """October (start 09-30, end 10-31), VIP threshold 50,000 in 365 days. v: 30,000 on
+    03-10 and 20,000 on 10-10 (web): VIP at 10-31 (50,000 in [2025-11-01, 10-31]) but not
+    at 09-30 (30,000 in [2025-10-01, 09-30]). t: 60,000 on 09-01 (VIP at 09-30) and 1,000
+    on 10-12 (pos). u: 55,000 on 08-01 (VIP at 09-30), no October order. n: first order
+    10-20 (500, web). An anonymous 500 (web)."""
+    orders = [
+        _order("v1", "v", "2026-03-10", price=30_000.0, channel="web"),
+        _order("v2", "v", "2026-10-10", price=20_000.0, channel="web"),
+        _order("t1", "t", "2026-09-01", price=60_000.0, channel="pos"),
+        _order("t2", "t", "2026-10-12", price=1_000.0, channel="pos"),
+        _order("u1", "u", "2026-08-01", price=55_000.0, channel="web"),
+        _order("n1", "n", "2026-10-20", price=500.0, channel="web"),
+        _order("x1", None, "2026-10-21", price=500.0, channel="web"),
+    ]
+    p = _prepared(orders)
+    # segment all: cohort v, t, u (orders by 09-30), v and t order; buyers v, t, n, of
+    # whom v and t have 2 orders to date; VIPs at 10-31: v, t, u
+    k = _kpis(p)
+    assert k["repurchase_rate"][1:] == (2, 3)
+    assert k["returning_customer_rate"][1:] == (2, 3)
+    assert k["vip_customers"][:2] == (3, 3)
+    # vip, flow KPIs: the VIPs at 09-30, t and u (not v, VIP by the purchase measured)
+    vip = _kpis(p, segment="vip")
+    assert vip["purchasing_customers"][0] == 1  # t
+    assert vip["net_revenue"][0] == 1_000
+    assert vip["repurchase_rate"][1:] == (1, 2)
+    assert vip["returning_customer_rate"][1:] == (1, 1)
+    # vip, active_customers: the VIPs at 10-31, v, t, u, all active at 10-31
+    assert vip["active_customers"][0] == 3
+    # RF segments at 09-30 among v, t, u (n = 3): recency 204, 29, 60 days -> r 1 (v,
+    # rank 1), 2 (u, rank 2: 1 + floor(5 / 3)), 4 (t, rank 3: 1 + floor(10 / 3)); one order
+    # each in [2025-10-01, 09-30] -> f 1 (tie). v (1, 1), u (2, 1) Hibernating; t (4, 1)
+    # Promising
+    hib = _kpis(p, segment="Hibernating")
+    assert hib["purchasing_customers"][0] == 1  # v
+    assert hib["net_revenue"][0] == 20_000
+    assert hib["repurchase_rate"][1:] == (1, 2)
+    assert hib["churn_rate"][1:] == (0, 1)  # u active at 09-30 and 10-31; v not at 09-30
+    assert hib["dormant_reactivation_rate"][1:] == (1, 1)  # v
+    assert "new_customers" not in hib and "active_customers" not in hib
+    prom = _kpis(p, segment="Promising")
+    assert prom["repurchase_rate"][1:] == (1, 1)  # t
+    # channels: web v2, n1, x1 (21,000, 2 customers); pos t2
+    web = {kpi: tuple(None if pd.isna(x) else x for x in v) for kpi, v in
+           _kpis(p, segment="web").items()}  # fmt: skip
+    assert web == {
+        "purchasing_customers": (2, 2, None),
+        "orders": (3, 3, None),
+        "net_revenue": (21_000, 21_000, None),
+        "aov": (7_000, 21_000, 3),
+    }
+    assert _kpis(p, segment="pos")["orders"][0] == 1
+    # September (start 08-31): u is VIP at 08-31 (55,000 on 08-01) and does not order; t
+    # becomes VIP by its 09-01 order: not in the flow rows, in active_customers (the VIPs
+    # at 09-30: u, t)
+    sep_vip = _kpis(p, month="2026-09-01", segment="vip")
+    assert sep_vip["purchasing_customers"][0] == 0  # u (VIP at 08-31) does not order
+    assert sep_vip["repurchase_rate"][1:] == (0, 1)
+    assert sep_vip["active_customers"][0] == 2  # u, t (VIP at 09-30)
 
 
 def _ev(tid, kind, at, **kw):
@@ -684,14 +749,24 @@ def test_segments_publish_only_months_with_customers():
     k = compute_kpis(p, first_month=date(2026, 9, 1))
     by = k.groupby(["month", "segment"])["kpi"].apply(set)
     sep, oct_ = date(2026, 9, 1), date(2026, 10, 1)
-    assert set(by.loc[sep].index) == {"all", "vip", "prospect"}
+    # September: a's first order makes a VIP (as of 09-30) and new (as of 09-30): vip
+    # and new publish active_customers only (as of end(M)); a's flow KPIs are in prospect
+    # (stage at 08-31); orders without a channel are in channel unknown
+    assert set(by.loc[sep].index) == {"all", "vip", "prospect", "new", "unknown"}
+    assert by.loc[(sep, "vip")] == by.loc[(sep, "new")] == {"active_customers"}
     # October is the month of D: also the quadrants with customers (a the top revenue,
-    # b the other; no engagement, no CLV scores)
-    assert set(by.loc[oct_].index) == {"all", "vip", "prospect", "new",
-                                       "high_value_low_potential", "low_value_low_potential"}  # fmt: skip
+    # b the other; no engagement, no CLV scores), and a's RF segment at 09-30 (n = 1:
+    # r = f = 1, Hibernating)
+    assert set(by.loc[oct_].index) == {"all", "vip", "prospect", "new", "unknown",
+                                       "Hibernating", "high_value_low_potential",
+                                       "low_value_low_potential"}  # fmt: skip
     assert by.loc[(oct_, "new")] == {
         "purchasing_customers", "new_customers", "active_customers", "orders", "net_revenue",
-        "aov", "repurchase_rate", "churn_rate",
+        "aov", "repurchase_rate", "returning_customer_rate", "churn_rate",
+    }  # fmt: skip
+    assert by.loc[(oct_, "prospect")] == {
+        "purchasing_customers", "new_customers", "orders", "net_revenue", "aov",
+        "returning_customer_rate",
     }  # fmt: skip
     row = k[(k["month"] == oct_) & (k["segment"] == "vip") & (k["kpi"] == "net_revenue")]
     assert row["value"].item() == 100.0
@@ -870,41 +945,48 @@ def test_quadrant_kpis_in_the_month_of_d_only():
     assert set(quad["month"]) == {date(2026, 10, 1)}  # no quadrant rows for September
     got = {(r.segment, r.kpi): (r.value, r.numerator, r.denominator) for r in quad.itertuples()}
     family = ("purchasing_customers", "new_customers", "active_customers", "orders",
-              "net_revenue", "aov", "repurchase_rate", "churn_rate",
+              "net_revenue", "aov", "repurchase_rate", "returning_customer_rate", "churn_rate",
               "dormant_reactivation_rate")  # fmt: skip
     assert set(got) == {(q, kpi) for q in QUADRANTS for kpi in family}
 
     def row(q):
         return {kpi: tuple(None if pd.isna(x) else x for x in got[(q, kpi)]) for kpi in family}
 
-    # e: first order 10-10 (500); nobody active or dormant at 09-30
+    # e: first order 10-10 (500): no order by 09-30 (no repurchase base); nobody active
+    # or dormant at 09-30
     assert row("high_value_high_potential") == {
         "purchasing_customers": (1, 1, None), "new_customers": (1, 1, None),
         "active_customers": (1, 1, None), "orders": (1, 1, None),
-        "net_revenue": (500, 500, None), "aov": (500, 500, 1), "repurchase_rate": (0, 0, 1),
+        "net_revenue": (500, 500, None), "aov": (500, 500, 1), "repurchase_rate": (None, 0, 0),
+        "returning_customer_rate": (0, 0, 1),
         "churn_rate": (None, 0, 0), "dormant_reactivation_rate": (None, 0, 0),
     }  # fmt: skip
     # f: last order 08-01, active at 09-30 and at 10-31, no October order
     assert row("high_value_low_potential") == {
         "purchasing_customers": (0, 0, None), "new_customers": (0, 0, None),
         "active_customers": (1, 1, None), "orders": (0, 0, None),
-        "net_revenue": (0, 0, None), "aov": (None, 0, 0), "repurchase_rate": (None, 0, 0),
+        "net_revenue": (0, 0, None), "aov": (None, 0, 0), "repurchase_rate": (0, 0, 1),
+        "returning_customer_rate": (None, 0, 0),
         "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (None, 0, 0),
     }  # fmt: skip
     # a (first order 10-05, 100), g (first order 10-01, refunded: 0), c (06-01, active at
-    # start and end); p has no order: not in any KPI segment
+    # start and end, the repurchase base, no October order); p has no order: not in any
+    # KPI segment
     assert row("low_value_high_potential") == {
         "purchasing_customers": (2, 2, None), "new_customers": (2, 2, None),
         "active_customers": (3, 3, None), "orders": (2, 2, None),
-        "net_revenue": (100, 100, None), "aov": (50, 100, 2), "repurchase_rate": (0, 0, 2),
+        "net_revenue": (100, 100, None), "aov": (50, 100, 2), "repurchase_rate": (0, 0, 1),
+        "returning_customer_rate": (0, 0, 2),
         "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (None, 0, 0),
     }  # fmt: skip
     # b (09-10: active at start and end), d (dormant at 09-30: last order 03-15; orders
-    # 10-20, 2 to date: reactivated, repurchaser), h (churned at 09-30)
+    # 10-20, 2 to date: reactivated, repurchaser), h (churned at 09-30): repurchase base
+    # b, d, h
     assert row("low_value_low_potential") == {
         "purchasing_customers": (1, 1, None), "new_customers": (0, 0, None),
         "active_customers": (2, 2, None), "orders": (1, 1, None),
-        "net_revenue": (100, 100, None), "aov": (100, 100, 1), "repurchase_rate": (1, 1, 1),
+        "net_revenue": (100, 100, None), "aov": (100, 100, 1),
+        "repurchase_rate": (pytest.approx(1 / 3), 1, 3), "returning_customer_rate": (1, 1, 1),
         "churn_rate": (0, 0, 1), "dormant_reactivation_rate": (1, 1, 1),
     }  # fmt: skip
     # the segments sum up to the customers' part of segment all

@@ -26,7 +26,8 @@
 
 {#- on-run-start: on Spark, the sources are tables over the Parquet folders that
     `crm spark export` writes (raw tables by delivery date, the CLV scores; `crm spark
-    build` checks that they exist), and the pseudonymisation key must be configured. Nothing to do on DuckDB, where the pipeline
+    build` checks that they exist) and the SMART targets (`crm spark build` writes them
+    from the targets file), and the pseudonymisation key must be configured. Nothing to do on DuckDB, where the pipeline
     writes the sources itself. -#}
 {% macro register_external_sources() -%}
     {{ return(adapter.dispatch('register_external_sources', 'crm_warehouse')()) }}
@@ -45,7 +46,7 @@
             ) }}
         {%- endif -%}
         {%- set root = env_var('CRM_SPARK_SOURCES_DIR', '../data/spark/sources') -%}
-        {%- for schema, tables in {'raw': ['customers', 'orders', 'service_events', 'social_interactions'], 'clv': ['customer_scores']}.items() -%}
+        {%- for schema, tables in {'raw': ['customers', 'orders', 'service_events', 'social_interactions'], 'clv': ['customer_scores'], 'targets': ['kpi_targets']}.items() -%}
             {%- do run_query('create schema if not exists ' ~ schema) -%}
             {%- for table in tables -%}
                 {%- set location = root ~ '/' ~ schema ~ '/' ~ table -%}

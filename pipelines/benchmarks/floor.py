@@ -37,10 +37,10 @@ KPIS = (
     "net_revenue",
     "aov",
     "repurchase_rate",
+    "returning_customer_rate",
     "churn_rate",
     "dormant_reactivation_rate",
     "vip_customers",
-    "vip_repurchase_rate",
 )
 
 #: Customer-state columns compared between the floor, the peer and marts.dim_customers.

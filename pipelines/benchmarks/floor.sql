@@ -12,7 +12,8 @@
 --
 -- The definitions are those of the dbt project (docs/warehouse.md); the tables are built
 -- from scratch as of D, like `dbt build --full-refresh`. Not covered: the golden record,
--- service / social / profile KPIs, the vip / lifecycle / quadrant segments, CLV, tests.
+-- service / social / profile KPIs, the vip / lifecycle / quadrant / RF / channel segments,
+-- CLV, tests.
 --
 -- Inputs: raw.customers, raw.orders, raw.service_events, raw.social_interactions (the
 -- loader's raw tables), seeds.currency_rates and seeds.rfm_segment_map (the dbt seeds).
@@ -451,6 +452,7 @@ select
         last_order_at_start >= start_date - 364 and last_order_at_start < start_date - 179, false
     ) as is_dormant_at_start,
     revenue_at_end - coalesce(revenue_before_window, 0) >= 50000 as is_vip_at_end,
+    coalesce(orders_at_start, 0) as orders_at_start,
     orders_at_end
 from year_before;
 
@@ -462,14 +464,14 @@ measures as (
         count(*) filter (is_purchasing) as purchasing_customers,
         count(*) filter (is_new_in_month) as new_customers,
         count(*) filter (is_active_at_end) as active_customers,
+        count(*) filter (orders_at_start > 0) as ordered_by_start,
+        count(*) filter (orders_at_start > 0 and is_purchasing) as repurchasing_customers,
         count(*) filter (is_purchasing and orders_at_end >= 2) as returning_customers,
         count(*) filter (is_active_at_start) as active_at_start,
         count(*) filter (is_active_at_start and not is_active_at_end) as churned_customers,
         count(*) filter (is_dormant_at_start) as dormant_at_start,
         count(*) filter (is_dormant_at_start and is_purchasing) as reactivated_customers,
-        count(*) filter (is_vip_at_end and is_purchasing) as vip_purchasing_customers,
-        count(*) filter (is_vip_at_end and is_purchasing and orders_at_end >= 2)
-            as vip_returning_customers
+        count(*) filter (is_vip_at_end) as vip_customers
     from customer_months
     group by month
 ),
@@ -496,11 +498,11 @@ kpis (kpi, numerator, denominator) as (
         ('orders', 'orders', null),
         ('net_revenue', 'net_revenue', null),
         ('aov', 'net_revenue', 'orders'),
-        ('repurchase_rate', 'returning_customers', 'purchasing_customers'),
+        ('repurchase_rate', 'repurchasing_customers', 'ordered_by_start'),
+        ('returning_customer_rate', 'returning_customers', 'purchasing_customers'),
         ('churn_rate', 'churned_customers', 'active_at_start'),
         ('dormant_reactivation_rate', 'reactivated_customers', 'dormant_at_start'),
-        ('vip_customers', 'vip_purchasing_customers', null),
-        ('vip_repurchase_rate', 'vip_returning_customers', 'vip_purchasing_customers')
+        ('vip_customers', 'vip_customers', null)
 ),
 measures_long as (
     -- every measure of a month as (name, value): the KPIs pick their numerator and

@@ -420,6 +420,7 @@ def compute(
         ) & ~active_start
         vip = state["cents_window"].fillna(0) >= VIP_CENTS
         returning = purchasing & (state["n_end"] >= 2)
+        ordered_by_start = state["n_start"] > 0
         totals = all_orders.reindex([period]).fillna(0).iloc[0]
         orders_n, revenue = float(totals["orders"]), float(totals["cents"]) / 100
         kpis = {
@@ -429,11 +430,11 @@ def compute(
             "orders": (orders_n, None),
             "net_revenue": (revenue, None),
             "aov": (revenue, orders_n),
-            "repurchase_rate": (returning.sum(), purchasing.sum()),
+            "repurchase_rate": ((ordered_by_start & purchasing).sum(), ordered_by_start.sum()),
+            "returning_customer_rate": (returning.sum(), purchasing.sum()),
             "churn_rate": ((active_start & ~active_end).sum(), active_start.sum()),
             "dormant_reactivation_rate": ((dormant_start & purchasing).sum(), dormant_start.sum()),
-            "vip_customers": ((vip & purchasing).sum(), None),
-            "vip_repurchase_rate": ((vip & returning).sum(), (vip & purchasing).sum()),
+            "vip_customers": (vip.sum(), None),
         }
         for kpi, (num, den) in kpis.items():
             num = float(num)

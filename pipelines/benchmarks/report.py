@@ -56,7 +56,7 @@ Per preset, in one run:
   RFM, and the customer and order KPIs of `marts.fct_kpi_monthly` for segment `all`
   (11 KPIs per month). It is a floor for that part only: the pipeline also builds the
   golden record, the order lines, service and social facts and their KPIs, the vip /
-  lifecycle / quadrant segments and the KPI review, runs the dbt data tests and the
+  lifecycle / quadrant / RF / channel segments and the KPI review, runs the dbt data tests and the
   quality gates, fits CLV and publishes. Agreement with the warehouse is checked on
   every run (below): a floor that computed something else would be no floor.
 - **The pandas peer**: the same outputs in a straightforward pandas program,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.lib.settings import Settings
+from pipelines.lib.settings import DEMO_TARGETS_FILE, Settings
 
 
 class CrmSettingsResource(dg.ConfigurableResource):
@@ -17,6 +17,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
     currency: str = "CNY"
     mappings_dir: str
     landing_dir: str
+    #: CRM_TARGETS_FILE (the managers' SMART targets; default: the demo's)
+    targets_file: str = str(DEMO_TARGETS_FILE)
     supernode_threshold: int = 20
     report_language: str = "en"
     vip_revenue_365d: float = 50_000.0
@@ -34,6 +36,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             currency=settings.currency,
             mappings_dir=str(settings.mappings_dir),
             landing_dir=str(settings.landing),
+            targets_file=str(settings.targets_file),
             supernode_threshold=settings.supernode_threshold,
             report_language=settings.report_language,
             vip_revenue_365d=settings.vip_revenue_365d,
@@ -51,6 +54,7 @@ class CrmSettingsResource(dg.ConfigurableResource):
             currency=self.currency,
             mappings_dir=Path(self.mappings_dir),
             landing_dir=Path(self.landing_dir),
+            targets_file=Path(self.targets_file),
             supernode_threshold=self.supernode_threshold,
             report_language=self.report_language,
             vip_revenue_365d=self.vip_revenue_365d,

@@ -12,6 +12,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MAPPINGS_DIR = REPO_ROOT / "pipelines" / "ingest" / "mappings" / "demo"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+#: The demo's SMART targets (a deployment points CRM_TARGETS_FILE at its managers' file).
+DEMO_TARGETS_FILE = REPO_ROOT / "pipelines" / "targets" / "demo" / "kpi_targets.csv"
 
 
 class SettingsError(ValueError):
@@ -31,6 +33,7 @@ class Settings:
     | CRM_MEMBER_SYSTEM | unset: the one source system of the customers mappings (the system a ticket's customer_ref belongs to when its mapping names none) |
     | CRM_MAPPINGS_DIR | the repo's demo mappings (pipelines/ingest/mappings/demo) |
     | CRM_LANDING_DIR | $CRM_HOME/landing |
+    | CRM_TARGETS_FILE | the repo's demo targets (pipelines/targets/demo/kpi_targets.csv): the managers' SMART targets, CSV UTF-8 |
     | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
     | CRM_REPORT_LANGUAGE | en (en or zh) |
     | CRM_MAX_QUARANTINE_SHARE | 0.05 (ingest: a source whose share of quarantined rows in a run is higher fails the run's blocking check) |
@@ -44,6 +47,8 @@ class Settings:
     currency: str = "CNY"
     mappings_dir: Path = DEMO_MAPPINGS_DIR
     landing_dir: Path | None = None
+    #: the managers' SMART targets (README, section Targets)
+    targets_file: Path = DEMO_TARGETS_FILE
     supernode_threshold: int = 20
     report_language: str = "en"
     #: VIP threshold: net revenue of the last 365 days, in the reporting currency
@@ -133,6 +138,11 @@ class Settings:
             if env.get("CRM_LANDING_DIR")
             else None
         )
+        targets = (
+            Path(env["CRM_TARGETS_FILE"]).expanduser().resolve()
+            if env.get("CRM_TARGETS_FILE")
+            else DEMO_TARGETS_FILE
+        )
         try:
             threshold = int(env.get("CRM_SUPERNODE_THRESHOLD", "20"))
         except ValueError as exc:
@@ -163,6 +173,7 @@ class Settings:
             currency=currency,
             mappings_dir=mappings,
             landing_dir=landing,
+            targets_file=targets,
             supernode_threshold=threshold,
             report_language=language,
             vip_revenue_365d=vip,

@@ -13,7 +13,9 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "fct_kpi_monthly": ("marts", "main"),
     "fct_kpi_weekly": ("marts", "main"),
     "dim_customers": ("marts", "main"),
-    "kpi_definitions": ("marts", "main", "seeds"),
+    "kpi_definitions": ("seeds", "main"),
+    "kpi_targets": ("targets", "main"),
+    "sla_targets": ("seeds", "main"),
     "dq_results": ("quality", "main"),
     "holdout_validation": ("clv", "main"),
 }

@@ -84,8 +84,14 @@ from pipelines.publish.pii import check_no_pii
 # >= that version for a small gain in compression. Change only together with docs/publishing.md.
 STORAGE_VERSION = "v1.0.0"
 MARTS_SCHEMA = "marts"
-# Seeds published next to the marts when the warehouse has them outside schema `marts`.
-EXTRA_TABLES: dict[str, tuple[str, ...]] = {"kpi_definitions": ("main",)}
+#: Tables published next to the marts (every table and view of schema `marts`), with the
+#: schemas dbt and the pipeline build them in: the KPI definitions and the SLA targets
+#: (seeds), the managers' SMART targets as validated and loaded (pipelines/targets).
+EXTRA_TABLES: dict[str, tuple[str, ...]] = {
+    "kpi_definitions": ("seeds",),
+    "kpi_targets": ("targets",),
+    "sla_targets": ("seeds",),
+}
 PUBLICATION_TABLE = "_publication"
 PUBLICATION_TABLES_TABLE = "_publication_tables"
 SERVING_DB = "serving.duckdb"
@@ -278,9 +284,9 @@ def publish(
 ) -> PublishResult:
     """Publish the marts of `warehouse_db` under `serving_dir` (see the module docstring).
 
-    `marts`: the tables to publish (default: every table and view in schema `marts`, plus the
-    `kpi_definitions` seed). `as_of`: the as-of date recorded in the manifest (default: the
-    `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
+    `marts`: the tables to publish (default: every table and view in schema `marts`, plus
+    `EXTRA_TABLES`: kpi_definitions, kpi_targets, sla_targets). `as_of`: the as-of date
+    recorded in the manifest (default: the `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
     serving.duckdb is always written. `by_difference`: patch the `ROW_KEYS` tables of a copy
     of the current release where possible (False: every table whole). `review`: the rendered
     KPI review (a file, or a folder of files), copied into the release under `reports/`

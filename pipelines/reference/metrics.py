@@ -304,7 +304,8 @@ def prepare(raw: dict[str, pd.DataFrame], cfg: ReferenceConfig) -> Prepared:
 
 def _orders(lines: pd.DataFrame) -> pd.DataFrame:
     """One row per ``source_system:order_id``: earliest line timestamp; cancelled when
-    every line is cancelled; net revenue summed over the lines that are not cancelled."""
+    every line is cancelled; net revenue summed over the lines that are not cancelled;
+    channel: the smallest of its lines'."""
     if lines.empty:
         return pd.DataFrame(
             {
@@ -313,6 +314,7 @@ def _orders(lines: pd.DataFrame) -> pd.DataFrame:
                 "ordered_at": pd.Series(dtype="datetime64[us]"),
                 "order_date": pd.Series(dtype="datetime64[us]"),
                 "is_cancelled": pd.Series(dtype=bool),
+                "channel": pd.Series(dtype=object),
                 "net_cents": pd.Series(dtype="int64"),
                 "net_revenue": pd.Series(dtype=float),
             }
@@ -326,6 +328,8 @@ def _orders(lines: pd.DataFrame) -> pd.DataFrame:
             "ordered_at": g["ordered_at"].min(),
             "order_date": g["ordered_date"].min(),
             "is_cancelled": g["_cancel"].all(),
+            # the smallest channel of the order's lines (fct_orders: min(channel))
+            "channel": g["channel"].min(),
             "net_cents": g["_net"].sum(),
         }
     ).reset_index()
@@ -647,7 +651,13 @@ ORDER_FAMILY = (
     "net_revenue",
     "aov",
     "repurchase_rate",
+    "returning_customer_rate",
 )
+#: Point-in-time KPIs: a segment's row takes the segment as of end(M) (metrics.md,
+#: "Segments"); every other KPI is a flow KPI (segment as of start(M)).
+POINT_IN_TIME_KPIS = ("active_customers", "vip_customers")
+#: The KPIs of a channel segment (the order's channel).
+CHANNEL_KPIS = ("purchasing_customers", "orders", "net_revenue", "aov")
 LIFECYCLE_STAGES = ("prospect", "new", "active", "dormant", "churned")
 #: metrics.md, value x potential; a KPI segment for the month of D only (the CLV model
 #: behind "high potential" is scored as of D only)
@@ -657,7 +667,11 @@ QUADRANTS = (
     "low_value_high_potential",
     "low_value_low_potential",
 )
-SEGMENTS = ("all", "vip", *LIFECYCLE_STAGES, *QUADRANTS)
+#: the RF segments (seed rfm_segment_map), a KPI segment as of start(M)
+RFM_SEGMENTS = tuple(name for name, *_ in RFM_SEGMENT_MAP)
+#: Every segment known in advance; a channel segment is named by the channel of the
+#: orders (``channels(p)``), 'unknown' for an order without one.
+SEGMENTS = ("all", "vip", *LIFECYCLE_STAGES, *QUADRANTS, *RFM_SEGMENTS)
 
 
 def _count(n: int) -> tuple[float, float, None]:
@@ -694,7 +708,10 @@ def order_kpis(
 ) -> Kpis:
     """The customer-order family for the customers in ``members`` (None: every resolved
     customer). ``orders_of_all``: orders / net_revenue / aov count every order, also
-    those of no resolved customer (segment ``all``)."""
+    those of no resolved customer (segment ``all``). repurchase_rate is the cohort rate:
+    of the members with an order on or before start(M), the share who order in M;
+    returning_customer_rate: of the members buying in M, the share with two or more
+    orders to date at end(M)."""
     cfg = p.config
     co = resolved_orders(p)
     if members is not None:
@@ -713,10 +730,36 @@ def order_kpis(
     out["net_revenue"] = (rev, rev, None)
     out["orders"] = _count(n)
     out["aov"] = (_ratio(rev, n), rev, float(n))
+    cohort = pd.Index(first.index[first <= m.start])
+    back = len(cohort.intersection(buyers))
+    out["repurchase_rate"] = (_ratio(back, len(cohort)), back, len(cohort))
     lifetime = co[co["order_date"] <= m.end].groupby("customer_key").size()
-    rep = int((lifetime.reindex(buyers).fillna(0) >= 2).sum())
-    out["repurchase_rate"] = (_ratio(rep, len(buyers)), rep, len(buyers))
+    ret = int((lifetime.reindex(buyers).fillna(0) >= 2).sum())
+    out["returning_customer_rate"] = (_ratio(ret, len(buyers)), ret, len(buyers))
     return out
+
+
+def channels(p: Prepared) -> tuple[str, ...]:
+    """The channel segments: every channel of a valid order ('unknown' without one)."""
+    return tuple(sorted(valid_orders(p)["channel"].fillna("unknown").unique()))
+
+
+def channel_kpis(p: Prepared, m: Month, channel: str) -> Kpis:
+    """orders / net_revenue / aov of every valid order of the channel in M (also those of
+    no resolved customer) and purchasing_customers = resolved customers with such an
+    order; nothing when the channel has no order in M."""
+    vo = valid_orders(p)
+    vo = vo[vo["channel"].fillna("unknown").eq(channel)]
+    in_m = vo[(vo["order_date"] >= m.month) & (vo["order_date"] <= m.end)]
+    if in_m.empty:
+        return {}
+    rev, n = int(in_m["net_cents"].sum()) / 100, len(in_m)
+    return {
+        "purchasing_customers": _count(in_m["customer_key"].dropna().nunique()),
+        "orders": _count(n),
+        "net_revenue": (rev, rev, None),
+        "aov": (_ratio(rev, n), rev, float(n)),
+    }
 
 
 def churn_kpis(p: Prepared, m: Month, members: pd.Index | None) -> Kpis:
@@ -778,6 +821,18 @@ def stage_at(p: Prepared, d: pd.Timestamp) -> pd.Series:
         return lifecycle_stage(state, d, p.config)
 
     return _cached(p, ("stage_at", d), compute)
+
+
+def rf_segment_at(p: Prepared, d: pd.Timestamp) -> pd.Series:
+    """The RF segment as of d of every customer with an order on or before d: scores
+    ranked among those customers (metrics.md, "RFM"; recency and orders_365d as of d)."""
+
+    def compute() -> pd.Series:
+        state = order_summary(resolved_orders(p), d, p.config)
+        state["recency_days"] = (pd.Timestamp(d) - state["last_order_date"]).dt.days
+        return rfm_scores(state, p.config.rfm_buckets)["rfm_segment"]
+
+    return _cached(p, ("rf_segment_at", d), compute)
 
 
 def profile_kpis(p: Prepared, m: Month, dates: pd.DataFrame) -> Kpis:
@@ -949,34 +1004,48 @@ def _winback(
 
 
 def segment_members(
-    p: Prepared, m: Month, segment: str, quadrants: pd.Series | None = None
+    p: Prepared,
+    m: Month,
+    segment: str,
+    quadrants: pd.Series | None = None,
+    as_of: str = "start",
 ) -> pd.Index | None:
-    """Customers of a segment in month M (None for ``all``): ``vip`` = is_vip as of end(M);
-    a lifecycle stage = the stage as of start(M) among customers whose first order is on
-    or before end(M) (the customer-months of the warehouse start at the first order); a
+    """Customers of a segment in month M (None for ``all``), among the customers whose
+    first order is on or before end(M) (the customer-months of the warehouse start at the
+    first order). ``as_of``: "start" (flow KPIs) or "end" (point-in-time KPIs):
+    ``vip`` = is_vip as of start(M) / end(M); a lifecycle stage = the stage as of
+    start(M) / end(M); an RF segment = the segment as of start(M) (flow KPIs only); a
     quadrant = the quadrant as of D (``quadrants``, default ``customer_quadrants(p)``
-    without CLV scores) among those customers, in the month of D only (empty before)."""
+    without CLV scores) for both, in the month of D only (empty before)."""
     if segment == "all":
         return None
+    if as_of not in ("start", "end"):
+        raise ValueError(f"as_of must be 'start' or 'end', not {as_of!r}")
+    d = m.start if as_of == "start" else m.end
     if segment == "vip":
-        return vip_at(p, m.end)
-    if segment in LIFECYCLE_STAGES or segment in QUADRANTS:
-        first = _cached(
-            p,
-            ("first_order",),
-            lambda: resolved_orders(p).groupby("customer_key")["order_date"].min(),
-        )
-        buyers = first.index[first <= m.end]
-        if segment in LIFECYCLE_STAGES:
-            stages = stage_at(p, m.start).reindex(buyers)
-            return stages.index[stages == segment]
-        as_of = pd.Timestamp(p.config.as_of)
-        if m.month != as_of.replace(day=1):
+        return vip_at(p, d)
+    first = _cached(
+        p,
+        ("first_order",),
+        lambda: resolved_orders(p).groupby("customer_key")["order_date"].min(),
+    )
+    buyers = first.index[first <= m.end]
+    if segment in LIFECYCLE_STAGES:
+        stages = stage_at(p, d).reindex(buyers)
+        return stages.index[stages == segment]
+    if segment in RFM_SEGMENTS:
+        if as_of == "end":
+            return pd.Index([], dtype="int64")
+        segments = rf_segment_at(p, m.start)
+        return segments.index[segments == segment]
+    if segment in QUADRANTS:
+        as_of_d = pd.Timestamp(p.config.as_of)
+        if m.month != as_of_d.replace(day=1):
             return pd.Index([], dtype="int64")
         quadrants = customer_quadrants(p) if quadrants is None else quadrants
         of_buyers = quadrants.reindex(buyers)
         return of_buyers.index[of_buyers == segment]
-    raise ValueError(f"unknown segment {segment!r}; known: {SEGMENTS}")
+    raise ValueError(f"unknown segment {segment!r}; known: {SEGMENTS} and the channels")
 
 
 def kpis_for_month(
@@ -988,15 +1057,21 @@ def kpis_for_month(
 ) -> Kpis:
     """Every KPI the segment publishes for month M; a segment without customers in M
     publishes nothing; service and social KPIs start with the first month that has
-    tickets / interactions. Quadrants (month of D only): the customer-order family plus
-    churn_rate and dormant_reactivation_rate."""
-    members = segment_members(p, m, segment, quadrants)
+    tickets / interactions. Flow KPIs take the segment as of start(M), point-in-time
+    KPIs (active_customers) as of end(M) (metrics.md, "Segments"):
+
+    - vip: the order family; active_customers of the VIPs as of end(M)
+    - lifecycle stage: the order family (no repurchase_rate for prospect: nobody had
+      ordered), churn_rate for new and active, dormant_reactivation_rate for dormant;
+      active_customers of the stage as of end(M), new and active only
+    - quadrant (month of D only): the order family, churn_rate, dormant_reactivation_rate
+    - RF segment: the order family but new_customers and active_customers, churn_rate,
+      dormant_reactivation_rate
+    - a channel: CHANNEL_KPIS"""
     if segment == "all":
         out = order_kpis(p, m, None, orders_of_all=True)
         out |= churn_kpis(p, m, None) | reactivation_kpis(p, m, None)
-        vip = order_kpis(p, m, vip_at(p, m.end))
-        out["vip_customers"] = vip["purchasing_customers"]
-        out["vip_repurchase_rate"] = vip["repurchase_rate"]
+        out["vip_customers"] = _count(len(vip_at(p, m.end)))
         dates = profile_field_dates(p) if dates is None else dates
         out |= profile_kpis(p, m, dates)
         first_ticket = p.tickets["created_date"].min()
@@ -1006,14 +1081,27 @@ def kpis_for_month(
         if not pd.isna(first_social) and first_social.replace(day=1) <= m.month:
             out |= social_kpis(p, m)
         return out
+    if segment not in SEGMENTS and segment in channels(p):
+        return channel_kpis(p, m, segment)
+    members = segment_members(p, m, segment, quadrants)
     assert members is not None
-    if len(members) == 0:
-        return {}
-    out = order_kpis(p, m, members)
-    if segment in ("new", "active") or segment in QUADRANTS:
-        out |= churn_kpis(p, m, members)
-    if segment == "dormant" or segment in QUADRANTS:
-        out |= reactivation_kpis(p, m, members)
+    out: Kpis = {}
+    if len(members):
+        out = order_kpis(p, m, members)
+        del out["active_customers"]
+        if segment in RFM_SEGMENTS:
+            del out["new_customers"]
+        if segment == "prospect":
+            del out["repurchase_rate"]
+        if segment in ("new", "active") or segment in QUADRANTS or segment in RFM_SEGMENTS:
+            out |= churn_kpis(p, m, members)
+        if segment == "dormant" or segment in QUADRANTS or segment in RFM_SEGMENTS:
+            out |= reactivation_kpis(p, m, members)
+    if segment in ("vip", "new", "active") or segment in QUADRANTS:
+        at_end = segment_members(p, m, segment, quadrants, as_of="end")
+        assert at_end is not None
+        if len(at_end):
+            out["active_customers"] = order_kpis(p, m, at_end)["active_customers"]
     return out
 
 
@@ -1026,7 +1114,7 @@ def first_data_month(p: Prepared) -> date:
 
 def compute_kpis(
     p: Prepared,
-    segments: tuple[str, ...] = SEGMENTS,
+    segments: tuple[str, ...] | None = None,
     first_month: date | None = None,
     clv_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -1034,8 +1122,10 @@ def compute_kpis(
     is_complete (the shape of marts.fct_kpi_monthly). ``clv_scores``: the CLV model's
     scores as of D (``customer_id`` of the warehouse, ``expected_purchases_90d``; e.g.
     clv.customer_scores), the one input the quadrant segments take from outside; None or
-    empty: high potential is engagement alone (the warehouse's empty placeholder)."""
+    empty: high potential is engagement alone (the warehouse's empty placeholder).
+    ``segments``: default every segment (SEGMENTS and the channels of the orders)."""
     cfg = p.config
+    segments = (*SEGMENTS, *channels(p)) if segments is None else segments
     first_month = first_month or first_data_month(p)
     dates = profile_field_dates(p) if "all" in segments else None
     quadrants = None

@@ -178,6 +178,29 @@ def export_clv_scores(con: duckdb.DuckDBPyConnection, paths: SparkPaths) -> int:
     return con.execute(f"select count(*) from ({query})").fetchone()[0]
 
 
+def export_targets(settings: Settings, paths: SparkPaths) -> int:
+    """Write the SMART targets of the targets file (validated as for the nightly run) as
+    `sources/targets/kpi_targets/targets.parquet`, the table dbt reads as source
+    targets.kpi_targets on Spark. Returns rows written; SparkBuildError with every bad row
+    when the file is bad."""
+    from pipelines.targets import TABLE, TargetsError, load_targets, read_targets
+
+    try:
+        targets = read_targets(settings.targets_file)
+    except TargetsError as exc:
+        raise SparkBuildError(f"the targets file has errors:\n{exc}") from None
+    folder = paths.sources / "targets" / TABLE
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "targets.parquet"
+    partial = _partial(target)
+    with duckdb.connect() as con:
+        rows = load_targets(con, targets)
+        con.execute(f"copy targets.{TABLE} to {_sql_text(str(partial))} (format parquet)")
+    os.replace(partial, target)
+    _restrict(paths.root)
+    return rows
+
+
 def export_sources(
     settings: Settings,
     deliveries: list[date] | None = None,
@@ -299,6 +322,7 @@ def build(
             f"under {paths.sources}: run `crm spark export` first"
         )
     _restrict(paths.root)
+    export_targets(settings, paths)
     env = os.environ | spark_env(settings)
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     from pipelines.ingest.mapping import MappingError

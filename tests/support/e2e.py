@@ -29,11 +29,14 @@ def crm_env(home: Path) -> dict[str, str]:
     return env
 
 
-def crm(home: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    """`crm ARGS` (python -m pipelines.cli) in a subprocess on CRM_HOME = home."""
+def crm(
+    home: Path, *args: str, timeout: int = 1800, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`crm ARGS` (python -m pipelines.cli) in a subprocess on CRM_HOME = home; `env`: more
+    settings."""
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
-        env=crm_env(home),
+        env=crm_env(home) | (env or {}),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,7 +1,7 @@
 """A small warehouse DuckDB file with plausible marts, for the publish and report tests.
 
 `build_fixture_warehouse(path)` writes the tables the dbt project publishes (schema `marts`),
-the seed `kpi_definitions`, the quality results (`quality.dq_results`), the CLV holdout
+the seed `kpi_definitions` (schema `seeds`, where dbt builds it), the quality results (`quality.dq_results`), the CLV holdout
 validation (`clv.holdout_validation`) and a `raw.customers` table with clear personal data that
 must never reach serving/. Values are deterministic for a given `seed`; `n_customers` changes
 every row count, which the reader-safety test uses to tell publications apart.
@@ -497,7 +497,7 @@ def build_fixture_warehouse(
     *,
     seed: int = 7,
     n_customers: int = 240,
-    kpi_definitions_schema: str = "marts",
+    kpi_definitions_schema: str = "seeds",
     with_quality: bool = True,
     with_clv: bool = True,
 ) -> FixtureInfo:
@@ -620,7 +620,7 @@ def build_fixture_warehouse(
 
     con = duckdb.connect(str(path))
     try:
-        for schema in ("marts", "raw", "quality", "clv"):
+        for schema in ("marts", "seeds", "raw", "quality", "clv", kpi_definitions_schema):
             con.execute(f"create schema if not exists {schema}")
         frames = {
             "marts.dim_customers": customers,
@@ -663,6 +663,7 @@ def build_fixture_warehouse(
                 "select table_name from information_schema.tables where table_schema = 'marts'"
             ).fetchall()
         }
+        counts["kpi_definitions"] = len(definitions)
         con.execute("checkpoint")
     finally:
         con.close()

@@ -14,7 +14,10 @@
 
 -- One row per customer and month from the month of the customer's first order to the
 -- month of D: the customer's order state at start(M) and end(M), the facts every
--- customer KPI counts (metrics.md, "KPIs").
+-- customer KPI counts (metrics.md, "KPIs"), and the segments a customer belongs to as of
+-- start(M) (flow KPIs) and end(M) (point-in-time KPIs): VIP, lifecycle stage, and the RF
+-- segment as of start(M) (scores ranked among the month's customers with an order on or
+-- before start(M)).
 --
 -- Incremental by month, like fct_kpi_monthly, its only reader: a nightly run recomputes
 -- the months from the month of its cutoff or the first month touched by rows delivered
@@ -29,6 +32,10 @@ with
 orders as (
     select * from {{ ref('fct_orders') }}
     where customer_id is not null and not is_cancelled
+),
+
+rfm_segment_map as (
+    select * from {{ ref('rfm_segment_map') }}
 ),
 
 all_months as (
@@ -83,16 +90,25 @@ monthly_orders as (
     group by customer_id, {{ month_start('order_date') }}
 ),
 
-revenue_365d_at_end as (
-    -- net revenue with order date in [end(M) - 364, end(M)]
+window_365d as (
+    -- orders and net revenue with order date in [start(M) - 364, start(M)] (the state as
+    -- of start(M): VIP, RFM frequency) and in [end(M) - 364, end(M)] (VIP as of end(M))
     select
         months.month,
         orders.customer_id,
-        sum(orders.net_revenue) as net_revenue_365d_at_end
+        count(case when orders.order_date <= months.start_date then 1 end) as orders_365d_at_start,
+        sum(case when orders.order_date <= months.start_date then orders.net_revenue end)
+            as net_revenue_365d_at_start,
+        sum(
+            case
+                when orders.order_date >= {{ add_days('months.end_date', -var('revenue_window_days')) }}
+                    then orders.net_revenue
+            end
+        ) as net_revenue_365d_at_end
     from orders
     inner join months
         on orders.order_date <= months.end_date
-            and orders.order_date >= {{ add_days('months.end_date', -var('revenue_window_days')) }}
+            and orders.order_date >= {{ add_days('months.start_date', -var('revenue_window_days')) }}
     group by months.month, orders.customer_id
 ),
 
@@ -106,7 +122,9 @@ grid as (
         coalesce(monthly_orders.orders_in_month, 0) as orders_in_month,
         coalesce(monthly_orders.net_revenue_in_month, 0) as net_revenue_in_month,
         monthly_orders.last_order_date_in_month,
-        coalesce(revenue_365d_at_end.net_revenue_365d_at_end, 0) as net_revenue_365d_at_end,
+        coalesce(window_365d.orders_365d_at_start, 0) as orders_365d_at_start,
+        coalesce(window_365d.net_revenue_365d_at_start, 0) as net_revenue_365d_at_start,
+        coalesce(window_365d.net_revenue_365d_at_end, 0) as net_revenue_365d_at_end,
         coalesce(state_before.orders_before, 0) as orders_before,
         state_before.last_order_date_before
     from first_orders
@@ -115,9 +133,9 @@ grid as (
     left join monthly_orders
         on first_orders.customer_id = monthly_orders.customer_id
             and months.month = monthly_orders.month
-    left join revenue_365d_at_end
-        on first_orders.customer_id = revenue_365d_at_end.customer_id
-            and months.month = revenue_365d_at_end.month
+    left join window_365d
+        on first_orders.customer_id = window_365d.customer_id
+            and months.month = window_365d.month
     left join state_before
         on first_orders.customer_id = state_before.customer_id
 ),
@@ -145,7 +163,7 @@ with_start as (
     from cumulated
 ),
 
-final as (
+customer_states as (
     select
         customer_id || '|' || {{ month_label('month') }} as customer_month_id,
         customer_id,
@@ -159,19 +177,61 @@ final as (
         orders_lifetime_at_end,
         last_order_date_at_start,
         last_order_date_at_end,
+        orders_365d_at_start,
+        net_revenue_365d_at_start,
         net_revenue_365d_at_end,
+        {{ days_between('last_order_date_at_start', 'start_date') }} as recency_days_at_start,
         orders_in_month > 0 as is_purchasing,
         first_order_date between month and end_date as is_new_in_month,
         {{ is_active_as_of('last_order_date_at_start', 'start_date') }} as is_active_at_start,
         {{ is_active_as_of('last_order_date_at_end', 'end_date') }} as is_active_at_end,
         {{ is_dormant_as_of('last_order_date_at_start', 'start_date') }} as is_dormant_at_start,
+        net_revenue_365d_at_start >= {{ var('vip_revenue_365d') }} as is_vip_at_start,
         net_revenue_365d_at_end >= {{ var('vip_revenue_365d') }} as is_vip_at_end,
         {{ lifecycle_stage(
             'case when first_order_date <= start_date then first_order_date end',
             'last_order_date_at_start',
             'start_date'
-        ) }} as lifecycle_stage_at_start
+        ) }} as lifecycle_stage_at_start,
+        {{ lifecycle_stage('first_order_date', 'last_order_date_at_end', 'end_date') }} as lifecycle_stage_at_end
     from with_start
+),
+
+rf_scored_at_start as (
+    -- RF scores as of start(M) (metrics.md, "RFM") among the customers with an order on or
+    -- before start(M), ranked within the month: a month's scores need that month's rows only
+    select
+        customer_month_id,
+        {{ rfm_score('recency_days_at_start desc', 'month') }} as r_score_at_start,
+        {{ rfm_score('orders_365d_at_start asc', 'month') }} as f_score_at_start
+    from customer_states
+    where orders_lifetime_at_start > 0
+),
+
+rf_segmented_at_start as (
+    select
+        rf_scored_at_start.*,
+        rfm_segment_map.segment as rfm_segment_at_start
+    from rf_scored_at_start
+    left join rfm_segment_map
+        on rf_scored_at_start.r_score_at_start between rfm_segment_map.r_min and rfm_segment_map.r_max
+            and rf_scored_at_start.f_score_at_start between rfm_segment_map.f_min and rfm_segment_map.f_max
+    qualify
+        row_number() over (
+            partition by rf_scored_at_start.customer_month_id
+            order by rfm_segment_map.priority
+        ) = 1
+),
+
+final as (
+    select
+        customer_states.*,
+        rf_segmented_at_start.r_score_at_start,
+        rf_segmented_at_start.f_score_at_start,
+        rf_segmented_at_start.rfm_segment_at_start
+    from customer_states
+    left join rf_segmented_at_start
+        on customer_states.customer_month_id = rf_segmented_at_start.customer_month_id
 )
 
 select * from final

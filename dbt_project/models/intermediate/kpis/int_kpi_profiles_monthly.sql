@@ -5,8 +5,11 @@
 -- one build of the table costs about one of them; docs/performance.md).
 --
 -- Profile KPIs per month, segment all (metrics.md): profile_completeness and
--- full_profile_rate over the customers known by end(M) (a member-profile version
--- updated on or before end(M)), using profile versions with updated_at <= end(M); duplicate_record_rate =
+-- full_profile_rate over the customers with a member profile by end(M) (a member-profile
+-- version updated on or before end(M); customers known only from orders, tickets or
+-- social accounts are not counted), using profile versions with updated_at <= end(M).
+-- The quality target on profile completeness (expectations/fct_kpi_monthly.json) reads
+-- this KPI, the one "profile completeness" of the product. duplicate_record_rate =
 -- source customer records (raw.customers profiles) merged into another customer / source
 -- customer records, both as of end(M). Cumulative counts by date keep this linear in the
 -- number of customers.

@@ -12,7 +12,7 @@
 with
 
 kpi_targets as (
-    select * from {{ ref('kpi_targets') }}
+    select * from {{ ref('stg_targets__kpi_targets') }}
 ),
 
 kpi_definitions as (
