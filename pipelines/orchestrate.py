@@ -136,6 +136,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     from pipelines.definitions import INGEST_JOB, build_definitions
     from pipelines.lib.pseudonym import PseudonymKeyError
     from pipelines.privacy import verify_key
+    from pipelines.publish.release import record_night
 
     try:
         # before anything runs: the key is the warehouse's (pipelines/privacy/keys.py)
@@ -190,6 +191,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
             )
             if not _report(result, "ingest", time.monotonic() - started):
+                record_night(settings.reports, end, "failed")
                 print_ingest_summary(settings, start, last_before)
                 return False
         _echo(
@@ -204,6 +206,8 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             raise_on_error=False,
         )
         ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+        if not ok:  # the reviews shown (older nights) say so (pipelines/publish/release.py)
+            record_night(settings.reports, end, "failed")
     print_ingest_summary(settings, start, end)
     if ok and start < end:
         _echo(f"deliveries {start} .. {end}: done in {time.monotonic() - started:.1f} s")
@@ -363,7 +367,8 @@ def print_outputs(settings: Settings) -> None:
         ("serving DuckDB (analysts)", settings.serving / "serving.duckdb"),
         ("Parquet", settings.serving / "parquet"),
         ("Tableau extracts", settings.serving / "tableau"),
-        ("KPI review", settings.reports / "latest" / "kpi_review.html"),
+        ("KPI review (en)", settings.reports / "latest" / "kpi_review.en.html"),
+        ("KPI review (zh)", settings.reports / "latest" / "kpi_review.zh.html"),
         ("quality Data Docs", settings.reports / "data_docs" / "index.html"),
     ]
     print()

@@ -104,7 +104,8 @@ def test_an_orders_only_deployment_publishes(orders_only: tuple[Path, str]) -> N
     for mart in ("fct_orders", "dim_customers", "fct_kpi_monthly", "rpt_kpi_review"):
         assert (serving / "parquet" / f"{mart}.parquet").stat().st_size > 0
         assert (serving / "tableau" / f"{mart}.hyper").stat().st_size > 0
-    assert (home / "reports" / "latest" / "kpi_review.html").exists()
+    assert (home / "reports" / "latest" / "kpi_review.en.html").exists()
+    assert (home / "reports" / "latest" / "kpi_review.zh.html").exists()
     with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from fct_orders").fetchone()[0] == 7
         assert con.execute("select count(*) from fct_service_tickets").fetchone()[0] == 0

@@ -42,8 +42,9 @@ def test_backfill_publishes_every_output(crm_home: Path) -> None:
         assert (serving / "parquet" / f"{mart}.parquet").stat().st_size > 0
         assert (serving / "tableau" / f"{mart}.hyper").stat().st_size > 0
         assert (serving / "tableau" / f"{mart}.tds").exists()
-    assert (crm_home / "reports" / "latest" / "kpi_review.html").exists()
-    assert (crm_home / "reports" / END.isoformat() / "kpi_review.html").exists()
+    for name in ("kpi_review.en.html", "kpi_review.zh.html"):
+        assert (crm_home / "reports" / "latest" / name).exists()
+        assert (crm_home / "reports" / END.isoformat() / name).exists()
     assert (crm_home / "reports" / "data_docs" / "index.html").exists()
     assert (crm_home / "docs" / "dbt" / "index.html").stat().st_size > 100_000
 
@@ -89,8 +90,8 @@ def test_target_misses_are_recorded_and_shown_without_blocking(crm_home: Path) -
             "select status from rpt_kpi_review where kpi = 'profile_completeness' and segment = 'all'"
         ).fetchone()[0]
     assert status in {"at_risk", "off_track", "missed"}
-    html = (crm_home / "reports" / "latest" / "kpi_review.html").read_text(encoding="utf-8")
-    assert "All blocking checks passed: the marts were published." in html
+    html = (crm_home / "reports" / "latest" / "kpi_review.en.html").read_text(encoding="utf-8")
+    assert re.search(r"All \d+ blocking checks passed: the tables were published.", html)
     assert "profile_completeness" in html or "Profile completeness" in html
 
 
@@ -100,7 +101,7 @@ def test_a_duplicate_key_blocks_publication_and_keeps_the_previous_outputs(
     home = tmp_path / "home"
     shutil.copytree(crm_home, home, symlinks=True)
     before = _digest(home / "serving")
-    report_before = (home / "reports" / "latest" / "kpi_review.html").read_bytes()
+    report_before = (home / "reports" / "latest" / "kpi_review.en.html").read_bytes()
     with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb")) as con:
         # An old order (outside the incremental window: the nightly run keeps it) twice.
         order_id = con.execute(
@@ -118,7 +119,10 @@ def test_a_duplicate_key_blocks_publication_and_keeps_the_previous_outputs(
     assert order_id in output  # the offending key is named
     assert "the published outputs were not replaced" in output
     assert _digest(home / "serving") == before
-    assert (home / "reports" / "latest" / "kpi_review.html").read_bytes() == report_before
+    assert (home / "reports" / "latest" / "kpi_review.en.html").read_bytes() == report_before
+    # the reviews learn of the failed night (their banner, pipelines/publish/release.py)
+    night = (home / "reports" / "night_status.js").read_text()
+    assert f'"night": "{END.isoformat()}", "outcome": "failed"' in night
 
 
 # ------------------------------------------------------------------ personal data, by value

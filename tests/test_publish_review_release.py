@@ -48,8 +48,11 @@ def _night(crm: CrmSettingsResource, warehouse: Path, monkeypatch) -> dg.Execute
 
 def _shown(crm: CrmSettingsResource) -> tuple[int, int]:
     """(prospects in the review at reports/latest, customers in the published tables)."""
-    html = (crm.settings.reports / "latest" / "kpi_review.html").read_text(encoding="utf-8")
-    (prospects,) = re.findall(r"prospect: (\d+)<", html)
+    latest = crm.settings.reports / "latest"
+    html = (latest / "kpi_review.en.html").read_text(encoding="utf-8")
+    (prospects,) = re.findall(r"Prospect: (\d+)<", html)
+    html_zh = (latest / "kpi_review.zh.html").read_text(encoding="utf-8")
+    assert re.findall(r"潜在客户: (\d+)<", html_zh) == [prospects]  # one night, both languages
     con = open_serving(crm.settings.serving)
     try:
         (customers,) = con.execute("select count(*) from dim_customers").fetchone()
@@ -69,8 +72,8 @@ def test_a_night_killed_before_the_swap_shows_the_old_review_with_the_old_tables
     )
     assert _night(crm, first, monkeypatch).success
     assert _shown(crm) == (4, 40)
-    dated = crm.settings.reports / AS_OF.isoformat() / "kpi_review.html"
-    assert "prospect: 4<" in dated.read_text(encoding="utf-8")
+    dated = crm.settings.reports / AS_OF.isoformat() / "kpi_review.en.html"
+    assert "Prospect: 4<" in dated.read_text(encoding="utf-8")
 
     # the second night is killed after everything was written, just before the swap
     real_swap = serving._swap
@@ -84,15 +87,16 @@ def test_a_night_killed_before_the_swap_shows_the_old_review_with_the_old_tables
     assert not _night(crm, second, monkeypatch).success
     assert len(kills) == 1
     assert _shown(crm) == (4, 40)  # the old review beside the old tables
-    assert "prospect: 4<" in dated.read_text(encoding="utf-8")
+    assert "Prospect: 4<" in dated.read_text(encoding="utf-8")
 
     monkeypatch.setattr(serving, "_swap", real_swap)
     assert _night(crm, second, monkeypatch).success
     assert _shown(crm) == (9, 90)  # both new
-    assert "prospect: 9<" in dated.read_text(encoding="utf-8")
+    assert "Prospect: 9<" in dated.read_text(encoding="utf-8")
     # the review is a file of the release, listed with its files
     current = Path(serving.os.readlink(crm.settings.serving / "current")).name
-    assert (crm.settings.serving / ".releases" / current / "reports" / "kpi_review.html").is_file()
+    files = {p.name for p in (crm.settings.serving / ".releases" / current / "reports").iterdir()}
+    assert files == {"kpi_review.en.html", "kpi_review.zh.html", "kpi_review.json"}
 
     # a review rendered by hand into reports/ does not replace the published one
     render_kpi_review(first, crm.settings.reports, AS_OF, "en")
@@ -112,7 +116,7 @@ def test_latest_of_the_earlier_layout_becomes_a_link(nights, tmp_path: Path, mon
     )
     latest = crm.settings.reports / "latest"
     latest.mkdir(parents=True)
-    (latest / "kpi_review.html").write_text("<html>an earlier night</html>")
+    (latest / "kpi_review.en.html").write_text("<html>an earlier night</html>")
     assert _night(crm, first, monkeypatch).success
     assert latest.is_symlink() and _shown(crm) == (4, 40)
     assert [p.name for p in crm.settings.reports.iterdir() if p.name.startswith(".")] == []
@@ -154,3 +158,32 @@ def test_previous_is_replaced_atomically(nights, tmp_path: Path, monkeypatch) ->
     assert not list((folder / ".releases").glob(".previous.*"))
     assert restore_previous(folder) == name
     assert (folder / "serving.duckdb").resolve().parent.name == name
+
+
+def test_a_night_failed_under_the_daemon_is_recorded_for_the_reviews(tmp_path: Path) -> None:
+    """The run-failure sensor writes reports/night_status.js with the failed run's date."""
+    from pipelines.publish.sensors import build_failed_night_sensor
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-10-01"))
+    def broken() -> None:
+        raise RuntimeError("a step of the night fails")
+
+    job = dg.define_asset_job("nightly", selection=[broken])
+    defs = dg.Definitions(assets=[broken], jobs=[job])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("nightly").execute_in_process(
+            instance=instance, partition_key="2026-10-31", raise_on_error=False
+        )
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="failed_night_banner",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()
+        crm = CrmSettingsResource(
+            home=str(tmp_path / "home"), mappings_dir=str(tmp_path), landing_dir=str(tmp_path)
+        )
+        build_failed_night_sensor(job)(context, crm=crm)
+    status = (crm.settings.reports / "night_status.js").read_text()
+    assert '"night": "2026-10-31", "outcome": "failed"' in status

@@ -1,15 +1,22 @@
 """Publishing: the marts for BI (serving/) and the KPI review for managers (reports/).
 
 - `publish(warehouse_db, serving_dir)` -> `PublishResult` (pipelines/publish/serving.py)
-- `render_report(db, reports_dir, as_of, language)` -> Path (pipelines/publish/report.py);
-  `render_kpi_review(...)` -> `ReportResult` for the same with metadata
+- `render_review(db, reports_dir, as_of)` -> one `ReportResult` per language
+  (pipelines/publish/report.py); `render_kpi_review(db, reports_dir, as_of, language)` and
+  `render_report(...)` (-> Path) for one language
 - `open_serving(serving_dir)`: the read-only connection analysts use
 
 See docs/publishing.md.
 """
 
 from pipelines.publish.pii import PiiColumnError
-from pipelines.publish.report import ReportError, ReportResult, render_kpi_review, render_report
+from pipelines.publish.report import (
+    ReportError,
+    ReportResult,
+    render_kpi_review,
+    render_report,
+    render_review,
+)
 from pipelines.publish.serving import (
     PublishError,
     PublishResult,
@@ -29,4 +36,5 @@ __all__ = [
     "read_manifest",
     "render_kpi_review",
     "render_report",
+    "render_review",
 ]

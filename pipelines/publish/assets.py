@@ -124,14 +124,15 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         gate_seconds = time.monotonic() - started
         # The review is rendered first (one that cannot be rendered stops the publication
         # too) and published inside the release: one swap changes the tables and the review.
-        result, report = publish_with_review(
+        result, reports = publish_with_review(
             settings.warehouse_db,
             settings.serving,
             settings.reports,
             as_of,
-            settings.report_language,
+            timezone=settings.timezone,
         )
-        context.log.info(f"KPI review: {report.latest_path}")
+        for report in reports:
+            context.log.info(f"KPI review ({report.language}): {report.latest_path}")
         context.log.info(
             f"published {len(result.row_counts)} tables, {result.total_rows:,} rows to {settings.serving}"
         )
@@ -145,8 +146,8 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             metadata={
                 **result.metadata(),
                 "quality_gate_seconds": round(gate_seconds, 3),
-                "report": report.metadata()["latest_path"],
-                "report_bytes": report.bytes,
+                **{f"report.{r.language}": str(r.latest_path) for r in reports},
+                "report_bytes": sum(r.bytes for r in reports),
                 "dbt_docs": docs_page,
             }
         )

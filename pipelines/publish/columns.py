@@ -11,6 +11,7 @@ from __future__ import annotations
 TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "rpt_kpi_review": ("marts", "main"),
     "fct_kpi_monthly": ("marts", "main"),
+    "fct_kpi_weekly": ("marts", "main"),
     "dim_customers": ("marts", "main"),
     "kpi_definitions": ("seeds", "main"),
     "kpi_targets": ("targets", "main"),
@@ -23,24 +24,47 @@ COLUMNS: dict[str, dict[str, str]] = {
     "rpt_kpi_review": {
         "target_id": "target_id",
         "kpi": "kpi",
+        "segment_type": "segment_type",
         "segment": "segment",
         "description": "description",
+        "description_zh": "description_zh",
         "owner": "owner",
         "direction": "direction",
         "baseline_period": "baseline_period",
         "baseline": "baseline_value",
+        "current_period": "current_period",
         "current_value": "current_value",
+        "current_is_complete": "current_is_complete",
+        "provisional_period": "provisional_period",
+        "provisional_value": "provisional_value",
+        "target_value_text": "target_value_text",
         "target_value": "target_value",
         "progress": "progress",
         "time_elapsed": "time_elapsed",
         "status": "status",
+        "status_reason": "status_reason",
+        "is_small_base": "is_small_base",
+        "months_remaining": "months_remaining",
+        "required_monthly_value": "required_monthly_value",
         "start_date": "start_date",
         "due_date": "due_date",
         "as_of_date": "as_of_date",
     },
     "fct_kpi_monthly": {
         "month": "month",
+        "segment_type": "segment_type",
         "segment": "segment",
+        "kpi": "kpi",
+        "value": "value",
+        "numerator": "numerator",
+        "denominator": "denominator",
+        "is_complete": "is_complete",
+        "is_small_base": "is_small_base",
+        "has_enough_history": "has_enough_history",
+    },
+    "fct_kpi_weekly": {
+        "week": "week",
+        "week_label": "week_label",
         "kpi": "kpi",
         "value": "value",
         "is_complete": "is_complete",
@@ -50,10 +74,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "rfm_segment": "rfm_segment",
         "quadrant": "quadrant",
         "lifecycle_stage": "lifecycle_stage",
-        "profile_completeness": "profile_completeness",
     },
     "kpi_definitions": {
         "kpi": "kpi",
+        "unit": "unit",
+        "direction": "direction",
+        "maturity_days": "maturity_days",
+        "min_history_days": "min_history_days",
+        "name_en": "name_en",
+        "name_zh": "name_zh",
         "description_en": "description_en",
         "description_zh": "description_zh",
     },
@@ -79,7 +108,9 @@ COLUMNS: dict[str, dict[str, str]] = {
 OVERALL_SEGMENT = "all"  # fct_kpi_monthly.segment of the whole customer base
 SERVICE_KPIS = ("first_response_sla_rate", "resolution_sla_rate", "csat_avg")
 PROFILE_KPI = "profile_completeness"
-STATUSES = ("achieved", "on_track", "at_risk", "off_track", "missed")
+STATUSES = ("achieved", "on_track", "at_risk", "off_track", "missed", "no_data", "small_base")
+#: The published rates below this base are flagged is_small_base (dbt var min_segment_base).
+MIN_SEGMENT_BASE = 30
 
 
 def select_list(table: str) -> str:

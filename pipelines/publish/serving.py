@@ -289,7 +289,8 @@ def publish(
     recorded in the manifest (default: the `as_of_date` of rpt_kpi_review). `formats`: a subset of ("duckdb", "parquet", "hyper");
     serving.duckdb is always written. `by_difference`: patch the `ROW_KEYS` tables of a copy
     of the current release where possible (False: every table whole). `review`: the rendered
-    KPI review, copied into the release as `reports/kpi_review.html` before the swap (None:
+    KPI review (a file, or a folder of files), copied into the release under `reports/`
+    before the swap (None:
     the release has an empty `reports/`, and no review is shown beside its tables). Raises
     `PiiColumnError` before writing anything if a column looks like personal data,
     `PublishError` if a table is missing.
@@ -859,15 +860,22 @@ def _patch(
 
 
 def _stage_review(staging: Path, review: Path | None) -> list[str]:
-    """Copy the KPI review into the release `staging` (`reports/kpi_review.html`, fsynced);
-    the release's files it adds."""
+    """Copy the KPI review into the release `staging` (fsynced): a file as
+    `reports/kpi_review.html`, a folder (the review in every language and its status file,
+    pipelines/publish/release.py) file by file under `reports/`; the release's files it adds."""
     folder = staging / REVIEW_DIR
     folder.mkdir(exist_ok=True)
     written = []
     if review is not None:
-        shutil.copyfile(review, folder / REVIEW_FILE)
-        _fsync(folder / REVIEW_FILE)
-        written.append(f"{REVIEW_DIR}/{REVIEW_FILE}")
+        sources = (
+            sorted((f, f.name) for f in Path(review).iterdir() if f.is_file())
+            if Path(review).is_dir()
+            else [(Path(review), REVIEW_FILE)]
+        )
+        for source, name in sources:
+            shutil.copyfile(source, folder / name)
+            _fsync(folder / name)
+            written.append(f"{REVIEW_DIR}/{name}")
     _fsync(folder)
     return written
 

@@ -79,3 +79,57 @@ def screenshot(html_file: Path, png: Path, *, width: int = 1280, height: int = 2
             f"chromium --screenshot failed ({proc.returncode}): {proc.stderr[-2000:]}"
         )
     return png
+
+
+#: Appended to a copy of a page by `measure`: writes what the tests read into the DOM, which
+#: `--dump-dom` then prints (headless Chromium has no other channel back).
+MEASURE_SCRIPT = """
+<script>
+(function () {
+  var root = document.documentElement;
+  var wide = [];
+  document.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.right > window.innerWidth + 1 && !el.closest(".table-wrap")) {
+      wide.push(el.tagName + (el.id ? "#" + el.id : "") + "." + el.className);
+    }
+  });
+  var result = {
+    scrollWidth: root.scrollWidth,
+    innerWidth: window.innerWidth,
+    tooWide: wide.slice(0, 10),
+  };
+  document.querySelectorAll("code, script, style").forEach(function (el) { el.remove(); });
+  result.text = document.body.innerText;
+  var out = document.createElement("textarea");
+  out.id = "crm-measure";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+})();
+</script>
+"""
+
+
+def measure(html_file: Path, width: int, *, height: int = 1000) -> dict:
+    """Lay out a copy of `html_file` at `width` px in headless Chromium: the document's
+    scrollWidth, the window's innerWidth, the elements past the right edge (outside boxes
+    that scroll on their own) and the visible text without <code> elements."""
+    import json
+    from html import unescape
+
+    page = html_file.read_text(encoding="utf-8")
+    probe = html_file.with_name(f".measure-{width}-{html_file.name}")
+    probe.write_text(page.replace("</body>", MEASURE_SCRIPT + "</body>"), encoding="utf-8")
+    try:
+        proc = run_chromium(
+            [f"--window-size={width},{height}", "--dump-dom", probe.resolve().as_uri()]
+        )
+    finally:
+        probe.unlink(missing_ok=True)
+    start = proc.stdout.find('<textarea id="crm-measure">')
+    if proc.returncode != 0 or start < 0:
+        raise AssertionError(
+            f"chromium --dump-dom failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    body = proc.stdout[start + len('<textarea id="crm-measure">') :]
+    return json.loads(unescape(body[: body.index("</textarea>")]))

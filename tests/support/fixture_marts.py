@@ -1,7 +1,7 @@
 """A small warehouse DuckDB file with plausible marts, for the publish and report tests.
 
 `build_fixture_warehouse(path)` writes the tables the dbt project publishes (schema `marts`),
-the seed `kpi_definitions`, the quality results (`quality.dq_results`), the CLV holdout
+the seed `kpi_definitions` (schema `seeds`, where dbt builds it), the quality results (`quality.dq_results`), the CLV holdout
 validation (`clv.holdout_validation`) and a `raw.customers` table with clear personal data that
 must never reach serving/. Values are deterministic for a given `seed`; `n_customers` changes
 every row count, which the reader-safety test uses to tell publications apart.
@@ -25,7 +25,7 @@ MONTHS = [date(2024, m, 1) for m in range(7, 13)] + [date(2025, m, 1) for m in r
 
 # target_id -> status, by hand with D = 2025-07-15 (progress = (cur - base) / (tgt - base),
 # time_elapsed = (D - start) / (due - start)):
-# T01 vip_repurchase_rate 0.32 -> 0.368, cur 0.35: progress 0.625, elapsed 105/182 = 0.577 -> on_track
+# T01 repurchase_rate (segment vip) 0.32 -> 0.368, cur 0.35: progress 0.625, elapsed 105/182 = 0.577 -> on_track
 # T02 profile_completeness 0.60 -> 0.90, cur 0.66: progress 0.2, elapsed 195/364 = 0.536,
 #     0.2 < 0.7 * 0.536 = 0.375 -> off_track
 # T03 first_response_sla_rate 0.82 -> 0.95, cur 0.885: progress 0.5, elapsed 136/213 = 0.638,
@@ -45,10 +45,10 @@ TARGETS = [
     # current, target, start, due
     (
         "T01",
-        "vip_repurchase_rate",
-        "all",
+        "repurchase_rate",
+        "vip",
         "VIP repurchase rate +15% within the quarter",
-        "CRM lead",
+        "crm_retention_team",
         "increase",
         "2025-Q1",
         0.32,
@@ -62,7 +62,7 @@ TARGETS = [
         "profile_completeness",
         "all",
         "会员资料完整度从60%提升到90%",
-        "会员运营",
+        "crm_data_team",
         "increase",
         "2024-12",
         0.60,
@@ -76,7 +76,7 @@ TARGETS = [
         "first_response_sla_rate",
         "all",
         "First-response SLA to 95% <all channels>",
-        "Service manager",
+        "service_lead",
         "increase",
         "2025-02",
         0.82,
@@ -90,7 +90,7 @@ TARGETS = [
         "churn_rate",
         "all",
         "Churn rate down 20%",
-        "CRM lead",
+        "crm_retention_team",
         "decrease",
         "2024-H2",
         0.12,
@@ -104,7 +104,7 @@ TARGETS = [
         "csat_avg",
         "all",
         "CSAT average to 4.5",
-        "Service manager",
+        "service_lead",
         "increase",
         "2025-01",
         4.2,
@@ -115,57 +115,57 @@ TARGETS = [
     ),
 ]
 
+# kpi, unit, direction, maturity_days, min_history_days, name_en, name_zh, description_en,
+# description_zh (the columns of the kpi_definitions seed)
+TARGET_TEXTS_ZH = {
+    "T01": "本季度VIP复购率提升15%",
+    "T02": "会员资料完整度从60%提升到90%",
+    "T03": "首次响应达标率提升到95%（全部渠道）",
+    "T04": "流失率下降20%",
+    "T05": "满意度均分提升到4.5",
+}
+
 KPI_DEFINITIONS = [
-    (
-        "purchasing_customers",
-        "Customers with at least one order in the month.",
-        "当月至少下单一次的客户数。",
-    ),
-    ("new_customers", "Customers whose first order is in the month.", "首单发生在当月的客户数。"),
-    (
-        "active_customers",
-        "Customers with an order in the 180 days up to month end.",
-        "截至月末180天内有订单的客户数。",
-    ),
-    (
-        "net_revenue",
-        "Net revenue of the month's orders (after discounts and refunds).",
-        "当月订单净收入（扣除折扣与退款）。",
-    ),
-    ("orders", "Orders in the month (cancelled orders excluded).", "当月订单数（不含取消订单）。"),
-    ("aov", "Average order value: net revenue / orders.", "客单价：净收入 / 订单数。"),
-    (
-        "repurchase_rate",
-        "Share of purchasing customers with two or more lifetime orders.",
-        "当月购买客户中累计订单≥2的比例（复购率）。",
-    ),
-    (
-        "churn_rate",
-        "Active customers at month start who are no longer active at month end.",
-        "月初活跃、月末不再活跃的客户占月初活跃客户的比例。",
-    ),
-    ("vip_repurchase_rate", "Repurchase rate among VIP customers.", "VIP客户的复购率。"),
-    (
-        "profile_completeness",
-        "Mean share of the six profile fields filled in.",
-        "六个资料字段的平均填写比例。",
-    ),
-    (
-        "first_response_sla_rate",
-        "Tickets answered within their priority's first-response target.",
-        "在优先级首次响应时限内得到回复的工单比例。",
-    ),
-    (
-        "resolution_sla_rate",
-        "Tickets resolved within their priority's resolution target.",
-        "在优先级解决时限内解决的工单比例。",
-    ),
-    (
-        "csat_avg",
-        "Mean satisfaction score (1-5) of surveys answered in the month.",
-        "当月回收的满意度调查平均分（1-5）。",
-    ),
-]
+    ("purchasing_customers", "customers", "increase", 0, 0, "Purchasing customers", "购买客户数",
+     "Customers with at least one order in the month.", "当月至少下单一次的客户数。"),
+    ("new_customers", "customers", "increase", 0, 0, "New customers", "新客户数",
+     "Customers whose first order is in the month.", "首单发生在当月的客户数。"),
+    ("active_customers", "customers", "increase", 0, 180, "Active customers", "活跃客户数",
+     "Customers with an order in the 180 days up to month end.", "截至月末180天内有订单的客户数。"),
+    ("net_revenue", "currency", "increase", 0, 0, "Net revenue", "净收入",
+     "Net revenue of the month's orders (after discounts and refunds).",
+     "当月订单净收入（扣除折扣与退款）。"),
+    ("orders", "orders", "increase", 0, 0, "Orders", "订单数",
+     "Orders in the month (cancelled orders excluded).", "当月订单数（不含取消订单）。"),
+    ("aov", "currency", "increase", 0, 0, "Average order value", "客单价",
+     "Average order value: net revenue / orders.", "客单价：净收入 / 订单数。"),
+    ("repurchase_rate", "ratio", "increase", 0, 0, "Repurchase rate", "复购率",
+     "Customers of the segment at month start who had ordered before and order again in the month.",
+     "月初已下过单的客户中当月再次下单的比例。"),
+    ("churn_rate", "ratio", "decrease", 0, 180, "Churn rate", "流失率",
+     "Active customers at month start who are no longer active at month end.",
+     "月初活跃、月末不再活跃的客户占月初活跃客户的比例。"),
+    ("profile_completeness", "ratio", "increase", 0, 0, "Profile completeness", "资料完整度",
+     "Mean share of the six profile fields filled in, over customers with a member profile.",
+     "有会员资料的客户六个资料字段的平均填写比例。"),
+    ("tickets", "tickets", "neutral", 0, 0, "Tickets", "工单数",
+     "Tickets created in the period.", "期间内创建的工单数。"),
+    ("first_response_sla_rate", "ratio", "increase", 1, 0, "First-response SLA", "首次响应达标率",
+     "Tickets answered within their priority's first-response target.",
+     "在优先级首次响应时限内得到回复的工单比例。"),
+    ("resolution_sla_rate", "ratio", "increase", 7, 0, "Resolution SLA", "解决时效达标率",
+     "Tickets resolved within their priority's resolution target.",
+     "在优先级解决时限内解决的工单比例。"),
+    ("csat_avg", "score", "increase", 0, 0, "CSAT average", "满意度均分",
+     "Mean satisfaction score (1-5) of surveys answered in the month.",
+     "当月回收的满意度调查平均分（1-5）。"),
+    ("csat_satisfied_rate", "ratio", "increase", 0, 0, "CSAT satisfied", "满意率",
+     "Share of answered surveys with a score of 4 or 5.", "评分为4或5的问卷比例。"),
+]  # fmt: skip
+DEFINITION_COLUMNS = [
+    "kpi", "unit", "direction", "maturity_days", "min_history_days", "name_en", "name_zh",
+    "description_en", "description_zh",
+]  # fmt: skip
 
 RFM_SEGMENTS = [
     ("Champions", 0.12),
@@ -213,7 +213,6 @@ def _kpi_monthly(rng: random.Random, scale: float) -> pd.DataFrame:
         "orders": (560 * scale, 700 * scale, 30 * scale, "count"),
         "repurchase_rate": (0.38, 0.41, 0.015, "rate"),
         "churn_rate": (0.125, current["churn_rate"], 0.006, "rate"),
-        "vip_repurchase_rate": (0.31, current["vip_repurchase_rate"], 0.01, "rate"),
         "profile_completeness": (0.58, current["profile_completeness"], 0.005, "rate"),
         "first_response_sla_rate": (0.80, current["first_response_sla_rate"], 0.015, "rate"),
         "resolution_sla_rate": (0.74, 0.81, 0.02, "rate"),
@@ -237,18 +236,58 @@ def _kpi_monthly(rng: random.Random, scale: float) -> pd.DataFrame:
             else:
                 denominator = float(150 + rng.randint(0, 40))
                 numerator = round(value * denominator, 4)
-            rows.append((month, "all", kpi, value, numerator, denominator, month != MONTHS[-1]))
-    # per-segment rows for a few KPIs
-    for segment, share in (("vip", 0.08), ("non_vip", 0.92)):
+            rows.append(
+                ("all", month, "all", kpi, value, numerator, denominator, month != MONTHS[-1])
+            )
+    # the VIP cohort repurchase rate (T01), its base 60 customers
+    vip = _kpi_series(rng, 0.31, current["repurchase_rate"], 0.01)
+    vip.append(vip[-1] + rng.uniform(-0.01, 0.01))
+    for month, value in zip(MONTHS, vip, strict=True):
+        rows.append(
+            ("vip", month, "vip", "repurchase_rate", value, value * 60, 60.0, month != MONTHS[-1])
+        )
+    # per-segment rows for a few KPIs; the lifecycle segment `dormant` has a base below 30
+    for segment_type, segment, share in (
+        ("vip", "vip", 0.08),
+        ("lifecycle_stage", "active", 0.7),
+        ("lifecycle_stage", "dormant", 0.05),
+    ):
         for kpi in ("purchasing_customers", "net_revenue"):
             for month in MONTHS:
                 base = 450 * scale if kpi == "purchasing_customers" else 410_000 * scale
                 value = round(base * share * (1 + rng.uniform(-0.05, 0.05)), 2)
-                rows.append((month, segment, kpi, value, None, None, month != MONTHS[-1]))
+                rows.append(
+                    (segment_type, month, segment, kpi, value, None, None, month != MONTHS[-1])
+                )
+        if segment_type == "lifecycle_stage":
+            base = 22.0 if segment == "dormant" else 300.0
+            for month in MONTHS:
+                numerator = float(round(base * 0.3))
+                rows.append(
+                    (
+                        segment_type,
+                        month,
+                        segment,
+                        "repurchase_rate",
+                        numerator / base,
+                        numerator,
+                        base,
+                        month != MONTHS[-1],
+                    )
+                )
     aov = {}
     frame = pd.DataFrame(
         rows,
-        columns=["month", "segment", "kpi", "value", "numerator", "denominator", "is_complete"],
+        columns=[
+            "segment_type",
+            "month",
+            "segment",
+            "kpi",
+            "value",
+            "numerator",
+            "denominator",
+            "is_complete",
+        ],
     )
     for month in MONTHS:
         sel = frame[(frame.month == month) & (frame.segment == "all")]
@@ -256,16 +295,49 @@ def _kpi_monthly(rng: random.Random, scale: float) -> pd.DataFrame:
         orders = float(sel[sel.kpi == "orders"].value.iloc[0])
         aov[month] = (round(rev / orders, 2), rev, orders)
     extra = pd.DataFrame(
-        [(m, "all", "aov", v, n, d, m != MONTHS[-1]) for m, (v, n, d) in aov.items()],
+        [("all", m, "all", "aov", v, n, d, m != MONTHS[-1]) for m, (v, n, d) in aov.items()],
         columns=frame.columns,
     )
-    return pd.concat([frame, extra], ignore_index=True)
+    frame = pd.concat([frame, extra], ignore_index=True)
+    frame["is_small_base"] = frame["denominator"].notna() & (frame["denominator"] < 30)
+    # churn needs 180 days of history: the first six months of the fixture lack it
+    frame["has_enough_history"] = ~(
+        (frame["kpi"] == "churn_rate") & (frame["month"] < date(2025, 1, 1))
+    )
+    return frame
+
+
+def _kpi_weekly(rng: random.Random, scale: float) -> pd.DataFrame:
+    """Ten ISO weeks up to the running week of AS_OF (2025-W29, Monday 2025-07-14)."""
+    rows = []
+    running = AS_OF - timedelta(days=AS_OF.weekday())
+    for n in range(10):
+        week = running - timedelta(weeks=9 - n)
+        iso = week.isocalendar()
+        label = f"{iso.year}-W{iso.week:02d}"
+        complete = week != running
+        for kpi, value in (
+            ("orders", float(round(150 * scale + rng.randint(-10, 10)))),
+            ("net_revenue", round(100_000 * scale * rng.uniform(0.9, 1.1), 2)),
+            ("tickets", float(round(40 * scale + rng.randint(-5, 5)))),
+            ("first_response_sla_rate", round(rng.uniform(0.8, 0.9), 4)),
+            ("resolution_sla_rate", round(rng.uniform(0.7, 0.85), 4)),
+            ("csat_avg", round(rng.uniform(4.1, 4.6), 3)),
+            ("csat_satisfied_rate", round(rng.uniform(0.75, 0.9), 4)),
+        ):
+            rows.append((f"{label}|{kpi}", week, label, kpi, value, complete))
+    return pd.DataFrame(
+        rows, columns=["kpi_weekly_id", "week", "week_label", "kpi", "value", "is_complete"]
+    )
 
 
 def _review() -> pd.DataFrame:
     rows = []
     for tid, kpi, seg, desc, owner, direction, period, base, cur, tgt, start, due in TARGETS:
         progress = (cur - base) / (tgt - base)
+        current_month = date(2025, 6, 1)
+        months_remaining = (due.year - 2025) * 12 + due.month - current_month.month
+        required = cur + (tgt - cur) / months_remaining if months_remaining > 0 else None
         elapsed = (AS_OF - start).days / (due - start).days
         if progress >= 1:
             status = "achieved"
@@ -281,17 +353,28 @@ def _review() -> pd.DataFrame:
             (
                 tid,
                 kpi,
+                "all" if seg == "all" else "vip",
                 seg,
                 desc,
+                TARGET_TEXTS_ZH[tid],
                 owner,
                 direction,
                 period,
                 base,
+                "2025-06",
                 cur,
+                True,
+                "2025-07",
+                cur,
+                str(tgt),
                 tgt,
                 round(progress, 6),
                 round(min(elapsed, 1.0), 6),
                 status,
+                None,
+                False,
+                months_remaining,
+                required,
                 start,
                 due,
                 AS_OF,
@@ -302,17 +385,28 @@ def _review() -> pd.DataFrame:
         columns=[
             "target_id",
             "kpi",
+            "segment_type",
             "segment",
             "description",
+            "description_zh",
             "owner",
             "direction",
             "baseline_period",
             "baseline_value",
+            "current_period",
             "current_value",
+            "current_is_complete",
+            "provisional_period",
+            "provisional_value",
+            "target_value_text",
             "target_value",
             "progress",
             "time_elapsed",
             "status",
+            "status_reason",
+            "is_small_base",
+            "months_remaining",
+            "required_monthly_value",
             "start_date",
             "due_date",
             "as_of_date",
@@ -403,7 +497,7 @@ def build_fixture_warehouse(
     *,
     seed: int = 7,
     n_customers: int = 240,
-    kpi_definitions_schema: str = "marts",
+    kpi_definitions_schema: str = "seeds",
     with_quality: bool = True,
     with_clv: bool = True,
 ) -> FixtureInfo:
@@ -512,8 +606,9 @@ def build_fixture_warehouse(
     )
 
     kpi_monthly = _kpi_monthly(rng, scale)
+    kpi_weekly = _kpi_weekly(rng, scale)
     review = _review()
-    definitions = pd.DataFrame(KPI_DEFINITIONS, columns=["kpi", "description_en", "description_zh"])
+    definitions = pd.DataFrame(KPI_DEFINITIONS, columns=DEFINITION_COLUMNS)
 
     raw_customers = pd.DataFrame(
         [
@@ -525,7 +620,7 @@ def build_fixture_warehouse(
 
     con = duckdb.connect(str(path))
     try:
-        for schema in ("marts", "raw", "quality", "clv"):
+        for schema in ("marts", "seeds", "raw", "quality", "clv", kpi_definitions_schema):
             con.execute(f"create schema if not exists {schema}")
         frames = {
             "marts.dim_customers": customers,
@@ -533,6 +628,7 @@ def build_fixture_warehouse(
             "marts.fct_service_tickets": fct_tickets,
             "marts.fct_social_interactions": fct_social,
             "marts.fct_kpi_monthly": kpi_monthly,
+            "marts.fct_kpi_weekly": kpi_weekly,
             "marts.rpt_kpi_review": review,
             f"{kpi_definitions_schema}.kpi_definitions": definitions,
             "raw.customers": raw_customers,
@@ -545,6 +641,9 @@ def build_fixture_warehouse(
         con.execute("alter table marts.fct_orders alter net_revenue type decimal(18, 2)")
         con.execute("alter table marts.dim_customers alter net_revenue_365d type decimal(18, 2)")
         con.execute("alter table marts.fct_kpi_monthly alter month type date")
+        con.execute("alter table marts.fct_kpi_weekly alter week type date")
+        con.execute("alter table marts.rpt_kpi_review alter provisional_value type double")
+        con.execute("alter table marts.rpt_kpi_review alter status_reason type varchar")
         for score in ("r_score", "f_score", "m_score"):
             con.execute(f"alter table marts.dim_customers alter {score} type integer")
         if with_quality:
@@ -564,6 +663,7 @@ def build_fixture_warehouse(
                 "select table_name from information_schema.tables where table_schema = 'marts'"
             ).fetchall()
         }
+        counts["kpi_definitions"] = len(definitions)
         con.execute("checkpoint")
     finally:
         con.close()
@@ -572,21 +672,16 @@ def build_fixture_warehouse(
 
 def _quality(con: duckdb.DuckDBPyConnection, rng: random.Random) -> None:
     checks = [
-        ("dim_customers", "expect_column_values_to_be_unique(customer_id)", "blocking", "0", "0"),
-        ("dim_customers", "expect_column_values_to_not_be_null(customer_id)", "blocking", "0", "0"),
-        ("fct_orders", "expect_column_values_to_be_between(net_revenue, 0)", "blocking", "0", "0"),
-        ("fct_orders", "expect_table_row_count_to_be_between(1, )", "blocking", "720", ">= 1"),
-        (
-            "fct_kpi_monthly",
-            "expect_compound_columns_to_be_unique(month, segment, kpi)",
-            "blocking",
-            "0",
-            "0",
-        ),
-        ("identity", "duplicate_record_rate", "target", "0.041", "<= 0.05"),
-        ("identity", "orders_resolved_rate", "target", "0.962", ">= 0.95"),
-        ("dim_customers", "profile_completeness_mean", "target", "0.66", ">= 0.90"),
-        ("fct_service_tickets", "tickets_with_priority_rate", "target", "0.998", ">= 0.99"),
+        ("dim_customers", "customer_id_unique", "blocking", 0.0, 0.0),
+        ("dim_customers", "customer_id_not_null", "blocking", 0.0, 0.0),
+        ("fct_orders", "net_revenue_not_negative", "blocking", 0.0, 0.0),
+        ("fct_orders", "row_count", "blocking", 720.0, 1.0),
+        ("fct_kpi_monthly", "month_segment_kpi_unique", "blocking", 0.0, 0.0),
+        ("identity", "duplicate_record_rate", "target", 0.041, 0.05),
+        ("identity", "orders_resolved_rate", "target", 0.962, 0.95),
+        # missed by hand: 0.66 against 0.90, 24.0 pp short
+        ("dim_customers", "profile_completeness_mean", "target", 0.66, 0.90),
+        ("fct_service_tickets", "tickets_with_priority_rate", "target", 0.998, 0.99),
     ]
     rows = []
     for run_id, checked_at in (
@@ -596,7 +691,7 @@ def _quality(con: duckdb.DuckDBPyConnection, rng: random.Random) -> None:
         for suite, expectation, severity, observed, threshold in checks:
             success = expectation != "profile_completeness_mean"
             if run_id.endswith("14") and expectation == "orders_resolved_rate":
-                observed, success = "0.931", False
+                observed, success = 0.931, False
             rows.append(
                 (run_id, checked_at, suite, expectation, severity, observed, threshold, success)
             )
