@@ -7,15 +7,11 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.ingest.engine import (
-    PartitionResult,
-    ensure_raw_schema,
-    load_partitions,
-    partition_is_unchanged,
-    source_counts,
-    stale_deliveries,
-)
+from pipelines.ingest.engine import load_partitions, partition_is_unchanged
+from pipelines.ingest.load_log import source_counts, stale_deliveries
 from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
+from pipelines.ingest.results import PartitionResult
+from pipelines.ingest.schema import ensure_raw_schema
 from pipelines.lib.duck import connect_restricted
 from pipelines.lib.pseudonym import PseudonymKeyError
 from pipelines.lib.resources import CrmSettingsResource
