@@ -112,25 +112,9 @@ def _load_batch(
     files (grouped reads, or one file at a time with ``per_file``); rolled back on error.
     The files in ``unreadable`` are not read but quarantined whole."""
     started = time.perf_counter()
-    plan: list[tuple[date, list[_Item]]] = []
-    _scan_all([p for _, paths in partitions for p in paths], scans)
-    for day, paths in partitions:
-        items = []
-        for path in paths:
-            scan, seconds = scans[path]
-            result = FileResult(file=_relative(path, landing), sha256=scan.sha256, bytes=scan.size)
-            items.append(_Item(day, path, scan, result, seconds))
-        plan.append((day, items))
+    plan = _plan(partitions, landing, scans)
     every = [it for _, items in plan for it in items]
-    fmt = mapping.format
-    for it in every:  # never read: links, paths out of the folder, files not text at all
-        if it.path in unreadable or it.scan.size == 0:
-            continue
-        why = _not_plain(it.path, landing)
-        if why is None and fmt.type != "parquet":
-            why = _not_text(it.path, fmt.encoding)
-        if why is not None:
-            unreadable[it.path] = _Unreadable(it, why, whole=True)
+    _set_aside_unreadable(mapping, landing, every, unreadable)
     _register_nfkc(con)
     order = _insertion_order(con)
     with _scratch(con) as tmp:
@@ -138,55 +122,120 @@ def _load_batch(
         con.execute("BEGIN TRANSACTION")
         try:
             _mark_duplicates(con, mapping, plan)
-            days = ", ".join(f"DATE {_lit(d.isoformat())}" for d, _ in plan)
-            key = f"_source_name = {_lit(mapping.name)} AND _delivery_date IN ({days})"
-            _remember_keys(con, mapping, key, first=True)
-            for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
-                con.execute(f"DELETE FROM {t} WHERE {key}")
-            con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
+            key = _replace_partitions(con, mapping, plan)
             todo = [it for it in every if it.result.status == "loaded" and it.scan.size > 0]
             _no_file_readable(mapping, plan, todo, unreadable)
-            for it in todo:
-                if it.path in unreadable:
-                    t0 = time.perf_counter()
-                    bad = unreadable[it.path]
-                    if bad.whole:
-                        _quarantine_whole(job, it, bad.reason)
-                    else:
-                        _quarantine_file(job, it, bad.reason)
-                    it.own_seconds += time.perf_counter() - t0
+            _quarantine_unreadable(job, todo, unreadable)
             todo = [it for it in todo if it.path not in unreadable]
-            for i, it in enumerate(todo):
-                it.read_path = it.path
-                if fmt.encoding != "utf-8" and fmt.type != "parquet":
-                    t0 = time.perf_counter()
-                    it.read_path = _transcode(it.path, fmt.encoding, tmp, f"{i}_")
-                    it.own_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if todo:
-                _load_items(job, todo, per_file)
-            _drop_temps(con)
-            # the time of the shared reads, apportioned to the files by size
-            shared, total = time.perf_counter() - t0, sum(it.scan.size for it in todo)
-            read = {id(it) for it in todo}
-            for it in every:
-                share = shared * it.scan.size / total if total and id(it) in read else 0.0
-                it.result.seconds = it.own_seconds + share
+            _transcode_all(job, todo)
+            _read_all(job, todo, every, per_file)
             _insert_load_log(con, mapping, every, loaded_at, tmp)
-            _remember_keys(con, mapping, key, first=False)
-            replaced = _count_replaced(con, mapping)
-            for it in every:
-                dup, sup = replaced.get((it.delivery, it.rel), (0, 0))
-                it.result.rows_duplicate, it.result.rows_superseded = dup, sup
-            for t in (T_KEYS, T_HIT, T_CAND):
-                con.execute(f"DROP TABLE IF EXISTS {t}")
+            _count_rows_replaced(con, mapping, key, every)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             _set_insertion_order(con, order)
             raise
-    elapsed = time.perf_counter() - started
-    size = sum(it.scan.size for it in every)
+    return _partition_results(mapping, plan, time.perf_counter() - started)
+
+
+def _plan(
+    partitions: list[tuple[date, list[Path]]], landing: Path, scans: dict
+) -> list[tuple[date, list[_Item]]]:
+    """The batch's files by delivery date, hashed (on every core; ``scans`` caches them)."""
+    _scan_all([p for _, paths in partitions for p in paths], scans)
+    plan: list[tuple[date, list[_Item]]] = []
+    for day, paths in partitions:
+        items = []
+        for path in paths:
+            scan, seconds = scans[path]
+            result = FileResult(file=_relative(path, landing), sha256=scan.sha256, bytes=scan.size)
+            items.append(_Item(day, path, scan, result, seconds))
+        plan.append((day, items))
+    return plan
+
+
+def _set_aside_unreadable(
+    mapping: SourceMapping, landing: Path, every: list[_Item], unreadable: dict
+) -> None:
+    """Files never read: links, paths out of the folder, files not text at all."""
+    fmt = mapping.format
+    for it in every:
+        if it.path in unreadable or it.scan.size == 0:
+            continue
+        why = _not_plain(it.path, landing)
+        if why is None and fmt.type != "parquet":
+            why = _not_text(it.path, fmt.encoding)
+        if why is not None:
+            unreadable[it.path] = _Unreadable(it, why, whole=True)
+
+
+def _replace_partitions(con, mapping: SourceMapping, plan: list[tuple[date, list[_Item]]]) -> str:
+    """Delete what the batch's partitions loaded before (rows, quarantine, load log), their
+    keys remembered for the recount; returns the SQL condition selecting them."""
+    days = ", ".join(f"DATE {_lit(d.isoformat())}" for d, _ in plan)
+    key = f"_source_name = {_lit(mapping.name)} AND _delivery_date IN ({days})"
+    _remember_keys(con, mapping, key, first=True)
+    for t in (raw_table(mapping.entity), f"{RAW_SCHEMA}.quarantine"):
+        con.execute(f"DELETE FROM {t} WHERE {key}")
+    con.execute(f"DELETE FROM {RAW_SCHEMA}.load_log WHERE {key}")
+    return key
+
+
+def _quarantine_unreadable(job: _Job, todo: list[_Item], unreadable: dict) -> None:
+    """Quarantine the files set aside: whole, or line by line with the reader's reason."""
+    for it in todo:
+        if it.path not in unreadable:
+            continue
+        t0 = time.perf_counter()
+        bad = unreadable[it.path]
+        if bad.whole:
+            _quarantine_whole(job, it, bad.reason)
+        else:
+            _quarantine_file(job, it, bad.reason)
+        it.own_seconds += time.perf_counter() - t0
+
+
+def _transcode_all(job: _Job, todo: list[_Item]) -> None:
+    """The file DuckDB reads: the file itself, or its UTF-8 copy in the scratch folder."""
+    fmt = job.mapping.format
+    for i, it in enumerate(todo):
+        it.read_path = it.path
+        if fmt.encoding != "utf-8" and fmt.type != "parquet":
+            t0 = time.perf_counter()
+            it.read_path = _transcode(it.path, fmt.encoding, job.tmp, f"{i}_")
+            it.own_seconds += time.perf_counter() - t0
+
+
+def _read_all(job: _Job, todo: list[_Item], every: list[_Item], per_file: bool) -> None:
+    """Read the files; the time of the shared reads apportioned to the files by size."""
+    t0 = time.perf_counter()
+    if todo:
+        _load_items(job, todo, per_file)
+    _drop_temps(job.con)
+    shared, total = time.perf_counter() - t0, sum(it.scan.size for it in todo)
+    read = {id(it) for it in todo}
+    for it in every:
+        share = shared * it.scan.size / total if total and id(it) in read else 0.0
+        it.result.seconds = it.own_seconds + share
+
+
+def _count_rows_replaced(con, mapping: SourceMapping, key: str, every: list[_Item]) -> None:
+    """Recount the rows replaced by a later row of their key, for the files of the batch."""
+    _remember_keys(con, mapping, key, first=False)
+    replaced = _count_replaced(con, mapping)
+    for it in every:
+        dup, sup = replaced.get((it.delivery, it.rel), (0, 0))
+        it.result.rows_duplicate, it.result.rows_superseded = dup, sup
+    for t in (T_KEYS, T_HIT, T_CAND):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _partition_results(
+    mapping: SourceMapping, plan: list[tuple[date, list[_Item]]], elapsed: float
+) -> list[PartitionResult]:
+    """One result per partition; the batch's time apportioned by size."""
+    size = sum(it.scan.size for _, items in plan for it in items)
     return [
         PartitionResult(
             source=mapping.name,
