@@ -257,7 +257,7 @@ def format_ingest_summary(counts: list, start: date, end: date, max_share: float
 
 def print_ingest_summary(settings: Settings, start: date, end: date) -> None:
     """Print ``format_ingest_summary`` from the restricted store (nothing if it has none)."""
-    from pipelines.ingest.engine import source_counts, stale_deliveries
+    from pipelines.ingest.load_log import source_counts, stale_deliveries
     from pipelines.lib.duck import connect_restricted
 
     if not settings.restricted_db.exists():

@@ -24,7 +24,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest.engine import discover_partitions, load_partition
+from pipelines.ingest.discovery import discover_partitions
+from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
 from pipelines.lib.settings import Settings
 from pipelines.transform.assets import settings_vars

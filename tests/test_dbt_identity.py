@@ -33,7 +33,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pipelines.generate.engine import generate
-from pipelines.ingest.engine import discover_partitions, load_partition
+from pipelines.ingest.discovery import discover_partitions
+from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,8 @@ import duckdb
 import pytest
 
 from pipelines.generate.engine import generate
-from pipelines.ingest.engine import discover_partitions, load_partition
+from pipelines.ingest.discovery import discover_partitions
+from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ import duckdb
 import pytest
 from support.pseudonyms import expected_customer_id
 
-from pipelines.ingest.engine import ensure_raw_schema
+from pipelines.ingest.schema import ensure_raw_schema
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "dbt_project"

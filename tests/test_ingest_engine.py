@@ -14,15 +14,11 @@ import duckdb
 import pytest
 
 from pipelines.ingest.canonical import ENTITIES
-from pipelines.ingest.engine import (
-    check_mapping,
-    discover_partitions,
-    ensure_raw_schema,
-    format_check_report,
-    load_partition,
-    load_partitions,
-)
+from pipelines.ingest.discovery import discover_partitions
+from pipelines.ingest.dry_run import check_mapping, format_check_report
+from pipelines.ingest.engine import load_partition, load_partitions
 from pipelines.ingest.mapping import MappingError, load_mapping, parse_mapping
+from pipelines.ingest.schema import ensure_raw_schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 DAY = "2026-01-06"
@@ -557,14 +553,14 @@ def test_a_file_the_reader_cannot_read_is_quarantined_whole(con, tmp_path):
 def test_an_error_of_the_machine_still_fails_the_partition(con, tmp_path, monkeypatch):
     """Out of memory is not the file's fault: nothing quarantined, the partition fails
     naming the file (as it did for any reader error before)."""
-    import pipelines.ingest.engine as engine
+    from pipelines.ingest.formats import csv as csv_reader
 
     deliver(tmp_path, "shop", "orders_bom_crlf.csv")
 
     def out_of_memory(*args, **kwargs):
         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
 
-    monkeypatch.setattr(engine, "_load_csv_group", out_of_memory)
+    monkeypatch.setattr(csv_reader, "_load_csv_group", out_of_memory)
     with pytest.raises(MappingError, match="orders_bom_crlf.csv could not be read: Out of Memory"):
         load_partition(con, load_mapping(FIXTURES / "orders_csv.yaml"), tmp_path, DAY)
     assert con.execute("SELECT count(*) FROM raw.quarantine").fetchall() == [(0,)]

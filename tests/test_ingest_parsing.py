@@ -14,12 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest.engine import (
-    check_mapping,
-    format_check_report,
-    load_partition,
-    partition_is_unchanged,
-)
+from pipelines.ingest.dry_run import check_mapping, format_check_report
+from pipelines.ingest.engine import load_partition, partition_is_unchanged
 from pipelines.ingest.mapping import parse_mapping
 from pipelines.reference import landing as reference
 
@@ -362,7 +358,7 @@ def test_a_full_width_phone_on_an_order_resolves_to_the_profile_with_the_ascii_p
     import subprocess
     import sys
 
-    from pipelines.ingest.engine import discover_partitions
+    from pipelines.ingest.discovery import discover_partitions
     from pipelines.ingest.mapping import load_mappings
 
     landing = tmp_path / "landing"
@@ -427,7 +423,8 @@ def test_generated_impossible_dates_full_width_and_sparse_json_load_as_recorded(
     loads (sparse JSON Lines included), the rows quarantined for a date are those the truth
     records, and no full-width character reaches a raw phone, e-mail or id."""
     from pipelines.generate import Rates, generate
-    from pipelines.ingest.engine import discover_partitions, load_partitions
+    from pipelines.ingest.discovery import discover_partitions
+    from pipelines.ingest.engine import load_partitions
     from pipelines.ingest.mapping import load_mappings
 
     landing = tmp_path / "landing"

@@ -270,9 +270,9 @@ def test_a_runaway_line_is_quarantined_as_too_long(con, tmp_path, monkeypatch, l
     """A line over the readers' max_line_size (8 MB; 64 KB here, to stay fast) is one
     quarantined row with the reason 'line longer than … bytes' (the reader also reports
     it as missing columns: that reason read 'wrong column count (expected 7, got )')."""
-    import pipelines.ingest.engine as engine
+    from pipelines.ingest import line_reader
 
-    monkeypatch.setattr(engine, "MAX_LINE", 1 << 16)
+    monkeypatch.setattr(line_reader, "MAX_LINE", 1 << 16)
     landing = tmp_path / "landing"
     folder = landing / "shop" / DAY
     folder.mkdir(parents=True)

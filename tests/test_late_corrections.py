@@ -37,7 +37,8 @@ import pytest
 
 from pipelines.generate.engine import generate
 from pipelines.generate.presets import Rates
-from pipelines.ingest.engine import discover_partitions, load_partition
+from pipelines.ingest.discovery import discover_partitions
+from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
 from pipelines.quality.runner import run_gate
 

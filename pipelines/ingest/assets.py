@@ -3,19 +3,16 @@ that entity through the one loader engine (`pipelines.ingest.engine`); a run ove
 delivery dates (a backfill) loads each mapping's dates with one `load_partitions` call."""
 
 import time
+from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
 
-from pipelines.ingest.engine import (
-    PartitionResult,
-    ensure_raw_schema,
-    load_partitions,
-    partition_is_unchanged,
-    source_counts,
-    stale_deliveries,
-)
-from pipelines.ingest.mapping import ENTITIES, MappingError, load_mappings
+from pipelines.ingest.engine import load_partitions, partition_is_unchanged
+from pipelines.ingest.load_log import SourceCounts, source_counts, stale_deliveries
+from pipelines.ingest.mapping import ENTITIES, MappingError, SourceMapping, load_mappings
+from pipelines.ingest.results import PartitionResult
+from pipelines.ingest.schema import ensure_raw_schema
 from pipelines.lib.duck import connect_restricted
 from pipelines.lib.pseudonym import PseudonymKeyError
 from pipelines.lib.resources import CrmSettingsResource
@@ -62,117 +59,26 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         context: dg.AssetExecutionContext, crm: CrmSettingsResource
     ) -> dg.MaterializeResult:
         settings = crm.settings
-        try:
-            # before anything is loaded: the key is the warehouse's (an erased person's rows
-            # are recognised, and every customer keeps its id), pipelines/privacy/keys.py
-            verify_key(settings)
-        except PseudonymKeyError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        try:
-            mappings = [m for m in load_mappings(settings.mappings_dir) if m.entity == entity]
-        except MappingError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        if not mappings:
-            context.log.info(f"no source mapping for {entity}: raw.{entity} stays empty")
-        force = context.run.tags.get("crm/force") == "true"
-        totals = {"files": 0, "bytes": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
-        duplicates: list[str] = []
-        warnings: list[str] = []
-        skipped: list[str] = []
-        failures: list[str] = []
+        mappings = _mappings_of(entity, settings, context)
         started = time.monotonic()
         keys = context.partition_keys
-        # Each mapping's changed partitions load in one go (load_partitions reads the files
-        # of many delivery dates at once); results are then taken in (delivery date, mapping)
-        # order, as if each partition had been loaded on its own.
-        outcomes: dict[tuple[int, int], PartitionResult | MappingError] = {}
-        with connect_restricted(settings.restricted_db) as con:
-            ensure_raw_schema(con)
-            for m_index, mapping in enumerate(mappings):
-                todo: list[tuple[int, date]] = []
-                for k_index, key in enumerate(keys):
-                    delivery = date.fromisoformat(key)
-                    if not force and partition_is_unchanged(
-                        con, mapping, settings.landing, delivery, settings.timezone
-                    ):
-                        skipped.append(f"{mapping.name}/{key}")
-                        continue
-                    todo.append((k_index, delivery))
-                if not todo:
-                    continue
-                loaded = load_partitions(
-                    con,
-                    mapping,
-                    settings.landing,
-                    [delivery for _, delivery in todo],
-                    reporting_currency=settings.currency,
-                    business_timezone=settings.timezone,
-                )
-                by_date = {r.delivery_date: r for r in loaded.partitions}
-                for k_index, delivery in todo:
-                    outcomes[(k_index, m_index)] = (
-                        loaded.failures.get(delivery) or by_date[delivery]
-                    )
-                context.log.info(
-                    f"raw.{entity}: {mapping.name}: {len(todo)} delivery date(s) loaded in "
-                    f"{loaded.seconds:.1f} s, {len(loaded.failures)} failed"
-                )
-        for key in sorted(outcomes):
-            outcome = outcomes[key]
-            if isinstance(outcome, MappingError):
-                failures.append(str(outcome))
-                context.log.error(str(outcome))
-                continue
-            for f in outcome.files:
-                totals["files"] += 1
-                totals["bytes"] += f.bytes
-                totals["rows_read"] += f.rows_read
-                totals["rows_loaded"] += f.rows_loaded
-                totals["rows_quarantined"] += f.rows_quarantined
-                if f.status == "duplicate":
-                    duplicates.append(f.file)
-                warnings.extend(f"{f.file}: {w}" for w in f.warnings)
+        force = context.run.tags.get("crm/force") == "true"
+        outcomes, skipped = _load_changed(context, entity, mappings, keys, settings, force)
+        tally = _tally(outcomes, context)
         seconds = round(time.monotonic() - started, 3)
-        if failures:
-            raise dg.Failure(
-                description=f"raw.{entity}: {len(failures)} source partition(s) failed; nothing "
-                "partial was loaded for them:\n" + "\n".join(failures),
-                metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in failures))},
-                allow_retries=False,
-            )
-        for w in warnings:
+        _fail_on(entity, tally.failures)
+        for w in tally.warnings:
             context.log.warning(w)
-        assert totals["rows_read"] == totals["rows_loaded"] + totals["rows_quarantined"]
+        assert tally.rows_read == tally.rows_loaded + tally.rows_quarantined
         # Rows of people erased earlier (`crm forget`) in files delivered again: removed now,
         # before anything downstream reads them (counted as quarantined in the load log).
-        erased = purge_erased(settings) if totals["rows_loaded"] else 0
+        erased = purge_erased(settings) if tally.rows_loaded else 0
         if erased:
             context.log.warning(
                 f"raw: {erased} row(s) of erased people delivered again were removed"
             )
-        spark_rows = None
-        if settings.spark_export:
-            # the same rows as Parquet for the Spark target (pipelines/spark)
-            from pipelines.spark import export_raw_table, spark_paths
-
-            with connect_restricted(settings.restricted_db, read_only=True) as con:
-                spark_rows, files = export_raw_table(
-                    con, spark_paths(settings), entity, [date.fromisoformat(k) for k in keys]
-                )
-            context.log.info(
-                f"raw.{entity}: {spark_rows:,} rows in {files} Parquet file(s) for Spark"
-            )
-        first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
-        with connect_restricted(settings.restricted_db, read_only=True) as con:
-            per_source = source_counts(con, first, last, entity)
-            for mapping in mappings:
-                stale = stale_deliveries(con, mapping, business_timezone=settings.timezone)
-                if stale:
-                    context.log.warning(
-                        f"{mapping.name}: {len(stale)} delivery date(s) from {stale[0]} to "
-                        f"{stale[-1]} were loaded with another version of {mapping.label}; "
-                        "load them again (crm backfill --force --full-refresh) to apply it"
-                    )
+        spark_rows = _export_for_spark(context, entity, keys, settings)
+        per_source = _per_source(context, entity, mappings, keys, settings)
         check = quarantine_check(per_source, settings)
         if not check.passed:
             context.log.error(str(check.description))
@@ -181,17 +87,19 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             metadata={
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
                 "delivery_dates": len(keys),
-                "files": totals["files"],
-                "bytes": totals["bytes"],
-                "rows_read": totals["rows_read"],
-                "rows_loaded": totals["rows_loaded"],
-                "rows_quarantined": totals["rows_quarantined"],
-                "duplicate_files": len(duplicates),
+                "files": tally.files,
+                "bytes": tally.bytes,
+                "rows_read": tally.rows_read,
+                "rows_loaded": tally.rows_loaded,
+                "rows_quarantined": tally.rows_quarantined,
+                "duplicate_files": len(tally.duplicates),
                 "rows_duplicate": sum(c.rows_duplicate for c in per_source),
                 "rows_superseded": sum(c.rows_superseded for c in per_source),
                 "per_source": dg.MetadataValue.md(counts_table(per_source)),
                 "unchanged_partitions_skipped": len(skipped),
-                "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+                "warnings": dg.MetadataValue.md(
+                    "\n".join(f"- {w}" for w in tally.warnings) or "none"
+                ),
                 "rows_erased_on_redelivery": erased,
                 **({"spark_parquet_rows": spark_rows} if spark_rows is not None else {}),
                 "seconds": seconds,
@@ -199,6 +107,149 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
         )
 
     return _ingest
+
+
+def _mappings_of(entity: str, settings: Settings, context) -> list[SourceMapping]:
+    """The entity's source mappings, once the pseudonym key is the warehouse's."""
+    try:
+        # before anything is loaded: the key is the warehouse's (an erased person's rows
+        # are recognised, and every customer keeps its id), pipelines/privacy/keys.py
+        verify_key(settings)
+    except PseudonymKeyError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    try:
+        mappings = [m for m in load_mappings(settings.mappings_dir) if m.entity == entity]
+    except MappingError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    if not mappings:
+        context.log.info(f"no source mapping for {entity}: raw.{entity} stays empty")
+    return mappings
+
+
+Outcomes = dict[tuple[int, int], PartitionResult | MappingError]
+
+
+def _load_changed(
+    context,
+    entity: str,
+    mappings: list[SourceMapping],
+    keys: list[str],
+    settings: Settings,
+    force: bool,
+) -> tuple[Outcomes, list[str]]:
+    """Load each mapping's changed partitions in one go (load_partitions reads the files
+    of many delivery dates at once); the outcomes keyed (delivery date, mapping) so that
+    they are taken in that order, as if each partition had been loaded on its own. Also
+    returns the partitions skipped as unchanged."""
+    outcomes: Outcomes = {}
+    skipped: list[str] = []
+    with connect_restricted(settings.restricted_db) as con:
+        ensure_raw_schema(con)
+        for m_index, mapping in enumerate(mappings):
+            todo: list[tuple[int, date]] = []
+            for k_index, key in enumerate(keys):
+                delivery = date.fromisoformat(key)
+                if not force and partition_is_unchanged(
+                    con, mapping, settings.landing, delivery, settings.timezone
+                ):
+                    skipped.append(f"{mapping.name}/{key}")
+                    continue
+                todo.append((k_index, delivery))
+            if not todo:
+                continue
+            loaded = load_partitions(
+                con,
+                mapping,
+                settings.landing,
+                [delivery for _, delivery in todo],
+                reporting_currency=settings.currency,
+                business_timezone=settings.timezone,
+            )
+            by_date = {r.delivery_date: r for r in loaded.partitions}
+            for k_index, delivery in todo:
+                outcomes[(k_index, m_index)] = loaded.failures.get(delivery) or by_date[delivery]
+            context.log.info(
+                f"raw.{entity}: {mapping.name}: {len(todo)} delivery date(s) loaded in "
+                f"{loaded.seconds:.1f} s, {len(loaded.failures)} failed"
+            )
+    return outcomes, skipped
+
+
+@dataclass
+class _Tally:
+    """The files of a run's loads added up, with their warnings and the failures."""
+
+    files: int = 0
+    bytes: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _tally(outcomes: Outcomes, context) -> _Tally:
+    tally = _Tally()
+    for key in sorted(outcomes):
+        outcome = outcomes[key]
+        if isinstance(outcome, MappingError):
+            tally.failures.append(str(outcome))
+            context.log.error(str(outcome))
+            continue
+        for f in outcome.files:
+            tally.files += 1
+            tally.bytes += f.bytes
+            tally.rows_read += f.rows_read
+            tally.rows_loaded += f.rows_loaded
+            tally.rows_quarantined += f.rows_quarantined
+            if f.status == "duplicate":
+                tally.duplicates.append(f.file)
+            tally.warnings.extend(f"{f.file}: {w}" for w in f.warnings)
+    return tally
+
+
+def _fail_on(entity: str, failures: list[str]) -> None:
+    if failures:
+        raise dg.Failure(
+            description=f"raw.{entity}: {len(failures)} source partition(s) failed; nothing "
+            "partial was loaded for them:\n" + "\n".join(failures),
+            metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in failures))},
+            allow_retries=False,
+        )
+
+
+def _export_for_spark(context, entity: str, keys: list[str], settings: Settings) -> int | None:
+    """The same rows as Parquet for the Spark target (pipelines/spark), when it is on."""
+    if not settings.spark_export:
+        return None
+    from pipelines.spark import export_raw_table, spark_paths
+
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        spark_rows, files = export_raw_table(
+            con, spark_paths(settings), entity, [date.fromisoformat(k) for k in keys]
+        )
+    context.log.info(f"raw.{entity}: {spark_rows:,} rows in {files} Parquet file(s) for Spark")
+    return spark_rows
+
+
+def _per_source(
+    context, entity: str, mappings: list[SourceMapping], keys: list[str], settings: Settings
+) -> list[SourceCounts]:
+    """The load log of the run's delivery dates per source; a warning for each mapping whose
+    earlier deliveries were loaded with another version of it."""
+    first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        per_source = source_counts(con, first, last, entity)
+        for mapping in mappings:
+            stale = stale_deliveries(con, mapping, business_timezone=settings.timezone)
+            if stale:
+                context.log.warning(
+                    f"{mapping.name}: {len(stale)} delivery date(s) from {stale[0]} to "
+                    f"{stale[-1]} were loaded with another version of {mapping.label}; "
+                    "load them again (crm backfill --force --full-refresh) to apply it"
+                )
+    return per_source
 
 
 def counts_table(counts: list) -> str:

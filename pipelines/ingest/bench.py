@@ -41,13 +41,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.engine import (
-    _transcode,
-    discover_partitions,
-    load_partition,
-    load_partitions,
-    partition_files,
-)
+from pipelines.ingest.discovery import discover_partitions, partition_files
+from pipelines.ingest.engine import load_partition, load_partitions
+from pipelines.ingest.files import _transcode
 from pipelines.ingest.mapping import SourceMapping, load_mappings
 
 

@@ -141,7 +141,8 @@ def delivered_systems(mapping: SourceMapping, landing: Path) -> set[str]:
     scratch in-memory DuckDB: nothing is written); empty when nothing can be read."""
     import duckdb
 
-    from pipelines.ingest.engine import discover_partitions, load_partition
+    from pipelines.ingest.discovery import discover_partitions
+    from pipelines.ingest.engine import load_partition
 
     dates = discover_partitions(landing, mapping)
     if not dates:

@@ -17,7 +17,7 @@ def check_mapping_op(
     context: dg.OpExecutionContext, config: CheckMappingConfig, crm: CrmSettingsResource
 ) -> str:
     from pipelines.ingest.deployment import check_customer_ref_system
-    from pipelines.ingest.engine import check_mapping, format_check_report
+    from pipelines.ingest.dry_run import check_mapping, format_check_report
 
     report = check_mapping(
         config.mapping_file,

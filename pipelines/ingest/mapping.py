@@ -3,6 +3,12 @@ how every canonical field is obtained. Reference: docs/ingestion.md and docs/con
 
 ``load_mapping(path)`` reads and validates one file into a ``SourceMapping``;
 every error is a ``MappingError`` whose message starts with the mapping file.
+
+Each section has a schema (pydantic): ``_MappingSchema`` for the top-level keys,
+``_FormatSchema`` for ``format:``, ``_FieldSchema`` for each ``fields.<name>:``. A key's
+type and constraints are declared beside the message a user reads when its value does
+not fit (``Says``); the checks that read several keys are validators of the schema. A key
+a section does not know is refused, naming the keys it allows.
 """
 
 from __future__ import annotations
@@ -12,12 +18,27 @@ import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pipelines.ingest.canonical import ENTITIES, CanonicalField, fields_of
+from pipelines.ingest.sql_expr import ExpressionError, ValidatedExpression, validate_expression
 
 __all__ = [
     "ENTITIES",
@@ -30,7 +51,6 @@ __all__ = [
     "load_mappings",
     "parse_mapping",
 ]
-from pipelines.ingest.sql_expr import ExpressionError, ValidatedExpression, validate_expression
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 FORMAT_TYPES = {
@@ -51,28 +71,6 @@ ENCODINGS = {
     "gb2312": "gbk",
 }
 WHITESPACE = "whitespace"
-TOP_KEYS = {
-    "name",
-    "entity",
-    "version",
-    "files",
-    "format",
-    "timezone",
-    "fields",
-    "description",
-    "customer_ref_system",
-}
-FORMAT_KEYS = {
-    "type",
-    "delimiter",
-    "quote",
-    "escape",
-    "header",
-    "columns",
-    "encoding",
-    "null_tokens",
-}
-FIELD_KEYS = {"column", "expr", "formats", "values"}
 STRPTIME_RE = re.compile(r"%[-]?[a-zA-Z%]")
 
 
@@ -212,203 +210,421 @@ def load_mappings(folder: str | Path) -> list[SourceMapping]:
 
 
 def parse_mapping(data: Any, *, path: Path | None = None) -> SourceMapping:
-    """Validate an already-parsed mapping document (a dict)."""
+    """Validate an already-parsed mapping document (a dict) against the schema of each
+    section (``_MappingSchema``, ``_FormatSchema``, ``_FieldSchema``)."""
     where = str(path) if path is not None else "<mapping>"
-
-    def err(msg: str) -> MappingError:
-        return MappingError(f"{where}: {msg}")
-
     if not isinstance(data, dict):
-        raise err("the mapping must be a YAML mapping (key: value)")
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise err(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    name = data.get("name", path.stem if path is not None else None)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise err(f"name {name!r} must match [a-z0-9_]+ (it is the landing folder name)")
-    entity = data.get("entity")
-    if entity not in ENTITIES:
-        raise err(f"unknown entity {entity!r}; use one of {sorted(ENTITIES)}")
-    version = str(data.get("version", "1"))
-    timezone = data.get("timezone")  # None: the business timezone (CRM_TIMEZONE)
-    if timezone is not None:
+        raise MappingError(f"{where}: the mapping must be a YAML mapping (key: value)")
+    if "name" not in data and path is not None:
+        data = {**data, "name": path.stem}
+    try:
+        schema = _MappingSchema.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError(f"{where}: {_first_problem(exc, data)}") from None
+    return schema.to_mapping(path)
+
+
+# --------------------------------------------------------------------------- the schema
+class Says:
+    """Schema metadata: what a user reads when a key's value does not validate
+    (``{value!r}``: the value as written)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _refuse(reason: str) -> PydanticCustomError:
+    """A validation error whose message is ``reason`` as written."""
+    return PydanticCustomError("mapping", "{reason}", {"reason": reason})
+
+
+def _text(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _lowered(value: Any) -> str:
+    return str(value).lower()
+
+
+def _format_type(value: str) -> str:
+    if value not in FORMAT_TYPES:
+        raise _refuse(
+            f"format.type {value!r} is not supported; use csv, tsv, txt, jsonl or parquet"
+        )
+    return value
+
+
+def _encoding(value: Any) -> str:
+    name = str(value).lower().replace("_", "-")
+    if name not in ENCODINGS:
+        raise _refuse(f"format.encoding {name!r} is not supported; use utf-8, gb18030 or gbk")
+    codecs.lookup(ENCODINGS[name])
+    return ENCODINGS[name]
+
+
+def _short_delimiter(value: str) -> str:
+    if value != WHITESPACE and len(value.encode("utf-8")) > 4:
+        raise _refuse("format.delimiter may be at most 4 bytes (or 'whitespace')")
+    return value
+
+
+def _distinct(columns: list[str] | None) -> list[str] | None:
+    if columns is not None and len(set(columns)) != len(columns):
+        raise _refuse("format.columns has duplicate names")
+    return columns
+
+
+def _iana(value: str | None) -> str | None:
+    if value is not None:
         try:
-            ZoneInfo(str(timezone))
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise err(
-                f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Shanghai); leave it "
-                "out to use the business timezone (CRM_TIMEZONE)"
-            ) from exc
-    fmt = _parse_format(data.get("format") or {}, err)
-    files = data.get("files") or _default_glob(fmt)
-    if not isinstance(files, str):
-        raise err("files must be a glob string such as '*.csv'")
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(value) from exc
+    return value
+
+
+def _inside_delivery_folder(files: str | None) -> str | None:
+    if files is None:
+        return None
     if files.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", files):
-        raise err(
+        raise _refuse(
             f"files must be a glob inside the delivery folder, not an absolute path ({files!r})"
         )
     if ".." in re.split(r"[/\\]", files):
-        raise err(f"files may not leave the delivery folder ('..' in {files!r})")
-    raw_fields = data.get("fields")
-    if not isinstance(raw_fields, dict) or not raw_fields:
-        raise err("fields: missing; map every required canonical field")
-    canon = fields_of(entity)
-    fields: dict[str, FieldSpec] = {}
-    for fname, spec in raw_fields.items():
-        if fname not in canon:
-            raise err(
-                f"fields.{fname}: unknown canonical field for {entity}; use one of {list(canon)}"
+        raise _refuse(f"files may not leave the delivery folder ('..' in {files!r})")
+    return files
+
+
+def _expression(value: Any) -> ValidatedExpression | None:
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        return validate_expression(text)
+    except ExpressionError as exc:
+        raise _refuse(f"expression {text!r} refused: {exc}") from None
+
+
+def _directives(formats: list[str]) -> list[str]:
+    for f in formats:
+        if not STRPTIME_RE.search(f):
+            raise _refuse(f"format {f!r} has no % directive (e.g. '%Y-%m-%d %H:%M:%S')")
+    return formats
+
+
+def _stripped_system(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("blank")
+    return None if value is None else value.strip()
+
+
+Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
+OneChar = Annotated[str, StringConstraints(strict=True, max_length=1)]
+COLUMN_NAMES = (
+    "format.columns must be a list of column names, got {value!r} "
+    "(quote names YAML reads as booleans or numbers: 'no', 'yes', 'on', '1')"
+)
+SCHEMA_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True, regex_engine="python-re")
+
+
+class _FormatSchema(BaseModel):
+    """``format:``: how the delivered files are read (a bare string is the type)."""
+
+    model_config = SCHEMA_CONFIG
+
+    type: Annotated[str, BeforeValidator(_lowered), AfterValidator(_format_type)] = "csv"
+    delimiter: Annotated[
+        Name,
+        AfterValidator(_short_delimiter),
+        Says("format.delimiter must be a non-empty string (or 'whitespace')"),
+    ] = ","  # unset: the type's (tab for tsv), else ','
+    quote: Annotated[OneChar | None, Says("format.quote must be one character or empty")] = '"'
+    escape: Annotated[OneChar | None, Says("format.escape must be one character or empty")] = (
+        None  # unset: the quote
+    )
+    header: Annotated[StrictBool, Says("format.header must be true or false")] = True
+    columns: Annotated[list[Name] | None, AfterValidator(_distinct), Says(COLUMN_NAMES)] = None
+    encoding: Annotated[str, BeforeValidator(_encoding)] = "utf-8"
+    null_tokens: Annotated[
+        list[Annotated[str, Strict()]],
+        BeforeValidator(_listed),
+        Says("format.null_tokens must be a list of strings"),
+    ] = [""]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, raw: Any) -> Any:
+        if not raw:
+            return {}
+        if isinstance(raw, str):
+            return {"type": raw}
+        if not isinstance(raw, dict):
+            raise _refuse("format must be a mapping (type, delimiter, encoding, ...)")
+        return raw
+
+    @model_validator(mode="after")
+    def _parquet_is_binary(self) -> _FormatSchema:
+        if FORMAT_TYPES[self.type][0] == "parquet" and self.encoding != "utf-8":
+            raise _refuse("format.encoding does not apply to parquet")
+        return self
+
+    def to_spec(self) -> FormatSpec:
+        base, implied_delimiter = FORMAT_TYPES[self.type]
+        escape = self.escape if "escape" in self.model_fields_set else self.quote
+        delimiter = self.delimiter
+        if "delimiter" not in self.model_fields_set:
+            delimiter = implied_delimiter or ","
+        return FormatSpec(
+            type=base,
+            delimiter=delimiter,
+            quote=self.quote or "",
+            escape=escape or "",
+            header=self.header,
+            columns=None if self.columns is None else tuple(self.columns),
+            encoding=self.encoding,
+            null_tokens=tuple(self.null_tokens),
+        )
+
+
+class _FieldSchema(BaseModel):
+    """``fields.<name>:``: a source column (a bare string is one) or an expression."""
+
+    model_config = SCHEMA_CONFIG
+
+    column: Annotated[Name | None, Says("column must be a non-empty string")] = None
+    expr: Annotated[ValidatedExpression | None, BeforeValidator(_expression)] = None
+    formats: Annotated[
+        list[Name],
+        BeforeValidator(_listed),
+        AfterValidator(_directives),
+        Says("formats must be a list of strptime formats"),
+    ] = []
+    values: Annotated[
+        dict[Any, Any],
+        Strict(),
+        Says("values must be a mapping of source value -> canonical value"),
+    ] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, spec: Any) -> Any:
+        if isinstance(spec, str):
+            return {"column": spec}
+        if isinstance(spec, bool | int | float):
+            raise _refuse(
+                f"{spec!r} is not a column name; quote names YAML reads as booleans or "
+                "numbers ('no', 'yes', 'on', '1')"
             )
-        fields[fname] = _parse_field(fname, canon[fname], spec, err)
-    missing = [
-        f.name
-        for f in canon.values()
-        if f.required and f.name not in fields and (entity, f.name) not in DEFAULTED
+        if not isinstance(spec, dict):
+            raise _refuse("give a source column name, or {column: ...} / {expr: ...}")
+        if set(spec) <= set(cls.model_fields) and (spec.get("column") is None) == (
+            spec.get("expr") is None
+        ):  # unknown keys are told first
+            raise _refuse("give exactly one of column or expr")
+        return spec
+
+    @property
+    def source_columns(self) -> tuple[str, ...]:
+        if self.column is not None:
+            return (self.column,)
+        return self.expr.columns if self.expr is not None else ()
+
+    def to_spec(self, name: str, canon: CanonicalField) -> FieldSpec:
+        return FieldSpec(
+            name=name,
+            canonical=canon,
+            column=self.column,
+            expr=self.expr,
+            formats=tuple(self.formats),
+            values=tuple((str(k), "" if v is None else str(v)) for k, v in self.values.items()),
+        )
+
+
+class _MappingSchema(BaseModel):
+    """A mapping file: its top-level keys (``format`` and ``fields`` have their own schema)."""
+
+    model_config = SCHEMA_CONFIG
+
+    name: Annotated[
+        str,
+        StringConstraints(strict=True, pattern=NAME_RE.pattern),
+        Says("name {value!r} must match [a-z0-9_]+ (it is the landing folder name)"),
     ]
-    if missing:
-        raise err(f"required canonical field(s) not mapped for {entity}: {', '.join(missing)}")
-    if fmt.columns is not None:
-        unknown_cols = [c for spec in fields.values() for c in spec.source_columns]
-        unknown_cols = [c for c in unknown_cols if c not in fmt.columns]
-        if unknown_cols:
-            raise err(f"fields read column(s) {unknown_cols} not in format.columns")
-    defaults = tuple(n for (e, n) in sorted(DEFAULTED) if e == entity and n not in fields)
-    ref_system = data.get("customer_ref_system")
-    if ref_system is not None:
-        if entity != "service_events":
-            raise err(
+    entity: Annotated[
+        Literal[tuple(ENTITIES)],  # type: ignore[valid-type]
+        Says(f"unknown entity {{value!r}}; use one of {sorted(ENTITIES)}"),
+    ]
+    version: Annotated[str, BeforeValidator(str)] = "1"
+    # None: the business timezone (CRM_TIMEZONE)
+    timezone: Annotated[
+        str | None,
+        BeforeValidator(_text),
+        AfterValidator(_iana),
+        Says(
+            "timezone {value!r} is not an IANA timezone (e.g. Asia/Shanghai); leave it "
+            "out to use the business timezone (CRM_TIMEZONE)"
+        ),
+    ] = None
+    format: _FormatSchema = _FormatSchema()
+    files: Annotated[
+        Annotated[str, Strict()] | None,
+        BeforeValidator(lambda v: v or None),
+        AfterValidator(_inside_delivery_folder),
+        Says("files must be a glob string such as '*.csv'"),
+    ] = None  # None: the format's default glob
+    fields: Annotated[
+        dict[Any, _FieldSchema], Says("fields: missing; map every required canonical field")
+    ]
+    description: Annotated[str, BeforeValidator(str)] = ""
+    customer_ref_system: Annotated[
+        Annotated[str, Strict()] | None,
+        AfterValidator(_stripped_system),
+        Says("customer_ref_system must be a source system name, e.g. crm"),
+    ] = None
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _canonical_names(cls, fields: Any, info: ValidationInfo) -> Any:
+        """Every field named is a canonical field of the entity; formats only on its time
+        fields."""
+        if not isinstance(fields, dict) or not fields:
+            raise _refuse("fields: missing; map every required canonical field")
+        entity = info.data.get("entity")
+        if entity is None:  # refused already
+            return fields
+        canon = fields_of(entity)
+        for name, spec in fields.items():
+            if name not in canon:
+                raise _refuse(
+                    f"fields.{name}: unknown canonical field for {entity}; use one of {list(canon)}"
+                )
+            try:
+                checked = _FieldSchema.model_validate(spec)
+            except ValidationError:
+                break  # the fields are told in order: this one's own problem comes first
+            if checked.formats and canon[name].kind not in ("timestamp", "date"):
+                raise _refuse(f"fields.{name}: formats only apply to timestamp and date fields")
+        return fields
+
+    @field_validator("fields")
+    @classmethod
+    def _fit_the_entity(cls, fields: dict, info: ValidationInfo) -> dict:
+        """Every required field mapped, every column read declared (when the format lists
+        the columns)."""
+        entity, fmt = info.data.get("entity"), info.data.get("format")
+        if entity is None:
+            return fields
+        canon = fields_of(entity)
+        missing = [
+            f.name
+            for f in canon.values()
+            if f.required and f.name not in fields and (entity, f.name) not in DEFAULTED
+        ]
+        if missing:
+            raise _refuse(
+                f"required canonical field(s) not mapped for {entity}: {', '.join(missing)}"
+            )
+        if fmt is not None and fmt.columns is not None:
+            read = [c for spec in fields.values() for c in spec.source_columns]
+            unknown = [c for c in read if c not in fmt.columns]
+            if unknown:
+                raise _refuse(f"fields read column(s) {unknown} not in format.columns")
+        return fields
+
+    @field_validator("customer_ref_system", mode="before")
+    @classmethod
+    def _for_service_events(cls, system: Any, info: ValidationInfo) -> Any:
+        if system is not None and info.data.get("entity", "service_events") != "service_events":
+            raise _refuse(
                 "customer_ref_system applies to service_events mappings only (customers and "
                 "orders name the system of each row in fields.source_system)"
             )
-        if not isinstance(ref_system, str) or not ref_system.strip():
-            raise err("customer_ref_system must be a source system name, e.g. crm")
-        ref_system = ref_system.strip()
-    return SourceMapping(
-        name=name,
-        entity=entity,
-        version=version,
-        files=files,
-        format=fmt,
-        timezone=None if timezone is None else str(timezone),
-        fields=fields,
-        path=path,
-        description=str(data.get("description", "")),
-        unmapped_defaults=defaults,
-        customer_ref_system=ref_system,
-    )
+        return system
+
+    def to_mapping(self, path: Path | None) -> SourceMapping:
+        fmt = self.format.to_spec()
+        canon = fields_of(self.entity)
+        fields = {name: spec.to_spec(name, canon[name]) for name, spec in self.fields.items()}
+        return SourceMapping(
+            name=self.name,
+            entity=self.entity,
+            version=self.version,
+            files=self.files or _default_glob(fmt),
+            format=fmt,
+            timezone=self.timezone,
+            fields=fields,
+            path=path,
+            description=self.description,
+            unmapped_defaults=tuple(
+                n for (e, n) in sorted(DEFAULTED) if e == self.entity and n not in fields
+            ),
+            customer_ref_system=self.customer_ref_system,
+        )
 
 
 def _default_glob(fmt: FormatSpec) -> str:
     return {"csv": "*", "jsonl": "*.json*", "parquet": "*.parquet"}[fmt.type]
 
 
-def _parse_format(raw: Any, err) -> FormatSpec:
-    if isinstance(raw, str):
-        raw = {"type": raw}
-    if not isinstance(raw, dict):
-        raise err("format must be a mapping (type, delimiter, encoding, ...)")
-    unknown = set(raw) - FORMAT_KEYS
-    if unknown:
-        raise err(f"format: unknown key(s) {sorted(unknown)}; allowed: {sorted(FORMAT_KEYS)}")
-    ftype = str(raw.get("type", "csv")).lower()
-    if ftype not in FORMAT_TYPES:
-        raise err(f"format.type {ftype!r} is not supported; use csv, tsv, txt, jsonl or parquet")
-    base, implied_delim = FORMAT_TYPES[ftype]
-    delimiter = raw.get("delimiter", implied_delim or ",")
-    if not isinstance(delimiter, str) or not delimiter:
-        raise err("format.delimiter must be a non-empty string (or 'whitespace')")
-    if delimiter != WHITESPACE and len(delimiter.encode("utf-8")) > 4:
-        raise err("format.delimiter may be at most 4 bytes (or 'whitespace')")
-    quote = raw.get("quote", '"')
-    escape = raw.get("escape", quote)
-    for key, value in (("quote", quote), ("escape", escape)):
-        if value is None:
-            continue
-        if not isinstance(value, str) or len(value) > 1:
-            raise err(f"format.{key} must be one character or empty")
-    header = raw.get("header", True)
-    if not isinstance(header, bool):
-        raise err("format.header must be true or false")
-    columns = raw.get("columns")
-    if columns is not None:
-        if not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns):
-            raise err(
-                f"format.columns must be a list of column names, got {columns!r} "
-                "(quote names YAML reads as booleans or numbers: 'no', 'yes', 'on', '1')"
-            )
-        if len(set(columns)) != len(columns):
-            raise err("format.columns has duplicate names")
-        columns = tuple(columns)
-    encoding_raw = str(raw.get("encoding", "utf-8")).lower().replace("_", "-")
-    if encoding_raw not in ENCODINGS:
-        raise err(f"format.encoding {encoding_raw!r} is not supported; use utf-8, gb18030 or gbk")
-    encoding = ENCODINGS[encoding_raw]
-    codecs.lookup(encoding)
-    if base != "csv" and encoding != "utf-8" and base == "parquet":
-        raise err("format.encoding does not apply to parquet")
-    null_tokens = raw.get("null_tokens", [""])
-    if isinstance(null_tokens, str):
-        null_tokens = [null_tokens]
-    if not isinstance(null_tokens, list) or not all(isinstance(t, str) for t in null_tokens):
-        raise err("format.null_tokens must be a list of strings")
-    return FormatSpec(
-        type=base,
-        delimiter=delimiter,
-        quote=quote or "",
-        escape=escape or "",
-        header=header,
-        columns=columns,
-        encoding=encoding,
-        null_tokens=tuple(null_tokens),
-    )
+# --------------------------------------------------------------------------- errors
+SECTIONS: dict[str, type[BaseModel]] = {"format": _FormatSchema, "fields": _FieldSchema}
 
 
-def _parse_field(fname: str, canon: CanonicalField, spec: Any, err) -> FieldSpec:
-    where = f"fields.{fname}"
-    if isinstance(spec, str):
-        spec = {"column": spec}
-    if isinstance(spec, bool | int | float):
-        raise err(
-            f"{where}: {spec!r} is not a column name; quote names YAML reads as booleans or "
-            "numbers ('no', 'yes', 'on', '1')"
-        )
-    if not isinstance(spec, dict):
-        raise err(f"{where}: give a source column name, or {{column: ...}} / {{expr: ...}}")
-    unknown = set(spec) - FIELD_KEYS
+def _first_problem(exc: ValidationError, data: dict) -> str:
+    """The first problem of a document, as today's users read it: the keys a section does
+    not know (``unknown key(s) [...]; allowed: [...]``) before anything else in it, then
+    the reason the schema gives for the key (``Says``), else the validator's own reason."""
+    errors = exc.errors(include_url=False)
+    top_unknown = [e for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
+    first = top_unknown[0] if top_unknown else errors[0]
+    schema, prefix, rest = _section(first["loc"])
+    unknown = [
+        e["loc"][-1]
+        for e in errors
+        if e["type"] == "extra_forbidden" and _section(e["loc"])[1] == prefix
+    ]
+    lead = f"{prefix}: " if prefix else ""
     if unknown:
-        raise err(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(FIELD_KEYS)}")
-    column, expr_text = spec.get("column"), spec.get("expr")
-    if (column is None) == (expr_text is None):
-        raise err(f"{where}: give exactly one of column or expr")
-    if column is not None and (not isinstance(column, str) or not column):
-        raise err(f"{where}: column must be a non-empty string")
-    expr = None
-    if expr_text is not None:
-        if not isinstance(expr_text, str):
-            expr_text = str(expr_text)
-        try:
-            expr = validate_expression(expr_text)
-        except ExpressionError as exc:
-            raise err(f"{where}: expression {expr_text!r} refused: {exc}") from exc
-    formats = spec.get("formats", [])
-    if isinstance(formats, str):
-        formats = [formats]
-    if not isinstance(formats, list) or not all(isinstance(f, str) and f for f in formats):
-        raise err(f"{where}: formats must be a list of strptime formats")
-    if formats and canon.kind not in ("timestamp", "date"):
-        raise err(f"{where}: formats only apply to timestamp and date fields")
-    for f in formats:
-        if not STRPTIME_RE.search(f):
-            raise err(f"{where}: format {f!r} has no % directive (e.g. '%Y-%m-%d %H:%M:%S')")
-    values = spec.get("values", {})
-    if not isinstance(values, dict):
-        raise err(f"{where}: values must be a mapping of source value -> canonical value")
-    pairs = tuple((str(k), "" if v is None else str(v)) for k, v in values.items())
-    return FieldSpec(
-        name=fname,
-        canonical=canon,
-        column=column,
-        expr=expr,
-        formats=tuple(formats),
-        values=pairs,
-    )
+        allowed = sorted(schema.model_fields)
+        return f"{lead}unknown key(s) {sorted(map(str, unknown))}; allowed: {allowed}"
+    if first["type"] == "mapping":
+        reason = first["ctx"]["reason"]
+        return reason if schema is _FormatSchema or not prefix else lead + reason
+    says = _says(schema, rest)
+    if says is not None:
+        value = None if first["type"] == "missing" else _as_written(data, first, rest)
+        return (lead if schema is _FieldSchema else "") + says.text.format(value=value)
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+def _section(loc: tuple) -> tuple[type[BaseModel], str, tuple]:
+    """(the schema of the section holding ``loc``, its name in messages, the rest of loc)."""
+    if loc[:1] == ("format",) and len(loc) > 1:
+        return _FormatSchema, "format", loc[1:]
+    if loc[:1] == ("format",):
+        return _FormatSchema, "format", ()
+    if loc[:1] == ("fields",) and len(loc) > 1:
+        return _FieldSchema, f"fields.{loc[1]}", loc[2:]
+    return _MappingSchema, "", loc
+
+
+def _as_written(data: dict, error: dict, rest: tuple) -> Any:
+    """The value of the key an error is about, as the document has it (all of a list, not
+    the one item that failed); else the value the schema saw."""
+    value: Any = data
+    for part in error["loc"][: len(error["loc"]) - len(rest) + 1]:
+        if not isinstance(value, dict) or part not in value:
+            return error["input"]
+        value = value[part]
+    return value
+
+
+def _says(schema: type[BaseModel], rest: tuple) -> Says | None:
+    if not rest or rest[0] not in schema.model_fields:
+        return None
+    return next((m for m in schema.model_fields[rest[0]].metadata if isinstance(m, Says)), None)

@@ -109,6 +109,8 @@ def _function_allowed(name: str) -> bool:
 
 
 def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
+    """Check every node of a parsed expression (raising ExpressionError), rewrite it in
+    place to its failure-tolerant form, and collect the source columns it reads."""
     if isinstance(node, list):
         for item in node:
             _walk(item, columns, lambda_params)
@@ -119,51 +121,77 @@ def _walk(node: object, columns: list[str], lambda_params: set[str]) -> None:
         raise ExpressionError("subqueries are not allowed")
     cls = node.get("class")
     if cls is not None:
-        if cls == "SUBQUERY":
-            raise ExpressionError("subqueries are not allowed")
-        if cls == "WINDOW":
-            raise ExpressionError("window functions are not allowed")
-        if cls not in ALLOWED_CLASSES:
-            raise ExpressionError(f"{cls.lower()} expressions are not allowed")
-        if cls == "FUNCTION":
-            name = str(node.get("function_name", ""))
-            if node.get("schema") or node.get("catalog"):
-                raise ExpressionError(f"qualified function names are not allowed ({name})")
-            if not node.get("is_operator") and not _function_allowed(name):
-                raise ExpressionError(
-                    f"function {name}() is not allowed in a mapping expression (allowed: "
-                    "text, number, date parsing and formatting, regular expression, hash "
-                    "and list functions; see docs/ingestion.md)"
-                )
-            if node.get("filter") is not None or node.get("distinct"):
-                raise ExpressionError(f"aggregate modifiers on {name}() are not allowed")
-            if node.get("order_bys", {}).get("orders"):
-                raise ExpressionError(f"ORDER BY inside {name}() is not allowed")
-            if name.lower() in REWRITE_FUNCTIONS:
-                node["function_name"] = REWRITE_FUNCTIONS[name.lower()]
-                if "qualified_name" in node:
-                    node["qualified_name"] = {"path": [node["function_name"]]}
-            if node["function_name"].lower() == "try_strptime":
-                _one_format_each(node)
-        elif cls == "CAST":
-            type_name = str((node.get("type_expr") or {}).get("type_name", "")).upper()
-            if type_name and type_name not in _type_names():
-                raise ExpressionError(f"unknown type {type_name} in a cast")
-            node["try_cast"] = True
-        elif cls == "LAMBDA":
-            lhs = node.get("lhs") or {}
-            for name in _lambda_names(lhs):
-                lambda_params.add(name)
-        elif cls == "COLUMN_REF":
-            names = node.get("column_names") or []
-            if len(names) != 1:
-                raise ExpressionError(
-                    f"use plain column names, not qualified ones ({'.'.join(names)})"
-                )
-            if names[0] not in lambda_params and names[0] not in columns:
-                columns.append(names[0])
+        _check_class(cls)
+        _NODE_CHECKS.get(cls, _no_check)(node, columns, lambda_params)
     for value in node.values():
         _walk(value, columns, lambda_params)
+
+
+def _check_class(cls: str) -> None:
+    if cls == "SUBQUERY":
+        raise ExpressionError("subqueries are not allowed")
+    if cls == "WINDOW":
+        raise ExpressionError("window functions are not allowed")
+    if cls not in ALLOWED_CLASSES:
+        raise ExpressionError(f"{cls.lower()} expressions are not allowed")
+
+
+def _no_check(node: dict, columns: list[str], lambda_params: set[str]) -> None:
+    return None
+
+
+def _check_function(node: dict, columns: list[str], lambda_params: set[str]) -> None:
+    """An allowed, unqualified scalar function; rewritten to its try_ form."""
+    name = str(node.get("function_name", ""))
+    if node.get("schema") or node.get("catalog"):
+        raise ExpressionError(f"qualified function names are not allowed ({name})")
+    if not node.get("is_operator") and not _function_allowed(name):
+        raise ExpressionError(
+            f"function {name}() is not allowed in a mapping expression (allowed: "
+            "text, number, date parsing and formatting, regular expression, hash "
+            "and list functions; see docs/ingestion.md)"
+        )
+    if node.get("filter") is not None or node.get("distinct"):
+        raise ExpressionError(f"aggregate modifiers on {name}() are not allowed")
+    if node.get("order_bys", {}).get("orders"):
+        raise ExpressionError(f"ORDER BY inside {name}() is not allowed")
+    if name.lower() in REWRITE_FUNCTIONS:
+        node["function_name"] = REWRITE_FUNCTIONS[name.lower()]
+        if "qualified_name" in node:
+            node["qualified_name"] = {"path": [node["function_name"]]}
+    if node["function_name"].lower() == "try_strptime":
+        _one_format_each(node)
+
+
+def _check_cast(node: dict, columns: list[str], lambda_params: set[str]) -> None:
+    """A cast to a known type, made a TRY_CAST."""
+    type_name = str((node.get("type_expr") or {}).get("type_name", "")).upper()
+    if type_name and type_name not in _type_names():
+        raise ExpressionError(f"unknown type {type_name} in a cast")
+    node["try_cast"] = True
+
+
+def _check_lambda(node: dict, columns: list[str], lambda_params: set[str]) -> None:
+    """A lambda's parameters are not source columns."""
+    for name in _lambda_names(node.get("lhs") or {}):
+        lambda_params.add(name)
+
+
+def _check_column(node: dict, columns: list[str], lambda_params: set[str]) -> None:
+    """A plain column name: a source column unless it is a lambda's parameter."""
+    names = node.get("column_names") or []
+    if len(names) != 1:
+        raise ExpressionError(f"use plain column names, not qualified ones ({'.'.join(names)})")
+    if names[0] not in lambda_params and names[0] not in columns:
+        columns.append(names[0])
+
+
+_NODE_CHECKS = {
+    "FUNCTION": _check_function,
+    "CAST": _check_cast,
+    "LAMBDA": _check_lambda,
+    "COLUMN_REF": _check_column,
+}
 
 
 def _one_format_each(node: dict) -> None:
