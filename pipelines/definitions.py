@@ -35,11 +35,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     starts and passed to the dbt process only (pipelines/transform/dbt_cli.py)."""
     settings = settings or Settings.from_env()
     partitions = daily_partitions(settings.timezone, settings.partitions_start)
+    dbt_assets = build_dbt_assets(partitions)
     assets: list = [
         *build_ingest_assets(partitions),
         build_targets_asset(partitions),
-        *build_dbt_assets(partitions),
-        build_clv_asset(partitions),
+        *dbt_assets,
+        build_clv_asset(partitions, dbt_assets),
         build_publish_asset(partitions),
     ]
     nightly = dg.define_asset_job(
