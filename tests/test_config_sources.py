@@ -101,3 +101,24 @@ def test_every_allowed_entry_exists_and_is_needed() -> None:
         assert target.exists(), entry
         files = sorted(target.rglob("*.py")) if entry.endswith("/") else [target]
         assert any(_reads(ast.parse(f.read_text(encoding="utf-8"))) for f in files), entry
+
+
+def test_no_module_imports_private_framework_modules() -> None:
+    """Dagster and dagster-dbt through their public exports only (no `dagster._core`)."""
+    private = []
+    for path in sorted(PIPELINES.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                parts = name.split(".")
+                if parts[0] in ("dagster", "dagster_dbt") and any(
+                    p.startswith("_") or p == "core" for p in parts[1:]
+                ):
+                    private.append(f"{path.relative_to(PIPELINES)}:{node.lineno}: {name}")
+    assert private == []

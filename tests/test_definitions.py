@@ -324,7 +324,7 @@ def test_dbt_gets_the_profile_inputs_and_the_process_environment_stays_as_it_was
 ):
     """The dbt step passes the deployment's profile inputs to the dbt process only: they are
     in the environment dagster-dbt starts dbt with, and not in this process's afterwards."""
-    from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+    from dagster_dbt import DbtCliInvocation
 
     from pipelines.lib.settings import DBT_PROJECT_DIR
     from pipelines.transform.dbt_cli import CrmDbtCliResource, dbt_executable

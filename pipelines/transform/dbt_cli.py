@@ -35,8 +35,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster_dbt import DbtCliResource
-from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
 
