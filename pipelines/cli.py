@@ -30,10 +30,15 @@ def _finish(ok: bool) -> None:
 
 
 def _settings() -> Settings:
+    """The settings of this command: the one reading of the environment (README, Settings)."""
+    from pipelines.lib.duck import set_memory_limit
+
     try:
-        return Settings.from_env().ensure_dirs()
+        settings = Settings.from_env().ensure_dirs()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
+    set_memory_limit(settings.duckdb_memory_limit)
+    return settings
 
 
 def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:

@@ -18,7 +18,7 @@ from pipelines.publish.sensors import build_failed_night_sensor
 from pipelines.quality.checks import build_quality_checks
 from pipelines.targets.assets import build_targets_asset
 from pipelines.transform.assets import build_dbt_assets
-from pipelines.transform.project import CrmDbtCliResource, dbt_executable
+from pipelines.transform.dbt_cli import CrmDbtCliResource, dbt_executable
 
 NIGHTLY_JOB = "nightly"
 INGEST_JOB = "ingest"
@@ -30,13 +30,18 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The Definitions of the deployment of `settings` (default: `Settings.from_env()`, the
+    code location's one reading of the environment). Every setting reaches the assets
+    through the `crm` resource; the dbt profile's inputs are derived from it when a dbt step
+    starts and passed to the dbt process only (pipelines/transform/dbt_cli.py)."""
     settings = settings or Settings.from_env()
-    partitions = daily_partitions(settings.timezone)
+    partitions = daily_partitions(settings.timezone, settings.partitions_start)
+    dbt_assets = build_dbt_assets(partitions)
     assets: list = [
         *build_ingest_assets(partitions),
         build_targets_asset(partitions),
-        *build_dbt_assets(partitions),
-        build_clv_asset(partitions),
+        *dbt_assets,
+        build_clv_asset(partitions, dbt_assets),
         build_publish_asset(partitions),
     ]
     nightly = dg.define_asset_job(

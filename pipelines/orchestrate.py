@@ -10,22 +10,24 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from pipelines.definitions import NIGHTLY_JOB
 from pipelines.lib.settings import Settings
 
+#: The run tags that make one run cover a range of partitions (a single-run backfill).
+#: Dagster documents them for launching such a run (dagster-io/dagster#10441, the backfills
+#: docs: "Edit tags") but exports no constant for them, and `execute_in_process` takes no
+#: partition range; the strings are Dagster's `dagster/asset_partition_range_start|end`.
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-def dagster_instance() -> dg.DagsterInstance:
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (runs show in the UI), else an ephemeral one."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
+    if settings.dagster_home is None:
         return dg.DagsterInstance.ephemeral()
-    ensure_dagster_home(Path(home))
-    return dg.DagsterInstance.get()
+    ensure_dagster_home(settings.dagster_home)
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
 INSTANCE_TEMPLATE = Path(__file__).parent / "lib" / "dagster_instance.yaml"
@@ -76,11 +78,9 @@ def recover_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
     """Runs that `crm` started and whose process is gone (killed, power cut) still show as
     started and keep their slot of the `warehouse` pool, which would block every later run
     forever. Mark them failed and free their slots; returns their run ids."""
-    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-
     recovered = []
     records = instance.get_run_records(
-        filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
     )
     for record in records:
         run = record.dagster_run
@@ -101,7 +101,7 @@ def _echo(message: str) -> None:
 
 #: How Dagster names the exception of a step that raised ``dagster.Failure`` (a user-facing
 #: message: printed without it).
-FAILURE_CLASS = "dagster._core.definitions.events.Failure"
+FAILURE_CLASS = f"{dg.Failure.__module__}.{dg.Failure.__qualname__}"
 
 
 def _report(result, label: str, seconds: float) -> bool:
@@ -174,7 +174,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     # Progress at INFO (dbt's own lines, row counts, warnings); step-level DEBUG is in the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     started = time.monotonic()
-    with dagster_instance() as instance:
+    with dagster_instance(settings) as instance:
         for run_id in recover_interrupted_runs(instance):
             _echo(f"run {run_id} was interrupted (its process is gone): marked failed")
         if start < end:
@@ -303,7 +303,7 @@ def run_check_mapping(
     from pipelines.ingest.jobs import check_mapping_job
     from pipelines.lib.resources import CrmSettingsResource
 
-    with dagster_instance() as instance:
+    with dagster_instance(settings) as instance:
         result = check_mapping_job.execute_in_process(
             instance=instance,
             run_config={

@@ -96,7 +96,8 @@ def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from pipelines.lib.child_guard import die_with_parent; die_with_parent(); "
+            "import os; from pipelines.lib.child_guard import die_with_parent; "
+            "die_with_parent(os.environ); "
             "print('went on')",
         ],
         env={**os.environ, child_guard.PARENT_ENV: str(gone.pid)},
@@ -111,7 +112,8 @@ def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from pipelines.lib.child_guard import die_with_parent; print(die_with_parent())",
+            "import os; from pipelines.lib.child_guard import die_with_parent; "
+            "print(die_with_parent(os.environ))",
         ],
         env={**os.environ, child_guard.PARENT_ENV: str(os.getpid())},
         capture_output=True,

@@ -1140,7 +1140,15 @@ def test_dbt_and_the_pipeline_cap_duckdb_memory(tmp_path: Path, monkeypatch) -> 
         with connect(tmp_path / "pipeline.duckdb") as con:
             return con.execute("select current_setting('memory_limit')").fetchone()[0]
 
+    from pipelines.lib import duck
+    from pipelines.lib.settings import Settings
+
+    # the entry points settle the pipeline's limit once from the settings (`crm`: _settings,
+    # a Dagster run: the settings resource); dbt reads it from its environment (dbt_env)
+    monkeypatch.setattr(duck, "_memory_limit", [duck.DEFAULT_MEMORY_LIMIT])
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "1GB")
+    duck.set_memory_limit(Settings.from_env().duckdb_memory_limit)
     assert dbt_limit() == pipeline_limit() == "953.6 MiB"  # DuckDB shows 1GB = 10^9 bytes so
     monkeypatch.delenv(MEMORY_LIMIT_ENV)
+    duck.set_memory_limit(Settings.from_env().duckdb_memory_limit)
     assert dbt_limit() == pipeline_limit() == "3.7 GiB"  # 4GB

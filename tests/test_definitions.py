@@ -277,3 +277,87 @@ def test_the_dbt_resource_starts_no_version_probe_and_opens_no_adapter(defs, mon
     assert f"installed: {version}" in reported
     assert started == []
     assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_the_settings_resource_round_trips_every_setting_and_hides_the_key(tmp_path, monkeypatch):
+    """Every field of Settings reaches the assets unchanged through the `crm` resource; the
+    key travels as Dagster's EnvVar (its name, never its value, in the resource's config)."""
+    import dataclasses
+
+    import dagster as dg
+
+    key = "the-key-from-a-secret-store-0123"
+    monkeypatch.setenv("CRM_PSEUDONYM_KEY", key)
+    settings = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path / "home"),
+            "CRM_PSEUDONYM_KEY": key,
+            "CRM_PSEUDONYM_KEY_FILE": str(tmp_path / "k" / "crm.key"),
+            "CRM_DUCKDB_MEMORY_LIMIT": "1GB",
+            "CRM_PARTITIONS_START": "2025-03-01",
+            "CRM_SPARK_SOURCES_DIR": str(tmp_path / "spark"),
+            "DAGSTER_HOME": str(tmp_path / "dagster"),
+            "JAVA_HOME": "/opt/java",
+            "CRM_MEMBER_SYSTEM": "crm",
+            "CRM_VIP_REVENUE_365D": "1234.5",
+        }
+    )
+    resource = CrmSettingsResource.from_settings(settings)
+    assert isinstance(resource.pseudonym_key, dg.EnvVar)
+    assert resource.pseudonym_key.env_var_name == "CRM_PSEUDONYM_KEY"
+    seen = resource.settings
+    for field in dataclasses.fields(Settings):
+        if field.name != "landing_dir":  # the resource holds the resolved landing folder
+            assert getattr(seen, field.name) == getattr(settings, field.name), field.name
+    assert seen.landing == settings.landing
+    assert key not in repr(seen)
+    assert (
+        build_definitions(settings)
+        .resolve_job_def(NIGHTLY_JOB)
+        .partitions_def.get_first_partition_key()
+        == "2025-03-01"
+    )
+
+
+def test_dbt_gets_the_profile_inputs_and_the_process_environment_stays_as_it_was(
+    tmp_path, monkeypatch
+):
+    """The dbt step passes the deployment's profile inputs to the dbt process only: they are
+    in the environment dagster-dbt starts dbt with, and not in this process's afterwards."""
+    from dagster_dbt import DbtCliInvocation
+
+    from pipelines.lib.settings import DBT_PROJECT_DIR
+    from pipelines.transform.dbt_cli import CrmDbtCliResource, dbt_executable
+    from pipelines.transform.project import dbt_env
+
+    settings = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path / "home"),
+            "CRM_PSEUDONYM_KEY": "the-key-from-a-secret-store-0123",
+            "CRM_DUCKDB_MEMORY_LIMIT": "1GB",
+        }
+    )
+    monkeypatch.delenv("CRM_WAREHOUSE_DB", raising=False)
+    monkeypatch.setenv("CRM_DUCKDB_MEMORY_LIMIT", "7GB")  # restored afterwards
+    started = {}
+
+    def run(**kwargs):
+        started.update(kwargs["env"])
+        return "invocation"
+
+    monkeypatch.setattr(DbtCliInvocation, "run", staticmethod(run))
+    resource = CrmDbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=dbt_executable(),
+    )
+    env = dbt_env(settings)
+    assert resource.cli(["parse"], env=env, raise_on_error=False) == "invocation"
+    assert started["CRM_WAREHOUSE_DB"] == str(settings.warehouse_db)
+    assert started["CRM_RESTRICTED_DB"] == str(settings.restricted_db)
+    assert started["CRM_PSEUDONYM_KEY_FILE"] == str(settings.pseudonym_key_file)
+    assert started["CRM_PSEUDONYM_KEY"] == "the-key-from-a-secret-store-0123"
+    assert started["CRM_DUCKDB_MEMORY_LIMIT"] == "1GB"
+    assert started["CRM_DBT_PARENT_PID"] == str(os.getpid())
+    assert "CRM_WAREHOUSE_DB" not in os.environ
+    assert os.environ["CRM_DUCKDB_MEMORY_LIMIT"] == "7GB"

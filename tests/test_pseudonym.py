@@ -21,6 +21,7 @@ from pipelines.lib.pseudonym import (
     pseudonymiser,
     register_pseudonym,
 )
+from pipelines.lib.settings import Settings
 
 
 def test_pseudonym_is_hmac_sha256_cut_to_32_hex() -> None:
@@ -46,16 +47,20 @@ def test_key_file_is_created_owner_only_and_read_back(tmp_path, monkeypatch) -> 
 
 
 def test_environment_key_wins_and_short_keys_are_refused(tmp_path, monkeypatch) -> None:
+    """The key of $CRM_PSEUDONYM_KEY (`Settings.pseudonym_key`, passed as `key`) wins over
+    the key file; the library itself never reads the environment."""
     path = tmp_path / "pseudonym.key"
     path.write_text("f" * 40)
-    monkeypatch.setenv(KEY_ENV, "from-the-secret-store-123")
-    assert load_key(path) == b"from-the-secret-store-123"
-    monkeypatch.setenv(KEY_ENV, "short")
+    assert load_key(path, key="from-the-secret-store-123") == b"from-the-secret-store-123"
     with pytest.raises(PseudonymKeyError, match="at least 16"):
-        load_key(path)
-    monkeypatch.delenv(KEY_ENV)
+        load_key(path, key="short")
+    monkeypatch.setenv(KEY_ENV, "set-in-the-environment-only")
+    assert load_key(path) == b"f" * 40  # not read from the environment here
     with pytest.raises(PseudonymKeyError, match="does not exist"):
         load_key(tmp_path / "missing.key")
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path), KEY_ENV: "from-the-secret-store-123"})
+    assert settings.pseudonym_key == "from-the-secret-store-123"
+    assert "from-the-secret-store" not in repr(settings)  # never printed
 
 
 def test_retired_keys_follow_the_current_one(tmp_path, monkeypatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -33,6 +34,11 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.delenv("CRM_PSEUDONYM_KEY_FILE", raising=False)
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
     return Settings.from_env().ensure_dirs()
+
+
+def _with_key(settings: Settings, key: str) -> Settings:
+    """The deployment with $CRM_PSEUDONYM_KEY set to `key` (Settings.pseudonym_key)."""
+    return replace(settings, pseudonym_key=key)
 
 
 def _key_state(settings: Settings) -> list[tuple]:
@@ -61,13 +67,11 @@ def test_a_key_file_readable_by_others_is_reset_to_0600(tmp_path: Path, monkeypa
 def test_the_first_run_records_the_key_and_a_changed_key_is_refused(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(KEY_ENV, OLD)
-    assert verify_key(settings) == OLD.encode()
+    assert verify_key(_with_key(settings, OLD)) == OLD.encode()
     assert _key_state(settings) == [(_fingerprint(OLD), "first use", None)]
-    assert verify_key(settings) == OLD.encode()  # the same key again: fine
-    monkeypatch.setenv(KEY_ENV, NEW)
+    assert verify_key(_with_key(settings, OLD)) == OLD.encode()  # the same key again: fine
     with pytest.raises(KeyMismatchError) as raised:
-        verify_key(settings)
+        verify_key(_with_key(settings, NEW))
     message = str(raised.value)
     assert _fingerprint(NEW) in message and _fingerprint(OLD) in message
     assert "crm rotate-key --old-key-file" in message
@@ -105,11 +109,9 @@ def test_a_warehouse_from_before_the_key_record_is_checked_against_its_erasures(
             "create table privacy.erasure_requests as select 'R1' as request_id, "
             f"now()::timestamp as requested_at, '{_fingerprint(OLD)}' as key_fingerprint"
         )
-    monkeypatch.setenv(KEY_ENV, NEW)
     with pytest.raises(KeyMismatchError):
-        verify_key(settings)
-    monkeypatch.setenv(KEY_ENV, OLD)
-    verify_key(settings)
+        verify_key(_with_key(settings, NEW))
+    verify_key(_with_key(settings, OLD))
     assert _key_state(settings) == [(_fingerprint(OLD), "adopted", None)]
 
 
@@ -127,8 +129,7 @@ def test_rotate_key_records_the_new_key_retires_the_old_and_asks_for_a_full_rebu
         rotate_key(settings, old_key_file=wrong)
     assert _key_state(settings) == [(_fingerprint(OLD), "first use", None)]
     # the new key from the environment, the old one from the key file
-    monkeypatch.setenv(KEY_ENV, NEW)
-    rotation = rotate_key(settings, rotated_by="dpo")
+    rotation = rotate_key(_with_key(settings, NEW), rotated_by="dpo")
     assert (rotation.old_fingerprint, rotation.new_fingerprint) == (
         _fingerprint(OLD),
         _fingerprint(NEW),
@@ -141,10 +142,9 @@ def test_rotate_key_records_the_new_key_retires_the_old_and_asks_for_a_full_rebu
     with duckdb.connect(str(settings.restricted_db), read_only=True) as con:
         assert con.execute("select count(*) from privacy.full_refresh_requests").fetchone() == (1,)
     assert (settings.serving / WHOLE_MARKER).read_text(encoding="utf-8").startswith("key rotation")
-    assert verify_key(settings) == NEW.encode()  # the new key is now the warehouse's
-    monkeypatch.setenv(KEY_ENV, OLD)
+    assert verify_key(_with_key(settings, NEW)) == NEW.encode()  # now the warehouse's key
     with pytest.raises(KeyMismatchError):
-        verify_key(settings)
+        verify_key(_with_key(settings, OLD))
 
 
 def test_rotate_key_generates_a_new_key_file(settings: Settings) -> None:

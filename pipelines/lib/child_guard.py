@@ -68,9 +68,10 @@ _guard: threading.Thread | None = None
 _armed: list[bool] = []
 
 
-def die_with_parent(env: Mapping[str, str] = os.environ) -> bool:
+def die_with_parent(env: Mapping[str, str]) -> bool:
     """In the dbt process: receive SIGTERM when the parent dies; exit now if the parent named
-    in `CRM_DBT_PARENT_PID` is already gone. True when the signal is armed.
+    in `CRM_DBT_PARENT_PID` of `env` (the dbt process's environment, which the plugin
+    passes) is already gone. True when the signal is armed.
 
     Linux keeps the parent-death signal per thread and forgets it when that thread ends;
     dbt-duckdb loads plugins in a worker thread that ends early. So the signal is armed by

@@ -11,6 +11,7 @@ child_guard.py): a pipeline process killed with SIGKILL takes its dbt child with
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -18,13 +19,18 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
 from pipelines.lib.child_guard import die_with_parent
-from pipelines.lib.pseudonym import load_key, register_pseudonym
+from pipelines.lib.pseudonym import KEY_ENV, load_key, register_pseudonym
 
 
 class Plugin(BasePlugin):
+    """The entry point of the project's code in the dbt process: it reads that process's
+    environment, which the pipeline set for it (`dbt_env`: the parent's pid, the key when
+    it comes from $CRM_PSEUDONYM_KEY), and passes the values on."""
+
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        die_with_parent()
+        die_with_parent(os.environ)
         self._key_file = plugin_config.get("key_file") or None
+        self._key = os.environ.get(KEY_ENV) or None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        register_pseudonym(conn, partial(load_key, self._key_file))
+        register_pseudonym(conn, partial(load_key, self._key_file, key=self._key))

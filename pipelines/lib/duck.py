@@ -7,7 +7,6 @@ warehouse only for the duration of one step and analysts never open it (they use
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,16 +14,26 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.lib.settings import DEFAULT_MEMORY_LIMIT
+
 #: Memory DuckDB may use per database instance (the pipeline's connections and dbt's, via
 #: dbt_env / the profile); beyond it DuckDB spills to a temporary folder next to the file.
 #: DuckDB's own default is 80 % of the machine's RAM: on the large preset the dbt build then
-#: reached 12.7 GB of RSS and the process tree 20.6 GB.
+#: reached 12.7 GB of RSS and the process tree 20.6 GB. The setting's name (dbt's profile
+#: reads it from the dbt process's environment, set by `dbt_env`).
 MEMORY_LIMIT_ENV = "CRM_DUCKDB_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "4GB"
+_memory_limit = [DEFAULT_MEMORY_LIMIT]
+
+
+def set_memory_limit(value: str) -> None:
+    """The memory limit of the DuckDB databases this process opens from now on
+    (`Settings.duckdb_memory_limit`): set once per process by the entry points (`crm`) and
+    by the settings resource when a Dagster run starts (pipelines/lib/resources.py)."""
+    _memory_limit[0] = value or DEFAULT_MEMORY_LIMIT
 
 
 def memory_limit() -> str:
-    return os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
+    return _memory_limit[0]
 
 
 def duckdb_config() -> dict[str, str]:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from datetime import date
-
 import dagster as dg
 
-#: First delivery date the partitions cover (CRM_PARTITIONS_START, default 2024-01-01).
-DEFAULT_PARTITIONS_START = "2024-01-01"
+from pipelines.lib.settings import DEFAULT_PARTITIONS_START
 
 
-def partitions_start() -> str:
-    value = os.environ.get("CRM_PARTITIONS_START", DEFAULT_PARTITIONS_START)
-    date.fromisoformat(value)  # fail early with a clear ValueError
-    return value
-
-
-def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
-    """Delivery-date partitions. `end_offset=1` admits today's delivery folder."""
-    return dg.DailyPartitionsDefinition(
-        start_date=partitions_start(), timezone=timezone, end_offset=1
-    )
+def daily_partitions(
+    timezone: str, start: str = DEFAULT_PARTITIONS_START
+) -> dg.DailyPartitionsDefinition:
+    """Delivery-date partitions from `start` (`Settings.partitions_start`, CRM_PARTITIONS_START).
+    `end_offset=1` admits today's delivery folder."""
+    return dg.DailyPartitionsDefinition(start_date=start, timezone=timezone, end_offset=1)

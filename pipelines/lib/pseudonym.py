@@ -7,7 +7,7 @@ number is reversed by trying the ~10^10 numbers). In the warehouse the function 
 DuckDB UDF `crm_pseudonym` that the dbt plugin (pipelines/lib/dbt_plugin.py) registers;
 this module is the one implementation both use.
 
-The key, in order of precedence:
+The key, in order of precedence (the callers pass both from `Settings`):
 1. `CRM_PSEUDONYM_KEY` (the key itself, at least 16 characters), e.g. from a secret store;
 2. the key file `CRM_PSEUDONYM_KEY_FILE`, default `$CRM_HOME/restricted/pseudonym.key`,
    created with 32 random bytes (hex) and mode 0600 on the first run of a new warehouse;
@@ -57,17 +57,19 @@ def ensure_key_file(path: Path) -> Path:
     return path
 
 
-def load_key(key_file: Path | str | None = None, *, create: bool = False) -> bytes:
-    """The key: $CRM_PSEUDONYM_KEY, else the key file (`key_file`, else $CRM_PSEUDONYM_KEY_FILE)."""
-    if os.environ.get(KEY_ENV):
-        return _checked(os.environ[KEY_ENV], f"${KEY_ENV}")
-    path_text = str(key_file) if key_file else os.environ.get(KEY_FILE_ENV, "")
-    if not path_text:
+def load_key(
+    key_file: Path | str | None = None, *, key: str | None = None, create: bool = False
+) -> bytes:
+    """The key: `key` (the text of $CRM_PSEUDONYM_KEY, `Settings.pseudonym_key`), else the
+    key file `key_file` ($CRM_PSEUDONYM_KEY_FILE, `Settings.pseudonym_key_file`)."""
+    if key:
+        return _checked(key, f"${KEY_ENV}")
+    if not key_file:
         raise PseudonymKeyError(
             f"no pseudonymisation key: set {KEY_ENV} or {KEY_FILE_ENV} (the pipeline creates "
             "$CRM_HOME/restricted/pseudonym.key on its first run)"
         )
-    path = Path(path_text).expanduser()
+    path = Path(key_file).expanduser()
     if create:
         ensure_key_file(path)
     if not path.exists():
@@ -92,13 +94,13 @@ def read_key_file(path: Path) -> str:
 RETIRED_SUFFIX = ".retired-"
 
 
-def all_keys(key_file: Path | str | None = None) -> list[bytes]:
-    """The current key, then every retired key (files `<key file>.retired-<anything>` next to
-    the key file): erasures recorded under a retired key keep matching after a rotation."""
-    keys = [load_key(key_file)]
-    path_text = str(key_file) if key_file else os.environ.get(KEY_FILE_ENV, "")
-    if path_text:
-        path = Path(path_text).expanduser()
+def all_keys(key_file: Path | str | None = None, *, key: str | None = None) -> list[bytes]:
+    """The current key (`load_key(key_file, key=key)`), then every retired key (files
+    `<key file>.retired-<anything>` next to the key file): erasures recorded under a retired
+    key keep matching after a rotation."""
+    keys = [load_key(key_file, key=key)]
+    if key_file:
+        path = Path(key_file).expanduser()
         for retired in sorted(path.parent.glob(path.name + RETIRED_SUFFIX + "*")):
             keys.append(_checked(read_key_file(retired), str(retired)))
     return keys

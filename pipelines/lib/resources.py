@@ -6,11 +6,25 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.lib.settings import DEMO_TARGETS_FILE, Settings
+from pipelines.lib.pseudonym import KEY_ENV
+from pipelines.lib.settings import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_PARTITIONS_START,
+    DEMO_TARGETS_FILE,
+    Settings,
+)
 
 
 class CrmSettingsResource(dg.ConfigurableResource):
-    """The project settings (see `pipelines.lib.settings.Settings`), as a Dagster resource."""
+    """The project settings (see `pipelines.lib.settings.Settings`), as a Dagster resource.
+
+    Built once, where the Definitions are built (pipelines/definitions.py), from
+    `Settings.from_env()`: the one reading of the environment, with its validation and its
+    derived defaults (the landing folder under CRM_HOME, relative paths resolved), which
+    Dagster's `EnvVar` cannot express. The one exception is the pseudonymisation key: when
+    it comes from $CRM_PSEUDONYM_KEY the resource holds `EnvVar("CRM_PSEUDONYM_KEY")`,
+    which Dagster resolves when a run starts and shows by name only, so the key never
+    appears in the UI's resource configuration nor in a run's config."""
 
     home: str
     timezone: str = "Asia/Shanghai"
@@ -27,6 +41,13 @@ class CrmSettingsResource(dg.ConfigurableResource):
     spark_export: bool = False
     #: CRM_PSEUDONYM_KEY_FILE when set (else the default under restricted/)
     pseudonym_key_file: str = ""
+    #: CRM_PSEUDONYM_KEY: `EnvVar(KEY_ENV)` when set (see the class docstring), else ""
+    pseudonym_key: str = ""
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    partitions_start: str = DEFAULT_PARTITIONS_START
+    spark_sources_dir: str = ""
+    dagster_home: str = ""
+    java_home: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CrmSettingsResource:
@@ -44,7 +65,27 @@ class CrmSettingsResource(dg.ConfigurableResource):
             max_quarantine_share=settings.max_quarantine_share,
             spark_export=settings.spark_export,
             pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
+            pseudonym_key=dg.EnvVar(KEY_ENV) if settings.pseudonym_key else "",
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+            partitions_start=settings.partitions_start,
+            spark_sources_dir=str(settings.spark_sources_dir or ""),
+            dagster_home=str(settings.dagster_home or ""),
+            java_home=settings.java_home or "",
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """When a run starts: the DuckDB memory limit of the databases this process opens."""
+        from pipelines.lib.duck import set_memory_limit
+
+        set_memory_limit(self.duckdb_memory_limit)
+
+    def _pseudonym_key(self) -> str | None:
+        key = self.pseudonym_key
+        if isinstance(key, dg.EnvVar):
+            # not resolved by a run (a test calling `.settings` directly): Dagster's own
+            # reading of the variable, never the variable's name as the key
+            key = key.get_value()
+        return key or None
 
     @property
     def settings(self) -> Settings:
@@ -61,6 +102,12 @@ class CrmSettingsResource(dg.ConfigurableResource):
             member_system=self.member_system or None,
             max_quarantine_share=self.max_quarantine_share,
             spark_export=self.spark_export,
+            pseudonym_key=self._pseudonym_key(),
+            duckdb_memory_limit=self.duckdb_memory_limit,
+            partitions_start=self.partitions_start,
+            spark_sources_dir=Path(self.spark_sources_dir) if self.spark_sources_dir else None,
+            dagster_home=Path(self.dagster_home) if self.dagster_home else None,
+            java_home=self.java_home or None,
             extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
             if self.pseudonym_key_file
             else {},

@@ -1,10 +1,15 @@
 """The one settings object. Everything configurable comes from environment variables,
-with defaults that work from a fresh clone."""
+with defaults that work from a fresh clone.
+
+`Settings.from_env()` is the one reader of the environment: the entry points (`crm`, the
+Dagster code location in pipelines/definitions.py) call it once and hand the values down;
+libraries take them as arguments (tests/test_config_sources.py checks this)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +19,11 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 #: The demo's SMART targets (a deployment points CRM_TARGETS_FILE at its managers' file).
 DEMO_TARGETS_FILE = REPO_ROOT / "pipelines" / "targets" / "demo" / "kpi_targets.csv"
+#: DuckDB's memory per database; its own default (80 % of the RAM) let the large preset's
+#: dbt build reach 12.7 GB of RSS.
+DEFAULT_MEMORY_LIMIT = "4GB"
+#: First delivery date the partitions cover.
+DEFAULT_PARTITIONS_START = "2024-01-01"
 
 
 class SettingsError(ValueError):
@@ -40,6 +50,11 @@ class Settings:
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
     | CRM_DUCKDB_MEMORY_LIMIT | 4GB (memory of each DuckDB database the pipeline and dbt open; DuckDB spills beyond it) |
+    | CRM_PARTITIONS_START | 2024-01-01 (first delivery date Dagster knows) |
+    | CRM_SPARK_EXPORT | unset (1: the ingest and CLV assets also write Parquet for the Spark target) |
+    | CRM_SPARK_SOURCES_DIR | $CRM_HOME/restricted/spark/sources (the Spark target's sources) |
+    | DAGSTER_HOME | unset: an ephemeral Dagster instance (`make` sets $CRM_HOME/dagster) |
+    | JAVA_HOME | unset: `java` on the PATH (the Java runtime of the Spark target) |
     """
 
     home: Path
@@ -59,6 +74,18 @@ class Settings:
     #: CRM_SPARK_EXPORT=1: the ingest and CLV assets also write their tables as Parquet for
     #: the Spark target (pipelines/spark, docs/spark.md).
     spark_export: bool = False
+    #: the key itself ($CRM_PSEUDONYM_KEY; wins over the key file). Never printed.
+    pseudonym_key: str | None = field(default=None, repr=False)
+    #: memory of each DuckDB database the pipeline and dbt open (DuckDB spills beyond it)
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    #: first delivery date of the daily partitions (ISO date)
+    partitions_start: str = DEFAULT_PARTITIONS_START
+    #: where `crm spark export` writes and the Spark target reads (None: under restricted/)
+    spark_sources_dir: Path | None = None
+    #: Dagster's instance folder (None: an ephemeral instance)
+    dagster_home: Path | None = None
+    #: the Java runtime of the Spark target (None: `java` on the PATH)
+    java_home: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     # Folders under CRM_HOME -------------------------------------------------------
@@ -167,6 +194,17 @@ class Settings:
             raise SettingsError(
                 f"CRM_MAX_QUARANTINE_SHARE={max_quarantine}: use a share between 0 and 1"
             )
+        partitions_start = env.get("CRM_PARTITIONS_START", DEFAULT_PARTITIONS_START)
+        try:
+            date.fromisoformat(partitions_start)
+        except ValueError as exc:
+            raise SettingsError(
+                f"CRM_PARTITIONS_START={partitions_start!r} is not a date in YYYY-MM-DD form"
+            ) from exc
+
+        def path_or_none(name: str) -> Path | None:
+            return Path(env[name]).expanduser().resolve() if env.get(name) else None
+
         return cls(
             home=home,
             timezone=timezone,
@@ -180,6 +218,12 @@ class Settings:
             member_system=member,
             max_quarantine_share=max_quarantine,
             spark_export=env.get("CRM_SPARK_EXPORT", "").lower() in ("1", "true", "yes"),
+            pseudonym_key=env.get("CRM_PSEUDONYM_KEY") or None,
+            duckdb_memory_limit=env.get("CRM_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
+            partitions_start=partitions_start,
+            spark_sources_dir=path_or_none("CRM_SPARK_SOURCES_DIR"),
+            dagster_home=path_or_none("DAGSTER_HOME"),
+            java_home=env.get("JAVA_HOME") or None,
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )
 

@@ -1,7 +1,7 @@
 """The churn / lifetime-value model as a Dagster asset (BG/NBD + Gamma-Gamma, see docs/clv.md)."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 
@@ -193,10 +193,26 @@ def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id:
     return ok
 
 
-def build_clv_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_clv_asset(
+    partitions_def: dg.PartitionsDefinition,
+    dbt_assets: Sequence[dg.AssetsDefinition] | None = None,
+) -> dg.AssetsDefinition:
+    """The CLV scores: the asset behind dbt's source `clv`, downstream of the model
+    `fct_orders`; both keys come from the dbt assets (`dbt_assets`, default: built from the
+    project's manifest), as dagster-dbt names them."""
+    from dagster_dbt import get_asset_key_for_model, get_asset_key_for_source
+
+    if dbt_assets is None:
+        from pipelines.transform.assets import build_dbt_assets
+
+        dbt_assets = build_dbt_assets(partitions_def)
+    # dagster-dbt looks the names up in the manifest of one dbt AssetsDefinition (all of
+    # ours share the project's manifest and translator)
+    project = [dbt_assets[0]]
+
     @dg.asset(
-        key=dg.AssetKey(["clv", "customer_scores"]),
-        deps=[dg.AssetKey(["marts", "fct_orders"])],
+        key=get_asset_key_for_source(project, "clv"),
+        deps=[get_asset_key_for_model(project, "fct_orders")],
         group_name="models",
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),

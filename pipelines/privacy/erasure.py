@@ -791,7 +791,7 @@ def purge_erased(settings: Settings) -> int:
                 f"select identifier_type, pseudonym from {SCHEMA}.erased_identifiers"
             ).fetchall()
         )
-        keys = all_keys(settings.pseudonym_key_file)
+        keys = all_keys(settings.pseudonym_key_file, key=settings.pseudonym_key)
         # every erasure must be checked under the key it was recorded with: refuse to load
         # when one of those keys is missing (a new key alone would let the person back)
         missing = {

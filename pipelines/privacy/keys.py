@@ -107,8 +107,8 @@ def _has_data(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _current_key(settings: Settings, *, create: bool) -> tuple[bytes, str]:
     """The configured key and where it comes from; the key file is created if `create`."""
-    if os.environ.get(KEY_ENV):
-        return _checked(os.environ[KEY_ENV], f"${KEY_ENV}"), f"${KEY_ENV}"
+    if settings.pseudonym_key:
+        return _checked(settings.pseudonym_key, f"${KEY_ENV}"), f"${KEY_ENV}"
     path = settings.pseudonym_key_file
     if create:
         ensure_key_file(path)
@@ -127,7 +127,7 @@ def _finish_pending_rotation(settings: Settings, recorded: str) -> bool:
     place: rename it now. True if done."""
     path = settings.pseudonym_key_file
     pending = path.with_name(path.name + PENDING_SUFFIX)
-    if os.environ.get(KEY_ENV) or not pending.exists():
+    if settings.pseudonym_key or not pending.exists():
         return False
     if key_fingerprint(_checked(read_key_file(pending), str(pending))) != recorded:
         return False
@@ -207,8 +207,8 @@ def rotate_key(
         )
     old_text = read_key_file(source).strip()
     old = _checked(old_text, str(source))
-    if os.environ.get(KEY_ENV):
-        new_text, new_source = os.environ[KEY_ENV].strip(), f"${KEY_ENV}"
+    if settings.pseudonym_key:
+        new_text, new_source = settings.pseudonym_key.strip(), f"${KEY_ENV}"
     elif new_key_file is not None:
         new_text, new_source = read_key_file(new_key_file).strip(), str(new_key_file)
     else:
@@ -232,7 +232,7 @@ def rotate_key(
         if not retired.exists():
             _write_private(retired, old_text)
         pending = key_file.with_name(key_file.name + PENDING_SUFFIX)
-        if not os.environ.get(KEY_ENV):
+        if not settings.pseudonym_key:
             _write_private(pending, new_text)
         request_whole_publication(settings.serving, f"key rotation {old_fp} -> {new_fp}")
         _ensure_key_state(con)
@@ -263,7 +263,7 @@ def rotate_key(
             con.execute("rollback")
             raise
     # committed: the new key in place (verify_key finishes this step if interrupted here)
-    if not os.environ.get(KEY_ENV):
+    if not settings.pseudonym_key:
         os.replace(pending, key_file)
     elif key_file.exists() and key_fingerprint(_checked(read_key_file(key_file), "")) == old_fp:
         key_file.unlink()  # the old key is kept as the retired file

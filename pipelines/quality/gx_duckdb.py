@@ -17,9 +17,8 @@ fixed here, in one place (see docs/quality.md, "Why this GX setup"):
 2. Catalog Error `SELECT * FROM fct_orders LIMIT 1`: SQLAlchemy 2.1's PostgreSQL column
    reflection (inherited by duckdb_engine) queries `pg_catalog.pg_collation`, which DuckDB
    lacks; GX then falls back to `column_reflection_fallback`, which drops the schema for
-   every dialect but Redshift. Fix: `_patch_column_reflection_fallback` schema-qualifies
-   the table name (a 6-line wrapper, idempotent). With SQLAlchemy 2.0.44 reflection works
-   and the fallback is never reached (tested); the patch is harmless either way.
+   every dialect but Redshift. Fix: the one patch of GX, isolated in
+   pipelines/quality/gx_compat.py with the upstream issues (a 6-line wrapper, idempotent).
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ import duckdb
 import sqlalchemy as sa
 from duckdb_engine import ConnectionWrapper
 
-_PATCHED = False
+from pipelines.quality.gx_compat import patch_column_reflection_fallback
+
 _DOCS_VIEW = "pipelines.quality.docs_view"
 
 
@@ -48,31 +48,6 @@ class _AutocommitConnection(ConnectionWrapper):
         return None
 
 
-def _patch_column_reflection_fallback() -> None:
-    """Make GX's column-reflection fallback keep the schema (GX 1.24 keeps it for Redshift only)."""
-    global _PATCHED
-    if _PATCHED:
-        return
-    import great_expectations.expectations.metrics.util as gx_metric_util
-
-    original = gx_metric_util.column_reflection_fallback
-
-    def column_reflection_fallback(
-        selectable: Any, dialect: Any, sqlalchemy_engine: Any, schema_name: str | None = None
-    ) -> list[dict[str, str]]:
-        if isinstance(selectable, str) and schema_name and "." not in selectable:
-            selectable = f'"{schema_name}"."{selectable}"'
-        return original(
-            selectable=selectable,
-            dialect=dialect,
-            sqlalchemy_engine=sqlalchemy_engine,
-            schema_name=schema_name,
-        )
-
-    gx_metric_util.column_reflection_fallback = column_reflection_fallback
-    _PATCHED = True
-
-
 def gx_context(docs_dir: Path, results_dir: Path) -> Any:
     """An ephemeral GX context whose validation results and Data Docs live on disk, so the
     Data Docs index lists every past run (the quality trend), not only the current one."""
@@ -83,7 +58,7 @@ def gx_context(docs_dir: Path, results_dir: Path) -> Any:
         ProgressBarsConfig,
     )
 
-    _patch_column_reflection_fallback()
+    patch_column_reflection_fallback()
     docs_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     config = DataContextConfig(

@@ -40,7 +40,7 @@ from typing import Any
 import duckdb
 
 from pipelines.lib.duck import connect
-from pipelines.lib.settings import EXPECTATIONS_DIR, Settings
+from pipelines.lib.settings import EXPECTATIONS_DIR
 from pipelines.quality.gx_duckdb import add_warehouse_datasource, gx_context
 from pipelines.quality.suites import (
     ExpectationSpec,
@@ -616,10 +616,6 @@ def _connection(
             yield con
 
 
-def _default_docs_dir() -> Path:
-    return Settings.from_env().reports / "data_docs"
-
-
 def _as_date(as_of: date | str) -> date:
     return as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of))
 
@@ -630,7 +626,7 @@ def run_suites(
     as_of: date | str,
     run_id: str | None = None,
     *,
-    docs_dir: Path | None = None,
+    docs_dir: Path,
     timezone: str = "Asia/Shanghai",
     expectations_dir: Path = EXPECTATIONS_DIR,
     write: bool = True,
@@ -642,7 +638,6 @@ def run_suites(
     started = time.perf_counter()
     as_of_date = _as_date(as_of)
     run_id = run_id or f"adhoc-{uuid.uuid4().hex[:12]}"
-    docs_dir = docs_dir or _default_docs_dir()
     specs = (
         load_suites(expectations_dir)
         if suite_names is None

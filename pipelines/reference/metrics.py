@@ -566,7 +566,11 @@ def warehouse_customer_ids(p: Prepared, key: bytes | None = None) -> pd.Series:
     smallest record id; `key`: the deployment's pseudonymisation key, default
     $CRM_PSEUDONYM_KEY / $CRM_PSEUDONYM_KEY_FILE), to join inputs keyed by the warehouse's
     ids (the CLV scores)."""
-    key = load_key() if key is None else key
+    if key is None:
+        from pipelines.lib.settings import Settings
+
+        deployment = Settings.from_env()  # the oracle runs beside a test's deployment
+        key = load_key(deployment.pseudonym_key_file, key=deployment.pseudonym_key)
     ids = [pseudonym(str(name), key) for name in p.customer_names]
     return pd.Series(ids, index=pd.Index(p.customers, name="customer_key"), dtype=object)
 

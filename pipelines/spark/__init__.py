@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.lib.child_env import child_env
 from pipelines.lib.duck import RESTRICTED, connect_warehouse
 from pipelines.lib.pseudonym import PseudonymKeyError, load_key
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings, SettingsError
@@ -66,11 +67,7 @@ class SparkPaths:
 
 
 def spark_paths(settings: Settings) -> SparkPaths:
-    override = os.environ.get("CRM_SPARK_SOURCES_DIR")
-    return SparkPaths(
-        settings.restricted / "spark",
-        Path(override).expanduser().resolve() if override else None,
-    )
+    return SparkPaths(settings.restricted / "spark", settings.spark_sources_dir)
 
 
 def _partial(target: Path) -> Path:
@@ -257,10 +254,11 @@ def _restrict(root: Path) -> None:
     root.chmod(0o700)
 
 
-def java_home() -> str | None:
-    """A Java runtime for PySpark: $JAVA_HOME, else `java` on the PATH (None: neither)."""
-    if os.environ.get("JAVA_HOME") and Path(os.environ["JAVA_HOME"], "bin", "java").exists():
-        return os.environ["JAVA_HOME"]
+def java_home(configured: str | None = None) -> str | None:
+    """A Java runtime for PySpark: `configured` ($JAVA_HOME, `Settings.java_home`), else
+    `java` on the PATH (None: neither)."""
+    if configured and Path(configured, "bin", "java").exists():
+        return configured
     java = shutil.which("java")
     return str(Path(java).resolve().parents[1]) if java else None
 
@@ -271,7 +269,7 @@ def spark_env(settings: Settings) -> dict[str, str]:
     driver, never to Spark settings (those are on the JVM's command line)."""
     paths = spark_paths(settings)
     try:
-        key = load_key(settings.pseudonym_key_file)
+        key = load_key(settings.pseudonym_key_file, key=settings.pseudonym_key)
     except PseudonymKeyError as exc:
         raise SparkBuildError(str(exc)) from exc
     ipad, opad = hmac_pads(key)
@@ -285,7 +283,7 @@ def spark_env(settings: Settings) -> dict[str, str]:
         "CRM_WAREHOUSE_DB": str(paths.root / "parse_only.duckdb"),
         "CRM_RESTRICTED_DB": str(paths.root / "parse_only_restricted.duckdb"),
     }
-    home = java_home()
+    home = java_home(settings.java_home)
     if home:
         env["JAVA_HOME"] = home
     return env
@@ -305,7 +303,7 @@ def build(
     goes to the console (`stream`) or is kept for the error message. Returns seconds."""
     from pipelines.transform.project import dbt_executable
 
-    if java_home() is None:
+    if java_home(settings.java_home) is None:
         raise SparkBuildError(
             "PySpark needs a Java runtime (17 or newer) and none was found: install one "
             "(Debian: apt install openjdk-17-jre-headless) or set JAVA_HOME"
@@ -323,7 +321,7 @@ def build(
         )
     _restrict(paths.root)
     export_targets(settings, paths)
-    env = os.environ | spark_env(settings)
+    env = child_env(spark_env(settings))
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     from pipelines.ingest.mapping import MappingError
     from pipelines.transform.assets import settings_vars

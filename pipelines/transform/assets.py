@@ -21,7 +21,6 @@ import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
     dbt_assets,
 )
 
@@ -30,6 +29,7 @@ from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
 from pipelines.lib.settings import Settings, SettingsError
 from pipelines.privacy import clear_full_refresh, full_refresh_requested
+from pipelines.transform.dbt_cli import CrmDbtCliResource
 from pipelines.transform.project import DBT_PROJECT_DIR, ensure_manifest, prepare_warehouse
 
 AFTER_CLV = "source:clv+"
@@ -104,7 +104,7 @@ def dbt_vars(
 
 def run_dbt_build(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: CrmDbtCliResource,
     crm: CrmSettingsResource,
     *,
     last_build: bool = False,
@@ -119,7 +119,7 @@ def run_dbt_build(
     else:
         checks_from = as_of = context.partition_key
     # dbt runs as a subprocess of this process: the profile reads these variables.
-    os.environ.update(prepare_warehouse(crm.settings))
+    profile_env = prepare_warehouse(crm.settings)
     refresh_for = full_refresh_requested(crm.settings)
     # Unit tests test the SQL, not the data: `make test` runs them; the night skips them.
     args = [
@@ -135,7 +135,7 @@ def run_dbt_build(
             f"dbt build --full-refresh: requested by erasure request(s) {', '.join(refresh_for)}"
         )
     context.log.info(f"dbt build as of {as_of} on {crm.settings.warehouse_db}")
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    invocation = dbt.cli(args, context=context, raise_on_error=False, env=profile_env)
     yield from invocation.stream()
     if not invocation.is_successful():
         error = invocation.get_error()
@@ -238,7 +238,7 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         pool="warehouse",
     )
     def dbt_warehouse(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource
+        context: dg.AssetExecutionContext, dbt: CrmDbtCliResource, crm: CrmSettingsResource
     ):
         """Staging, identity resolution and facts (everything not downstream of the CLV scores)."""
         yield from run_dbt_build(context, dbt, crm)
@@ -254,7 +254,7 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsD
         pool="warehouse",
     )
     def dbt_customer_marts(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmSettingsResource
+        context: dg.AssetExecutionContext, dbt: CrmDbtCliResource, crm: CrmSettingsResource
     ):
         """dim_customers and the KPI marts, built after the CLV scores."""
         yield from run_dbt_build(context, dbt, crm, last_build=True)

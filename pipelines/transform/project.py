@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import fcntl
-import importlib.metadata
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
-from packaging import version
+from dagster_dbt import DbtProject
 
+from pipelines.lib.child_env import child_env
 from pipelines.lib.child_guard import parent_env
-from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse, memory_limit
+from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse
+from pipelines.lib.pseudonym import KEY_ENV
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
+from pipelines.transform.dbt_cli import CrmDbtCliResource, dbt_executable
+
+__all__ = ["CrmDbtCliResource", "dbt_executable"]  # the dbt resource lives in dbt_cli.py
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -47,44 +47,22 @@ def project_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
-
-
-class CrmDbtCliResource(DbtCliResource):
-    """dagster-dbt's `DbtCliResource` without two things it does before every `dbt` command
-    that this project does not use (about 3 s per dbt step, two steps a night):
-
-    - it started `dbt --version` in a subprocess (1.7 s; dbt-core then also asks PyPI for
-      its latest release) to learn the version of the dbt executable. The executable is the
-      one of this environment (`dbt_executable`), so its version is that of the installed
-      dbt-core package (tests/test_definitions.py compares the two);
-    - it opened a dbt adapter in this process (1.3 s: the project, the profile, DuckDB),
-      which it uses only to fetch row counts or column metadata for the materialization
-      events (`.fetch_row_counts()`, `.fetch_column_metadata()`), which we do not ask for.
-      Without one it behaves as it does when opening one fails (`adapter=None`)."""
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        return version.parse(importlib.metadata.version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
-        return None
-
-
 def dbt_env(settings: Settings) -> dict[str, str]:
     """The environment variables of the profile for the deployment of `settings`: the
-    warehouse file, the restricted store attached to it, the pseudonymisation key file; and
-    this process's pid, so that dbt stops when this process dies (pipelines/lib/
-    child_guard.py)."""
-    return {
+    warehouse file, the restricted store attached to it, the pseudonymisation key file (and
+    the key itself when it comes from $CRM_PSEUDONYM_KEY: the project's dbt plugin reads it
+    in the dbt process), DuckDB's memory limit; and this process's pid, so that dbt stops
+    when this process dies (pipelines/lib/child_guard.py)."""
+    env = {
         **parent_env(),
         "CRM_WAREHOUSE_DB": str(settings.warehouse_db),
         "CRM_RESTRICTED_DB": str(settings.restricted_db),
         "CRM_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file),
-        MEMORY_LIMIT_ENV: memory_limit(),
+        MEMORY_LIMIT_ENV: settings.duckdb_memory_limit,
     }
+    if settings.pseudonym_key:
+        env[KEY_ENV] = settings.pseudonym_key
+    return env
 
 
 def prepare_warehouse(settings: Settings) -> dict[str, str]:
@@ -107,15 +85,19 @@ def prepare_warehouse(settings: Settings) -> dict[str, str]:
 def run_dbt(args: list[str], *, settings: Settings | None = None) -> None:
     """`dbt ARGS --project-dir --profiles-dir --quiet` on this project, output captured;
     RuntimeError with the end of dbt's output when it fails. `settings`: the deployment
-    whose files the profile uses (default: $CRM_WAREHOUSE_DB / $CRM_RESTRICTED_DB, else
-    scratch files under target/, enough for `dbt parse`)."""
-    env = dict(os.environ)
+    whose files the profile uses (default: scratch files under target/, enough for `dbt
+    parse`)."""
     if settings is not None:
-        env.update(prepare_warehouse(settings))
-    env.setdefault("CRM_WAREHOUSE_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
-    env.setdefault(
-        "CRM_RESTRICTED_DB", str(DBT_PROJECT_DIR / "target" / "parse_only_restricted.duckdb")
-    )
+        env = child_env(prepare_warehouse(settings))
+    else:
+        env = child_env(
+            {
+                "CRM_WAREHOUSE_DB": str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"),
+                "CRM_RESTRICTED_DB": str(
+                    DBT_PROJECT_DIR / "target" / "parse_only_restricted.duckdb"
+                ),
+            }
+        )
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     proc = subprocess.run(
         [dbt_executable(), *args, *project, "--quiet"],
