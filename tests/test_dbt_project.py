@@ -417,12 +417,13 @@ def test_october_kpis_hand_computed(built):
     assert kpi(db, m, "resolution_sla_rate") == pytest.approx(1 / 3)
     assert kpi(db, m, "csat_avg") == 3.5  # 5 and 2
     assert kpi(db, m, "csat_satisfied_rate") == 0.5
-    # T3 -> O3 after 5 days: converted; T1 (created 10-06) has no later order yet, but its
-    # 30 days run to 11-05, after D: pending, in neither numerator nor denominator
-    assert kpi(db, m, "demand_conversion_rate") == 1
+    # T3 (created 10-15) -> O3 after 5 days: already converted, but its 30 days run to
+    # 11-14, after D; T1 (created 10-06) has no later order yet, its 30 days run to 11-05:
+    # both pending (an event is decided only once its window closed), no decided inquiry
+    assert kpi(db, m, "demand_conversion_rate") is None
     assert query(db, "select numerator, denominator, pending, is_complete from marts.fct_kpi_monthly "
                      "where month_label = '2026-10' and segment = 'all' "
-                     "and kpi = 'demand_conversion_rate'") == [(1, 1, 1, False)]  # fmt: skip
+                     "and kpi = 'demand_conversion_rate'") == [(0, 0, 2, False)]  # fmt: skip
     assert kpi(db, m, "message_reply_rate") == 1  # i1 answered by i2 after 3 h
     assert kpi(db, m, "social_engaged_customers") == 1
     # records C1, M1, C2 (C3 not as of D) form 2 customers
@@ -1018,13 +1019,15 @@ def test_nightly_run_absorbs_a_late_order_like_a_full_refresh(built, tmp_path):
 def test_a_month_still_maturing_is_recomputed_every_night_until_complete(built, tmp_path):
     """demand_conversion_rate matures 30 days after the month (metrics.md "Maturity").
     Inquiry T9 of P1 (no later order), created 10-20 00:00 UTC, delivered on 11-01: its
-    30 days end 11-19 00:00 UTC. Nights (no other delivery) 11-01 and 11-12 recompute
-    October within the lookback: T9 pending. From night 11-13 on, D - 7 days lies in
-    November, yet October is still maturing, so it is recomputed too: on 11-19 (the end
-    of D is 11-19 16:00 UTC) T9 is decided, not converted: October = T3 converted of T1,
-    T3, T9 decided, 0 pending; on 11-30 (10-31 + 30 days) October is complete, and every
-    row equals a --full-refresh. (Without the maturity in the recomputed months, October
-    kept the pending T9 of night 11-12 and never turned complete.)"""
+    30 days end 11-19 00:00 UTC. An inquiry is decided only once its 30 days are over:
+    T1's end 11-05 00:00 UTC, T3's (converted by O3 on 10-20) 11-14 00:00 UTC. Nights (no
+    other delivery) 11-01 and 11-12 recompute October within the lookback. From night
+    11-13 on, D - 7 days lies in November, yet October is still maturing, so it is
+    recomputed too: on 11-19 (the end of D is 11-19 16:00 UTC) T3 and T9 are decided:
+    October = T3 converted of T1, T3, T9 decided, 0 pending; on 11-30 (10-31 + 30 days)
+    October is complete, and every row equals a --full-refresh. (Without the maturity in
+    the recomputed months, October kept the pending T3 and T9 of night 11-13 and never
+    turned complete.)"""
     db = _copy_stores(built, tmp_path)
     con = duckdb.connect(str(db))
     insert(con, "service_events", [
@@ -1042,12 +1045,11 @@ def test_a_month_still_maturing_is_recomputed_every_night_until_complete(built, 
         run_dbt(["run", "--vars", build_vars(night)], tmp_path, db)
         seen[night] = query(db, october)[0]
     assert seen == {
-        # T3 converted; T1's 30 days end 11-05 00:00 UTC, after the end of 11-01: T1 and
-        # T9 pending
-        "2026-11-01": (1, 1, 2, False),
-        "2026-11-12": (1, 2, 1, False),  # T1 decided, not converted; T9 pending
-        "2026-11-13": (1, 2, 1, False),
-        "2026-11-19": (1, 3, 0, False),
+        # the end of 11-01 is 11-01 16:00 UTC: the windows of T1, T3 and T9 are open
+        "2026-11-01": (0, 0, 3, False),
+        "2026-11-12": (0, 1, 2, False),  # T1 decided, not converted; T3, T9 pending
+        "2026-11-13": (0, 1, 2, False),  # T3's window ends 11-14 00:00 UTC
+        "2026-11-19": (1, 3, 0, False),  # T3 converted, T9 decided
         "2026-11-30": (1, 3, 0, True),
     }, seen
     columns = (

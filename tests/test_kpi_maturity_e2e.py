@@ -3,9 +3,10 @@ generated data (fixture `crm_home`, tests/conftest.py: a 60-day backfill ending 
 2026-10-31), read from the published serving.duckdb.
 
 metrics.md "Maturity": demand_conversion_rate has maturity_days 30, so October is not
-complete as of 10-31, and the inquiries whose 30 days are still open and whose customer
-has not ordered yet are pending: counted neither as converted nor as not converted (the
-defect: they counted as not converted, and October read 0.158 against 0.31-0.36 before).
+complete as of 10-31, and every inquiry whose 30 days are still open is pending, converted
+or not: counted neither as converted nor as not converted. Only the inquiries whose window
+has closed by the end of D are decided (counting the early conversions while the others
+wait read October at 0.90, 36 / 40, against September's final 0.33).
 """
 
 from __future__ import annotations
@@ -39,30 +40,32 @@ def test_october_demand_conversion_is_provisional_with_pending_inquiries(crm_hom
             "and kpi = 'demand_conversion_rate'"
         ).fetchone()
         # independently, from the published tickets: inquiries of resolved customers of
-        # October; decided = converted, or their 30 days (43,200 min) are over at the end of D
-        converted, decided, pending = con.execute(
+        # October; decided = their 30 days (43,200 min) are over at the end of D, converted
+        # or not; pending = their 30 days are still open, converted or not
+        converted, decided, pending, converted_open = con.execute(
             """
             select
-                count(*) filter (where is_converted_30d),
                 count(*) filter (where is_converted_30d
-                    or created_at + interval 30 day <= ?),
-                count(*) filter (where not is_converted_30d
+                    and created_at + interval 30 day <= ?),
+                count(*) filter (where created_at + interval 30 day <= ?),
+                count(*) filter (where created_at + interval 30 day > ?),
+                count(*) filter (where is_converted_30d
                     and created_at + interval 30 day > ?)
             from fct_service_tickets
             where is_inquiry and customer_id is not null
                 and created_date between date '2026-10-01' and date '2026-10-31'
             """,
-            [END_OF_D_UTC, END_OF_D_UTC],
+            [END_OF_D_UTC] * 4,
         ).fetchone()
     is_complete, published_pending, numerator, denominator, value, maturity = row
     assert maturity == 30
     assert is_complete is False  # 10-31 + 30 days > D
     assert published_pending == pending > 0
+    # the provisional value is over the closed windows only: the inquiries already
+    # converted inside an open window are pending too, not counted as converted
+    assert converted_open > 0
     assert (numerator, denominator) == (converted, decided)
-    assert value == pytest.approx(converted / decided)
-    # the pending inquiries left out: with them counted as not converted (the defect) the
-    # value would be lower
-    assert value > converted / (decided + pending)
+    assert value == (pytest.approx(converted / decided) if decided else None)
 
 
 def test_kpis_are_complete_only_after_their_maturity(crm_home: Path) -> None:

@@ -40,6 +40,7 @@ from pipelines.reference.metrics import (
     rf_segment,
     rfm_scores,
     warehouse_customer_ids,
+    with_maturity,
 )
 
 D = date(2026, 10, 31)
@@ -612,6 +613,48 @@ def test_service_kpis_by_hand():
     assert k["csat_satisfied_rate"][1:] == (1, 2)
     # only inquiries of resolved requesters count: T1 (customer a), not T3 (anonymous)
     assert k["demand_conversion_rate"][1:] == (1, 1)
+
+
+def test_pending_events_are_every_event_whose_window_is_still_open():
+    # D = 10-31: the end of D is 11-01 00:00 Shanghai = 10-31 16:00 UTC. An event is
+    # decided only once its window closed, whatever happened inside it so far.
+    events = [
+        # T1 (P2, 10-01 02:00): converted (order 10-05), its 30 days closed 10-31 02:00;
+        # answered in 10 min (met), never resolved: breach (24 h long past)
+        _ev("T1", "created", "2026-10-01 02:00:00", priority="P2", category="inquiry",
+            customer_ref="a"),
+        _ev("T1", "agent_reply", "2026-10-01 02:10:00"),
+        # T2 (P2, 10-20): already converted (order 10-25) but its 30 days are open to
+        # 11-19: pending; answered in 10 min and resolved in 3 h: both met, targets over
+        _ev("T2", "created", "2026-10-20 02:00:00", priority="P2", category="inquiry",
+            customer_ref="b"),
+        _ev("T2", "agent_reply", "2026-10-20 02:10:00"),
+        _ev("T2", "resolved", "2026-10-20 05:00:00"),
+        # T3 (P2, 10-01 03:00): no order, window closed 10-31 03:00: decided not
+        # converted; unanswered, unresolved: both breached
+        _ev("T3", "created", "2026-10-01 03:00:00", priority="P2", category="inquiry",
+            customer_ref="c"),
+        # T4 (P4, 10-31 10:00): answered in 30 min (met) but its 24 h target runs to
+        # 11-01 10:00: pending, and its 30 min are left out of the percentiles; its
+        # 168 h resolution target is open too: pending
+        _ev("T4", "created", "2026-10-31 10:00:00", priority="P4", category="complaint"),
+        _ev("T4", "agent_reply", "2026-10-31 10:30:00"),
+    ]  # fmt: skip
+    orders = [_order("a1", "a", "2026-10-05"), _order("b1", "b", "2026-10-25")]
+    p = _prepared(orders, events=events)
+    k = with_maturity(compute_kpis(p, first_month=date(2026, 9, 1)), p)
+    k = k[(k["month"] == date(2026, 10, 1)) & (k["segment"] == "all")]
+    got = {r.kpi: (r.value, r.numerator, r.denominator, r.pending) for r in k.itertuples()}
+    # demand conversion: T1 converted of T1, T3 decided; T2 pending
+    assert got["demand_conversion_rate"] == (0.5, 1, 2, 1)
+    # first response: T1, T2 met, T3 breached; T4 pending
+    assert got["first_response_sla_rate"][1:] == (2, 3, 1)
+    # resolution: T2 met, T1 and T3 breached; T4 pending
+    assert got["resolution_sla_rate"][1:] == (1, 3, 1)
+    # percentiles over T1 10 and T2 10 (T4's 30 pending): 10 and 10
+    assert got["first_response_minutes_p50"][0] == pytest.approx(10.0)
+    assert got["first_response_minutes_p90"][0] == pytest.approx(10.0)
+    assert got["first_response_minutes_p90"][2:] == (2, 1)
 
 
 def _si(iid, acct, at, direction, kind, **kw):

@@ -1182,13 +1182,12 @@ def _window_open(at_utc: pd.Series, window: pd.Timedelta, cfg: ReferenceConfig) 
 
 
 def _decided_rate(outcome: pd.Series, is_open: pd.Series) -> tuple[float | None, int, int, int]:
-    """An event with its outcome is decided; one without it is pending while its window
-    is open, decided (not converted) once it closed: (value, numerator, denominator,
-    pending)."""
+    """An event whose window is still open is pending, whatever its outcome so far; one
+    whose window has closed is decided: (value, numerator, denominator, pending)."""
     outcome, is_open = outcome.astype(bool), is_open.astype(bool)
-    num = int(outcome.sum())
-    den = int((outcome | ~is_open).sum())
-    pending = int((~outcome & is_open).sum())
+    num = int((outcome & ~is_open).sum())
+    den = int((~is_open).sum())
+    pending = int(is_open.sum())
     return (_ratio(num, den), num, den, pending)
 
 
@@ -1206,7 +1205,8 @@ def _answered_rows(msgs: pd.DataFrame, replies: pd.DataFrame, window: pd.Timedel
 
 def _sla_clocks(p: Prepared, t: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
     """Per SLA KPI, (met, pending) per ticket of ``t`` as of the end of D: a clock stopped
-    within target is met; a running clock within target is pending."""
+    within target is met; a ticket whose target has not run out at the end of D is
+    pending, met or not."""
     cfg = p.config
     created_local = to_business(t["created_at"], cfg.business_tz)
     reply = t["first_reply_at"]
@@ -1224,29 +1224,29 @@ def _sla_clocks(p: Prepared, t: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.S
         )
         elapsed = (stop - t["created_at"]).dt.total_seconds() / 60.0
         met = elapsed.notna() & (elapsed <= target)
-        running_within = elapsed.isna() & ~(
-            created_local + pd.to_timedelta(target, unit="m") < _end_of_d(cfg)
-        )
-        out[kpi] = (met, running_within)
+        target_open = ~(created_local + pd.to_timedelta(target, unit="m") < _end_of_d(cfg))
+        out[kpi] = (met, target_open)
     return out
 
 
 def mature_service_kpis(p: Prepared, m: Month) -> MatureKpis:
-    """The service KPIs with maturity for month M (segment all), pending events left out:
-    first-response and resolution SLA rates (running clocks within target pending), the
-    first-response percentiles (pending: the first-response pending tickets) and
-    demand_conversion_rate (inquiries of resolved customers without an order yet whose
-    30 days are not over)."""
+    """The service KPIs with maturity for month M (segment all), pending events (window
+    still open at the end of D, whatever their outcome so far) left out: first-response
+    and resolution SLA rates (target not run out), the first-response percentiles (over
+    answered tickets whose first-response target has run out; pending: the first-response
+    pending tickets) and demand_conversion_rate (inquiries of resolved customers whose 30
+    days are not over)."""
     cfg = p.config
     t = p.tickets
     t = t[(t["created_date"] >= m.month) & (t["created_date"] <= m.end)]
     out: MatureKpis = {}
     clocks = _sla_clocks(p, t)
     for kpi, (met, pending) in clocks.items():
-        num, den = int(met.sum()), int((~pending).sum())
+        num, den = int((met & ~pending).sum()), int((~pending).sum())
         out[kpi] = (_ratio(num, den), num, den, int(pending.sum()))
-    fr = (t["first_reply_at"] - t["created_at"]).dt.total_seconds() / 60.0
-    fr_pending = int(clocks["first_response_sla_rate"][1].sum())
+    fr_open = clocks["first_response_sla_rate"][1]
+    fr = ((t["first_reply_at"] - t["created_at"]).dt.total_seconds() / 60.0)[~fr_open]
+    fr_pending = int(fr_open.sum())
     answered = int(fr.notna().sum())
     out["first_response_minutes_p50"] = (_quantile(fr, 0.5), None, answered, fr_pending)
     out["first_response_minutes_p90"] = (_quantile(fr, 0.9), None, answered, fr_pending)
@@ -1298,8 +1298,8 @@ def _mature_winback(
     p: Prepared, pushes: pd.DataFrame, orders: pd.DataFrame
 ) -> tuple[float | None, float | None, float | None, float]:
     """Customers dormant on the date of a push they received in M: converted when they
-    order within 30 days after such a push; pending when not converted yet and one of
-    those pushes still has its window open."""
+    order within 30 days after such a push; pending while one of those pushes still has
+    its window open, converted or not."""
     cfg = p.config
     if pushes.empty:
         return (None, 0, 0, 0)
@@ -1404,7 +1404,7 @@ def compute_weekly_kpis(
             "tickets": (float(len(t)), float(len(t)), None, None),
         }
         for kpi, (met, pending) in _sla_clocks(p, t).items():
-            num, den = int(met.sum()), int((~pending).sum())
+            num, den = int((met & ~pending).sum()), int((~pending).sum())
             kpis[kpi] = (_ratio(num, den), num, den, int(pending.sum()))
         s = cs[(cs["event_date"] >= week) & (cs["event_date"] <= end)]["csat_score"].astype(float)
         sat = int((s >= cfg.csat_satisfied_score).sum())

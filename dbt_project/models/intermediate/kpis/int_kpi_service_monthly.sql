@@ -4,16 +4,22 @@
 -- unknown requester cannot be followed to an order).
 --
 -- Maturity (metrics.md "Maturity"): an event whose outcome window is still open at the end
--- of D and whose outcome is not yet known is pending: counted neither in the numerator nor
--- in the denominator, and published in `pending`. An event whose outcome is already known
--- inside its window is decided: an SLA clock stopped within target is met, an inquiry whose
--- customer already ordered is converted (a later order cannot undo it).
---   first_response_sla_rate, resolution_sla_rate: tickets whose clock is still running
---     within target (status pending); first_response_minutes_p50 / _p90: the same
---     first-response pending tickets (their minutes are not known yet);
---   demand_conversion_rate: inquiries without an order yet whose
---     var demand_conversion_days window ends after the end of D.
+-- of D is pending, whatever happened inside the window so far: counted neither in the
+-- numerator nor in the denominator, and published in `pending`. Only events whose window
+-- has closed are decided (counting early successes while the failures still wait would
+-- bias the provisional value upward).
+--   first_response_sla_rate, resolution_sla_rate: tickets whose first-response /
+--     resolution target (sla_targets, by priority) has not run out at the end of D, met
+--     or not (is_sla_window_open);
+--   first_response_minutes_p50 / _p90: over the answered tickets whose first-response
+--     target has run out; pending: the first-response pending tickets;
+--   demand_conversion_rate: inquiries whose var demand_conversion_days window ends
+--     after the end of D, converted or not.
 -- The other KPIs have no maturity (pending NULL).
+
+{%- set first_response_open = is_sla_window_open('created_at', 'first_response_target_minutes') %}
+{%- set resolution_open = is_sla_window_open('created_at', 'resolution_target_minutes') %}
+{%- set conversion_open = is_window_open('created_at', var('demand_conversion_days') * 1440) %}
 
 with
 
@@ -29,27 +35,22 @@ created as (
     select
         {{ month_start('created_date') }} as month,
         count(*) as tickets,
-        {{ percentile_cont('first_response_minutes', 0.5) }} as first_response_minutes_p50,
-        {{ percentile_cont('first_response_minutes', 0.9) }} as first_response_minutes_p90,
-        count(first_response_minutes) as answered_tickets,
-        count(case when first_response_sla_status = 'met' then 1 end) as first_response_met,
-        count(case when first_response_sla_status in ('met', 'breached') then 1 end) as first_response_decided,
-        count(case when resolution_sla_status = 'met' then 1 end) as resolution_met,
-        count(case when resolution_sla_status in ('met', 'breached') then 1 end) as resolution_decided,
+        {{ percentile_cont('case when not ' ~ first_response_open ~ ' then first_response_minutes end', 0.5) }}
+            as first_response_minutes_p50,
+        {{ percentile_cont('case when not ' ~ first_response_open ~ ' then first_response_minutes end', 0.9) }}
+            as first_response_minutes_p90,
+        count(case when not {{ first_response_open }} then first_response_minutes end) as answered_tickets,
+        count(case when first_response_sla_status = 'met' and not {{ first_response_open }} then 1 end)
+            as first_response_met,
+        count(case when not {{ first_response_open }} then 1 end) as first_response_decided,
+        count(case when resolution_sla_status = 'met' and not {{ resolution_open }} then 1 end) as resolution_met,
+        count(case when not {{ resolution_open }} then 1 end) as resolution_decided,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
-        count(case when first_response_sla_status = 'pending' then 1 end) as first_response_pending,
-        count(case when resolution_sla_status = 'pending' then 1 end) as resolution_pending,
-        count(case when is_converted_30d then 1 end) as converted_inquiries,
-        count(
-            case
-                when is_converted_30d
-                    or (is_converted_30d is not null and not {{ is_window_open('created_at', var('demand_conversion_days') * 1440) }})
-                    then 1
-            end
-        ) as decided_inquiries,
-        count(
-            case when not is_converted_30d and {{ is_window_open('created_at', var('demand_conversion_days') * 1440) }} then 1 end
-        ) as pending_inquiries
+        count(case when {{ first_response_open }} then 1 end) as first_response_pending,
+        count(case when {{ resolution_open }} then 1 end) as resolution_pending,
+        count(case when is_converted_30d and not {{ conversion_open }} then 1 end) as converted_inquiries,
+        count(case when is_converted_30d is not null and not {{ conversion_open }} then 1 end) as decided_inquiries,
+        count(case when is_converted_30d is not null and {{ conversion_open }} then 1 end) as pending_inquiries
     from service_tickets
     group by {{ month_start('created_date') }}
 ),

@@ -36,11 +36,12 @@
 --     (last order in [push date - 364, push date - 180]) who ordered within 30 days after
 --     that push, over those customers
 --   social_engaged_customers: resolved customers with an inbound interaction in M
--- Maturity (metrics.md "Maturity"): a message not yet answered whose 24 h are not over at
--- the end of D, a push not yet responded to whose 7 days are not over, a dormant pushed
--- customer who has not ordered yet and one of whose pushes of M still has its 30 days
--- open, are pending: in neither numerator nor denominator, counted in `pending`. One
--- already answered, responded or converted is decided.
+-- Maturity (metrics.md "Maturity"): a message whose 24 h are not over at the end of D, a
+-- push whose 7 days are not over, a dormant pushed customer one of whose pushes of M still
+-- has its 30 days open, are pending, whatever happened inside the window so far: in
+-- neither numerator nor denominator, counted in `pending`. Only events whose window has
+-- closed are decided (counting early successes while the failures still wait would bias
+-- the provisional value upward).
 
 {%- set message_open = is_window_open('occurred_at', var('message_reply_hours') * 60) %}
 {%- set push_open = is_window_open('occurred_at', var('campaign_response_days') * 1440) %}
@@ -106,14 +107,12 @@ winback_customers as (
 monthly as (
     select
         {{ month_start('occurred_date') }} as month,
-        count(case when is_replied_24h then 1 end) as replied_messages,
-        count(case when is_replied_24h or (is_replied_24h is not null and not {{ message_open }}) then 1 end) as inbound_messages,
-        count(case when not is_replied_24h and {{ message_open }} then 1 end) as pending_messages,
-        count(case when is_campaign_responded_7d then 1 end) as responded_pushes,
-        count(
-            case when is_campaign_responded_7d or (is_campaign_responded_7d is not null and not {{ push_open }}) then 1 end
-        ) as customer_pushes,
-        count(case when not is_campaign_responded_7d and {{ push_open }} then 1 end) as pending_pushes,
+        count(case when is_replied_24h and not {{ message_open }} then 1 end) as replied_messages,
+        count(case when is_replied_24h is not null and not {{ message_open }} then 1 end) as inbound_messages,
+        count(case when is_replied_24h is not null and {{ message_open }} then 1 end) as pending_messages,
+        count(case when is_campaign_responded_7d and not {{ push_open }} then 1 end) as responded_pushes,
+        count(case when is_campaign_responded_7d is not null and not {{ push_open }} then 1 end) as customer_pushes,
+        count(case when is_campaign_responded_7d is not null and {{ push_open }} then 1 end) as pending_pushes,
         count(distinct case when is_inbound then customer_id end) as social_engaged_customers
     from social_interactions
     group by {{ month_start('occurred_date') }}
@@ -122,9 +121,9 @@ monthly as (
 winback as (
     select
         month,
-        sum(is_converted) as converted_customers,
-        count(case when is_converted = 1 or has_open_window = 0 then 1 end) as dormant_pushed_customers,
-        count(case when is_converted = 0 and has_open_window = 1 then 1 end) as pending_customers
+        count(case when is_converted = 1 and has_open_window = 0 then 1 end) as converted_customers,
+        count(case when has_open_window = 0 then 1 end) as dormant_pushed_customers,
+        count(case when has_open_window = 1 then 1 end) as pending_customers
     from winback_customers
     group by month
 ),

@@ -1,9 +1,9 @@
 -- The weekly KPIs of the review's weekly section, per ISO week (Monday to Sunday), segment
 -- all only, long format (one row per week x kpi), with the monthly definitions on weekly
 -- windows (metrics.md): orders and net_revenue of the week's orders; tickets created in
--- the week and their first-response and resolution SLA rates (tickets whose clock is
--- still running within target are pending); csat_avg and csat_satisfied_rate of the
--- surveys answered in the week. end_date is the Sunday, or D for the running week;
+-- the week and their first-response and resolution SLA rates (a ticket whose target has
+-- not run out at the end of D is pending, met or not: see int_kpi_service_monthly);
+-- csat_avg and csat_satisfied_rate of the surveys answered in the week. end_date is the Sunday, or D for the running week;
 -- is_complete: D >= end_date + the KPI's maturity_days (the running week never). As in
 -- fct_kpi_monthly, start_date is start(W), the last day of the previous week.
 --
@@ -11,6 +11,9 @@
 -- survey events, grouped by week (a few hundred rows), so a full build costs little and
 -- is the same as a --full-refresh by construction; late corrections restate the weeks
 -- they touch.
+
+{%- set first_response_open = is_sla_window_open('created_at', 'first_response_target_minutes') %}
+{%- set resolution_open = is_sla_window_open('created_at', 'resolution_target_minutes') %}
 
 with
 
@@ -57,12 +60,13 @@ weekly_tickets as (
     select
         {{ week_start('created_date') }} as week,
         count(*) as tickets,
-        count(case when first_response_sla_status = 'met' then 1 end) as first_response_met,
-        count(case when first_response_sla_status in ('met', 'breached') then 1 end) as first_response_decided,
-        count(case when first_response_sla_status = 'pending' then 1 end) as first_response_pending,
-        count(case when resolution_sla_status = 'met' then 1 end) as resolution_met,
-        count(case when resolution_sla_status in ('met', 'breached') then 1 end) as resolution_decided,
-        count(case when resolution_sla_status = 'pending' then 1 end) as resolution_pending
+        count(case when first_response_sla_status = 'met' and not {{ first_response_open }} then 1 end)
+            as first_response_met,
+        count(case when not {{ first_response_open }} then 1 end) as first_response_decided,
+        count(case when {{ first_response_open }} then 1 end) as first_response_pending,
+        count(case when resolution_sla_status = 'met' and not {{ resolution_open }} then 1 end) as resolution_met,
+        count(case when not {{ resolution_open }} then 1 end) as resolution_decided,
+        count(case when {{ resolution_open }} then 1 end) as resolution_pending
     from service_tickets
     where created_date <= {{ as_of_date() }}
     group by {{ week_start('created_date') }}
