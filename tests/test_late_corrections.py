@@ -40,7 +40,9 @@ from pipelines.generate.presets import Rates
 from pipelines.ingest.discovery import discover_partitions
 from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
+from pipelines.lib.settings import DEMO_TARGETS_FILE
 from pipelines.quality.runner import run_gate
+from pipelines.targets import load_targets, read_targets
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "dbt_project"
@@ -79,6 +81,8 @@ def dbt(work: Path, command: str, as_of: date, *extra: str) -> str:
 def load(work: Path, landing: Path, days: list[date]) -> None:
     con = duckdb.connect(str(work / "warehouse.duckdb"))
     try:
+        # the demo's SMART targets, as the pipeline's targets asset loads them before dbt
+        load_targets(con, read_targets(DEMO_TARGETS_FILE))
         for mapping in load_mappings(MAPPINGS):
             for day in discover_partitions(landing, mapping):
                 if day in days:
