@@ -37,7 +37,6 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _night(crm: CrmSettingsResource, warehouse: Path, monkeypatch) -> dg.ExecuteInProcessResult:
     """The publication asset as of AS_OF on a copy of `warehouse` (its gate passed)."""
     monkeypatch.setattr(assets, "mart_asset_keys", lambda: [])
-    monkeypatch.setattr(assets, "generate_dbt_docs", lambda settings, as_of: None)
     monkeypatch.setattr(runner, "recorded_gate", lambda con, run_id, as_of: [])
     crm.settings.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(warehouse, crm.settings.warehouse_db)
