@@ -94,7 +94,6 @@ def storage_version_of(con: duckdb.DuckDBPyConnection, database: str) -> str:
     return dict(tags).get("storage_version", "unknown")
 
 
-# --------------------------------------------------------------------------------------------
 def build_release(
     warehouse_db: Path,
     staging: Path,

@@ -137,9 +137,6 @@ class PublishResult:
         }
 
 
-# Publish
-
-
 def publish(
     warehouse_db: Path,
     serving_dir: Path,
