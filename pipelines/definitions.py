@@ -13,7 +13,7 @@ from pipelines.lib.partitions import daily_partitions
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 from pipelines.models.assets import build_clv_asset
-from pipelines.publish.assets import build_publish_asset
+from pipelines.publish.assets import build_dbt_docs_asset, build_publish_asset
 from pipelines.publish.sensors import build_failed_night_sensor
 from pipelines.quality.checks import build_quality_checks
 from pipelines.targets.assets import build_targets_asset
@@ -43,6 +43,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *dbt_assets,
         build_clv_asset(partitions, dbt_assets),
         build_publish_asset(partitions),
+        build_dbt_docs_asset(partitions),
     ]
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,

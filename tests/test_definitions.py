@@ -69,6 +69,19 @@ def test_publication_waits_for_every_mart_and_the_clv_model(defs):
     assert "staging/stg_clv__customer_scores" in {d.asset_key.to_user_string() for d in dim.deps}
 
 
+def test_the_dbt_docs_are_an_asset_of_their_own_after_the_publication(defs):
+    """The publication publishes (gate, review, tables); the dbt docs follow it, in the
+    nightly job, not in the ingest job."""
+    publication = dg.AssetKey(["serving", "publication"])
+    docs = dg.AssetKey(["docs", "dbt_docs"])
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    assert {d.asset_key for d in specs[docs].deps} == {publication}
+    assert specs[docs].group_name == "publish"
+    nightly = defs.resolve_job_def(NIGHTLY_JOB).asset_layer.selected_asset_keys
+    assert {publication, docs} <= nightly
+    assert docs not in defs.resolve_job_def(INGEST_JOB).asset_layer.selected_asset_keys
+
+
 def test_nightly_schedule_runs_yesterdays_delivery_at_two_in_business_time(defs):
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.execution_timezone == "Asia/Shanghai"

@@ -22,13 +22,9 @@ import pytest
 from support.e2e import END, crm, crm_env
 
 from pipelines.privacy import erasure as erasure_module
-from pipelines.publish.serving import (
-    RELEASES_DIR,
-    WHOLE_MARKER,
-    open_serving,
-    publish,
-    restore_previous,
-)
+from pipelines.publish.layout import RELEASES_DIR, WHOLE_MARKER
+from pipelines.publish.releases import open_serving, restore_previous
+from pipelines.publish.serving import publish
 
 pytestmark = pytest.mark.xdist_group("e2e")
 

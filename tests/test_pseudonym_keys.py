@@ -17,7 +17,7 @@ import pytest
 from pipelines.lib.pseudonym import KEY_ENV, load_key
 from pipelines.lib.settings import Settings
 from pipelines.privacy import KeyMismatchError, rotate_key, verify_key
-from pipelines.publish.serving import WHOLE_MARKER
+from pipelines.publish.layout import WHOLE_MARKER
 
 OLD = "old-key-of-the-warehouse-0123456789"
 NEW = "new-key-after-a-change-9876543210"

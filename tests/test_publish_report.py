@@ -17,22 +17,22 @@ from support.fixture_marts import AS_OF, EXPECTED_STATUS, build_fixture_warehous
 
 from pipelines.publish import columns, svg
 from pipelines.publish.release import record_night
-from pipelines.publish.report import (
-    STATUS_FILE,
-    ReportError,
-    build_html,
+from pipelines.publish.report import build_html, render_kpi_review, render_review
+from pipelines.publish.review_data import ReportError
+from pipelines.publish.review_format import (
     business_time,
     format_change,
     format_value,
     forward_text,
     parse_period,
-    previous_review,
     progress_words,
-    render_kpi_review,
-    render_review,
+    status_rule,
+)
+from pipelines.publish.review_history import (
+    STATUS_FILE,
+    previous_review,
     report_file,
     status_changes,
-    status_rule,
 )
 from pipelines.publish.serving import publish
 

@@ -4,6 +4,7 @@ written atomically. Runs the Dagster publication asset on fixture warehouses."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,8 +15,9 @@ from support.fixture_marts import AS_OF, build_fixture_warehouse
 
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.publish import assets, serving
+from pipelines.publish.releases import open_serving, restore_previous
 from pipelines.publish.report import render_kpi_review
-from pipelines.publish.serving import open_serving, publish, restore_previous
+from pipelines.publish.serving import publish
 from pipelines.quality import runner
 
 
@@ -35,7 +37,6 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _night(crm: CrmSettingsResource, warehouse: Path, monkeypatch) -> dg.ExecuteInProcessResult:
     """The publication asset as of AS_OF on a copy of `warehouse` (its gate passed)."""
     monkeypatch.setattr(assets, "mart_asset_keys", lambda: [])
-    monkeypatch.setattr(assets, "generate_dbt_docs", lambda settings, as_of: None)
     monkeypatch.setattr(runner, "recorded_gate", lambda con, run_id, as_of: [])
     crm.settings.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(warehouse, crm.settings.warehouse_db)
@@ -76,25 +77,25 @@ def test_a_night_killed_before_the_swap_shows_the_old_review_with_the_old_tables
     assert "Prospect: 4<" in dated.read_text(encoding="utf-8")
 
     # the second night is killed after everything was written, just before the swap
-    real_swap = serving._swap
+    real_swap = serving.swap
     kills = []
 
     def killed(*args, **kwargs):
         kills.append(args)
         raise Killed("kill -9 before the swap (simulated)")
 
-    monkeypatch.setattr(serving, "_swap", killed)
+    monkeypatch.setattr(serving, "swap", killed)
     assert not _night(crm, second, monkeypatch).success
     assert len(kills) == 1
     assert _shown(crm) == (4, 40)  # the old review beside the old tables
     assert "Prospect: 4<" in dated.read_text(encoding="utf-8")
 
-    monkeypatch.setattr(serving, "_swap", real_swap)
+    monkeypatch.setattr(serving, "swap", real_swap)
     assert _night(crm, second, monkeypatch).success
     assert _shown(crm) == (9, 90)  # both new
     assert "Prospect: 9<" in dated.read_text(encoding="utf-8")
     # the review is a file of the release, listed with its files
-    current = Path(serving.os.readlink(crm.settings.serving / "current")).name
+    current = Path(os.readlink(crm.settings.serving / "current")).name
     files = {p.name for p in (crm.settings.serving / ".releases" / current / "reports").iterdir()}
     assert files == {"kpi_review.en.html", "kpi_review.zh.html", "kpi_review.json"}
 
@@ -134,7 +135,7 @@ def test_previous_is_replaced_atomically(nights, tmp_path: Path, monkeypatch) ->
     assert marker.read_text() == a.publication_id
 
     real_write_text = Path.write_text
-    real_replace = serving.os.replace
+    real_replace = os.replace
 
     def killed_while_writing(path: Path, data: str, *args, **kwargs):
         if path.name.startswith(".previous"):
@@ -148,7 +149,7 @@ def test_previous_is_replaced_atomically(nights, tmp_path: Path, monkeypatch) ->
         return real_replace(source, target)
 
     monkeypatch.setattr(Path, "write_text", killed_while_writing)
-    monkeypatch.setattr(serving.os, "replace", killed_before_rename)
+    monkeypatch.setattr(os, "replace", killed_before_rename)
     with pytest.raises(Killed):
         publish(first, folder, formats=("duckdb",))
     monkeypatch.undo()

@@ -28,7 +28,7 @@ What `forget()` does, in the warehouse with the restricted store attached:
    `crm run --date D` at once).
 5. **Clears the kept releases.** Every release under `serving/.releases` (current and
    previous) is rewritten without the person's rows (serving.duckdb, Parquet, Hyper,
-   manifest): `pipelines.publish.serving.erase_from_releases`.
+   manifest): `pipelines.publish.erasure.erase_from_releases`.
 6. **Audits.** `privacy.erasure_requests`: request id, when, by whom, the kind of
    identifier and the counts. No personal data.
 7. **Compacts** the restricted store and the warehouse (`compact`): DuckDB keeps deleted
@@ -70,7 +70,8 @@ from pipelines.lib.pseudonym import (
     register_pseudonym,
 )
 from pipelines.lib.settings import Settings
-from pipelines.publish.serving import erase_from_releases, request_whole_publication
+from pipelines.publish.erasure import erase_from_releases
+from pipelines.publish.releases import request_whole_publication
 from pipelines.reference.identity import normalise_email, normalise_phone
 
 SCHEMA = f"{RESTRICTED}.privacy"

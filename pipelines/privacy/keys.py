@@ -42,7 +42,7 @@ from pipelines.lib.pseudonym import (
     read_key_file,
 )
 from pipelines.lib.settings import Settings
-from pipelines.publish.serving import request_whole_publication
+from pipelines.publish.releases import request_whole_publication
 
 ROTATE_HINT = (
     "restore the key this warehouse was built with, or change it with "

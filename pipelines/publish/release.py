@@ -29,13 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.publish.i18n import LANGUAGES
-from pipelines.publish.report import ReportResult, render_review, report_file
-from pipelines.publish.serving import (
-    CURRENT,
-    REVIEW_DIR,
-    PublishResult,
-    publish,
-)
+from pipelines.publish.layout import CURRENT, REVIEW_DIR
+from pipelines.publish.report import ReportResult, render_review
+from pipelines.publish.review_history import report_file
+from pipelines.publish.serving import PublishResult, publish
 
 LATEST = "latest"
 NIGHT_STATUS = "night_status.js"

@@ -257,6 +257,33 @@ def _legend_rows(names: Sequence[str], x0: float, x_max: float) -> list[list[tup
     return rows
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """The plot area of a line chart and its scales: x by index, y by value."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    n: int
+    y_min: float
+    y_max: float
+
+    def x_at(self, i: int) -> float:
+        return self.left + (self.width * i / (self.n - 1) if self.n > 1 else self.width / 2)
+
+    def y_at(self, v: float) -> float:
+        return self.top + self.height - (v - self.y_min) / (self.y_max - self.y_min) * self.height
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+
+def _drawn(s: Series, i: int) -> bool:
+    return i < len(s.values) and i not in s.muted_points and _finite(s.values[i])
+
+
 def line_chart(
     x_labels: Sequence[str],
     series: Sequence[Series],
@@ -283,12 +310,8 @@ def line_chart(
     legend = _legend_rows([s.name for s in series], left, width - 8) if len(series) > 1 else []
     height += 18 * len(legend)
     bottom += 18 * len(legend)
-    plot_h = height - top - bottom
 
-    def drawn(s: Series, i: int) -> bool:
-        return i < len(s.values) and i not in s.muted_points and _finite(s.values[i])
-
-    values = [s.values[i] for s in series for i in range(len(x_labels)) if drawn(s, i)]
+    values = [s.values[i] for s in series for i in range(len(x_labels)) if _drawn(s, i)]
     out = _svg_open(width, height, label, description)
     if not values or not x_labels:
         return _empty(out, width, height, empty_text)
@@ -296,97 +319,145 @@ def line_chart(
         line.value for line in lines if _finite(line.value)
     ]
     ticks = nice_ticks(min(all_values), max(all_values), include_zero=include_zero)
-    y_min, y_max = ticks[0], ticks[-1]
-    n = len(x_labels)
-    slot = plot_w / n
+    plot = _Plot(left, top, plot_w, height - top - bottom, len(x_labels), ticks[0], ticks[-1])
+    _muted_columns(out, plot, x_labels, series, muted_text)
+    _gridlines(out, ticks, _axis_labels(ticks, tick_format, y_format), plot.y_at, left, plot_w)
+    _x_axis(out, plot, x_labels)
+    _reference_lines(out, plot, lines, line_texts)
+    for s in series:
+        _series_line(out, plot, s, x_labels, y_format)
+    _legend(out, legend, series, height)
+    out.append("</svg>")
+    return Markup("".join(out))
 
-    def x_at(i: int) -> float:
-        return left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
 
-    def y_at(v: float) -> float:
-        return top + plot_h - (v - y_min) / (y_max - y_min) * plot_h
-
-    # a column is shaded when no series has enough history there (else its gap says it)
-    muted = [i for i in range(n) if all(i in s.muted_points for s in series)]
-    for i in muted:  # shade the columns without enough history, behind everything
-        x0 = max(left, x_at(i) - slot / 2)
-        x1 = min(left + plot_w, x_at(i) + slot / 2)
-        title = f"<title>{_e(x_labels[i])}: {_e(muted_text)}</title>" if muted_text else ""
+def _muted_columns(
+    out: list[str], plot: _Plot, x_labels: Sequence[str], series: Sequence[Series], text: str
+) -> None:
+    """Shade the columns without enough history, behind everything: a column is shaded when
+    no series has enough history there (else its gap says it)."""
+    slot = plot.width / plot.n
+    for i in range(plot.n):
+        if not all(i in s.muted_points for s in series):
+            continue
+        x0 = max(plot.left, plot.x_at(i) - slot / 2)
+        x1 = min(plot.left + plot.width, plot.x_at(i) + slot / 2)
+        title = f"<title>{_e(x_labels[i])}: {_e(text)}</title>" if text else ""
         out.append(
-            f'<rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{plot_h}" '
-            f'fill="{MUTED}" class="muted" data-index="{i}">{title}</rect>'
+            f'<rect x="{x0:.1f}" y="{plot.top}" width="{max(x1 - x0, 1):.1f}" '
+            f'height="{plot.height}" fill="{MUTED}" class="muted" data-index="{i}">{title}</rect>'
         )
-    _gridlines(out, ticks, _axis_labels(ticks, tick_format, y_format), y_at, left, plot_w)
+
+
+def _x_axis(out: list[str], plot: _Plot, x_labels: Sequence[str]) -> None:
+    """The x labels (as many as fit, counted from the latest, which is always labelled), the
+    axis, and a break mark on the y axis when it does not start at zero."""
+    n, left = plot.n, plot.left
     label_w = max(text_width(name, 11) for name in x_labels) + 8
-    every = max(1, math.ceil(n / max(1, int(plot_w // label_w))))
+    every = max(1, math.ceil(n / max(1, int(plot.width // label_w))))
     for i, name in enumerate(x_labels):
-        if (n - 1 - i) % every == 0:  # counted from the latest, which is always labelled
+        if (n - 1 - i) % every == 0:
             out.append(
-                f'<text x="{x_at(i):.1f}" y="{top + plot_h + 18}" text-anchor="middle" '
+                f'<text x="{plot.x_at(i):.1f}" y="{plot.bottom + 18}" text-anchor="middle" '
                 f'font-size="11" fill="{AXIS}" class="x-label">{_e(name)}</text>'
             )
     out.append(
-        f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{top + plot_h}" y2="{top + plot_h}" '
+        f'<line x1="{left}" x2="{left + plot.width:.1f}" y1="{plot.bottom}" y2="{plot.bottom}" '
         f'stroke="{AXIS}"/>'
     )
-    if y_min != 0:  # the axis does not start at zero: a break mark on it says so
-        y = top + plot_h
+    if plot.y_min != 0:
+        y = plot.bottom
         out.append(
             f'<path d="M{left - 5},{y - 2} l6,-5 M{left - 5},{y + 3} l6,-5" stroke="{AXIS}" '
             f'stroke-width="1.2" fill="none" class="axis-break"/>'
         )
+
+
+def _reference_lines(
+    out: list[str], plot: _Plot, lines: Sequence[Line], texts: Sequence[str]
+) -> None:
+    """Horizontal reference lines, each labelled at the right (labels kept apart)."""
     label_y: list[float] = []
-    for line, text in zip(lines, line_texts, strict=True):
+    for line, text in zip(lines, texts, strict=True):
         if not _finite(line.value):
             continue
-        y = y_at(line.value)
+        y = plot.y_at(line.value)
         dash = ' stroke-dasharray="6 4"' if line.dashed else ""
         text_y = y + 4
         while any(abs(text_y - other) < 13 for other in label_y):
             text_y += 13
         label_y.append(text_y)
+        right = plot.left + plot.width
         out.append(
-            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'<line x1="{plot.left}" x2="{right:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{line.color}" stroke-width="1.5"{dash} class="ref-line"/>'
-            f'<text x="{left + plot_w + 6:.1f}" y="{text_y:.1f}" font-size="11" '
+            f'<text x="{right + 6:.1f}" y="{text_y:.1f}" font-size="11" '
             f'fill="{line.color}">{_e(text)}</text>'
         )
-    for s in series:
-        points = {i: (x_at(i), y_at(float(s.values[i]))) for i in range(n) if drawn(s, i)}  # type: ignore[arg-type]
-        solid: list[str] = []
-        dashed: list[str] = []
-        solid_end: int | None = None  # index where the last solid subpath ends
-        for i in range(n - 1):  # a segment joins two neighbouring drawn points only
-            if i not in points or i + 1 not in points:
-                continue
-            (x0, y0), (x1, y1) = points[i], points[i + 1]
-            if i in s.open_points or i + 1 in s.open_points:
-                dashed.append(f"M{x0:.1f},{y0:.1f} L{x1:.1f},{y1:.1f}")
-                continue
-            if solid_end == i:
-                solid.append(f"L{x1:.1f},{y1:.1f}")
-            else:
-                solid.append(f"M{x0:.1f},{y0:.1f} L{x1:.1f},{y1:.1f}")
-            solid_end = i + 1
-        if solid:
-            out.append(
-                f'<path d="{" ".join(solid)}" fill="none" stroke="{s.color}" '
-                f'stroke-width="2" class="series-line"/>'
-            )
-        if dashed:
-            out.append(
-                f'<path d="{" ".join(dashed)}" fill="none" stroke="{s.color}" '
-                f'stroke-width="2" stroke-dasharray="4 3" class="series-line provisional"/>'
-            )
-        for i, (x, y) in points.items():
-            is_open = i in s.open_points
-            fill = "#ffffff" if is_open else s.color
-            out.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="{s.color}" '
-                f'stroke-width="1.5" class="point{" open" if is_open else ""}" data-index="{i}">'
-                f"<title>{_e(x_labels[i])}: {_e(y_format(float(s.values[i])))}</title></circle>"  # type: ignore[arg-type]
-            )
-    for r, row in enumerate(legend):  # legend under the x axis, wrapped to the width
+
+
+def _segments(
+    points: dict[int, tuple[float, float]], open_points: frozenset[int], n: int
+) -> tuple[list[str], list[str]]:
+    """The solid and the dashed (touching an open point) path commands of one series: a
+    segment joins two neighbouring drawn points only."""
+    solid: list[str] = []
+    dashed: list[str] = []
+    solid_end: int | None = None  # index where the last solid subpath ends
+    for i in range(n - 1):
+        if i not in points or i + 1 not in points:
+            continue
+        (x0, y0), (x1, y1) = points[i], points[i + 1]
+        if i in open_points or i + 1 in open_points:
+            dashed.append(f"M{x0:.1f},{y0:.1f} L{x1:.1f},{y1:.1f}")
+            continue
+        if solid_end == i:
+            solid.append(f"L{x1:.1f},{y1:.1f}")
+        else:
+            solid.append(f"M{x0:.1f},{y0:.1f} L{x1:.1f},{y1:.1f}")
+        solid_end = i + 1
+    return solid, dashed
+
+
+def _series_line(
+    out: list[str],
+    plot: _Plot,
+    s: Series,
+    x_labels: Sequence[str],
+    y_format: Callable[[float], str],
+) -> None:
+    """One series: its solid line, its dashed (provisional) segments, its points."""
+    points = {
+        i: (plot.x_at(i), plot.y_at(float(s.values[i])))  # type: ignore[arg-type]
+        for i in range(plot.n)
+        if _drawn(s, i)
+    }
+    solid, dashed = _segments(points, s.open_points, plot.n)
+    if solid:
+        out.append(
+            f'<path d="{" ".join(solid)}" fill="none" stroke="{s.color}" '
+            f'stroke-width="2" class="series-line"/>'
+        )
+    if dashed:
+        out.append(
+            f'<path d="{" ".join(dashed)}" fill="none" stroke="{s.color}" '
+            f'stroke-width="2" stroke-dasharray="4 3" class="series-line provisional"/>'
+        )
+    for i, (x, y) in points.items():
+        is_open = i in s.open_points
+        fill = "#ffffff" if is_open else s.color
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="{s.color}" '
+            f'stroke-width="1.5" class="point{" open" if is_open else ""}" data-index="{i}">'
+            f"<title>{_e(x_labels[i])}: {_e(y_format(float(s.values[i])))}</title></circle>"  # type: ignore[arg-type]
+        )
+
+
+def _legend(
+    out: list[str], legend: list[list[tuple[float, int]]], series: Sequence[Series], height: int
+) -> None:
+    """The legend under the x axis, wrapped to the width (rows from `_legend_rows`)."""
+    for r, row in enumerate(legend):
         y = height - 14 - 18 * (len(legend) - 1 - r)
         for x, k in row:
             s = series[k]
@@ -395,8 +466,6 @@ def line_chart(
                 f'<text x="{x + 14:.1f}" y="{y + 9}" font-size="11" fill="{TEXT}">'
                 f"{_e(s.name)}</text>"
             )
-    out.append("</svg>")
-    return Markup("".join(out))
 
 
 def bar_chart(

@@ -41,7 +41,7 @@ def reader_loop(serving_db: str, mode: str, ready: Any, stop: Any, results: Any)
     mode "connect": duckdb.connect(path, read_only=True) each time (what any client does);
     mode "open_serving": the documented helper.
     """
-    from pipelines.publish.serving import open_serving
+    from pipelines.publish.releases import open_serving
 
     observations: dict[str, int] = {}
     seen: dict[str, int] = {}
