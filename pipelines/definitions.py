@@ -29,6 +29,18 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
+def _spark_raw_export(con, settings: Settings, entity: str, days: list) -> tuple[int, int]:
+    from pipelines.spark import export_raw_table, spark_paths
+
+    return export_raw_table(con, spark_paths(settings), entity, days)
+
+
+def _spark_scores_export(con, settings: Settings) -> int:
+    from pipelines.spark import export_clv_scores, spark_paths
+
+    return export_clv_scores(con, spark_paths(settings))
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The Definitions of the deployment of `settings` (default: `Settings.from_env()`, the
     code location's one reading of the environment). Every setting reaches the assets
@@ -38,10 +50,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     partitions = daily_partitions(settings.timezone, settings.partitions_start)
     dbt_assets = build_dbt_assets(partitions)
     assets: list = [
-        *build_ingest_assets(partitions),
+        *build_ingest_assets(partitions, spark_export=_spark_raw_export),
         build_targets_asset(partitions),
         *dbt_assets,
-        build_clv_asset(partitions, dbt_assets),
+        build_clv_asset(partitions, dbt_assets, spark_export=_spark_scores_export),
         build_publish_asset(partitions),
         build_dbt_docs_asset(partitions),
     ]

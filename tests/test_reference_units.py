@@ -1044,3 +1044,30 @@ def test_quadrant_rows_follow_d():
     quad = k[k["segment"].isin(QUADRANTS)]
     assert set(quad["month"]) == {date(2026, 9, 1)}
     assert set(quad["is_complete"]) == {True}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "13800138000", "+86 138-0013-8000", "8613800138000", "0086 13800138000",
+        "010-12345678", "0755-8888 1234", "+1 (415) 555-0100", "+86 12345", "12800138000",
+        "12345", "", "  ", "abc", "+", "00", None, float("nan"),
+    ],
+)  # fmt: skip
+def test_runtime_phone_normalisation_agrees_with_the_reference(raw):
+    """pipelines/lib/identifiers.py (what `crm forget` uses) is a separate copy: the same
+    answer as the oracle's."""
+    from pipelines.lib import identifiers
+
+    assert identifiers.normalise_phone(raw) == normalise_phone(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["  Lei.Hu@Outlook.COM  ", "not-an-email", "a@b", "a@b.c", "x_y+z@mail.example.cn", "",
+     None, float("nan")],
+)  # fmt: skip
+def test_runtime_email_normalisation_agrees_with_the_reference(raw):
+    from pipelines.lib import identifiers
+
+    assert identifiers.normalise_email(raw) == normalise_email(raw)

@@ -3,10 +3,12 @@ that entity through the one loader engine (`pipelines.ingest.engine`); a run ove
 delivery dates (a backfill) loads each mapping's dates with one `load_partitions` call."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
+import duckdb
 
 from pipelines.ingest.engine import load_partitions, partition_is_unchanged
 from pipelines.ingest.load_log import SourceCounts, source_counts, stale_deliveries
@@ -27,7 +29,15 @@ QUARANTINE_CHECK = "quarantine_share"
 WAREHOUSE_POOL = "warehouse"
 
 
-def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+#: Writes raw rows as Parquet for Spark: (restricted store connection, settings, entity,
+#: delivery dates) -> (rows, files). Passed in by the composition layer
+#: (pipelines/definitions.py), so that the load does not depend on pipelines/spark.
+RawExport = Callable[[duckdb.DuckDBPyConnection, Settings, str, list[date]], tuple[int, int]]
+
+
+def build_ingest_asset(
+    entity: str, partitions_def: dg.PartitionsDefinition, spark_export: RawExport | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=entity,
         key_prefix="raw",
@@ -77,7 +87,7 @@ def build_ingest_asset(entity: str, partitions_def: dg.PartitionsDefinition) -> 
             context.log.warning(
                 f"raw: {erased} row(s) of erased people delivered again were removed"
             )
-        spark_rows = _export_for_spark(context, entity, keys, settings)
+        spark_rows = _export_for_spark(context, entity, keys, settings, spark_export)
         per_source = _per_source(context, entity, mappings, keys, settings)
         check = quarantine_check(per_source, settings)
         if not check.passed:
@@ -219,16 +229,19 @@ def _fail_on(entity: str, failures: list[str]) -> None:
         )
 
 
-def _export_for_spark(context, entity: str, keys: list[str], settings: Settings) -> int | None:
+def _export_for_spark(
+    context, entity: str, keys: list[str], settings: Settings, export: RawExport | None
+) -> int | None:
     """The same rows as Parquet for the Spark target (pipelines/spark), when it is on."""
     if not settings.spark_export:
         return None
-    from pipelines.spark import export_raw_table, spark_paths
-
-    with connect_restricted(settings.restricted_db, read_only=True) as con:
-        spark_rows, files = export_raw_table(
-            con, spark_paths(settings), entity, [date.fromisoformat(k) for k in keys]
+    if export is None:
+        raise RuntimeError(
+            "CRM_SPARK_EXPORT is on but the ingest assets were built without a Spark export "
+            "(build_ingest_assets(..., spark_export=...), as pipelines/definitions.py does)"
         )
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        spark_rows, files = export(con, settings, entity, [date.fromisoformat(k) for k in keys])
     context.log.info(f"raw.{entity}: {spark_rows:,} rows in {files} Parquet file(s) for Spark")
     return spark_rows
 
@@ -289,5 +302,9 @@ def quarantine_check(counts: list, settings: Settings) -> dg.AssetCheckResult:
     )
 
 
-def build_ingest_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build_ingest_asset(entity, partitions_def) for entity in ENTITIES]
+def build_ingest_assets(
+    partitions_def: dg.PartitionsDefinition, spark_export: RawExport | None = None
+) -> list[dg.AssetsDefinition]:
+    """One asset per raw entity; `spark_export` writes the loaded rows for Spark when
+    CRM_SPARK_EXPORT is on."""
+    return [build_ingest_asset(entity, partitions_def, spark_export) for entity in ENTITIES]

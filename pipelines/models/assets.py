@@ -1,16 +1,18 @@
 """The churn / lifetime-value model as a Dagster asset (BG/NBD + Gamma-Gamma, see docs/clv.md)."""
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from pipelines.lib.duck import connect
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
+from pipelines.lib.settings import Settings
 from pipelines.models.clv import holdout_from_summary, score_summary, usable
 
 #: Purchase days of resolved customers as of D (metrics.md: an order is a distinct order_id
@@ -193,13 +195,21 @@ def write_scores(con, scores: pd.DataFrame, run_info: dict, as_of: date, run_id:
     return ok
 
 
+#: Writes clv.customer_scores as Parquet for Spark: (warehouse connection, settings) ->
+#: rows. Passed in by the composition layer (pipelines/definitions.py), so that the model
+#: does not depend on pipelines/spark.
+ScoresExport = Callable[[duckdb.DuckDBPyConnection, Settings], int]
+
+
 def build_clv_asset(
     partitions_def: dg.PartitionsDefinition,
     dbt_assets: Sequence[dg.AssetsDefinition] | None = None,
+    spark_export: ScoresExport | None = None,
 ) -> dg.AssetsDefinition:
     """The CLV scores: the asset behind dbt's source `clv`, downstream of the model
     `fct_orders`; both keys come from the dbt assets (`dbt_assets`, default: built from the
-    project's manifest), as dagster-dbt names them."""
+    project's manifest), as dagster-dbt names them. `spark_export` writes the scores for
+    Spark when CRM_SPARK_EXPORT is on."""
     from dagster_dbt import get_asset_key_for_model, get_asset_key_for_source
 
     if dbt_assets is None:
@@ -260,9 +270,13 @@ def build_clv_asset(
                     [as_of],
                 )
             if crm.settings.spark_export:
-                from pipelines.spark import export_clv_scores, spark_paths
-
-                exported = export_clv_scores(con, spark_paths(crm.settings))
+                if spark_export is None:
+                    raise RuntimeError(
+                        "CRM_SPARK_EXPORT is on but the CLV asset was built without a Spark "
+                        "export (build_clv_asset(..., spark_export=...), as "
+                        "pipelines/definitions.py does)"
+                    )
+                exported = spark_export(con, crm.settings)
                 context.log.info(f"clv.customer_scores: {exported:,} rows as Parquet for Spark")
         for warning in info.get("warnings", []):
             context.log.warning(f"CLV model: {warning}")

@@ -63,6 +63,7 @@ from pipelines.lib.duck import (
     connect_warehouse,
     duckdb_config,
 )
+from pipelines.lib.identifiers import normalise_email, normalise_phone
 from pipelines.lib.pseudonym import (
     all_keys,
     key_fingerprint,
@@ -72,7 +73,6 @@ from pipelines.lib.pseudonym import (
 from pipelines.lib.settings import Settings
 from pipelines.publish.erasure import erase_from_releases
 from pipelines.publish.releases import request_whole_publication
-from pipelines.reference.identity import normalise_email, normalise_phone
 
 SCHEMA = f"{RESTRICTED}.privacy"
 RAW_ENTITIES = ("customers", "orders", "service_events", "social_interactions")
