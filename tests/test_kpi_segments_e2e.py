@@ -27,8 +27,10 @@ VIP_REVENUE_365D = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").rea
 VIP_MONTHS = """
 with
 months as (
-    select distinct month, start_date, end_date, is_complete
+    -- one row per month (completeness is per KPI: repurchase_rate's, maturity 0)
+    select month, start_date, end_date, is_complete
     from marts.fct_kpi_monthly
+    where kpi = 'repurchase_rate' and segment = 'all'
 ),
 orders as (
     select customer_id, order_date, net_revenue
