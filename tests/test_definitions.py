@@ -180,13 +180,11 @@ def test_the_settings_resource_carries_every_setting_to_the_assets(tmp_path):
             "CRM_HOME": str(tmp_path / "home"),
             "CRM_SPARK_EXPORT": "1",
             "CRM_PSEUDONYM_KEY_FILE": str(key_file),
-            "CRM_REPORT_LANGUAGE": "zh",
         }
     )
     seen = CrmSettingsResource.from_settings(settings).settings
     assert seen.spark_export is True
     assert seen.pseudonym_key_file == key_file
-    assert seen.report_language == "zh"
     assert (seen.home, seen.landing) == (settings.home, settings.landing)
     default = CrmSettingsResource.from_settings(
         Settings.from_env({"CRM_HOME": str(tmp_path / "home")})

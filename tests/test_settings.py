@@ -31,7 +31,6 @@ def test_environment_overrides(tmp_path):
             "CRM_MAPPINGS_DIR": str(tmp_path / "maps"),
             "CRM_LANDING_DIR": str(tmp_path / "drop"),
             "CRM_SUPERNODE_THRESHOLD": "5",
-            "CRM_REPORT_LANGUAGE": "zh",
         }
     )
     assert s.home == tmp_path / "home"
@@ -40,7 +39,6 @@ def test_environment_overrides(tmp_path):
     assert s.mappings_dir == tmp_path / "maps"
     assert s.landing == tmp_path / "drop"
     assert s.supernode_threshold == 5
-    assert s.report_language == "zh"
 
 
 @pytest.mark.parametrize(
@@ -49,7 +47,6 @@ def test_environment_overrides(tmp_path):
         ({"CRM_TIMEZONE": "Mars/Olympus"}, "CRM_TIMEZONE"),
         ({"CRM_CURRENCY": "yuan"}, "CRM_CURRENCY"),
         ({"CRM_SUPERNODE_THRESHOLD": "many"}, "CRM_SUPERNODE_THRESHOLD"),
-        ({"CRM_REPORT_LANGUAGE": "fr"}, "CRM_REPORT_LANGUAGE"),
     ],
 )
 def test_bad_settings_name_the_variable(env, needle):

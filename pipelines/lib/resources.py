@@ -34,7 +34,6 @@ class CrmSettingsResource(dg.ConfigurableResource):
     #: CRM_TARGETS_FILE (the managers' SMART targets; default: the demo's)
     targets_file: str = str(DEMO_TARGETS_FILE)
     supernode_threshold: int = 20
-    report_language: str = "en"
     vip_revenue_365d: float = 50_000.0
     member_system: str = ""
     max_quarantine_share: float = 0.05
@@ -59,7 +58,6 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=str(settings.landing),
             targets_file=str(settings.targets_file),
             supernode_threshold=settings.supernode_threshold,
-            report_language=settings.report_language,
             vip_revenue_365d=settings.vip_revenue_365d,
             member_system=settings.member_system or "",
             max_quarantine_share=settings.max_quarantine_share,
@@ -97,7 +95,6 @@ class CrmSettingsResource(dg.ConfigurableResource):
             landing_dir=Path(self.landing_dir),
             targets_file=Path(self.targets_file),
             supernode_threshold=self.supernode_threshold,
-            report_language=self.report_language,
             vip_revenue_365d=self.vip_revenue_365d,
             member_system=self.member_system or None,
             max_quarantine_share=self.max_quarantine_share,

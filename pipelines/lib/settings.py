@@ -45,7 +45,6 @@ class Settings:
     | CRM_LANDING_DIR | $CRM_HOME/landing |
     | CRM_TARGETS_FILE | the repo's demo targets (pipelines/targets/demo/kpi_targets.csv): the managers' SMART targets, CSV UTF-8 |
     | CRM_SUPERNODE_THRESHOLD | 20 (identity: an identifier shared by more records links nothing) |
-    | CRM_REPORT_LANGUAGE | en (en or zh) |
     | CRM_MAX_QUARANTINE_SHARE | 0.05 (ingest: a source whose share of quarantined rows in a run is higher fails the run's blocking check) |
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
@@ -65,7 +64,6 @@ class Settings:
     #: the managers' SMART targets (README, section Targets)
     targets_file: Path = DEMO_TARGETS_FILE
     supernode_threshold: int = 20
-    report_language: str = "en"
     #: VIP threshold: net revenue of the last 365 days, in the reporting currency
     vip_revenue_365d: float = 50_000.0
     #: the deployment's member system (None: derived from the customers mappings)
@@ -183,9 +181,6 @@ class Settings:
         if not vip >= 0 or vip == float("inf"):
             raise SettingsError("CRM_VIP_REVENUE_365D must be a finite number >= 0")
         member = env.get("CRM_MEMBER_SYSTEM", "").strip() or None
-        language = env.get("CRM_REPORT_LANGUAGE", "en")
-        if language not in ("en", "zh"):
-            raise SettingsError(f"CRM_REPORT_LANGUAGE={language!r}: use en or zh")
         try:
             max_quarantine = float(env.get("CRM_MAX_QUARANTINE_SHARE", "0.05"))
         except ValueError as exc:
@@ -213,7 +208,6 @@ class Settings:
             landing_dir=landing,
             targets_file=targets,
             supernode_threshold=threshold,
-            report_language=language,
             vip_revenue_365d=vip,
             member_system=member,
             max_quarantine_share=max_quarantine,
