@@ -110,82 +110,32 @@ measured as (
 ),
 
 unpivoted as (
+    {%- set kpis = [
+        ('orders', 'orders', 'null', 'null'),
+        ('net_revenue', 'net_revenue', 'null', 'null'),
+        ('tickets', 'tickets', 'null', 'null'),
+        ('first_response_sla_rate', 'first_response_met', 'first_response_decided', 'first_response_pending'),
+        ('resolution_sla_rate', 'resolution_met', 'resolution_decided', 'resolution_pending'),
+        ('csat_avg', 'csat_total', 'surveys', 'null'),
+        ('csat_satisfied_rate', 'satisfied_surveys', 'surveys', 'null'),
+    ] %}
+    {%- for kpi, numerator, denominator, pending in kpis %}
     select
         week,
         end_date,
         is_over,
-        'orders' as kpi,
-        orders as numerator,
-        null as denominator,
-        orders as value,
-        null as pending
+        '{{ kpi }}' as kpi,
+        {{ numerator }} as numerator,
+        {{ denominator }} as denominator,
+        {% if denominator == 'null' -%}
+        {{ numerator }}
+        {%- else -%}
+        {{ safe_ratio(numerator, denominator) }}
+        {%- endif %} as value,
+        {{ pending }} as pending
     from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'net_revenue' as kpi,
-        net_revenue as numerator,
-        null as denominator,
-        net_revenue as value,
-        null as pending
-    from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'tickets' as kpi,
-        tickets as numerator,
-        null as denominator,
-        tickets as value,
-        null as pending
-    from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'first_response_sla_rate' as kpi,
-        first_response_met as numerator,
-        first_response_decided as denominator,
-        {{ safe_ratio('first_response_met', 'first_response_decided') }} as value,
-        first_response_pending as pending
-    from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'resolution_sla_rate' as kpi,
-        resolution_met as numerator,
-        resolution_decided as denominator,
-        {{ safe_ratio('resolution_met', 'resolution_decided') }} as value,
-        resolution_pending as pending
-    from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'csat_avg' as kpi,
-        csat_total as numerator,
-        surveys as denominator,
-        {{ safe_ratio('csat_total', 'surveys') }} as value,
-        null as pending
-    from measured
-    union all
-    select
-        week,
-        end_date,
-        is_over,
-        'csat_satisfied_rate' as kpi,
-        satisfied_surveys as numerator,
-        surveys as denominator,
-        {{ safe_ratio('satisfied_surveys', 'surveys') }} as value,
-        null as pending
-    from measured
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
 ),
 
 final as (
