@@ -1105,6 +1105,13 @@ def test_the_unique_test_reports_every_duplicated_value_and_its_count(built, tmp
         )
     assert sorted(failing) == expected
     assert "hash(order_id)" in compiled
+    # the test is dbt's own `unique` (tooling reads primary keys from it); only its DuckDB SQL
+    # is the project's (dispatched to the root project first)
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    (node,) = (n for n in manifest["nodes"].values() if n["name"] == "unique_fct_orders_order_id")
+    assert node["test_metadata"]["name"] == "unique" and not node["test_metadata"]["namespace"]
+    assert "macro.dbt.test_unique" in node["depends_on"]["macros"]
+    assert "macro.crm_warehouse.test_unique" not in manifest["macros"]
     # a model built as a view would be computed twice by the hashed form: it gets dbt's SQL
     view_test = " ".join(
         path.read_text()

@@ -1,21 +1,16 @@
-{#- dbt's built-in `unique` test, same result (one row per duplicated value: unique_field,
-    n_records), cheaper on DuckDB tables. The built-in groups every row by the value itself;
-    on the large facts (tens of millions of varchar keys) that hash table is most of a
-    night's test time. Here the rows are first grouped by a 64-bit hash of the value, and
-    only the values whose hash occurs more than once (the duplicates, and the rare hash
-    collisions between different values) are grouped by the value, so the answer is exact
-    (docs/performance.md). It reads the model twice: a model built as a view (computed on
-    each read) gets dbt's SQL, as do other engines. Caveat: `hash()` ignores a column's
+{#- DuckDB's implementation of dbt's built-in `unique` test: the test stays dbt's own (its
+    name, its metadata, the primary keys dbt tooling reads from it); dbt dispatches
+    `test_unique` in the `dbt` namespace to the root project first, so this macro only
+    replaces the SQL on DuckDB. Same result as `dbt.default__test_unique` (one row per
+    duplicated value: unique_field, n_records), cheaper: the built-in groups every row by the
+    value itself, and on the large facts (tens of millions of varchar keys) that hash table
+    is most of a night's test time. Here the rows are first grouped by a 64-bit hash of the
+    value, and only the values whose hash occurs more than once (the duplicates, and the rare
+    hash collisions between different values) are grouped by the value, so the answer is
+    exact (docs/performance.md). It reads the model twice: a model built as a view (computed
+    on each read) gets dbt's SQL, as do other engines. Caveat: `hash()` ignores a column's
     collation where `group by` applies it; no model declares one. -#}
-{% test unique(model, column_name) %}
-    {{ return(adapter.dispatch('crm_test_unique', 'crm_warehouse')(model, column_name)) }}
-{% endtest %}
-
-{% macro default__crm_test_unique(model, column_name) %}
-    {{ return(dbt.default__test_unique(model, column_name)) }}
-{% endmacro %}
-
-{% macro duckdb__crm_test_unique(model, column_name) %}
+{% macro duckdb__test_unique(model, column_name) %}
 {%- if crm_tested_model_is_view(model) -%}
     {{ return(dbt.default__test_unique(model, column_name)) }}
 {%- endif %}
