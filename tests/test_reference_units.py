@@ -1,4 +1,4 @@
-"""Hand-computed cases for the pandas reference implementation (pipelines/reference)."""
+"""Hand-computed cases for the pandas reference implementation (tests/reference)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.pseudonyms import expected_customer_id
-
-from pipelines.reference.identity import (
+from reference.identity import (
     identity_links,
     normalise_email,
     normalise_gender,
     normalise_phone,
     resolve_identities,
 )
-from pipelines.reference.landing import (
+from reference.landing import (
     CANONICAL,
     UnsupportedExpression,
     parse_mapping,
@@ -28,7 +26,7 @@ from pipelines.reference.landing import (
     type_integer,
     type_timestamp,
 )
-from pipelines.reference.metrics import (
+from reference.metrics import (
     QUADRANTS,
     ReferenceConfig,
     compute_kpis,
@@ -42,6 +40,7 @@ from pipelines.reference.metrics import (
     warehouse_customer_ids,
     with_maturity,
 )
+from support.pseudonyms import expected_customer_id
 
 D = date(2026, 10, 31)
 
@@ -877,7 +876,7 @@ def test_expression_table_concat_case_else_and_coalesce_columns():
         },
     }
     m = parse_mapping(doc)
-    from pipelines.reference.landing import apply_mapping
+    from reference.landing import apply_mapping
 
     raw = pd.DataFrame(
         {"sys": ["A", "B", None], "member_no": ["1", None, "3"], "mobile": [None, "m", None],

@@ -21,7 +21,7 @@ OTHER_BENCHMARKS = (
 INTRO = """\
 # Benchmarks
 
-`make bench` (`python -m pipelines.bench`) runs every benchmark, each in a fresh process;
+`make bench` (`python -m benchmarks`) runs every benchmark, each in a fresh process;
 each writes its results into this folder (`.bench/results/`, not committed). Benchmarks
 are not tests: nothing asserts a time. The machine is described with each result; figures
 taken while other jobs shared the cores are higher than on a quiet machine. The targets,
@@ -34,7 +34,7 @@ where a night's time goes and why: [performance.md](../../docs/performance.md).
 
 ## Scaling: full build, one night, floor and peer
 
-`python -m pipelines.benchmarks.scale --presets small,medium,large` (part of `make bench`).
+`python -m benchmarks.scale --presets small,medium,large` (part of `make bench`).
 Per preset, in one run:
 
 - **Full build from empty**: `crm backfill` over every delivery date but the last, in a
@@ -50,7 +50,7 @@ Per preset, in one run:
   "Outside steps" is the rest of the wall time: interpreter start, loading the Dagster
   definitions and the dbt manifest, run bookkeeping.
 - **The floor**: DuckDB alone running one hand-written SQL script,
-  [pipelines/benchmarks/floor.sql](../../pipelines/benchmarks/floor.sql), on a copy of the
+  [benchmarks/floor.sql](../../benchmarks/floor.sql), on a copy of the
   raw tables, as of the last date: identity resolution (phone / e-mail / unionid / account
   and social references, the super-node guard, connected components), customer state,
   RFM, and the customer and order KPIs of `marts.fct_kpi_monthly` for segment `all`
@@ -60,7 +60,7 @@ Per preset, in one run:
   quality gates, fits CLV and publishes. Agreement with the warehouse is checked on
   every run (below): a floor that computed something else would be no floor.
 - **The pandas peer**: the same outputs in a straightforward pandas program,
-  [pipelines/benchmarks/peer.py](../../pipelines/benchmarks/peer.py) (read the raw tables
+  [benchmarks/peer.py](../../benchmarks/peer.py) (read the raw tables
   with DuckDB's `.df()`, then groupby / merge, scipy for the connected components, a loop
   over the months), in its own process, on the medium preset (`--peer-preset`).
 - **Agreement**: KPI rows (month × KPI) whose value, numerator and denominator agree
@@ -115,7 +115,7 @@ def load(results_dir: Path) -> dict[str, dict]:
 
 
 def _pending(preset: str) -> str:
-    return f"pending: not run yet (`python -m pipelines.benchmarks.scale --presets {preset}`)"
+    return f"pending: not run yet (`python -m benchmarks.scale --presets {preset}`)"
 
 
 def _machine_lines(results: dict[str, dict]) -> list[str]:
@@ -367,7 +367,7 @@ def render(results_dir: Path) -> str:
             "and the slowest nodes. The critical path is the longest chain of nodes that `dbt",
             "build` runs one after the other (a model waits for its parents and their data",
             "tests), by the run's execution times "
-            "([critical_path.py](../../pipelines/benchmarks/critical_path.py)); with the summed",
+            "([critical_path.py](../../benchmarks/critical_path.py)); with the summed",
             "time over the threads it bounds the invocation's node time from below, at that",
             "run's speed, whatever the scheduling.",
             "",

@@ -9,9 +9,9 @@ recomputes ``marts.fct_kpi_monthly`` from the landing folder, and the "pandas pe
 the benchmarks. Reference: docs/reference.md.
 """
 
-from pipelines.reference.identity import resolve_identities
-from pipelines.reference.landing import read_landing
-from pipelines.reference.metrics import (
+from reference.identity import resolve_identities
+from reference.landing import read_landing
+from reference.metrics import (
     QUADRANTS,
     SEGMENTS,
     ReferenceConfig,

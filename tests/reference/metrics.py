@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.lib.pseudonym import load_key, pseudonym
-from pipelines.reference.identity import (
+from reference.identity import (
     account_record_id,
     identity_links,
     normalise_email,
@@ -206,7 +206,7 @@ def line_net_amount(
 
 def prepare(raw: dict[str, pd.DataFrame], cfg: ReferenceConfig) -> Prepared:
     """Staging + identity resolution over the canonical frames of ``read_landing``."""
-    from pipelines.reference.landing import CANONICAL
+    from reference.landing import CANONICAL
 
     cust = _as_of_filter(raw["customers"], "updated_at", cfg)
     cust = _latest_delivery(cust, ["source_system", "customer_ref", "updated_at"])

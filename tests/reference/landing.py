@@ -400,7 +400,7 @@ def _expression(text: str, where: str, fname: str) -> ExprFn:
     raise UnsupportedExpression(
         f"{where}: fields.{fname}: expression {text!r} is not supported by the pandas "
         f"reference reader; supported shapes: {SUPPORTED_EXPRESSIONS}. Add it to "
-        "pipelines/reference/landing.py (_EXPR_PATTERNS) with a unit test."
+        "tests/reference/landing.py (_EXPR_PATTERNS) with a unit test."
     )
 
 
