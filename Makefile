@@ -28,20 +28,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines tests
-	$(BIN)/ruff format --check pipelines tests
+	$(BIN)/ruff check pipelines benchmarks tests
+	$(BIN)/ruff format --check pipelines benchmarks tests
 	cd dbt_project && ../$(BIN)/sqlfluff lint models
 
 format: $(STAMP)
-	$(BIN)/ruff format pipelines tests
-	$(BIN)/ruff check --fix pipelines tests
+	$(BIN)/ruff format pipelines benchmarks tests
+	$(BIN)/ruff check --fix pipelines benchmarks tests
 
 dev: $(STAMP)
 	@$(BIN)/python -c "from pathlib import Path; from pipelines.orchestrate import ensure_dagster_home; ensure_dagster_home(Path('$(DAGSTER_HOME)'))"
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/python -m pipelines.bench
+	$(BIN)/python -m benchmarks
 
 # Re-resolve every dependency (newest versions allowed by pyproject.toml) into a scratch
 # environment and write the exact pins to requirements.lock. Review the diff, run make test.

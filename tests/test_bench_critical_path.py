@@ -1,4 +1,4 @@
-"""The critical path of a dbt invocation (pipelines/benchmarks/critical_path.py), on a
+"""The critical path of a dbt invocation (benchmarks/critical_path.py), on a
 small graph whose chains are worked out by hand below."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.benchmarks.critical_path import critical_path, main
+from benchmarks.critical_path import critical_path, main
 
 # seed s (1 s) -> model a (2 s) -> model b (3 s) -> model d (0.5 s)
 #          s   -> model c (1 s) -------------------> model d

@@ -1,5 +1,5 @@
-"""The benchmark's floor (pipelines/benchmarks/floor.sql) and pandas peer
-(pipelines/benchmarks/peer.py) compute the warehouse's outputs: identity components,
+"""The benchmark's floor (benchmarks/floor.sql) and pandas peer
+(benchmarks/peer.py) compute the warehouse's outputs: identity components,
 customer state with RFM, and the customer / order KPIs of fct_kpi_monthly (segment all).
 
 On the session warehouse of tests/conftest.py (`crm_home`, one backfill of a small
@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from support.e2e import END
 
-from pipelines.benchmarks.floor import (
+from benchmarks.floor import (
     KPIS,
     SCRIPT,
     customer_agreement,
@@ -26,8 +26,8 @@ from pipelines.benchmarks.floor import (
     run_floor,
     statements,
 )
-from pipelines.benchmarks.peer import e164, email, run_peer
-from pipelines.benchmarks.sources import attach_warehouse, relation_exists
+from benchmarks.peer import e164, email, run_peer
+from benchmarks.sources import attach_warehouse, relation_exists
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> Non
     their models and data tests, their critical paths, the slowest nodes first."""
     import json
 
-    from pipelines.benchmarks.scale import dbt_profile, run_ids
+    from benchmarks.scale import dbt_profile, run_ids
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
     ids = run_ids(crm_home / "dagster")
@@ -177,7 +177,7 @@ def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> Non
 
 
 def _result(preset: str, full_seconds: float, night_seconds: float) -> dict:
-    """A scaling result as pipelines/benchmarks/scale.py writes it, with the fields the page
+    """A scaling result as benchmarks/scale.py writes it, with the fields the page
     reads (the figures are made up: only their place on the page is checked)."""
     stages = {"ingest": 1.0, "dbt": 20.0, "CLV": 0.5, "gates": 9.0, "publish": 1.5}
     phase = {
@@ -211,7 +211,7 @@ def _result(preset: str, full_seconds: float, night_seconds: float) -> dict:
             "script_seconds": 1.0, "peak_rss": 1024**2, "load_average": 1.0,
             "steps": {"orders": 0.5}, "copy_seconds": 0.1, "agreement": agreement,
         },
-        "command": f"python -m pipelines.benchmarks.scale --presets {preset}",
+        "command": f"python -m benchmarks.scale --presets {preset}",
     }  # fmt: skip
 
 
@@ -221,7 +221,7 @@ def test_the_benchmark_page_renders_every_result_in_its_folder(tmp_path: Path) -
     are there."""
     import json
 
-    from pipelines.benchmarks.report import load, render
+    from benchmarks.report import load, render
 
     figures = {"small": (73.4, 42.9), "large": (1302.0, 321.4)}
     for preset, (full, night) in figures.items():
@@ -247,8 +247,8 @@ def test_benchmark_results_are_written_outside_the_committed_tree() -> None:
     """Every benchmark writes under .bench/results/, which git ignores."""
     import subprocess
 
-    from pipelines.bench import RESULTS
-    from pipelines.benchmarks.scale import REPO, RESULTS_DIR, SUMMARY
+    from benchmarks.__main__ import RESULTS
+    from benchmarks.scale import REPO, RESULTS_DIR, SUMMARY
 
     assert RESULTS == RESULTS_DIR and SUMMARY.parent == RESULTS_DIR
     assert RESULTS_DIR.relative_to(REPO).parts[0] == ".bench"

@@ -158,13 +158,12 @@ def test_check_mapping_names_a_system_no_customers_mapping_provides(tmp_path: Pa
 
 
 def test_the_reference_follows_each_help_desks_customer_ref_system():
-    """The test oracle (pipelines/reference) reads customer_ref_system from the mapping YAML
+    """The test oracle (tests/reference) reads customer_ref_system from the mapping YAML
     itself: a ticket of a desk naming `mall` holds the account mall:<ref>, one of a desk
     naming none holds <member system>:<ref>."""
     import pandas as pd
-
-    from pipelines.reference.identity import identity_links
-    from pipelines.reference.landing import parse_mapping as reference_mapping
+    from reference.identity import identity_links
+    from reference.landing import parse_mapping as reference_mapping
 
     doc = {"name": "desk_b", "entity": "service_events", "customer_ref_system": "mall",
            "fields": DESK_FIELDS}  # fmt: skip

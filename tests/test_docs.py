@@ -140,7 +140,9 @@ def test_every_spec_mention_in_the_dbt_project_resolves() -> None:
 def test_nothing_points_at_the_shared_spec_outside_the_repository() -> None:
     """A user's clone has no ../shared/: docs, docstrings and the dbt project cite docs/spec/."""
     found = []
-    files = [*_pages(), *sorted((REPO / "pipelines").rglob("*.py"))]
+    files = [*_pages()]
+    for code in ("pipelines", "benchmarks", "tests/reference"):
+        files += sorted((REPO / code).rglob("*.py"))
     files += sorted((REPO / "dbt_project").rglob("*.yml")) + sorted(
         (REPO / "dbt_project").rglob("*.sql")
     )

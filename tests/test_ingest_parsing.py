@@ -13,11 +13,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from reference import landing as reference
 
 from pipelines.ingest.dry_run import check_mapping, format_check_report
 from pipelines.ingest.engine import load_partition, partition_is_unchanged
 from pipelines.ingest.mapping import parse_mapping
-from pipelines.reference import landing as reference
 
 DAY = "2026-01-06"
 

@@ -30,10 +30,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from support.e2e import END, SEED, backfill
-
-from pipelines.reference.landing import read_landing
-from pipelines.reference.metrics import (
+from reference.landing import read_landing
+from reference.metrics import (
     COUNT_KPIS,
     MATURITY_DAYS,
     QUADRANTS,
@@ -47,6 +45,7 @@ from pipelines.reference.metrics import (
     read_currency_rates,
     with_maturity,
 )
+from support.e2e import END, SEED, backfill
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = 60

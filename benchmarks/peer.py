@@ -1,8 +1,8 @@
-"""The pandas peer: the floor's outputs (pipelines/benchmarks/floor.sql) written the way
+"""The pandas peer: the floor's outputs (benchmarks/floor.sql) written the way
 many teams write them first — read the raw tables into DataFrames, then pandas
 groupby / merge, scipy for the connected components, a loop over the months.
 
-    python -m pipelines.benchmarks.peer --db BENCH.duckdb --as-of D [--out DIR] [--json OUT]
+    python -m benchmarks.peer --db BENCH.duckdb --as-of D [--out DIR] [--json OUT]
 
 reads the raw tables and seeds of BENCH.duckdb (the copy `floor.prepare_db` makes) and
 writes customer_records, customers and kpi_monthly as Parquet to DIR. Same definitions as
@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipelines.benchmarks.floor import business_timezone
+from benchmarks.floor import business_timezone
 
 SUPERNODE_THRESHOLD = 20
 REVENUE_WINDOW_DAYS = 364

@@ -1,11 +1,11 @@
 """The floor: DuckDB alone running floor.sql (a hand-written script) on a copy of the raw
 tables, and the agreement checks shared by the benchmark and its test.
 
-    python -m pipelines.benchmarks.floor --db BENCH.duckdb --as-of D [--json OUT]
+    python -m benchmarks.floor --db BENCH.duckdb --as-of D [--json OUT]
 
 runs floor.sql in BENCH.duckdb, which must hold the raw tables (schema `raw`) and the seeds
 (schema `seeds`): `prepare_db` makes such a copy from a CRM_HOME. The script's timings go
-to stdout (and OUT) as JSON; the harness (pipelines/benchmarks/scale.py) runs this in its
+to stdout (and OUT) as JSON; the harness (benchmarks/scale.py) runs this in its
 own process to measure its peak memory. The outputs go to schema `floor`: name the file
 anything but floor.duckdb (its catalog would be `floor` too).
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.benchmarks.sources import RAW_TABLES, attach_raw
+from benchmarks.sources import RAW_TABLES, attach_raw
 
 SCRIPT = Path(__file__).with_name("floor.sql")
-SEEDS_DIR = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 
 #: The KPIs of marts.fct_kpi_monthly (segment 'all') that the floor and the peer compute.
 KPIS = (

@@ -1,6 +1,6 @@
 """Loader throughput against the floor of DuckDB's own readers on the same files.
 
-    python -m pipelines.ingest.bench --landing DIR --mappings DIR [--out FILE]
+    python -m benchmarks.ingest --landing DIR --mappings DIR [--out FILE]
         [--repeat N] [--mode range|partition] [--threads N]
 
 For every source mapping, each side runs in a fresh process (so that each one's peak RSS
@@ -141,7 +141,7 @@ def _worker(args) -> int:
 
 def _spawn(args, side: str, source: str) -> dict:
     """Run one side for one source in a child process: its JSON result + peak RSS (MB)."""
-    cmd = [sys.executable, "-m", "pipelines.ingest.bench", "--worker", side,
+    cmd = [sys.executable, "-m", "benchmarks.ingest", "--worker", side,
            "--source", source, "--landing", str(args.landing), "--mappings",
            str(args.mappings), "--mode", args.mode]  # fmt: skip
     if args.threads:
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         load.append(os.getloadavg()[0])
-    cmd = " ".join(["python -m pipelines.ingest.bench", *(argv or sys.argv[1:])])
+    cmd = " ".join(["python -m benchmarks.ingest", *(argv or sys.argv[1:])])
     grouping = (
         "one `load_partitions` call per source over all its delivery dates (a backfill); "
         "floor: one reader call per source over all its files"

@@ -21,7 +21,7 @@ OTHER_BENCHMARKS = (
 INTRO = """\
 # Benchmarks
 
-`make bench` (`python -m pipelines.bench`) runs every benchmark, each in a fresh process;
+`make bench` (`python -m benchmarks`) runs every benchmark, each in a fresh process;
 each writes its results into this folder (`.bench/results/`, not committed). Benchmarks
 are not tests: nothing asserts a time. The machine is described with each result; figures
 taken while other jobs shared the cores are higher than on a quiet machine. The targets,
@@ -34,7 +34,7 @@ where a night's time goes and why: [performance.md](../../docs/performance.md).
 
 ## Scaling: full build, one night, floor and peer
 
-`python -m pipelines.benchmarks.scale --presets small,medium,large` (part of `make bench`).
+`python -m benchmarks.scale --presets small,medium,large` (part of `make bench`).
 Per preset, in one run:
 
 - **Full build from empty**: `crm backfill` over every delivery date but the last, in a
@@ -50,7 +50,7 @@ Per preset, in one run:
   "Outside steps" is the rest of the wall time: interpreter start, loading the Dagster
   definitions and the dbt manifest, run bookkeeping.
 - **The floor**: DuckDB alone running one hand-written SQL script,
-  [pipelines/benchmarks/floor.sql](../../pipelines/benchmarks/floor.sql), on a copy of the
+  [benchmarks/floor.sql](../../benchmarks/floor.sql), on a copy of the
   raw tables, as of the last date: identity resolution (phone / e-mail / unionid / account
   and social references, the super-node guard, connected components), customer state,
   RFM, and the customer and order KPIs of `marts.fct_kpi_monthly` for segment `all`
@@ -60,7 +60,7 @@ Per preset, in one run:
   quality gates, fits CLV and publishes. Agreement with the warehouse is checked on
   every run (below): a floor that computed something else would be no floor.
 - **The pandas peer**: the same outputs in a straightforward pandas program,
-  [pipelines/benchmarks/peer.py](../../pipelines/benchmarks/peer.py) (read the raw tables
+  [benchmarks/peer.py](../../benchmarks/peer.py) (read the raw tables
   with DuckDB's `.df()`, then groupby / merge, scipy for the connected components, a loop
   over the months), in its own process, on the medium preset (`--peer-preset`).
 - **Agreement**: KPI rows (month × KPI) whose value, numerator and denominator agree
@@ -115,7 +115,7 @@ def load(results_dir: Path) -> dict[str, dict]:
 
 
 def _pending(preset: str) -> str:
-    return f"pending: not run yet (`python -m pipelines.benchmarks.scale --presets {preset}`)"
+    return f"pending: not run yet (`python -m benchmarks.scale --presets {preset}`)"
 
 
 def _machine_lines(results: dict[str, dict]) -> list[str]:
@@ -158,30 +158,41 @@ def _machine_lines(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def render(results_dir: Path) -> str:
-    results = load(results_dir)
-    others = "\n".join(
+def _other_benchmarks(results_dir: Path) -> str:
+    """The rows of the intro's table for the other benchmarks whose results are in the folder."""
+    return "\n".join(
         f"| {name} | {what} | [{link.split('/')[-1]}]({link}) |"
         for link, name, what in OTHER_BENCHMARKS
         if (results_dir / link).exists()
     )
-    lines = [INTRO.format(others=others)]
-    if not results:
-        lines.append("No results yet: run the command above.\n")
-        return "\n".join(lines)
 
-    lines += ["### Reproduce", ""]
-    for preset, r in results.items():
-        lines.append(f"- {preset}: `{r['command']}`")
-    lines += [
+
+def _reproduce_lines(results: dict[str, dict]) -> list[str]:
+    lines = ["### Reproduce", ""]
+    lines += [f"- {preset}: `{r['command']}`" for preset, r in results.items()]
+    return [
+        *lines,
         "",
         "The landing data is generated once into `.bench/<preset>/landing` (seed 7) and kept;",
         "the CRM_HOME of each run is recreated empty. Logs of each step are in `.bench/<preset>/`.",
         "",
     ]
-    lines += _machine_lines(results)
 
-    lines += [
+
+def _results_row(preset: str, r: dict) -> str:
+    full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
+    peer = r.get("peer")
+    return (
+        f"| {preset} | {r['deliveries']['count']} ({r['deliveries']['first']} .. "
+        f"{r['deliveries']['last']}) | {r['landing_mb']:,.0f} | {_int(sum(r['raw_rows'].values()))} | "
+        f"{_s(full['seconds'])} | {_mb(full['peak_rss'])} | {_s(night['seconds'])} | "
+        f"{_mb(night['peak_rss'])} | {_s(floor['script_seconds'])} | {_mb(floor['peak_rss'])} | "
+        f"{_s(peer['seconds']) if peer else 'not run'} | {_mb(peer['peak_rss']) if peer else '-'} |"
+    )
+
+
+def _results_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### Results",
         "",
         "| preset | deliveries | landing MB | raw rows | full build s | full peak RSS MiB | night s | night peak RSS MiB | floor s | floor peak RSS MiB | pandas peer s | peer peak RSS MiB |",
@@ -191,22 +202,34 @@ def render(results_dir: Path) -> str:
         r = results.get(preset)
         if r is None:
             lines.append(f"| {preset} | {_pending(preset)} |||||||||||")
-            continue
-        full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
-        peer = r.get("peer")
-        lines.append(
-            f"| {preset} | {r['deliveries']['count']} ({r['deliveries']['first']} .. "
-            f"{r['deliveries']['last']}) | {r['landing_mb']:,.0f} | {_int(sum(r['raw_rows'].values()))} | "
-            f"{_s(full['seconds'])} | {_mb(full['peak_rss'])} | {_s(night['seconds'])} | "
-            f"{_mb(night['peak_rss'])} | {_s(floor['script_seconds'])} | {_mb(floor['peak_rss'])} | "
-            f"{_s(peer['seconds']) if peer else 'not run'} | {_mb(peer['peak_rss']) if peer else '-'} |"
-        )
-    lines += [
+        else:
+            lines.append(_results_row(preset, r))
+    return [
+        *lines,
         "",
         "Floor seconds: the SQL script only (the copy of the raw tables it reads is not counted;",
         "it is listed below). Peer seconds: reading the raw tables into pandas and computing.",
         "Peak RSS of the floor and the peer: their whole process (Python, DuckDB, pandas).",
         "",
+    ]
+
+
+def _growth_row(preset: str, r: dict, base: dict) -> str:
+    phases = (
+        ("full", "seconds"),
+        ("full", "peak_rss"),
+        ("night", "seconds"),
+        ("night", "peak_rss"),
+    )
+    return (
+        f"| {preset} | {_ratio(sum(r['raw_rows'].values()), sum(base['raw_rows'].values()))} | "
+        + " | ".join(_ratio(r["phases"][ph][k], base["phases"][ph][k]) for ph, k in phases)
+        + f" | {_ratio(r['floor']['script_seconds'], base['floor']['script_seconds'])} |"
+    )
+
+
+def _growth_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### Growth (relative to small)",
         "",
         "| preset | raw rows | full build time | full build peak RSS | night time | night peak RSS | floor time |",
@@ -218,22 +241,13 @@ def render(results_dir: Path) -> str:
         if r is None or base is None:
             reason = _pending(preset if r is None else "small")
             lines.append(f"| {preset} | {reason} ||||||")
-            continue
-        lines.append(
-            f"| {preset} | {_ratio(sum(r['raw_rows'].values()), sum(base['raw_rows'].values()))} | "
-            + " | ".join(
-                _ratio(r["phases"][ph][k], base["phases"][ph][k])
-                for ph, k in (
-                    ("full", "seconds"),
-                    ("full", "peak_rss"),
-                    ("night", "seconds"),
-                    ("night", "peak_rss"),
-                )
-            )
-            + f" | {_ratio(r['floor']['script_seconds'], base['floor']['script_seconds'])} |"
-        )
-    lines += [
-        "",
+        else:
+            lines.append(_growth_row(preset, r, base))
+    return [*lines, ""]
+
+
+def _stage_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### Time per stage (seconds)",
         "",
         "| preset | phase | wall | " + " | ".join(STAGES) + " | outside steps | Dagster runs |",
@@ -253,13 +267,27 @@ def render(results_dir: Path) -> str:
                 + " | ".join(_s(stages.get(s, 0.0)) for s in STAGES)
                 + f" | {_s(p['seconds'] - inside)} | {p['runs']} |"
             )
-    lines += [
+    return [
+        *lines,
         "",
         "The full build is two Dagster runs: the ingest job over every delivery but the one it",
         "builds as of (with the raw-table gates), then the nightly job for that date; the night",
         "is one nightly run. dbt includes its data tests; gates are the Great Expectations",
         "suites (raw tables, facts, customers, KPIs).",
         "",
+    ]
+
+
+def _peak_row(preset: str, label: str, p: dict) -> str:
+    parts = p.get("peak_processes")
+    if not parts:
+        return f"| {preset} | {label} | - | not recorded in this run |"
+    shown = ", ".join(f"{q['process']}: {_mb(q['rss'])}" for q in parts[:6])
+    return f"| {preset} | {label} | {_s(p.get('peak_at_seconds'))} | {shown} |"
+
+
+def _peak_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### What made up each peak",
         "",
         "The processes of the tree at the sample of the largest sum (those of 16 MiB or more).",
@@ -269,18 +297,29 @@ def render(results_dir: Path) -> str:
     ]
     for preset in PRESETS:
         r = results.get(preset)
-        if r is None:
-            continue
-        for name, label in PHASES:
-            p = r["phases"][name]
-            parts = p.get("peak_processes")
-            if not parts:
-                lines.append(f"| {preset} | {label} | - | not recorded in this run |")
-                continue
-            shown = ", ".join(f"{q['process']}: {_mb(q['rss'])}" for q in parts[:6])
-            lines.append(f"| {preset} | {label} | {_s(p.get('peak_at_seconds'))} | {shown} |")
-    lines += [
-        "",
+        if r is not None:
+            lines += [_peak_row(preset, label, r["phases"][name]) for name, label in PHASES]
+    return [*lines, ""]
+
+
+def _ratio_row(preset: str, r: dict) -> str:
+    full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
+    peer = r.get("peer")
+    full_core = full["stages"]["dbt"] + full["stages"]["gates"]
+    night_core = night["stages"]["dbt"] + night["stages"]["gates"]
+    return (
+        f"| {preset} | {_ratio(night['seconds'], full['seconds'])} | "
+        f"{_ratio(night['peak_rss'], full['peak_rss'])} | "
+        f"{_ratio(full_core, floor['script_seconds'])} | "
+        f"{_ratio(night_core, floor['script_seconds'])} | "
+        f"{_ratio(peer['seconds'], floor['script_seconds']) if peer else 'not run'} | "
+        f"{_ratio(peer['seconds'], full_core) if peer else 'not run'} | "
+        f"{_ratio(peer['peak_rss'], full['peak_rss']) if peer else 'not run'} |"
+    )
+
+
+def _ratio_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### Ratios",
         "",
         "| preset | night / full (time) | night / full (peak RSS) | full build dbt + gates / floor | night dbt + gates / floor | pandas peer / floor | pandas peer / full build dbt + gates | peer peak RSS / full build peak RSS |",
@@ -290,27 +329,36 @@ def render(results_dir: Path) -> str:
         r = results.get(preset)
         if r is None:
             lines.append(f"| {preset} | {_pending(preset)} |||||||")
-            continue
-        full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
-        peer = r.get("peer")
-        full_core = full["stages"]["dbt"] + full["stages"]["gates"]
-        night_core = night["stages"]["dbt"] + night["stages"]["gates"]
-        lines.append(
-            f"| {preset} | {_ratio(night['seconds'], full['seconds'])} | "
-            f"{_ratio(night['peak_rss'], full['peak_rss'])} | "
-            f"{_ratio(full_core, floor['script_seconds'])} | "
-            f"{_ratio(night_core, floor['script_seconds'])} | "
-            f"{_ratio(peer['seconds'], floor['script_seconds']) if peer else 'not run'} | "
-            f"{_ratio(peer['seconds'], full_core) if peer else 'not run'} | "
-            f"{_ratio(peer['peak_rss'], full['peak_rss']) if peer else 'not run'} |"
-        )
-    lines += [
+        else:
+            lines.append(_ratio_row(preset, r))
+    return [
+        *lines,
         "",
         'dbt + gates against the floor compares a larger job with a smaller one (see "The',
         'floor" above): the ratio bounds what rewriting the covered part by hand could save,',
         "not the cost of the uncovered rest. On a shared machine the parts of one run see",
         "different loads (see Machine): ratios of times are then approximate.",
         "",
+    ]
+
+
+def _agreement_row(preset: str, label: str, item: dict) -> str:
+    a = item["agreement"]
+    vs_floor = "-"
+    if "kpis_vs_floor" in a:
+        vs_floor = (
+            f"{_agree(a['kpis_vs_floor'])} / {_agree(a['customers_vs_floor'])} / "
+            f"{_agree(a['identity_vs_floor'])}"
+        )
+    return (
+        f"| {preset} | {label} | {_agree(a['kpis_vs_warehouse'])} | "
+        f"{_agree(a['customers_vs_warehouse'])} | {_agree(a.get('identity_vs_warehouse'))} | "
+        f"{vs_floor} |"
+    )
+
+
+def _agreement_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
         "### Agreement",
         "",
         "| preset | implementation | KPI rows agreeing with fct_kpi_monthly | customers agreeing with dim_customers | identity records agreeing | agreement with the floor (KPI rows / customers / records) |",
@@ -321,30 +369,20 @@ def render(results_dir: Path) -> str:
         if r is None:
             lines.append(f"| {preset} | {_pending(preset)} |||||")
             continue
-        for label, item in (("floor (SQL)", r["floor"]), ("pandas peer", r.get("peer"))):
-            if item is None:
-                continue
-            a = item["agreement"]
-            vs_floor = "-"
-            if "kpis_vs_floor" in a:
-                vs_floor = (
-                    f"{_agree(a['kpis_vs_floor'])} / {_agree(a['customers_vs_floor'])} / "
-                    f"{_agree(a['identity_vs_floor'])}"
-                )
-            lines.append(
-                f"| {preset} | {label} | {_agree(a['kpis_vs_warehouse'])} | "
-                f"{_agree(a['customers_vs_warehouse'])} | {_agree(a.get('identity_vs_warehouse'))} | "
-                f"{vs_floor} |"
-            )
-    lines += [
+        implementations = (("floor (SQL)", r["floor"]), ("pandas peer", r.get("peer")))
+        lines += [_agreement_row(preset, label, item) for label, item in implementations if item]
+    return [
+        *lines,
         "",
         "The warehouse compared is the one after the night (as of the last date, its older KPI",
         "months frozen by the incremental build); the floor and the peer compute everything",
         "afresh as of that date.",
         "",
-        "### The floor's heaviest statements (seconds)",
-        "",
     ]
+
+
+def _floor_step_lines(results: dict[str, dict]) -> list[str]:
+    lines = ["### The floor's heaviest statements (seconds)", ""]
     for preset, r in results.items():
         steps = sorted(r["floor"]["steps"].items(), key=lambda kv: -kv[1])[:6]
         listed = ", ".join(f"`{name}` {seconds:.2f}" for name, seconds in steps)
@@ -352,59 +390,100 @@ def render(results_dir: Path) -> str:
             f"- {preset}: {listed}; copying the raw tables into the floor's DuckDB file "
             f"{r['floor']['copy_seconds']:.1f} s (not counted)."
         )
-    lines.append("")
+    return [*lines, ""]
+
+
+def _invocation_line(preset: str, name: str, inv: dict) -> str:
+    per_type = ", ".join(f"{k} {v:.1f}" for k, v in inv["execution_by_type"].items())
+    line = f"- {preset}, `{name.split('-')[0]}`: {inv['elapsed']:.1f} wall; {per_type}"
+    chain = inv.get("critical_path")
+    if chain:
+        line += (
+            f"; critical path {chain['chain_with_tests']:.1f} "
+            f"({chain['chain_of_models']:.1f} if data tests took no time), so at least "
+            f"{chain['lower_bound']:.1f} on {chain['threads']} threads "
+            f"({chain['lower_bound_without_tests']:.1f} without tests)"
+        )
+    return line + "."
+
+
+def _slowest_lines(preset: str, profile: dict) -> list[str]:
+    def listed(items: list[dict]) -> str:
+        return ", ".join(f"`{_node_name(item['node'])}` {item['seconds']:.1f}" for item in items)
+
+    lines = [f"- {preset}, slowest nodes: {listed(profile['slowest'])}."]
+    if profile.get("slowest_tests"):
+        lines.append(f"- {preset}, slowest data tests: {listed(profile['slowest_tests'])}.")
+    return lines
+
+
+def _dbt_profile_lines(results: dict[str, dict]) -> list[str]:
     profiled = [
         (p, r["phases"]["night"]["dbt_profile"])
         for p, r in results.items()
         if r["phases"]["night"].get("dbt_profile", {}).get("invocations")
     ]
-    if profiled:
+    if not profiled:
+        return []
+    lines = [
+        "### Where the night's dbt time goes (seconds)",
+        "",
+        "From dbt's run_results.json of the night's invocations: wall time, execution time",
+        "per resource type (2 threads: the sums exceed the wall time), the critical path",
+        "and the slowest nodes. The critical path is the longest chain of nodes that `dbt",
+        "build` runs one after the other (a model waits for its parents and their data",
+        "tests), by the run's execution times "
+        "([critical_path.py](../../benchmarks/critical_path.py)); with the summed",
+        "time over the threads it bounds the invocation's node time from below, at that",
+        "run's speed, whatever the scheduling.",
+        "",
+    ]
+    for preset, profile in profiled:
         lines += [
-            "### Where the night's dbt time goes (seconds)",
-            "",
-            "From dbt's run_results.json of the night's invocations: wall time, execution time",
-            "per resource type (2 threads: the sums exceed the wall time), the critical path",
-            "and the slowest nodes. The critical path is the longest chain of nodes that `dbt",
-            "build` runs one after the other (a model waits for its parents and their data",
-            "tests), by the run's execution times "
-            "([critical_path.py](../../pipelines/benchmarks/critical_path.py)); with the summed",
-            "time over the threads it bounds the invocation's node time from below, at that",
-            "run's speed, whatever the scheduling.",
-            "",
+            _invocation_line(preset, name, inv) for name, inv in profile["invocations"].items()
         ]
-        for preset, profile in profiled:
-            for name, inv in profile["invocations"].items():
-                per_type = ", ".join(f"{k} {v:.1f}" for k, v in inv["execution_by_type"].items())
-                line = f"- {preset}, `{name.split('-')[0]}`: {inv['elapsed']:.1f} wall; {per_type}"
-                chain = inv.get("critical_path")
-                if chain:
-                    line += (
-                        f"; critical path {chain['chain_with_tests']:.1f} "
-                        f"({chain['chain_of_models']:.1f} if data tests took no time), so at least "
-                        f"{chain['lower_bound']:.1f} on {chain['threads']} threads "
-                        f"({chain['lower_bound_without_tests']:.1f} without tests)"
-                    )
-                lines.append(line + ".")
-            slowest = ", ".join(
-                f"`{_node_name(item['node'])}` {item['seconds']:.1f}" for item in profile["slowest"]
-            )
-            lines.append(f"- {preset}, slowest nodes: {slowest}.")
-            if profile.get("slowest_tests"):
-                tests = ", ".join(
-                    f"`{_node_name(item['node'])}` {item['seconds']:.1f}"
-                    for item in profile["slowest_tests"]
-                )
-                lines.append(f"- {preset}, slowest data tests: {tests}.")
-        lines.append("")
+        lines += _slowest_lines(preset, profile)
+    return [*lines, ""]
+
+
+def _peer_time_lines(results: dict[str, dict]) -> list[str]:
     peers = [(p, r["peer"]) for p, r in results.items() if r.get("peer")]
-    if peers:
-        lines += ["### The peer's time", ""]
-        for preset, peer in peers:
-            lines.append(
-                f"- {preset}: reading the raw tables into pandas {peer['read_seconds']:.1f} s, "
-                f"computing {peer['compute_seconds']:.1f} s."
-            )
-        lines.append("")
+    if not peers:
+        return []
+    lines = ["### The peer's time", ""]
+    for preset, peer in peers:
+        lines.append(
+            f"- {preset}: reading the raw tables into pandas {peer['read_seconds']:.1f} s, "
+            f"computing {peer['compute_seconds']:.1f} s."
+        )
+    return [*lines, ""]
+
+
+#: The sections of the page after the introduction, in order; each ends with a blank line.
+SECTIONS = (
+    _reproduce_lines,
+    _machine_lines,
+    _results_lines,
+    _growth_lines,
+    _stage_lines,
+    _peak_lines,
+    _ratio_lines,
+    _agreement_lines,
+    _floor_step_lines,
+    _dbt_profile_lines,
+    _peer_time_lines,
+)
+
+
+def render(results_dir: Path) -> str:
+    """The page: the introduction, then every section from the results in the folder."""
+    results = load(results_dir)
+    lines = [INTRO.format(others=_other_benchmarks(results_dir))]
+    if not results:
+        lines.append("No results yet: run the command above.\n")
+        return "\n".join(lines)
+    for section in SECTIONS:
+        lines += section(results)
     return "\n".join(lines)
 
 

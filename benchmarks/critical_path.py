@@ -1,7 +1,7 @@
 """The critical path of a `dbt build` invocation: the longest chain of nodes that had to run
 one after the other, by the execution times dbt recorded.
 
-    python -m pipelines.benchmarks.critical_path TARGET_DIR [--threads 2]
+    python -m benchmarks.critical_path TARGET_DIR [--threads 2]
 
 TARGET_DIR is a dbt target folder holding the invocation's `run_results.json` and
 `manifest.json` (Dagster's dbt steps leave one per step under dbt_project/target/).

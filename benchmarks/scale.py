@@ -3,7 +3,7 @@ and a peer, at growing sizes. Results: .bench/results/scale.md (.bench/results/s
 each preset's figures; the page is rendered from every JSON present). The folder is not
 committed; docs/benchmarks.md keeps the table of the latest reference run.
 
-    python -m pipelines.benchmarks.scale [--presets small,medium,large] [--work .bench]
+    python -m benchmarks.scale [--presets small,medium,large] [--work .bench]
                                           [--peer-preset medium] [--seed 7]
 
 Per preset, in one run:
@@ -16,10 +16,10 @@ Per preset, in one run:
    dbt included; /proc sampled every 0.2 s, and the kernel's maximum for the largest single
    process), and time per stage (ingest, dbt, CLV, gates, publish) from the step
    statistics of the Dagster runs in the run storage under DAGSTER_HOME;
-4. the floor: pipelines/benchmarks/floor.sql, DuckDB alone, on a copy of the raw tables,
+4. the floor: benchmarks/floor.sql, DuckDB alone, on a copy of the raw tables,
    as of the last date, in its own process; agreement with marts.fct_kpi_monthly,
    marts.dim_customers and the identity components;
-5. the pandas peer (pipelines/benchmarks/peer.py) on the same copy, for --peer-preset only
+5. the pandas peer (benchmarks/peer.py) on the same copy, for --peer-preset only
    (default medium), in its own process; agreement with the floor and the warehouse.
 
 Benchmarks are not tests: nothing here asserts a time.
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import duckdb
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 #: Where every benchmark writes its results (git-ignored: results are not committed).
 RESULTS_DIR = REPO / ".bench" / "results"
 SUMMARY = RESULTS_DIR / "scale.md"
@@ -225,9 +225,9 @@ def dbt_profile(ids: list[str], top: int = 12) -> dict:
     """Where dbt's time went in the runs `ids`: per invocation (Dagster's dbt target
     folders are named <asset>-<run id[:7]>-<random>) the wall time, the execution time
     summed per resource type (models, data tests, ...: with 2 threads the sum exceeds the
-    wall time), its critical path (pipelines/benchmarks/critical_path.py), the `top`
+    wall time), its critical path (benchmarks/critical_path.py), the `top`
     slowest nodes and the `top` slowest data tests."""
-    from pipelines.benchmarks.critical_path import critical_path
+    from benchmarks.critical_path import critical_path
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
     invocations: dict[str, dict] = {}
@@ -339,7 +339,7 @@ def landing_size(landing: Path) -> int:
 
 
 def raw_counts(home: Path) -> dict[str, int]:
-    from pipelines.benchmarks.sources import RAW_TABLES, attach_raw
+    from benchmarks.sources import RAW_TABLES, attach_raw
 
     with duckdb.connect() as con:
         source = attach_raw(con, home)
@@ -357,8 +357,8 @@ def agreements(
 ) -> dict:
     """Agreement of one implementation's outputs (`<left_prefix>kpi_monthly`, ...) with the
     warehouse (and with the floor's tables when `with_floor`)."""
-    from pipelines.benchmarks.floor import customer_agreement, identity_agreement, kpi_agreement
-    from pipelines.benchmarks.sources import attach_warehouse, relation_exists
+    from benchmarks.floor import customer_agreement, identity_agreement, kpi_agreement
+    from benchmarks.sources import attach_warehouse, relation_exists
 
     wh = attach_warehouse(con, home)
     out: dict = {
@@ -456,14 +456,14 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
     (base / "phases.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     # the floor ---------------------------------------------------------------------
-    from pipelines.benchmarks.floor import prepare_db
+    from benchmarks.floor import prepare_db
 
     floor_db = base / "bench.duckdb"
     copy_seconds = prepare_db(home, floor_db)
     _echo(f"{preset}: floor: raw tables copied in {copy_seconds:.1f} s")
     floor_json = base / "floor.json"
     measured = measure_module(
-        "pipelines.benchmarks.floor",
+        "benchmarks.floor",
         ["--db", str(floor_db), "--as-of", last.isoformat(), "--json", str(floor_json)],
         env=env,
         log=base / "floor.log",
@@ -489,7 +489,7 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
         peer_dir = base / "peer"
         peer_json = base / "peer.json"
         measured = measure_module(
-            "pipelines.benchmarks.peer",
+            "benchmarks.peer",
             ["--db", str(floor_db), "--as-of", last.isoformat(), "--out", str(peer_dir),
              "--json", str(peer_json)],
             env=env,
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite .bench/results/scale.md from the JSON files",
     )
     ns = parser.parse_args(argv)
-    from pipelines.benchmarks.report import render
+    from benchmarks.report import render
 
     presets = [p.strip() for p in ns.presets.split(",") if p.strip()]
     peers = {p.strip() for p in ns.peer_preset.split(",") if p.strip()}
@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         for preset in presets:
             result = bench_preset(preset, work, ns.seed, with_peer=preset in peers)
             result["command"] = (
-                f"python -m pipelines.benchmarks.scale --presets {preset} "
+                f"python -m benchmarks.scale --presets {preset} "
                 f"--peer-preset {ns.peer_preset} --seed {ns.seed}"
             )
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)

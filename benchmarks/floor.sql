@@ -24,7 +24,7 @@
 -- revenue window 364 days, VIP 50,000, lifecycle 89 / 179 / 364 days, 5 RFM buckets,
 -- reporting currency CNY, ticket customer_ref system 'crm'.
 --
--- Run it: python -m pipelines.benchmarks.floor (see pipelines/benchmarks/floor.py).
+-- Run it: python -m benchmarks.floor (see benchmarks/floor.py).
 
 create schema if not exists floor;
 

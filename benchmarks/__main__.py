@@ -1,6 +1,6 @@
 """`make bench`: the benchmarks, each in a fresh process, results in .bench/results/.
 
-    python -m pipelines.bench [--preset medium] [--only ingest,quality,clv,scale] [--work .bench]
+    python -m benchmarks [--preset medium] [--only ingest,quality,clv,scale] [--work .bench]
                               [--scale-presets small,medium,large] [--peer-preset medium]
 
 - ingest:  the loader engine against DuckDB's own readers (the floor) on the generated
@@ -9,7 +9,7 @@
 - clv:     the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers;
 - scale:   the whole pipeline from empty and one night on top, per preset (generated once
            into <work>/<preset>/landing), time per stage and peak RSS, against a DuckDB
-           floor and a pandas peer (pipelines/benchmarks/scale.py).
+           floor and a pandas peer (benchmarks/scale.py).
 
 Each writes its own output to .bench/results/<name>.md (scale: .bench/results/scale.md, the
 summary page, and .bench/results/scale_<preset>.json); the folder is git-ignored and
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.benchmarks.scale import RESULTS_DIR as RESULTS
+from benchmarks.scale import RESULTS_DIR as RESULTS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,9 @@ def _run(name: str, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--preset", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--only", default="ingest,quality,clv,scale")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         failed |= _run(
             "ingest",
             [
-                "-m", "pipelines.ingest.bench",
+                "-m", "benchmarks.ingest",
                 "--landing", str(landing),
                 "--mappings", str(landing / "_mappings") if (landing / "_mappings").is_dir()
                 else str(REPO / "pipelines" / "ingest" / "mappings" / "demo"),
@@ -93,16 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )  # fmt: skip
     if "quality" in wanted:
-        failed |= _run(
-            "quality", ["-m", "pipelines.quality.bench", "--dir", str(ns.work / "quality")]
-        )
+        failed |= _run("quality", ["-m", "benchmarks.quality", "--dir", str(ns.work / "quality")])
     if "clv" in wanted:
-        failed |= _run("clv", ["-m", "pipelines.models.bench_clv", "--customers", "2000000"])
+        failed |= _run("clv", ["-m", "benchmarks.clv", "--customers", "2000000"])
     if "scale" in wanted:
         failed |= _run(
             "scale",
             [
-                "-m", "pipelines.benchmarks.scale",
+                "-m", "benchmarks.scale",
                 "--presets", ns.scale_presets,
                 "--peer-preset", ns.peer_preset,
                 "--work", str(ns.work),

@@ -4,14 +4,14 @@ It reads the landing files itself (``landing``), resolves identities (``identity
 computes customer state, RFM and the monthly KPIs (``metrics``) without touching the
 loader engine, the dbt models or the warehouse; the one input it may take from the
 warehouse is the CLV model's scores as of D (validated on their own), for the value x
-potential quadrant. Two uses: the end-to-end test that
-recomputes ``marts.fct_kpi_monthly`` from the landing folder, and the "pandas peer" of
-the benchmarks. Reference: docs/reference.md.
+potential quadrant. The tests' oracle: the end-to-end test that recomputes
+``marts.fct_kpi_monthly`` from the landing folder checks the warehouse against it (the
+tests import it as ``reference``: tests/ is on sys.path). Reference: docs/reference.md.
 """
 
-from pipelines.reference.identity import resolve_identities
-from pipelines.reference.landing import read_landing
-from pipelines.reference.metrics import (
+from reference.identity import resolve_identities
+from reference.landing import read_landing
+from reference.metrics import (
     QUADRANTS,
     SEGMENTS,
     ReferenceConfig,

@@ -1,6 +1,6 @@
 """Benchmark of the nightly CLV fit on a synthetic customer base (not a test).
 
-    python -m pipelines.models.bench_clv --customers 2000000
+    python -m benchmarks.clv --customers 2000000
 
 Simulates a BG/NBD + Gamma-Gamma customer base: first orders spread over ``--years`` years
 before the as-of date (a growing business: more recent cohorts are larger), purchases at

@@ -1,6 +1,6 @@
 """Benchmark of the quality gate on a synthetic warehouse (2M order lines / orders).
 
-    python -m pipelines.quality.bench [--rows 2000000] [--dir /tmp/dq_bench]
+    python -m benchmarks.quality [--rows 2000000] [--dir /tmp/dq_bench]
 
 Builds raw.orders, raw.load_log, intermediate.int_order_lines_converted, marts.fct_order_lines
 and marts.fct_orders with `--rows` rows each, then runs the `raw_orders` and `fct_orders` suites (GX, pushed down
