@@ -45,7 +45,9 @@ select 'shop:' || order_id as order_id, cast(ordered_at as date) as order_date,
        cast(quantity * unit_price as decimal(18, 2)) as net_revenue
 from raw.orders;
 create table marts.fct_order_lines as
-select 'shop:' || order_id || ':' || line_no as order_line_id from raw.orders;
+select 'shop:' || order_id || ':' || line_no as order_line_id, order_id, 'shop' as source_system,
+       'paid' as status
+from raw.orders;
 create table marts.fct_orders as
 select order_id, 'shop' as source_system, replace(order_id, 'shop:', '') as source_order_id,
        'C' || (hash(order_id) % 300000) as customer_id, order_date, is_cancelled,
