@@ -11,11 +11,14 @@ export DAGSTER_HOME ?= $(CRM_HOME)/dagster
 .PHONY: env demo test lint format dev bench lock clean
 
 # Create the virtual environment from the lock file (exact pins); re-run when the lock changes.
+# uv (pinned here) installs the lock: the same pins as pip, in parallel, a few times faster.
+UV_VERSION := 0.13.9
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
 env: $(STAMP)
