@@ -77,7 +77,7 @@ def test_every_cdn_address_has_a_vendored_file() -> None:
 def test_data_docs_render_offline(chromium, tmp_path: Path) -> None:
     warehouse = build_warehouse(tmp_path / "warehouse.duckdb")
     docs = tmp_path / "reports" / "data_docs"
-    # two suites, one of them with dots in no name: the pages sit at different depths
+    # two suites: the index lists two validations
     for suite in ("raw_orders", "fct_orders"):
         run_suite(warehouse, suite, AS_OF, "run-offline", docs_dir=docs)
     for page in docs.rglob("*.html"):
