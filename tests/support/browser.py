@@ -151,8 +151,9 @@ window.addEventListener("load", function () {
     var resources = performance.getEntriesByType("resource").map(function (e) {
       return e.name;
     });
+    var references = [];
     document.querySelectorAll("script[src], link[href], img[src], iframe[src]").forEach(
-      function (el) { resources.push(el.src || el.href); });
+      function (el) { references.push(el.src || el.href); });
     var tables = [];
     document.querySelectorAll("table").forEach(function (table) {
       if (!table.tBodies.length) { return; }  // bootstrap-table's copy of a header
@@ -173,12 +174,13 @@ window.addEventListener("load", function () {
     out.id = "crm-offline";
     out.textContent = JSON.stringify({
       resources: resources,
+      references: references,
       tables: tables,
       fonts: fonts,
       jquery: typeof window.jQuery === "function",
       style: style ? {position: style.position, paddingLeft: style.paddingLeft,
                       fontFamily: style.fontFamily, display: style.display} : null,
-      text: document.body.innerText.slice(0, 5000),
+      text: document.body.innerText.slice(0, 50000),
       title: document.title,
     });
     document.body.appendChild(out);
@@ -192,8 +194,8 @@ def render_offline(
     html_file: Path, *, selector: str = "body", fragment: str = "", budget_ms: int = 10000
 ) -> dict:
     """Open a copy of `html_file` (beside it, so relative links resolve) in headless Chromium
-    with the network off, and return what loaded: `resources` (every URL the page fetched
-    or names in a src/href), `tables` (rows with text per table), `fonts` (each font face
+    with the network off, and return what loaded: `resources` (every URL the page fetched),
+    `references` (the src/href of its scripts, styles, images and frames), `tables` (rows with text per table), `fonts` (each font face
     and its status), `jquery` and `style` (the computed style of `selector`). `fragment`:
     opened at `#fragment` (a page of a single-page app such as the dbt docs)."""
     import json
