@@ -555,8 +555,12 @@ class QualityRunner:
             self._result_ids.append(identifier)
 
     def build_docs(self) -> Path:
-        """Render this run's validations and refresh the Data Docs index (all past runs)."""
+        """Render this run's validations and refresh the Data Docs index (all past runs), with
+        the styles, scripts and fonts the pages load (served locally: they render offline)."""
+        from pipelines.quality.docs_view import copy_vendored_assets
+
         self.context.build_data_docs(resource_identifiers=self._result_ids or None)
+        copy_vendored_assets(self.docs_dir)
         return self.docs_dir / "index.html"
 
 

@@ -133,3 +133,98 @@ def measure(html_file: Path, width: int, *, height: int = 1000) -> dict:
         )
     body = proc.stdout[start + len('<textarea id="crm-measure">') :]
     return json.loads(unescape(body[: body.index("</textarea>")]))
+
+
+#: Chromium with the network off: every host name resolves to nothing, and no proxy is asked.
+OFFLINE_FLAGS = [
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+]
+
+#: Appended to a copy of a page by `render_offline`: once the page has loaded and its fonts
+#: are ready, writes into the DOM what the tests read (`--dump-dom` prints it).
+OFFLINE_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  document.fonts.ready.then(function () {
+    var resources = performance.getEntriesByType("resource").map(function (e) {
+      return e.name;
+    });
+    var references = [];
+    document.querySelectorAll("script[src], link[href], img[src], iframe[src]").forEach(
+      function (el) { references.push(el.src || el.href); });
+    var tables = [];
+    document.querySelectorAll("table").forEach(function (table) {
+      if (!table.tBodies.length) { return; }  // bootstrap-table's copy of a header
+      var rows = Array.prototype.filter.call(table.querySelectorAll("tbody tr"), function (tr) {
+        return !tr.classList.contains("no-records-found") && tr.textContent.trim() !== "";
+      });
+      // a table inside a table's cell is a value (GX: an empty dict shows as an empty table)
+      tables.push({id: table.id || table.className, rows: rows.length,
+                   nested: !!table.parentElement.closest("table")});
+    });
+    var fonts = [];
+    document.fonts.forEach(function (face) {
+      fonts.push({family: face.family, status: face.status});
+    });
+    var probe = document.querySelector(__SELECTOR__);
+    var style = probe ? getComputedStyle(probe) : null;
+    var out = document.createElement("textarea");
+    out.id = "crm-offline";
+    out.textContent = JSON.stringify({
+      resources: resources,
+      references: references,
+      tables: tables,
+      fonts: fonts,
+      jquery: typeof window.jQuery === "function",
+      style: style ? {position: style.position, paddingLeft: style.paddingLeft,
+                      fontFamily: style.fontFamily, display: style.display} : null,
+      text: document.body.innerText.slice(0, 50000),
+      title: document.title,
+    });
+    document.body.appendChild(out);
+  });
+});
+</script>
+"""
+
+
+def render_offline(
+    html_file: Path, *, selector: str = "body", fragment: str = "", budget_ms: int = 10000
+) -> dict:
+    """Open a copy of `html_file` (beside it, so relative links resolve) in headless Chromium
+    with the network off, and return what loaded: `resources` (every URL the page fetched),
+    `references` (the src/href of its scripts, styles, images and frames), `tables` (rows with text per table), `fonts` (each font face
+    and its status), `jquery` and `style` (the computed style of `selector`). `fragment`:
+    opened at `#fragment` (a page of a single-page app such as the dbt docs)."""
+    import json
+    from html import unescape
+
+    page = html_file.read_text(encoding="utf-8")
+    probe_script = OFFLINE_PROBE.replace("__SELECTOR__", json.dumps(selector))
+    probe = html_file.with_name(f".offline-{html_file.name}")
+    if "</body>" in page:
+        page = page.replace("</body>", probe_script + "</body>", 1)
+    else:
+        page = page + probe_script
+    probe.write_text(page, encoding="utf-8")
+    try:
+        proc = run_chromium(
+            [
+                *OFFLINE_FLAGS,
+                f"--virtual-time-budget={budget_ms}",
+                "--window-size=1280,1000",
+                "--dump-dom",
+                probe.resolve().as_uri() + (f"#{fragment}" if fragment else ""),
+            ]
+        )
+    finally:
+        probe.unlink(missing_ok=True)
+    start = proc.stdout.find('<textarea id="crm-offline">')
+    if proc.returncode != 0 or start < 0:
+        raise AssertionError(
+            f"chromium --dump-dom failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    body = proc.stdout[start + len('<textarea id="crm-offline">') :]
+    return json.loads(unescape(body[: body.index("</textarea>")]))
