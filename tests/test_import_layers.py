@@ -46,6 +46,7 @@ LAYERS: list[set[str]] = [
 REFERENCE = "reference"
 FLOOR = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
+
 def _module_name(path: Path) -> tuple[str, list[str]]:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
