@@ -1,4 +1,4 @@
-"""BG/NBD + Gamma-Gamma (pipelines/models/clv.py).
+"""BG/NBD + Gamma-Gamma (pipelines/models: bgnbd.py, gamma_gamma.py, clv.py).
 
 Expected numbers come from outside the code under test: hand computation, the published
 CDNOW results of Fader, Hardie & Lee (2005), an independent implementation (lifetimes),

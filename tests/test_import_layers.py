@@ -4,7 +4,8 @@ import is still a dependency.
 
 Order, bottom to top (a package may import any package on a lower floor):
 
-    lib          settings, DuckDB, pseudonyms, identifier normalisation, shared resources
+    lib          settings, DuckDB, pseudonyms, identifier normalisation, shared resources,
+                 the guards the load and every dbt run call (key check, erasure purge)
     generate     the demo data generator
     ingest       landing files -> raw
     transform    dbt (raw -> staging -> marts)
