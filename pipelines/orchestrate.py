@@ -139,7 +139,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
     from pipelines.publish.release import record_night
 
     try:
-        # before anything runs: the key is the warehouse's (pipelines/privacy/keys.py)
+        # before anything runs: the key is the warehouse's (pipelines/lib/key_check.py)
         verify_key(settings)
     except PseudonymKeyError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -1,4 +1,4 @@
-"""BG/NBD + Gamma-Gamma (pipelines/models/clv.py).
+"""BG/NBD + Gamma-Gamma (pipelines/models: bgnbd.py, gamma_gamma.py, clv.py).
 
 Expected numbers come from outside the code under test: hand computation, the published
 CDNOW results of Fader, Hardie & Lee (2005), an independent implementation (lifetimes),
@@ -17,7 +17,7 @@ import pytest
 from scipy import optimize, stats
 from scipy.integrate import quad as integrate_quad
 
-from pipelines.models import clv
+from pipelines.models import bgnbd, clv, gamma_gamma
 
 
 def _lifetimes_datasets() -> Path | None:
@@ -212,12 +212,12 @@ def test_gamma_gamma_agrees_with_lifetimes(
 @needs_cdnow
 def test_gradients_match_finite_differences(cdnow: pd.DataFrame) -> None:
     x = cdnow["frequency"].to_numpy(np.float64)
-    data = clv._BgNbdData(x, cdnow["recency"].to_numpy(), cdnow["T"].to_numpy(), np.ones_like(x))
+    data = bgnbd._BgNbdData(x, cdnow["recency"].to_numpy(), cdnow["T"].to_numpy(), np.ones_like(x))
     for point in ([0.3, 1.2, -0.4, 0.9], [-1.0, 2.0, 0.5, -0.5]):
         assert (
             optimize.check_grad(
-                lambda v: clv._bgnbd_terms(v, data)[0] / 2357,
-                lambda v: clv._bgnbd_terms(v, data)[1] / 2357,
+                lambda v: bgnbd._bgnbd_terms(v, data)[0] / 2357,
+                lambda v: bgnbd._bgnbd_terms(v, data)[1] / 2357,
                 np.array(point),
             )
             < 1e-5
@@ -229,8 +229,8 @@ def test_gradients_match_finite_differences(cdnow: pd.DataFrame) -> None:
     for point in ([1.5, 1.0, 2.5], [0.2, 0.5, 4.0]):
         assert (
             optimize.check_grad(
-                lambda v: clv._gamma_gamma_terms(v, ux, xi, m, w)[0] / 946,
-                lambda v: clv._gamma_gamma_terms(v, ux, xi, m, w)[1] / 946,
+                lambda v: gamma_gamma._gamma_gamma_terms(v, ux, xi, m, w)[0] / 946,
+                lambda v: gamma_gamma._gamma_gamma_terms(v, ux, xi, m, w)[1] / 946,
                 np.array(point),
             )
             < 1e-5
@@ -313,7 +313,7 @@ def test_hypergeometric_series_fallback_matches_scipy(
     assert isinstance(cdnow_bgnbd.params, clv.BgNbdParams)
     args = (cdnow_bgnbd.params, clv.HORIZON_365D_WEEKS, cdnow["frequency"], cdnow["recency"])
     with_scipy = clv.expected_purchases(*args, cdnow["T"])
-    monkeypatch.setattr(clv.special, "hyp2f1", lambda *a: np.full(np.shape(a[3]), np.nan))
+    monkeypatch.setattr(bgnbd.special, "hyp2f1", lambda *a: np.full(np.shape(a[3]), np.nan))
     with_series = clv.expected_purchases(*args, cdnow["T"])
     np.testing.assert_allclose(with_series, with_scipy, rtol=1e-12)
 

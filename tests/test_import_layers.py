@@ -4,7 +4,8 @@ import is still a dependency.
 
 Order, bottom to top (a package may import any package on a lower floor):
 
-    lib          settings, DuckDB, pseudonyms, identifier normalisation, shared resources
+    lib          settings, DuckDB, pseudonyms, identifier normalisation, shared resources,
+                 the guards the load and every dbt run call (key check, erasure purge)
     generate     the demo data generator
     ingest       landing files -> raw
     transform    dbt (raw -> staging -> marts)
@@ -50,18 +51,6 @@ LAYERS: list[set[str]] = [
     {"cli", "orchestrate", "definitions"},
 ]
 FLOOR = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-
-#: Upward imports still to be removed (issue 31). The load and every dbt run call the erasure
-#: guards (the key check, the purge of re-delivered erased rows, the full-refresh flag), which
-#: live in `privacy` next to `crm forget` and use its internals and the publication's
-#: "publish everything again" flag; through them `privacy -> spark -> transform -> privacy`
-#: is still a circle. The test fails on any other upward import or circle, and when one of
-#: these goes away (so the list only shrinks).
-KNOWN: set[tuple[str, str]] = {
-    ("pipelines.ingest.assets", "pipelines.privacy"),
-    ("pipelines.transform.assets", "pipelines.privacy"),
-    ("pipelines.transform.project", "pipelines.privacy"),
-}
 
 
 def _module_name(path: Path, root: Path) -> tuple[str, list[str]]:
@@ -126,16 +115,13 @@ def test_every_package_has_a_floor() -> None:
 
 
 def test_no_package_imports_a_layer_above_it() -> None:
-    bad = upward_imports(_imports() | _imports(ORACLE))
-    new = sorted(bad - KNOWN)
-    assert not new, "imports of a higher layer:\n" + "\n".join(f"{a} -> {b}" for a, b in new)
-    gone = sorted(KNOWN - bad)
-    assert not gone, "fixed; remove from KNOWN:\n" + "\n".join(f"{a} -> {b}" for a, b in gone)
+    bad = sorted(upward_imports(_imports() | _imports(ORACLE)))
+    assert not bad, "imports of a higher layer:\n" + "\n".join(f"{a} -> {b}" for a, b in bad)
 
 
 def test_no_circle_between_packages() -> None:
     graph: dict[str, set[str]] = {}
-    for importer, imported in _imports() - KNOWN:
+    for importer, imported in _imports():
         if _top(imported) != "pipelines":
             continue
         src, dst = _package(importer), _package(imported)

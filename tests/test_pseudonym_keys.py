@@ -1,7 +1,8 @@
-"""The warehouse's pseudonymisation key (pipelines/privacy/keys.py), without dbt: recorded
-on the first run, checked before every run, a missing key file of an existing warehouse
-is an error, rotation re-records it in one step. The fingerprints are recomputed here
-with hmac (not read back from the code under test)."""
+"""The warehouse's pseudonymisation key (pipelines/lib/key_check.py, its rotation in
+pipelines/privacy/keys.py), without dbt: recorded on the first run, checked before every
+run, a missing key file of an existing warehouse is an error, rotation re-records it in one
+step. The fingerprints are recomputed here with hmac (not read back from the code under
+test)."""
 
 from __future__ import annotations
 

@@ -219,109 +219,152 @@ class Landing:
     # --- writing ----------------------------------------------------------------------
     def write_file(self, source: str, k: int, name: str, table: pa.Table) -> Path:
         spec = self.specs[source]
-        rates = self.rates
         rel = f"{source}/{self.clock.date(k).isoformat()}/{name}"
-        rng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003)
+        salt = sum(map(ord, name)) % 100_003
+        rng = rng_for(self.seed, "defects", spec.id, k, salt)
         n = table.num_rows
         info: dict = {"rows": n, "malformed_rows": 0, "truncated_rows": 0, "missing_required": {}}
-
-        # a day's file in which no line has the optional key (the exporter omits empty keys)
-        if spec.absent_key and n:
-            krng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 2)
-            if krng.random() < rates.absent_key_file:
-                i_col = table.column_names.index(spec.absent_key)
-                empty = pa.nulls(n, table.schema.field(spec.absent_key).type)
-                table = table.set_column(i_col, spec.absent_key, empty)
-                info["absent_key"] = spec.absent_key
-
-        # impossible calendar dates and times (2025-02-30, 25:61) in the column's own format
-        if spec.dates and n:
-            drng = rng_for(self.seed, "defects", spec.id, k, sum(map(ord, name)) % 100_003, 1)
-            hit = drng.random(n) < rates.impossible_date
-            which = drng.integers(0, len(spec.dates), n)
-            variant = drng.integers(0, 4, n)
-            for j, col in enumerate(spec.dates):
-                arr = table[col].combine_chunks()
-                m = hit & (which == j) & arr.is_valid().to_numpy(zero_copy_only=False)
-                if m.any():
-                    values = arr.to_pylist()
-                    for i in np.flatnonzero(m):
-                        values[i] = impossible_date(values[i], int(variant[i]))
-                    i_col = table.column_names.index(col)
-                    table = table.set_column(i_col, col, pa.array(values, pa.string()))
-                    info.setdefault("impossible_dates", {})[col] = int(m.sum())
-
-        # missing required fields: one required column blanked per affected row
-        if spec.required and n:
-            hit = rng.random(n) < rates.missing_required
-            which = rng.integers(0, len(spec.required), n)
-            for j, col in enumerate(spec.required):
-                m = hit & (which == j)
-                c = int(m.sum())
-                if c:
-                    i = table.column_names.index(col)
-                    arr = table[col].combine_chunks()
-                    table = table.set_column(
-                        i, col, pc.if_else(pa.array(m), pa.scalar(None, arr.type), arr)
-                    )
-                    info["missing_required"][col] = c
-
+        if n:
+            table = self._drop_optional_key(spec, k, salt, table, info)
+            table = self._impossible_dates(spec, k, salt, table, info)
+            table = self._blank_required(spec, rng, table, info)
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
         if spec.kind == "parquet":
-            path = self.out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path, compression="snappy")
             data = path.read_bytes()
         else:
-            if spec.kind == "csv":
-                lines = csv_lines(table, spec.delimiter)
-                header = spec.delimiter.join(table.column_names) + "\n"
-            else:
-                lines = json_lines(table, spec.sparse)
-                header = ""
-            truncate = spec.truncate and n >= 2 and rng.random() < rates.truncated_file
-            if spec.malformed and n:
-                bad = rng.random(n) < rates.malformed_row
-                if truncate:
-                    bad[-1] = False
-                sel = np.flatnonzero(bad)
-                if len(sel):
-                    old = lines.take(pa.array(sel)).to_pylist()
-                    new = [_malform(s, spec, rng) for s in old]
-                    lines = pc.replace_with_mask(lines, pa.array(bad), pa.array(new, pa.string()))
-                    info["malformed_rows"] = len(sel)
-            body = lines_to_bytes(lines)
-            if truncate:
-                last = lines[n - 1].as_py()
-                cut = _truncate(last, spec, rng)
-                body = body[: len(body) - len(last.encode()) - 1] + cut.encode()
-                info["truncated_rows"] = 1
-            text = header.encode() + body
-            if spec.encoding != "utf-8":
-                text = text.decode("utf-8").encode(spec.encoding)
-            data = (b"\xef\xbb\xbf" if spec.bom else b"") + text
-            path = self.out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
+            data = self._text_file(spec, rng, table, info)
             path.write_bytes(data)
-
         self._record(source, rel, path, len(data), info)
-        # re-delivery of the same bytes 1-3 days later, same or other name
-        frng = rng_for(self.seed, "files", spec.id, k, sum(map(ord, name)) % 100_003)
-        if frng.random() < rates.duplicate_file:
-            k2 = k + int(frng.integers(1, 4))
-            if k2 <= self.last_day:
-                stem, dot, ext = name.rpartition(".")
-                name2 = name if frng.random() < 0.5 else f"{stem}_resend.{ext}"
-                rel2 = f"{source}/{self.clock.date(k2).isoformat()}/{name2}"
-                path2 = self.out / rel2
-                path2.parent.mkdir(parents=True, exist_ok=True)
-                path2.write_bytes(data)
-                self.duplicates.append({"path": rel2, "original": rel})
-                self.bytes_written += len(data)
-                self.written.append(path2)
-                self.totals[source]["duplicate_files"] = (
-                    self.totals[source].get("duplicate_files", 0) + 1
-                )
+        self._redeliver(source, spec, k, name, rel, data)
         return path
+
+    def _drop_optional_key(
+        self, spec: SourceSpec, k: int, salt: int, table: pa.Table, info: dict
+    ) -> pa.Table:
+        """A day's file in which no line has the optional key (the exporter omits empty keys)."""
+        if not spec.absent_key:
+            return table
+        krng = rng_for(self.seed, "defects", spec.id, k, salt, 2)
+        if krng.random() < self.rates.absent_key_file:
+            i_col = table.column_names.index(spec.absent_key)
+            empty = pa.nulls(table.num_rows, table.schema.field(spec.absent_key).type)
+            table = table.set_column(i_col, spec.absent_key, empty)
+            info["absent_key"] = spec.absent_key
+        return table
+
+    def _impossible_dates(
+        self, spec: SourceSpec, k: int, salt: int, table: pa.Table, info: dict
+    ) -> pa.Table:
+        """Impossible calendar dates and times (2025-02-30, 25:61) in the column's own format."""
+        if not spec.dates:
+            return table
+        n = table.num_rows
+        drng = rng_for(self.seed, "defects", spec.id, k, salt, 1)
+        hit = drng.random(n) < self.rates.impossible_date
+        which = drng.integers(0, len(spec.dates), n)
+        variant = drng.integers(0, 4, n)
+        for j, col in enumerate(spec.dates):
+            arr = table[col].combine_chunks()
+            m = hit & (which == j) & arr.is_valid().to_numpy(zero_copy_only=False)
+            if m.any():
+                values = arr.to_pylist()
+                for i in np.flatnonzero(m):
+                    values[i] = impossible_date(values[i], int(variant[i]))
+                i_col = table.column_names.index(col)
+                table = table.set_column(i_col, col, pa.array(values, pa.string()))
+                info.setdefault("impossible_dates", {})[col] = int(m.sum())
+        return table
+
+    def _blank_required(
+        self, spec: SourceSpec, rng: np.random.Generator, table: pa.Table, info: dict
+    ) -> pa.Table:
+        """Missing required fields: one required column blanked per affected row."""
+        if not spec.required:
+            return table
+        n = table.num_rows
+        hit = rng.random(n) < self.rates.missing_required
+        which = rng.integers(0, len(spec.required), n)
+        for j, col in enumerate(spec.required):
+            m = hit & (which == j)
+            c = int(m.sum())
+            if c:
+                i = table.column_names.index(col)
+                arr = table[col].combine_chunks()
+                table = table.set_column(
+                    i, col, pc.if_else(pa.array(m), pa.scalar(None, arr.type), arr)
+                )
+                info["missing_required"][col] = c
+        return table
+
+    def _text_file(
+        self, spec: SourceSpec, rng: np.random.Generator, table: pa.Table, info: dict
+    ) -> bytes:
+        """The bytes of a CSV or JSON-lines file, with its malformed lines and a truncated
+        last line, in the source's encoding (and BOM)."""
+        n = table.num_rows
+        if spec.kind == "csv":
+            lines = csv_lines(table, spec.delimiter)
+            header = spec.delimiter.join(table.column_names) + "\n"
+        else:
+            lines = json_lines(table, spec.sparse)
+            header = ""
+        truncate = spec.truncate and n >= 2 and rng.random() < self.rates.truncated_file
+        if spec.malformed and n:
+            lines = self._malform_lines(spec, rng, lines, n, truncate, info)
+        body = lines_to_bytes(lines)
+        if truncate:
+            last = lines[n - 1].as_py()
+            cut = _truncate(last, spec, rng)
+            body = body[: len(body) - len(last.encode()) - 1] + cut.encode()
+            info["truncated_rows"] = 1
+        text = header.encode() + body
+        if spec.encoding != "utf-8":
+            text = text.decode("utf-8").encode(spec.encoding)
+        return (b"\xef\xbb\xbf" if spec.bom else b"") + text
+
+    def _malform_lines(
+        self,
+        spec: SourceSpec,
+        rng: np.random.Generator,
+        lines: pa.Array,
+        n: int,
+        truncate: bool,
+        info: dict,
+    ) -> pa.Array:
+        """Malformed lines (never the last line of a file that gets truncated)."""
+        bad = rng.random(n) < self.rates.malformed_row
+        if truncate:
+            bad[-1] = False
+        sel = np.flatnonzero(bad)
+        if len(sel):
+            old = lines.take(pa.array(sel)).to_pylist()
+            new = [_malform(s, spec, rng) for s in old]
+            lines = pc.replace_with_mask(lines, pa.array(bad), pa.array(new, pa.string()))
+            info["malformed_rows"] = len(sel)
+        return lines
+
+    def _redeliver(
+        self, source: str, spec: SourceSpec, k: int, name: str, rel: str, data: bytes
+    ) -> None:
+        """Re-delivery of the same bytes 1-3 days later, same or other name."""
+        frng = rng_for(self.seed, "files", spec.id, k, sum(map(ord, name)) % 100_003)
+        if frng.random() >= self.rates.duplicate_file:
+            return
+        k2 = k + int(frng.integers(1, 4))
+        if k2 > self.last_day:
+            return
+        stem, dot, ext = name.rpartition(".")
+        name2 = name if frng.random() < 0.5 else f"{stem}_resend.{ext}"
+        rel2 = f"{source}/{self.clock.date(k2).isoformat()}/{name2}"
+        path2 = self.out / rel2
+        path2.parent.mkdir(parents=True, exist_ok=True)
+        path2.write_bytes(data)
+        self.duplicates.append({"path": rel2, "original": rel})
+        self.bytes_written += len(data)
+        self.written.append(path2)
+        self.totals[source]["duplicate_files"] = self.totals[source].get("duplicate_files", 0) + 1
 
     def _record(self, source: str, rel: str, path: Path, size: int, info: dict) -> None:
         self.files[rel] = info

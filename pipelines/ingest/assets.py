@@ -16,11 +16,12 @@ from pipelines.ingest.mapping import ENTITIES, MappingError, SourceMapping, load
 from pipelines.ingest.results import PartitionResult
 from pipelines.ingest.schema import ensure_raw_schema
 from pipelines.lib.duck import connect_restricted
+from pipelines.lib.erasure_guards import purge_erased
+from pipelines.lib.key_check import verify_key
 from pipelines.lib.pseudonym import PseudonymKeyError
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
 from pipelines.lib.settings import Settings
-from pipelines.privacy import purge_erased, verify_key
 
 #: The blocking check of every ingest asset (CRM_MAX_QUARANTINE_SHARE).
 QUARANTINE_CHECK = "quarantine_share"
@@ -123,7 +124,7 @@ def _mappings_of(entity: str, settings: Settings, context) -> list[SourceMapping
     """The entity's source mappings, once the pseudonym key is the warehouse's."""
     try:
         # before anything is loaded: the key is the warehouse's (an erased person's rows
-        # are recognised, and every customer keeps its id), pipelines/privacy/keys.py
+        # are recognised, and every customer keeps its id), pipelines/lib/key_check.py
         verify_key(settings)
     except PseudonymKeyError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

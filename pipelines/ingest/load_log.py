@@ -206,7 +206,7 @@ class SourceCounts:
     rows_duplicate: int
     rows_superseded: int
     duplicate_files: int
-    # of rows_quarantined: rows of erased people delivered again (pipelines/privacy), not
+    # of rows_quarantined: rows of erased people delivered again (pipelines/lib/erasure_guards.py), not
     # rows that failed to load
     rows_erased: int = 0
 

@@ -16,8 +16,9 @@ What `forget()` does, in the warehouse with the restricted store attached:
    account references such as member numbers as whole words; not names: a name alone does
    not tell people apart) lose their raw text.
 3. **Suppresses re-deliveries.** The person's identifiers are kept as keyed pseudonyms only
-   (`privacy.erased_identifiers`); after every load, `purge_erased()` removes new raw rows
-   that carry one of them, the same way, so an old file delivered again brings nobody back.
+   (`privacy.erased_identifiers`); after every load, `purge_erased()`
+   (pipelines/lib/erasure_guards.py) removes new raw rows that carry one of them, the same
+   way, so an old file delivered again brings nobody back.
 4. **Clears the warehouse.** The person's rows of the tables dbt derives into the
    restricted store (identifiers, golden record) are deleted, its staging tables dropped
    (the next build makes them again), and rows of the person's
@@ -34,6 +35,9 @@ What `forget()` does, in the warehouse with the restricted store attached:
 7. **Compacts** the restricted store and the warehouse (`compact`): DuckDB keeps deleted
    values in freed blocks until the file is rewritten.
 
+The privacy tables, the raw-row removal and `compact` are pipelines/lib/erasure_ledger.py
+(shared with the re-delivery purge).
+
 Resumable: the restricted store's changes are one transaction with the request's progress
 (`privacy.erasure_progress`); a request stopped midway is finished by running it again with
 the same request id, and the audit holds the counts of the whole request.
@@ -47,47 +51,39 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 
-from pipelines.lib.duck import (
-    RESTRICTED,
-    connect,
-    connect_restricted,
-    connect_warehouse,
-    duckdb_config,
+from pipelines.lib.duck import RESTRICTED, connect_warehouse
+from pipelines.lib.erasure_ledger import (
+    RAW_ENTITIES,
+    RAW_IDENTIFIERS_VIEW,
+    SCHEMA,
+    ErasureError,
+    compact,
+    drop_staging_tables,
+    ensure_tables,
+    has_relation,
+    last_loaded_at,
+    remove_raw_rows,
 )
 from pipelines.lib.identifiers import normalise_email, normalise_phone
-from pipelines.lib.pseudonym import (
-    all_keys,
-    key_fingerprint,
-    pseudonym,
-    register_pseudonym,
-)
+from pipelines.lib.key_check import verify_key
+from pipelines.lib.pseudonym import key_fingerprint, register_pseudonym
 from pipelines.lib.settings import Settings
+from pipelines.lib.whole_publication import request_whole_publication
 from pipelines.publish.erasure import erase_from_releases
-from pipelines.publish.releases import request_whole_publication
 
-SCHEMA = f"{RESTRICTED}.privacy"
-RAW_ENTITIES = ("customers", "orders", "service_events", "social_interactions")
-#: The dbt view with every raw row's normalised identifiers.
-RAW_IDENTIFIERS_VIEW = "intermediate.int_raw_row_identifiers"
 #: Identifier types whose clear value is searched in quarantined raw text (long enough not
 #: to match by accident; accounts like `crm:C1` are not).
 TEXT_SEARCHED_TYPES = ("phone", "email", "unionid", "social")
 #: Account references (member numbers, shop buyer ids) shorter than this are not searched in
 #: quarantined raw text: they would match other text by accident.
 MIN_REF_LENGTH = 6
-
-
-class ErasureError(RuntimeError):
-    """The request cannot be carried out; the message says why and what to do."""
 
 
 @dataclass
@@ -121,67 +117,6 @@ class ErasureResult:
             f"with their data: {self.quarantine_rows}; warehouse rows: {wh}"
             + ("; Spark copies rewritten, Spark tables dropped" if self.spark_refreshed else "")
         )
-
-
-def _ensure_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> None:
-    """The privacy tables; `schema` is `privacy` on a direct connection to the store."""
-    con.execute(f"create schema if not exists {schema}")
-    con.execute(
-        f"""create table if not exists {schema}.erasure_requests (
-            request_id varchar, requested_at timestamp, requested_by varchar,
-            identifier_kind varchar, customers integer, identifiers integer,
-            raw_rows_removed bigint, quarantine_rows_removed bigint,
-            warehouse_rows_removed bigint, details varchar, key_fingerprint varchar)"""
-    )
-    con.execute(
-        f"""create table if not exists {schema}.erased_identifiers (
-            request_id varchar, identifier_type varchar, pseudonym varchar)"""
-    )
-    con.execute(
-        f"""create table if not exists {schema}.purge_state (
-            checked_until timestamp, purged_at timestamp, rows_purged bigint)"""
-    )
-    con.execute(
-        f"""create table if not exists {schema}.erasure_progress (
-            request_id varchar, state varchar, details varchar, updated_at timestamp)"""
-    )
-    con.execute(
-        f"""create table if not exists {schema}.full_refresh_requests (
-            request_id varchar, requested_at timestamp)"""
-    )
-
-
-def _last_loaded_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """When the last raw row was loaded (any entity)."""
-    parts = " union all ".join(
-        f"select max(_loaded_at) as t from {RESTRICTED}.raw.{e}" for e in RAW_ENTITIES
-    )
-    return con.execute(f"select max(t) from ({parts})").fetchone()[0]
-
-
-def _drop_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the staging tables (and their build logs) of the restricted store, and the
-    source identifiers int_identity_identifiers keeps for its incremental builds (clear
-    values, and a record of the staging state): the next dbt build makes them again from
-    the raw rows."""
-    for schema, table in con.execute(
-        "select schema_name, table_name from duckdb_tables() "
-        "where database_name = ? and (schema_name = 'staging' or (schema_name = 'identity' "
-        "and starts_with(table_name, 'int_identity_identifiers__')))",
-        [RESTRICTED],
-    ).fetchall():
-        con.execute(f'drop table {RESTRICTED}."{schema}"."{table}"')
-
-
-def _has_relation(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str, name: str) -> bool:
-    row = con.execute(
-        "select count(*) from duckdb_tables() where database_name = "
-        f"{catalog_sql} and schema_name = ? and table_name = ? union all "
-        "select count(*) from duckdb_views() where database_name = "
-        f"{catalog_sql} and schema_name = ? and view_name = ?",
-        [schema, name, schema, name],
-    ).fetchall()
-    return sum(r[0] for r in row) > 0
 
 
 def _request_identifiers(
@@ -241,82 +176,6 @@ def _expand(con: duckdb.DuckDBPyConnection, seeds: list[tuple[str, str]]) -> tup
     customers = [r[0] for r in con.execute("select customer_id from erase_people").fetchall()]
     identifiers = con.execute("select count(*) from erase_identifiers").fetchone()[0]
     return customers, identifiers
-
-
-#: Rows that belong together: an order's lines, a ticket's events. A match on one row
-#: removes the whole order / ticket.
-_GROUP_KEY = {
-    "orders": "coalesce(nullif(trim(source_system), ''), _source_name) || ':' || trim(order_id)",
-    "service_events": "_source_name || ':' || trim(ticket_id)",
-}
-
-
-def _rows_and_their_groups(entity: str, table: str, rows_table: str) -> str:
-    """A condition on `table` selecting the rows listed in `rows_table` (entity,
-    _source_file, _source_line) for `entity`, and the other rows of their orders /
-    tickets (an order or ticket is removed whole)."""
-    where = (
-        "(_source_file, _source_line) in (select _source_file, _source_line "
-        f"from {rows_table} where entity = '{entity}')"
-    )
-    if entity in _GROUP_KEY:
-        key = _GROUP_KEY[entity]
-        where = f"{key} in (select {key} from {table} where {where})"
-    return where
-
-
-def _remove_raw_rows(
-    con: duckdb.DuckDBPyConnection, matched_sql: str, reason: str, *, transaction: bool = True
-) -> dict[str, int]:
-    """Delete the raw rows listed by `matched_sql` (entity, _source_file, _source_line) and
-    their orders / tickets; each becomes an empty quarantine row and the load log is
-    adjusted so that it still reconciles. One transaction on the restricted store (its own
-    unless `transaction` is False: the caller's)."""
-    con.execute(f"create or replace temp table erase_rows as {matched_sql}")
-    counts: dict[str, int] = {}
-    if transaction:
-        con.execute("begin transaction")
-    try:
-        for entity in RAW_ENTITIES:
-            table = f"{RESTRICTED}.raw.{entity}"
-            where = _rows_and_their_groups(entity, table, "erase_rows")
-            con.execute(
-                f"create or replace temp table erase_raw_{entity} as "
-                f"select _source_name, _source_file, _source_line, _delivery_date, _file_sha256 "
-                f"from {table} where {where}"
-            )
-            n = con.execute(f"select count(*) from erase_raw_{entity}").fetchone()[0]
-            counts[entity] = n
-            if not n:
-                continue
-            con.execute(
-                f"delete from {table} where (_source_file, _source_line) in "
-                f"(select _source_file, _source_line from erase_raw_{entity})"
-            )
-            con.execute(
-                f"""insert into {RESTRICTED}.raw.quarantine
-                    (_source_name, entity, _source_file, _source_line, raw_text, reason,
-                     _delivery_date, _loaded_at, _file_sha256)
-                select _source_name, '{entity}', _source_file, _source_line, null, ?,
-                       _delivery_date, cast(now() as timestamp), _file_sha256
-                from erase_raw_{entity}""",
-                [reason],
-            )
-            con.execute(
-                f"""update {RESTRICTED}.raw.load_log as log
-                set rows_loaded = log.rows_loaded - removed.n,
-                    rows_quarantined = coalesce(log.rows_quarantined, 0) + removed.n
-                from (select _source_file, count(*) as n from erase_raw_{entity} group by all) as removed
-                where log.entity = '{entity}' and log.status = 'loaded'
-                  and log._source_file = removed._source_file"""
-            )
-        if transaction:
-            con.execute("commit")
-    except Exception:
-        if transaction:
-            con.execute("rollback")
-        raise
-    return counts
 
 
 #: Columns that hold a customer_id: the customer, and in the identity models' build state
@@ -406,31 +265,6 @@ def _blank_quarantine(
     )
 
 
-#: Candidate identifiers in quarantined raw text (re-delivery purge).
-_EMAIL_IN_TEXT = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
-_TOKEN_IN_TEXT = re.compile(r"[0-9A-Za-z_-]{6,}")
-
-
-def _text_candidates(text: str, systems: list[str]) -> set[tuple[str, str]]:
-    """Every (identifier type, normalised value) a quarantined line could carry: phones (each
-    run of 11 digits, separators ignored), e-mails, union and social ids, and accounts
-    (each token with each known source system)."""
-    out: set[tuple[str, str]] = set()
-    digits = re.sub(r"\D", "", text)
-    for i in range(max(len(digits) - 10, 0)):
-        phone = normalise_phone(digits[i : i + 11])
-        if phone:
-            out.add(("phone", phone))
-    for found in _EMAIL_IN_TEXT.findall(text):
-        email = normalise_email(found)
-        if email:
-            out.add(("email", email))
-    for token in set(_TOKEN_IN_TEXT.findall(text)):
-        out |= {("unionid", token), ("social", token)}
-        out |= {("account", f"{system}:{token}") for system in systems}
-    return out
-
-
 def _clear_restricted(
     con: duckdb.DuckDBPyConnection,
     request_id: str,
@@ -449,7 +283,7 @@ def _clear_restricted(
             f"select count(*) from {RESTRICTED}.raw.quarantine where {where}", params
         ).fetchone()[0]
         _blank_quarantine(con, where, params, reason)
-        result.raw_rows = _remove_raw_rows(con, matched, reason, transaction=False)
+        result.raw_rows = remove_raw_rows(con, matched, reason, transaction=False)
         con.execute(
             f"""insert into {SCHEMA}.erased_identifiers
             select ?, identifier_type, crm_pseudonym(identifier_type || ':' || identifier_value)
@@ -458,7 +292,7 @@ def _clear_restricted(
         )
         # the tables dbt derives into the restricted store (clear personal data): the
         # person's identifiers and golden record, now rather than at the next build
-        if customers and _has_relation(
+        if customers and has_relation(
             con, f"'{RESTRICTED}'", "identity", "int_identity_identifiers"
         ):
             identity = f"{RESTRICTED}.identity.int_identity_identifiers"
@@ -469,7 +303,7 @@ def _clear_restricted(
             n = con.execute(f"select count(*) from {identity} where {theirs}").fetchone()[0]
             con.execute(f"delete from {identity} where {theirs}")
             result.warehouse_rows["restricted.identity.int_identity_identifiers"] = n
-        if customers and _has_relation(
+        if customers and has_relation(
             con, f"'{RESTRICTED}'", "golden", "int_customer_profiles_merged"
         ):
             golden = f"{RESTRICTED}.golden.int_customer_profiles_merged"
@@ -479,7 +313,7 @@ def _clear_restricted(
             result.warehouse_rows["restricted.golden.int_customer_profiles_merged"] = n
         # the staging tables (every raw row, normalised): dropped, the next build (a full
         # refresh) makes them again without the person
-        _drop_staging_tables(con)
+        drop_staging_tables(con)
         _set_progress(con, request_id, "restricted", _details(result, customers))
         con.execute("commit")
     except BaseException:
@@ -568,17 +402,15 @@ def forget(
         raise ErasureError(
             f"no warehouse under {settings.home}: run the pipeline once (crm run) first"
         )
-    from pipelines.privacy.keys import verify_key
-
     key = verify_key(settings)  # the warehouse's key, or KeyMismatchError
     result = ErasureResult(request_id=request_id, identifier_kind=kind, dry_run=dry_run)
     with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
         register_pseudonym(con, key)
-        if not _has_relation(con, "current_database()", "intermediate", "int_raw_row_identifiers"):
+        if not has_relation(con, "current_database()", "intermediate", "int_raw_row_identifiers"):
             raise ErasureError(
                 "the warehouse has no identity tables yet: run the pipeline once (crm run) first"
             )
-        _ensure_tables(con)
+        ensure_tables(con)
         progress = None if dry_run else _progress(con, request_id)
         if progress is None:
             customers, result.identifiers = _expand(con, seeds)
@@ -650,7 +482,7 @@ def _audit(
         con.execute(f"insert into {SCHEMA}.full_refresh_requests values (?, ?)", [request_id, now])
         # every raw row loaded so far was checked: the re-delivery purge starts from here
         con.execute(
-            f"insert into {SCHEMA}.purge_state values (?, ?, 0)", [_last_loaded_at(con), now]
+            f"insert into {SCHEMA}.purge_state values (?, ?, 0)", [last_loaded_at(con), now]
         )
         details = {
             "raw_rows_removed": result.raw_rows,
@@ -679,238 +511,3 @@ def _audit(
     except BaseException:
         con.execute("rollback")
         raise
-
-
-def _same_content(con: duckdb.DuckDBPyConnection, a: str, b: str) -> bool:
-    """Databases `a` and `b` hold the same tables and views, each table with as many rows."""
-
-    def content(db: str) -> list:
-        objects = con.execute(
-            "select schema_name, table_name, 'table' from duckdb_tables() where database_name = ? "
-            "union all select schema_name, view_name, 'view' from duckdb_views() "
-            "where database_name = ? and not internal order by all",
-            [db, db],
-        ).fetchall()
-        return [
-            (schema, name, kind)
-            + (
-                con.execute(f'select count(*) from "{db}"."{schema}"."{name}"').fetchone()
-                if kind == "table"
-                else ()
-            )
-            for schema, name, kind in objects
-        ]
-
-    return content(a) == content(b)
-
-
-def compact(path: Path, attach: dict[str, Path] | None = None) -> None:
-    """Rewrite the DuckDB file `path` without its free blocks: DuckDB keeps deleted values in
-    the blocks it freed until they are reused, so after an erasure the file is CHECKPOINTed,
-    copied into a new file (COPY FROM DATABASE: tables and views, no free space) and the
-    copy renamed over it while the old file is still held (no writer slips in between).
-    `attach`: other stores its views read (alias -> path), attached read-only."""
-    if not path.exists():
-        return
-    with connect(path) as con:
-        con.execute("checkpoint")
-    alias = path.stem
-    fresh = path.with_name(f".{path.name}.compact")
-    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-    con = duckdb.connect(config=duckdb_config())
-    try:
-        con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias} (read_only)")
-        for name, other in (attach or {}).items():
-            con.execute(
-                f"attach '{str(other).replace(chr(39), chr(39) * 2)}' as {name} (read_only)"
-            )
-        con.execute(f"attach '{str(fresh).replace(chr(39), chr(39) * 2)}' as compacted")
-        con.execute(f"copy from database {alias} to compacted")
-        if not _same_content(con, alias, "compacted"):
-            raise ErasureError(f"{path}: its compacted copy differs; the file was left as it is")
-        con.execute("checkpoint compacted")
-        con.execute("detach compacted")
-        os.chmod(fresh, path.stat().st_mode & 0o777)
-        fd = os.open(fresh, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(fresh, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        con.close()
-
-
-def _earlier_rows_of_matched_groups(con: duckdb.DuckDBPyConnection, since: datetime) -> int:
-    """Raw rows loaded before `since` that belong to an order / ticket of a row in
-    `purge_matches` (removed with it, see _remove_raw_rows)."""
-    total = 0
-    for entity in _GROUP_KEY:
-        table = f"{RESTRICTED}.raw.{entity}"
-        where = _rows_and_their_groups(entity, table, "purge_matches")
-        total += con.execute(
-            f"select count(*) from {table} where _loaded_at < ? and {where}", [since]
-        ).fetchone()[0]
-    return total
-
-
-def purge_erased(settings: Settings) -> int:
-    """After a load: remove raw rows loaded since the last purge that carry an erased
-    person's identifier (files delivered again); returns the rows removed. Cheap when
-    nothing was ever erased (one query)."""
-    if not settings.restricted_db.exists() or not settings.warehouse_db.exists():
-        return 0
-    with connect_warehouse(settings.warehouse_db, settings.restricted_db) as con:
-        if not _has_relation(con, f"'{RESTRICTED}'", "privacy", "erased_identifiers"):
-            return 0
-        if not con.execute(f"select count(*) from {SCHEMA}.erased_identifiers").fetchone()[0]:
-            return 0
-        if not _has_relation(con, "current_database()", "intermediate", "int_raw_row_identifiers"):
-            raise ErasureError(
-                "erasures are recorded but the warehouse has no int_raw_row_identifiers view: "
-                "run `dbt run --select int_raw_row_identifiers` (the pipeline does it before dbt)"
-            )
-        since = con.execute(f"select max(checked_until) from {SCHEMA}.purge_state").fetchone()[0]
-        until = _last_loaded_at(con)
-        # only the rows loaded since the last purge (`forget` records its own time): their
-        # identifiers are pseudonymised here, with the current key and every retired one,
-        # so that erasures recorded before a key rotation still hold
-        window = "" if since is None else "where _loaded_at >= ?"
-        candidates = con.execute(
-            f"select entity, _source_file, _source_line, identifier_type, identifier_value "
-            f"from {RAW_IDENTIFIERS_VIEW} {window}",
-            [] if since is None else [since],
-        ).fetchall()
-        erased = set(
-            con.execute(
-                f"select identifier_type, pseudonym from {SCHEMA}.erased_identifiers"
-            ).fetchall()
-        )
-        keys = all_keys(settings.pseudonym_key_file, key=settings.pseudonym_key)
-        # every erasure must be checked under the key it was recorded with: refuse to load
-        # when one of those keys is missing (a new key alone would let the person back)
-        missing = {
-            fp
-            for (fp,) in con.execute(
-                f"select distinct key_fingerprint from {SCHEMA}.erasure_requests "
-                "where key_fingerprint is not null"
-            ).fetchall()
-        } - {key_fingerprint(k) for k in keys}
-        if missing:
-            raise ErasureError(
-                f"erasures were recorded under key(s) {', '.join(sorted(missing))}, which are "
-                f"neither the current key nor a retired key file next to "
-                f"{settings.pseudonym_key_file}: restore them (docs/operations.md, "
-                '"Rotating the pseudonymisation key")'
-            )
-        matched = sorted(
-            {
-                (entity, file, line)
-                for entity, file, line, kind, value in candidates
-                if any((kind, pseudonym(f"{kind}:{value}", k)) in erased for k in keys)
-            }
-        )
-        con.execute(
-            "create or replace temp table purge_matches "
-            "(entity varchar, _source_file varchar, _source_line bigint)"
-        )
-        if matched:
-            con.executemany("insert into purge_matches values (?, ?, ?)", matched)
-        # the matched rows were loaded since the last purge, before any dbt build read them;
-        # but an order or ticket goes whole, and its rows of earlier loads may already be
-        # staged and in the facts: then the staging tables go and the next build is a full
-        # refresh (as after `crm forget`)
-        earlier = _earlier_rows_of_matched_groups(con, since) if matched and since else 0
-        reason = "erased (an erased person's data delivered again)"
-        counts = _remove_raw_rows(con, "select * from purge_matches", reason)
-        removed = sum(counts.values())
-        # quarantined lines of the same loads: their raw text, searched for every identifier
-        # it could carry, pseudonymised like the erased ones
-        systems = [
-            r[0]
-            for r in con.execute(
-                f"select distinct trim(source_system) from {RESTRICTED}.raw.customers "
-                f"where source_system is not null union select distinct trim(source_system) "
-                f"from {RESTRICTED}.raw.orders where source_system is not null"
-            ).fetchall()
-        ]
-        quarantined = con.execute(
-            f"select rowid, raw_text from {RESTRICTED}.raw.quarantine "
-            f"where raw_text is not null {window.replace('where', 'and')}",
-            [] if since is None else [since],
-        ).fetchall()
-        theirs = [
-            rowid
-            for rowid, text in quarantined
-            if any(
-                (kind, pseudonym(f"{kind}:{value}", k)) in erased
-                for kind, value in _text_candidates(text, systems)
-                for k in keys
-            )
-        ]
-        if theirs:
-            con.execute(
-                f"update {RESTRICTED}.raw.quarantine set raw_text = null, reason = ? "
-                f"where rowid in (select unnest(?))",
-                [reason, theirs],
-            )
-            removed += len(theirs)
-        now = datetime.now(UTC).replace(tzinfo=None)
-        if earlier:
-            _drop_staging_tables(con)
-            request_whole_publication(settings.serving, "re-delivery purge of earlier loads")
-            con.execute(
-                f"insert into {SCHEMA}.full_refresh_requests values (?, ?)",
-                [f"purge-{now:%Y%m%dT%H%M%S}", now],
-            )
-        con.execute(
-            f"insert into {SCHEMA}.purge_state values (?, ?, ?)", [until or since, now, removed]
-        )
-    if removed:
-        # the rows just deleted stay in the file's free blocks until it is rewritten
-        compact(settings.restricted_db)
-    return removed
-
-
-def full_refresh_requested(settings: Settings) -> list[str]:
-    """Request ids that want the next dbt build to be a full refresh (empty: none)."""
-    if not settings.restricted_db.exists():
-        return []
-    with connect_restricted(settings.restricted_db, read_only=True) as con:
-        try:
-            return [
-                r[0]
-                for r in con.execute(
-                    "select request_id from privacy.full_refresh_requests"
-                ).fetchall()
-            ]
-        except duckdb.CatalogException:
-            return []
-
-
-def clear_full_refresh(settings: Settings, request_ids: list[str]) -> None:
-    if not request_ids:
-        return
-    with connect_restricted(settings.restricted_db) as con:
-        con.execute(
-            "delete from privacy.full_refresh_requests where request_id in "
-            f"({', '.join('?' for _ in request_ids)})",
-            request_ids,
-        )
-
-
-def request_full_refresh(settings: Settings, request_id: str) -> None:
-    """Make the next dbt build a full refresh (after a key rotation, or by hand)."""
-    settings.ensure_dirs()
-    with connect_restricted(settings.restricted_db) as con:
-        _ensure_tables(con, "privacy")
-        con.execute(
-            "insert into privacy.full_refresh_requests values (?, ?)",
-            [request_id, datetime.now(UTC).replace(tzinfo=None)],
-        )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipelines.lib.whole_publication import WHOLE_MARKER as WHOLE_MARKER
+
 # The on-disk format of serving.duckdb. v1.0.0 files open in every DuckDB since 1.0 (CLI,
 # Python, the JDBC driver Tableau uses); newer versions would force analysts onto DuckDB
 # >= that version for a small gain in compression. Change only together with docs/publishing.md.
@@ -56,8 +58,6 @@ PATCH_LIMIT = 0.10
 #: below the pipeline's (`CRM_DUCKDB_MEMORY_LIMIT`, 4GB) used for the comparisons: the Hyper
 #: server works beside it.
 WRITE_MEMORY_LIMIT = "2GB"
-#: Present in the serving folder: the next publication writes every table whole.
-WHOLE_MARKER = ".publish-whole"
 #: The keys each build of a fact wrote, in the warehouse's schema `main` (dbt macro
 #: keep_written_keys): columns build, whole and the model's unique_key.
 WRITTEN_KEYS_SUFFIX = "__written_keys"

@@ -12,12 +12,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from pipelines.lib.whole_publication import request_whole_publication
 from pipelines.publish.layout import (
     CURRENT,
     ENTRY_POINTS,
@@ -28,7 +28,6 @@ from pipelines.publish.layout import (
     REVIEW_FILE,
     SERVING_DB,
     TABLEAU_DIR,
-    WHOLE_MARKER,
     PublishError,
     fsync,
     literal,
@@ -44,23 +43,6 @@ def publish_lock(serving_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def request_whole_publication(serving_dir: Path, reason: str) -> None:
-    """Make the next publication write every table whole (no copy of the current release):
-    after an erasure, so that the new files hold no deleted rows of the person."""
-    serving_dir = Path(serving_dir)
-    serving_dir.mkdir(parents=True, exist_ok=True)
-    stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {uuid.uuid4().hex[:8]}"
-    (serving_dir / WHOLE_MARKER).write_text(f"{reason}\n{stamp}\n", encoding="utf-8")
-
-
-def read_whole_request(serving_dir: Path) -> str | None:
-    """The content of the whole-publication request (None: none)."""
-    try:
-        return (serving_dir / WHOLE_MARKER).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
 
 
 def stage_review(staging: Path, review: Path | None) -> list[str]:

@@ -72,6 +72,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.lib.whole_publication import read_whole_request
 from pipelines.publish.build import build_release
 from pipelines.publish.layout import (
     FORMATS,
@@ -86,7 +87,6 @@ from pipelines.publish.releases import (
     current_release,
     previous_releases,
     publish_lock,
-    read_whole_request,
     stage_review,
     swap,
 )

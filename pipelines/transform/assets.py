@@ -25,10 +25,10 @@ from dagster_dbt import (
 )
 
 from pipelines.lib.duck import connect_warehouse
+from pipelines.lib.erasure_guards import clear_full_refresh, full_refresh_requested
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.retry import TRANSIENT_RETRY
 from pipelines.lib.settings import Settings, SettingsError
-from pipelines.privacy import clear_full_refresh, full_refresh_requested
 from pipelines.transform.dbt_cli import CrmDbtCliResource
 from pipelines.transform.project import DBT_PROJECT_DIR, ensure_manifest, prepare_warehouse
 

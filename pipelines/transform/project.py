@@ -14,6 +14,8 @@ from dagster_dbt import DbtProject
 from pipelines.lib.child_env import child_env
 from pipelines.lib.child_guard import parent_env
 from pipelines.lib.duck import MEMORY_LIMIT_ENV, connect_warehouse
+from pipelines.lib.erasure_guards import purge_erased
+from pipelines.lib.key_check import verify_key
 from pipelines.lib.pseudonym import KEY_ENV
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 from pipelines.transform.dbt_cli import CrmDbtCliResource, dbt_executable
@@ -66,18 +68,14 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 
 
 def prepare_warehouse(settings: Settings) -> dict[str, str]:
-    """Before dbt runs: the key is the warehouse's (pipelines/privacy/keys.py: the key file
+    """Before dbt runs: the key is the warehouse's (pipelines/lib/key_check.py: the key file
     is created for a new warehouse unless the key comes from $CRM_PSEUDONYM_KEY), the restricted store has owner-only permissions, the warehouse has its `raw.*` views
     over it. Returns dbt_env(settings)."""
-    from pipelines.privacy import verify_key
-
     verify_key(settings)
     with connect_warehouse(settings.warehouse_db, settings.restricted_db):
         pass
     # rows of erased people in files delivered again, in case a crash came between the
-    # load and its purge (pipelines/privacy)
-    from pipelines.privacy import purge_erased
-
+    # load and its purge (pipelines/lib/erasure_guards.py)
     purge_erased(settings)
     return dbt_env(settings)
 
