@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import NIGHTLY_JOB
+from pipelines.lib.launch import execute_in_code_location
 from pipelines.lib.settings import Settings
 
 #: The run tags that make one run cover a range of partitions (a single-run backfill).
@@ -23,7 +24,8 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (runs show in the UI), else an ephemeral one."""
+    """The persistent instance under DAGSTER_HOME (default $CRM_HOME/dagster: runs show in
+    the UI); an ephemeral one only for settings built without it (tests)."""
     if settings.dagster_home is None:
         return dg.DagsterInstance.ephemeral()
     ensure_dagster_home(settings.dagster_home)
@@ -187,8 +189,8 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: last_before.isoformat(),
             }
-            result = ingest.execute_in_process(
-                instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
+            result = execute_in_code_location(
+                ingest, instance, tags=range_tags, run_config=run_config
             )
             if not _report(result, "ingest", time.monotonic() - started):
                 record_night(settings.reports, end, "failed")
@@ -198,12 +200,8 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})"
         )
         nightly_started = time.monotonic()
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=end.isoformat(),
-            tags=tags,
-            run_config=run_config,
-            raise_on_error=False,
+        result = execute_in_code_location(
+            job, instance, partition_key=end.isoformat(), tags=tags, run_config=run_config
         )
         ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
         if not ok:  # the reviews shown (older nights) say so (pipelines/publish/release.py)
@@ -304,8 +302,9 @@ def run_check_mapping(
     from pipelines.lib.resources import CrmSettingsResource
 
     with dagster_instance(settings) as instance:
-        result = check_mapping_job.execute_in_process(
-            instance=instance,
+        result = execute_in_code_location(
+            check_mapping_job,
+            instance,
             run_config={
                 # the report is the output: Dagster's own lines only when something fails
                 "loggers": {"console": {"config": {"log_level": "ERROR"}}},
@@ -320,7 +319,6 @@ def run_check_mapping(
                 },
             },
             resources={"crm": CrmSettingsResource.from_settings(settings)},
-            raise_on_error=False,
         )
     if result.success:
         return result.output_for_node("check_mapping_op"), True

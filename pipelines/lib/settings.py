@@ -52,7 +52,7 @@ class Settings:
     | CRM_PARTITIONS_START | 2024-01-01 (first delivery date Dagster knows) |
     | CRM_SPARK_EXPORT | unset (1: the ingest and CLV assets also write Parquet for the Spark target) |
     | CRM_SPARK_SOURCES_DIR | $CRM_HOME/restricted/spark/sources (the Spark target's sources) |
-    | DAGSTER_HOME | unset: an ephemeral Dagster instance (`make` sets $CRM_HOME/dagster) |
+    | DAGSTER_HOME | $CRM_HOME/dagster (Dagster's instance: the runs of `crm` and of the UI) |
     | JAVA_HOME | unset: `java` on the PATH (the Java runtime of the Spark target) |
     """
 
@@ -80,7 +80,7 @@ class Settings:
     partitions_start: str = DEFAULT_PARTITIONS_START
     #: where `crm spark export` writes and the Spark target reads (None: under restricted/)
     spark_sources_dir: Path | None = None
-    #: Dagster's instance folder (None: an ephemeral instance)
+    #: Dagster's instance folder (None: an ephemeral instance; from_env: $CRM_HOME/dagster)
     dagster_home: Path | None = None
     #: the Java runtime of the Spark target (None: `java` on the PATH)
     java_home: str | None = None
@@ -216,7 +216,7 @@ class Settings:
             duckdb_memory_limit=env.get("CRM_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             partitions_start=partitions_start,
             spark_sources_dir=path_or_none("CRM_SPARK_SOURCES_DIR"),
-            dagster_home=path_or_none("DAGSTER_HOME"),
+            dagster_home=path_or_none("DAGSTER_HOME") or home / "dagster",
             java_home=env.get("JAVA_HOME") or None,
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )
