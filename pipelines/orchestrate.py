@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import NIGHTLY_JOB
+from pipelines.lib.console import step_error
 from pipelines.lib.launch import execute_in_code_location
 from pipelines.lib.settings import Settings
 
@@ -113,7 +114,7 @@ def _report(result, label: str, seconds: float) -> bool:
     failed: dict[str, list[str]] = {}  # message -> steps (a broken mapping fails several)
     for event in result.all_events:
         if event.is_step_failure:
-            info = event.step_failure_data.error
+            info = step_error(event.step_failure_data.error)  # the step's own exception
             message = info.message.strip() if info else ""
             message = message.removeprefix(f"{FAILURE_CLASS}: ")
             failed.setdefault(message, []).append(event.step_key)
