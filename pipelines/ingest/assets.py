@@ -13,7 +13,7 @@ import duckdb
 from pipelines.ingest.engine import load_partitions, partition_is_unchanged
 from pipelines.ingest.load_log import SourceCounts, source_counts, stale_deliveries
 from pipelines.ingest.mapping import ENTITIES, MappingError, SourceMapping, load_mappings
-from pipelines.ingest.results import PartitionResult
+from pipelines.ingest.results import PartitionResult, summarize_warnings
 from pipelines.ingest.schema import ensure_raw_schema
 from pipelines.lib.duck import connect_restricted
 from pipelines.lib.pseudonym import PseudonymKeyError
@@ -201,6 +201,7 @@ class _Tally:
 
 def _tally(outcomes: Outcomes, context) -> _Tally:
     tally = _Tally()
+    files = []
     for key in sorted(outcomes):
         outcome = outcomes[key]
         if isinstance(outcome, MappingError):
@@ -215,7 +216,8 @@ def _tally(outcomes: Outcomes, context) -> _Tally:
             tally.rows_quarantined += f.rows_quarantined
             if f.status == "duplicate":
                 tally.duplicates.append(f.file)
-            tally.warnings.extend(f"{f.file}: {w}" for w in f.warnings)
+            files.append(f)
+    tally.warnings = summarize_warnings(files)  # one line per source for extra columns
     return tally
 
 
