@@ -36,9 +36,10 @@ format: $(STAMP)
 	$(BIN)/ruff format pipelines tests
 	$(BIN)/ruff check --fix pipelines tests
 
+# The Dagster UI and daemon on $(DAGSTER_HOME) (`dagster dev -w workspace.yaml`); stops on
+# Ctrl-C and SIGTERM even when started in the background (pipelines/dev.py).
 dev: $(STAMP)
-	@$(BIN)/python -c "from pathlib import Path; from pipelines.orchestrate import ensure_dagster_home; ensure_dagster_home(Path('$(DAGSTER_HOME)'))"
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m pipelines.dev
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
