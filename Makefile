@@ -22,6 +22,7 @@ env: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/crm demo
+	@echo "crm is installed in $(VENV): run 'source $(VENV)/bin/activate' once per shell, then 'crm --help' (or call $(BIN)/crm)."
 
 test: $(STAMP)
 	bash tests/support/ensure_system_packages.sh
