@@ -14,7 +14,7 @@ from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 from pipelines.models.assets import build_clv_asset
 from pipelines.publish.assets import build_dbt_docs_asset, build_publish_asset
-from pipelines.publish.sensors import build_failed_night_sensor
+from pipelines.publish.sensors import build_failed_night_sensor, build_failed_run_alert_sensor
 from pipelines.quality.checks import build_quality_checks
 from pipelines.targets.assets import build_targets_asset
 from pipelines.transform.assets import build_dbt_assets
@@ -72,7 +72,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=build_quality_checks(partitions_def=partitions),
         jobs=[nightly, ingest, check_mapping_job],
         schedules=[build_nightly_schedule(nightly, settings.timezone)],
-        sensors=[build_delivery_sensor(nightly, partitions), build_failed_night_sensor(nightly)],
+        sensors=[
+            build_delivery_sensor(nightly, partitions),
+            build_failed_night_sensor(nightly),
+            build_failed_run_alert_sensor([nightly, ingest]),
+        ],
         resources={
             "crm": CrmSettingsResource.from_settings(settings),
             "dbt": CrmDbtCliResource(

@@ -107,7 +107,8 @@ def _echo(message: str) -> None:
 FAILURE_CLASS = f"{dg.Failure.__module__}.{dg.Failure.__qualname__}"
 
 
-def _report(result, label: str, seconds: float) -> bool:
+def _report(result, label: str, seconds: float, settings: Settings | None = None) -> bool:
+    """Print the outcome of a run; a failed run is alerted (`settings`' channels)."""
     if result.success:
         _echo(f"{label}: done in {seconds:.1f} s (run {result.run_id})")
         return True
@@ -120,6 +121,13 @@ def _report(result, label: str, seconds: float) -> bool:
             failed.setdefault(message, []).append(event.step_key)
     for message, steps in failed.items():
         _echo(f"FAILED step {', '.join(steps)}: {message}")
+    if settings is not None and (settings.alert_webhook_url or settings.alert_email_to):
+        from pipelines.lib.alerts import notify
+        from pipelines.publish.sensors import failure_alert
+
+        failure = next((e for e in result.all_events if e.is_run_failure), None)
+        errors = notify(settings, failure_alert(result.dagster_run, failure and failure.message))
+        _echo("; ".join(errors) if errors else "alert sent")
     _echo(
         f"{label}: failed after {seconds:.1f} s (run {result.run_id}); the published outputs "
         "were not replaced"
@@ -193,7 +201,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             result = execute_in_code_location(
                 ingest, instance, tags=range_tags, run_config=run_config
             )
-            if not _report(result, "ingest", time.monotonic() - started):
+            if not _report(result, "ingest", time.monotonic() - started, settings):
                 record_night(settings.reports, end, "failed")
                 print_ingest_summary(settings, start, last_before)
                 return False
@@ -204,7 +212,7 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
         result = execute_in_code_location(
             job, instance, partition_key=end.isoformat(), tags=tags, run_config=run_config
         )
-        ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+        ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started, settings)
         if not ok:  # the reviews shown (older nights) say so (pipelines/publish/release.py)
             record_night(settings.reports, end, "failed")
     print_ingest_summary(settings, start, end)

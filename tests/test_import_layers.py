@@ -14,7 +14,7 @@ Order, bottom to top (a package may import any package on a lower floor):
     targets      the write-back targets
     spark        the Parquet export for Spark
     privacy      erasure (`crm forget`) and key rotation
-    composition  cli, orchestrate, definitions, bench, benchmarks: they compose the layers
+    composition  cli, dev, orchestrate, definitions, bench, benchmarks: they compose the layers
 
 `reference` (the pandas oracle the tests check the warehouse against) stands apart: runtime
 code never imports it, and it imports only `lib`.
@@ -41,7 +41,7 @@ LAYERS: list[set[str]] = [
     {"targets"},
     {"spark"},
     {"privacy"},
-    {"cli", "orchestrate", "definitions", "bench", "benchmarks"},
+    {"cli", "dev", "orchestrate", "definitions", "bench", "benchmarks"},
 ]
 REFERENCE = "reference"
 FLOOR = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -25,7 +25,13 @@ def delivery_dates(landing: Path) -> list[str]:
 
 
 def build_delivery_sensor(job, partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
-    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+    @dg.sensor(
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Every minute: one run of the nightly job per delivery date folder "
+        "(landing/<source>/<YYYY-MM-DD>/) not seen before.",
+    )
     def new_delivery_sensor(context: dg.SensorEvaluationContext, crm: CrmSettingsResource):
         """Requests one run of the nightly job per delivery date folder not seen before."""
         seen = set(filter(None, (context.cursor or "").split(",")))

@@ -5,7 +5,8 @@ The Dagster UI lists a job's runs (the job page, Overview) by the job name and t
 repository label (``__repository__@<code location>``), which Dagster derives from the run's
 remote origin. ``JobDefinition.execute_in_process`` creates its run without one (the run then
 shows under Runs only), and Dagster has no public call that executes a run in-process with an
-origin. This module is that call: it creates the run as ``execute_in_process`` does (same
+origin (dagster-io/dagster#17707, open: runs executed outside the UI are missing from the
+job's Runs tab; #19458: nor can the UI re-execute them). This module is that call: it creates the run as ``execute_in_process`` does (same
 tags for a partition, same ephemeral job: in-process executor, in-memory I/O manager) but
 with the origin of the code location that workspace.yaml defines, then executes it in this
 process and returns the same ``ExecuteInProcessResult``. Each private name it uses is
