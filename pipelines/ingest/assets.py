@@ -10,6 +10,7 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
+from pipelines.ingest.canonical import raw_table
 from pipelines.ingest.engine import load_partitions, partition_is_unchanged
 from pipelines.ingest.load_log import SourceCounts, source_counts, stale_deliveries
 from pipelines.ingest.mapping import ENTITIES, MappingError, SourceMapping, load_mappings
@@ -110,9 +111,12 @@ def build_ingest_asset(
         if not check.passed:
             context.log.error(str(check.description))
         spike = _spike_check(context, entity, keys, settings)
+        table_rows = _table_rows(settings, entity)
         return dg.MaterializeResult(
             check_results=[check, spike],
             metadata={
+                "dagster/row_count": table_rows,  # the table's, every delivery date
+                "dagster/table_name": f"restricted.{raw_table(entity)}",
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
                 "delivery_dates": len(keys),
                 "files": tally.files,
@@ -320,6 +324,15 @@ def quarantine_check(counts: list, settings: Settings) -> dg.AssetCheckResult:
         description=description,
         metadata={"max_share": limit, "shares": dg.MetadataValue.json(shares)},
     )
+
+
+def _table_rows(settings: Settings, entity: str) -> int:
+    """The rows of raw.<entity> (every delivery date); 0 before its first load."""
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {raw_table(entity)}").fetchone()[0])
+        except duckdb.CatalogException:
+            return 0
 
 
 def quarantine_spikes(

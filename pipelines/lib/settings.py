@@ -49,7 +49,7 @@ class Settings:
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
     | CRM_DUCKDB_MEMORY_LIMIT | 4GB (memory of each DuckDB database the pipeline and dbt open; DuckDB spills beyond it) |
-    | CRM_PARTITIONS_START | 2024-01-01 (first delivery date Dagster knows) |
+    | CRM_PARTITIONS_START | unset: the first delivery folder of the landing, else 2024-01-01 (first delivery date Dagster knows) |
     | CRM_SPARK_EXPORT | unset (1: the ingest and CLV assets also write Parquet for the Spark target) |
     | CRM_SPARK_SOURCES_DIR | $CRM_HOME/restricted/spark/sources (the Spark target's sources) |
     | DAGSTER_HOME | $CRM_HOME/dagster (Dagster's instance: the runs of `crm` and of the UI) |
@@ -81,8 +81,9 @@ class Settings:
     pseudonym_key: str | None = field(default=None, repr=False)
     #: memory of each DuckDB database the pipeline and dbt open (DuckDB spills beyond it)
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
-    #: first delivery date of the daily partitions (ISO date)
-    partitions_start: str = DEFAULT_PARTITIONS_START
+    #: first delivery date of the daily partitions (ISO date; None: the first delivery
+    #: folder of the landing, pipelines/lib/partitions.py)
+    partitions_start: str | None = None
     #: where `crm spark export` writes and the Spark target reads (None: under restricted/)
     spark_sources_dir: Path | None = None
     #: Dagster's instance folder (None: an ephemeral instance; from_env: $CRM_HOME/dagster)
@@ -201,9 +202,9 @@ class Settings:
             raise SettingsError(
                 f"CRM_MAX_QUARANTINE_SHARE={max_quarantine}: use a share between 0 and 1"
             )
-        partitions_start = env.get("CRM_PARTITIONS_START", DEFAULT_PARTITIONS_START)
+        partitions_start = env.get("CRM_PARTITIONS_START") or None
         try:
-            date.fromisoformat(partitions_start)
+            date.fromisoformat(partitions_start or DEFAULT_PARTITIONS_START)
         except ValueError as exc:
             raise SettingsError(
                 f"CRM_PARTITIONS_START={partitions_start!r} is not a date in YYYY-MM-DD form"
