@@ -5,6 +5,7 @@ UI, and they are recorded without DAGSTER_HOME (default $CRM_HOME/dagster)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -137,3 +138,99 @@ def test_the_backfills_runs_are_listed_under_their_jobs(crm_home: Path, monkeypa
         listed = job_runs(crm_home / "dagster", job)
         assert set(ids) <= set(listed["job page"]), job
         assert set(ids) <= set(listed["runs filter"]), job
+
+
+ASSET_NODES = """
+query Assets($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    groupName
+    description
+    owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+    internalFreshnessPolicy { ... on CronFreshnessPolicy { deadlineCron lowerBoundDeltaSeconds } }
+  }
+}
+"""
+
+
+def _published_assets(serving_db: Path) -> dict[tuple[str, ...], str]:
+    """Asset key -> its table in serving.duckdb: every mart, the seeds and the targets."""
+    import duckdb
+
+    with duckdb.connect(str(serving_db), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    prefixes = {"kpi_definitions": "seeds", "sla_targets": "seeds", "kpi_targets": "targets"}
+    return {(prefixes.get(t, "marts"), t): t for t in tables}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_every_published_asset_has_an_owner_and_its_row_count(crm_home: Path, monkeypatch) -> None:
+    """After the e2e backfill: each published table's asset (the marts, the seeds and the
+    targets) and the publication have an owner, a group, a description and the nightly
+    freshness policy in the UI, and their last materialization's row count equals the rows
+    of the published table (counted in serving.duckdb)."""
+    import duckdb
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    serving_db = crm_home / "serving" / "serving.duckdb"
+    published = _published_assets(serving_db)
+    assert len(published) >= 15  # 12+ marts, 2 seeds, the targets
+    with duckdb.connect(str(serving_db), read_only=True) as con:
+        rows = {
+            t: con.execute(f'select count(*) from main."{t}"').fetchone()[0]
+            for t in published.values()
+        }
+    keys = [*published, ("serving", "publication")]
+    monkeypatch.setenv("CRM_HOME", str(crm_home))
+    monkeypatch.setenv("CRM_MAPPINGS_DIR", str(REPO / "pipelines/ingest/mappings/demo"))
+    monkeypatch.delenv("CRM_LANDING_DIR", raising=False)
+    with ui_context(crm_home / "dagster") as context:
+        nodes = execute_dagster_graphql(
+            context, ASSET_NODES, {"keys": [{"path": list(k)} for k in keys]}
+        ).data["assetNodes"]
+    assert {tuple(n["assetKey"]["path"]) for n in nodes} == set(keys)
+    for node in nodes:
+        key = "/".join(node["assetKey"]["path"])
+        assert node["owners"] == [{"team": "crm-data"}], key
+        assert node["groupName"] and node["description"], key
+        # due by 08:00 business time, materialized in the 6 hours before (from 02:00)
+        assert node["internalFreshnessPolicy"] == {
+            "deadlineCron": "0 8 * * *",
+            "lowerBoundDeltaSeconds": 6 * 3600,
+        }, key
+    with dg.DagsterInstance.from_config(str(crm_home / "dagster")) as instance:
+
+        def row_count(key: tuple[str, ...]) -> int:
+            event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
+            assert event is not None, key
+            return event.asset_materialization.metadata["dagster/row_count"].value
+
+        for key, table in published.items():
+            assert row_count(key) == rows[table], key
+        # the publication: the rows of every table it published
+        assert row_count(("serving", "publication")) == sum(rows.values())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_the_backfill_prints_no_repeated_warning(crm_home: Path) -> None:
+    """The console of the e2e backfill (two runs: ingest, nightly) says each warning once
+    per run; the extra columns of a source's files are one line per source and run."""
+    from collections import Counter
+
+    from support.e2e import console_log
+
+    warnings = Counter()
+    extra = Counter()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", console_log(crm_home).read_text(encoding="utf-8"))
+    for line in text.splitlines():
+        parts = line.split(" - ")
+        if len(parts) < 6 or parts[2] != "WARNING":
+            continue
+        job, step, message = parts[3], parts[5], " - ".join(parts[6:])
+        warnings[(job, step, message)] += 1
+        if "extra column(s) ignored" in message:
+            extra[(job, message.split(":", 1)[0])] += 1
+    assert [w for w, n in warnings.items() if n > 1] == []
+    assert all(n == 1 for n in extra.values()), extra
