@@ -6,11 +6,11 @@ repository label (``__repository__@<code location>``), which Dagster derives fro
 remote origin. ``JobDefinition.execute_in_process`` creates its run without one (the run then
 shows under Runs only), and Dagster has no public call that executes a run in-process with an
 origin (dagster-io/dagster#17707, open: runs executed outside the UI are missing from the
-job's Runs tab; #19458: nor can the UI re-execute them). This module is that call: it creates the run as ``execute_in_process`` does (same
-tags for a partition, same ephemeral job: in-process executor, in-memory I/O manager) but
-with the origin of the code location that workspace.yaml defines, then executes it in this
-process and returns the same ``ExecuteInProcessResult``. Each private name it uses is
-imported here only.
+job's Runs tab; #19458: the UI could not re-execute them). This module is that call: it
+creates the run as ``execute_in_process`` does (same tags for a partition, same ephemeral
+job: in-process executor, in-memory I/O manager) but with the origin of the code location
+that workspace.yaml defines, then executes it in this process and returns the same
+``ExecuteInProcessResult``. Each private name it uses is imported here only.
 """
 
 from __future__ import annotations
@@ -47,11 +47,6 @@ def code_location_origin(workspace_file: Path = WORKSPACE_FILE):
         ),
         location_name=CODE_LOCATION,
     )
-
-
-def repository_label() -> str:
-    """The label the UI filters a job's runs by (tag ``.dagster/repository``)."""
-    return f"{REPOSITORY}@{code_location_origin().location_name}"
 
 
 def execute_in_code_location(

@@ -81,9 +81,17 @@ WAREHOUSE_CATALOG = "warehouse"
 STORED = ("table", "incremental", "seed", "snapshot")
 
 
+#: The database of the profile the manifest is parsed with (pipelines/transform/project.py).
+PARSE_DATABASE = "parse_only"
+
+
 def storage_name(props: Mapping[str, Any]) -> str:
-    """`warehouse.<schema>.<table>`: where a dbt node is stored."""
-    return f"{WAREHOUSE_CATALOG}.{props['schema']}.{props.get('alias') or props['name']}"
+    """`<catalog>.<schema>.<table>`: where a dbt node is stored; the catalog is the
+    warehouse, or the restricted store for the models configured with `database:
+    restricted` (the ones holding clear personal data)."""
+    database = props.get("database") or PARSE_DATABASE
+    catalog = WAREHOUSE_CATALOG if database == PARSE_DATABASE else database
+    return f"{catalog}.{props['schema']}.{props.get('alias') or props['name']}"
 
 
 def dbt_owner(props: Mapping[str, Any]) -> str | None:
@@ -94,6 +102,10 @@ def dbt_owner(props: Mapping[str, Any]) -> str | None:
     if not owner:
         return None
     return owner if "@" in owner or owner.startswith("team:") else f"team:{owner}"
+
+
+def _quoted(parts: list[str]) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
 def with_row_counts(events: list, manifest: Mapping[str, Any], settings: Settings) -> list:
@@ -115,11 +127,15 @@ def with_row_counts(events: list, manifest: Mapping[str, Any], settings: Setting
                 settings.warehouse_db, settings.restricted_db, read_only=True, wait_seconds=30
             ) as con:
                 for name in set(stored.values()):
-                    relation = ".".join(f'"{part}"' for part in name.split(".")[1:])
-                    counts[name] = int(
-                        con.execute(f"select count(*) from {relation}").fetchone()[0]
-                    )
-        except (duckdb.Error, RuntimeError):  # a table the build did not create: no count
+                    catalog, relation = name.split(".", 1)
+                    # the warehouse file is the connection's main catalog
+                    parts = relation.split(".") if catalog == WAREHOUSE_CATALOG else name.split(".")
+                    try:
+                        (n,) = con.execute(f"select count(*) from {_quoted(parts)}").fetchone()
+                    except duckdb.Error:  # a table the build did not create: no count
+                        continue
+                    counts[name] = int(n)
+        except RuntimeError:  # the warehouse is busy (WarehouseBusyError): no counts
             pass
     out = []
     for event in events:
