@@ -44,7 +44,7 @@ def _spark_scores_export(con, settings: Settings) -> int:
 
 #: The owner of every asset whose dbt model names none (`meta: {owner: ...}`): the team that
 #: runs the warehouse.
-DEFAULT_OWNER = "team:crm-data"
+DEFAULT_OWNER = "team:crm-data-team"
 #: The nightly run starts at 02:00 business time (pipelines/ingest/schedules.py); an asset
 #: not materialized between 02:00 and 08:00 is late (Dagster's freshness: the UI flags it).
 FRESHNESS_DEADLINE_CRON = "0 8 * * *"

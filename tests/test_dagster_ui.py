@@ -196,7 +196,7 @@ def test_every_published_asset_has_an_owner_and_its_row_count(crm_home: Path, mo
     assert {tuple(n["assetKey"]["path"]) for n in nodes} == set(keys)
     for node in nodes:
         key = "/".join(node["assetKey"]["path"])
-        assert node["owners"] == [{"team": "crm-data"}], key
+        assert node["owners"] == [{"team": "crm-data-team"}], key
         assert node["groupName"] and node["description"], key
         # due by 08:00 business time, materialized in the 6 hours before (from 02:00)
         assert node["internalFreshnessPolicy"] == {
