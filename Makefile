@@ -25,6 +25,7 @@ env: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/crm demo
+	@echo "crm is installed in $(VENV): run 'source $(VENV)/bin/activate' once per shell, then 'crm --help' (or call $(BIN)/crm)."
 
 test: $(STAMP)
 	bash tests/support/ensure_system_packages.sh
@@ -39,9 +40,10 @@ format: $(STAMP)
 	$(BIN)/ruff format pipelines benchmarks tests
 	$(BIN)/ruff check --fix pipelines benchmarks tests
 
+# The Dagster UI and daemon on $(DAGSTER_HOME) (`dagster dev -w workspace.yaml`); stops on
+# Ctrl-C and SIGTERM even when started in the background (pipelines/dev.py).
 dev: $(STAMP)
-	@$(BIN)/python -c "from pathlib import Path; from pipelines.orchestrate import ensure_dagster_home; ensure_dagster_home(Path('$(DAGSTER_HOME)'))"
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m pipelines.dev
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,7 +1,7 @@
 """`crm`: the command-line tool of the CRM warehouse.
 
-Every pipeline command goes through Dagster, so runs appear in the UI when DAGSTER_HOME is
-set (`make demo` and `make dev` set it to $CRM_HOME/dagster). `crm forget` (erasure of a
+Every pipeline command goes through Dagster: its runs are recorded in DAGSTER_HOME (default
+$CRM_HOME/dagster) under their job of the code location, so the UI (`make dev`) lists them. `crm forget` (erasure of a
 person) works on the stores directly and is audited in the restricted store.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from pipelines.generate.presets import DEFAULT_SEED
 from pipelines.lib.settings import Settings, SettingsError
 
 # The multiprocessing resource tracker (a child process) warns about a semaphore that a
@@ -329,7 +330,13 @@ def spark_build_command(as_of: date, no_tests: bool, select: tuple[str, ...]) ->
 @click.option(
     "--preset", default="small", show_default=True, type=click.Choice(["small", "medium", "large"])
 )
-@click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=int,
+    help="Same seed, same bytes (as crm generate).",
+)
 def demo_command(preset: str, seed: int) -> None:
     """Generate demo exports into CRM_HOME/landing (once), run the whole pipeline over every
     delivery date, and print where the outputs are."""

@@ -1,6 +1,7 @@
 """The single Definitions object of the project (workspace.yaml points here)."""
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 
@@ -9,12 +10,12 @@ from pipelines.ingest.jobs import check_mapping_job
 from pipelines.ingest.schedules import build_nightly_schedule
 from pipelines.ingest.sensors import build_delivery_sensor
 from pipelines.lib.console import console_logger
-from pipelines.lib.partitions import daily_partitions
+from pipelines.lib.partitions import daily_partitions, partitions_start
 from pipelines.lib.resources import CrmSettingsResource
 from pipelines.lib.settings import DBT_PROJECT_DIR, Settings
 from pipelines.models.assets import build_clv_asset
 from pipelines.publish.assets import build_dbt_docs_asset, build_publish_asset
-from pipelines.publish.sensors import build_failed_night_sensor
+from pipelines.publish.sensors import build_failed_night_sensor, build_failed_run_alert_sensor
 from pipelines.quality.checks import build_quality_checks
 from pipelines.targets.assets import build_targets_asset
 from pipelines.transform.assets import build_dbt_assets
@@ -41,13 +42,36 @@ def _spark_scores_export(con, settings: Settings) -> int:
     return export_clv_scores(con, spark_paths(settings))
 
 
+#: The owner of every asset whose dbt model names none (`meta: {owner: ...}`): the team that
+#: runs the warehouse.
+DEFAULT_OWNER = "team:crm-data-team"
+#: The nightly run starts at 02:00 business time (pipelines/ingest/schedules.py); an asset
+#: not materialized between 02:00 and 08:00 is late (Dagster's freshness: the UI flags it).
+FRESHNESS_DEADLINE_CRON = "0 8 * * *"
+FRESHNESS_WINDOW = timedelta(hours=6)
+
+
+def catalogued(assets: list, timezone: str) -> list:
+    """Every asset with an owner (DEFAULT_OWNER where it names none) and the nightly
+    freshness policy."""
+    policy = dg.FreshnessPolicy.cron(
+        deadline_cron=FRESHNESS_DEADLINE_CRON, lower_bound_delta=FRESHNESS_WINDOW, timezone=timezone
+    )
+    return dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(
+            owners=spec.owners or [DEFAULT_OWNER], freshness_policy=policy
+        ),
+        assets,
+    )
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The Definitions of the deployment of `settings` (default: `Settings.from_env()`, the
     code location's one reading of the environment). Every setting reaches the assets
     through the `crm` resource; the dbt profile's inputs are derived from it when a dbt step
     starts and passed to the dbt process only (pipelines/transform/dbt_cli.py)."""
     settings = settings or Settings.from_env()
-    partitions = daily_partitions(settings.timezone, settings.partitions_start)
+    partitions = daily_partitions(settings.timezone, partitions_start(settings))
     dbt_assets = build_dbt_assets(partitions)
     assets: list = [
         *build_ingest_assets(partitions, spark_export=_spark_raw_export),
@@ -57,6 +81,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         build_publish_asset(partitions),
         build_dbt_docs_asset(partitions),
     ]
+    assets = catalogued(assets, settings.timezone)
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
@@ -72,7 +97,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=build_quality_checks(partitions_def=partitions),
         jobs=[nightly, ingest, check_mapping_job],
         schedules=[build_nightly_schedule(nightly, settings.timezone)],
-        sensors=[build_delivery_sensor(nightly, partitions), build_failed_night_sensor(nightly)],
+        sensors=[
+            build_delivery_sensor(nightly, partitions),
+            build_failed_night_sensor(nightly),
+            build_failed_run_alert_sensor([nightly, ingest]),
+        ],
         resources={
             "crm": CrmSettingsResource.from_settings(settings),
             "dbt": CrmDbtCliResource(

@@ -12,6 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import NIGHTLY_JOB
+from pipelines.lib.console import step_error
+from pipelines.lib.launch import execute_in_code_location
 from pipelines.lib.settings import Settings
 
 #: The run tags that make one run cover a range of partitions (a single-run backfill).
@@ -23,7 +25,8 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (runs show in the UI), else an ephemeral one."""
+    """The persistent instance under DAGSTER_HOME (default $CRM_HOME/dagster: runs show in
+    the UI); an ephemeral one only for settings built without it (tests)."""
     if settings.dagster_home is None:
         return dg.DagsterInstance.ephemeral()
     ensure_dagster_home(settings.dagster_home)
@@ -104,19 +107,27 @@ def _echo(message: str) -> None:
 FAILURE_CLASS = f"{dg.Failure.__module__}.{dg.Failure.__qualname__}"
 
 
-def _report(result, label: str, seconds: float) -> bool:
+def _report(result, label: str, seconds: float, settings: Settings | None = None) -> bool:
+    """Print the outcome of a run; a failed run is alerted (`settings`' channels)."""
     if result.success:
         _echo(f"{label}: done in {seconds:.1f} s (run {result.run_id})")
         return True
     failed: dict[str, list[str]] = {}  # message -> steps (a broken mapping fails several)
     for event in result.all_events:
         if event.is_step_failure:
-            info = event.step_failure_data.error
+            info = step_error(event.step_failure_data.error)  # the step's own exception
             message = info.message.strip() if info else ""
             message = message.removeprefix(f"{FAILURE_CLASS}: ")
             failed.setdefault(message, []).append(event.step_key)
     for message, steps in failed.items():
         _echo(f"FAILED step {', '.join(steps)}: {message}")
+    if settings is not None and (settings.alert_webhook_url or settings.alert_email_to):
+        from pipelines.lib.alerts import notify
+        from pipelines.publish.sensors import failure_alert
+
+        failure = next((e for e in result.all_events if e.is_run_failure), None)
+        errors = notify(settings, failure_alert(result.dagster_run, failure and failure.message))
+        _echo("; ".join(errors) if errors else "alert sent")
     _echo(
         f"{label}: failed after {seconds:.1f} s (run {result.run_id}); the published outputs "
         "were not replaced"
@@ -187,10 +198,10 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: last_before.isoformat(),
             }
-            result = ingest.execute_in_process(
-                instance=instance, tags=range_tags, run_config=run_config, raise_on_error=False
+            result = execute_in_code_location(
+                ingest, instance, tags=range_tags, run_config=run_config
             )
-            if not _report(result, "ingest", time.monotonic() - started):
+            if not _report(result, "ingest", time.monotonic() - started, settings):
                 record_night(settings.reports, end, "failed")
                 print_ingest_summary(settings, start, last_before)
                 return False
@@ -198,14 +209,10 @@ def run_nightly(settings: Settings, start: date, end: date, *, force: bool = Fal
             f"running the nightly pipeline for delivery {end} (warehouse {settings.warehouse_db})"
         )
         nightly_started = time.monotonic()
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=end.isoformat(),
-            tags=tags,
-            run_config=run_config,
-            raise_on_error=False,
+        result = execute_in_code_location(
+            job, instance, partition_key=end.isoformat(), tags=tags, run_config=run_config
         )
-        ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started)
+        ok = _report(result, f"nightly {end}", time.monotonic() - nightly_started, settings)
         if not ok:  # the reviews shown (older nights) say so (pipelines/publish/release.py)
             record_night(settings.reports, end, "failed")
     print_ingest_summary(settings, start, end)
@@ -304,8 +311,9 @@ def run_check_mapping(
     from pipelines.lib.resources import CrmSettingsResource
 
     with dagster_instance(settings) as instance:
-        result = check_mapping_job.execute_in_process(
-            instance=instance,
+        result = execute_in_code_location(
+            check_mapping_job,
+            instance,
             run_config={
                 # the report is the output: Dagster's own lines only when something fails
                 "loggers": {"console": {"config": {"log_level": "ERROR"}}},
@@ -320,7 +328,6 @@ def run_check_mapping(
                 },
             },
             resources={"crm": CrmSettingsResource.from_settings(settings)},
-            raise_on_error=False,
         )
     if result.success:
         return result.output_for_node("check_mapping_op"), True

@@ -18,6 +18,7 @@ ALLOWED: dict[str, str] = {
     "lib/settings.py": "the one reader: Settings.from_env() and its variables",
     "cli.py": "entry point `crm`: Settings.from_env() once per command, PYTHONWARNINGS",
     "definitions.py": "entry point of the Dagster code location: Settings.from_env() once",
+    "dev.py": "entry point `make dev`: Settings.from_env() once, DAGSTER_HOME for dagster dev",
     "generate/cli.py": "entry point `crm generate`: its default output folder",
     "lib/dbt_plugin.py": "entry point of the project's code in the dbt process: reads what "
     "dbt_env set for that process (the parent's pid, the key) and passes it on",
@@ -100,10 +101,20 @@ def test_every_allowed_entry_exists_and_is_needed() -> None:
         assert any(_reads(ast.parse(f.read_text(encoding="utf-8"))) for f in files), entry
 
 
+#: path (relative to pipelines/) -> the upstream gap it works around with Dagster's internals
+PRIVATE_ALLOWED: dict[str, str] = {
+    "lib/launch.py": "no public call executes a run in-process with the code location's "
+    "origin, which the UI's job pages filter on (dagster-io/dagster#17707)",
+}
+
+
 def test_no_module_imports_private_framework_modules() -> None:
-    """Dagster and dagster-dbt through their public exports only (no `dagster._core`)."""
+    """Dagster and dagster-dbt through their public exports only (no `dagster._core`), but
+    in the one module of each workaround (PRIVATE_ALLOWED)."""
     private = []
     for path in sorted(PIPELINES.rglob("*.py")):
+        if str(path.relative_to(PIPELINES)) in PRIVATE_ALLOWED:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
                 [node.module or ""]

@@ -15,7 +15,7 @@ Order, bottom to top (a package may import any package on a lower floor):
     targets      the write-back targets
     spark        the Parquet export for Spark
     privacy      erasure (`crm forget`) and key rotation
-    composition  cli, orchestrate, definitions: they compose the layers
+    composition  cli, dev, orchestrate, definitions: they compose the layers
 
 Outside the package, and never imported by it: `benchmarks/` (the lab, `make bench`) and the
 tests' code, `tests/reference/` (the pandas oracle the tests check the warehouse against,
@@ -48,7 +48,7 @@ LAYERS: list[set[str]] = [
     {"targets"},
     {"spark"},
     {"privacy"},
-    {"cli", "orchestrate", "definitions"},
+    {"cli", "dev", "orchestrate", "definitions"},
 ]
 FLOOR = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

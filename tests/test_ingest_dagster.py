@@ -164,6 +164,7 @@ def test_a_quarantine_share_above_the_setting_blocks_and_names_the_source(deploy
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
         and e.asset_check_evaluation_data.asset_key == dg.AssetKey(["raw", "orders"])
+        and e.asset_check_evaluation_data.check_name == "quarantine_share"
     ]
     assert not check.passed
     assert check.description == (

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipelines.generate.engine import GenerateError, generate, resolve_period
-from pipelines.generate.presets import PRESETS
+from pipelines.generate.presets import DEFAULT_SEED, PRESETS
 
 
 def _default_out() -> Path:
@@ -26,7 +26,9 @@ def _default_out() -> Path:
     help="small: 20k customers, 180 days (the demo); medium: 200k, 1 year; "
     "large: 2M customers, 2 years (~20M order lines).",
 )
-@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same bytes.")
+@click.option(
+    "--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Same seed, same bytes."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

@@ -11,6 +11,8 @@ from datetime import date
 
 #: Fixed end of the demo period, so that a demo is reproducible whatever today's date is.
 DEFAULT_END = date(2026, 10, 31)
+#: The seed of `crm generate` and `crm demo` when none is given (same seed, same bytes).
+DEFAULT_SEED = 7
 
 
 @dataclass(frozen=True)

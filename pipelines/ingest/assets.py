@@ -5,15 +5,16 @@ delivery dates (a backfill) loads each mapping's dates with one `load_partitions
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
 
+from pipelines.ingest.canonical import raw_table
 from pipelines.ingest.engine import load_partitions, partition_is_unchanged
 from pipelines.ingest.load_log import SourceCounts, source_counts, stale_deliveries
 from pipelines.ingest.mapping import ENTITIES, MappingError, SourceMapping, load_mappings
-from pipelines.ingest.results import PartitionResult
+from pipelines.ingest.results import PartitionResult, summarize_warnings
 from pipelines.ingest.schema import ensure_raw_schema
 from pipelines.lib.duck import connect_restricted
 from pipelines.lib.erasure_guards import purge_erased
@@ -25,6 +26,12 @@ from pipelines.lib.settings import Settings
 
 #: The blocking check of every ingest asset (CRM_MAX_QUARANTINE_SHARE).
 QUARANTINE_CHECK = "quarantine_share"
+#: The alerting check of a night: a source's quarantined share jumped (CRM_QUARANTINE_SPIKE_FACTOR).
+SPIKE_CHECK = "quarantine_spike"
+#: The nights a night's quarantined share is compared with, and the share below which a
+#: night is never a spike (1 % of rows read).
+SPIKE_TRAILING_DAYS = 7
+SPIKE_FLOOR = 0.01
 
 #: Pool that serialises every step writing the warehouse file (DuckDB: one writer per file).
 WAREHOUSE_POOL = "warehouse"
@@ -57,7 +64,18 @@ def build_ingest_asset(
                     "No source quarantines more than CRM_MAX_QUARANTINE_SHARE of the rows it "
                     "delivered in the run's delivery dates"
                 ),
-            )
+            ),
+            dg.AssetCheckSpec(
+                SPIKE_CHECK,
+                asset=dg.AssetKey(["raw", entity]),
+                blocking=False,
+                description=(
+                    "A night's quarantined share of each source is below "
+                    "CRM_QUARANTINE_SPIKE_FACTOR times its share over the 7 nights before "
+                    "(or below 1 %); a spike warns and sends an alert (CRM_ALERT_WEBHOOK_URL, "
+                    "CRM_ALERT_EMAIL_TO)"
+                ),
+            ),
         ],
         description=(
             f"Raw `{entity}` rows of every source mapping with entity `{entity}`, typed, with "
@@ -93,9 +111,13 @@ def build_ingest_asset(
         check = quarantine_check(per_source, settings)
         if not check.passed:
             context.log.error(str(check.description))
+        spike = _spike_check(context, entity, keys, settings)
+        table_rows = _table_rows(settings, entity)
         return dg.MaterializeResult(
-            check_results=[check],
+            check_results=[check, spike],
             metadata={
+                "dagster/row_count": table_rows,  # the table's, every delivery date
+                "dagster/table_name": f"restricted.{raw_table(entity)}",
                 "mappings": ", ".join(m.name for m in mappings) or "(none)",
                 "delivery_dates": len(keys),
                 "files": tally.files,
@@ -202,6 +224,7 @@ class _Tally:
 
 def _tally(outcomes: Outcomes, context) -> _Tally:
     tally = _Tally()
+    files = []
     for key in sorted(outcomes):
         outcome = outcomes[key]
         if isinstance(outcome, MappingError):
@@ -216,7 +239,8 @@ def _tally(outcomes: Outcomes, context) -> _Tally:
             tally.rows_quarantined += f.rows_quarantined
             if f.status == "duplicate":
                 tally.duplicates.append(f.file)
-            tally.warnings.extend(f"{f.file}: {w}" for w in f.warnings)
+            files.append(f)
+    tally.warnings = summarize_warnings(files)  # one line per source for extra columns
     return tally
 
 
@@ -300,6 +324,82 @@ def quarantine_check(counts: list, settings: Settings) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
         metadata={"max_share": limit, "shares": dg.MetadataValue.json(shares)},
+    )
+
+
+def _table_rows(settings: Settings, entity: str) -> int:
+    """The rows of raw.<entity> (every delivery date); 0 before its first load."""
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {raw_table(entity)}").fetchone()[0])
+        except duckdb.CatalogException:
+            return 0
+
+
+def quarantine_spikes(
+    night: list[SourceCounts], trailing: list[SourceCounts], factor: float
+) -> list[tuple[SourceCounts, float]]:
+    """The sources whose quarantined share tonight is at least SPIKE_FLOOR and more than
+    `factor` times their share over the trailing nights (`trailing`: the same sources'
+    counts over those nights); with each, that trailing share. A source without rows in
+    the trailing nights has nothing to compare with: never a spike."""
+    before = {c.source: c for c in trailing}
+    spikes = []
+    for c in night:
+        past = before.get(c.source)
+        if past is None or not past.rows_read:
+            continue
+        if (
+            c.quarantine_share >= SPIKE_FLOOR
+            and c.quarantine_share > factor * past.quarantine_share
+        ):
+            spikes.append((c, past.quarantine_share))
+    return spikes
+
+
+def _spike_check(context, entity: str, keys: list[str], settings: Settings) -> dg.AssetCheckResult:
+    """SPIKE_CHECK for a night (a run of one delivery date; a backfill's range is not a
+    night and passes); a spike is logged and alerted."""
+    from pipelines.lib.alerts import Alert, notify
+
+    if len(keys) != 1:
+        return dg.AssetCheckResult(
+            check_name=SPIKE_CHECK, passed=True, description="not a night: a range of deliveries"
+        )
+    night = date.fromisoformat(keys[0])
+    with connect_restricted(settings.restricted_db, read_only=True) as con:
+        tonight = source_counts(con, night, night, entity)
+        trailing = source_counts(
+            con, night - timedelta(days=SPIKE_TRAILING_DAYS), night - timedelta(days=1), entity
+        )
+    factor = settings.quarantine_spike_factor
+    spikes = quarantine_spikes(tonight, trailing, factor)
+    shares = {c.source: round(c.quarantine_share, 4) for c in tonight}
+    if not spikes:
+        return dg.AssetCheckResult(
+            check_name=SPIKE_CHECK,
+            passed=True,
+            description=f"no source above {factor:g} x its trailing {SPIKE_TRAILING_DAYS} nights",
+            metadata={"shares": dg.MetadataValue.json(shares)},
+        )
+    reason = "; ".join(
+        f"{c.source}: {c.rows_quarantined - c.rows_erased:,} of {c.rows_read:,} rows "
+        f"quarantined ({c.quarantine_share:.1%}) against {past:.1%} over the "
+        f"{SPIKE_TRAILING_DAYS} nights before (CRM_QUARANTINE_SPIKE_FACTOR={factor:g})"
+        for c, past in spikes
+    )
+    context.log.warning(f"raw.{entity}: quarantine spike: {reason}; reasons in raw.quarantine")
+    alert = Alert(
+        "quarantine_spike", context.run.job_name, context.run_id, f"raw.{entity}: {reason}", keys[0]
+    )
+    for error in notify(settings, alert):
+        context.log.warning(error)
+    return dg.AssetCheckResult(
+        check_name=SPIKE_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=reason,
+        metadata={"shares": dg.MetadataValue.json(shares), "factor": factor},
     )
 
 

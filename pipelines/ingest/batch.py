@@ -25,7 +25,7 @@ import duckdb
 
 from pipelines.ingest.files import _FileScan
 from pipelines.ingest.mapping import MappingError, SourceMapping
-from pipelines.ingest.results import FileResult
+from pipelines.ingest.results import EXTRA_COLUMNS, FileResult
 from pipelines.ingest.sql import _ident, _lit
 
 # temp tables used while loading a group of files (dropped afterwards)
@@ -175,7 +175,7 @@ def _drift(mapping: SourceMapping, item: _Item, columns: list[str]) -> None:
         )
     extra = [c for c in columns if c not in mapping.source_columns]
     if extra and mapping.format.columns is None:
-        item.result.warnings.append(f"extra column(s) ignored: {', '.join(extra)}")
+        item.result.warnings.append(f"{EXTRA_COLUMNS}{', '.join(extra)}")
 
 
 def _check_expressions(job: _Job, item: _Item, columns: list[str]) -> None:

@@ -38,6 +38,7 @@ def check_mapping_op(
 
 
 @dg.job(
+    name="check_mapping",
     description="Dry run of a mapping (crm check-mapping).",
     logger_defs={"console": console_logger},
 )

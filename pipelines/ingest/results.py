@@ -76,3 +76,37 @@ class RangeResult:
     partitions: list[PartitionResult]  # the partitions loaded, in the order asked
     failures: dict[date, MappingError]  # partitions not loaded (left as they were)
     seconds: float = 0.0
+
+
+#: How the loader words the columns of a file that no field of its mapping reads.
+EXTRA_COLUMNS = "extra column(s) ignored: "
+
+
+def summarize_warnings(files: list[FileResult]) -> list[str]:
+    """The warnings of a run's files, each said once: the columns a source's files carry
+    beyond its mapping as one line per source (which columns, in how many files, over
+    which delivery dates), any other warning once per file (``<file>: <warning>``).
+    A file's path is ``<source>/<delivery date>/<name>`` (relative to the landing folder)."""
+    extra: dict[str, dict[str, int]] = {}  # source -> column -> files
+    dates: dict[str, set[str]] = {}
+    lines = []
+    for f in files:
+        source, _, rest = f.file.partition("/")
+        for warning in f.warnings:
+            if not warning.startswith(EXTRA_COLUMNS):
+                lines.append(f"{f.file}: {warning}")
+                continue
+            for column in warning.removeprefix(EXTRA_COLUMNS).split(", "):
+                columns = extra.setdefault(source, {})
+                columns[column] = columns.get(column, 0) + 1
+            dates.setdefault(source, set()).add(rest.partition("/")[0])
+    summaries = []
+    for source, columns in sorted(extra.items()):
+        days = sorted(dates[source])
+        span = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+        listed = ", ".join(f"{c} ({n:,} file{'s' if n > 1 else ''})" for c, n in columns.items())
+        summaries.append(
+            f"{source}: {EXTRA_COLUMNS}{listed}; deliveries {span} "
+            "(no field of the mapping reads them)"
+        )
+    return summaries + lines

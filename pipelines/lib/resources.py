@@ -9,7 +9,6 @@ import dagster as dg
 from pipelines.lib.pseudonym import KEY_ENV
 from pipelines.lib.settings import (
     DEFAULT_MEMORY_LIMIT,
-    DEFAULT_PARTITIONS_START,
     DEMO_TARGETS_FILE,
     Settings,
 )
@@ -43,10 +42,16 @@ class CrmSettingsResource(dg.ConfigurableResource):
     #: CRM_PSEUDONYM_KEY: `EnvVar(KEY_ENV)` when set (see the class docstring), else ""
     pseudonym_key: str = ""
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
-    partitions_start: str = DEFAULT_PARTITIONS_START
+    #: CRM_PARTITIONS_START ("": from the first delivery folder)
+    partitions_start: str = ""
     spark_sources_dir: str = ""
     dagster_home: str = ""
     java_home: str = ""
+    alert_webhook_url: str = ""
+    alert_email_to: str = ""
+    alert_smtp: str = "localhost:25"
+    alert_email_from: str = "crm-warehouse@localhost"
+    quarantine_spike_factor: float = 3.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CrmSettingsResource:
@@ -65,10 +70,15 @@ class CrmSettingsResource(dg.ConfigurableResource):
             pseudonym_key_file=settings.extra.get("CRM_PSEUDONYM_KEY_FILE", ""),
             pseudonym_key=dg.EnvVar(KEY_ENV) if settings.pseudonym_key else "",
             duckdb_memory_limit=settings.duckdb_memory_limit,
-            partitions_start=settings.partitions_start,
+            partitions_start=settings.partitions_start or "",
             spark_sources_dir=str(settings.spark_sources_dir or ""),
             dagster_home=str(settings.dagster_home or ""),
             java_home=settings.java_home or "",
+            alert_webhook_url=settings.alert_webhook_url or "",
+            alert_email_to=settings.alert_email_to or "",
+            alert_smtp=settings.alert_smtp,
+            alert_email_from=settings.alert_email_from,
+            quarantine_spike_factor=settings.quarantine_spike_factor,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -101,10 +111,15 @@ class CrmSettingsResource(dg.ConfigurableResource):
             spark_export=self.spark_export,
             pseudonym_key=self._pseudonym_key(),
             duckdb_memory_limit=self.duckdb_memory_limit,
-            partitions_start=self.partitions_start,
+            partitions_start=self.partitions_start or None,
             spark_sources_dir=Path(self.spark_sources_dir) if self.spark_sources_dir else None,
             dagster_home=Path(self.dagster_home) if self.dagster_home else None,
             java_home=self.java_home or None,
+            alert_webhook_url=self.alert_webhook_url or None,
+            alert_email_to=self.alert_email_to or None,
+            alert_smtp=self.alert_smtp,
+            alert_email_from=self.alert_email_from,
+            quarantine_spike_factor=self.quarantine_spike_factor,
             extra={"CRM_PSEUDONYM_KEY_FILE": self.pseudonym_key_file}
             if self.pseudonym_key_file
             else {},

@@ -49,11 +49,16 @@ class Settings:
     | CRM_PSEUDONYM_KEY | unset (the key of the keyed pseudonyms; see docs/operations.md) |
     | CRM_PSEUDONYM_KEY_FILE | $CRM_HOME/restricted/pseudonym.key (created on first use) |
     | CRM_DUCKDB_MEMORY_LIMIT | 4GB (memory of each DuckDB database the pipeline and dbt open; DuckDB spills beyond it) |
-    | CRM_PARTITIONS_START | 2024-01-01 (first delivery date Dagster knows) |
+    | CRM_PARTITIONS_START | unset: the first delivery folder of the landing, else 2024-01-01 (first delivery date Dagster knows) |
     | CRM_SPARK_EXPORT | unset (1: the ingest and CLV assets also write Parquet for the Spark target) |
     | CRM_SPARK_SOURCES_DIR | $CRM_HOME/restricted/spark/sources (the Spark target's sources) |
-    | DAGSTER_HOME | unset: an ephemeral Dagster instance (`make` sets $CRM_HOME/dagster) |
+    | DAGSTER_HOME | $CRM_HOME/dagster (Dagster's instance: the runs of `crm` and of the UI) |
     | JAVA_HOME | unset: `java` on the PATH (the Java runtime of the Spark target) |
+    | CRM_ALERT_WEBHOOK_URL | unset (a failed run or a quarantine spike POSTs a JSON alert here) |
+    | CRM_ALERT_EMAIL_TO | unset (comma-separated addresses the alerts are e-mailed to) |
+    | CRM_ALERT_SMTP | localhost:25 (the SMTP server of the alert e-mails, host[:port]) |
+    | CRM_ALERT_EMAIL_FROM | crm-warehouse@localhost (the sender of the alert e-mails) |
+    | CRM_QUARANTINE_SPIKE_FACTOR | 3 (a night whose quarantined share of a source is this many times its trailing 7 days' share, and at least 1 %, raises an alert) |
     """
 
     home: Path
@@ -76,14 +81,22 @@ class Settings:
     pseudonym_key: str | None = field(default=None, repr=False)
     #: memory of each DuckDB database the pipeline and dbt open (DuckDB spills beyond it)
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
-    #: first delivery date of the daily partitions (ISO date)
-    partitions_start: str = DEFAULT_PARTITIONS_START
+    #: first delivery date of the daily partitions (ISO date; None: the first delivery
+    #: folder of the landing, pipelines/lib/partitions.py)
+    partitions_start: str | None = None
     #: where `crm spark export` writes and the Spark target reads (None: under restricted/)
     spark_sources_dir: Path | None = None
-    #: Dagster's instance folder (None: an ephemeral instance)
+    #: Dagster's instance folder (None: an ephemeral instance; from_env: $CRM_HOME/dagster)
     dagster_home: Path | None = None
     #: the Java runtime of the Spark target (None: `java` on the PATH)
     java_home: str | None = None
+    #: where alerts go (pipelines/lib/alerts.py): a webhook URL, e-mail addresses
+    alert_webhook_url: str | None = None
+    alert_email_to: str | None = None
+    alert_smtp: str = "localhost:25"
+    alert_email_from: str = "crm-warehouse@localhost"
+    #: a night's quarantined share this many times the trailing nights' raises an alert
+    quarantine_spike_factor: float = 3.0
     extra: dict[str, str] = field(default_factory=dict)
 
     # Folders under CRM_HOME -------------------------------------------------------
@@ -189,13 +202,22 @@ class Settings:
             raise SettingsError(
                 f"CRM_MAX_QUARANTINE_SHARE={max_quarantine}: use a share between 0 and 1"
             )
-        partitions_start = env.get("CRM_PARTITIONS_START", DEFAULT_PARTITIONS_START)
+        partitions_start = env.get("CRM_PARTITIONS_START") or None
         try:
-            date.fromisoformat(partitions_start)
+            date.fromisoformat(partitions_start or DEFAULT_PARTITIONS_START)
         except ValueError as exc:
             raise SettingsError(
                 f"CRM_PARTITIONS_START={partitions_start!r} is not a date in YYYY-MM-DD form"
             ) from exc
+
+        try:
+            spike = float(env.get("CRM_QUARANTINE_SPIKE_FACTOR", "3"))
+        except ValueError as exc:
+            raise SettingsError("CRM_QUARANTINE_SPIKE_FACTOR must be a number (e.g. 3)") from exc
+        if not 1 <= spike < float("inf"):
+            raise SettingsError(
+                f"CRM_QUARANTINE_SPIKE_FACTOR={spike}: use a finite factor of at least 1"
+            )
 
         def path_or_none(name: str) -> Path | None:
             return Path(env[name]).expanduser().resolve() if env.get(name) else None
@@ -216,8 +238,13 @@ class Settings:
             duckdb_memory_limit=env.get("CRM_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             partitions_start=partitions_start,
             spark_sources_dir=path_or_none("CRM_SPARK_SOURCES_DIR"),
-            dagster_home=path_or_none("DAGSTER_HOME"),
+            dagster_home=path_or_none("DAGSTER_HOME") or home / "dagster",
             java_home=env.get("JAVA_HOME") or None,
+            alert_webhook_url=env.get("CRM_ALERT_WEBHOOK_URL") or None,
+            alert_email_to=env.get("CRM_ALERT_EMAIL_TO") or None,
+            alert_smtp=env.get("CRM_ALERT_SMTP") or "localhost:25",
+            alert_email_from=env.get("CRM_ALERT_EMAIL_FROM") or "crm-warehouse@localhost",
+            quarantine_spike_factor=spike,
             extra={k: env[k] for k in ("CRM_PSEUDONYM_KEY_FILE",) if env.get(k)},
         )
 

@@ -257,6 +257,7 @@ def build_clv_asset(
             previous = previous_fit(con, as_of)
             scores, info = score_summary(summary, as_of, notes=notes, previous=previous)
             written = write_scores(con, scores, info, as_of, context.run.run_id)
+            (row_count,) = con.execute("select count(*) from clv.customer_scores").fetchone()
             holdout = (
                 holdout_from_summary(holdout_summary(con, as_of, HOLDOUT_DAYS, days), HOLDOUT_DAYS)
                 if usable(info)
@@ -303,6 +304,8 @@ def build_clv_asset(
                 "customers": int(info.get("n_customers", 0)),
                 "repeat_customers": int(info.get("n_repeat", 0)),
                 "scores_written": written,
+                "dagster/row_count": int(row_count),
+                "dagster/table_name": "warehouse.clv.customer_scores",
                 "fit_status": str(info.get("fit_status")),
                 "purchase_method": str(info.get("purchase_method")),
                 "spend_method": str(info.get("spend_method")),

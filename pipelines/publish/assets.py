@@ -167,6 +167,8 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         return dg.MaterializeResult(
             metadata={
                 **result.metadata(),
+                # every published table's rows (each one's: rows.<table>)
+                "dagster/row_count": result.total_rows,
                 "quality_gate_seconds": round(gate_seconds, 3),
                 **{f"report.{r.language}": str(r.latest_path) for r in reports},
                 "report_bytes": sum(r.bytes for r in reports),

@@ -40,7 +40,12 @@ def build_targets_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             rows = load_targets(con, targets)
         context.log.info(f"{rows} SMART target(s) loaded from {settings.targets_file}")
         return dg.MaterializeResult(
-            metadata={"targets": rows, "file": dg.MetadataValue.path(str(settings.targets_file))}
+            metadata={
+                "targets": rows,
+                "file": dg.MetadataValue.path(str(settings.targets_file)),
+                "dagster/row_count": rows,
+                "dagster/table_name": "warehouse.targets.kpi_targets",
+            }
         )
 
     return targets_kpi_targets

@@ -55,6 +55,99 @@ class CrmDbtTranslator(DagsterDbtTranslator):
             return "seeds"
         return fqn[1] if len(fqn) > 2 else "warehouse"
 
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: Any
+    ) -> dg.AssetSpec:
+        """dagster-dbt's spec, with the table's name in the warehouse (the manifest's reads
+        `parse_only.<schema>.<table>`: the database of the profile it was parsed with) and
+        the owner the model's `meta.owner` names."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "source":
+            return spec
+        owner = dbt_owner(props)
+        return spec.replace_attributes(
+            owners=[owner] if owner else spec.owners,
+            metadata={**spec.metadata, TABLE_NAME: storage_name(props)},
+        )
+
+
+#: Dagster's metadata keys of a table's name and row count (the UI shows both).
+TABLE_NAME = "dagster/table_name"
+ROW_COUNT = "dagster/row_count"
+#: The catalog name of the warehouse DuckDB file (warehouse.duckdb) as the pipeline opens it.
+WAREHOUSE_CATALOG = "warehouse"
+#: dbt materializations stored as tables (views and ephemeral models hold no rows).
+STORED = ("table", "incremental", "seed", "snapshot")
+
+
+#: The database of the profile the manifest is parsed with (pipelines/transform/project.py).
+PARSE_DATABASE = "parse_only"
+
+
+def storage_name(props: Mapping[str, Any]) -> str:
+    """`<catalog>.<schema>.<table>`: where a dbt node is stored; the catalog is the
+    warehouse, or the restricted store for the models configured with `database:
+    restricted` (the ones holding clear personal data)."""
+    database = props.get("database") or PARSE_DATABASE
+    catalog = WAREHOUSE_CATALOG if database == PARSE_DATABASE else database
+    return f"{catalog}.{props['schema']}.{props.get('alias') or props['name']}"
+
+
+def dbt_owner(props: Mapping[str, Any]) -> str | None:
+    """The owner a dbt node's `meta.owner` names, as Dagster writes owners (an e-mail
+    address, else `team:<name>`)."""
+    meta = {**(props.get("meta") or {}), **((props.get("config") or {}).get("meta") or {})}
+    owner = str(meta.get("owner") or "").strip()
+    if not owner:
+        return None
+    return owner if "@" in owner or owner.startswith("team:") else f"team:{owner}"
+
+
+def _quoted(parts: list[str]) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
+
+def with_row_counts(events: list, manifest: Mapping[str, Any], settings: Settings) -> list:
+    """The dbt step's events, each output of a stored model or seed with its table's row
+    count after the build (`SELECT count(*)` on the warehouse, read-only, once dbt has
+    exited: dagster-dbt's `fetch_row_counts()` would query while dbt still writes the
+    file, and DuckDB has one writer per file) and its name in the warehouse."""
+    nodes = manifest.get("nodes", {})
+    stored = {}
+    for event in events:
+        uid = event.metadata.get("unique_id") if isinstance(event, dg.Output) else None
+        props = nodes.get(getattr(uid, "text", uid)) if uid is not None else None
+        if props and (props.get("config") or {}).get("materialized") in STORED:
+            stored[id(event)] = storage_name(props)
+    counts: dict[str, int] = {}
+    if stored:
+        try:
+            with connect_warehouse(
+                settings.warehouse_db, settings.restricted_db, read_only=True, wait_seconds=30
+            ) as con:
+                for name in set(stored.values()):
+                    catalog, relation = name.split(".", 1)
+                    # the warehouse file is the connection's main catalog
+                    parts = relation.split(".") if catalog == WAREHOUSE_CATALOG else name.split(".")
+                    try:
+                        (n,) = con.execute(f"select count(*) from {_quoted(parts)}").fetchone()
+                    except duckdb.Error:  # a table the build did not create: no count
+                        continue
+                    counts[name] = int(n)
+        except RuntimeError:  # the warehouse is busy (WarehouseBusyError): no counts
+            pass
+    out = []
+    for event in events:
+        name = stored.get(id(event))
+        if name is not None:
+            extra = {TABLE_NAME: name}
+            if name in counts:
+                extra[ROW_COUNT] = counts[name]
+            event = event.with_metadata({**event.metadata, **extra})
+        out.append(event)
+    return out
+
 
 TRANSLATOR = CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -136,7 +229,8 @@ def run_dbt_build(
         )
     context.log.info(f"dbt build as of {as_of} on {crm.settings.warehouse_db}")
     invocation = dbt.cli(args, context=context, raise_on_error=False, env=profile_env)
-    yield from invocation.stream()
+    # the outputs wait for the build's end, when their tables' rows can be counted
+    yield from with_row_counts(list(invocation.stream()), invocation.manifest, crm.settings)
     if not invocation.is_successful():
         error = invocation.get_error()
         raise dg.Failure(

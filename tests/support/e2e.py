@@ -44,10 +44,17 @@ def crm(
     )
 
 
+def console_log(home: Path) -> Path:
+    """Where `backfill` keeps the console output of the run on `home` (beside it)."""
+    return home.parent / f"{home.name}.console.log"
+
+
 def backfill(home: Path, start: date, end: date) -> float:
-    """``crm backfill --start --end`` on CRM_HOME = home; seconds taken."""
+    """``crm backfill --start --end`` on CRM_HOME = home; seconds taken. Its console output
+    is kept in `console_log(home)`."""
     started = time.monotonic()
     proc = crm(home, "backfill", "--start", start.isoformat(), "--end", end.isoformat())
+    console_log(home).write_text(proc.stdout + proc.stderr, encoding="utf-8")
     if proc.returncode != 0:
         pytest.fail(
             f"crm backfill {start}..{end} failed ({proc.returncode}):\n"
