@@ -23,6 +23,16 @@ def crm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def dbt_tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny dataset of tests/support/dbt_tiny.py built by the two halves of `dbt build`:
+    once per session (per worker under `--dist loadgroup`: its tests share the xdist group
+    "dbt"), shared by tests/test_dbt_project.py and tests/test_dbt_nightly.py."""
+    from support.dbt_tiny import build_tiny  # reads CRM_PSEUDONYM_KEY (set above) on import
+
+    return build_tiny(tmp_path_factory.mktemp("dbt_tiny"))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`make test` runs `--dist loadgroup`: every test of an xdist group on one worker, so a
