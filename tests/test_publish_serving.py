@@ -148,6 +148,7 @@ def test_manifest_describes_the_publication(warehouse, published):
         | {f"parquet/{m}.parquet" for m in MARTS}
         | {f"tableau/{m}.hyper" for m in MARTS}
         | {f"tableau/{m}.tds" for m in MARTS}
+        | {"tableau/crm.tds"}  # customers related to their orders, tickets and interactions
     )
     con = open_serving(published.serving_dir)
     try:
