@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 from pipelines.publish.tds import (
     caption_of,
+    caption_zh_of,
     dbt_descriptions,
     field_of,
     fields_of,
@@ -23,6 +24,24 @@ def test_captions_from_column_names():
     assert caption_of("first_response_sla_rate") == "First Response SLA Rate"
     assert caption_of("customer_id") == "Customer ID"
     assert caption_of("p_alive") == "P(Alive)"
+
+
+def test_chinese_captions():
+    assert caption_zh_of("ordered_at") == "下单时间（UTC）"
+    assert caption_zh_of("ordered_at_local") == "下单时间（业务时间）"
+    assert caption_zh_of("member_tier") == "会员等级"
+    assert caption_zh_of("not_a_known_column") == "Not A Known Column"  # English fallback
+    fields = fields_of(
+        "fct_orders", [("order_id", "VARCHAR"), ("ordered_at", "TIMESTAMP")], {}, "CNY"
+    )
+    root = ET.fromstring(table_tds("fct_orders", fields, "zh").encode("utf-8"))
+    assert root.get("formatted-name") == "订单"
+    assert [c.get("caption") for c in root.findall("column")] == [
+        "订单ID",
+        "下单时间（UTC）",
+        "订单",
+    ]
+    assert [f.get("name") for f in root.iter("folder")] == ["标识", "日期"]
 
 
 def test_roles_formats_folders():

@@ -69,6 +69,10 @@ def _hyper(path: Path, sql: str | None = None) -> tuple[list[tuple[str, str]], l
     return columns, rows
 
 
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= char <= "\u9fff" for char in text)
+
+
 def _tds(path: Path) -> ET.Element:
     return ET.parse(path).getroot()
 
@@ -106,13 +110,14 @@ def descriptions() -> dict[str, dict[str, str]]:
     }
 
 
-def test_every_tds_describes_its_hyper_column_by_column(tableau_dir, descriptions):
+@pytest.mark.parametrize("suffix", [".tds", ".zh.tds"])
+def test_every_tds_describes_its_hyper_column_by_column(tableau_dir, descriptions, suffix):
     extracts = sorted(tableau_dir.glob("*.hyper"))
     assert {p.stem for p in extracts} >= {"dim_customers", "fct_orders", "fct_order_lines"}
     for extract in extracts:
         table = extract.stem
         columns, _ = _hyper(extract)
-        root = _tds(tableau_dir / f"{table}.tds")
+        root = _tds(tableau_dir / f"{table}{suffix}")
         assert root.tag == "datasource"
         (connection,) = root.iter("named-connection")
         assert connection.find("connection").get("dbname") == f"{table}.hyper"
@@ -133,8 +138,12 @@ def test_every_tds_describes_its_hyper_column_by_column(tableau_dir, description
             c.get("name") for c in root.findall("column") if c.get("datatype") != "table"
         )
         assert {f.get("name") for f in root.iter("folder")} <= {
-            "Identity", "Dates", "Measures", "Segments"
+            "Identity", "Dates", "Measures", "Segments", "标识", "日期", "度量", "分群"
         }  # fmt: skip
+        if suffix == ".zh.tds":  # every column captioned in Chinese (KPI, VIP stay as they are)
+            for column, _ in columns:
+                caption = fields[f"[{table}].[{column}]"]["caption"]
+                assert caption in ("KPI", "VIP") or _has_cjk(caption), (table, column, caption)
 
 
 def test_captions_formats_and_roles_analysts_read(tableau_dir, descriptions):
@@ -160,6 +169,10 @@ def test_captions_formats_and_roles_analysts_read(tableau_dir, descriptions):
     assert customers["[dim_customers].[is_vip]"]["caption"] == "Is VIP"
     tier = customers["[dim_customers].[member_tier]"]
     assert tier["caption"] == "Member Tier" and tier["description"].startswith("Membership tier")
+    orders_zh = _fields(_tds(tableau_dir / "fct_orders.zh.tds"))
+    assert orders_zh["[fct_orders].[ordered_at]"]["caption"] == "下单时间（UTC）"
+    assert orders_zh["[fct_orders].[ordered_at_local]"]["caption"] == "下单时间（业务时间）"
+    assert orders_zh["[fct_orders].[net_revenue]"]["default-format"] == revenue["default-format"]
 
 
 def test_business_time_beside_utc_in_every_format(crm_home, tableau_dir):
@@ -206,8 +219,11 @@ def test_member_levels_of_both_systems_become_one_tier(tableau_dir):
         assert tiered == (TIERS[source] if source is not None else (None, None)), source
 
 
-def test_crm_tds_relates_customers_orders_lines_tickets_interactions(crm_home, tableau_dir):
-    root = _tds(tableau_dir / "crm.tds")
+@pytest.mark.parametrize("file_name", ["crm.tds", "crm.zh.tds"])
+def test_crm_tds_relates_customers_orders_lines_tickets_interactions(
+    crm_home, tableau_dir, file_name
+):
+    root = _tds(tableau_dir / file_name)
     connections = {
         nc.get("name"): nc.find("connection").get("dbname") for nc in root.iter("named-connection")
     }
@@ -248,7 +264,13 @@ def test_crm_tds_relates_customers_orders_lines_tickets_interactions(crm_home, t
     )
     captions = [f["caption"] for f in fields.values()]
     assert len(captions) == len(set(captions))
-    assert fields["[fct_orders].[customer_id]"]["caption"] == "Customer ID (Orders)"
+    assert (
+        fields["[fct_orders].[customer_id]"]["caption"]
+        == {
+            "crm.tds": "Customer ID (Orders)",
+            "crm.zh.tds": "客户ID (订单)",
+        }[file_name]
+    )
     # the relationships hold in the data: every customer of an order, ticket, interaction
     # is a published customer; every line's order a published order
     parquet = crm_home / "serving" / "parquet"

@@ -41,7 +41,14 @@ from pipelines.publish.patching import (
     written_keys_of,
 )
 from pipelines.publish.pii import check_no_pii
-from pipelines.publish.tds import RELATED_SOURCE, fields_of, related_tds, table_tds
+from pipelines.publish.tds import (
+    LANGUAGES,
+    RELATED_SOURCE,
+    fields_of,
+    related_tds,
+    table_tds,
+    tds_file,
+)
 
 
 def _discover(con: duckdb.DuckDBPyConnection, marts: list[str] | None) -> dict[str, str]:
@@ -139,7 +146,12 @@ def build_release(
         check_no_pii(columns)  # before anything is written
         fields = {name: fields_of(name, typed[name], descriptions, currency) for name in tables}
         if "hyper" in formats:
-            tds = {name: table_tds(name, fields[name]) for name in tables}
+            tds = {
+                name: {
+                    tds_file(name, lang): table_tds(name, fields[name], lang) for lang in LANGUAGES
+                }
+                for name in tables
+            }
             hyper = HyperWorker(staging / TABLEAU_DIR, staged_db, tds)
         _copy_base_extracts(hyper, tables, base_extracts)
         con.execute(
@@ -171,10 +183,12 @@ def build_release(
         con.close()
     if hyper is not None:
         files += _wait_for_hyper(hyper, tables, steps)
-        related = related_tds(fields)
-        if related is not None:
-            (staging / TABLEAU_DIR / f"{RELATED_SOURCE}.tds").write_text(related, encoding="utf-8")
-            files.append(f"{TABLEAU_DIR}/{RELATED_SOURCE}.tds")
+        for language in LANGUAGES:
+            related = related_tds(fields, language)
+            if related is not None:
+                rel = f"{TABLEAU_DIR}/{tds_file(RELATED_SOURCE, language)}"
+                (staging / rel).write_text(related, encoding="utf-8")
+                files.append(rel)
     if staged_db.with_name(staged_db.name + ".wal").exists():
         raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
     manifest = {
@@ -405,4 +419,8 @@ def _wait_for_hyper(
     hyper.wait()
     steps["hyper_wait"] = time.perf_counter() - t
     steps["hyper"] = hyper.seconds
-    return [f"{TABLEAU_DIR}/{name}.{suffix}" for name in tables for suffix in ("hyper", "tds")]
+    return [
+        f"{TABLEAU_DIR}/{file_name}"
+        for name in tables
+        for file_name in (f"{name}.hyper", *(tds_file(name, lang) for lang in LANGUAGES))
+    ]

@@ -2,7 +2,8 @@
 relates the customer, order, order line, ticket and interaction extracts.
 
 A field of a .tds is a column of its extract with what an analyst sees in Tableau: a caption
-(English, from the column's name), its description (the column's description in the dbt
+(in English from the column's name in `<table>.tds`, in Chinese in `<table>.zh.tds`,
+pipelines/publish/tds_zh.py), its description (the column's description in the dbt
 manifest), its type and role (dimension or measure), a default format (the reporting
 currency for amounts, percentages for rates, ISO dates), a folder (Identity, Dates,
 Measures, Segments) and, for provinces and cities, a geographic role.
@@ -23,8 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from pipelines.publish.tds_zh import (
+    CAPTIONS_ZH,
+    FOLDERS_ZH,
+    LOCAL_SUFFIX_ZH,
+    RELATED_CAPTION_ZH,
+    TABLE_CAPTIONS_ZH,
+    UTC_SUFFIX_ZH,
+)
+
 HYPER_SCHEMA = "Extract"
 HYPER_TABLE = "Extract"
+#: The languages of the captions, each a .tds of its own: `<table>.tds`, `<table>.zh.tds`.
+LANGUAGES = ("en", "zh")
 
 #: The data source relating the extracts: `tableau/<RELATED_SOURCE>.tds`.
 RELATED_SOURCE = "crm"
@@ -109,6 +121,7 @@ class Field:
     remote_type: int
     aggregation: str
     caption: str
+    caption_zh: str
     description: str | None
     role: str  # dimension or measure
     kind: str  # nominal, ordinal or quantitative
@@ -134,6 +147,26 @@ def caption_of(column: str) -> str:
         if word
     ]
     return " ".join(words) + suffix
+
+
+def caption_zh_of(column: str) -> str:
+    """The Chinese caption: `ordered_at` -> 下单时间（UTC）, `ordered_at_local` ->
+    下单时间（业务时间）; the English caption for a column tds_zh.py does not know."""
+    if column.endswith("_at_local") and column[: -len("_local")] in CAPTIONS_ZH:
+        return CAPTIONS_ZH[column[: -len("_local")]] + LOCAL_SUFFIX_ZH
+    if column.endswith("_at") and column in CAPTIONS_ZH:
+        return CAPTIONS_ZH[column] + UTC_SUFFIX_ZH
+    return CAPTIONS_ZH.get(column) or caption_of(column)
+
+
+def tds_file(table: str, language: str) -> str:
+    """`<table>.tds` (English captions) or `<table>.<language>.tds`."""
+    return f"{table}.tds" if language == "en" else f"{table}.{language}.tds"
+
+
+def table_caption(table: str, language: str) -> str:
+    captions = TABLE_CAPTIONS_ZH if language == "zh" else TABLE_CAPTIONS
+    return captions.get(table, table)
 
 
 def currency_format(currency: str) -> str:
@@ -186,6 +219,7 @@ def field_of(
         remote_type=remote_type,
         aggregation=aggregation,
         caption=caption_of(column),
+        caption_zh=caption_zh_of(column),
         description=description or None,
         role=role,
         kind=kind,
@@ -236,9 +270,9 @@ def _connection_name(table: str) -> str:
     return f"hyper.{table}"
 
 
-def _hyper_connection(table: str, hyper_file: str) -> list[str]:
+def _hyper_connection(table: str, hyper_file: str, language: str) -> list[str]:
     return [
-        f"      <named-connection caption={quoteattr(TABLE_CAPTIONS.get(table, table))} "
+        f"      <named-connection caption={quoteattr(table_caption(table, language))} "
         f"name={quoteattr(_connection_name(table))}>",
         "        <connection authentication='auth-none' author-locale='en_US' class='hyper' "
         f"dbname={quoteattr(hyper_file)} default-settings='yes' schema='{HYPER_SCHEMA}' "
@@ -267,28 +301,31 @@ def local_names(tables: dict[str, list[Field]]) -> dict[tuple[str, str], str]:
     return names
 
 
-def _captions(tables: dict[str, list[Field]]) -> dict[tuple[str, str], str]:
+def _captions(tables: dict[str, list[Field]], language: str) -> dict[tuple[str, str], str]:
     """Captions unique in the data source: a repeated one gets the table's caption."""
     seen: set[str] = set()
     captions: dict[tuple[str, str], str] = {}
     for table, fields in tables.items():
         for field in fields:
-            caption = field.caption
+            caption = field.caption_zh if language == "zh" else field.caption
             if caption in seen:
-                caption = f"{caption} ({TABLE_CAPTIONS.get(table, table)})"
+                caption = f"{caption} ({table_caption(table, language)})"
             seen.add(caption)
             captions[(table, field.column)] = caption
     return captions
 
 
 def datasource_xml(
-    caption: str, tables: dict[str, list[Field]], hyper_files: dict[str, str]
+    caption: str,
+    tables: dict[str, list[Field]],
+    hyper_files: dict[str, str],
+    language: str = "en",
 ) -> str:
     """A .tds over the extracts `tables` (table -> its fields), each read from
-    `hyper_files[table]` (relative to the .tds); with more than one table, the tables are
-    related as RELATED_TABLES says."""
+    `hyper_files[table]` (relative to the .tds), captioned in `language`; with more than one
+    table, the tables are related as RELATED_TABLES says."""
     names = local_names(tables)
-    captions = _captions(tables)
+    captions = _captions(tables, language)
     several = len(tables) > 1
     out = [
         "<?xml version='1.0' encoding='utf-8' ?>",
@@ -303,7 +340,7 @@ def datasource_xml(
         "    <named-connections>",
     ]
     for table in tables:
-        out += _hyper_connection(table, hyper_files[table])
+        out += _hyper_connection(table, hyper_files[table], language)
     out.append("    </named-connections>")
     if several:
         out.append("    <relation type='collection'>")
@@ -341,15 +378,15 @@ def datasource_xml(
         for field in fields:
             out += _column_xml(field, names[(table, field.column)], captions[(table, field.column)])
         out.append(
-            f"  <column caption={quoteattr(TABLE_CAPTIONS.get(table, table))} datatype='table' "
+            f"  <column caption={quoteattr(table_caption(table, language))} datatype='table' "
             f"name={quoteattr(f'[__tableau_internal_object_id__].[{object_id(table)}]')} "
             "role='measure' type='quantitative' />"
         )
-    out += _folders_xml(tables, names, several)
+    out += _folders_xml(tables, names, several, language)
     out.append(
         "  <layout dim-ordering='alphabetic' measure-ordering='alphabetic' show-structure='true' />"
     )
-    out += _object_graph_xml(tables, names)
+    out += _object_graph_xml(tables, names, language)
     out.append("</datasource>")
     return "\n".join(out) + "\n"
 
@@ -378,7 +415,10 @@ def _column_xml(field: Field, name: str, caption: str) -> list[str]:
 
 
 def _folders_xml(
-    tables: dict[str, list[Field]], names: dict[tuple[str, str], str], several: bool
+    tables: dict[str, list[Field]],
+    names: dict[tuple[str, str], str],
+    several: bool,
+    language: str,
 ) -> list[str]:
     out = ["  <folders-common>"]
     for table, fields in tables.items():
@@ -386,7 +426,9 @@ def _folders_xml(
             members = [field for field in fields if field.folder == folder]
             if not members:
                 continue
-            label = f"{folder} ({TABLE_CAPTIONS.get(table, table)})" if several else folder
+            label = FOLDERS_ZH[folder] if language == "zh" else folder
+            if several:
+                label = f"{label} ({table_caption(table, language)})"
             out.append(f"    <folder name={quoteattr(label)}>")
             out += [
                 f"      <folder-item name={quoteattr('[' + names[(table, f.column)] + ']')} "
@@ -399,12 +441,12 @@ def _folders_xml(
 
 
 def _object_graph_xml(
-    tables: dict[str, list[Field]], names: dict[tuple[str, str], str]
+    tables: dict[str, list[Field]], names: dict[tuple[str, str], str], language: str
 ) -> list[str]:
     out = ["  <object-graph>", "    <objects>"]
     for table in tables:
         out += [
-            f"      <object caption={quoteattr(TABLE_CAPTIONS.get(table, table))} "
+            f"      <object caption={quoteattr(table_caption(table, language))} "
             f"id={quoteattr(object_id(table))}>",
             "        <properties context=''>",
             f"          {_relation(table)}",
@@ -438,16 +480,16 @@ def _object_graph_xml(
     return out
 
 
-def table_tds(table: str, fields: list[Field]) -> str:
-    """The .tds of one extract, `<table>.hyper` beside it."""
+def table_tds(table: str, fields: list[Field], language: str = "en") -> str:
+    """The .tds of one extract, `<table>.hyper` beside it, captioned in `language`."""
     return datasource_xml(
-        TABLE_CAPTIONS.get(table, table), {table: fields}, {table: f"{table}.hyper"}
+        table_caption(table, language), {table: fields}, {table: f"{table}.hyper"}, language
     )
 
 
-def related_tds(fields: dict[str, list[Field]]) -> str | None:
-    """crm.tds over the RELATED_TABLES among `fields` (table -> its fields), or None when
-    customers and at least one table related to them are not all there."""
+def related_tds(fields: dict[str, list[Field]], language: str = "en") -> str | None:
+    """crm.tds (crm.zh.tds) over the RELATED_TABLES among `fields` (table -> its fields), or
+    None when customers and at least one table related to them are not all there."""
     tables = {
         table: fields[table]
         for table in RELATED_TABLES
@@ -455,4 +497,5 @@ def related_tds(fields: dict[str, list[Field]]) -> str | None:
     }
     if "dim_customers" not in tables or len(tables) < 2:
         return None
-    return datasource_xml(RELATED_CAPTION, tables, {t: f"{t}.hyper" for t in tables})
+    caption = RELATED_CAPTION_ZH if language == "zh" else RELATED_CAPTION
+    return datasource_xml(caption, tables, {t: f"{t}.hyper" for t in tables}, language)
