@@ -20,7 +20,7 @@ import json
 import shutil
 import subprocess
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -189,6 +189,33 @@ def test_orders_revenue_in_reporting_currency(built):
     ]
 
 
+def test_business_time_beside_utc(built):
+    db = built["db"]
+    # O1 placed 2026-10-05 04:00 UTC = 12:00 in Shanghai (UTC+8, no daylight saving)
+    assert query(
+        db, "select ordered_at, ordered_at_local from marts.fct_orders where order_id = 'crm:O1'"
+    ) == [(datetime(2026, 10, 5, 4), datetime(2026, 10, 5, 12))]
+    assert query(
+        db, "select distinct ordered_at_local from marts.fct_order_lines where order_id = 'crm:O1'"
+    ) == [(datetime(2026, 10, 5, 12),)]
+    # every published timestamp has its business time, 8 hours later, NULL where it is NULL
+    for table, columns in {
+        "fct_orders": ["ordered_at"],
+        "fct_order_lines": ["ordered_at"],
+        "fct_service_tickets": ["created_at", "first_agent_reply_at", "first_resolved_at",
+                                "last_closed_at", "last_event_at", "csat_at", "converted_at"],
+        "fct_social_interactions": ["occurred_at"],
+    }.items():  # fmt: skip
+        for column in columns:
+            ((rows, wrong),) = query(
+                db,
+                f"select count({column}), count(*) filter (where {column}_local is distinct "
+                f"from {column} + interval 8 hour) from marts.{table}",
+            )
+            assert wrong == 0, (table, column)
+            assert rows > 0 or column in ("last_closed_at", "csat_at", "converted_at")
+
+
 def test_dim_customers_hand_computed(built):
     db = built["db"]
     cols = ("customer_id, orders_lifetime, net_revenue_365d, recency_days, is_vip, lifecycle_stage, "
@@ -203,6 +230,15 @@ def test_dim_customers_hand_computed(built):
     # P2: O3 (300; O4 cancelled); recency 11; name + phone = 2/6; 1 inquiry.
     assert rows[C2][1:] == (1, 300, 11, False, "new", 3, 1, 1, "About to Sleep", 1,
                             "low_value_low_potential", pytest.approx(2 / 6), False, None, None, None)  # fmt: skip
+    # member tiers (seed member_tiers): crm:C1 delivered "gold", the surviving level of P1
+    # (M1 has none); P2 never had a level
+    tiers = {
+        r[0]: r[1:]
+        for r in query(db, "select customer_id, member_tier, member_tier_rank, "
+                       "member_level_source from marts.dim_customers")
+    }  # fmt: skip
+    assert tiers[C1] == ("gold", 3, "gold")
+    assert tiers[C2] == (None, None, None)
 
 
 def test_consent_flag_and_campaign_audiences_hand_computed(built):

@@ -116,6 +116,9 @@ def test_manifest_describes_the_publication(warehouse, published):
         | {f"parquet/{m}.parquet" for m in MARTS}
         | {f"tableau/{m}.hyper" for m in MARTS}
         | {f"tableau/{m}.tds" for m in MARTS}
+        | {f"tableau/{m}.zh.tds" for m in MARTS}
+        # customers related to their orders, tickets and interactions
+        | {"tableau/crm.tds", "tableau/crm.zh.tds"}
     )
     con = open_serving(published.serving_dir)
     try:
@@ -264,8 +267,10 @@ def test_files_of_marts_no_longer_published_are_removed(warehouse, tmp_path):
     assert sorted(p.name for p in (serving_dir / "tableau").iterdir()) == [
         "dim_customers.hyper",
         "dim_customers.tds",
+        "dim_customers.zh.tds",
         "rpt_kpi_review.hyper",
         "rpt_kpi_review.tds",
+        "rpt_kpi_review.zh.tds",
     ]
     assert set(result.row_counts) == {"dim_customers", "rpt_kpi_review"}
 

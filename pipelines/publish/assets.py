@@ -158,6 +158,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             settings.reports,
             as_of,
             timezone=settings.timezone,
+            currency=settings.currency,
         )
         for report in reports:
             context.log.info(f"KPI review ({report.language}): {report.latest_path}")

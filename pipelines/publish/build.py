@@ -41,6 +41,14 @@ from pipelines.publish.patching import (
     written_keys_of,
 )
 from pipelines.publish.pii import check_no_pii
+from pipelines.publish.tds import (
+    LANGUAGES,
+    RELATED_SOURCE,
+    fields_of,
+    related_tds,
+    table_tds,
+    tds_file,
+)
 
 
 def _discover(con: duckdb.DuckDBPyConnection, marts: list[str] | None) -> dict[str, str]:
@@ -105,9 +113,12 @@ def build_release(
     published_at: datetime,
     steps: dict[str, float],
     base: Path | None,
+    descriptions: dict[str, dict[str, str]],
+    currency: str,
 ) -> dict[str, Any]:
     """Write every file of the publication into `staging` (patching a copy of the release
-    `base` where possible); return what was written."""
+    `base` where possible); return what was written. `descriptions` (table -> column -> text,
+    from the dbt manifest) and `currency` (the reporting currency) go into the .tds files."""
     t = time.perf_counter()
     staged_db = staging / SERVING_DB
     base_manifest = patch_base(base, storage_version)
@@ -122,7 +133,7 @@ def build_release(
     # base extracts of the facts while DuckDB compares the facts, then, once DuckDB is down to
     # WRITE_MEMORY_LIMIT, the patches of the facts and each other table as soon as its
     # Parquet file exists.
-    hyper = HyperWorker(staging / TABLEAU_DIR, staged_db) if "hyper" in formats else None
+    hyper = None
     # in memory: spills go next to the warehouse, not into the publication
     con = duckdb.connect(
         config={**duckdb_config(), "temp_directory": str(warehouse_db.parent / "publish.tmp")}
@@ -130,8 +141,18 @@ def build_release(
     try:
         con.execute(f"attach {literal(str(warehouse_db))} as wh (read_only)")
         tables = _discover(con, marts)
-        columns = _columns(con, tables)
+        typed = _columns(con, tables)
+        columns = {name: [column for column, _ in pairs] for name, pairs in typed.items()}
         check_no_pii(columns)  # before anything is written
+        fields = {name: fields_of(name, typed[name], descriptions, currency) for name in tables}
+        if "hyper" in formats:
+            tds = {
+                name: {
+                    tds_file(name, lang): table_tds(name, fields[name], lang) for lang in LANGUAGES
+                }
+                for name in tables
+            }
+            hyper = HyperWorker(staging / TABLEAU_DIR, staged_db, tds)
         _copy_base_extracts(hyper, tables, base_extracts)
         con.execute(
             f"attach {literal(str(staged_db))} as srv (storage_version {literal(storage_version)})"
@@ -162,6 +183,12 @@ def build_release(
         con.close()
     if hyper is not None:
         files += _wait_for_hyper(hyper, tables, steps)
+        for language in LANGUAGES:
+            related = related_tds(fields, language)
+            if related is not None:
+                rel = f"{TABLEAU_DIR}/{tds_file(RELATED_SOURCE, language)}"
+                (staging / rel).write_text(related, encoding="utf-8")
+                files.append(rel)
     if staged_db.with_name(staged_db.name + ".wal").exists():
         raise PublishError(f"{staged_db} still has a write-ahead log after CHECKPOINT")
     manifest = {
@@ -197,13 +224,15 @@ def build_release(
     }
 
 
-def _columns(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> dict[str, list[str]]:
-    """published name -> its column names in the warehouse, in order."""
+def _columns(
+    con: duckdb.DuckDBPyConnection, tables: dict[str, str]
+) -> dict[str, list[tuple[str, str]]]:
+    """published name -> its (column name, DuckDB type) in the warehouse, in order."""
     return {
         name: [
-            row[0]
+            (row[0], row[1])
             for row in con.execute(
-                "select column_name from duckdb_columns() where database_name = 'wh' "
+                "select column_name, data_type from duckdb_columns() where database_name = 'wh' "
                 "and schema_name = ? and table_name = ? order by column_index",
                 [schema, name],
             ).fetchall()
@@ -390,4 +419,8 @@ def _wait_for_hyper(
     hyper.wait()
     steps["hyper_wait"] = time.perf_counter() - t
     steps["hyper"] = hyper.seconds
-    return [f"{TABLEAU_DIR}/{name}.{suffix}" for name in tables for suffix in ("hyper", "tds")]
+    return [
+        f"{TABLEAU_DIR}/{file_name}"
+        for name in tables
+        for file_name in (f"{name}.hyper", *(tds_file(name, lang) for lang in LANGUAGES))
+    ]

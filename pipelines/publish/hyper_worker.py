@@ -19,14 +19,15 @@ class HyperWorker:
 
     The tasks run in the order they are given: `copy` a base extract (before the `patch` of
     that table), `patch` a copied extract from a fact's changed keys and rows, `write` an
-    extract whole from a Parquet file. Each extract gets its .tds file and the mode of
-    serving.duckdb. After a task fails, the others are skipped. `wait` returns when every
+    extract whole from a Parquet file. Each extract gets its .tds files (`tds`: name -> file
+    name -> the file's XML, pipelines/publish/tds.py) and the mode of serving.duckdb. After a task fails, the others are skipped. `wait` returns when every
     task is done and raises the first error;
     `cancel` drops the tasks not started and waits for the running one (the caller then
     deletes the release folder)."""
 
-    def __init__(self, folder: Path, staged_db: Path) -> None:
+    def __init__(self, folder: Path, staged_db: Path, tds: dict[str, dict[str, str]]) -> None:
         self.folder = folder
+        self.tds = tds
         self.staged_db = staged_db
         self.seconds = 0.0
         self._copied: set[str] = set()
@@ -53,7 +54,8 @@ class HyperWorker:
         return self.folder / f"{name}.hyper"
 
     def _finish(self, name: str) -> None:
-        tableau.write_tds(name, self.folder / f"{name}.tds")
+        for file_name, xml in self.tds[name].items():
+            (self.folder / file_name).write_text(xml, encoding="utf-8")
         # Hyper creates its files owner-only; give them the mode of the other files
         os.chmod(self._extract(name), self.staged_db.stat().st_mode & 0o777)
 

@@ -72,6 +72,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.lib.settings import DBT_PROJECT_DIR
 from pipelines.lib.whole_publication import read_whole_request
 from pipelines.publish.build import build_release
 from pipelines.publish.layout import (
@@ -90,6 +91,10 @@ from pipelines.publish.releases import (
     stage_review,
     swap,
 )
+from pipelines.publish.tds import dbt_descriptions
+
+#: The dbt manifest the column descriptions of the Tableau data sources come from.
+DEFAULT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ def publish(
     formats: tuple[str, ...] = FORMATS,
     by_difference: bool = True,
     review: Path | None = None,
+    dbt_manifest: Path | None = None,
+    currency: str = "CNY",
 ) -> PublishResult:
     """Publish the marts of `warehouse_db` under `serving_dir` (see the module docstring).
 
@@ -157,7 +164,10 @@ def publish(
     of the current release where possible (False: every table whole). `review`: the rendered
     KPI review (a file, or a folder of files), copied into the release under `reports/`
     before the swap (None:
-    the release has an empty `reports/`, and no review is shown beside its tables). Raises
+    the release has an empty `reports/`, and no review is shown beside its tables).
+    `dbt_manifest`: the dbt manifest whose column descriptions the Tableau data sources show
+    (default: the dbt project's target/manifest.json, when it exists); `currency`: the
+    reporting currency, the default format of amounts in Tableau. Raises
     `PiiColumnError` before writing anything if a column looks like personal data,
     `PublishError` if a table is missing.
     """
@@ -204,6 +214,8 @@ def publish(
                 published_at,
                 steps,
                 base,
+                dbt_descriptions(DEFAULT_MANIFEST if dbt_manifest is None else dbt_manifest),
+                currency,
             )
             t = time.perf_counter()
             review_files = stage_review(staging, review)

@@ -1,20 +1,17 @@
-"""The Tableau route: one Hyper extract and one data source file (.tds) per mart.
+"""The Tableau route: one Hyper extract per mart.
 
 Each `tableau/<mart>.hyper` holds one table, `"Extract"."Extract"`, the name Tableau gives
 its own single-table extracts, so a file can also replace the data of a published extract.
-Each `tableau/<mart>.tds` points at its Hyper file by a relative path: open the .tds in
-Tableau Desktop (or Data > New Data Source > More... > the .hyper file) and relate the
-data sources in the workbook on `customer_id` (docs/publishing.md, section Tableau).
+The data sources (.tds) that read them are written by pipelines/publish/tds.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
-HYPER_SCHEMA = "Extract"
-HYPER_TABLE = "Extract"
+from pipelines.publish.tds import HYPER_SCHEMA, HYPER_TABLE
+
 #: No hyperd.log in the working directory.
 HYPER_PARAMETERS = {"log_config": ""}
 
@@ -78,30 +75,3 @@ def read_hyper(path: Path, *, return_type: str = "pandas") -> Any:
     import pantab
 
     return pantab.frame_from_hyper(path, table=hyper_table_name(), return_type=return_type)
-
-
-def tds_xml(mart: str, hyper_file: str) -> str:
-    """A Tableau data source (.tds) reading `hyper_file` (a path relative to the .tds)."""
-    conn = f"hyper.{mart}"
-    return (
-        "<?xml version='1.0' encoding='utf-8' ?>\n"
-        f"<datasource formatted-name={quoteattr(mart)} inline='true' version='18.1'>\n"
-        "  <connection class='federated'>\n"
-        "    <named-connections>\n"
-        f"      <named-connection caption={quoteattr(mart)} name={quoteattr(conn)}>\n"
-        f"        <connection class='hyper' dbname={quoteattr(hyper_file)} "
-        f"schema='{HYPER_SCHEMA}' tablename='{HYPER_TABLE}' sslmode='' "
-        "username='tableau_internal_user' default-settings='yes' />\n"
-        "      </named-connection>\n"
-        "    </named-connections>\n"
-        f"    <relation connection={quoteattr(conn)} name={quoteattr(mart)} "
-        f"table='[{HYPER_SCHEMA}].[{HYPER_TABLE}]' type='table' />\n"
-        "  </connection>\n"
-        "  <aliases enabled='yes' />\n"
-        "</datasource>\n"
-    )
-
-
-def write_tds(mart: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tds_xml(mart, f"{mart}.hyper"), encoding="utf-8")

@@ -25,6 +25,10 @@ quadrants as (
     select * from {{ ref('int_customers_quadrant_assigned') }}
 ),
 
+member_tiers as (
+    select * from {{ ref('int_customers_member_tiered') }}
+),
+
 clv_scores as (
     select * from {{ ref('stg_clv__customer_scores') }}
 ),
@@ -56,7 +60,9 @@ joined as (
         year(profiles_merged.birth_date) as birth_year,
         profiles_merged.province,
         profiles_merged.city,
-        profiles_merged.member_level,
+        member_tiers.member_tier,
+        member_tiers.member_tier_rank,
+        member_tiers.member_level_source,
         profiles_merged.marketing_consent,
         {{ to_business_date('profiles_merged.registered_at') }} as registered_date,
         coalesce(profiles_merged.profile_completeness, 0) as profile_completeness,
@@ -87,6 +93,7 @@ joined as (
     left join order_summaries on customers.customer_id = order_summaries.customer_id
     left join rfm_scores on customers.customer_id = rfm_scores.customer_id
     left join quadrants on customers.customer_id = quadrants.customer_id
+    left join member_tiers on customers.customer_id = member_tiers.customer_id
     left join clv_scores on customers.customer_id = clv_scores.customer_id
 ),
 
@@ -106,7 +113,9 @@ final as (
         cast(birth_year as integer) as birth_year,
         cast(province as string) as province,
         cast(city as string) as city,
-        cast(member_level as string) as member_level,
+        cast(member_tier as string) as member_tier,
+        cast(member_tier_rank as integer) as member_tier_rank,
+        cast(member_level_source as string) as member_level_source,
         cast(marketing_consent as boolean) as marketing_consent,
         -- PIPL: only an explicit yes allows marketing contact (NULL = unknown = no)
         cast(coalesce(marketing_consent, false) as boolean) as is_marketing_contactable,

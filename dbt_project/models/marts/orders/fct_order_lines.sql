@@ -44,6 +44,7 @@ final as (
         cast(order_lines.line_no as integer) as line_no,
         cast(source_records_resolved.customer_id as string) as customer_id,
         cast(order_lines.ordered_at as timestamp) as ordered_at,
+        cast({{ to_business_timestamp('order_lines.ordered_at') }} as timestamp) as ordered_at_local,
         cast(order_lines.order_date as date) as order_date,
         cast(order_lines.source_system as string) as source_system,
         cast(order_lines.channel as string) as channel,

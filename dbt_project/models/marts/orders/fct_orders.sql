@@ -85,6 +85,7 @@ final as (
         cast(source_records_resolved.customer_id as string) as customer_id,
         source_records_resolved.customer_id is not null as has_customer,
         cast(orders.ordered_at as timestamp) as ordered_at,
+        cast({{ to_business_timestamp('orders.ordered_at') }} as timestamp) as ordered_at_local,
         cast(orders.order_date as date) as order_date,
         cast(orders.channel as string) as channel,
         cast(orders.status as string) as status,

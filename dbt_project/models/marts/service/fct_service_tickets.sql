@@ -84,6 +84,7 @@ final as (
         cast(tickets_with_customer.customer_id as string) as customer_id,
         cast(tickets_with_customer.source_system as string) as source_system,
         cast(tickets_with_customer.created_at as timestamp) as created_at,
+        cast({{ to_business_timestamp('tickets_with_customer.created_at') }} as timestamp) as created_at_local,
         cast({{ to_business_date('tickets_with_customer.created_at') }} as date) as created_date,
         cast(tickets_with_customer.priority as string) as priority,
         cast(tickets_with_customer.sla_priority as string) as sla_priority,
@@ -91,9 +92,13 @@ final as (
         cast(tickets_with_customer.category as string) as category,
         cast(tickets_with_customer.channel as string) as channel,
         cast(tickets_with_customer.first_agent_reply_at as timestamp) as first_agent_reply_at,
+        cast({{ to_business_timestamp('tickets_with_customer.first_agent_reply_at') }} as timestamp) as first_agent_reply_at_local,
         cast(tickets_with_customer.first_resolved_at as timestamp) as first_resolved_at,
+        cast({{ to_business_timestamp('tickets_with_customer.first_resolved_at') }} as timestamp) as first_resolved_at_local,
         cast(tickets_with_customer.last_closed_at as timestamp) as last_closed_at,
+        cast({{ to_business_timestamp('tickets_with_customer.last_closed_at') }} as timestamp) as last_closed_at_local,
         cast(tickets_with_customer.last_event_at as timestamp) as last_event_at,
+        cast({{ to_business_timestamp('tickets_with_customer.last_event_at') }} as timestamp) as last_event_at_local,
         cast(tickets_with_customer.first_response_minutes as double) as first_response_minutes,
         cast(tickets_with_customer.resolution_minutes as double) as resolution_minutes,
         cast(tickets_with_customer.first_response_target_minutes as integer) as first_response_target_minutes,
@@ -111,6 +116,7 @@ final as (
         cast(tickets_with_customer.reopen_count > 0 as boolean) as is_reopened,
         cast(tickets_with_customer.csat_score as integer) as csat_score,
         cast(tickets_with_customer.csat_at as timestamp) as csat_at,
+        cast({{ to_business_timestamp('tickets_with_customer.csat_at') }} as timestamp) as csat_at_local,
         cast({{ to_business_date('tickets_with_customer.csat_at') }} as date) as csat_date,
         cast(tickets_with_customer.nps_score as integer) as nps_score,
         cast(tickets_with_customer.category = 'inquiry' as boolean) as is_inquiry,
@@ -118,7 +124,8 @@ final as (
             when tickets_with_customer.category = 'inquiry' and tickets_with_customer.customer_id is not null
                 then conversions.converted_at is not null
         end as boolean) as is_converted_30d,
-        cast(conversions.converted_at as timestamp) as converted_at
+        cast(conversions.converted_at as timestamp) as converted_at,
+        cast({{ to_business_timestamp('conversions.converted_at') }} as timestamp) as converted_at_local
     from tickets_with_customer
     left join conversions
         on tickets_with_customer.ticket_id = conversions.ticket_id

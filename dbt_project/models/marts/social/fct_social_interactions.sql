@@ -177,6 +177,7 @@ final as (
         {{ pseudonym('interactions_with_customer.social_account_key') }} as social_account_key,
         cast(interactions_with_customer.customer_id as string) as customer_id,
         cast(interactions_with_customer.occurred_at as timestamp) as occurred_at,
+        cast({{ to_business_timestamp('interactions_with_customer.occurred_at') }} as timestamp) as occurred_at_local,
         cast(interactions_with_customer.occurred_date as date) as occurred_date,
         cast(interactions_with_customer.direction as string) as direction,
         cast(interactions_with_customer.direction = 'inbound' as boolean) as is_inbound,
