@@ -31,3 +31,23 @@ def test_extra_columns_are_one_line_per_source() -> None:
 
 def test_no_warnings_no_lines() -> None:
     assert summarize_warnings([_file("shop/2026-01-06/a.csv")]) == []
+
+
+def test_keys_no_line_has_are_one_line_per_source() -> None:
+    """A sparse JSON export leaves a key out of every line of many files (the demo's
+    mall_members: real_name in 16 of 180 files): one line for the source, beside its extra
+    columns, not one per file."""
+    absent = "key(s) in no line, read as NULL: "
+    files = [
+        _file("mall/2026-05-14/m.jsonl", absent + "real_name", "extra column(s) ignored: openid"),
+        _file("mall/2026-05-16/m.jsonl", absent + "real_name"),
+        _file("mall/2026-06-01/m.jsonl", absent + "real_name, gender"),
+    ]
+    assert summarize_warnings(files) == [
+        "mall: extra column(s) ignored: openid (1 file); deliveries 2026-05-14 "
+        "(no field of the mapping reads them)",
+        # real_name in 3 files, gender in 1; delivery dates from the 14th of May to 1 June
+        "mall: key(s) in no line, read as NULL: real_name (3 files), gender (1 file); "
+        "deliveries 2026-05-14 .. 2026-06-01 "
+        "(a sparse export: the fields they map are NULL in those files)",
+    ]

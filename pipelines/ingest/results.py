@@ -80,33 +80,39 @@ class RangeResult:
 
 #: How the loader words the columns of a file that no field of its mapping reads.
 EXTRA_COLUMNS = "extra column(s) ignored: "
+ABSENT_KEYS = "key(s) in no line, read as NULL: "
+#: Warnings about columns that hold for many files of a source at once: said once per source
+#: and run (which columns, in how many files, over which delivery dates), not once per file.
+PER_SOURCE = {
+    EXTRA_COLUMNS: "no field of the mapping reads them",
+    ABSENT_KEYS: "a sparse export: the fields they map are NULL in those files",
+}
 
 
 def summarize_warnings(files: list[FileResult]) -> list[str]:
-    """The warnings of a run's files, each said once: the columns a source's files carry
-    beyond its mapping as one line per source (which columns, in how many files, over
+    """The warnings of a run's files, each said once: the column warnings of ``PER_SOURCE``
+    (columns a source's files carry beyond its mapping, keys of the mapping no line of a
+    JSON file has) as one line per source and kind (which columns, in how many files, over
     which delivery dates), any other warning once per file (``<file>: <warning>``).
     A file's path is ``<source>/<delivery date>/<name>`` (relative to the landing folder)."""
-    extra: dict[str, dict[str, int]] = {}  # source -> column -> files
-    dates: dict[str, set[str]] = {}
+    counted: dict[tuple[str, str], dict[str, int]] = {}  # (source, prefix) -> column -> files
+    dates: dict[tuple[str, str], set[str]] = {}
     lines = []
     for f in files:
         source, _, rest = f.file.partition("/")
         for warning in f.warnings:
-            if not warning.startswith(EXTRA_COLUMNS):
+            prefix = next((p for p in PER_SOURCE if warning.startswith(p)), None)
+            if prefix is None:
                 lines.append(f"{f.file}: {warning}")
                 continue
-            for column in warning.removeprefix(EXTRA_COLUMNS).split(", "):
-                columns = extra.setdefault(source, {})
+            columns = counted.setdefault((source, prefix), {})
+            for column in warning.removeprefix(prefix).split(", "):
                 columns[column] = columns.get(column, 0) + 1
-            dates.setdefault(source, set()).add(rest.partition("/")[0])
+            dates.setdefault((source, prefix), set()).add(rest.partition("/")[0])
     summaries = []
-    for source, columns in sorted(extra.items()):
-        days = sorted(dates[source])
+    for (source, prefix), columns in sorted(counted.items()):
+        days = sorted(dates[source, prefix])
         span = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}"
         listed = ", ".join(f"{c} ({n:,} file{'s' if n > 1 else ''})" for c, n in columns.items())
-        summaries.append(
-            f"{source}: {EXTRA_COLUMNS}{listed}; deliveries {span} "
-            "(no field of the mapping reads them)"
-        )
+        summaries.append(f"{source}: {prefix}{listed}; deliveries {span} ({PER_SOURCE[prefix]})")
     return summaries + lines

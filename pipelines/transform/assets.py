@@ -8,6 +8,7 @@ asset checks), split in two around the CLV model:
 
 import csv
 import json
+import logging
 import os
 import shutil
 import time
@@ -92,6 +93,33 @@ def storage_name(props: Mapping[str, Any]) -> str:
     database = props.get("database") or PARSE_DATABASE
     catalog = WAREHOUSE_CATALOG if database == PARSE_DATABASE else database
     return f"{catalog}.{props['schema']}.{props.get('alias') or props['name']}"
+
+
+class EagerTestNotices(logging.Filter):
+    """Counts, instead of printing, dagster-dbt's warning for each dbt test that dbt's eager
+    indirect selection runs beside a step's models (a `relationships` test from a fact to
+    `dim_customers`, built by another step): every row stays tested, the result is recorded
+    as an asset observation, and the step says so once (see `run_dbt_build`)."""
+
+    PREFIX = "Logging an `AssetObservation` instead of an `AssetCheckResult`"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._logger = logging.getLogger("dagster.builtin")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(self.PREFIX):
+            self.count += 1
+            return False
+        return True
+
+    def __enter__(self) -> "EagerTestNotices":
+        self._logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeFilter(self)
 
 
 def dbt_owner(props: Mapping[str, Any]) -> str | None:
@@ -230,7 +258,14 @@ def run_dbt_build(
     context.log.info(f"dbt build as of {as_of} on {crm.settings.warehouse_db}")
     invocation = dbt.cli(args, context=context, raise_on_error=False, env=profile_env)
     # the outputs wait for the build's end, when their tables' rows can be counted
-    yield from with_row_counts(list(invocation.stream()), invocation.manifest, crm.settings)
+    with EagerTestNotices() as eager:
+        events = list(invocation.stream())
+    if eager.count:
+        context.log.info(
+            f"{eager.count} dbt test(s) relating this step's models to other steps' models "
+            "ran (dbt's eager indirect selection) and are recorded as asset observations"
+        )
+    yield from with_row_counts(events, invocation.manifest, crm.settings)
     if not invocation.is_successful():
         error = invocation.get_error()
         raise dg.Failure(

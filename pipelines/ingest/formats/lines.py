@@ -15,6 +15,7 @@ from pipelines.ingest.batch import (
     _unreadable,
 )
 from pipelines.ingest.line_reader import LINE_TEXT, NONBLANK, _read_lines
+from pipelines.ingest.results import ABSENT_KEYS
 from pipelines.ingest.rows import _stage_lines
 from pipelines.ingest.sql import _ident, _list_lit, _lit, _null_tokens_sql, _pick
 
@@ -67,7 +68,7 @@ def _load_lines_batch(job: _Job, items: list[_Item]) -> None:
             )
             absent = [c for c in mapping.source_columns if c not in seen[f]]
             if absent and seen[f]:
-                it.result.warnings.append(f"key(s) in no line, read as NULL: {', '.join(absent)}")
+                it.result.warnings.append(f"{ABSENT_KEYS}{', '.join(absent)}")
         columns = list(mapping.source_columns)
         paths = _list_lit(['$."' + c.replace('"', '\\"') + '"' for c in columns])
         # jt: the JSON type of a readable valid line (parsed once for it)
