@@ -620,7 +620,12 @@ def test_service_agents_work_shifts_and_reassign(tickets: duckdb.DuckDBPyConnect
         for line in (DBT_SEEDS / "agent_teams.csv").read_text(encoding="utf-8").split()[1:]
     )
     # the generator's agents are the seed's roster, each in the team of its shift
-    agents = [row[0] for row in tickets.execute("select distinct agent from e where agent is not null").fetchall()]
+    agents = [
+        row[0]
+        for row in tickets.execute(
+            "select distinct agent from e where agent is not null"
+        ).fetchall()
+    ]
     assert agents and set(agents) <= set(roster)
     for agent in agents:
         assert roster[agent] == SHIFTS[(int(agent[2:]) - 1) % len(SHIFTS)][0]

@@ -46,11 +46,11 @@ complaints as (
 repeat_complaints as (
     -- complaints with another complaint of the same customer in the window before them
     select distinct later.ticket_id
-    from complaints as later
-    inner join complaints as earlier
+    from complaints as earlier
+    inner join complaints as later
         on
-            later.customer_id = earlier.customer_id
-            and later.ticket_id != earlier.ticket_id
+            earlier.customer_id = later.customer_id
+            and earlier.ticket_id != later.ticket_id
             and (
                 earlier.created_at < later.created_at
                 or (earlier.created_at = later.created_at and earlier.ticket_id < later.ticket_id)
@@ -113,7 +113,7 @@ nps_answers as (
         nps_score
     from service_events
     where nps_score is not null
-    qualify row_number() over (partition by ticket_id order by event_at desc, nps_score) = 1
+    qualify row_number() over (partition by ticket_id order by event_at desc, nps_score asc) = 1
 ),
 
 surveyed as (

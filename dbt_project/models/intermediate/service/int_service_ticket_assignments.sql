@@ -63,6 +63,13 @@ tickets as (
     group by ticket_id
 ),
 
+tickets_with_agent as (
+    select
+        *,
+        coalesce(resolving_agent_id, last_assigned_agent_id, last_replying_agent_id) as source_agent_id
+    from tickets
+),
+
 final as (
     select
         tickets.ticket_id,
@@ -76,17 +83,13 @@ final as (
             and tickets.reopen_count = 0,
             false
         ) as is_one_touch_resolution,
-        coalesce(
-            tickets.resolving_agent_id, tickets.last_assigned_agent_id, tickets.last_replying_agent_id
-        ) as source_agent_id,
+        tickets.source_agent_id,
         coalesce(agent_teams.team, 'unassigned') as team
-    from tickets
+    from tickets_with_agent as tickets
     left join reassignments
         on tickets.ticket_id = reassignments.ticket_id
     left join agent_teams
-        on coalesce(
-            tickets.resolving_agent_id, tickets.last_assigned_agent_id, tickets.last_replying_agent_id
-        ) = agent_teams.agent_id
+        on tickets.source_agent_id = agent_teams.agent_id
 )
 
 select * from final

@@ -13,6 +13,13 @@
 --     breaches: open tickets without an agent reply past their first-response target.
 
 {%- set bands = var('backlog_age_band_days') %}
+{#- `when age_days >= 30 then '30d+' when age_days >= 7 then '7-29d' ...`, widest band first -#}
+{%- set age_band_whens = namespace(sql='') %}
+{%- for lower in bands %}
+{%- set label = lower ~ 'd+' if loop.last else lower ~ '-' ~ (bands[loop.index] - 1) ~ 'd' %}
+{%- set separator = '\n            ' if age_band_whens.sql else '' %}
+{%- set age_band_whens.sql = "when age_days >= " ~ lower ~ " then '" ~ label ~ "'" ~ separator ~ age_band_whens.sql %}
+{%- endfor %}
 
 with
 
@@ -113,9 +120,7 @@ banded as (
     select
         *,
         case
-            {%- for lower in bands | reverse %}
-            when age_days >= {{ lower }} then '{{ lower }}{% if loop.first %}d+{% else %}-{{ bands[bands | length - loop.index + 1] - 1 }}d{% endif %}'
-            {%- endfor %}
+            {{ age_band_whens.sql }}
             else '0d'
         end as age_band,
         case when resolution_due_at < day_end_at then {{ minutes_between('resolution_due_at', 'day_end_at') }} / 60.0 end
