@@ -6,7 +6,7 @@
 --     (promoters 9-10 - detractors 0-6) / surveyed tickets; numerator promoters -
 --     detractors, denominator surveyed tickets.
 --   complaint_rate_per_1000_orders: complaint tickets created in M / orders in M
---     (fct_orders, not cancelled) x 1,000.
+--     (fct_orders, not cancelled) x 1,000, from the first month with tickets.
 --   complaint_resolution_minutes_p50: median calendar minutes to the first resolution of
 --     the complaints created in M whose resolution target has run out (maturity, like
 --     first_response_minutes_p50); pending: the complaints whose target has not.
@@ -168,6 +168,8 @@ unpivoted as (
         on
             monthly_orders.month = created.month
             and created.segment_type = 'all'
+    -- from the first month with tickets: before the help desk's data, no complaint rate
+    where monthly_orders.month >= (select min(first_tickets.month) from created as first_tickets)
     union all
     select
         month,
