@@ -203,7 +203,8 @@ def test_business_time_beside_utc(built):
         "fct_orders": ["ordered_at"],
         "fct_order_lines": ["ordered_at"],
         "fct_service_tickets": ["created_at", "first_agent_reply_at", "first_resolved_at",
-                                "last_closed_at", "last_event_at", "csat_at", "converted_at"],
+                                "last_closed_at", "last_event_at", "csat_at", "converted_at",
+                                "first_assigned_at"],
         "fct_social_interactions": ["occurred_at"],
     }.items():  # fmt: skip
         for column in columns:
@@ -214,6 +215,16 @@ def test_business_time_beside_utc(built):
             )
             assert wrong == 0, (table, column)
             assert rows > 0 or column in ("last_closed_at", "csat_at", "converted_at")
+    # and no mart publishes a UTC timestamp without its business-time twin
+    stamps = query(
+        db,
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = 'marts' and data_type like 'TIMESTAMP%'",
+    )
+    names = set(stamps)
+    assert [
+        (t, c) for t, c in stamps if not c.endswith("_local") and (t, f"{c}_local") not in names
+    ] == []
 
 
 def test_dim_customers_hand_computed(built):

@@ -23,10 +23,12 @@ from click.testing import CliRunner
 
 from pipelines.generate import SOURCES, Rates, generate
 from pipelines.generate.cli import generate_command
+from pipelines.generate.service import SHIFTS
 from pipelines.lib.settings import DEMO_MAPPINGS_DIR
 
 pytestmark = pytest.mark.xdist_group("generate")
 RATES = Rates()
+DBT_SEEDS = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 FIELDS6 = ["姓名", "性别", "出生日期", "手机号码", "电子邮箱", "城市"]
 
 
@@ -563,6 +565,12 @@ def tickets(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnecti
     generate("small", 11, out, days=90, progress=False, customers=20000, history_days=30)
     con = duckdb.connect()
     con.execute(f"""
+        create view e as
+        select * from read_csv('{out}/helpdesk_events/*/*.tsv', delim='\t', header=true,
+                               quote='"', escape='"', all_varchar=true, ignore_errors=true)
+        where ticket_no is not null
+    """)  # fmt: skip
+    con.execute(f"""
         create view t as
         select ticket_no, any_value(priority) priority, any_value(category) category,
                min(try_strptime(event_time, '%Y-%m-%d %H:%M:%S')) filter (where event = 'CREATE') created,
@@ -604,6 +612,46 @@ def test_service_tickets_sla_reopen_csat(tickets: duckdb.DuckDBPyConnection) -> 
     """).fetchone()  # fmt: skip
     assert n_slow > 30
     assert fast > slow + 0.5
+
+
+def test_service_agents_work_shifts_and_reassign(tickets: duckdb.DuckDBPyConnection) -> None:
+    roster = dict(
+        line.split(",")
+        for line in (DBT_SEEDS / "agent_teams.csv").read_text(encoding="utf-8").split()[1:]
+    )
+    # the generator's agents are the seed's roster, each in the team of its shift
+    agents = [
+        row[0]
+        for row in tickets.execute(
+            "select distinct agent from e where agent is not null"
+        ).fetchall()
+    ]
+    assert agents and set(agents) <= set(roster)
+    for agent in agents:
+        assert roster[agent] == SHIFTS[(int(agent[2:]) - 1) % len(SHIFTS)][0]
+    # every assignment goes to an agent on shift at that local hour
+    off_shift = 0
+    for agent, hour in tickets.execute("""
+        select agent, hour(try_strptime(event_time, '%Y-%m-%d %H:%M:%S')) h from e
+        where event = 'ASSIGN' and h is not null
+    """).fetchall():  # fmt: skip
+        _, start, end = SHIFTS[(int(agent[2:]) - 1) % len(SHIFTS)]
+        off_shift += not (start <= hour < end)
+    assert off_shift == 0
+    # reassignments: about RATES.reassignment_rate of the answered tickets have two agents
+    answered, reassigned = tickets.execute("""
+        with a as (
+            select ticket_no, count(distinct agent) filter (where event = 'ASSIGN') agents,
+                   count(*) filter (where event = 'REPLY_AGENT') replies
+            from e group by 1)
+        select count(*) filter (where replies > 0), count(*) filter (where agents = 2) from a
+    """).fetchone()  # fmt: skip
+    assert reassigned / answered == pytest.approx(RATES.reassignment_rate, abs=0.03)
+    # NPS answers on surveys, 0-10
+    low, high, n_nps = tickets.execute(
+        "select min(nps::int), max(nps::int), count(nps) from e where event = 'SURVEY'"
+    ).fetchone()
+    assert n_nps > 50 and low >= 0 and high <= 10
 
 
 # --- social ------------------------------------------------------------------------------

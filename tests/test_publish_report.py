@@ -466,3 +466,27 @@ def test_review_of_a_real_build_in_chromium(crm_home: Path, chromium, language) 
         if language == "zh":
             latin = re.findall(r"[A-Za-z]{2,}", ALLOWED_LATIN.sub(" ", layout["text"]))
             assert not latin, sorted(set(latin))
+
+
+def test_backlog_trend_sums_the_days_rows(tmp_path):
+    """Two days of backlog rows (statuses and priorities summed per day by hand): 10-01
+    3 + 2 = 5 open, 1 past target; 10-02 4 open, 0 + 2 = 2 past target."""
+    info = build_fixture_warehouse(tmp_path / "warehouse.duckdb", n_customers=30)
+    with duckdb.connect(str(info.path)) as con:
+        con.execute("""
+            create table marts.fct_ticket_backlog_daily as select * from (values
+                (date '2025-07-01', 'new', 'P1', '0d', 3, 1),
+                (date '2025-07-01', 'in_progress', 'P3', '1-2d', 2, 0),
+                (date '2025-07-02', 'new', 'P1', '1-2d', 1, 0),
+                (date '2025-07-02', 'reopened', 'P3', '3-6d', 3, 2),
+                (date '2099-01-01', 'new', 'P1', '0d', 99, 99)
+            ) as t(snapshot_date, status, priority, age_band, open_tickets,
+                   resolution_breached_tickets)
+        """)  # fmt: skip
+    html, _ = build_html(info.path, AS_OF, "en")
+    panel = re.search(r'<div class="panel" id="backlog">.*?</svg>', html, re.S)[0]
+    assert "Open tickets at the end of each day" in panel
+    assert "2025-07-01" in panel and "2025-07-02" in panel and "2099" not in panel
+    # the points' tooltips carry the day's sums
+    assert re.search(r"2025-07-01[^<]*: 5\b", panel) and re.search(r"2025-07-02[^<]*: 4\b", panel)
+    assert re.search(r"2025-07-02[^<]*: 2\b", panel)

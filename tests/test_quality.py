@@ -199,6 +199,8 @@ def test_suites_are_valid_gx_suites() -> None:
         "dim_customers",
         "fct_orders",
         "fct_service_tickets",
+        "fct_agent_daily",
+        "fct_ticket_backlog_daily",
         "fct_social_interactions",
         "fct_kpi_monthly",
         "fct_kpi_weekly",

@@ -45,6 +45,7 @@ from reference.metrics import (
     read_currency_rates,
     with_maturity,
 )
+from reference.metrics.operations import OPERATIONS_KPIS, SERVICE_KPIS
 from support.e2e import END, SEED, backfill
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +58,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 def warehouse_kpis(home: Path) -> pd.DataFrame:
+    """The KPI rows of the metric dictionary's KPIs; the service-operations rows (the
+    service KPIs per ticket channel, category and priority, NPS, complaints, one-touch,
+    first assignment) are recomputed in tests/test_reference_service_operations.py."""
     db = home / "warehouse" / "warehouse.duckdb"
+    operations = ", ".join(f"'{kpi}'" for kpi in OPERATIONS_KPIS)
+    service = ", ".join(f"'{kpi}'" for kpi in SERVICE_KPIS)
     with duckdb.connect(str(db), read_only=True) as con:
         frame = con.sql(
             "select month, segment, kpi, value, numerator, denominator, is_complete "
-            "from marts.fct_kpi_monthly"
+            f"from marts.fct_kpi_monthly where kpi not in ({operations}) and not "
+            f"(segment_type in ('channel', 'category', 'priority') and kpi in ({service}))"
         ).df()
     frame["month"] = pd.to_datetime(frame["month"]).dt.date
     for c in ("value", "numerator", "denominator"):

@@ -43,6 +43,8 @@ MARTS = (
     "fct_orders",
     "fct_order_lines",
     "fct_service_tickets",
+    "fct_agent_daily",
+    "fct_ticket_backlog_daily",
     "fct_social_interactions",
     "rpt_campaign_audiences",
 )

@@ -157,3 +157,24 @@
 {% macro spark__week_spine_join(start_sql, end_sql, alias) -%}
     lateral view explode(sequence({{ week_start(start_sql) }}, {{ week_start(end_sql) }}, interval 7 day)) {{ alias }} as week
 {%- endmacro %}
+
+{#- Like month_spine_join, one row per day (`<alias>.day`) from `start_sql` to `end_sql`
+    (dates). -#}
+{% macro day_spine_join(start_sql, end_sql, alias) -%}
+    {{ return(adapter.dispatch('day_spine_join', 'crm_warehouse')(start_sql, end_sql, alias)) }}
+{%- endmacro %}
+
+{% macro default__day_spine_join(start_sql, end_sql, alias) -%}
+    cross join (
+        select cast(generate_series as date) as day
+        from generate_series(
+            cast({{ start_sql }} as timestamp),
+            cast({{ end_sql }} as timestamp),
+            interval 1 day
+        )
+    ) as {{ alias }}
+{%- endmacro %}
+
+{% macro spark__day_spine_join(start_sql, end_sql, alias) -%}
+    lateral view explode(sequence(cast({{ start_sql }} as date), cast({{ end_sql }} as date), interval 1 day)) {{ alias }} as day
+{%- endmacro %}

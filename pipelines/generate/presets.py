@@ -97,6 +97,7 @@ class Rates:
     reopen_rate: float = 0.08
     csat_response: float = 0.55
     nps_share: float = 0.30  # of CSAT surveys, also answering NPS
+    reassignment_rate: float = 0.12  # answered tickets handed to a second agent before the reply
     priority_shares: tuple[float, float, float, float] = (0.05, 0.20, 0.50, 0.25)
     first_response_median_min: tuple[float, float, float, float] = (6.0, 25.0, 100.0, 400.0)
     first_response_sigma: float = 1.0

@@ -5,6 +5,11 @@ discussed, resolved (lognormal resolution time), sometimes reopened and resolved
 closed after 72 h and sometimes rated (CSAT falls when the first response was slow).
 Some tickets are never answered, some never resolved. Pre-sales `inquiry` tickets convert
 to orders within 30 days at a fixed rate.
+
+Agents work in three shift teams (`SHIFTS`; the roster is the dbt seed agent_teams): a
+ticket goes to an agent on shift at its assignment time, and some answered tickets are
+reassigned before the first reply to another agent on shift, who then answers, resolves and
+closes it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ PHONE, EMAIL, CHAT, WECHAT_CH, WEIBO_CH, APP = range(6)
 PRIORITIES = ["urgent", "high", "normal", "low"]
 CATEGORIES = ["presale", "complaint", "aftersale", "technical", "feedback"]
 INQUIRY = 0
+#: The shift teams, agent AG<a> in SHIFTS[(a - 1) % 3], each with its local hours [start, end)
+#: (dbt_project/seeds/agent_teams.csv lists the roster: keep the two in step).
+SHIFTS = (("early_shift", 8, 16), ("late_shift", 16, 24), ("night_shift", 0, 8))
+MAX_AGENTS = 120
 BUSINESS_HOURS = np.array([0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 2.0, 3.0, 3.2, 3.0,
                            2.5, 2.8, 3.0, 3.0, 2.8, 2.5, 2.2, 2.0, 1.8, 1.5, 0.9, 0.4])  # fmt: skip
 
@@ -57,9 +66,20 @@ class Service:
     ) -> None:  # fmt: skip
         self.pop, self.text, self.clock, self.landing = pop, text, clock, landing
         self.rates, self.seed, self.orders = rates, seed, orders
-        self.n_agents = max(12, pop.n_customers // 1500)
+        # a multiple of the shift count, at most the roster of the seed agent_teams
+        per_shift = max(4, pop.n_customers // (1500 * len(SHIFTS)))
+        self.n_agents = min(MAX_AGENTS, per_shift * len(SHIFTS))
         self.end_t = np.int64(landing.last_day + 1) * 86400
         self.breach_counts: dict[str, int] = defaultdict(int)
+
+    def on_shift(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A random agent (1..n_agents) of the shift team working at local time `t`."""
+        hour = (np.asarray(t, np.int64) % 86400) // 3600
+        shift = np.zeros(len(hour), np.int64)
+        for index, (_, start, end) in enumerate(SHIFTS):
+            shift = np.where((hour >= start) & (hour < end), index, shift)
+        per_shift = self.n_agents // len(SHIFTS)
+        return shift + 1 + len(SHIFTS) * rng.integers(0, per_shift, len(hour))
 
     def day(self, k: int) -> None:
         pop, rates, text = self.pop, self.rates, self.text
@@ -136,9 +156,20 @@ class Service:
             et.append(np.full(len(sel), typ))
             tt.append(np.asarray(when)[sel])
 
+        # agents on shift (own random stream: the rest of the data does not move)
+        arng = rng_for(self.seed, "service_agents", k)
+        agent1 = self.on_shift(t_assign, arng)
+        reassigned = answered & (arng.random(n) < rates.reassignment_rate)
+        # whole seconds, as the events are written (the reassigning event's own agent)
+        t_reassign = np.floor(t_assign + arng.uniform(0.2, 0.9, n) * (t_reply - t_assign))
+        agent2 = self.on_shift(t_reassign, arng)
+        same = agent2 == agent1
+        agent2 = np.where(same, (agent2 - 1 + len(SHIFTS)) % self.n_agents + 1, agent2)
+
         ones = np.ones(n, bool)
         ev(ones, CREATE, t0)
         ev(answered | (rng.random(n) < 0.7), ASSIGN, t_assign)
+        ev(reassigned, ASSIGN, t_reassign)
         ev(answered, REPLY_AGENT, t_reply)
         rep = np.repeat(np.arange(n), n_cr)
         span = np.where(answered, t_res - t_reply, 48 * 3600.0)[rep]
@@ -176,7 +207,8 @@ class Service:
         social_id = null_where(
             ~social, where(ch == WECHAT_CH, text.openid_oa(p), text.weibo_uid(p))
         )
-        agent_no = rng.integers(1, self.n_agents + 1, n)
+        rng.integers(1, self.n_agents + 1, n)  # the former agent draw: later draws stay put
+        agent_no = np.where(reassigned[ti] & (tt >= t_reassign[ti]), agent2[ti], agent1[ti])
         agent = join("AG", digits(agent_no, 3))
         has_agent = np.isin(et, [ASSIGN, REPLY_AGENT, STATUS, RESOLVE, CLOSE])
         is_survey = et == SURVEY
@@ -192,7 +224,7 @@ class Service:
             "caller_phone": phone.take(tix),
             "email": email.take(tix),
             "social_id": social_id.take(tix),
-            "agent": null_where(~has_agent, agent.take(tix)),
+            "agent": null_where(~has_agent, agent),
             "csat": null_where(~is_survey, digits(csat[ti])),
             "nps": null_where(~(is_survey & has_nps[ti]), digits(nps[ti])),
         })  # fmt: skip
@@ -222,5 +254,6 @@ class Service:
         c(self.source, "late_events", (late & delivered).sum())
         c(self.source, "very_late_events", (very_late & delivered).sum())
         c(self.source, "never_answered_tickets", (~answered).sum())
+        c(self.source, "reassigned_tickets", (reassigned & (t_reassign < self.end_t)).sum())
         c(self.source, "reopened_tickets", (reopen & (t_reopen < self.end_t)).sum())
         c(self.source, "first_response_breaches", (answered & (frt > target)).sum())

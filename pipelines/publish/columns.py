@@ -18,6 +18,7 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "sla_targets": ("seeds", "main"),
     "dq_results": ("quality", "main"),
     "holdout_validation": ("clv", "main"),
+    "fct_ticket_backlog_daily": ("marts", "main"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -102,6 +103,11 @@ COLUMNS: dict[str, dict[str, str]] = {
         "predicted_mean": "predicted_mean",
         "actual_mean": "actual_mean",
     },
+    "fct_ticket_backlog_daily": {
+        "snapshot_date": "snapshot_date",
+        "open_tickets": "open_tickets",
+        "resolution_breached_tickets": "resolution_breached_tickets",
+    },
 }
 
 # Values the report relies on.
@@ -111,6 +117,8 @@ PROFILE_KPI = "profile_completeness"
 STATUSES = ("achieved", "on_track", "at_risk", "off_track", "missed", "no_data", "small_base")
 #: The published rates below this base are flagged is_small_base (dbt var min_segment_base).
 MIN_SEGMENT_BASE = 30
+#: Days of the ticket backlog the review draws (up to D).
+BACKLOG_DAYS_SHOWN = 60
 
 
 def select_list(table: str) -> str:

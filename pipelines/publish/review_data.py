@@ -152,8 +152,31 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
 
         clv.sort(key=bucket_key)
 
+    # the open-ticket backlog per day (all statuses, priorities and ages together)
+    backlog: list[dict[str, Any]] = []
+    if tables["fct_ticket_backlog_daily"]:
+        bcols = COLUMNS["fct_ticket_backlog_daily"]
+        try:
+            backlog = [
+                {"date": day, "open_tickets": int(n), "open_breaches": int(breached)}
+                for day, n, breached in con.execute(
+                    f'select "{bcols["snapshot_date"]}", sum("{bcols["open_tickets"]}"), '
+                    f'sum("{bcols["resolution_breached_tickets"]}") '
+                    f"from {tables['fct_ticket_backlog_daily']} "
+                    f'where "{bcols["snapshot_date"]}" <= ? group by 1 order by 1',
+                    [as_of],
+                ).fetchall()
+            ]
+        except duckdb.BinderException as exc:
+            raise ReportError(
+                f"{tables['fct_ticket_backlog_daily']} does not have a column the KPI review "
+                f"reads ({exc}); update COLUMNS['fct_ticket_backlog_daily'] in "
+                "pipelines/publish/columns.py"
+            ) from exc
+
     return {
         "review": review,
+        "backlog": backlog,
         "table_as_of": table_as_of,
         "monthly": monthly,
         "weekly": weekly,

@@ -22,6 +22,7 @@ UNIT_KINDS = {
     "customers": "count",
     "orders": "count",
     "tickets": "count",
+    "per_1000_orders": "score",
 }
 
 

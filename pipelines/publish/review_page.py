@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 
 from pipelines.publish import svg
 from pipelines.publish.columns import (
+    BACKLOG_DAYS_SHOWN,
     MIN_SEGMENT_BASE,
     OVERALL_SEGMENT,
     PROFILE_KPI,
@@ -487,6 +488,23 @@ def build_context(
             "rows": rows,
         }
 
+    backlog_rows = data.get("backlog", [])[-BACKLOG_DAYS_SHOWN:]
+    backlog = svg.line_chart(
+        [r["date"].isoformat() for r in backlog_rows],
+        [
+            svg.Series(
+                t["open_tickets"], [r["open_tickets"] for r in backlog_rows], svg.PALETTE[0]
+            ),
+            svg.Series(
+                t["open_breaches"], [r["open_breaches"] for r in backlog_rows], svg.PALETTE[1]
+            ),
+        ],
+        y_format=lambda v: f"{v:,.0f}",
+        include_zero=True,
+        label=t["backlog_trend"],
+        empty_text=t["no_data"],
+    )
+
     headline = _headline(rv)
     glossary = [(kpi, rv.name(kpi), rv.explain(kpi)) for kpi in sorted(rv.definitions)]
     return {
@@ -508,6 +526,7 @@ def build_context(
         "customers": data["customers"],
         "mix": mix,
         "service": service,
+        "backlog": backlog,
         "profile": profile,
         "quality": _quality(rv),
         "data_docs": DATA_DOCS_LINK,

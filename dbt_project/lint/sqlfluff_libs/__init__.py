@@ -5,8 +5,8 @@ sqlfluff renders them; sqlfluff's own dbt builtins fill in ref/source/config/...
 - var(): the project's real vars from dbt_project.yml (as_of_date fixed to a demo date),
   so that expressions such as -var('lifecycle_new_days') render as in dbt.
 - adapter.dispatch(name): renders the dispatched macro as a plain SQL call with the same
-  arguments (connected_components as a join of its two queries, month_spine_join and
-  week_spine_join as a join of a table function), which lints like the real expression.
+  arguments (connected_components as a join of its two queries, month_spine_join,
+  week_spine_join and day_spine_join as a join of a table function), which lints like the real expression.
 - modules / exceptions: the parts of dbt's context the macros use.
 """
 
@@ -37,7 +37,7 @@ def _dispatch(macro_name, macro_namespace=None):
                 f"from ({nodes_sql}) as nodes inner join ({edges_sql}) as edges "
                 "on nodes.node_id = edges.from_node_id"
             )
-        if macro_name in ("month_spine_join", "week_spine_join"):
+        if macro_name in ("month_spine_join", "week_spine_join", "day_spine_join"):
             start, end, alias = args
             return f"cross join {macro_name[:-5]}({start}, {end}) as {alias}"
         return f"{macro_name}({arguments})"

@@ -25,6 +25,7 @@ MATURITY_DAYS: dict[str, int] = {
     "first_response_minutes_p50": 1,
     "first_response_minutes_p90": 1,
     "message_reply_rate": 1,
+    "complaint_resolution_minutes_p50": 7,
 }
 
 #: (value, numerator, denominator, pending)
@@ -110,6 +111,18 @@ def mature_service_kpis(p: Prepared, m: Month) -> MatureKpis:
     answered = int(fr.notna().sum())
     out["first_response_minutes_p50"] = (_quantile(fr, 0.5), None, answered, fr_pending)
     out["first_response_minutes_p90"] = (_quantile(fr, 0.9), None, answered, fr_pending)
+    complaints = t["category"].eq("complaint")
+    if complaints.any():
+        res_open = clocks["resolution_sla_rate"][1]
+        res = ((t["first_resolved_at"] - t["created_at"]).dt.total_seconds() / 60.0)[
+            complaints & ~res_open
+        ].dropna()
+        out["complaint_resolution_minutes_p50"] = (
+            _quantile(res, 0.5),
+            None,
+            len(res),
+            int((complaints & res_open).sum()),
+        )
     inq = t[t["category"].eq("inquiry") & t["customer_key"].notna()]
     co = resolved_orders(p)
     window = pd.Timedelta(days=cfg.demand_conversion_days)

@@ -1,4 +1,7 @@
--- Service KPIs per month, segment all (metrics.md). Tickets are counted in the month of
+-- Service KPIs per month, for all tickets (segment_type `all`) and per ticket channel,
+-- category and priority (segment_types `channel`, `category`, `priority`: the ticket's
+-- own attributes, the SLA priority for `priority`; a ticket without a channel or category
+-- is in no row of that segment type) (metrics.md). Tickets are counted in the month of
 -- their creation; CSAT per answered survey (every `csat` event with a score) in the month
 -- it was answered. demand_conversion_rate counts inquiry tickets of a resolved customer (an
 -- unknown requester cannot be followed to an order).
@@ -31,9 +34,28 @@ service_events as (
     select * from {{ ref('stg_raw__service_events') }}
 ),
 
+{#- (segment_type, the fct_service_tickets column naming the segment) -#}
+{%- set segmentations = [('all', "'all'"), ('channel', 'channel'), ('category', 'category'), ('priority', 'sla_priority')] %}
+
+segmented_tickets as (
+    {%- for segment_type, column in segmentations %}
+    select
+        '{{ segment_type }}' as segment_type,
+        {{ column }} as segment,
+        service_tickets.*
+    from service_tickets
+    where {{ column }} is not null
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
 created as (
     select
         {{ month_start('created_date') }} as month,
+        segment_type,
+        segment,
         count(*) as tickets,
         {{ percentile_cont('case when not ' ~ first_response_open ~ ' then first_response_minutes end', 0.5) }}
             as first_response_minutes_p50,
@@ -51,24 +73,35 @@ created as (
         count(case when is_converted_30d and not {{ conversion_open }} then 1 end) as converted_inquiries,
         count(case when is_converted_30d is not null and not {{ conversion_open }} then 1 end) as decided_inquiries,
         count(case when is_converted_30d is not null and {{ conversion_open }} then 1 end) as pending_inquiries
-    from service_tickets
-    group by {{ month_start('created_date') }}
+    from segmented_tickets
+    group by {{ month_start('created_date') }}, segment_type, segment
 ),
 
 surveys as (
+    -- every answered survey, in the segments of its ticket (segment all also for a survey
+    -- whose ticket is unknown to the fact)
     select
-        {{ month_start('event_date') }} as month,
+        {{ month_start('service_events.event_date') }} as month,
+        coalesce(segmented_tickets.segment_type, 'all') as segment_type,
+        coalesce(segmented_tickets.segment, 'all') as segment,
         count(*) as surveys,
-        sum(csat_score) as csat_total,
-        count(case when csat_score >= {{ var('csat_satisfied_score') }} then 1 end) as satisfied_surveys
+        sum(service_events.csat_score) as csat_total,
+        count(case when service_events.csat_score >= {{ var('csat_satisfied_score') }} then 1 end) as satisfied_surveys
     from service_events
-    where event_type = 'csat' and csat_score is not null
-    group by {{ month_start('event_date') }}
+    left join segmented_tickets
+        on service_events.ticket_id = segmented_tickets.ticket_id
+    where service_events.event_type = 'csat' and service_events.csat_score is not null
+    group by
+        {{ month_start('service_events.event_date') }},
+        coalesce(segmented_tickets.segment_type, 'all'),
+        coalesce(segmented_tickets.segment, 'all')
 ),
 
 unpivoted as (
     select
         month,
+        segment_type,
+        segment,
         'tickets' as kpi,
         tickets as numerator,
         null as denominator,
@@ -78,6 +111,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'first_response_minutes_p50' as kpi,
         null as numerator,
         answered_tickets as denominator,
@@ -87,6 +122,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'first_response_minutes_p90' as kpi,
         null as numerator,
         answered_tickets as denominator,
@@ -96,6 +133,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'first_response_sla_rate' as kpi,
         first_response_met as numerator,
         first_response_decided as denominator,
@@ -105,6 +144,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'resolution_sla_rate' as kpi,
         resolution_met as numerator,
         resolution_decided as denominator,
@@ -114,6 +155,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'reopen_rate' as kpi,
         reopened_tickets as numerator,
         tickets as denominator,
@@ -123,6 +166,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'demand_conversion_rate' as kpi,
         converted_inquiries as numerator,
         decided_inquiries as denominator,
@@ -132,6 +177,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'csat_avg' as kpi,
         csat_total as numerator,
         surveys as denominator,
@@ -141,6 +188,8 @@ unpivoted as (
     union all
     select
         month,
+        segment_type,
+        segment,
         'csat_satisfied_rate' as kpi,
         satisfied_surveys as numerator,
         surveys as denominator,
@@ -151,16 +200,18 @@ unpivoted as (
 
 final as (
     select
-        {{ month_label('month') }} || '|all|' || kpi as kpi_row_id,
+        {{ month_label('month') }} || '|' || segment || '|' || kpi as kpi_row_id,
         month,
-        'all' as segment_type,
-        'all' as segment,
+        segment_type,
+        segment,
         kpi,
         cast(numerator as double) as numerator,
         cast(denominator as double) as denominator,
         cast(value as double) as value,
         cast(pending as double) as pending
     from unpivoted
+    -- an inquiry is a category: its conversion has no other category's row
+    where not (segment_type = 'category' and kpi = 'demand_conversion_rate' and segment != 'inquiry')
 )
 
 select * from final

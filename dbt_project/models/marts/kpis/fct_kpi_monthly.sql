@@ -63,6 +63,10 @@ social_kpis as (
     select * from {{ ref('int_kpi_social_monthly') }}
 ),
 
+service_operations_kpis as (
+    select * from {{ ref('int_kpi_service_operations_monthly') }}
+),
+
 -- the building blocks' columns by name: customer and profile KPIs have no pending events
 unioned as (
     select
@@ -73,7 +77,8 @@ unioned as (
         value,
         numerator,
         denominator,
-        cast(null as double) as pending
+        cast(null as double) as pending,
+        false as is_ticket_segment
     from customer_kpis
     union all
     select
@@ -84,7 +89,8 @@ unioned as (
         value,
         numerator,
         denominator,
-        cast(null as double) as pending
+        cast(null as double) as pending,
+        false as is_ticket_segment
     from profile_kpis
     union all
     select
@@ -95,7 +101,8 @@ unioned as (
         value,
         numerator,
         denominator,
-        pending
+        pending,
+        segment_type != 'all' as is_ticket_segment
     from service_kpis
     union all
     select
@@ -106,8 +113,21 @@ unioned as (
         value,
         numerator,
         denominator,
-        pending
+        pending,
+        false as is_ticket_segment
     from social_kpis
+    union all
+    select
+        month,
+        segment_type,
+        segment,
+        kpi,
+        value,
+        numerator,
+        denominator,
+        pending,
+        segment_type != 'all' as is_ticket_segment
+    from service_operations_kpis
 ),
 
 final as (
@@ -151,6 +171,9 @@ final as (
             case
                 when unioned.segment_type = 'all' then 'none'
                 when unioned.segment_type = 'quadrant' then 'as_of_date'
+                -- service KPIs per ticket channel, category or priority: the ticket's own
+                -- attribute, fixed at its creation
+                when unioned.is_ticket_segment then 'event'
                 when kpi_definitions.kpi_type = 'point_in_time' then 'end'
                 else 'start'
             end as string

@@ -54,6 +54,10 @@ orders as (
     select * from {{ ref('fct_orders') }}
 ),
 
+assignments as (
+    select * from {{ ref('int_service_ticket_assignments') }}
+),
+
 tickets_with_customer as (
     select
         tickets.*,
@@ -125,10 +129,20 @@ final as (
                 then conversions.converted_at is not null
         end as boolean) as is_converted_30d,
         cast(conversions.converted_at as timestamp) as converted_at,
-        cast({{ to_business_timestamp('conversions.converted_at') }} as timestamp) as converted_at_local
+        cast({{ to_business_timestamp('conversions.converted_at') }} as timestamp) as converted_at_local,
+        cast({{ pseudonym('assignments.source_agent_id') }} as string) as agent_id,
+        cast(coalesce(assignments.team, 'unassigned') as string) as team,
+        cast(assignments.first_assigned_at as timestamp) as first_assigned_at,
+        cast({{ to_business_timestamp('assignments.first_assigned_at') }} as timestamp) as first_assigned_at_local,
+        cast(assignments.first_assignment_minutes as double) as first_assignment_minutes,
+        cast(coalesce(assignments.agent_count, 0) as integer) as agent_count,
+        cast(coalesce(assignments.reassignment_count, 0) as integer) as reassignment_count,
+        cast(coalesce(assignments.is_one_touch_resolution, false) as boolean) as is_one_touch_resolution
     from tickets_with_customer
     left join conversions
         on tickets_with_customer.ticket_id = conversions.ticket_id
+    left join assignments
+        on tickets_with_customer.ticket_id = assignments.ticket_id
     {% if is_incremental() %}
     where
         {{ to_business_date('tickets_with_customer.created_at') }}
