@@ -64,6 +64,8 @@ TABLE_CAPTIONS = {
     "kpi_definitions": "KPI Definitions",
     "kpi_targets": "KPI Targets",
     "sla_targets": "SLA Targets",
+    "fct_agent_daily": "Agents by Day",
+    "fct_ticket_backlog_daily": "Ticket Backlog by Day",
 }
 
 FOLDERS = ("Identity", "Dates", "Measures", "Segments")
