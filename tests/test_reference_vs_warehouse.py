@@ -53,7 +53,9 @@ MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 RATES = REPO / "dbt_project" / "seeds" / "currency_rates.csv"
 REL_TOL = 1e-9
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+# Readers of the shared `crm_home` in group "e2e"; a test that runs the pipeline in a group of
+# its own (tests/conftest.py, GROUP_ORDER).
+pytestmark = pytest.mark.slow
 
 
 def warehouse_kpis(home: Path) -> pd.DataFrame:
@@ -135,6 +137,7 @@ def compare(wh: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(bad, columns=both.columns)[cols] if bad else pd.DataFrame(columns=cols)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
     started = time.monotonic()
     wh = warehouse_kpis(crm_home)
@@ -150,6 +153,7 @@ def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
         assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
 
 
+@pytest.mark.xdist_group("e2e_resumed")
 def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     """Two backfills, the second starting 11 days after the first ended (a resumed
     backfill, or nights the pipeline did not run). docs/warehouse.md: the second run
@@ -184,6 +188,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -> None:
     """metrics.md "Maturity" and the weekly mart, recomputed by the reference from the
     landing files: every KPI with maturity (segment all) per month with its value,
