@@ -48,17 +48,22 @@ def crm_home(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
 #: wait for it. Tests without a group are grouped by module (a module fixture is built once).
 GROUP_ORDER = (
     "e2e",
+    "spark",
+    "dbt_incremental_staging",
     "dbt",
+    "crash",
     "e2e_resumed",
     "e2e_erasure",
     "e2e_orders_only",
-    "e2e_nightly",
+    "dbt_late_corrections",
+    "dbt_identity",
+    "dbt_customer_ref_system",
+    "dbt_order_lines",
     "e2e_key_rotation",
+    "e2e_nightly",
     "e2e_privacy",
     "e2e_definitions",
     "e2e_unknown_status",
-    "spark",
-    "crash",
     "generate",
 )
 
