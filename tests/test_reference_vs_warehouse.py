@@ -36,6 +36,7 @@ from reference.metrics import (
     MATURITY_DAYS,
     QUADRANTS,
     Month,
+    Prepared,
     ReferenceConfig,
     compute_kpis,
     compute_weekly_kpis,
@@ -87,16 +88,25 @@ def warehouse_clv_scores(home: Path, as_of: date = END) -> pd.DataFrame:
     return scores
 
 
+def prepared_reference(home: Path, as_of: date = END) -> Prepared:
+    """The reference's staging and identity resolution of the landing files of `home`."""
+    raw = read_landing(home / "landing", MAPPINGS, as_of)
+    return prepare(raw, ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES)))
+
+
+@pytest.fixture(scope="module")
+def reference_of_crm_home(crm_home: Path) -> Prepared:
+    """`crm_home`'s landing files staged by the reference as of END, once for both tests
+    that recompute from them (what it caches is keyed by what it computes)."""
+    return prepared_reference(crm_home)
+
+
 def reference_kpis(
-    home: Path,
+    p: Prepared,
     segments: tuple[str, ...],
     first_month: date,
-    as_of: date = END,
     clv_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    raw = read_landing(home / "landing", MAPPINGS, as_of)
-    cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
-    p = prepare(raw, cfg)
     kpis = compute_kpis(p, segments=segments, first_month=first_month, clv_scores=clv_scores)
     return with_maturity(kpis, p)  # metrics.md "Maturity": pending events, is_complete per KPI
 
@@ -138,14 +148,17 @@ def compare(wh: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.xdist_group("e2e")
-def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
+def test_reference_recomputes_every_kpi(crm_home: Path, reference_of_crm_home: Prepared) -> None:
     started = time.monotonic()
     wh = warehouse_kpis(crm_home)
     assert len(wh), "marts.fct_kpi_monthly is empty"
     segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
     assert set(QUADRANTS) <= set(segments), "no quadrant segments in the warehouse"
     ref = reference_kpis(
-        crm_home, segments, min(wh["month"]), clv_scores=warehouse_clv_scores(crm_home)
+        reference_of_crm_home,
+        segments,
+        min(wh["month"]),
+        clv_scores=warehouse_clv_scores(crm_home),
     )
     print(f"reference: {time.monotonic() - started:.1f} s")
     bad = compare(wh, ref)
@@ -173,7 +186,10 @@ def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     first_month = min(wh["month"])
     # quadrant rows exist for the month of D only: October, recomputed as of END
     ref = reference_kpis(
-        tmp_path, segments, first_month, END, clv_scores=warehouse_clv_scores(tmp_path)
+        prepared_reference(tmp_path),
+        segments,
+        first_month,
+        clv_scores=warehouse_clv_scores(tmp_path),
     )
     bad = compare(wh, ref)
     with pd.option_context("display.width", 250, "display.max_rows", 400):
@@ -189,7 +205,9 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 @pytest.mark.xdist_group("e2e")
-def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -> None:
+def test_reference_recomputes_maturity_pending_and_weekly_kpis(
+    crm_home: Path, reference_of_crm_home: Prepared
+) -> None:
     """metrics.md "Maturity" and the weekly mart, recomputed by the reference from the
     landing files: every KPI with maturity (segment all) per month with its value,
     numerator, denominator, pending count and is_complete (D >= end of M +
@@ -208,8 +226,7 @@ def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -
         first_date = first_date.fetchone()[0]
     assert {r[1] for r in monthly} == set(MATURITY_DAYS)
     assert any(r[5] > 0 for r in monthly), "no pending events at all as of D"
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    p = prepare(raw, ReferenceConfig(as_of=END, currency_rates=read_currency_rates(RATES)))
+    p = reference_of_crm_home
     bad = []
     by_month: dict = {}
     for month, kpi, value, num, den, pending, complete in monthly:
