@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash tests/support/ensure_system_packages.sh
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines benchmarks tests

@@ -8,6 +8,7 @@ the scaling benchmark (docs/benchmarks.md) compare programs that compute the sam
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def test_floor_and_peer_normalise_phones_and_emails_alike() -> None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("e2e")
-def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> None:
+def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path, tmp_path: Path) -> None:
     """The scaling benchmark's dbt profile (docs/benchmarks.md) reads the run_results.json
     of each dbt invocation of a Dagster run: both builds of the backfill's nightly run, with
     their models and data tests, their critical paths, the slowest nodes first."""
@@ -149,7 +150,9 @@ def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path) -> Non
     from benchmarks.scale import dbt_profile, run_ids
     from pipelines.lib.settings import DBT_PROJECT_DIR
 
-    ids = run_ids(crm_home / "dagster")
+    # A Dagster instance may write to its folder: read a copy (`crm_home` is shared).
+    shutil.copytree(crm_home / "dagster", tmp_path / "dagster", symlinks=True)
+    ids = run_ids(tmp_path / "dagster")
     profile = dbt_profile(ids, top=5)
     assets = {name.split("-")[0] for name in profile["invocations"]}
     assert assets == {"dbt_customer_marts", "dbt_warehouse"}, profile["invocations"]

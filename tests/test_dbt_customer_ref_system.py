@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "dbt_project"
 DAY = "2026-10-30"
 
-pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("dbt_customer_ref_system"), pytest.mark.slow]
 
 MEMBERS = """\
 name: {name}

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "dbt_project"
 MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 
-pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("dbt_identity"), pytest.mark.slow]
 
 
 def _pairs(con: duckdb.DuckDBPyConnection, group_sql: str) -> float:

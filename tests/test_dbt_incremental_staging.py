@@ -143,7 +143,7 @@ def assert_records_incremental(out: str, same_keys_as_identifiers: bool = True) 
         ), identifiers_inputs(out)
 
 
-pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("dbt_incremental_staging"), pytest.mark.slow]
 
 
 def dbt_run(

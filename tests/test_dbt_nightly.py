@@ -29,7 +29,7 @@ from support.dbt_tiny import (
 )
 from support.pseudonyms import expected_customer_id
 
-pytestmark = pytest.mark.xdist_group("dbt")
+pytestmark = pytest.mark.xdist_group("dbt_nightly")
 
 
 @pytest.fixture(scope="module")

@@ -352,7 +352,6 @@ ORDERS_HEADER = (
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("dbt")
 def test_a_full_width_phone_on_an_order_resolves_to_the_profile_with_the_ascii_phone(tmp_path):
     import os
     import subprocess

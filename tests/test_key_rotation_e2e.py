@@ -21,7 +21,7 @@ import pytest
 from support.e2e import END, REPO, crm, crm_env
 from test_privacy_erasure import _person_rows, _their_lines, _warehouse
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e_key_rotation")
 
 REDELIVERY = date(2026, 11, 1)
 NEW_KEY = "the-new-key-after-a-change-0123456789"

@@ -58,7 +58,7 @@ RATES = dataclasses.replace(
     Rates(), late_corrections=0.3, very_late_service=0.3, very_late_social=0.3
 )
 
-pytestmark = [pytest.mark.xdist_group("dbt"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("dbt_late_corrections"), pytest.mark.slow]
 
 
 def dbt(work: Path, command: str, as_of: date, *extra: str) -> str:

@@ -14,7 +14,9 @@ from support.e2e import END, crm
 
 from pipelines.publish.pii import pii_columns
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+# Readers of the shared `crm_home` in group "e2e"; a test that runs the pipeline in a group of
+# its own (tests/conftest.py, GROUP_ORDER).
+pytestmark = pytest.mark.slow
 
 MARTS = [
     "dim_customers",
@@ -38,6 +40,7 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.xdist_group("e2e")
 def test_backfill_publishes_every_output(crm_home: Path) -> None:
     serving = crm_home / "serving"
     for mart in MARTS:
@@ -59,6 +62,7 @@ def test_backfill_publishes_every_output(crm_home: Path) -> None:
         assert con.execute("select count(*) from dim_customers").fetchone()[0] > 1000
 
 
+@pytest.mark.xdist_group("e2e")
 def test_nothing_lost_between_landing_and_raw(crm_home: Path) -> None:
     with duckdb.connect(str(crm_home / "restricted" / "restricted.duckdb"), read_only=True) as con:
         bad = con.execute(
@@ -74,6 +78,7 @@ def test_nothing_lost_between_landing_and_raw(crm_home: Path) -> None:
     assert quarantined == in_quarantine > 0
 
 
+@pytest.mark.xdist_group("e2e")
 def test_target_misses_are_recorded_and_shown_without_blocking(crm_home: Path) -> None:
     """The demo's completeness is below its 90 % target: recorded as a failed *target*
     expectation, publication went ahead, and the review shows the target as not met."""
@@ -97,6 +102,7 @@ def test_target_misses_are_recorded_and_shown_without_blocking(crm_home: Path) -
     assert "profile_completeness" in html or "Profile completeness" in html
 
 
+@pytest.mark.xdist_group("e2e_nightly")
 def test_a_duplicate_key_blocks_publication_and_keeps_the_previous_outputs(
     crm_home: Path, tmp_path: Path
 ) -> None:
@@ -175,6 +181,7 @@ def _found_in_cells(cells: set[str], values: dict[str, set[str]]) -> list[str]:
     return _found_in_text("\n".join(cells), values)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_no_clear_personal_data_in_any_published_output(crm_home: Path) -> None:
     """Every value of every column of every published output (serving DuckDB, Parquet,
     Hyper) and every report page, against every phone, e-mail and name of the input."""

@@ -19,7 +19,7 @@ from pipelines.ingest.mapping import parse_mapping
 from pipelines.lib.duck import connect_restricted, connect_warehouse
 from pipelines.quality.runner import run_suites
 
-pytestmark = pytest.mark.xdist_group("dbt")
+pytestmark = pytest.mark.xdist_group("dbt_order_lines")
 
 AS_OF = "2026-10-31"
 POS = {

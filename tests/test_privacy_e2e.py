@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from support.e2e import END, REPO, crm, crm_env
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e_privacy")
 
 REQUEST = "DSR-2026-0077"
 NEW_KEY = "rotated-key-for-the-privacy-test-0123456789"

@@ -26,7 +26,7 @@ from pipelines.publish.layout import RELEASES_DIR, WHOLE_MARKER
 from pipelines.publish.releases import open_serving, restore_previous
 from pipelines.publish.serving import publish
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e_erasure")
 
 REQUEST = "DSR-2026-0042"
 REDELIVERY = date(2026, 11, 1)

@@ -18,7 +18,9 @@ from support.e2e import END, crm
 from pipelines.lib.settings import DBT_PROJECT_DIR, DEMO_TARGETS_FILE
 from pipelines.publish import tableau
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+# Readers of the shared `crm_home` in group "e2e"; a test that runs the pipeline in a group of
+# its own (tests/conftest.py, GROUP_ORDER).
+pytestmark = pytest.mark.slow
 
 SEEDS = DBT_PROJECT_DIR / "seeds"
 
@@ -40,6 +42,7 @@ def _published(crm_home: Path, table: str) -> dict[str, list[dict]]:
     return {"duckdb": in_db, "parquet": in_parquet, "hyper": in_hyper}
 
 
+@pytest.mark.xdist_group("e2e")
 def test_kpi_definitions_are_published_with_every_kpi_in_both_languages(crm_home: Path) -> None:
     seed = {row["kpi"]: row for row in _csv(SEEDS / "kpi_definitions.csv")}
     for fmt, rows in _published(crm_home, "kpi_definitions").items():
@@ -52,6 +55,7 @@ def test_kpi_definitions_are_published_with_every_kpi_in_both_languages(crm_home
             assert int(row["maturity_days"]) == int(seed[kpi]["maturity_days"]), (fmt, kpi)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_the_managers_targets_are_published_as_validated(crm_home: Path) -> None:
     demo = {row["target_id"]: row for row in _csv(DEMO_TARGETS_FILE)}
     for fmt, rows in _published(crm_home, "kpi_targets").items():
@@ -64,6 +68,7 @@ def test_the_managers_targets_are_published_as_validated(crm_home: Path) -> None
             assert str(row["due_date"])[:10] == expected["due_date"], (fmt, target_id)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_sla_targets_are_published(crm_home: Path) -> None:
     seed = {row["priority"]: row for row in _csv(SEEDS / "sla_targets.csv")}
     for fmt, rows in _published(crm_home, "sla_targets").items():
@@ -75,6 +80,7 @@ def test_sla_targets_are_published(crm_home: Path) -> None:
             ), (fmt, priority)
 
 
+@pytest.mark.xdist_group("e2e")
 def test_every_mart_of_the_warehouse_is_published(crm_home: Path) -> None:
     """Publication takes every table of schema `marts` as dbt built it (a new mart such as
     fct_kpi_weekly appears without a list to update), plus the three reference tables."""
@@ -101,6 +107,7 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.xdist_group("e2e_definitions")
 def test_a_bad_targets_file_stops_the_night_with_its_errors(crm_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     shutil.copytree(crm_home, home, symlinks=True)

@@ -36,6 +36,7 @@ from reference.metrics import (
     MATURITY_DAYS,
     QUADRANTS,
     Month,
+    Prepared,
     ReferenceConfig,
     compute_kpis,
     compute_weekly_kpis,
@@ -54,7 +55,9 @@ MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 RATES = REPO / "dbt_project" / "seeds" / "currency_rates.csv"
 REL_TOL = 1e-9
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+# Readers of the shared `crm_home` in group "e2e"; a test that runs the pipeline in a group of
+# its own (tests/conftest.py, GROUP_ORDER).
+pytestmark = pytest.mark.slow
 
 
 def warehouse_kpis(home: Path) -> pd.DataFrame:
@@ -92,16 +95,25 @@ def warehouse_clv_scores(home: Path, as_of: date = END) -> pd.DataFrame:
     return scores
 
 
+def prepared_reference(home: Path, as_of: date = END) -> Prepared:
+    """The reference's staging and identity resolution of the landing files of `home`."""
+    raw = read_landing(home / "landing", MAPPINGS, as_of)
+    return prepare(raw, ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES)))
+
+
+@pytest.fixture(scope="module")
+def reference_of_crm_home(crm_home: Path) -> Prepared:
+    """`crm_home`'s landing files staged by the reference as of END, once for both tests
+    that recompute from them (what it caches is keyed by what it computes)."""
+    return prepared_reference(crm_home)
+
+
 def reference_kpis(
-    home: Path,
+    p: Prepared,
     segments: tuple[str, ...],
     first_month: date,
-    as_of: date = END,
     clv_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    raw = read_landing(home / "landing", MAPPINGS, as_of)
-    cfg = ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES))
-    p = prepare(raw, cfg)
     kpis = compute_kpis(p, segments=segments, first_month=first_month, clv_scores=clv_scores)
     return with_maturity(kpis, p)  # metrics.md "Maturity": pending events, is_complete per KPI
 
@@ -142,14 +154,18 @@ def compare(wh: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(bad, columns=both.columns)[cols] if bad else pd.DataFrame(columns=cols)
 
 
-def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
+@pytest.mark.xdist_group("e2e")
+def test_reference_recomputes_every_kpi(crm_home: Path, reference_of_crm_home: Prepared) -> None:
     started = time.monotonic()
     wh = warehouse_kpis(crm_home)
     assert len(wh), "marts.fct_kpi_monthly is empty"
     segments = tuple(sorted(wh["segment"].unique(), key=lambda s: (s != "all", s)))
     assert set(QUADRANTS) <= set(segments), "no quadrant segments in the warehouse"
     ref = reference_kpis(
-        crm_home, segments, min(wh["month"]), clv_scores=warehouse_clv_scores(crm_home)
+        reference_of_crm_home,
+        segments,
+        min(wh["month"]),
+        clv_scores=warehouse_clv_scores(crm_home),
     )
     print(f"reference: {time.monotonic() - started:.1f} s")
     bad = compare(wh, ref)
@@ -157,6 +173,7 @@ def test_reference_recomputes_every_kpi(crm_home: Path) -> None:
         assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
 
 
+@pytest.mark.xdist_group("e2e_resumed")
 def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     """Two backfills, the second starting 11 days after the first ended (a resumed
     backfill, or nights the pipeline did not run). docs/warehouse.md: the second run
@@ -176,7 +193,10 @@ def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
     first_month = min(wh["month"])
     # quadrant rows exist for the month of D only: October, recomputed as of END
     ref = reference_kpis(
-        tmp_path, segments, first_month, END, clv_scores=warehouse_clv_scores(tmp_path)
+        prepared_reference(tmp_path),
+        segments,
+        first_month,
+        clv_scores=warehouse_clv_scores(tmp_path),
     )
     bad = compare(wh, ref)
     with pd.option_context("display.width", 250, "display.max_rows", 400):
@@ -191,7 +211,10 @@ def _same(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
 
 
-def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -> None:
+@pytest.mark.xdist_group("e2e")
+def test_reference_recomputes_maturity_pending_and_weekly_kpis(
+    crm_home: Path, reference_of_crm_home: Prepared
+) -> None:
     """metrics.md "Maturity" and the weekly mart, recomputed by the reference from the
     landing files: every KPI with maturity (segment all) per month with its value,
     numerator, denominator, pending count and is_complete (D >= end of M +
@@ -210,8 +233,7 @@ def test_reference_recomputes_maturity_pending_and_weekly_kpis(crm_home: Path) -
         first_date = first_date.fetchone()[0]
     assert {r[1] for r in monthly} == set(MATURITY_DAYS)
     assert any(r[5] > 0 for r in monthly), "no pending events at all as of D"
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    p = prepare(raw, ReferenceConfig(as_of=END, currency_rates=read_currency_rates(RATES)))
+    p = reference_of_crm_home
     bad = []
     by_month: dict = {}
     for month, kpi, value, num, den, pending, complete in monthly:

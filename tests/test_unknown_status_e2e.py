@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from support.e2e import crm
 
-pytestmark = pytest.mark.xdist_group("e2e")
+pytestmark = pytest.mark.xdist_group("e2e_unknown_status")
 
 DAY = date(2026, 11, 1)
 ORDER_NO = "UNKNOWN-STATUS-1"
