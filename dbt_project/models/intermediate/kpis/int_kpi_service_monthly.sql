@@ -11,6 +11,9 @@
 --   first_response_sla_rate, resolution_sla_rate: tickets whose first-response /
 --     resolution target (sla_targets, by priority) has not run out at the end of D, met
 --     or not (is_sla_window_open);
+--   first_response_business_sla_rate, resolution_business_sla_rate: the same on the
+--     business-hours clock: tickets whose target's working minutes are not used up at the
+--     end of D (*_business_due_at; NULL without a business calendar: pending);
 --   first_response_minutes_p50 / _p90: over the answered tickets whose first-response
 --     target has run out; pending: the first-response pending tickets;
 --   demand_conversion_rate: inquiries whose var demand_conversion_days window ends
@@ -19,6 +22,9 @@
 
 {%- set first_response_open = is_sla_window_open('created_at', 'first_response_target_minutes') %}
 {%- set resolution_open = is_sla_window_open('created_at', 'resolution_target_minutes') %}
+{%- set end_of_d = business_day_end_utc(as_of_date()) %}
+{%- set first_response_business_open = '(first_response_business_due_at is null or first_response_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set resolution_business_open = '(resolution_business_due_at is null or resolution_business_due_at >= ' ~ end_of_d ~ ')' %}
 {%- set conversion_open = is_window_open('created_at', var('demand_conversion_days') * 1440) %}
 
 with
@@ -45,6 +51,14 @@ created as (
         count(case when not {{ first_response_open }} then 1 end) as first_response_decided,
         count(case when resolution_sla_status = 'met' and not {{ resolution_open }} then 1 end) as resolution_met,
         count(case when not {{ resolution_open }} then 1 end) as resolution_decided,
+        count(case when first_response_business_sla_status = 'met' and not {{ first_response_business_open }} then 1 end)
+            as first_response_business_met,
+        count(case when not {{ first_response_business_open }} then 1 end) as first_response_business_decided,
+        count(case when {{ first_response_business_open }} then 1 end) as first_response_business_pending,
+        count(case when resolution_business_sla_status = 'met' and not {{ resolution_business_open }} then 1 end)
+            as resolution_business_met,
+        count(case when not {{ resolution_business_open }} then 1 end) as resolution_business_decided,
+        count(case when {{ resolution_business_open }} then 1 end) as resolution_business_pending,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
         count(case when {{ first_response_open }} then 1 end) as first_response_pending,
         count(case when {{ resolution_open }} then 1 end) as resolution_pending,
@@ -110,6 +124,24 @@ unpivoted as (
         resolution_decided as denominator,
         {{ safe_ratio('resolution_met', 'resolution_decided') }} as value,
         resolution_pending as pending
+    from created
+    union all
+    select
+        month,
+        'first_response_business_sla_rate' as kpi,
+        first_response_business_met as numerator,
+        first_response_business_decided as denominator,
+        {{ safe_ratio('first_response_business_met', 'first_response_business_decided') }} as value,
+        first_response_business_pending as pending
+    from created
+    union all
+    select
+        month,
+        'resolution_business_sla_rate' as kpi,
+        resolution_business_met as numerator,
+        resolution_business_decided as denominator,
+        {{ safe_ratio('resolution_business_met', 'resolution_business_decided') }} as value,
+        resolution_business_pending as pending
     from created
     union all
     select
