@@ -5,7 +5,7 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.business_calendar import (
+from pipelines.lib.business_calendar import (
     SCHEMA,
     TABLE,
     data_years,

@@ -35,6 +35,8 @@ STREAM = {
     "order_corrections": 20,
     "very_late_service": 21,
     "very_late_social": 22,
+    # out-of-hours tickets left until the next opening (docs/generator.md, "Service tickets")
+    "service_hours": 23,
 }
 
 
