@@ -149,13 +149,13 @@ pieces as (
     from runs
     inner join working_windows
         on
-            working_windows.calendar_date >= {{ add_days(to_business_date('runs.run_from'), -1) }}
-            and working_windows.calendar_date <= coalesce(
+            {{ add_days(to_business_date('runs.run_from'), -1) }} <= working_windows.calendar_date
+            and coalesce(
                 {{ to_business_date('runs.run_to') }},
                 {{ add_days(to_business_date('runs.run_from'), var('business_clock_horizon_days')) }}
-            )
-            and working_windows.window_end_at > runs.run_from
-            and (runs.run_to is null or working_windows.window_start_at < runs.run_to)
+            ) >= working_windows.calendar_date
+            and runs.run_from < working_windows.window_end_at
+            and (runs.run_to is null or runs.run_to > working_windows.window_start_at)
 ),
 
 pieces_totalled as (
