@@ -164,20 +164,31 @@ def business_clocks(p: Prepared) -> pd.DataFrame:
     return out
 
 
+#: maturity_days of the two KPIs (seed kpi_definitions)
+BUSINESS_MATURITY_DAYS = {
+    "first_response_business_sla_rate": 14,
+    "resolution_business_sla_rate": 35,
+}
+
+
 def business_sla_kpis(p: Prepared, month_start: pd.Timestamp, month_end: pd.Timestamp) -> dict:
     """first_response_business_sla_rate and resolution_business_sla_rate of the tickets
-    created in [month_start, month_end]: (value, numerator, denominator, pending), tickets
-    whose target's working minutes are not used up at the end of D pending."""
+    created in [month_start, month_end]: (value, numerator, denominator, pending). A ticket
+    whose target's working minutes are not used up at the end of D is pending while the
+    month is not complete (last day + maturity_days > D), and left out once it is."""
     clocks = business_clocks(p)
     c = clocks[(clocks["created_date"] >= month_start) & (clocks["created_date"] <= month_end)]
+    last_day = (pd.Timestamp(month_start) + pd.offsets.MonthEnd(0)).date()
     out = {}
-    for kpi, status, is_open in (
+    for kpi, status, running in (
         ("first_response_business_sla_rate", "first_response_business_sla_status",
          "is_first_response_open"),
         ("resolution_business_sla_rate", "resolution_business_sla_status", "is_resolution_open"),
     ):  # fmt: skip
-        decided = ~c[is_open]
+        complete = last_day + timedelta(days=BUSINESS_MATURITY_DAYS[kpi]) <= p.config.as_of
+        decided = ~c[running]
         num = int((c[status].eq("met") & decided).sum())
         den = int(decided.sum())
-        out[kpi] = (num / den if den else None, num, den, int(c[is_open].sum()))
+        pending = 0 if complete else int(c[running].sum())
+        out[kpi] = (num / den if den else None, num, den, pending)
     return out

@@ -13,7 +13,10 @@
 --     or not (is_sla_window_open);
 --   first_response_business_sla_rate, resolution_business_sla_rate: the same on the
 --     business-hours clock: tickets whose target's working minutes are not used up at the
---     end of D (*_business_due_at; NULL without a business calendar: pending);
+--     end of D (*_business_due_at; NULL without a business calendar: pending). Once the
+--     month is complete (end of M + the KPI's maturity_days <= D), a ticket whose target
+--     has still not run out (long waits on the customer) is left out: neither decided
+--     nor pending;
 --   first_response_minutes_p50 / _p90: over the answered tickets whose first-response
 --     target has run out; pending: the first-response pending tickets;
 --   demand_conversion_rate: inquiries whose var demand_conversion_days window ends
@@ -23,8 +26,12 @@
 {%- set first_response_open = is_sla_window_open('created_at', 'first_response_target_minutes') %}
 {%- set resolution_open = is_sla_window_open('created_at', 'resolution_target_minutes') %}
 {%- set end_of_d = business_day_end_utc(as_of_date()) %}
-{%- set first_response_business_open = '(first_response_business_due_at is null or first_response_business_due_at >= ' ~ end_of_d ~ ')' %}
-{%- set resolution_business_open = '(resolution_business_due_at is null or resolution_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set first_response_business_running =
+    '(first_response_business_due_at is null or first_response_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set resolution_business_running =
+    '(resolution_business_due_at is null or resolution_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set first_response_business_open = '(' ~ first_response_business_running ~ ' and not first_response_business_complete)' %}
+{%- set resolution_business_open = '(' ~ resolution_business_running ~ ' and not resolution_business_complete)' %}
 {%- set conversion_open = is_window_open('created_at', var('demand_conversion_days') * 1440) %}
 
 with
@@ -35,6 +42,28 @@ service_tickets as (
 
 service_events as (
     select * from {{ ref('stg_raw__service_events') }}
+),
+
+kpi_definitions as (
+    select * from {{ ref('kpi_definitions') }}
+),
+
+business_maturity as (
+    select
+        max(case when kpi = 'first_response_business_sla_rate' then maturity_days end) as first_response_days,
+        max(case when kpi = 'resolution_business_sla_rate' then maturity_days end) as resolution_days
+    from kpi_definitions
+),
+
+tickets_matured as (
+    select
+        service_tickets.*,
+        {{ add_days(month_end('service_tickets.created_date'), 'coalesce(business_maturity.first_response_days, 0)') }}
+        <= {{ as_of_date() }} as first_response_business_complete,
+        {{ add_days(month_end('service_tickets.created_date'), 'coalesce(business_maturity.resolution_days, 0)') }}
+        <= {{ as_of_date() }} as resolution_business_complete
+    from service_tickets
+    cross join business_maturity
 ),
 
 created as (
@@ -51,13 +80,13 @@ created as (
         count(case when not {{ first_response_open }} then 1 end) as first_response_decided,
         count(case when resolution_sla_status = 'met' and not {{ resolution_open }} then 1 end) as resolution_met,
         count(case when not {{ resolution_open }} then 1 end) as resolution_decided,
-        count(case when first_response_business_sla_status = 'met' and not {{ first_response_business_open }} then 1 end)
+        count(case when first_response_business_sla_status = 'met' and not {{ first_response_business_running }} then 1 end)
             as first_response_business_met,
-        count(case when not {{ first_response_business_open }} then 1 end) as first_response_business_decided,
+        count(case when not {{ first_response_business_running }} then 1 end) as first_response_business_decided,
         count(case when {{ first_response_business_open }} then 1 end) as first_response_business_pending,
-        count(case when resolution_business_sla_status = 'met' and not {{ resolution_business_open }} then 1 end)
+        count(case when resolution_business_sla_status = 'met' and not {{ resolution_business_running }} then 1 end)
             as resolution_business_met,
-        count(case when not {{ resolution_business_open }} then 1 end) as resolution_business_decided,
+        count(case when not {{ resolution_business_running }} then 1 end) as resolution_business_decided,
         count(case when {{ resolution_business_open }} then 1 end) as resolution_business_pending,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
         count(case when {{ first_response_open }} then 1 end) as first_response_pending,
@@ -65,7 +94,7 @@ created as (
         count(case when is_converted_30d and not {{ conversion_open }} then 1 end) as converted_inquiries,
         count(case when is_converted_30d is not null and not {{ conversion_open }} then 1 end) as decided_inquiries,
         count(case when is_converted_30d is not null and {{ conversion_open }} then 1 end) as pending_inquiries
-    from service_tickets
+    from tickets_matured
     group by {{ month_start('created_date') }}
 ),
 
