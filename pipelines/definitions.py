@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from pipelines.business_calendar.assets import build_calendar_asset
 from pipelines.ingest.assets import build_ingest_assets
 from pipelines.ingest.jobs import check_mapping_job
 from pipelines.ingest.schedules import build_nightly_schedule
@@ -76,6 +77,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets: list = [
         *build_ingest_assets(partitions, spark_export=_spark_raw_export),
         build_targets_asset(partitions),
+        build_calendar_asset(partitions),
         *dbt_assets,
         build_clv_asset(partitions, dbt_assets, spark_export=_spark_scores_export),
         build_publish_asset(partitions),

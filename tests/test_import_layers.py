@@ -13,6 +13,7 @@ Order, bottom to top (a package may import any package on a lower floor):
     quality      GX suites, the quality gate
     publish      serving tables, report, releases
     targets      the write-back targets
+    business_calendar  the calendar step (writes calendar.business_days before dbt)
     spark        the Parquet export for Spark
     privacy      erasure (`crm forget`) and key rotation
     composition  cli, dev, orchestrate, definitions: they compose the layers
@@ -45,7 +46,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"quality"},
     {"publish"},
-    {"targets"},
+    {"targets", "business_calendar"},
     {"spark"},
     {"privacy"},
     {"cli", "dev", "orchestrate", "definitions"},

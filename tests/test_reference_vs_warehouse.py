@@ -276,3 +276,56 @@ def test_reference_recomputes_maturity_pending_and_weekly_kpis(
         ):
             bad.append((week, kpi, (value, num, den, pending, complete, label), ref, None))
     assert bad == [], f"{len(bad)} rows disagree:\n" + "\n".join(map(str, bad[:40]))
+
+
+def test_reference_recomputes_business_hours_clocks(crm_home: Path) -> None:
+    """docs/warehouse.md "SLA clocks": every ticket's business-hours clocks in
+    marts.fct_service_tickets (working minutes, statuses, the instants the targets run out,
+    breach times, waiting minutes) equal the reference's own per-minute computation
+    (tests/reference/metrics/business_hours.py) on the generated data, which has tickets
+    opened out of hours, over the National Day holidays and on make-up working days, and
+    waiting periods."""
+    from reference.metrics.business_hours import business_clocks
+
+    db = crm_home / "warehouse" / "warehouse.duckdb"
+    columns = (
+        "first_response_business_minutes", "resolution_business_minutes",
+        "first_response_business_sla_status", "resolution_business_sla_status",
+        "first_response_business_due_at", "resolution_business_due_at",
+        "first_response_business_breach_at", "resolution_business_breach_at",
+        "waiting_minutes",
+    )  # fmt: skip
+    with duckdb.connect(str(db), read_only=True) as con:
+        wh = con.sql(f"select ticket_id, {', '.join(columns)} from marts.fct_service_tickets").df()
+        kinds = dict(
+            con.execute(
+                "select day_kind, count(*) from calendar.business_days group by 1"
+            ).fetchall()
+        )
+    assert kinds.get("makeup_workday", 0) > 0 and kinds.get("holiday", 0) > 0
+    wh = wh.set_index("ticket_id")
+    raw = read_landing(crm_home / "landing", MAPPINGS, END)
+    p = prepare(raw, ReferenceConfig(as_of=END, currency_rates=read_currency_rates(RATES)))
+    ref = business_clocks(p)
+    assert set(wh.index) == set(ref.index)
+    ref = ref.loc[wh.index]
+    # the data exercises every path: waiting, breaches on both clocks, pending clocks
+    assert (ref["waiting_minutes"] > 0).sum() > 50
+    assert ref["first_response_business_sla_status"].eq("breached").sum() > 10
+    assert ref["resolution_business_sla_status"].eq("pending").sum() > 10
+    bad = []
+    for column in columns:
+        a, b = wh[column], ref[column]
+        if column.endswith("_status"):
+            diff = ~((a == b) | (a.isna() & b.isna()))
+        elif column.endswith("_at"):
+            gap = (pd.to_datetime(a) - pd.to_datetime(b)).abs().dt.total_seconds()
+            diff = ~((gap <= 1e-3) | (a.isna() & b.isna()))
+        else:
+            gap = (a.astype(float) - b.astype(float)).abs()
+            diff = ~((gap <= 1e-6) | (a.isna() & b.isna()))
+        for ticket in a.index[diff.to_numpy()][:5]:
+            bad.append((column, ticket, a[ticket], b[ticket]))
+    assert not bad, "warehouse vs reference (column, ticket, warehouse, reference):\n" + "\n".join(
+        map(str, bad)
+    )

@@ -29,3 +29,16 @@
 {% macro spark__business_day_end_utc(date_sql) -%}
     to_utc_timestamp(cast({{ add_days(date_sql, 1) }} as timestamp), '{{ var("business_timezone") }}')
 {%- endmacro %}
+
+{#- The UTC instant of a naive local timestamp in var business_timezone. -#}
+{% macro business_local_to_utc(local_ts_sql) -%}
+    {{ return(adapter.dispatch('business_local_to_utc', 'crm_warehouse')(local_ts_sql)) }}
+{%- endmacro %}
+
+{% macro default__business_local_to_utc(local_ts_sql) -%}
+    timezone('UTC', timezone('{{ var("business_timezone") }}', {{ local_ts_sql }}))
+{%- endmacro %}
+
+{% macro spark__business_local_to_utc(local_ts_sql) -%}
+    to_utc_timestamp({{ local_ts_sql }}, '{{ var("business_timezone") }}')
+{%- endmacro %}

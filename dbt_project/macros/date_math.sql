@@ -178,3 +178,16 @@
 {% macro spark__day_spine_join(start_sql, end_sql, alias) -%}
     lateral view explode(sequence(cast({{ start_sql }} as date), cast({{ end_sql }} as date), interval 1 day)) {{ alias }} as day
 {%- endmacro %}
+
+{#- Timestamp plus a number of minutes with fractions (to the microsecond). -#}
+{% macro add_exact_minutes(ts_sql, minutes) -%}
+    {{ return(adapter.dispatch('add_exact_minutes', 'crm_warehouse')(ts_sql, minutes)) }}
+{%- endmacro %}
+
+{% macro default__add_exact_minutes(ts_sql, minutes) -%}
+    ({{ ts_sql }} + to_microseconds(cast(round(({{ minutes }}) * 60000000) as bigint)))
+{%- endmacro %}
+
+{% macro spark__add_exact_minutes(ts_sql, minutes) -%}
+    timestamp_micros(unix_micros({{ ts_sql }}) + cast(round(({{ minutes }}) * 60000000) as bigint))
+{%- endmacro %}

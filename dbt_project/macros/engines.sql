@@ -46,7 +46,7 @@
             ) }}
         {%- endif -%}
         {%- set root = env_var('CRM_SPARK_SOURCES_DIR', '../data/spark/sources') -%}
-        {%- for schema, tables in {'raw': ['customers', 'orders', 'service_events', 'social_interactions'], 'clv': ['customer_scores'], 'targets': ['kpi_targets']}.items() -%}
+        {%- for schema, tables in {'raw': ['customers', 'orders', 'service_events', 'social_interactions'], 'clv': ['customer_scores'], 'targets': ['kpi_targets'], 'calendar': ['business_days']}.items() -%}
             {%- do run_query('create schema if not exists ' ~ schema) -%}
             {%- for table in tables -%}
                 {%- set location = root ~ '/' ~ schema ~ '/' ~ table -%}

@@ -10,11 +10,19 @@ Agents work in three shift teams (`SHIFTS`; the roster is the dbt seed agent_tea
 ticket goes to an agent on shift at its assignment time, and some answered tickets are
 reassigned before the first reply to another agent on shift, who then answers, resolves and
 closes it.
+
+Tickets arrive around the clock, on weekends and public holidays too; the team works
+09:00-18:00 on the working days of mainland China's calendar (the `holidays` library, as
+the warehouse's business-hours clock: make-up working days are worked). A share of the
+P3-P4 tickets created out of hours wait for the next opening before anything happens to them
+(their first-response time runs in working time); the others, and every P1-P2 ticket, are
+picked up by the on-call agent at once. Customer replies to an agent make the ticket wait on the customer.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +44,7 @@ from pipelines.generate.textgen import (
     take,
     where,
 )
+from pipelines.lib.business_calendar import business_days
 
 COLUMNS = [
     "ticket_no", "event_no", "event_time", "event", "channel", "priority", "category",
@@ -53,6 +62,11 @@ INQUIRY = 0
 #: (dbt_project/seeds/agent_teams.csv lists the roster: keep the two in step).
 SHIFTS = (("early_shift", 8, 16), ("late_shift", 16, 24), ("night_shift", 0, 8))
 MAX_AGENTS = 120
+#: The team's working hours (local seconds of the day), those of the warehouse's seed
+#: business_hours (dbt_project/seeds/business_hours.csv), and the share of out-of-hours
+#: P3-P4 tickets left until the next opening (the rest are picked up by the on-call agent).
+OPENS, CLOSES = 9 * 3600, 18 * 3600
+DEFERRED_OUT_OF_HOURS = 0.3
 BUSINESS_HOURS = np.array([0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 2.0, 3.0, 3.2, 3.0,
                            2.5, 2.8, 3.0, 3.0, 2.8, 2.5, 2.2, 2.0, 1.8, 1.5, 0.9, 0.4])  # fmt: skip
 
@@ -71,6 +85,36 @@ class Service:
         self.n_agents = min(MAX_AGENTS, per_shift * len(SHIFTS))
         self.end_t = np.int64(landing.last_day + 1) * 86400
         self.breach_counts: dict[str, int] = defaultdict(int)
+        self.next_opening = self._openings()
+
+    def _openings(self) -> np.ndarray:
+        """Per day index d (0 .. last day + 60): the seconds of the first opening at or after
+        the start of day d (its own 09:00 when d is a working day)."""
+        first = self.clock.date(0)
+        n = int(self.landing.last_day) + 61
+        last = first + timedelta(n)
+        working = {
+            day.calendar_date
+            for day in business_days(range(first.year, last.year + 1))
+            if day.is_working_day
+        }
+        opening = np.zeros(n + 1, np.int64)
+        upcoming = (n + 30) * 86400 + OPENS  # beyond the data: never reached
+        for d in range(n, -1, -1):
+            if first + timedelta(d) in working:
+                upcoming = d * 86400 + OPENS
+            opening[d] = upcoming
+        return opening
+
+    def opening_after(self, t: np.ndarray) -> np.ndarray:
+        """The first working instant at or after each time `t` (seconds since day 0)."""
+        d, sec = t // 86400, t % 86400
+        d = np.minimum(d, len(self.next_opening) - 2)
+        today = self.next_opening[d]
+        in_hours = (today == d * 86400 + OPENS) & (sec < CLOSES)
+        return np.where(
+            in_hours, np.maximum(t, today), np.where(sec >= CLOSES, self.next_opening[d + 1], today)
+        )
 
     def on_shift(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random agent (1..n_agents) of the shift team working at local time `t`."""
@@ -116,11 +160,17 @@ class Service:
         # timeline of each ticket (seconds since day 0)
         t0 = k * 86400 + rng.choice(24, n, p=BUSINESS_HOURS / BUSINESS_HOURS.sum()) * 3600
         t0 = t0 + rng.integers(0, 3600, n)
+        # out of hours (evenings, weekends, holidays): some P3-P4 tickets wait for the next
+        # opening (own random stream: the rest of the data does not move)
+        hrng = rng_for(self.seed, "service_hours", k)
+        opens = self.opening_after(t0)
+        deferred = (opens > t0) & (prio >= 2) & (hrng.random(n) < DEFERRED_OUT_OF_HOURS)
+        t_start = np.where(deferred, opens, t0)
         frt = rng.lognormal(np.log(np.array(rates.first_response_median_min)[prio]),
                             rates.first_response_sigma) * 60.0  # fmt: skip
         answered = rng.random(n) >= rates.never_answered
-        t_assign = t0 + np.minimum(rng.lognormal(np.log(120.0), 0.8, n), frt * 0.8)
-        t_reply = t0 + frt
+        t_assign = t_start + np.minimum(rng.lognormal(np.log(120.0), 0.8, n), frt * 0.8)
+        t_reply = t_start + frt
         resolved = answered & (rng.random(n) >= rates.unresolved)
         res = rng.lognormal(
             np.log(np.array(rates.resolution_median_h)[prio]), rates.resolution_sigma
@@ -255,5 +305,8 @@ class Service:
         c(self.source, "very_late_events", (very_late & delivered).sum())
         c(self.source, "never_answered_tickets", (~answered).sum())
         c(self.source, "reassigned_tickets", (reassigned & (t_reassign < self.end_t)).sum())
+        c(self.source, "out_of_hours_tickets", (opens > t0).sum())
+        c(self.source, "deferred_to_opening_tickets", deferred.sum())
+        c(self.source, "waiting_on_customer_replies", answered[rep].sum())
         c(self.source, "reopened_tickets", (reopen & (t_reopen < self.end_t)).sum())
         c(self.source, "first_response_breaches", (answered & (frt > target)).sum())

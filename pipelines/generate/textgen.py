@@ -37,6 +37,8 @@ STREAM = {
     "very_late_social": 22,
     # agents on shift and reassignments (docs/generator.md, "Service tickets")
     "service_agents": 30,
+    # out-of-hours tickets left until the next opening (docs/generator.md, "Service tickets")
+    "service_hours": 23,
 }
 
 

@@ -112,7 +112,13 @@ COLUMNS: dict[str, dict[str, str]] = {
 
 # Values the report relies on.
 OVERALL_SEGMENT = "all"  # fct_kpi_monthly.segment of the whole customer base
-SERVICE_KPIS = ("first_response_sla_rate", "resolution_sla_rate", "csat_avg")
+SERVICE_KPIS = (
+    "first_response_sla_rate",
+    "first_response_business_sla_rate",
+    "resolution_sla_rate",
+    "resolution_business_sla_rate",
+    "csat_avg",
+)
 PROFILE_KPI = "profile_completeness"
 STATUSES = ("achieved", "on_track", "at_risk", "off_track", "missed", "no_data", "small_base")
 #: The published rates below this base are flagged is_small_base (dbt var min_segment_base).

@@ -198,6 +198,33 @@ def export_targets(settings: Settings, paths: SparkPaths) -> int:
     return rows
 
 
+def export_calendar(paths: SparkPaths, as_of: date) -> int:
+    """Write the business calendar (pipelines/business_calendar, the years of the exported
+    ticket events) as `sources/calendar/business_days/calendar.parquet`, the table dbt
+    reads as source calendar.business_days on Spark. Returns rows written."""
+    from pipelines.lib.business_calendar import TABLE, calendar_years, load_business_days
+
+    events = paths.sources / "raw" / "service_events"
+    with duckdb.connect() as con:
+        first = last = None
+        if any(events.glob("*.parquet")):
+            first_at, last_at = con.execute(
+                "select min(event_at), max(event_at) from read_parquet(?, union_by_name = true)",
+                [str(events / "*.parquet")],
+            ).fetchone()
+            first = first_at.date() if first_at is not None else None
+            last = last_at.date() if last_at is not None else None
+        folder = paths.sources / "calendar" / TABLE
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "calendar.parquet"
+        partial = _partial(target)
+        rows = load_business_days(con, calendar_years(first, last, as_of))
+        con.execute(f"copy calendar.{TABLE} to {_sql_text(str(partial))} (format parquet)")
+    os.replace(partial, target)
+    _restrict(paths.root)
+    return rows
+
+
 def export_sources(
     settings: Settings,
     deliveries: list[date] | None = None,
@@ -321,6 +348,7 @@ def build(
         )
     _restrict(paths.root)
     export_targets(settings, paths)
+    export_calendar(paths, as_of)
     env = child_env(spark_env(settings))
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     from pipelines.ingest.mapping import MappingError

@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from reference.metrics.business_hours import business_sla_kpis
 from reference.metrics.config import ReferenceConfig
 from reference.metrics.customers import _days
 from reference.metrics.months import Month, _quantile, _ratio
@@ -22,6 +23,8 @@ MATURITY_DAYS: dict[str, int] = {
     "campaign_response_rate": 7,
     "resolution_sla_rate": 7,
     "first_response_sla_rate": 1,
+    "first_response_business_sla_rate": 14,
+    "resolution_business_sla_rate": 35,
     "first_response_minutes_p50": 1,
     "first_response_minutes_p90": 1,
     "message_reply_rate": 1,
@@ -109,6 +112,7 @@ def mature_service_kpis(p: Prepared, m: Month) -> MatureKpis:
     fr = ((t["first_reply_at"] - t["created_at"]).dt.total_seconds() / 60.0)[~fr_open]
     fr_pending = int(fr_open.sum())
     answered = int(fr.notna().sum())
+    out |= business_sla_kpis(p, m.month, m.end)
     out["first_response_minutes_p50"] = (_quantile(fr, 0.5), None, answered, fr_pending)
     out["first_response_minutes_p90"] = (_quantile(fr, 0.9), None, answered, fr_pending)
     complaints = t["category"].eq("complaint")

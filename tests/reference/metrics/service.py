@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reference.metrics.business_hours import business_sla_kpis
 from reference.metrics.customers import _days, valid_orders
 from reference.metrics.months import Kpis, Month, _count, _quantile, _ratio
 from reference.metrics.staging import Prepared, to_business
@@ -44,6 +45,10 @@ def service_kpis(p: Prepared, m: Month) -> Kpis:
         )
         num, den = int(met.sum()), int((met | late | running_past).sum())
         out[kpi] = (_ratio(num, den), num, den)
+    # the business-hours rates: pending tickets left out (replaced with the same values
+    # by with_maturity)
+    for kpi, (value, num, den, _) in business_sla_kpis(p, m.month, m.end).items():
+        out[kpi] = (value, num, den)
     reo = int(t["has_reopen"].sum())
     out["reopen_rate"] = (_ratio(reo, len(t)), reo, len(t))
 

@@ -14,6 +14,12 @@
 --   first_response_sla_rate, resolution_sla_rate: tickets whose first-response /
 --     resolution target (sla_targets, by priority) has not run out at the end of D, met
 --     or not (is_sla_window_open);
+--   first_response_business_sla_rate, resolution_business_sla_rate: the same on the
+--     business-hours clock: tickets whose target's working minutes are not used up at the
+--     end of D (*_business_due_at; NULL without a business calendar: pending). Once the
+--     month is complete (end of M + the KPI's maturity_days <= D), a ticket whose target
+--     has still not run out (long waits on the customer) is left out: neither decided
+--     nor pending;
 --   first_response_minutes_p50 / _p90: over the answered tickets whose first-response
 --     target has run out; pending: the first-response pending tickets;
 --   demand_conversion_rate: inquiries whose var demand_conversion_days window ends
@@ -22,6 +28,13 @@
 
 {%- set first_response_open = is_sla_window_open('created_at', 'first_response_target_minutes') %}
 {%- set resolution_open = is_sla_window_open('created_at', 'resolution_target_minutes') %}
+{%- set end_of_d = business_day_end_utc(as_of_date()) %}
+{%- set first_response_business_running =
+    '(first_response_business_due_at is null or first_response_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set resolution_business_running =
+    '(resolution_business_due_at is null or resolution_business_due_at >= ' ~ end_of_d ~ ')' %}
+{%- set first_response_business_open = '(' ~ first_response_business_running ~ ' and not first_response_business_complete)' %}
+{%- set resolution_business_open = '(' ~ resolution_business_running ~ ' and not resolution_business_complete)' %}
 {%- set conversion_open = is_window_open('created_at', var('demand_conversion_days') * 1440) %}
 
 with
@@ -34,6 +47,28 @@ service_events as (
     select * from {{ ref('stg_raw__service_events') }}
 ),
 
+kpi_definitions as (
+    select * from {{ ref('kpi_definitions') }}
+),
+
+business_maturity as (
+    select
+        max(case when kpi = 'first_response_business_sla_rate' then maturity_days end) as first_response_days,
+        max(case when kpi = 'resolution_business_sla_rate' then maturity_days end) as resolution_days
+    from kpi_definitions
+),
+
+tickets_matured as (
+    select
+        service_tickets.*,
+        {{ add_days(month_end('service_tickets.created_date'), 'coalesce(business_maturity.first_response_days, 0)') }}
+        <= {{ as_of_date() }} as first_response_business_complete,
+        {{ add_days(month_end('service_tickets.created_date'), 'coalesce(business_maturity.resolution_days, 0)') }}
+        <= {{ as_of_date() }} as resolution_business_complete
+    from service_tickets
+    cross join business_maturity
+),
+
 {#- (segment_type, the fct_service_tickets column naming the segment) -#}
 {%- set segmentations = [('all', "'all'"), ('channel', 'channel'), ('category', 'category'), ('priority', 'sla_priority')] %}
 
@@ -42,8 +77,8 @@ segmented_tickets as (
     select
         '{{ segment_type }}' as segment_type,
         {{ column }} as segment,
-        service_tickets.*
-    from service_tickets
+        tickets_matured.*
+    from tickets_matured
     where {{ column }} is not null
     {%- if not loop.last %}
     union all
@@ -67,6 +102,14 @@ created as (
         count(case when not {{ first_response_open }} then 1 end) as first_response_decided,
         count(case when resolution_sla_status = 'met' and not {{ resolution_open }} then 1 end) as resolution_met,
         count(case when not {{ resolution_open }} then 1 end) as resolution_decided,
+        count(case when first_response_business_sla_status = 'met' and not {{ first_response_business_running }} then 1 end)
+            as first_response_business_met,
+        count(case when not {{ first_response_business_running }} then 1 end) as first_response_business_decided,
+        count(case when {{ first_response_business_open }} then 1 end) as first_response_business_pending,
+        count(case when resolution_business_sla_status = 'met' and not {{ resolution_business_running }} then 1 end)
+            as resolution_business_met,
+        count(case when not {{ resolution_business_running }} then 1 end) as resolution_business_decided,
+        count(case when {{ resolution_business_open }} then 1 end) as resolution_business_pending,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
         count(case when {{ first_response_open }} then 1 end) as first_response_pending,
         count(case when {{ resolution_open }} then 1 end) as resolution_pending,
@@ -151,6 +194,28 @@ unpivoted as (
         resolution_decided as denominator,
         {{ safe_ratio('resolution_met', 'resolution_decided') }} as value,
         resolution_pending as pending
+    from created
+    union all
+    select
+        month,
+        segment_type,
+        segment,
+        'first_response_business_sla_rate' as kpi,
+        first_response_business_met as numerator,
+        first_response_business_decided as denominator,
+        {{ safe_ratio('first_response_business_met', 'first_response_business_decided') }} as value,
+        first_response_business_pending as pending
+    from created
+    union all
+    select
+        month,
+        segment_type,
+        segment,
+        'resolution_business_sla_rate' as kpi,
+        resolution_business_met as numerator,
+        resolution_business_decided as denominator,
+        {{ safe_ratio('resolution_business_met', 'resolution_business_decided') }} as value,
+        resolution_business_pending as pending
     from created
     union all
     select

@@ -116,6 +116,17 @@ final as (
         cast(case tickets_with_customer.resolution_sla_status
             when 'breached' then true when 'met' then false
         end as boolean) as is_resolution_breached,
+        cast(tickets_with_customer.first_response_breach_at as timestamp) as first_response_breach_at,
+        cast(tickets_with_customer.resolution_breach_at as timestamp) as resolution_breach_at,
+        cast(tickets_with_customer.first_response_business_minutes as double) as first_response_business_minutes,
+        cast(tickets_with_customer.resolution_business_minutes as double) as resolution_business_minutes,
+        cast(tickets_with_customer.first_response_business_sla_status as string) as first_response_business_sla_status,
+        cast(tickets_with_customer.resolution_business_sla_status as string) as resolution_business_sla_status,
+        cast(tickets_with_customer.first_response_business_due_at as timestamp) as first_response_business_due_at,
+        cast(tickets_with_customer.resolution_business_due_at as timestamp) as resolution_business_due_at,
+        cast(tickets_with_customer.first_response_business_breach_at as timestamp) as first_response_business_breach_at,
+        cast(tickets_with_customer.resolution_business_breach_at as timestamp) as resolution_business_breach_at,
+        cast(tickets_with_customer.waiting_minutes as double) as waiting_minutes,
         cast(tickets_with_customer.reopen_count as integer) as reopen_count,
         cast(tickets_with_customer.reopen_count > 0 as boolean) as is_reopened,
         cast(tickets_with_customer.csat_score as integer) as csat_score,
@@ -148,6 +159,10 @@ final as (
         {{ to_business_date('tickets_with_customer.created_at') }}
         >= {{ incremental_cutoff_date(var('demand_conversion_days')) }}
         or {{ to_business_date('tickets_with_customer.last_event_at') }} >= {{ incremental_cutoff_date() }}
+        -- the business-hours clocks run for weeks (holidays, waiting): recomputed until
+        -- the resolution target has run out (the first-response target runs out earlier)
+        or tickets_with_customer.resolution_business_due_at is null
+        or {{ to_business_date('tickets_with_customer.resolution_business_due_at') }} >= {{ incremental_cutoff_date() }}
         or tickets_with_customer.ticket_id in ({{ keys_with_changed_customer('service_events') }})
         or tickets_with_customer.ticket_id in (select delivered_tickets.ticket_id from delivered_tickets)
         or (
