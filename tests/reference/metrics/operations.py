@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reference.metrics.business_hours import business_clocks
 from reference.metrics.customers import _days, valid_orders
 from reference.metrics.maturity import _end_of_d, _sla_clocks, mature_service_kpis
 from reference.metrics.months import Kpis, Month, _quantile, _ratio
@@ -116,6 +117,11 @@ def agent_daily(p: Prepared, teams: dict[str, str]) -> pd.DataFrame:
     """fct_agent_daily: per creation date x agent (level agent, clear agent id in
     ``agent``) and per creation date x team (level team)."""
     t = ticket_operations(p, teams)
+    clocks = business_clocks(p)  # the business-hours clocks, recomputed per minute
+    t = t.assign(
+        first_response_business=t["ticket_id"].map(clocks["first_response_business_sla_status"]),
+        resolution_business=t["ticket_id"].map(clocks["resolution_business_sla_status"]),
+    )
     levels = [
         t[t["agent"].notna()].assign(level="agent", who=t["agent"]),
         t.assign(level="team", who=t["team"]),
@@ -127,6 +133,10 @@ def agent_daily(p: Prepared, teams: dict[str, str]) -> pd.DataFrame:
             fr_dec = int(g["first_response_status"].isin(["met", "breached"]).sum())
             res_met = int(g["resolution_status"].eq("met").sum())
             res_dec = int(g["resolution_status"].isin(["met", "breached"]).sum())
+            frb_met = int(g["first_response_business"].eq("met").sum())
+            frb_dec = int(g["first_response_business"].isin(["met", "breached"]).sum())
+            resb_met = int(g["resolution_business"].eq("met").sum())
+            resb_dec = int(g["resolution_business"].isin(["met", "breached"]).sum())
             scores = g["csat_score"].dropna().astype(float)
             reopened = int(g["has_reopen"].sum())
             resolved = int(g["first_resolved_at"].notna().sum())
@@ -140,6 +150,12 @@ def agent_daily(p: Prepared, teams: dict[str, str]) -> pd.DataFrame:
                 "first_response_sla_rate": _ratio(fr_met, fr_dec),
                 "resolution_met": res_met, "resolution_decided": res_dec,
                 "resolution_sla_rate": _ratio(res_met, res_dec),
+                "first_response_business_met": frb_met,
+                "first_response_business_decided": frb_dec,
+                "first_response_business_sla_rate": _ratio(frb_met, frb_dec),
+                "resolution_business_met": resb_met,
+                "resolution_business_decided": resb_dec,
+                "resolution_business_sla_rate": _ratio(resb_met, resb_dec),
                 "csat_surveys": len(scores),
                 "csat_avg": _ratio(float(scores.sum()), len(scores)),
                 "reopened_tickets": reopened, "reopen_rate": _ratio(reopened, len(g)),

@@ -4,7 +4,9 @@
 -- it was created, like the monthly service KPIs, so a month of team rows adds up to the
 -- month's tickets. Tickets without an agent count only in team `unassigned`.
 --   SLA rates: met / (met + breached) of the tickets' clocks as of the end of D (pending
---     clocks count in neither); CSAT: mean of the tickets' latest answered surveys;
+--     clocks count in neither), on the calendar clock and on the business-hours clock
+--     (first_response_business_*, resolution_business_*: working minutes, waiting on the
+--     customer paused; docs/warehouse.md "SLA clocks"); CSAT: mean of the tickets' latest answered surveys;
 --   reopen rate: reopened tickets / tickets handled; one-touch rate: one-touch
 --     resolutions / resolved tickets.
 
@@ -22,6 +24,8 @@ ticket_levels as (
         created_date,
         first_response_sla_status,
         resolution_sla_status,
+        first_response_business_sla_status,
+        resolution_business_sla_status,
         csat_score,
         reopen_count,
         is_one_touch_resolution,
@@ -36,6 +40,8 @@ ticket_levels as (
         created_date,
         first_response_sla_status,
         resolution_sla_status,
+        first_response_business_sla_status,
+        resolution_business_sla_status,
         csat_score,
         reopen_count,
         is_one_touch_resolution,
@@ -55,6 +61,12 @@ measured as (
         count(case when first_response_sla_status in ('met', 'breached') then 1 end) as first_response_decided,
         count(case when resolution_sla_status = 'met' then 1 end) as resolution_met,
         count(case when resolution_sla_status in ('met', 'breached') then 1 end) as resolution_decided,
+        count(case when first_response_business_sla_status = 'met' then 1 end) as first_response_business_met,
+        count(case when first_response_business_sla_status in ('met', 'breached') then 1 end)
+            as first_response_business_decided,
+        count(case when resolution_business_sla_status = 'met' then 1 end) as resolution_business_met,
+        count(case when resolution_business_sla_status in ('met', 'breached') then 1 end)
+            as resolution_business_decided,
         count(csat_score) as csat_surveys,
         sum(csat_score) as csat_total,
         count(case when reopen_count > 0 then 1 end) as reopened_tickets,
@@ -80,6 +92,14 @@ final as (
         cast(resolution_met as integer) as resolution_met,
         cast(resolution_decided as integer) as resolution_decided,
         cast({{ safe_ratio('resolution_met', 'resolution_decided') }} as double) as resolution_sla_rate,
+        cast(first_response_business_met as integer) as first_response_business_met,
+        cast(first_response_business_decided as integer) as first_response_business_decided,
+        cast({{ safe_ratio('first_response_business_met', 'first_response_business_decided') }} as double)
+            as first_response_business_sla_rate,
+        cast(resolution_business_met as integer) as resolution_business_met,
+        cast(resolution_business_decided as integer) as resolution_business_decided,
+        cast({{ safe_ratio('resolution_business_met', 'resolution_business_decided') }} as double)
+            as resolution_business_sla_rate,
         cast(csat_surveys as integer) as csat_surveys,
         cast({{ safe_ratio('csat_total', 'csat_surveys') }} as double) as csat_avg,
         cast(reopened_tickets as integer) as reopened_tickets,

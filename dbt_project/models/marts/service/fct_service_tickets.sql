@@ -117,15 +117,25 @@ final as (
             when 'breached' then true when 'met' then false
         end as boolean) as is_resolution_breached,
         cast(tickets_with_customer.first_response_breach_at as timestamp) as first_response_breach_at,
+        cast({{ to_business_timestamp('tickets_with_customer.first_response_breach_at') }} as timestamp) as first_response_breach_at_local,
         cast(tickets_with_customer.resolution_breach_at as timestamp) as resolution_breach_at,
+        cast({{ to_business_timestamp('tickets_with_customer.resolution_breach_at') }} as timestamp) as resolution_breach_at_local,
         cast(tickets_with_customer.first_response_business_minutes as double) as first_response_business_minutes,
         cast(tickets_with_customer.resolution_business_minutes as double) as resolution_business_minutes,
         cast(tickets_with_customer.first_response_business_sla_status as string) as first_response_business_sla_status,
         cast(tickets_with_customer.resolution_business_sla_status as string) as resolution_business_sla_status,
         cast(tickets_with_customer.first_response_business_due_at as timestamp) as first_response_business_due_at,
+        cast({{ to_business_timestamp('tickets_with_customer.first_response_business_due_at') }} as timestamp)
+            as first_response_business_due_at_local,
         cast(tickets_with_customer.resolution_business_due_at as timestamp) as resolution_business_due_at,
+        cast({{ to_business_timestamp('tickets_with_customer.resolution_business_due_at') }} as timestamp)
+            as resolution_business_due_at_local,
         cast(tickets_with_customer.first_response_business_breach_at as timestamp) as first_response_business_breach_at,
+        cast({{ to_business_timestamp('tickets_with_customer.first_response_business_breach_at') }} as timestamp)
+            as first_response_business_breach_at_local,
         cast(tickets_with_customer.resolution_business_breach_at as timestamp) as resolution_business_breach_at,
+        cast({{ to_business_timestamp('tickets_with_customer.resolution_business_breach_at') }} as timestamp)
+            as resolution_business_breach_at_local,
         cast(tickets_with_customer.waiting_minutes as double) as waiting_minutes,
         cast(tickets_with_customer.reopen_count as integer) as reopen_count,
         cast(tickets_with_customer.reopen_count > 0 as boolean) as is_reopened,
