@@ -185,7 +185,9 @@ class Service:
         surveyed = resolved & (rng.random(n) < rates.csat_response)
         t_csat = t_res + rng.lognormal(np.log(2 * 3600.0), 0.7, n)
         target = np.array(rates.first_response_target_min)[prio] * 60.0
-        slow = np.log2(np.maximum(frt / target, 0.5))
+        # the customer rates the wait they saw: a ticket left until the next opening waited
+        # from its creation, not from the opening
+        slow = np.log2(np.maximum((t_reply - t0) / target, 0.5))
         mean = 4.4 - 1.1 * np.maximum(slow, 0) - 0.15 * np.minimum(slow, 0) - 0.6 * reopen
         mean = mean - 0.5 * (cat == 1)
         csat = np.clip(np.round(mean + rng.normal(0, 0.7, n)), 1, 5).astype(np.int64)
