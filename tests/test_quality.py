@@ -149,6 +149,17 @@ create table marts.rpt_campaign_audiences as select * from (values
     ('a2', 'second_purchase_new', 'C2')
 ) as t(audience_member_id, audience, customer_id);
 
+create table marts.fct_agent_daily as select * from (values
+    ('2024-03-01|agent|A1', date '2024-03-01', 'agent', 'A1', 'early', 2, 0.5, 1.0, 0.0, 0.5),
+    ('2024-03-01|team|early', date '2024-03-01', 'team', null, 'early', 3, 0.5, 1.0, 0.0, 0.5)
+) as t(agent_daily_id, activity_date, level, agent_id, team, tickets_handled,
+       first_response_sla_rate, resolution_sla_rate, reopen_rate, one_touch_resolution_rate);
+
+create table marts.fct_ticket_backlog_daily as select * from (values
+    ('2024-03-01|new|P3|0d', date '2024-03-01', 'new', 'P3', '0d', 2, 1, 0)
+) as t(backlog_daily_id, snapshot_date, status, priority, age_band, open_tickets,
+       first_response_breached_tickets, resolution_breached_tickets);
+
 create table marts.rpt_kpi_review as select * from (values
     ('T1', 'profile_completeness', 'achieved'),
     ('T2', 'repurchase_rate', 'on_track')

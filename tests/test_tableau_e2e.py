@@ -39,6 +39,10 @@ UTC_COLUMNS = {
     "fct_service_tickets": [
         "created_at", "first_agent_reply_at", "first_resolved_at", "last_closed_at",
         "last_event_at", "csat_at", "converted_at",
+        "first_response_breach_at", "resolution_breach_at",
+        "first_response_business_due_at", "resolution_business_due_at",
+        "first_response_business_breach_at", "resolution_business_breach_at",
+        "first_assigned_at",
     ],
     "fct_social_interactions": ["occurred_at"],
 }  # fmt: skip
