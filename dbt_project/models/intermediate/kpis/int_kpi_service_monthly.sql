@@ -140,127 +140,40 @@ surveys as (
         coalesce(segmented_tickets.segment, 'all')
 ),
 
+{#- (kpi, numerator, denominator, value: none = the ratio numerator / denominator,
+    pending, the CTE it comes from); a rate's value is the ratio of its counts -#}
+{%- set unpivot = [
+    ('tickets', 'tickets', 'null', 'tickets', 'null', 'created'),
+    ('first_response_minutes_p50', 'null', 'answered_tickets', 'first_response_minutes_p50', 'first_response_pending', 'created'),
+    ('first_response_minutes_p90', 'null', 'answered_tickets', 'first_response_minutes_p90', 'first_response_pending', 'created'),
+    ('first_response_sla_rate', 'first_response_met', 'first_response_decided', none, 'first_response_pending', 'created'),
+    ('resolution_sla_rate', 'resolution_met', 'resolution_decided', none, 'resolution_pending', 'created'),
+    ('first_response_business_sla_rate', 'first_response_business_met', 'first_response_business_decided', none,
+        'first_response_business_pending', 'created'),
+    ('resolution_business_sla_rate', 'resolution_business_met', 'resolution_business_decided', none,
+        'resolution_business_pending', 'created'),
+    ('reopen_rate', 'reopened_tickets', 'tickets', none, 'null', 'created'),
+    ('demand_conversion_rate', 'converted_inquiries', 'decided_inquiries', none, 'pending_inquiries', 'created'),
+    ('csat_avg', 'csat_total', 'surveys', none, 'null', 'surveys'),
+    ('csat_satisfied_rate', 'satisfied_surveys', 'surveys', none, 'null', 'surveys'),
+] %}
+
 unpivoted as (
+    {%- for kpi, numerator, denominator, value, pending, source in unpivot %}
     select
         month,
         segment_type,
         segment,
-        'tickets' as kpi,
-        tickets as numerator,
-        null as denominator,
-        tickets as value,
-        null as pending
-    from created
+        '{{ kpi }}' as kpi,
+        {{ numerator }} as numerator,
+        {{ denominator }} as denominator,
+        {{ value if value else safe_ratio(numerator, denominator) }} as value,
+        {{ pending }} as pending
+    from {{ source }}
+    {%- if not loop.last %}
     union all
-    select
-        month,
-        segment_type,
-        segment,
-        'first_response_minutes_p50' as kpi,
-        null as numerator,
-        answered_tickets as denominator,
-        first_response_minutes_p50 as value,
-        first_response_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'first_response_minutes_p90' as kpi,
-        null as numerator,
-        answered_tickets as denominator,
-        first_response_minutes_p90 as value,
-        first_response_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'first_response_sla_rate' as kpi,
-        first_response_met as numerator,
-        first_response_decided as denominator,
-        {{ safe_ratio('first_response_met', 'first_response_decided') }} as value,
-        first_response_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'resolution_sla_rate' as kpi,
-        resolution_met as numerator,
-        resolution_decided as denominator,
-        {{ safe_ratio('resolution_met', 'resolution_decided') }} as value,
-        resolution_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'first_response_business_sla_rate' as kpi,
-        first_response_business_met as numerator,
-        first_response_business_decided as denominator,
-        {{ safe_ratio('first_response_business_met', 'first_response_business_decided') }} as value,
-        first_response_business_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'resolution_business_sla_rate' as kpi,
-        resolution_business_met as numerator,
-        resolution_business_decided as denominator,
-        {{ safe_ratio('resolution_business_met', 'resolution_business_decided') }} as value,
-        resolution_business_pending as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'reopen_rate' as kpi,
-        reopened_tickets as numerator,
-        tickets as denominator,
-        {{ safe_ratio('reopened_tickets', 'tickets') }} as value,
-        null as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'demand_conversion_rate' as kpi,
-        converted_inquiries as numerator,
-        decided_inquiries as denominator,
-        {{ safe_ratio('converted_inquiries', 'decided_inquiries') }} as value,
-        pending_inquiries as pending
-    from created
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'csat_avg' as kpi,
-        csat_total as numerator,
-        surveys as denominator,
-        {{ safe_ratio('csat_total', 'surveys') }} as value,
-        null as pending
-    from surveys
-    union all
-    select
-        month,
-        segment_type,
-        segment,
-        'csat_satisfied_rate' as kpi,
-        satisfied_surveys as numerator,
-        surveys as denominator,
-        {{ safe_ratio('satisfied_surveys', 'surveys') }} as value,
-        null as pending
-    from surveys
+    {%- endif %}
+    {%- endfor %}
 ),
 
 final as (
