@@ -46,7 +46,9 @@ def test_every_dependency_and_check_points_at_a_defined_asset(defs):
     assert not dangling
     checks = defs.get_repository_def().asset_graph.asset_check_keys
     quality = [c for c in checks if c.name.endswith(("_integrity", "_targets"))]
-    assert len(quality) == 26  # 13 suites x (blocking integrity, warning targets)
+    suites = len(list((REPO / "expectations").glob("*.json")))
+    assert suites == 15
+    assert len(quality) == 2 * suites  # each suite: blocking integrity, warning targets
     assert all(c.asset_key in keys for c in checks)
 
 

@@ -124,7 +124,9 @@ def test_checks_of_entities_without_a_mapping_are_reported_skipped(
     }
     suites = {suite for suite, _ in skipped}
     assert suites == {
+        "fct_agent_daily",
         "fct_service_tickets",
+        "fct_ticket_backlog_daily",
         "fct_social_interactions",
         "raw_customers",
         "raw_service_events",

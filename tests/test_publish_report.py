@@ -343,7 +343,7 @@ def test_ensure_system_packages_script_is_idempotent(chromium):
 #: What may stay Latin in the Chinese review: codes and abbreviations managers use as such
 #: (the text inside <code> elements is removed before; numbers, weeks and target ids too).
 ALLOWED_LATIN = re.compile(
-    r"(?<![A-Za-z])(KPI|SMART|SLA|CSAT|RFM|VIP|ISO|UTC|CRM|P90|P50)(?![A-Za-z])"
+    r"(?<![A-Za-z])(KPI|SMART|SLA|CSAT|NPS|RFM|VIP|ISO|UTC|CRM|P90|P50)(?![A-Za-z])"
     r"|\b\d{4}-W\d{2}\b|(?<![A-Za-z])T\d+(?![A-Za-z])"
 )
 
