@@ -24,6 +24,8 @@ from typing import Any
 import holidays
 from holidays.countries.china import ChinaStaticHolidays
 
+from pipelines.lib.duck import replace_table
+
 #: Where the pipeline writes the calendar (the dbt source `calendar.business_days`).
 SCHEMA = "calendar"
 TABLE = "business_days"
@@ -139,16 +141,4 @@ def load_business_days(con: Any, years: Iterable[int]) -> int:
     """Replace the rows of `calendar.business_days` by the calendar of `years`, in one
     transaction. `con`: a DuckDB connection. Returns rows written."""
     rows = [day.row() for day in business_days(years)]
-    columns = ", ".join(f"{name} {kind}" for name, kind in TABLE_COLUMNS.items())
-    con.execute("begin")
-    try:
-        con.execute(f"create schema if not exists {SCHEMA}")
-        con.execute(f"create or replace table {SCHEMA}.{TABLE} ({columns})")
-        if rows:
-            marks = ", ".join("?" for _ in TABLE_COLUMNS)
-            con.executemany(f"insert into {SCHEMA}.{TABLE} values ({marks})", rows)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    return len(rows)
+    return replace_table(con, SCHEMA, TABLE, TABLE_COLUMNS, rows)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -171,3 +172,21 @@ def connect_warehouse(
     with connect(warehouse_db, read_only=read_only, wait_seconds=wait_seconds) as con:
         attach_restricted(con, restricted_db, read_only=read_only)
         yield con
+
+
+def replace_table(con: Any, schema: str, table: str, columns: dict[str, str], rows: list) -> int:
+    """`schema.table` replaced by `rows` (tuples in the order of `columns`, name -> DuckDB
+    type) in one transaction: readers see the old table or the new one. Returns rows."""
+    ddl = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+    con.execute("begin")
+    try:
+        con.execute(f"create schema if not exists {schema}")
+        con.execute(f"create or replace table {schema}.{table} ({ddl})")
+        if rows:
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(f"insert into {schema}.{table} values ({marks})", rows)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return len(rows)

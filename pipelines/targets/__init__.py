@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pipelines.lib.duck import replace_table
 from pipelines.lib.settings import DBT_PROJECT_DIR
 
 #: The columns of the file, in order (those of the dbt source targets.kpi_targets).
@@ -368,16 +369,4 @@ def load_targets(con: Any, targets: Iterable[Target]) -> int:
     """Replace the rows of `targets.kpi_targets` (the dbt source) by `targets`, in one
     transaction. `con`: a DuckDB connection to the warehouse. Returns rows written."""
     rows = [target.row() for target in targets]
-    columns = ", ".join(f"{name} {kind}" for name, kind in TABLE_COLUMNS.items())
-    con.execute("begin")
-    try:
-        con.execute(f"create schema if not exists {SCHEMA}")
-        con.execute(f"create or replace table {SCHEMA}.{TABLE} ({columns})")
-        if rows:
-            marks = ", ".join("?" for _ in COLUMNS)
-            con.executemany(f"insert into {SCHEMA}.{TABLE} values ({marks})", rows)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    return len(rows)
+    return replace_table(con, SCHEMA, TABLE, TABLE_COLUMNS, rows)
