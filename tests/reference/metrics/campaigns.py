@@ -31,7 +31,7 @@ MIN_SEGMENT_BASE = 30
 def _stages(frame: pd.DataFrame, orders: pd.DataFrame, cfg) -> pd.Series:  # noqa: ANN001
     """Lifecycle stage of each row (customer_key, as_of date ``d``) from the orders dated on
     or before ``d``."""
-    j = frame[["customer_key", "d"]].reset_index(names="_row")
+    j = frame[["customer_key", "d"]].reset_index(drop=True).reset_index(names="_row")
     j = j.merge(orders[["customer_key", "order_date"]], on="customer_key", how="left")
     j = j[j["order_date"].isna() | (j["order_date"] <= j["d"])]
     g = j.groupby("_row")["order_date"]
@@ -46,7 +46,7 @@ def _stages(frame: pd.DataFrame, orders: pd.DataFrame, cfg) -> pd.Series:  # noq
 
 def _converted(frame: pd.DataFrame, orders: pd.DataFrame, window: pd.Timedelta) -> pd.Series:
     """Per row (customer_key, t): an order of the customer in (t, t + window]."""
-    j = frame[["customer_key", "t"]].reset_index(names="_row")
+    j = frame[["customer_key", "t"]].reset_index(drop=True).reset_index(names="_row")
     j = j.merge(orders[["customer_key", "ordered_at"]], on="customer_key", how="inner")
     hit = j.loc[(j["ordered_at"] > j["t"]) & (j["ordered_at"] <= j["t"] + window), "_row"]
     return pd.Series(np.isin(np.arange(len(frame)), hit.unique()), index=frame.index)
