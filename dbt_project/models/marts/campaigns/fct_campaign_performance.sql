@@ -299,11 +299,11 @@ final as (
         cast(rated.holdout_converted_customers as bigint) as holdout_converted_customers,
         rated.holdout_conversion_rate,
         rated.conversion_rate - rated.holdout_conversion_rate as uplift,
-        rated.conversion_rate - rated.holdout_conversion_rate - {{ z }} * sqrt(
+        rated.conversion_rate - rated.holdout_conversion_rate - cast({{ z }} as double) * sqrt(
             rated.conversion_rate * (1 - rated.conversion_rate) / nullif(rated.reached_customers, 0)
             + rated.holdout_conversion_rate * (1 - rated.holdout_conversion_rate) / nullif(rated.holdout_customers, 0)
         ) as uplift_ci_low,
-        rated.conversion_rate - rated.holdout_conversion_rate + {{ z }} * sqrt(
+        rated.conversion_rate - rated.holdout_conversion_rate + cast({{ z }} as double) * sqrt(
             rated.conversion_rate * (1 - rated.conversion_rate) / nullif(rated.reached_customers, 0)
             + rated.holdout_conversion_rate * (1 - rated.holdout_conversion_rate) / nullif(rated.holdout_customers, 0)
         ) as uplift_ci_high,
