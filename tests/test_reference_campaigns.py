@@ -27,8 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 def _same(a, b) -> bool:
-    a_null = a is None or (isinstance(a, float) and math.isnan(a))
-    b_null = b is None or (isinstance(b, float) and math.isnan(b))
+    a_null, b_null = bool(pd.isna(a)), bool(pd.isna(b))  # None, NaN and pd.NA
     if a_null or b_null:
         return a_null and b_null
     return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=REL_TOL)
