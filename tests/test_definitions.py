@@ -62,6 +62,7 @@ def test_publication_waits_for_every_mart_and_the_clv_model(defs):
         "marts/fct_order_lines",
         "marts/fct_service_tickets",
         "marts/fct_agent_daily",
+        "marts/fct_campaign_performance",
         "marts/fct_ticket_backlog_daily",
         "marts/fct_social_interactions",
         "marts/fct_kpi_monthly",

@@ -697,6 +697,26 @@ def test_message_replies_and_winback_lift(db: duckdb.DuckDBPyConnection) -> None
     assert pushed > control + 0.04
 
 
+def test_winback_holdout_is_recorded_and_never_pushed(
+    landing: Path, db: duckdb.DuckDBPyConnection, truth: dict
+) -> None:
+    """`_truth/campaign_holdouts.parquet` names each win-back campaign's held-back persons:
+    as many as the truth counts, none of them pushed by that campaign."""
+    held = f"read_parquet('{landing}/_truth/campaign_holdouts.parquet')"
+    n, campaigns = db.execute(
+        f"select count(*), count(distinct campaign_id) from {held}"
+    ).fetchone()
+    assert n == truth["social"]["winback_holdout"] and n > 0
+    assert campaigns == 1  # pushes during the period only: 2025-11-01 is its one 1st
+    pushed_held = db.execute(f"""
+        select count(*) from social_interactions s
+        join identity i on i.record_key = 'wechat:' || s.open_id
+        join {held} h on h.person_id = i.person_id and h.campaign_id = s.campaign
+        where s.action = 'push'
+    """).fetchone()[0]  # fmt: skip
+    assert pushed_held == 0
+
+
 def test_vips_exist(db: duckdb.DuckDBPyConnection) -> None:
     fmts = "['%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M', '%Y%m%d%H%M%S']"
     vips = db.execute(f"""

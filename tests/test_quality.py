@@ -211,6 +211,7 @@ def test_suites_are_valid_gx_suites() -> None:
         "fct_orders",
         "fct_service_tickets",
         "fct_agent_daily",
+        "fct_campaign_performance",
         "fct_ticket_backlog_daily",
         "fct_social_interactions",
         "fct_kpi_monthly",

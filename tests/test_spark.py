@@ -44,6 +44,7 @@ MARTS = (
     "fct_order_lines",
     "fct_service_tickets",
     "fct_agent_daily",
+    "fct_campaign_performance",
     "fct_ticket_backlog_daily",
     "fct_social_interactions",
     "rpt_campaign_audiences",

@@ -5,7 +5,9 @@ mentions, clicks and coupon redemptions at a per-person rate (gamma across perso
 outbound replies to messages (some never, some after 24 h); WeChat campaign pushes: news
 every 14 days, promotions before 618 / Double 11 / Double 12, and a monthly win-back push
 to dormant customers (last order 180-364 days ago) with a random hold-out group, whose
-lift in ordering within 30 days is built in.
+lift in ordering within 30 days is built in; the hold-out, person by person, is in
+`_truth/campaign_holdouts.parquet` (campaign_id, person_id): it is not delivered (the
+landing contract has no interaction type for a customer left out).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.generate import vocab
 from pipelines.generate.calendar import is_promo_push_day
@@ -67,6 +70,8 @@ class Social:
         self.msg_out = lut(vocab.MESSAGES_OUT)
         self.campaign_text = lut([vocab.CAMPAIGN_TEXTS[c] for c in CAMPAIGN_KINDS])
         self.truth: dict[str, int] = defaultdict(int)
+        # the win-back hold-out, person by person (`_truth/campaign_holdouts.parquet`)
+        self.holdouts: list[tuple[str, np.ndarray]] = []
 
     def _platform_choice(self, person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         bits = self.pop.platforms[person]
@@ -142,6 +147,7 @@ class Social:
                 self.truth["winback_dormant"] += len(dormant)
                 self.truth["winback_pushed"] += len(target)
                 self.truth["winback_holdout"] += int(hold.sum())
+                self.holdouts.append((f"CP{day.strftime('%Y%m%d')}-WB", dormant[hold]))
                 click_p, order_p, order_days = (
                     rates.winback_click_rate,
                     rates.winback_order_rate,
@@ -236,7 +242,16 @@ class Social:
         self.landing.count(self.source, "very_late_interactions", (very_late & delivered).sum())
 
     def finish(self) -> None:
-        """Identity truth of every social account that appeared."""
+        """Identity truth of every social account that appeared; the win-back hold-out."""
+        camp = [np.full(len(p), c, dtype=object) for c, p in self.holdouts]
+        held = [p for _, p in self.holdouts]
+        pq.write_table(
+            pa.table({
+                "campaign_id": pa.array(np.concatenate(camp) if camp else [], pa.string()),
+                "person_id": pa.array(np.concatenate(held) if held else [], pa.int64()),
+            }),
+            self.landing.out / "_truth" / "campaign_holdouts.parquet",
+        )  # fmt: skip
         for b, name in enumerate(PLATFORMS):
             person = np.flatnonzero((self.seen >> b) & 1 == 1)
             if len(person):

@@ -19,6 +19,7 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "dq_results": ("quality", "main"),
     "holdout_validation": ("clv", "main"),
     "fct_ticket_backlog_daily": ("marts", "main"),
+    "fct_campaign_performance": ("marts", "main"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -107,6 +108,26 @@ COLUMNS: dict[str, dict[str, str]] = {
         "snapshot_date": "snapshot_date",
         "open_tickets": "open_tickets",
         "resolution_breached_tickets": "resolution_breached_tickets",
+    },
+    "fct_campaign_performance": {
+        "campaign_id": "campaign_id",
+        "campaign_date": "campaign_date",
+        "segment": "segment",
+        "reached_customers": "reached_customers",
+        "response_rate": "response_rate",
+        "attributed_orders": "attributed_orders",
+        "attributed_net_revenue": "attributed_net_revenue",
+        "conversion_rate": "conversion_rate",
+        "holdout_customers": "holdout_customers",
+        "holdout_conversion_rate": "holdout_conversion_rate",
+        "uplift": "uplift",
+        "uplift_ci_low": "uplift_ci_low",
+        "uplift_ci_high": "uplift_ci_high",
+        "is_small_base": "is_small_base",
+        "dormant_reached_customers": "dormant_reached_customers",
+        "reactivated_customers": "reactivated_customers",
+        "reactivation_rate": "reactivation_rate",
+        "is_complete": "is_complete",
     },
 }
 

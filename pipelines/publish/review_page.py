@@ -20,6 +20,7 @@ from pipelines.publish.columns import (
     STATUSES,
 )
 from pipelines.publish.i18n import strings, value_label
+from pipelines.publish.review_campaigns import campaigns_section
 from pipelines.publish.review_format import (
     add_months,
     business_time,
@@ -532,6 +533,7 @@ def build_context(
         "data_docs": DATA_DOCS_LINK,
         "night_status_script": NIGHT_STATUS_SCRIPT,
         "clv": clv,
+        "campaigns": campaigns_section(data.get("campaigns", []), language, MIN_SEGMENT_BASE),
         "glossary": glossary,
         "min_base": MIN_SEGMENT_BASE,
     }

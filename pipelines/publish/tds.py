@@ -66,6 +66,7 @@ TABLE_CAPTIONS = {
     "sla_targets": "SLA Targets",
     "fct_agent_daily": "Agents by Day",
     "fct_ticket_backlog_daily": "Ticket Backlog by Day",
+    "fct_campaign_performance": "Campaign Performance",
 }
 
 FOLDERS = ("Identity", "Dates", "Measures", "Segments")

@@ -21,6 +21,7 @@ TABLE_CAPTIONS_ZH = {
     "sla_targets": "SLA目标",
     "fct_agent_daily": "坐席日报",
     "fct_ticket_backlog_daily": "工单积压日报",
+    "fct_campaign_performance": "营销活动效果",
 }
 FOLDERS_ZH = {"Identity": "标识", "Dates": "日期", "Measures": "度量", "Segments": "分群"}
 UTC_SUFFIX_ZH = "（UTC）"
@@ -237,4 +238,23 @@ CAPTIONS_ZH = {
     "resolution_business_decided": "解决已判定数（工作时间）",
     "resolution_business_sla_rate": "解决SLA达标率（工作时间）",
     "waiting_minutes": "等待客户时长（分钟）",
+    "campaign_segment_id": "营销活动分群ID",
+    "campaign_date": "营销活动日期",
+    "pushes": "推送数",
+    "reached_customers": "触达客户数",
+    "responded_pushes": "已响应推送数",
+    "response_rate": "响应率",
+    "attributed_orders": "归因订单数",
+    "attributed_net_revenue": "归因净收入",
+    "converted_customers": "转化客户数",
+    "conversion_rate": "转化率",
+    "holdout_customers": "对照组客户数",
+    "holdout_converted_customers": "对照组转化客户数",
+    "holdout_conversion_rate": "对照组转化率",
+    "uplift": "增量转化率",
+    "uplift_ci_low": "增量转化率置信下限",
+    "uplift_ci_high": "增量转化率置信上限",
+    "dormant_reached_customers": "触达沉睡客户数",
+    "reactivated_customers": "唤醒客户数",
+    "reactivation_rate": "唤醒率",
 }
