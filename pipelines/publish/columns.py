@@ -19,6 +19,7 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "dq_results": ("quality", "main"),
     "holdout_validation": ("clv", "main"),
     "fct_ticket_backlog_daily": ("marts", "main"),
+    "fct_customer_cohorts": ("marts", "main"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -107,6 +108,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "snapshot_date": "snapshot_date",
         "open_tickets": "open_tickets",
         "resolution_breached_tickets": "resolution_breached_tickets",
+    },
+    "fct_customer_cohorts": {
+        "cohort_month": "cohort_month",
+        "first_order_channel": "first_order_channel",
+        "months_since_first": "months_since_first",
+        "cohort_customers": "cohort_customers",
+        "active_share": "active_share",
     },
 }
 

@@ -15,6 +15,7 @@ from pipelines.publish.columns import (
     TABLE_SCHEMAS,
     select_list,
 )
+from pipelines.publish.review_retention import load_retention
 
 REQUIRED = ("rpt_kpi_review", "fct_kpi_monthly", "fct_kpi_weekly", "kpi_definitions")
 
@@ -175,6 +176,7 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             ) from exc
 
     return {
+        "retention": load_retention(con, as_of),
         "review": review,
         "backlog": backlog,
         "table_as_of": table_as_of,
