@@ -30,6 +30,10 @@ MARTS = [
     "fct_social_interactions",
     "fct_kpi_monthly",
     "rpt_kpi_review",
+    "fct_customer_cohorts",
+    "dim_products",
+    "fct_category_monthly",
+    "fct_product_pairs",
 ]
 
 

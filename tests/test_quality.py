@@ -159,6 +159,27 @@ create table marts.fct_ticket_backlog_daily as select * from (values
     ('2024-03-01|new|P3|0d', date '2024-03-01', 'new', 'P3', '0d', 2, 1, 0)
 ) as t(backlog_daily_id, snapshot_date, status, priority, age_band, open_tickets,
        first_response_breached_tickets, resolution_breached_tickets);
+create table marts.fct_customer_cohorts as select * from (values
+    ('2024-02|web|0', date '2024-02-01', 'web', 0, date '2024-02-01', 2, 2, 1.0),
+    ('2024-02|web|1', date '2024-02-01', 'web', 1, date '2024-03-01', 2, 1, 0.5),
+    ('2024-02|all|0', date '2024-02-01', 'all', 0, date '2024-02-01', 2, 2, 1.0),
+    ('2024-02|all|1', date '2024-02-01', 'all', 1, date '2024-03-01', 2, 1, 0.5)
+) as t(cohort_month_id, cohort_month, first_order_channel, months_since_first, activity_month,
+       cohort_customers, active_customers, active_share);
+
+create table marts.dim_products as select * from (values
+    ('P1', '<100'), ('P2', '1000+')
+) as t(product_id, price_band);
+
+create table marts.fct_category_monthly as select * from (values
+    ('2024-03|skincare', date '2024-03-01', 2, 3)
+) as t(category_month_id, month, buyers, orders);
+
+create table marts.fct_product_pairs as select * from (values
+    ('P1|P2', 'P1', 'P2', 2, 3, 4, 0.4, 2.0 / 3, 10.0 / 12),
+    ('P2|P1', 'P2', 'P1', 2, 4, 3, 0.4, 0.5, 10.0 / 12)
+) as t(product_pair_id, product_id, paired_product_id, pair_baskets, product_baskets,
+       paired_product_baskets, support, confidence, lift);
 
 create table marts.rpt_kpi_review as select * from (values
     ('T1', 'profile_completeness', 'achieved'),
@@ -212,6 +233,10 @@ def test_suites_are_valid_gx_suites() -> None:
         "fct_service_tickets",
         "fct_agent_daily",
         "fct_campaign_performance",
+        "fct_customer_cohorts",
+        "dim_products",
+        "fct_category_monthly",
+        "fct_product_pairs",
         "fct_ticket_backlog_daily",
         "fct_social_interactions",
         "fct_kpi_monthly",

@@ -48,6 +48,10 @@ MARTS = (
     "fct_ticket_backlog_daily",
     "fct_social_interactions",
     "rpt_campaign_audiences",
+    "fct_customer_cohorts",
+    "dim_products",
+    "fct_category_monthly",
+    "fct_product_pairs",
 )
 REL_TOL = 1e-9
 

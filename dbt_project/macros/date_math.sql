@@ -191,3 +191,16 @@
 {% macro spark__add_exact_minutes(ts_sql, minutes) -%}
     timestamp_micros(unix_micros({{ ts_sql }}) + cast(round(({{ minutes }}) * 60000000) as bigint))
 {%- endmacro %}
+
+{#- A date plus a number of whole months (the month's last day when the day does not exist). -#}
+{% macro add_months(date_sql, months) -%}
+    {{ return(adapter.dispatch('add_months', 'crm_warehouse')(date_sql, months)) }}
+{%- endmacro %}
+
+{% macro default__add_months(date_sql, months) -%}
+    cast(cast({{ date_sql }} as date) + to_months(cast({{ months }} as integer)) as date)
+{%- endmacro %}
+
+{% macro spark__add_months(date_sql, months) -%}
+    add_months(cast({{ date_sql }} as date), cast({{ months }} as int))
+{%- endmacro %}

@@ -48,6 +48,10 @@ COLUMNS = [
     "unit_price", "discount", "refund_amt", "currency",
 ]  # fmt: skip
 ZERO_DATE = "0000-00-00 00:00:00"
+#: Share of the order lines after the first whose previous line holds a product of
+#: vocab.AFFINITIES that hold its partner instead (docs/generator.md, "Products bought
+#: together").
+AFFINITY_RATE = 0.5
 
 
 def money(cents: np.ndarray) -> pa.Array:
@@ -63,6 +67,21 @@ class Catalog:
         self.name = lut([r[1] for r in rows])
         self.price = np.array([r[2] for r in rows])
         self.sku = lut([f"SKU{10001 + i * 7:05d}" for i in range(len(rows))])
+        index = {r[1]: i for i, r in enumerate(rows)}
+        #: each product's partner in vocab.AFFINITIES (-1: none)
+        self.partner = np.full(len(rows), -1)
+        for a, b in vocab.AFFINITIES:
+            self.partner[index[a]], self.partner[index[b]] = index[b], index[a]
+
+    def pair_up(
+        self, prod: np.ndarray, line_no: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Products of an order's lines (in line order), some lines after the first replaced
+        by the partner of the previous line's product (vocab.AFFINITIES)."""
+        prev = np.concatenate([[-1], prod[:-1]])
+        partner = np.where(line_no > 1, self.partner[np.maximum(prev, 0)], -1)
+        paired = (partner >= 0) & (rng.random(len(prod)) < AFFINITY_RATE)
+        return np.where(paired, partner, prod)
 
 
 class Orders:
@@ -147,6 +166,8 @@ class Orders:
         qty = 1 + (rng.random(m) < 0.2) + (rng.random(m) < 0.05)
         prod = np.searchsorted(cat.price, v / qty) + rng.integers(-2, 2, m)
         prod = np.clip(prod, 0, len(cat.price) - 1)
+        # products bought together: their own random stream, so the other draws stay put
+        prod = cat.pair_up(prod, line_no, rng_for(self.seed, "product_affinity", k))
         price_c = np.round(cat.price[prod] * 100).astype(np.int64)
 
         # discount

@@ -39,6 +39,8 @@ STREAM = {
     "service_agents": 30,
     # out-of-hours tickets left until the next opening (docs/generator.md, "Service tickets")
     "service_hours": 23,
+    # products bought together (docs/generator.md, "Products bought together")
+    "product_affinity": 24,
 }
 
 

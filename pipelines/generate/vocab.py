@@ -98,6 +98,19 @@ CATALOG: list[tuple[str, list[tuple[str, float]]]] = [
                   ("至臻礼盒", 5980.0)]),
     ("accessories", [("化妆刷套装", 199.0), ("化妆包", 129.0), ("美容仪", 3280.0)]),
 ]  # fmt: skip
+#: Products bought together more often than chance (each way): a line after the first of an
+#: order whose previous line holds one of them holds the other with probability
+#: orders.AFFINITY_RATE (docs/generator.md, "Products bought together").
+AFFINITIES: list[tuple[str, str]] = [
+    ("洗发水 400ml", "护发素 400ml"),
+    ("洁面乳 120g", "爽肤水 200ml"),
+    ("保湿精华液 30ml", "修护面霜 50ml"),
+    ("粉底液 30ml", "散粉"),
+    ("睫毛膏", "眉笔"),
+    ("沐浴露 500ml", "身体乳 250ml"),
+    ("男士洁面 150g", "男士乳液 100ml"),
+    ("眼影盘", "化妆刷套装"),
+]
 
 COMMENTS = [
     "好用！已回购",

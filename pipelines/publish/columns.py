@@ -20,6 +20,7 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "holdout_validation": ("clv", "main"),
     "fct_ticket_backlog_daily": ("marts", "main"),
     "fct_campaign_performance": ("marts", "main"),
+    "fct_customer_cohorts": ("marts", "main"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -128,6 +129,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "reactivated_customers": "reactivated_customers",
         "reactivation_rate": "reactivation_rate",
         "is_complete": "is_complete",
+    },
+    "fct_customer_cohorts": {
+        "cohort_month": "cohort_month",
+        "first_order_channel": "first_order_channel",
+        "months_since_first": "months_since_first",
+        "cohort_customers": "cohort_customers",
+        "active_share": "active_share",
     },
 }
 

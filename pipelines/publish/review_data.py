@@ -16,6 +16,7 @@ from pipelines.publish.columns import (
     select_list,
 )
 from pipelines.publish.review_campaigns import load_campaigns
+from pipelines.publish.review_retention import load_retention
 
 REQUIRED = ("rpt_kpi_review", "fct_kpi_monthly", "fct_kpi_weekly", "kpi_definitions")
 
@@ -176,6 +177,7 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             ) from exc
 
     return {
+        "retention": load_retention(con, as_of),
         "review": review,
         "backlog": backlog,
         "campaigns": load_campaigns(con, tables["fct_campaign_performance"], as_of),

@@ -36,6 +36,7 @@ from pipelines.publish.review_format import (
     value_kind,
 )
 from pipelines.publish.review_history import status_changes
+from pipelines.publish.review_retention import retention_section
 
 #: The quality gate's Data Docs, relative to a review under reports/<date>/ or reports/latest/.
 DATA_DOCS_LINK = "../data_docs/index.html"
@@ -534,6 +535,7 @@ def build_context(
         "night_status_script": NIGHT_STATUS_SCRIPT,
         "clv": clv,
         "campaigns": campaigns_section(data.get("campaigns", []), language, MIN_SEGMENT_BASE),
+        "retention": retention_section(data.get("retention") or [], language),
         "glossary": glossary,
         "min_base": MIN_SEGMENT_BASE,
     }

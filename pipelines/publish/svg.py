@@ -50,6 +50,11 @@ bullet_chart(progress, time_elapsed, *, status_color, label, width=320, progress
     elapsed. Values past the scale are clamped to its end and marked with an arrow there
     (right: beyond 100 %, left: below 0 %), never drawn off the canvas; the words for them
     ("above target", "moving away") are the caller's `progress_text`.
+heat_map(row_labels, column_labels, values, *, label="", value_format=..., low_color=...,
+         high_color=PALETTE[0], scale_max=None, cell_width=34, cell_height=20,
+         empty_text="No data.", missing_text="", description="") -> Markup
+    A grid of cells coloured by value (rows x columns; None = an empty cell), each value
+    written in its cell: the retention triangle of the review.
 
 The y-range rule (no axis that lies): ticks are multiples of a clean step (1, 2, 2.5, 5 x 10^k,
 see nice_ticks) and the axis runs from the largest multiple at or below the smallest value
@@ -704,5 +709,81 @@ def bullet_chart(
             f'<text x="{pad + scale_w}" y="{text_y}" font-size="11" fill="{AXIS}" '
             f'text-anchor="end" class="elapsed-text">{_e(elapsed_text)}</text>'
         )
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _blend(low: str, high: str, fraction: float) -> str:
+    """The colour `fraction` (0..1) of the way from `low` to `high` (#rrggbb)."""
+    f = min(max(fraction, 0.0), 1.0)
+    a = [int(low[i : i + 2], 16) for i in (1, 3, 5)]
+    b = [int(high[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * f):02x}" for x, y in zip(a, b, strict=True))
+
+
+def heat_map(
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    *,
+    label: str = "",
+    value_format: Callable[[float], str] = lambda v: f"{v:.0%}",
+    low_color: str = "#f6f8fa",
+    high_color: str = PALETTE[0],
+    scale_max: float | None = None,
+    cell_width: int = 34,
+    cell_height: int = 20,
+    empty_text: str = "No data.",
+    missing_text: str = "",
+    description: str = "",
+) -> Markup:
+    """A grid of cells (rows x columns), each coloured by its value from `low_color` (0) to
+    `high_color` (`scale_max`, default the largest value shown) and written in it; None is
+    an empty cell (no value yet), titled `missing_text`. The retention triangle: cohorts as
+    rows, months since the first order as columns, the share ordering as the value."""
+    shown = [v for row in values for v in row if v is not None and _finite(v)]
+    label_w = max((text_width(r, 11) for r in row_labels), default=0) + 8
+    top = 18
+    width = label_w + cell_width * max(len(column_labels), 1) + 4
+    height = top + cell_height * max(len(row_labels), 1) + 4
+    out = _svg_open(width, height, label, description)
+    if not shown:
+        return _empty(out, width, height, empty_text)
+    high = scale_max if scale_max is not None else max(shown)
+    high = high if high > 0 else 1.0
+    for j, name in enumerate(column_labels):
+        out.append(
+            f'<text x="{label_w + cell_width * (j + 0.5):.1f}" y="{top - 5}" '
+            f'text-anchor="middle" font-size="10" fill="{AXIS}" class="x-label">{_e(name)}</text>'
+        )
+    for i, (name, row) in enumerate(zip(row_labels, values, strict=True)):
+        y = top + cell_height * i
+        out.append(
+            f'<text x="{label_w - 6:.1f}" y="{y + cell_height * 0.68:.1f}" text-anchor="end" '
+            f'font-size="11" fill="{TEXT}" class="y-label">{_e(name)}</text>'
+        )
+        for j, value in enumerate(row):
+            x = label_w + cell_width * j
+            if value is None or not _finite(value):
+                if missing_text:
+                    out.append(
+                        f'<rect x="{x:.1f}" y="{y}" width="{cell_width}" height="{cell_height}" '
+                        f'fill="#ffffff" class="cell missing"><title>{_e(name)} · '
+                        f"{_e(column_labels[j])}: {_e(missing_text)}</title></rect>"
+                    )
+                continue
+            fraction = value / high
+            text = value_format(value)
+            ink = "#ffffff" if fraction > 0.55 else TEXT
+            out.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{cell_width - 1}" height="{cell_height - 1}" '
+                f'fill="{_blend(low_color, high_color, fraction)}" class="cell" '
+                f'data-row="{i}" data-column="{j}"><title>{_e(name)} · {_e(column_labels[j])}: '
+                f"{_e(text)}</title></rect>"
+            )
+            out.append(
+                f'<text x="{x + cell_width / 2:.1f}" y="{y + cell_height * 0.68:.1f}" '
+                f'text-anchor="middle" font-size="9" fill="{ink}" class="value">{_e(text)}</text>'
+            )
     out.append("</svg>")
     return Markup("".join(out))

@@ -67,6 +67,10 @@ TABLE_CAPTIONS = {
     "fct_agent_daily": "Agents by Day",
     "fct_ticket_backlog_daily": "Ticket Backlog by Day",
     "fct_campaign_performance": "Campaign Performance",
+    "fct_customer_cohorts": "Customer Cohorts",
+    "dim_products": "Products",
+    "fct_category_monthly": "Categories by Month",
+    "fct_product_pairs": "Product Pairs",
 }
 
 FOLDERS = ("Identity", "Dates", "Measures", "Segments")
@@ -98,7 +102,8 @@ _CAPTIONS = {"p_alive": "P(Alive)"}
 #: Numbers that are categories, not quantities (no sum): scores of a rank, years, ranks.
 _NUMERIC_DIMENSIONS = {
     "r_score", "f_score", "m_score", "member_tier_rank", "birth_year", "line_no", "priority",
-    "maturity_days", "min_history_days",
+    "maturity_days", "min_history_days", "months_since_first", "price_band_rank",
+    "category_pair_rank",
 }  # fmt: skip
 #: Rates and shares (0-1), shown as percentages.
 _PERCENT = re.compile(
