@@ -66,6 +66,8 @@ TABLE_CAPTIONS = {
     "sla_targets": "SLA Targets",
     "fct_agent_daily": "Agents by Day",
     "fct_ticket_backlog_daily": "Ticket Backlog by Day",
+    "fct_customer_segments_monthly": "Customer Segments by Month",
+    "fct_segment_transitions": "Segment Transitions",
 }
 
 FOLDERS = ("Identity", "Dates", "Measures", "Segments")

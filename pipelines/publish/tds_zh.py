@@ -21,6 +21,8 @@ TABLE_CAPTIONS_ZH = {
     "sla_targets": "SLA目标",
     "fct_agent_daily": "坐席日报",
     "fct_ticket_backlog_daily": "工单积压日报",
+    "fct_customer_segments_monthly": "客户分群月度历史",
+    "fct_segment_transitions": "分群迁移",
 }
 FOLDERS_ZH = {"Identity": "标识", "Dates": "日期", "Measures": "度量", "Segments": "分群"}
 UTC_SUFFIX_ZH = "（UTC）"
@@ -237,4 +239,17 @@ CAPTIONS_ZH = {
     "resolution_business_decided": "解决已判定数（工作时间）",
     "resolution_business_sla_rate": "解决SLA达标率（工作时间）",
     "waiting_minutes": "等待客户时长（分钟）",
+    "customer_month_id": "客户月份ID",
+    "transition_id": "迁移ID",
+    "from_month": "迁出月份",
+    "from_segment": "迁出分群",
+    "to_segment": "迁入分群",
+    "is_unchanged": "分群未变",
+    "customers": "客户数",
+    "share_of_from": "占迁出分群比例",
+    "preferred_order_channel": "偏好下单渠道",
+    "preferred_social_platform": "偏好社交平台",
+    "preferred_product_category": "偏好商品类别",
+    "preferred_hour_band": "偏好下单时段（业务时间）",
+    "first_order_channel": "首单渠道",
 }
