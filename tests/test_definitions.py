@@ -61,6 +61,8 @@ def test_publication_waits_for_every_mart_and_the_clv_model(defs):
         "marts/fct_service_tickets",
         "marts/fct_agent_daily",
         "marts/fct_ticket_backlog_daily",
+        "marts/fct_customer_segments_monthly",
+        "marts/fct_segment_transitions",
         "marts/fct_social_interactions",
         "marts/fct_kpi_monthly",
         "marts/rpt_kpi_review",

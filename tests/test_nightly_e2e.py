@@ -26,6 +26,8 @@ MARTS = [
     "fct_service_tickets",
     "fct_agent_daily",
     "fct_ticket_backlog_daily",
+    "fct_customer_segments_monthly",
+    "fct_segment_transitions",
     "fct_social_interactions",
     "fct_kpi_monthly",
     "rpt_kpi_review",

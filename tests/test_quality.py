@@ -201,6 +201,8 @@ def test_suites_are_valid_gx_suites() -> None:
         "fct_service_tickets",
         "fct_agent_daily",
         "fct_ticket_backlog_daily",
+        "fct_customer_segments_monthly",
+        "fct_segment_transitions",
         "fct_social_interactions",
         "fct_kpi_monthly",
         "fct_kpi_weekly",

@@ -15,6 +15,7 @@ from pipelines.publish.columns import (
     TABLE_SCHEMAS,
     select_list,
 )
+from pipelines.publish.review_segments import load_movement
 
 REQUIRED = ("rpt_kpi_review", "fct_kpi_monthly", "fct_kpi_weekly", "kpi_definitions")
 
@@ -177,6 +178,7 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
     return {
         "review": review,
         "backlog": backlog,
+        "movement": load_movement(con),
         "table_as_of": table_as_of,
         "monthly": monthly,
         "weekly": weekly,
