@@ -85,7 +85,8 @@ def test_the_unit_tests_of_the_segment_models_pass(nights) -> None:
         [
             "test",
             "--select",
-            "test_segment_transitions_across_a_year test_customer_preferences",
+            "test_segment_transitions_across_a_year test_customer_preferences "
+            "test_segment_history_adds_months_across_a_year",
             "--vars",
             build_vars("2026-10-31"),
         ],
