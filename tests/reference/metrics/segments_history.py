@@ -12,7 +12,7 @@ from datetime import date
 
 import pandas as pd
 
-from reference.metrics.customers import customer_state, valid_orders
+from reference.metrics.customers import lifecycle_stage, order_summary, rfm_scores, valid_orders
 from reference.metrics.months import month_ends
 from reference.metrics.staging import Prepared
 
@@ -31,8 +31,12 @@ def segment_history(p: Prepared) -> pd.DataFrame:
     for month, _start, end, complete in month_ends(first, p.config.as_of):
         if not complete:
             continue
-        state = customer_state(p, end)
-        state = state[state["orders_lifetime"] > 0]
+        # the customers with an order on or before end(M), as dim_customers as of end(M)
+        state = order_summary(orders, end, p.config)
+        state["recency_days"] = (pd.Timestamp(end) - state["last_order_date"]).dt.days
+        state["is_vip"] = state["net_revenue_365d"] >= p.config.vip_revenue_365d
+        state["lifecycle_stage"] = lifecycle_stage(state, end, p.config)
+        state = state.join(rfm_scores(state, p.config.rfm_buckets))
         parts.append(
             pd.DataFrame(
                 {
