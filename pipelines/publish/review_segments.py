@@ -152,7 +152,7 @@ def render_movement(movement: dict[str, Any] | None, language: str) -> Markup:
         month=movement["month"].strftime("%Y-%m"),
     )
     tables = Markup("").join(
-        Markup('<div class="panel">{}</div>').format(
+        Markup('<div class="panel"><div class="table-wrap">{}</div></div>').format(
             matrix_html(kind, movement["cells"][kind], language)
         )
         for kind in SEGMENT_TYPES
