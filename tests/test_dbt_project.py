@@ -117,7 +117,8 @@ def test_non_trivial_logic_has_unit_tests(manifest):
                   "int_identity_identifiers", "int_identity_edges", "rpt_kpi_review",
                   "stg_raw__customers", "int_customers_quadrant_assigned",
                   "fct_kpi_monthly", "fct_customer_cohorts", "fct_product_pairs",
-                  "dim_products"):  # fmt: skip
+                  "dim_products", "fct_customer_segments_monthly",
+                  "fct_segment_transitions", "int_customers_preferred"):  # fmt: skip
         assert model in tested, model
 
 

@@ -47,7 +47,7 @@ def test_every_dependency_and_check_points_at_a_defined_asset(defs):
     checks = defs.get_repository_def().asset_graph.asset_check_keys
     quality = [c for c in checks if c.name.endswith(("_integrity", "_targets"))]
     suites = len(list((REPO / "expectations").glob("*.json")))
-    assert suites == 15
+    assert suites == 22
     assert len(quality) == 2 * suites  # each suite: blocking integrity, warning targets
     assert all(c.asset_key in keys for c in checks)
 
@@ -68,6 +68,8 @@ def test_publication_waits_for_every_mart_and_the_clv_model(defs):
         "marts/fct_category_monthly",
         "marts/fct_product_pairs",
         "marts/fct_ticket_backlog_daily",
+        "marts/fct_customer_segments_monthly",
+        "marts/fct_segment_transitions",
         "marts/fct_social_interactions",
         "marts/fct_kpi_monthly",
         "marts/rpt_kpi_review",

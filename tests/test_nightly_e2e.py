@@ -27,6 +27,8 @@ MARTS = [
     "fct_agent_daily",
     "fct_campaign_performance",
     "fct_ticket_backlog_daily",
+    "fct_customer_segments_monthly",
+    "fct_segment_transitions",
     "fct_social_interactions",
     "fct_kpi_monthly",
     "rpt_kpi_review",

@@ -238,6 +238,8 @@ def test_suites_are_valid_gx_suites() -> None:
         "fct_category_monthly",
         "fct_product_pairs",
         "fct_ticket_backlog_daily",
+        "fct_customer_segments_monthly",
+        "fct_segment_transitions",
         "fct_social_interactions",
         "fct_kpi_monthly",
         "fct_kpi_weekly",

@@ -17,6 +17,7 @@ from pipelines.publish.columns import (
 )
 from pipelines.publish.review_campaigns import load_campaigns
 from pipelines.publish.review_retention import load_retention
+from pipelines.publish.review_segments import load_movement
 
 REQUIRED = ("rpt_kpi_review", "fct_kpi_monthly", "fct_kpi_weekly", "kpi_definitions")
 
@@ -181,6 +182,7 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         "review": review,
         "backlog": backlog,
         "campaigns": load_campaigns(con, tables["fct_campaign_performance"], as_of),
+        "movement": load_movement(con),
         "table_as_of": table_as_of,
         "monthly": monthly,
         "weekly": weekly,

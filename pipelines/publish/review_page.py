@@ -37,6 +37,8 @@ from pipelines.publish.review_format import (
 )
 from pipelines.publish.review_history import status_changes
 from pipelines.publish.review_retention import retention_section
+from pipelines.publish.review_segments import STRINGS as MOVEMENT_STRINGS
+from pipelines.publish.review_segments import render_movement
 
 #: The quality gate's Data Docs, relative to a review under reports/<date>/ or reports/latest/.
 DATA_DOCS_LINK = "../data_docs/index.html"
@@ -529,6 +531,8 @@ def build_context(
         "mix": mix,
         "service": service,
         "backlog": backlog,
+        "movement": render_movement(data.get("movement"), language),
+        "movement_title": MOVEMENT_STRINGS[language]["title"],
         "profile": profile,
         "quality": _quality(rv),
         "data_docs": DATA_DOCS_LINK,

@@ -71,6 +71,8 @@ TABLE_CAPTIONS = {
     "dim_products": "Products",
     "fct_category_monthly": "Categories by Month",
     "fct_product_pairs": "Product Pairs",
+    "fct_customer_segments_monthly": "Customer Segments by Month",
+    "fct_segment_transitions": "Segment Transitions",
 }
 
 FOLDERS = ("Identity", "Dates", "Measures", "Segments")

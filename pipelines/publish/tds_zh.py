@@ -26,6 +26,8 @@ TABLE_CAPTIONS_ZH = {
     "dim_products": "商品",
     "fct_category_monthly": "品类月报",
     "fct_product_pairs": "商品关联组合",
+    "fct_customer_segments_monthly": "客户分群月度历史",
+    "fct_segment_transitions": "分群迁移",
 }
 FOLDERS_ZH = {"Identity": "标识", "Dates": "日期", "Measures": "度量", "Segments": "分群"}
 UTC_SUFFIX_ZH = "（UTC）"
@@ -297,4 +299,16 @@ CAPTIONS_ZH = {
     "lift": "提升度",
     "category_pair_rank": "品类内组合排名",
     "window_start_date": "窗口起始日期",
+    "customer_month_id": "客户月份ID",
+    "transition_id": "迁移ID",
+    "from_month": "迁出月份",
+    "from_segment": "迁出分群",
+    "to_segment": "迁入分群",
+    "is_unchanged": "分群未变",
+    "customers": "客户数",
+    "share_of_from": "占迁出分群比例",
+    "preferred_order_channel": "偏好下单渠道",
+    "preferred_social_platform": "偏好社交平台",
+    "preferred_product_category": "偏好商品类别",
+    "preferred_hour_band": "偏好下单时段（业务时间）",
 }

@@ -1,7 +1,8 @@
 -- One row per resolved customer as of D: the published golden record (no clear personal
 -- data: has_* flags instead), order state, RFM, value x potential quadrant (from
 -- int_customers_quadrant_assigned, shared with the KPI quadrant segments), lifecycle, and
--- the churn / lifetime-value scores of the CLV model (NULL when not scored).
+-- the churn / lifetime-value scores of the CLV model (NULL when not scored), and the
+-- preferences of int_customers_preferred (channel, social platform, category, hour band).
 
 with
 
@@ -31,6 +32,10 @@ member_tiers as (
 
 clv_scores as (
     select * from {{ ref('stg_clv__customer_scores') }}
+),
+
+preferences as (
+    select * from {{ ref('int_customers_preferred') }}
 ),
 
 customers as (
@@ -87,7 +92,12 @@ joined as (
         clv_scores.expected_purchases_90d,
         clv_scores.clv_365d,
         clv_scores.is_stale as clv_is_stale,
-        clv_scores.scored_as_of as clv_scored_as_of
+        clv_scores.scored_as_of as clv_scored_as_of,
+        preferences.preferred_order_channel,
+        preferences.preferred_social_platform,
+        preferences.preferred_product_category,
+        preferences.preferred_hour_band,
+        preferences.first_order_channel
     from customers
     left join profiles_merged on customers.customer_id = profiles_merged.customer_id
     left join order_summaries on customers.customer_id = order_summaries.customer_id
@@ -95,6 +105,7 @@ joined as (
     left join quadrants on customers.customer_id = quadrants.customer_id
     left join member_tiers on customers.customer_id = member_tiers.customer_id
     left join clv_scores on customers.customer_id = clv_scores.customer_id
+    left join preferences on customers.customer_id = preferences.customer_id
 ),
 
 final as (
@@ -143,6 +154,11 @@ final as (
         cast(clv_365d as decimal(18, 2)) as clv_365d,
         cast(clv_is_stale as boolean) as clv_is_stale,
         cast(clv_scored_as_of as date) as clv_scored_as_of,
+        cast(preferred_order_channel as string) as preferred_order_channel,
+        cast(preferred_social_platform as string) as preferred_social_platform,
+        cast(preferred_product_category as string) as preferred_product_category,
+        cast(preferred_hour_band as string) as preferred_hour_band,
+        cast(first_order_channel as string) as first_order_channel,
         cast({{ as_of_date() }} as date) as as_of_date
     from joined
 )

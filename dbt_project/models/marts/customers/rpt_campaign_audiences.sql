@@ -7,6 +7,10 @@
 --   second_purchase_new  lifecycle_stage = new with exactly one order so far
 --   vip_care             is_vip
 --   nurture_high_potential  quadrant = low_value_high_potential
+--   winback_dormant_social  lifecycle_stage = dormant with a preferred social platform (to
+--                        reach on the platform the customer answers on)
+-- Each row carries the customer's preferences (dim_customers: preferred channel, social
+-- platform, product category, hour band), to split or filter any audience by them.
 
 with
 
@@ -43,6 +47,12 @@ memberships as (
         customer_id
     from contactable
     where quadrant = 'low_value_high_potential'
+    union all
+    select
+        'winback_dormant_social' as audience,
+        customer_id
+    from contactable
+    where lifecycle_stage = 'dormant' and preferred_social_platform is not null
 ),
 
 final as (
@@ -56,6 +66,10 @@ final as (
         cast(customers.quadrant as string) as quadrant,
         cast(customers.is_vip as boolean) as is_vip,
         cast(customers.clv_365d as decimal(18, 2)) as clv_365d,
+        cast(customers.preferred_order_channel as string) as preferred_order_channel,
+        cast(customers.preferred_social_platform as string) as preferred_social_platform,
+        cast(customers.preferred_product_category as string) as preferred_product_category,
+        cast(customers.preferred_hour_band as string) as preferred_hour_band,
         cast({{ as_of_date() }} as date) as as_of_date
     from memberships
     inner join customers
