@@ -7,39 +7,20 @@ hold-out, so their dormant rows have a hold-out and an uplift.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from reference.landing import read_landing
-from reference.metrics import ReferenceConfig, prepare, read_currency_rates
 from reference.metrics.campaigns import campaign_performance
-from support.e2e import END
-
-REPO = Path(__file__).resolve().parents[1]
-MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
-SEEDS = REPO / "dbt_project" / "seeds"
-REL_TOL = 1e-9
+from support.reference_demo import prepared_reference, same
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
-def _same(a, b) -> bool:
-    a_null, b_null = bool(pd.isna(a)), bool(pd.isna(b))  # None, NaN and pd.NA
-    if a_null or b_null:
-        return a_null and b_null
-    return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=REL_TOL)
-
-
 @pytest.fixture(scope="module")
 def reference(crm_home: Path) -> pd.DataFrame:
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    cfg = ReferenceConfig(
-        as_of=END, currency_rates=read_currency_rates(SEEDS / "currency_rates.csv")
-    )
-    return campaign_performance(prepare(raw, cfg))
+    return campaign_performance(prepared_reference(crm_home))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def test_reference_recomputes_fct_campaign_performance(reference, warehouse) -> 
         if not (
             row[f"{c}_wh"] == row[f"{c}_ref"]
             if c in ("campaign_id", "segment", "campaign_date", "is_small_base")
-            else _same(row[f"{c}_wh"], row[f"{c}_ref"])
+            else same(row[f"{c}_wh"], row[f"{c}_ref"])
         )
     ]
     assert bad == [], f"{len(bad)} values disagree, e.g. {bad[:10]}"

@@ -14,26 +14,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from reference.landing import read_landing
-from reference.metrics import ReferenceConfig, prepare, read_currency_rates
 from reference.metrics.segments_history import segment_history, transitions
-from support.e2e import END
-
-REPO = Path(__file__).resolve().parents[1]
-MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
-SEEDS = REPO / "dbt_project" / "seeds"
-REL_TOL = 1e-9
+from support.reference_demo import REL_TOL, prepared_reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 @pytest.fixture(scope="module")
 def history(crm_home: Path) -> pd.DataFrame:
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    cfg = ReferenceConfig(
-        as_of=END, currency_rates=read_currency_rates(SEEDS / "currency_rates.csv")
-    )
-    return segment_history(prepare(raw, cfg))
+    return segment_history(prepared_reference(crm_home))
 
 
 def _warehouse(home: Path, sql: str) -> pd.DataFrame:

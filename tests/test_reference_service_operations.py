@@ -14,14 +14,12 @@ tests/test_reference_vs_warehouse.py); NULL on both sides is equal.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from reference.landing import read_landing
-from reference.metrics import Month, ReferenceConfig, prepare, read_currency_rates
+from reference.metrics import Month
 from reference.metrics.months import month_ends
 from reference.metrics.operations import (
     OPERATIONS_KPIS,
@@ -32,30 +30,14 @@ from reference.metrics.operations import (
 )
 from support.e2e import END
 from support.pseudonyms import expected_customer_id
-
-REPO = Path(__file__).resolve().parents[1]
-MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
-SEEDS = REPO / "dbt_project" / "seeds"
-REL_TOL = 1e-9
+from support.reference_demo import SEEDS, prepared_reference, same
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
-def _same(a, b) -> bool:
-    a_null = a is None or (isinstance(a, float) and math.isnan(a))
-    b_null = b is None or (isinstance(b, float) and math.isnan(b))
-    if a_null or b_null:
-        return a_null and b_null
-    return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=REL_TOL)
-
-
 @pytest.fixture(scope="module")
 def prepared(crm_home: Path):
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    cfg = ReferenceConfig(
-        as_of=END, currency_rates=read_currency_rates(SEEDS / "currency_rates.csv")
-    )
-    return prepare(raw, cfg), read_agent_teams(SEEDS / "agent_teams.csv")
+    return prepared_reference(crm_home), read_agent_teams(SEEDS / "agent_teams.csv")
 
 
 def _warehouse(home: Path, sql: str) -> pd.DataFrame:
@@ -84,7 +66,7 @@ def test_reference_recomputes_fct_agent_daily(crm_home: Path, prepared) -> None:
         (row["agent_daily_id"], c, row[f"{c}_wh"], row[f"{c}_ref"])
         for _, row in merged.iterrows()
         for c in columns
-        if not _same(row[f"{c}_wh"], row[f"{c}_ref"])
+        if not same(row[f"{c}_wh"], row[f"{c}_ref"])
     ]
     assert bad == [], f"{len(bad)} values disagree, e.g. {bad[:10]}"
 
@@ -115,7 +97,7 @@ def test_reference_recomputes_breakdowns_nps_and_complaints(crm_home: Path, prep
         for r in both.itertuples(index=False)
         if r.side != "both"
         or not all(
-            _same(getattr(r, f"{c}_wh"), getattr(r, f"{c}_ref"))
+            same(getattr(r, f"{c}_wh"), getattr(r, f"{c}_ref"))
             for c in ("value", "numerator", "denominator", "pending")
         )
     ]

@@ -30,30 +30,24 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from reference.landing import read_landing
 from reference.metrics import (
     COUNT_KPIS,
     MATURITY_DAYS,
     QUADRANTS,
     Month,
     Prepared,
-    ReferenceConfig,
     compute_kpis,
     compute_weekly_kpis,
     mature_service_kpis,
     mature_social_kpis,
-    prepare,
-    read_currency_rates,
     with_maturity,
 )
 from reference.metrics.operations import OPERATIONS_KPIS, SERVICE_KPIS
 from support.e2e import END, SEED, backfill
+from support.reference_demo import REL_TOL, prepared_reference, same
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = 60
-MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
-RATES = REPO / "dbt_project" / "seeds" / "currency_rates.csv"
-REL_TOL = 1e-9
 
 # Readers of the shared `crm_home` in group "e2e"; a test that runs the pipeline in a group of
 # its own (tests/conftest.py, GROUP_ORDER).
@@ -103,12 +97,6 @@ def warehouse_clv_scores(home: Path, as_of: date = END) -> pd.DataFrame:
     assert set(pd.to_datetime(scores["scored_as_of"]).dt.date) == {as_of}
     assert not scores["is_stale"].any()
     return scores
-
-
-def prepared_reference(home: Path, as_of: date = END) -> Prepared:
-    """The reference's staging and identity resolution of the landing files of `home`."""
-    raw = read_landing(home / "landing", MAPPINGS, as_of)
-    return prepare(raw, ReferenceConfig(as_of=as_of, currency_rates=read_currency_rates(RATES)))
 
 
 @pytest.fixture(scope="module")
@@ -213,14 +201,6 @@ def test_reference_after_a_resumed_backfill(tmp_path: Path) -> None:
         assert bad.empty, f"{len(bad)} of {len(wh)} KPI rows disagree:\n{bad.to_string()}"
 
 
-def _same(a: float | None, b: float | None) -> bool:
-    a_null = a is None or (isinstance(a, float) and math.isnan(a))
-    b_null = b is None or (isinstance(b, float) and math.isnan(b))
-    if a_null or b_null:
-        return a_null and b_null
-    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
-
-
 @pytest.mark.xdist_group("e2e")
 def test_reference_recomputes_maturity_pending_and_weekly_kpis(
     crm_home: Path, reference_of_crm_home: Prepared
@@ -258,8 +238,8 @@ def test_reference_recomputes_maturity_pending_and_weekly_kpis(
         if (
             ref is None
             or not (
-                all(_same(a, b) for a, b in zip((value, num, den, pending), ref, strict=True))
-                or (kpi.startswith("first_response_minutes") and _same(value, ref[0]))
+                all(same(a, b) for a, b in zip((value, num, den, pending), ref, strict=True))
+                or (kpi.startswith("first_response_minutes") and same(value, ref[0]))
             )
             or complete != ref_complete
         ):
@@ -280,7 +260,7 @@ def test_reference_recomputes_maturity_pending_and_weekly_kpis(
     for week, kpi, value, num, den, pending, complete, label in weekly:
         ref = ref_rows.get((week, kpi))
         if ref is None or not (
-            all(_same(a, b) for a, b in zip((value, num, den, pending), ref[:4], strict=True))
+            all(same(a, b) for a, b in zip((value, num, den, pending), ref[:4], strict=True))
             and complete == ref[4]
             and label == ref[5]
         ):
@@ -314,8 +294,7 @@ def test_reference_recomputes_business_hours_clocks(crm_home: Path) -> None:
         )
     assert kinds.get("makeup_workday", 0) > 0 and kinds.get("holiday", 0) > 0
     wh = wh.set_index("ticket_id")
-    raw = read_landing(crm_home / "landing", MAPPINGS, END)
-    p = prepare(raw, ReferenceConfig(as_of=END, currency_rates=read_currency_rates(RATES)))
+    p = prepared_reference(crm_home)
     ref = business_clocks(p)
     assert set(wh.index) == set(ref.index)
     ref = ref.loc[wh.index]
