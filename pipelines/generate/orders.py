@@ -120,6 +120,8 @@ class Orders:
         drop = rng.random(len(buyers)) < pop.p_drop[buyers]
         pop.alive[buyers[drop]] = False
         pop.last_order_day[buyers] = k
+        first = buyers[pop.first_order_day[buyers] < 0]
+        pop.first_order_day[first] = k
         return buyers, len(forced)
 
     def day(self, k: int) -> None:

@@ -110,6 +110,7 @@ class Population:
         self.is_vip_segment = vip
         self.alive = ~pre | (rng.random(n) < rates.preexisting_alive)
         self.last_order_day = np.full(n, -(10**6), dtype=np.int32)
+        self.first_order_day = np.full(n, -(10**6), dtype=np.int32)
 
         # preferred channel
         pc_mall = rng.choice(4, size=n, p=[0.25, 0.45, 0.15, 0.15])

@@ -122,6 +122,12 @@ class Rates:
     winback_holdout: float = 0.50  # dormant customers kept out of the monthly win-back push
     winback_click_rate: float = 0.12
     winback_order_rate: float = 0.15  # extra orders within 1-29 days of a win-back push
+    # new customers (first order 1-89 days ago) following the official account, on this
+    # day of every month: a random hold-out, the rest pushed a second-order coupon
+    second_order_push_day: int = 20
+    second_order_holdout: float = 0.30
+    second_order_click_rate: float = 0.10
+    second_order_order_rate: float = 0.12  # extra orders within 1-29 days of the push
     # --- profiles ---------------------------------------------------------------------
     crm_fill: tuple[float, ...] = (0.80, 0.65, 0.30, 0.80, 0.40, 0.65)  # name..city
     crm_fill_target: float = 0.92  # fill of new registrations tends to this over the period

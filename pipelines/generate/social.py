@@ -48,7 +48,8 @@ SOURCE_ACTION = {
 }  # fmt: skip
 TYPES = list(SOURCE_ACTION)
 T = {name: i for i, name in enumerate(TYPES)}
-CAMPAIGN_KINDS = ["NEWS", "PROMO", "WB"]
+CAMPAIGN_KINDS = ["NEWS", "PROMO", "WB", "NEW"]
+WINBACK, SECOND_ORDER = 2, 3  # the segment-targeted kinds (with a random hold-out)
 
 
 class Social:
@@ -126,54 +127,7 @@ class Social:
         self.truth["replies_within_24h"] += int((replied & (delay <= 86400)).sum())
         self.truth["replies_after_24h"] += int((replied & (delay > 86400)).sum())
 
-        # campaign pushes (WeChat official account)
-        h = k - pop.timeline.history
-        kinds = []
-        if h % 14 == 3:
-            kinds.append((0, rates.news_push_share))
-        if is_promo_push_day(day):
-            kinds.append((1, rates.promo_push_share))
-        if day.day == 1:
-            kinds.append((2, 0.0))
-        followers = None
-        for kind, share in kinds:
-            if followers is None:
-                followers = np.flatnonzero((pop.follow_day <= k) & ((pop.platforms & WECHAT) > 0))
-            if kind == 2:
-                lo = pop.last_order_day[followers]
-                dormant = followers[(lo >= k - 364) & (lo <= k - 180)]
-                hold = rng.random(len(dormant)) < rates.winback_holdout
-                target = dormant[~hold]
-                self.truth["winback_dormant"] += len(dormant)
-                self.truth["winback_pushed"] += len(target)
-                self.truth["winback_holdout"] += int(hold.sum())
-                self.holdouts.append((f"CP{day.strftime('%Y%m%d')}-WB", dormant[hold]))
-                click_p, order_p, order_days = (
-                    rates.winback_click_rate,
-                    rates.winback_order_rate,
-                    30,
-                )
-            else:
-                target = followers[rng.random(len(followers)) < share]
-                click_p, order_p, order_days = rates.push_click_rate, 0.0, 8
-            t_push = base + 10 * 3600 + rng.integers(0, 7200, len(target))
-            emit(target, 0, T["campaign_push"], t_push, kind)
-            click = rng.random(len(target)) < click_p
-            t_click = t_push + np.minimum(rng.lognormal(np.log(6 * 3600.0), 1.2, len(target)),
-                                          7 * 86400 - 60).astype(np.int64)  # fmt: skip
-            emit(target[click], 0, T["click"], t_click[click], kind)
-            redeem = click & (rng.random(len(target)) < 0.3)
-            t_red = np.minimum(
-                t_click + rng.integers(600, 3 * 86400, len(target)), t_push + 7 * 86400 - 1
-            )
-            emit(target[redeem], 0, T["coupon_redeem"], t_red[redeem], kind)
-            if kind == 2:
-                buy = rng.random(len(target)) < order_p
-            else:
-                buy = click & (rng.random(len(target)) < rates.click_order_rate)
-            self.orders.schedule(k + rng.integers(1, order_days, len(target))[buy], target[buy])
-            self.truth[f"pushes_{CAMPAIGN_KINDS[kind]}"] += len(target)
-            self.truth[f"scheduled_orders_{CAMPAIGN_KINDS[kind]}"] += int(buy.sum())
+        self._campaign_pushes(k, day, base, rng, emit)
 
         person = np.concatenate(P)
         plat = np.concatenate(PL)
@@ -240,6 +194,82 @@ class Social:
         self.landing.count(self.source, "interactions", delivered.sum())
         self.landing.count(self.source, "late_interactions", (late & delivered).sum())
         self.landing.count(self.source, "very_late_interactions", (very_late & delivered).sum())
+
+    def _targets(
+        self, kind: int, k: int, followers: np.ndarray, share: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, float, float, int]:
+        """The persons campaign `kind` pushes on day `k`, with its click rate, the extra
+        order rate of the pushed and the days within which those orders come (0.0: none,
+        orders follow clicks). The segment-targeted kinds split their segment at random into
+        pushed and held back, and record the hold-out (`_truth/campaign_holdouts.parquet`)."""
+        pop, rates = self.pop, self.rates
+        if kind < WINBACK:  # news, promotion: a random share of the followers
+            return followers[rng.random(len(followers)) < share], rates.push_click_rate, 0.0, 8
+        if kind == WINBACK:  # dormant: last order 180-364 days ago
+            lo = pop.last_order_day[followers]
+            segment = followers[(lo >= k - 364) & (lo <= k - 180)]
+            holdout, click, order = (
+                rates.winback_holdout,
+                rates.winback_click_rate,
+                rates.winback_order_rate,
+            )
+            name, segment_name = "winback", "winback_dormant"
+        else:  # new customers: first order within the last 89 days (own random stream)
+            fo = pop.first_order_day[followers]
+            segment = followers[(fo >= k - 89) & (fo <= k - 1)]
+            rng = rng_for(self.seed, "campaigns", k)
+            holdout, click, order = (
+                rates.second_order_holdout,
+                rates.second_order_click_rate,
+                rates.second_order_order_rate,
+            )
+            name, segment_name = "second_order", "second_order_new"
+        hold = rng.random(len(segment)) < holdout
+        self.truth[segment_name] += len(segment)
+        self.truth[f"{name}_pushed"] += int((~hold).sum())
+        self.truth[f"{name}_holdout"] += int(hold.sum())
+        ymd = self.clock.date(k).strftime("%Y%m%d")
+        self.holdouts.append((f"CP{ymd}-{CAMPAIGN_KINDS[kind]}", segment[hold]))
+        return segment[~hold], click, order, 30
+
+    def _campaign_pushes(self, k: int, day, base, rng: np.random.Generator, emit) -> None:  # noqa: ANN001
+        """WeChat official-account pushes of day `k` and the customers' responses."""
+        pop, rates = self.pop, self.rates
+        h = k - pop.timeline.history
+        kinds = []
+        if h % 14 == 3:
+            kinds.append((0, rates.news_push_share))
+        if is_promo_push_day(day):
+            kinds.append((1, rates.promo_push_share))
+        if day.day == 1:
+            kinds.append((WINBACK, 0.0))
+        if day.day == rates.second_order_push_day:
+            kinds.append((SECOND_ORDER, 0.0))
+        followers = None
+        for kind, share in kinds:
+            if followers is None:
+                followers = np.flatnonzero((pop.follow_day <= k) & ((pop.platforms & WECHAT) > 0))
+            target, click_p, order_p, order_days = self._targets(kind, k, followers, share, rng)
+            # the new-customer campaign draws on its own stream: the rest does not move
+            crng = rng_for(self.seed, "campaigns", k, 1) if kind == SECOND_ORDER else rng
+            t_push = base + 10 * 3600 + crng.integers(0, 7200, len(target))
+            emit(target, 0, T["campaign_push"], t_push, kind)
+            click = crng.random(len(target)) < click_p
+            t_click = t_push + np.minimum(crng.lognormal(np.log(6 * 3600.0), 1.2, len(target)),
+                                          7 * 86400 - 60).astype(np.int64)  # fmt: skip
+            emit(target[click], 0, T["click"], t_click[click], kind)
+            redeem = click & (crng.random(len(target)) < 0.3)
+            t_red = np.minimum(
+                t_click + crng.integers(600, 3 * 86400, len(target)), t_push + 7 * 86400 - 1
+            )
+            emit(target[redeem], 0, T["coupon_redeem"], t_red[redeem], kind)
+            if kind >= WINBACK:
+                buy = crng.random(len(target)) < order_p
+            else:
+                buy = click & (crng.random(len(target)) < rates.click_order_rate)
+            self.orders.schedule(k + crng.integers(1, order_days, len(target))[buy], target[buy])
+            self.truth[f"pushes_{CAMPAIGN_KINDS[kind]}"] += len(target)
+            self.truth[f"scheduled_orders_{CAMPAIGN_KINDS[kind]}"] += int(buy.sum())
 
     def finish(self) -> None:
         """Identity truth of every social account that appeared; the win-back hold-out."""

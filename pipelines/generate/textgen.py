@@ -30,7 +30,7 @@ STREAM = {
     "profiles": 5,
     "defects": 6,
     "files": 7,
-    "campaigns": 8,
+    "campaigns": 8,  # the new-customer campaign (docs/generator.md, "Social")
     # late corrections and very late rows (docs/generator.md, "Defects")
     "order_corrections": 20,
     "very_late_service": 21,
