@@ -410,6 +410,21 @@ def test_backfill_publishes_the_review_in_both_languages(crm_home: Path) -> None
     )
     status = (reports / "night_status.js").read_text()
     assert '"night": "2026-10-31"' in status and '"outcome": "published"' in status
+    # the marketing sections hold the published marts' rows: the latest campaigns, the
+    # retention heat map, the transition matrices
+    with duckdb.connect(str(crm_home / "serving" / "serving.duckdb"), read_only=True) as con:
+        campaigns = {r[0] for r in con.execute("select campaign_id from fct_campaign_performance")}
+        moves = con.execute("select count(*) from fct_segment_transitions").fetchone()[0]
+    for language in ("en", "zh"):
+        html = (reports / "latest" / report_file(language)).read_text(encoding="utf-8")
+        section = {
+            name: re.search(rf'<section id="{name}">(.*?)</section>', html, re.S)[1]
+            for name in ("campaigns", "retention", "segment-movement")
+        }
+        shown = set(re.findall(r'<tr data-campaign="([^"]+)"', section["campaigns"]))
+        assert shown and shown <= campaigns and len(shown) <= 12
+        assert len(re.findall(r'class="cell"', section["retention"])) > 12
+        assert moves and section["segment-movement"].count('<table class="transitions"') >= 2
 
 
 @pytest.mark.slow
