@@ -125,6 +125,7 @@ def test_checks_of_entities_without_a_mapping_are_reported_skipped(
     suites = {suite for suite, _ in skipped}
     assert suites == {
         "fct_agent_daily",
+        "fct_campaign_performance",
         "fct_service_tickets",
         "fct_ticket_backlog_daily",
         "fct_social_interactions",

@@ -159,6 +159,7 @@ create table marts.fct_ticket_backlog_daily as select * from (values
     ('2024-03-01|new|P3|0d', date '2024-03-01', 'new', 'P3', '0d', 2, 1, 0)
 ) as t(backlog_daily_id, snapshot_date, status, priority, age_band, open_tickets,
        first_response_breached_tickets, resolution_breached_tickets);
+
 create table marts.fct_customer_cohorts as select * from (values
     ('2024-02|web|0', date '2024-02-01', 'web', 0, date '2024-02-01', 2, 2, 1.0),
     ('2024-02|web|1', date '2024-02-01', 'web', 1, date '2024-03-01', 2, 1, 0.5),
@@ -180,6 +181,24 @@ create table marts.fct_product_pairs as select * from (values
     ('P2|P1', 'P2', 'P1', 2, 4, 3, 0.4, 0.5, 10.0 / 12)
 ) as t(product_pair_id, product_id, paired_product_id, pair_baskets, product_baskets,
        paired_product_baskets, support, confidence, lift);
+
+create table marts.fct_campaign_performance as select * from (values
+    ('CP1|all', 'CP1', date '2024-03-01', 'all', 4, 0.25, 0.5, 0.25, null, 0.25, 0.1, 0.4, 2),
+    ('CP1|active', 'CP1', date '2024-03-01', 'active', 3, 1.0 / 3, 0.5, 0.25, null, 0.25, 0.1, 0.4, 1),
+    ('CP1|dormant', 'CP1', date '2024-03-01', 'dormant', 1, 0.0, 0.5, 0.25, 0.0, 0.25, 0.1, 0.4, 1)
+) as t(campaign_segment_id, campaign_id, campaign_date, segment, reached_customers,
+       response_rate, conversion_rate, holdout_conversion_rate, reactivation_rate, uplift,
+       uplift_ci_low, uplift_ci_high, attributed_orders);
+
+create table marts.fct_customer_segments_monthly as select * from (values
+    ('C1|2024-02', 'C1', date '2024-02-01', date '2024-02-29', 'new', false),
+    ('C1|2024-03', 'C1', date '2024-03-01', date '2024-03-31', 'active', true)
+) as t(customer_month_id, customer_id, month, end_date, lifecycle_stage, is_vip);
+
+create table marts.fct_segment_transitions as select * from (values
+    ('2024-03|vip|false|true', date '2024-03-01', 'vip', 'false', 'true', 1, 1.0),
+    ('2024-03|lifecycle_stage|new|active', date '2024-03-01', 'lifecycle_stage', 'new', 'active', 1, 1.0)
+) as t(transition_id, month, segment_type, from_segment, to_segment, customers, share_of_from);
 
 create table marts.rpt_kpi_review as select * from (values
     ('T1', 'profile_completeness', 'achieved'),

@@ -52,6 +52,8 @@ MARTS = (
     "dim_products",
     "fct_category_monthly",
     "fct_product_pairs",
+    "fct_customer_segments_monthly",
+    "fct_segment_transitions",
 )
 REL_TOL = 1e-9
 

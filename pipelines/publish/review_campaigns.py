@@ -13,12 +13,16 @@ from typing import Any
 import duckdb
 
 from pipelines.publish.columns import COLUMNS
+from pipelines.publish.i18n import strings, value_label
 from pipelines.publish.review_format import format_number, is_missing
 
 TABLE = "fct_campaign_performance"
 #: Campaigns shown, the latest first.
 CAMPAIGNS_SHOWN = 12
-SEGMENTS_SHOWN = ("all", "dormant")
+#: A campaign's segment row is shown beside its `all` row when the segment holds at least
+#: this share of the customers it reached: the segment it targeted (a win-back's dormant
+#: customers, a second-order push's new ones).
+TARGETED_SHARE = 0.9
 
 TEXTS = {
     "en": {
@@ -29,7 +33,9 @@ TEXTS = {
             "it only), the conversion of the reached customers against the unpushed hold-out "
             "of the same segment, the uplift with its 95 % confidence interval, and the "
             "reactivation of dormant customers. Greyed: a group below {min_base} customers. "
-            "Italic: the 30 days after the campaign are not over yet."
+            "Italic: the 30 days after the campaign are not over yet. Below a campaign's row "
+            "for all customers, the row of the segment it targeted (the lifecycle stage of at "
+            "least 90 % of the customers it reached)."
         ),
         "campaigns_none": "No campaign results in this warehouse.",
         "campaign": "Campaign",
@@ -50,6 +56,7 @@ TEXTS = {
             "最近的营销活动：触达客户、7天内响应、末次触达归因的30天内订单与净收入（订单只计入其前最近一次推送），"
             "触达客户相对同分群未推送对照组的转化率、增量转化率及其95%置信区间，以及沉睡客户的唤醒。"
             "灰色：组内客户少于{min_base}人。斜体：活动后的30天尚未结束。"
+            "每个活动的全部客户行之下，是其目标分群的行（其触达客户中至少90%所处的生命周期阶段）。"
         ),
         "campaigns_none": "本数据仓库中没有营销活动结果。",
         "campaign": "营销活动",
@@ -65,10 +72,6 @@ TEXTS = {
         "reactivation": "唤醒",
     },
 }
-SEGMENT_NAMES = {
-    "en": {"all": "all", "dormant": "dormant"},
-    "zh": {"all": "全部", "dormant": "沉睡"},
-}
 
 
 def load_campaigns(
@@ -79,15 +82,19 @@ def load_campaigns(
         return []
     c = COLUMNS[TABLE]
     names = list(c)
-    segments = ", ".join(f"'{s}'" for s in SEGMENTS_SHOWN)
     select = ", ".join(f'rows."{c[n]}"' for n in names)
-    campaign, day, segment = (f'"{c[n]}"' for n in ("campaign_id", "campaign_date", "segment"))
+    campaign, day, segment, reached = (
+        f'"{c[n]}"' for n in ("campaign_id", "campaign_date", "segment", "reached_customers")
+    )
     sql = (
         f"with latest as (select distinct {campaign} as id, {day} as d from {qualified} "
-        f"where {day} <= ? order by d desc, id desc limit {CAMPAIGNS_SHOWN}) "
-        f"select {select} from {qualified} as rows join latest on rows.{campaign} = latest.id "
-        f"where rows.{segment} in ({segments}) "
-        f"order by latest.d desc, latest.id desc, rows.{segment}"
+        f"where {day} <= ? order by d desc, id desc limit {CAMPAIGNS_SHOWN}), "
+        f"rows as (select *, max(case when {segment} = 'all' then {reached} end) "
+        f"over (partition by {campaign}) as all_reached__ from {qualified}) "
+        f"select {select} from rows join latest on rows.{campaign} = latest.id "
+        f"where rows.{segment} = 'all' "
+        f"or rows.{reached} >= {TARGETED_SHARE} * rows.all_reached__ "
+        f"order by latest.d desc, latest.id desc, rows.{segment} <> 'all', rows.{segment}"
     )
     try:
         fetched = con.execute(sql, [as_of]).fetchall()
@@ -119,7 +126,7 @@ def campaigns_section(rows: list[dict[str, Any]], language: str, min_base: int) 
         uplift = (
             "–"
             if is_missing(r["uplift"])
-            else f"{points(r['uplift'])} pp [{points(r['uplift_ci_low'])}, "
+            else f"{points(r['uplift'])} {strings(language)['pp']} [{points(r['uplift_ci_low'])}, "
             f"{points(r['uplift_ci_high'])}]"
         )
         reactivation = (
@@ -132,7 +139,7 @@ def campaigns_section(rows: list[dict[str, Any]], language: str, min_base: int) 
             {
                 "campaign_id": r["campaign_id"],
                 "segment": r["segment"],
-                "segment_name": SEGMENT_NAMES[language].get(r["segment"], r["segment"]),
+                "segment_name": value_label(r["segment"], language),
                 "date": r["campaign_date"].isoformat() if r["campaign_date"] else "–",
                 "reached": f"{r['reached_customers']:,}",
                 "response_rate": pct(r["response_rate"]),
