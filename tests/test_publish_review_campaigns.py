@@ -50,7 +50,7 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 def test_latest_campaigns_first_with_all_and_targeted_rows_up_to_d() -> None:
     rows = load_campaigns(_con(), '"marts"."fct_campaign_performance"', date(2026, 10, 31))
-    # the campaign of 11-05 is after D; a segment row shows when it holds >= 90 % of the
+    # the campaign of 11-05 is after D; a segment row shows when it holds >= 80 % of the
     # campaign's reach (dormant 400 of 400, new 96 of 100), not otherwise (active 12 of 20)
     assert [(r["campaign_id"], r["segment"]) for r in rows] == [
         ("CP20261020-NEWS", "all"),

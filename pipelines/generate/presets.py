@@ -127,7 +127,7 @@ class Rates:
     second_order_push_day: int = 20
     second_order_holdout: float = 0.30
     second_order_click_rate: float = 0.10
-    second_order_order_rate: float = 0.12  # extra orders within 1-29 days of the push
+    second_order_order_rate: float = 0.25  # extra orders within 1-29 days of the push
     # --- profiles ---------------------------------------------------------------------
     crm_fill: tuple[float, ...] = (0.80, 0.65, 0.30, 0.80, 0.40, 0.65)  # name..city
     crm_fill_target: float = 0.92  # fill of new registrations tends to this over the period
