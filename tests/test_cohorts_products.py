@@ -44,7 +44,7 @@ def test_affinity_partners_are_symmetric_and_only_later_lines_change() -> None:
 
 
 def test_generated_baskets_show_the_affinities(tmp_path: Path) -> None:
-    generate("small", 7, tmp_path, days=12, progress=False, customers=1500, history_days=60)
+    generate("small", 7, tmp_path, days=24, progress=False, customers=1500, history_days=60)
     con = duckdb.connect()
     con.sql(
         f"create view lines as select * from read_csv('{tmp_path}/shop_orders/*/*.csv', "
@@ -68,7 +68,7 @@ def test_generated_baskets_show_the_affinities(tmp_path: Path) -> None:
         key = (a, b) if a < b else (b, a)
         if pairs.get(key, 0) >= 5:
             lifts.append(pairs[key] * n / (per[a] * per[b]))
-    # seed 7, 12 days: three pairs in 5+ baskets, lifts 6.3, 8.1 and 13.7
+    # which pairs reach 5 baskets is chance: 24 days give several (seed 7: six, lifts 3.8-17)
     assert len(lifts) >= 3, lifts
     assert min(lifts) > 2, lifts
 

@@ -413,7 +413,9 @@ def test_backfill_publishes_the_review_in_both_languages(crm_home: Path) -> None
     # the marketing sections hold the published marts' rows: the latest campaigns, the
     # retention heat map, the transition matrices
     with duckdb.connect(str(crm_home / "serving" / "serving.duckdb"), read_only=True) as con:
-        campaigns = {r[0] for r in con.execute("select campaign_id from fct_campaign_performance")}
+        campaigns = {
+            r[0] for r in con.execute("select campaign_id from fct_campaign_performance").fetchall()
+        }
         moves = con.execute("select count(*) from fct_segment_transitions").fetchone()[0]
     for language in ("en", "zh"):
         html = (reports / "latest" / report_file(language)).read_text(encoding="utf-8")
