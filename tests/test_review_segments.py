@@ -10,6 +10,8 @@ import duckdb
 
 from pipelines.publish.review_segments import load_movement, render_movement
 
+TABLE = '"marts"."fct_segment_transitions"'
+
 
 def _con() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
@@ -43,7 +45,7 @@ def _rows(html: str) -> list[list[str]]:
 
 
 def test_the_matrix_shows_the_last_month_across_the_year() -> None:
-    movement = load_movement(_con())
+    movement = load_movement(_con(), TABLE)
     assert movement["month"] == date(2026, 1, 1)
     assert movement["from_month"] == date(2025, 12, 1)
     html = str(render_movement(movement, "en"))
@@ -62,8 +64,8 @@ def test_the_matrix_shows_the_last_month_across_the_year() -> None:
 
 
 def test_without_the_table_or_a_second_month_the_section_says_so() -> None:
-    assert load_movement(duckdb.connect()) is None
+    assert load_movement(duckdb.connect(), None) is None  # the review found no table
     con = _con()
     con.execute("delete from marts.fct_segment_transitions where month = date '2026-01-01'")
-    assert load_movement(con) is None
+    assert load_movement(con, TABLE) is None
     assert "No complete month" in str(render_movement(None, "en"))

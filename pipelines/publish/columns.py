@@ -21,6 +21,7 @@ TABLE_SCHEMAS: dict[str, tuple[str, ...]] = {
     "fct_ticket_backlog_daily": ("marts", "main"),
     "fct_campaign_performance": ("marts", "main"),
     "fct_customer_cohorts": ("marts", "main"),
+    "fct_segment_transitions": ("marts", "main"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {

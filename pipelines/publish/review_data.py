@@ -178,11 +178,11 @@ def load_data(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             ) from exc
 
     return {
-        "retention": load_retention(con, as_of),
+        "retention": load_retention(con, tables["fct_customer_cohorts"], as_of),
         "review": review,
         "backlog": backlog,
         "campaigns": load_campaigns(con, tables["fct_campaign_performance"], as_of),
-        "movement": load_movement(con),
+        "movement": load_movement(con, tables["fct_segment_transitions"]),
         "table_as_of": table_as_of,
         "monthly": monthly,
         "weekly": weekly,

@@ -15,7 +15,7 @@ import duckdb
 from markupsafe import Markup
 
 from pipelines.publish import svg
-from pipelines.publish.columns import COLUMNS, TABLE_SCHEMAS
+from pipelines.publish.columns import COLUMNS
 from pipelines.publish.review_format import add_months
 
 TABLE = "fct_customer_cohorts"
@@ -47,27 +47,18 @@ TEXT = {
 }
 
 
-def load_retention(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict[str, Any]]:
+def load_retention(
+    con: duckdb.DuckDBPyConnection, qualified: str | None, as_of: date
+) -> list[dict[str, Any]]:
     """The 'all' rows of the last COHORTS_SHOWN cohorts up to the month of D, months 0 to
-    MONTHS_SHOWN ([] when the table is not there)."""
-    present = {
-        schema
-        for (schema,) in con.execute(
-            "select schema_name from duckdb_tables() where table_name = ? "
-            "and database_name = current_database() "
-            "union all select schema_name from duckdb_views() where view_name = ? "
-            "and database_name = current_database()",
-            [TABLE, TABLE],
-        ).fetchall()
-    }
-    schema = next((s for s in TABLE_SCHEMAS[TABLE] if s in present), None)
-    if schema is None:
+    MONTHS_SHOWN, from the table `qualified` ([] when the table is not there: None)."""
+    if qualified is None:
         return []
     c = COLUMNS[TABLE]
     first = add_months(as_of.replace(day=1), -(COHORTS_SHOWN - 1))
     rows = con.execute(
         f'select "{c["cohort_month"]}", "{c["months_since_first"]}", '
-        f'"{c["cohort_customers"]}", "{c["active_share"]}" from "{schema}"."{TABLE}" '
+        f'"{c["cohort_customers"]}", "{c["active_share"]}" from {qualified} '
         f'where "{c["first_order_channel"]}" = ? and "{c["cohort_month"]}" between ? and ? '
         f'and "{c["months_since_first"]}" <= ? '
         f'order by "{c["cohort_month"]}", "{c["months_since_first"]}"',

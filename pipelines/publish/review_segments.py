@@ -14,7 +14,6 @@ from pipelines.publish.i18n import value_label
 
 TABLE = "fct_segment_transitions"
 #: Where the table is published: the warehouse's marts, or serving.duckdb's main schema.
-SCHEMAS = ("marts", "main")
 #: The segment types shown, in this order.
 SEGMENT_TYPES = ("lifecycle_stage", "rfm_segment", "quadrant", "vip")
 #: Segment order of the lifecycle (the others: by customers, largest first).
@@ -58,20 +57,10 @@ STRINGS = {
 }
 
 
-def _find(con: duckdb.DuckDBPyConnection) -> str | None:
-    rows = con.execute(
-        "select schema_name from duckdb_tables() where table_name = ? "
-        "and database_name = current_database()",
-        [TABLE],
-    ).fetchall()
-    present = {r[0] for r in rows}
-    return next((f'"{s}"."{TABLE}"' for s in SCHEMAS if s in present), None)
-
-
-def load_movement(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The last month's transitions: {month, from_month, cells: {type: [(from, to, n)]}};
-    None without the table or without a month that has a stored month before it."""
-    table = _find(con)
+def load_movement(con: duckdb.DuckDBPyConnection, table: str | None) -> dict[str, Any] | None:
+    """The last month's transitions of the table `table`: {month, from_month, cells: {type:
+    [(from, to, n)]}}; None without the table (None) or without a month that has a stored
+    month before it."""
     if table is None:
         return None
     row = con.execute(
