@@ -204,11 +204,14 @@ def test_the_settings_resource_carries_every_setting_to_the_assets(tmp_path):
     assert default.pseudonym_key_file == tmp_path / "home" / "restricted" / "pseudonym.key"
 
 
-def test_the_second_dbt_step_of_a_night_reuses_the_first_steps_parse(tmp_path, monkeypatch):
+def test_the_next_dbt_step_reuses_the_parse_and_reads_the_date_from_the_environment(
+    tmp_path, monkeypatch
+):
     """keep_partial_parse leaves a step's `partial_parse.msgpack` in the project's target/,
     which Dagster copies into the next invocation's new target folder: dbt then skips the
-    parse when vars and files are those of the step before (the night's second step), and
-    parses in full when the vars changed (the next night)."""
+    parse when vars and files are those of the step before: the night's second step, and
+    the next night too, whose date is in the environment, not in the vars (run_dates_env);
+    a changed var (a setting) parses in full. The date is read when the models compile."""
     import shutil
 
     from pipelines.transform import assets
@@ -216,26 +219,34 @@ def test_the_second_dbt_step_of_a_night_reuses_the_first_steps_parse(tmp_path, m
 
     project = tmp_path / "project"
     monkeypatch.setattr(assets, "DBT_PROJECT_DIR", project)
-    night = json.dumps({"as_of_date": "2026-10-31"})
+    settings = json.dumps({"business_timezone": "Asia/Shanghai"})
 
-    def parse(name: str, dbt_vars: str) -> str:
+    def dbt(name: str, command: str, dbt_vars: str, as_of: str) -> str:
         target = tmp_path / name
         kept = project / "target" / assets.PARTIAL_PARSE
         if kept.exists():  # what Dagster does for a new invocation
             target.mkdir()
             shutil.copyfile(kept, target / assets.PARTIAL_PARSE)
-        run_dbt(["parse", "--vars", dbt_vars, "--target-path", str(target),
+        for variable, value in assets.run_dates_env(as_of, "2026-10-01").items():
+            monkeypatch.setenv(variable, value)
+        extra = ["--select", "int_kpi_months"] if command == "compile" else []
+        run_dbt([command, *extra, "--vars", dbt_vars, "--target-path", str(target),
                  "--log-path", str(target)])  # fmt: skip
         assets.keep_partial_parse(target)
         return (target / "dbt.log").read_text(encoding="utf-8")
 
-    first = parse("first", night)
+    first = dbt("first", "parse", settings, "2026-10-31")
     assert "Partial parsing enabled" not in first
     assert (project / "target" / assets.PARTIAL_PARSE).is_file()
     assert list((project / "target").glob(".*.tmp")) == []
-    assert "Partial parsing enabled, no changes found, skipping parsing" in parse("second", night)
-    next_night = parse("next", json.dumps({"as_of_date": "2026-11-01"}))
-    assert "Unable to do partial parsing because config vars" in next_night
+    skipped = "Partial parsing enabled, no changes found, skipping parsing"
+    assert skipped in dbt("second", "parse", settings, "2026-10-31")
+    assert skipped in dbt("next", "compile", settings, "2026-11-01")
+    compiled = next((tmp_path / "next" / "compiled").rglob("int_kpi_months.sql"))
+    assert "2026-11-01" in compiled.read_text(encoding="utf-8")
+    assert "2026-10-31" not in compiled.read_text(encoding="utf-8")
+    changed = dbt("setting", "parse", json.dumps({"business_timezone": "UTC"}), "2026-11-01")
+    assert "Unable to do partial parsing because config vars" in changed
 
 
 def test_old_dbt_target_folders_are_pruned_per_step(tmp_path, monkeypatch):
