@@ -9,7 +9,16 @@ from pathlib import Path
 PRESETS = ("small", "medium", "large")
 STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
 #: The two measured phases of each preset, with their labels in the tables.
-PHASES = (("full", "full build"), ("night", "one night"))
+PHASES = (
+    ("full", "full build"),
+    ("big_night", "a night of 5 deliveries"),
+    ("night", "one night"),
+)
+
+
+def _phases(r: dict) -> list[tuple[str, str]]:
+    """The phases of PHASES a result has (results of older runs have no big night)."""
+    return [(name, label) for name, label in PHASES if name in r["phases"]]
 
 OTHER_BENCHMARKS = (
     ("ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
@@ -258,7 +267,7 @@ def _stage_lines(results: dict[str, dict]) -> list[str]:
         if r is None:
             lines.append(f"| {preset} | {_pending(preset)} |" + "|" * (len(STAGES) + 3))
             continue
-        for name, label in PHASES:
+        for name, label in _phases(r):
             p = r["phases"][name]
             stages = p["stages"]
             inside = sum(stages.values())
@@ -298,7 +307,7 @@ def _peak_lines(results: dict[str, dict]) -> list[str]:
     for preset in PRESETS:
         r = results.get(preset)
         if r is not None:
-            lines += [_peak_row(preset, label, r["phases"][name]) for name, label in PHASES]
+            lines += [_peak_row(preset, label, r["phases"][name]) for name, label in _phases(r)]
     return [*lines, ""]
 
 
@@ -338,6 +347,47 @@ def _ratio_lines(results: dict[str, dict]) -> list[str]:
         'floor" above): the ratio bounds what rewriting the covered part by hand could save,',
         "not the cost of the uncovered rest. On a shared machine the parts of one run see",
         "different loads (see Machine): ratios of times are then approximate.",
+        "",
+    ]
+
+
+def _target_row(preset: str, r: dict) -> str:
+    full, night = r["phases"]["full"], r["phases"]["night"]
+    big = r["phases"].get("big_night")
+    proxy = sum(full["stages"][s] for s in ("dbt", "gates", "publish"))
+    share = night["seconds"] / full["seconds"] if full["seconds"] else None
+    return (
+        f"| {preset} | {_s(night['seconds'])} | "
+        f"{f'{share:.0%}' if share is not None else '-'} | "
+        f"{_s(big['seconds']) if big else 'not run'} | "
+        f"{_ratio(big['seconds'], night['seconds']) if big else '-'} | "
+        f"{_ratio(full['seconds'], r['floor']['script_seconds'])} | "
+        f"{_s(proxy)} | {_ratio(night['seconds'], proxy)} |"
+    )
+
+
+def _target_lines(results: dict[str, dict]) -> list[str]:
+    lines = [
+        "### The night against its targets",
+        "",
+        "| preset | night s | night / full build | night of 5 deliveries s | 5 deliveries / 1 | full build / floor | rebuilt from scratch (proxy) s | night / proxy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for preset in PRESETS:
+        r = results.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | {_pending(preset)} |||||||")
+        else:
+            lines.append(_target_row(preset, r))
+    return [
+        *lines,
+        "",
+        "Targets at large ([performance.md](../../docs/performance.md)): night at most 150 s",
+        "and 12 % of the full build; the full build at most 3 × the floor (this floor covers",
+        "identity, customer state and the order KPIs only, not every published output); the",
+        "night's time growing with its delivery, not with the history. \"Rebuilt from",
+        "scratch\" is what a team rebuilding the same marts every night would spend: the",
+        "full build's dbt, gates and publication.",
         "",
     ]
 
@@ -468,6 +518,7 @@ SECTIONS = (
     _stage_lines,
     _peak_lines,
     _ratio_lines,
+    _target_lines,
     _agreement_lines,
     _floor_step_lines,
     _dbt_profile_lines,

@@ -9,17 +9,19 @@ committed; docs/benchmarks.md keeps the table of the latest reference run.
 Per preset, in one run:
 
 1. the generated preset in <work>/<preset>/landing (generated once, kept);
-2. full build from empty: `crm backfill` over every delivery date but the last, in a fresh
-   CRM_HOME (<work>/<preset>/home), in its own process;
-3. one night on top of that history: `crm run --date <last delivery date>`;
-   for both: wall time, peak RSS of the process tree (the crm process and its children,
+2. full build from empty: `crm backfill` over every delivery date but the last
+   `BIG_NIGHT + 1`, in a fresh CRM_HOME (<work>/<preset>/home), in its own process;
+3. a night of `BIG_NIGHT` (5) deliveries at once on top of that history: `crm backfill` over
+   the next five delivery dates (one run: a delivery five times a normal one);
+4. one night on top of that: `crm run --date <last delivery date>`;
+   for each: wall time, peak RSS of the process tree (the crm process and its children,
    dbt included; /proc sampled every 0.2 s, and the kernel's maximum for the largest single
    process), and time per stage (ingest, dbt, CLV, gates, publish) from the step
    statistics of the Dagster runs in the run storage under DAGSTER_HOME;
-4. the floor: benchmarks/floor.sql, DuckDB alone, on a copy of the raw tables,
+5. the floor: benchmarks/floor.sql, DuckDB alone, on a copy of the raw tables,
    as of the last date, in its own process; agreement with marts.fct_kpi_monthly,
    marts.dim_customers and the identity components;
-5. the pandas peer (benchmarks/peer.py) on the same copy, for --peer-preset only
+6. the pandas peer (benchmarks/peer.py) on the same copy, for --peer-preset only
    (default medium), in its own process; agreement with the floor and the warehouse.
 
 Benchmarks are not tests: nothing here asserts a time.
@@ -50,6 +52,8 @@ SUMMARY = RESULTS_DIR / "scale.md"
 DEMO_MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 PRESETS = ("small", "medium", "large")
 STAGES = ("ingest", "dbt", "CLV", "gates", "publish")
+#: The deliveries of the large night: the night's time should grow with its delivery.
+BIG_NIGHT = 5
 SAMPLE_SECONDS = 0.2
 
 
@@ -409,7 +413,10 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
         generate(preset=preset, seed=seed, out=landing)
         result["generate_seconds"] = round(time.monotonic() - started, 1)
     dates = [date.fromisoformat(d) for d in delivery_dates(landing)]
-    first, before_last, last = dates[0], dates[-2], dates[-1]
+    if len(dates) < BIG_NIGHT + 3:
+        raise SystemExit(f"{preset}: {len(dates)} delivery dates; the benchmark needs {BIG_NIGHT + 3}")
+    first, last = dates[0], dates[-1]
+    big_first, big_last = dates[-BIG_NIGHT - 1], dates[-2]
     result["deliveries"] = {
         "first": first.isoformat(),
         "last": last.isoformat(),
@@ -425,9 +432,11 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
 
     phases = {}
     for name, args in (
-        ("full", ["backfill", "--start", first.isoformat(), "--end", before_last.isoformat()]),
+        ("full", ["backfill", "--start", first.isoformat(),
+                  "--end", dates[-BIG_NIGHT - 2].isoformat()]),
+        ("big_night", ["backfill", "--start", big_first.isoformat(), "--end", big_last.isoformat()]),
         ("night", ["run", "--date", last.isoformat()]),
-    ):
+    ):  # fmt: skip
         _echo(f"{preset}: {name}: crm {' '.join(args)}")
         known = set(run_ids(dagster_home))
         measured = measure_module("pipelines.cli", args, env=env, log=base / f"{name}.log")

@@ -179,7 +179,9 @@ def test_the_benchmark_finds_each_dbt_invocation_of_a_run(crm_home: Path, tmp_pa
     assert len(seconds) == 5 and seconds == sorted(seconds, reverse=True)
 
 
-def _result(preset: str, full_seconds: float, night_seconds: float) -> dict:
+def _result(
+    preset: str, full_seconds: float, night_seconds: float, big_night: float | None = None
+) -> dict:
     """A scaling result as benchmarks/scale.py writes it, with the fields the page
     reads (the figures are made up: only their place on the page is checked)."""
     stages = {"ingest": 1.0, "dbt": 20.0, "CLV": 0.5, "gates": 9.0, "publish": 1.5}
@@ -208,6 +210,7 @@ def _result(preset: str, full_seconds: float, night_seconds: float) -> dict:
         "raw_rows": {"orders": 100},
         "phases": {
             "full": {**phase, "seconds": full_seconds},
+            **({"big_night": {**phase, "seconds": big_night}} if big_night else {}),
             "night": {**phase, "seconds": night_seconds},
         },
         "floor": {
@@ -226,10 +229,10 @@ def test_the_benchmark_page_renders_every_result_in_its_folder(tmp_path: Path) -
 
     from benchmarks.report import load, render
 
-    figures = {"small": (73.4, 42.9), "large": (1302.0, 321.4)}
-    for preset, (full, night) in figures.items():
+    figures = {"small": (73.4, 42.9, 51.0), "large": (1302.0, 321.4, None)}
+    for preset, (full, night, big) in figures.items():
         (tmp_path / f"scale_{preset}.json").write_text(
-            json.dumps(_result(preset, full, night)), encoding="utf-8"
+            json.dumps(_result(preset, full, night, big)), encoding="utf-8"
         )
     (tmp_path / "clv.md").write_text("# Benchmark: clv\n", encoding="utf-8")
     assert set(load(tmp_path)) == {"small", "large"}
@@ -239,6 +242,13 @@ def test_the_benchmark_page_renders_every_result_in_its_folder(tmp_path: Path) -
     assert "| large | full build | 1,302 |" in page  # 100 s and over: no decimals
     assert "| large | one night | 321 |" in page
     assert "| medium | pending: not run yet" in page
+    assert "| small | a night of 5 deliveries | 51.0 |" in page
+    assert "| large | a night of 5 deliveries |" not in page  # an older result: no big night
+    # night 42.9 of full 73.4 = 58 %; 5 deliveries 51.0 / 42.9 = 1.19; full 73.4 / floor
+    # 1.0 = 73; proxy: the full build's dbt 20 + gates 9 + publish 1.5 = 30.5 s; night
+    # 42.9 / 30.5 = 1.41
+    assert "| small | 42.9 | 58% | 51.0 | 1.19 | 73 | 30.5 | 1.41 |" in page
+    assert "| large | 321 | 25% | not run | - |" in page
     assert (
         "| clv | the nightly BG/NBD + Gamma-Gamma fit on 2M synthetic customers | [clv.md](clv.md) |"
         in page
