@@ -414,7 +414,9 @@ def bench_preset(preset: str, work: Path, seed: int, with_peer: bool) -> dict:
         result["generate_seconds"] = round(time.monotonic() - started, 1)
     dates = [date.fromisoformat(d) for d in delivery_dates(landing)]
     if len(dates) < BIG_NIGHT + 3:
-        raise SystemExit(f"{preset}: {len(dates)} delivery dates; the benchmark needs {BIG_NIGHT + 3}")
+        raise SystemExit(
+            f"{preset}: {len(dates)} delivery dates; the benchmark needs {BIG_NIGHT + 3}"
+        )
     first, last = dates[0], dates[-1]
     big_first, big_last = dates[-BIG_NIGHT - 1], dates[-2]
     result["deliveries"] = {
