@@ -63,12 +63,14 @@ RATES = dataclasses.replace(
 pytestmark = [pytest.mark.xdist_group("dbt_late_corrections"), pytest.mark.slow]
 
 
-def dbt(work: Path, command: str, as_of: date, *extra: str) -> str:
-    """`dbt <command>` as of `as_of` on the stores in `work`; its stdout."""
+def dbt(work: Path, command: str, as_of: date, *extra: str, ok: bool = True, **dbt_vars) -> str:
+    """`dbt <command>` as of `as_of` on the stores in `work` (and `dbt_vars`); its stdout.
+    `ok`: whether it must succeed (False: must fail)."""
     exe = Path(sys.executable).parent / "dbt"
+    given = "".join(f", {name}: {value}" for name, value in dbt_vars.items())
     proc = subprocess.run(
         [str(exe), command, *extra,
-         "--vars", f"{{as_of_date: {as_of.isoformat()}, checks_from_date: {as_of.isoformat()}}}",
+         "--vars", f"{{as_of_date: {as_of.isoformat()}, checks_from_date: {as_of.isoformat()}{given}}}",
          "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
          "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
         cwd=DBT_DIR,
@@ -76,7 +78,7 @@ def dbt(work: Path, command: str, as_of: date, *extra: str) -> str:
                  CRM_RESTRICTED_DB=str(work / "restricted.duckdb")),
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert (proc.returncode == 0) == ok, proc.stdout[-6000:] + proc.stderr[-2000:]
     return proc.stdout
 
 
@@ -269,3 +271,43 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
         key for key, complete in states[-1].items() if complete and not states[0].get(key, True)
     }
     assert ("2026-09", "demand_conversion_rate") in matured, (days[-NIGHTS:], states)
+    night_tests_check_the_rows_the_night_wrote(work, days[-1])
+
+
+def night_tests_check_the_rows_the_night_wrote(work: Path, night: date) -> None:
+    """The fact tests scoped to the last build's keys (macro written_rows_filter) see a bad
+    row of a key that build wrote, not one of an older key; every row is checked on the
+    weekday var whole_data_tests_weekday."""
+    scoped = work / "scoped"
+    scoped.mkdir()
+    for name in ("warehouse.duckdb", "restricted.duckdb"):
+        shutil.copy(work / name, scoped / name)
+    con = duckdb.connect(str(scoped / "warehouse.duckdb"))
+    try:
+        log = "main.fct_orders__written_keys"
+        written, older = (
+            con.execute(
+                f"select min(order_id) from marts.fct_orders where order_id {op} "
+                f"(select order_id from {log} where build = (select max(build) from {log}))"
+            ).fetchone()[0]
+            for op in ("in", "not in")
+        )
+        assert written and older
+        con.execute("update marts.fct_orders set status = 'bogus' where order_id = ?", [older])
+    finally:
+        con.close()
+    test = ("test", night, "--select", "fct_orders,test_name:accepted_values")
+    never = {"whole_data_tests_weekday": 0}
+    dbt(scoped, *test, **never)  # the bad older row is not among the night's rows
+    compiled = next((scoped / "target" / "compiled").rglob("accepted_values_fct_orders_*.sql"))
+    assert "fct_orders__written_keys" in compiled.read_text(encoding="utf-8")
+    every_row = dbt(scoped, *test, ok=False, whole_data_tests_weekday=night.isoweekday())
+    assert "FAIL 1 accepted_values_fct_orders_status" in every_row, every_row[-3000:]
+    con = duckdb.connect(str(scoped / "warehouse.duckdb"))
+    try:
+        con.execute("update marts.fct_orders set status = 'bogus' where order_id = ?", [written])
+        con.execute("update marts.fct_orders set status = 'completed' where order_id = ?", [older])
+    finally:
+        con.close()
+    night_rows = dbt(scoped, *test, ok=False, **never)  # a bad row the night wrote
+    assert "FAIL 1 accepted_values_fct_orders_status" in night_rows, night_rows[-3000:]

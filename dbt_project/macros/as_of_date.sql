@@ -41,19 +41,73 @@
     {{- text if text != '' else '1900-01-01' -}}
 {%- endmacro %}
 
-{#- The `where` config of a data test, with the token CHECKS_FROM_DATE replaced by the run's
-    first delivery date (a date literal). dbt renders a test's config when it parses the
-    project, so a date written into `where` there would be the one of the parse: the token
-    is replaced here, when the test runs. Otherwise dbt's own get_where_subquery. -#}
+{#- The relation a data test reads (dbt's get_where_subquery, which every generic test
+    calls on its model): the rows its `where` config keeps, with the token CHECKS_FROM_DATE
+    replaced by the run's first delivery date (dbt renders a test's config when it parses
+    the project, so a date written there would be the parse's), and, for the tests
+    `written_rows_filter` scopes, only the rows of the keys the model's last build wrote. -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
+    {%- set conditions = [] -%}
     {%- if where -%}
-        {%- set where = where | replace('CHECKS_FROM_DATE', "cast('" ~ checks_from_date_string() ~ "' as date)") -%}
+        {%- do conditions.append(where | replace('CHECKS_FROM_DATE', "cast('" ~ checks_from_date_string() ~ "' as date)")) -%}
+    {%- endif -%}
+    {%- set written = written_rows_filter(relation) -%}
+    {%- if written is not none -%}
+        {%- do conditions.append(written) -%}
+    {%- endif -%}
+    {%- if conditions -%}
         {%- set filtered -%}
-            (select * from {{ relation }} where {{ where }}) dbt_subquery
+            (select * from {{ relation }} where ({{ conditions | join(') and (') }})) dbt_subquery
         {%- endset -%}
         {{ return(filtered) }}
     {%- else -%}
         {{ return(relation) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- A night's data tests of a fact built `delete+insert` by its unique_key check the rows
+    that build wrote: the rows of every other key are the ones an earlier build wrote and
+    its tests checked. Scoped: `not_null` and `accepted_values` (each row judged by itself)
+    and `unique` on the unique_key (the rows of a key are all written together), on a
+    model with a written-keys log (macro keep_written_keys). The condition keeps the keys of
+    the log's last build; none (every row) when that build was whole (first build,
+    --full-refresh, the log started or pruned), on the ISO weekday var
+    whole_data_tests_weekday of D, on other engines, or for any other test
+    (`relationships` and the combinations read other rows). -#}
+{% macro written_rows_filter(relation) -%}
+    {%- if not execute or target.type != 'duckdb' or model.resource_type != 'test' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set test = model.get('test_metadata') or {} -%}
+    {%- set column = (test.get('kwargs') or {}).get('column_name') -%}
+    {%- if test.get('name') not in ['not_null', 'accepted_values', 'unique'] or not column -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set tested = [] -%}
+    {%- for node in graph.nodes.values() -%}
+        {%- if node.resource_type == 'model' and (node.alias or node.name) == relation.identifier
+            and node.schema == relation.schema -%}
+            {%- do tested.append(node) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set key = tested[0].config.get('unique_key') if tested | length == 1 else none -%}
+    {%- if key is none or key is not string or (test.get('name') == 'unique' and column != key) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set as_of = modules.datetime.date.fromisoformat(as_of_date_string()) -%}
+    {%- if as_of.isoweekday() == var('whole_data_tests_weekday') | int -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set log = written_keys_relation(relation) -%}
+    {%- if adapter.get_relation(log.database, log.schema, log.identifier) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set last = run_query(
+        'select build, bool_or(whole) from ' ~ log ~ ' where build = (select max(build) from ' ~ log ~ ') group by build'
+    ).rows -%}
+    {%- if not last or last[0][1] -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(key ~ ' in (select ' ~ key ~ ' from ' ~ log ~ ' where build = ' ~ last[0][0] ~ ')') }}
 {%- endmacro %}
