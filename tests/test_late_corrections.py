@@ -51,7 +51,7 @@ MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 MARTS = (
     "fct_orders", "fct_order_lines", "fct_service_tickets", "fct_social_interactions",
     "fct_kpi_monthly", "dim_customers", "rpt_campaign_audiences", "rpt_kpi_review",
-    "fct_customer_segments_monthly", "fct_segment_transitions",
+    "fct_customer_segments_monthly", "fct_segment_transitions", "fct_campaign_performance",
 )  # fmt: skip
 NIGHTS = 3
 LOOKBACK = 7  # var late_arrival_lookback_days
