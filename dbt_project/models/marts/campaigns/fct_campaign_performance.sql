@@ -45,8 +45,8 @@
 
 -- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
 -- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
--- {{ ref('int_source_records_logged') }}, {{ ref('kpi_definitions') }} (read by
--- recomputed_months_from in incremental runs)
+-- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental
+-- runs)
 
 {%- set attribution_minutes = var('campaign_attribution_days') * 1440 %}
 {%- set z = var('uplift_confidence_z') %}
@@ -90,9 +90,9 @@ campaigns as (
     group by campaign_id
     {% if is_incremental() %}
     -- the campaigns the night recomputes (see the top); every one when no build is recorded
-        having
-            max(push_date) >= {{ add_days(recomputed_months_from(), -(var('campaign_attribution_days') + 1)) }}
-            or {{ last_built_as_of('fct_campaign_performance') }} is null
+    having
+        max(push_date) >= {{ add_days(recomputed_months_from(), -(var('campaign_attribution_days') + 1)) }}
+        or {{ last_built_as_of('fct_campaign_performance') }} is null
     {% endif %}
 ),
 
