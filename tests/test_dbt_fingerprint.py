@@ -146,6 +146,8 @@ def test_an_unchanged_project_stays_incremental(built, tmp_path) -> None:
     # every incremental model keeps a fingerprint (the identifiers and records keep theirs
     # in their build log, beside their staging state)
     assert len(recorded) == 14 and all(recorded.values()), recorded
+    # twice: the first build parses the project afresh (no target folder in the copy), the
+    # second reuses dbt's saved parse
     for _ in range(2):
         out = plans(dbt(work, night))
         assert set(out.values()) == {"incremental"}, out
