@@ -7,8 +7,9 @@
     - base_build_id: the build before it;
     - has_changes: whether the side tables hold this build's changes (false after a whole
       build that kept none);
-    - fingerprint: the model's checksum and the version of its macros (none when the model
-      keeps its own state, as int_identity_identifiers does);
+    - fingerprint: what the build computes, from the SQL of the model and of the macros it
+      calls (macros/sql_fingerprint.sql; none when the model keeps its own state, as
+      int_identity_identifiers does);
     - read_<model>: for each upstream model it read, the id of that model's build it read
       (none when it did not compute for real: the next build is whole).
     A downstream build can start from an upstream's changes only when the upstream was
@@ -121,12 +122,6 @@
         {%- do columns.append(sql_text_or_null(upstream.build_id if upstream else none) ~ ' as read_' ~ model_name) -%}
     {%- endfor -%}
     {%- do run_query('create or replace table ' ~ side_table('last_build') ~ ' as select ' ~ columns | join(', ')) -%}
-{%- endmacro %}
-
-{#- The fingerprint of a model that keeps no other state: its checksum and the version of
-    the macros that compute it (bumped when their SQL changes what a build computes). -#}
-{% macro model_fingerprint(version) -%}
-    {{ return(model.checksum.checksum ~ '|' ~ version) }}
 {%- endmacro %}
 
 {#- Drop this model's work tables `<model><suffix><name>` for each of `names`. -#}

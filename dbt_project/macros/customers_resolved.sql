@@ -19,11 +19,6 @@
     and the counts are printed in the dbt log. The work tables `<model>__cr_records` and
     `__cr_scope` are dropped by the post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes. -#}
-{% macro customers_resolved_version() -%}
-    {{ return('1') }}
-{%- endmacro %}
-
 {% macro customers_resolved_upstreams() -%}
     {{ return(['int_identity_records', 'int_identity_components_resolved']) }}
 {%- endmacro %}
@@ -41,7 +36,7 @@
     {%- for model_name in customers_resolved_upstreams() -%}
         {%- do upstreams.append((model_name, ['changed_records'])) -%}
     {%- endfor -%}
-    {%- set decision = upstreams_decision(model_fingerprint(customers_resolved_version()), upstreams) -%}
+    {%- set decision = upstreams_decision(sql_fingerprint(), upstreams) -%}
     {%- if decision.reason is not none -%}
         {#- the pre-hook deletes every row of an existing table -#}
         {{ log("customers resolved: every record computed (" ~ decision.reason ~ ")", info=true) }}
@@ -92,7 +87,7 @@
 {% macro customers_resolved_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
         {{ keep_build_record(
-            false, model_fingerprint(customers_resolved_version()), customers_resolved_upstreams(),
+            false, sql_fingerprint(), customers_resolved_upstreams(),
             identity_identifiers_materialized()
         ) }}
         {{ drop_work_tables('__cr_', ['records', 'scope']) }}

@@ -19,23 +19,19 @@
     priorities) every customer is computed. The decision and the counts are printed in the dbt log. The work
     table `<model>__gr_customers` is dropped by the post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes. -#}
-{% macro golden_record_version() -%}
-    {{ return('1') }}
-{%- endmacro %}
-
 {#- The survivorship order of a customer's profile versions: latest first, then the lower
     source priority, then the smaller record key. -#}
 {% macro golden_record_survivorship() -%}
     {{ return([('updated_at', 'desc'), ('source_priority', 'asc'), ('record_key', 'asc')]) }}
 {%- endmacro %}
 
-{#- What every row depends on besides the profile versions' rows: the model, its input
-    view int_customer_profile_versions, the survivorship macros it calls (rendered), these
-    macros, and the source priorities as loaded (not the seed file: a seed edited but not
-    loaded yet changes nothing). -#}
+{#- What every row depends on besides the profile versions' rows: the SQL of the model and
+    of its input view int_customer_profile_versions with the macros they call
+    (sql_fingerprint), the survivorship macros as rendered (dispatched per engine), and the
+    source priorities as loaded (not the seed file: a seed edited but not loaded yet changes
+    nothing). -#}
 {% macro golden_record_fingerprint() -%}
-    {%- set versions = graph.nodes.get('model.crm_warehouse.int_customer_profile_versions') -%}
+    {%- set versions = graph.nodes.get('model.' ~ project_name ~ '.int_customer_profile_versions') -%}
     {%- set survivorship = golden_record_survivorship() -%}
     {%- set rendered = first_known('x', survivorship, rank='r') ~ first_known('x', survivorship) ~ sort_keys_sql(survivorship) -%}
     {%- set priorities = run_query(
@@ -43,8 +39,8 @@
         ~ ref('source_priority')
     ).rows[0][0] -%}
     {{ return(local_md5(
-        model.checksum.checksum ~ '|' ~ (versions.checksum.checksum if versions else '') ~ '|' ~ rendered
-        ~ '|' ~ golden_record_version() ~ '|' ~ priorities
+        sql_fingerprint() ~ '|' ~ (sql_fingerprint(versions) if versions else '') ~ '|' ~ rendered
+        ~ '|' ~ priorities
     )) }}
 {%- endmacro %}
 

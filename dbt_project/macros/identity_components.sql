@@ -13,15 +13,10 @@
     computed. Work tables `<model>__cc_affected` / `__cc_removed` are dropped by
     connected_components_cleanup. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes. -#}
-{% macro identity_components_version() -%}
-    {{ return('2') }}
-{%- endmacro %}
-
 {#- 'changes' (the edges were built once since the build this model read: their changes
     are kept), 'unchanged' (not built since), or why every component is computed. -#}
 {% macro identity_components_edges_decision() -%}
-    {%- set own = own_build_decision(model_fingerprint(identity_components_version())) -%}
+    {%- set own = own_build_decision(sql_fingerprint()) -%}
     {%- if own.reason is not none -%}
         {{ return(own.reason) }}
     {%- endif -%}
@@ -172,5 +167,5 @@
             ~ 'affected as affected union select removed.record_id from ' ~ work ~ 'removed as removed'
         ) -%}
     {%- endif -%}
-    {{ keep_build_record(incremental, model_fingerprint(identity_components_version()), ['int_identity_edges']) }}
+    {{ keep_build_record(incremental, sql_fingerprint(), ['int_identity_edges']) }}
 {%- endmacro %}

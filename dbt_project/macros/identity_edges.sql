@@ -25,11 +25,6 @@
     reads them. `<model>__last_build` records the build (macros/build_records.sql).
     Work tables `<model>__ed_records` / `__ed_old` are dropped by the post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes. -#}
-{% macro identity_edges_version() -%}
-    {{ return('2') }}
-{%- endmacro %}
-
 {#- Whether this build computes the edges for real with DuckDB (as for the identifiers). -#}
 {% macro identity_edges_materialized() -%}
     {{ return(identity_identifiers_materialized()) }}
@@ -88,7 +83,7 @@
 {#- 'incremental', 'unchanged' (the identifiers were not built since), or why every edge is
     computed. -#}
 {% macro identity_edges_decision() -%}
-    {%- set own = own_build_decision(model_fingerprint(identity_edges_version())) -%}
+    {%- set own = own_build_decision(sql_fingerprint()) -%}
     {%- if own.reason is not none -%}
         {{ return(own.reason) }}
     {%- endif -%}
@@ -127,7 +122,7 @@
                 ~ ' union all (select * from ' ~ work ~ 'old except ' ~ new_edges_sql ~ ')'
             ) -%}
         {%- endif -%}
-        {{ keep_build_record(kept_changes, model_fingerprint(identity_edges_version()), ['int_identity_identifiers'], materialized) }}
+        {{ keep_build_record(kept_changes, sql_fingerprint(), ['int_identity_identifiers'], materialized) }}
         {{ drop_work_tables('__ed_', ['records', 'old']) }}
     {%- endif -%}
 {%- endmacro %}

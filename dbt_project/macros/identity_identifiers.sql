@@ -28,12 +28,6 @@
     int_identity_records changed. The decision and the counts
     are printed in the dbt log. Work tables `<model>__id_*` are dropped by the post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes: the next build is
-    then whole. -#}
-{% macro identity_identifiers_version() -%}
-    {{ return('2') }}
-{%- endmacro %}
-
 {#- Whether this invocation builds the model for real with DuckDB: not compiled only
     (`dbt compile`, `dbt docs generate`), not a unit test, not `--empty` / `--sample`
     (whose refs read no or some rows), not Spark. -#}
@@ -42,13 +36,13 @@
         and flags.WHICH in ['run', 'build'] and not flags.EMPTY and not flags.SAMPLE) }}
 {%- endmacro %}
 
-{#- What the rows depend on besides the staged rows: the model, int_identity_records, the
-    SQL these macros render (the source identifiers in full; the version string for the
-    rest) and the settings the SQL reads. -#}
+{#- What the rows depend on besides the staged rows: the SQL of the model and of
+    int_identity_records with the macros they call (sql_fingerprint), the source
+    identifiers' SQL as rendered, and the settings the SQL reads. -#}
 {% macro identity_identifiers_fingerprint() -%}
     {%- set records = graph.nodes.get('model.' ~ project_name ~ '.int_identity_records') -%}
-    {{ return(model.checksum.checksum ~ '|' ~ (records.checksum.checksum if records else '') ~ '|'
-        ~ local_md5(identity_source_identifier_ctes()) ~ '|' ~ identity_identifiers_version() ~ '|'
+    {{ return(sql_fingerprint() ~ '|' ~ (sql_fingerprint(records) if records else '') ~ '|'
+        ~ local_md5(identity_source_identifier_ctes()) ~ '|'
         ~ var('supernode_threshold') ~ '|' ~ customer_ref_system_fingerprint() ~ '|'
         ~ var('business_timezone')) }}
 {%- endmacro %}

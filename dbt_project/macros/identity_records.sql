@@ -22,18 +22,12 @@
     takes them when it kept the same state. Work tables `<model>__rec_*` are dropped by the
     post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes: the next build is
-    then whole. -#}
-{% macro identity_records_version() -%}
-    {{ return('1') }}
-{%- endmacro %}
-
-{#- What the rows depend on besides the staged rows: the model, the SQL these macros
-    render and the business timezone (first-seen dates). -#}
+{#- What the rows depend on besides the staged rows: the SQL of the model and of the macros
+    it calls (sql_fingerprint), the SQL these macros render (with the dbt macros they call)
+    and the business timezone (first-seen dates). -#}
 {% macro identity_records_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ local_md5(identity_record_source_ctes()) ~ '|'
-        ~ identity_records_version() ~ '|' ~ local_md5(to_business_date('seen_at')) ~ '|'
-        ~ var('business_timezone')) }}
+    {{ return(sql_fingerprint() ~ '|' ~ local_md5(identity_record_source_ctes()) ~ '|'
+        ~ local_md5(to_business_date('seen_at')) ~ '|' ~ var('business_timezone')) }}
 {%- endmacro %}
 
 {#- The CTEs that compute one row per source key from staging (source_entity, source_key,

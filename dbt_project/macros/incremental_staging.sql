@@ -31,18 +31,12 @@
     {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__build_log')) }}
 {%- endmacro %}
 
-{#- What a staged row depends on besides the raw row: the model's SQL, the version of the
-    rows it reads (staging_source below) and the settings it reads (business timezone:
-    dates; reporting currency). A change means a full rebuild. -#}
+{#- What a staged row depends on besides the raw row: the SQL of the model and of the
+    macros it calls (sql_fingerprint: the normalisations, staging_source, which chooses the
+    rows it reads) and the settings it reads (business timezone: dates; reporting
+    currency). A change means a full rebuild. -#}
 {% macro staging_fingerprint() -%}
-    {{ return(model.checksum.checksum ~ '|' ~ var('business_timezone') ~ '|' ~ var('reporting_currency')
-        ~ '|source ' ~ staging_source_version()) }}
-{%- endmacro %}
-
-{#- Bump when staging_source changes which raw rows a build reads: the next build is then a
-    full rebuild. -#}
-{% macro staging_source_version() -%}
-    {{ return('1') }}
+    {{ return(sql_fingerprint() ~ '|' ~ var('business_timezone') ~ '|' ~ var('reporting_currency')) }}
 {%- endmacro %}
 
 {% macro staging_entity() -%}
@@ -79,7 +73,7 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- if checksum != staging_fingerprint() -%}
-        {%- do plan.update({'reason': 'the model or its settings changed since the last build'}) -%}
+        {%- do plan.update({'reason': 'the model, the macros it calls or its settings changed since the last build'}) -%}
         {{ return(plan) }}
     {%- endif -%}
     {#- the loads of the deliveries the last build covered: none new, none gone -#}

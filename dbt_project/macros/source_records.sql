@@ -22,11 +22,6 @@
     (macros/golden_record.sql), which start from them. The work tables `<model>__sr_keys`
     and `__sr_old` are dropped by the post-hook. -#}
 
-{#- Bump when the SQL of these macros changes what a build computes. -#}
-{% macro source_records_version() -%}
-    {{ return('3') }}
-{%- endmacro %}
-
 {#- namespace(incremental, keys): on an incremental build, `keys` is the work table of the
     (source_entity, source_key) computed again. -#}
 {% macro source_records_plan() -%}
@@ -37,7 +32,7 @@
     {%- set work = work_prefix('__sr_') -%}
     {{ drop_work_tables('__sr_', ['keys', 'old']) }}
     {%- set decision = upstreams_decision(
-        model_fingerprint(source_records_version()),
+        sql_fingerprint(),
         [('int_identity_identifiers', ['changed_keys']), ('int_identity_components_resolved', ['changed_records'])]
     ) -%}
     {%- if decision.reason is not none -%}
@@ -105,7 +100,7 @@
             {%- do run_query(changed_sql) -%}
         {%- endif -%}
         {{ keep_build_record(
-            incremental, model_fingerprint(source_records_version()), ['int_identity_identifiers', 'int_identity_components_resolved'],
+            incremental, sql_fingerprint(), ['int_identity_identifiers', 'int_identity_components_resolved'],
             materialized
         ) }}
         {{ drop_work_tables('__sr_', ['keys', 'old']) }}
@@ -126,7 +121,7 @@
     {%- if not identity_identifiers_materialized() -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set own = own_build_decision(model_fingerprint(source_records_version())) -%}
+    {%- set own = own_build_decision(sql_fingerprint()) -%}
     {%- set change = own.reason if own.reason is not none else upstream_change(
         'int_source_records_resolved', own.kept.read.get('int_source_records_resolved'), ['changed_keys']
     ) -%}
@@ -147,7 +142,7 @@
 {% macro source_records_logged_finish() -%}
     {%- if execute and target.type != 'spark' and model.resource_type != 'unit_test' -%}
         {{ keep_build_record(
-            false, model_fingerprint(source_records_version()), ['int_source_records_resolved'], identity_identifiers_materialized()
+            false, sql_fingerprint(), ['int_source_records_resolved'], identity_identifiers_materialized()
         ) }}
     {%- endif -%}
 {%- endmacro %}
