@@ -275,39 +275,56 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
 
 
 def night_tests_check_the_rows_the_night_wrote(work: Path, night: date) -> None:
-    """The fact tests scoped to the last build's keys (macro written_rows_filter) see a bad
-    row of a key that build wrote, not one of an older key; every row is checked on the
-    weekday var whole_data_tests_weekday."""
+    """The fact tests scoped to the keys written since the last build whose tests passed
+    (macros written_rows_filter, record_tested_builds) see a bad row of a key written
+    since, not one of an older key; a failed test run records nothing, so the next run
+    checks the same rows again; every row is checked on the weekday var
+    whole_data_tests_weekday."""
     scoped = work / "scoped"
     scoped.mkdir()
     for name in ("warehouse.duckdb", "restricted.duckdb"):
         shutil.copy(work / name, scoped / name)
-    con = duckdb.connect(str(scoped / "warehouse.duckdb"))
-    try:
-        log = "main.fct_orders__written_keys"
-        written, older = (
-            con.execute(
-                f"select min(order_id) from marts.fct_orders where order_id {op} "
-                f"(select order_id from {log} where build = (select max(build) from {log}))"
-            ).fetchone()[0]
-            for op in ("in", "not in")
-        )
-        assert written and older
-        con.execute("update marts.fct_orders set status = 'bogus' where order_id = ?", [older])
-    finally:
-        con.close()
     test = ("test", night, "--select", "fct_orders,test_name:accepted_values")
     never = {"whole_data_tests_weekday": 0}
-    dbt(scoped, *test, **never)  # the bad older row is not among the night's rows
+    log = "main.fct_orders__written_keys"
+
+    def sql(query: str, *params) -> list:
+        con = duckdb.connect(str(scoped / "warehouse.duckdb"))
+        try:
+            return con.execute(query, list(params)).fetchall()
+        finally:
+            con.close()
+
+    def tested() -> list:
+        return sql("select build from main.crm_tested_builds where model = 'fct_orders'")
+
+    dbt(scoped, *test, **never)  # no tested build recorded: every row, all pass
+    (passed_build,) = sql(f"select max(build) from {log}")[0]
+    assert tested() == [(passed_build,)]
+    dbt(scoped, "run", night, "--select", "fct_orders")  # the next build writes its window
+    (written, older) = (
+        sql(
+            f"select min(order_id) from marts.fct_orders where order_id {op} "
+            f"(select order_id from {log} where build > ?)",
+            passed_build,
+        )[0][0]
+        for op in ("in", "not in")
+    )
+    assert written and older
+    sql("update marts.fct_orders set status = 'bogus' where order_id = ?", older)
+    dbt(scoped, *test, **never)  # the bad older row is not among the rows written since
     compiled = next((scoped / "target" / "compiled").rglob("accepted_values_fct_orders_*.sql"))
     assert "fct_orders__written_keys" in compiled.read_text(encoding="utf-8")
     every_row = dbt(scoped, *test, ok=False, whole_data_tests_weekday=night.isoweekday())
     assert "FAIL 1 accepted_values_fct_orders_status" in every_row, every_row[-3000:]
-    con = duckdb.connect(str(scoped / "warehouse.duckdb"))
-    try:
-        con.execute("update marts.fct_orders set status = 'bogus' where order_id = ?", [written])
-        con.execute("update marts.fct_orders set status = 'completed' where order_id = ?", [older])
-    finally:
-        con.close()
-    night_rows = dbt(scoped, *test, ok=False, **never)  # a bad row the night wrote
-    assert "FAIL 1 accepted_values_fct_orders_status" in night_rows, night_rows[-3000:]
+    sql("update marts.fct_orders set status = 'completed' where order_id = ?", older)
+    dbt(scoped, *test, **never)
+    (new_build,) = sql(f"select max(build) from {log}")[0]
+    assert new_build > passed_build and tested()[-1] == (new_build,)
+    # a bad row written by a build whose tests failed stays in the next runs' rows
+    sql("delete from main.crm_tested_builds where build = ?", new_build)
+    sql("update marts.fct_orders set status = 'bogus' where order_id = ?", written)
+    for _ in range(2):
+        night_rows = dbt(scoped, *test, ok=False, **never)
+        assert "FAIL 1 accepted_values_fct_orders_status" in night_rows, night_rows[-3000:]
+    assert tested()[-1] == (passed_build,)

@@ -67,14 +67,15 @@
 {%- endmacro %}
 
 {#- A night's data tests of a fact built `delete+insert` by its unique_key check the rows
-    that build wrote: the rows of every other key are the ones an earlier build wrote and
-    its tests checked. Scoped: `not_null` and `accepted_values` (each row judged by itself)
-    and `unique` on the unique_key (the rows of a key are all written together), on a
-    model with a written-keys log (macro keep_written_keys). The condition keeps the keys of
-    the log's last build; none (every row) when that build was whole (first build,
-    --full-refresh, the log started or pruned), on the ISO weekday var
-    whole_data_tests_weekday of D, on other engines, or for any other test
-    (`relationships` and the combinations read other rows). -#}
+    its builds wrote since the last build whose tests all passed (crm_tested_builds, macro
+    record_tested_builds): the rows of every other key were written by a build whose tests
+    checked them. Scoped: `not_null` and `accepted_values` (each row judged by itself) and
+    `unique` on the unique_key (the rows of a key are all written together), on a model
+    with a written-keys log (macro keep_written_keys). None (every row) when no tested
+    build is recorded, when a build since was whole (first build, --full-refresh, the log
+    started or pruned), on the ISO weekday var whole_data_tests_weekday of D, on other
+    engines, or for any other test (`relationships` and the combinations read other
+    rows). -#}
 {% macro written_rows_filter(relation) -%}
     {%- if not execute or target.type != 'duckdb' or model.resource_type != 'test' -%}
         {{ return(none) }}
@@ -103,11 +104,17 @@
     {%- if adapter.get_relation(log.database, log.schema, log.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set last = run_query(
-        'select build, bool_or(whole) from ' ~ log ~ ' where build = (select max(build) from ' ~ log ~ ') group by build'
-    ).rows -%}
-    {%- if not last or last[0][1] -%}
+    {%- set tested = tested_builds_relation() -%}
+    {%- if adapter.get_relation(relation.database, target.schema, 'crm_tested_builds') is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return(key ~ ' in (select ' ~ key ~ ' from ' ~ log ~ ' where build = ' ~ last[0][0] ~ ')') }}
+    {%- set since = run_query(
+        'select max(build) from ' ~ tested ~ " where model = '" ~ relation.identifier ~ "'"
+    ).rows[0][0] -%}
+    {%- if since is none or run_query(
+        'select count(*) from ' ~ log ~ ' where whole and build > ' ~ since
+    ).rows[0][0] > 0 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(key ~ ' in (select ' ~ key ~ ' from ' ~ log ~ ' where build > ' ~ since ~ ')') }}
 {%- endmacro %}
