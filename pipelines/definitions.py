@@ -96,7 +96,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_quality_checks(partitions_def=partitions),
+        asset_checks=build_quality_checks(partitions_def=partitions, assets=assets),
         jobs=[nightly, ingest, check_mapping_job],
         schedules=[build_nightly_schedule(nightly, settings.timezone)],
         sensors=[

@@ -52,6 +52,46 @@ def test_every_dependency_and_check_points_at_a_defined_asset(defs):
     assert all(c.asset_key in keys for c in checks)
 
 
+def _upstream_steps(job: dg.JobDefinition, node: str) -> set[str]:
+    structure = job.graph.dependency_structure
+    return {
+        output.node_name
+        for outputs in structure.input_to_upstream_outputs_for_node(node).values()
+        for output in outputs
+    }
+
+
+def test_the_quality_gates_run_in_three_steps_that_block_what_follows(defs):
+    """22 suites in three steps (was one step per suite): the raw tables' suites block the
+    first dbt step (and the calendar built from the raw tickets), its models' suites block
+    the CLV model and the customer marts, and every mart's suites block the publication."""
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    gates = {c.node_def.name: c for c in defs.asset_checks}
+    assert sorted(n for n in job.graph.node_dict if n.startswith("quality_")) == sorted(gates)
+    assert sorted(gates) == [
+        "quality_dbt_customer_marts",
+        "quality_dbt_warehouse",
+        "quality_ingest",
+    ]
+    tables = {name: {k.asset_key.path[0] for k in gate.check_keys} for name, gate in gates.items()}
+    assert tables["quality_ingest"] == {"raw"}
+    assert {k.name for k in gates["quality_dbt_warehouse"].check_keys} >= {
+        "fct_orders_integrity",
+        "identity_integrity",
+    }
+    assert {k.name for k in gates["quality_dbt_customer_marts"].check_keys} >= {
+        "dim_customers_integrity",
+        "rpt_kpi_review_integrity",
+    }
+    assert sum(len(g.check_keys) for g in gates.values()) == 2 * 22
+    assert "quality_ingest" in _upstream_steps(job, "dbt_warehouse")
+    assert "quality_dbt_warehouse" in _upstream_steps(job, "clv__customer_scores")
+    assert "quality_dbt_warehouse" in _upstream_steps(job, "dbt_customer_marts")
+    assert {"quality_dbt_warehouse", "quality_dbt_customer_marts"} <= _upstream_steps(
+        job, "serving__publication"
+    )
+
+
 def test_publication_waits_for_every_mart_and_the_clv_model(defs):
     specs = {s.key: s for s in defs.resolve_all_asset_specs()}
     publication = specs[dg.AssetKey(["serving", "publication"])]
