@@ -20,6 +20,7 @@ def _phases(r: dict) -> list[tuple[str, str]]:
     """The phases of PHASES a result has (results of older runs have no big night)."""
     return [(name, label) for name, label in PHASES if name in r["phases"]]
 
+
 OTHER_BENCHMARKS = (
     ("ingest_medium.md", "ingest", "the loader engine against DuckDB's own readers on the medium preset (rows/s, MB/s, peak RSS)"),
     ("quality.md", "quality", "the quality gate on a 2M-row synthetic warehouse"),
@@ -386,7 +387,7 @@ def _target_lines(results: dict[str, dict]) -> list[str]:
         "and 12 % of the full build; the full build at most 3 × the floor (this floor covers",
         "identity, customer state and the order KPIs only, not every published output); the",
         "night's time growing with its delivery, not with the history. \"Rebuilt from",
-        "scratch\" is what a team rebuilding the same marts every night would spend: the",
+        'scratch" is what a team rebuilding the same marts every night would spend: the',
         "full build's dbt, gates and publication.",
         "",
     ]
