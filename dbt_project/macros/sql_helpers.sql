@@ -171,3 +171,16 @@
         ~ "' and schema_name = '" ~ this.schema ~ "' and starts_with(table_name, '" ~ this.identifier ~ suffix ~ "')"
     ).columns[0].values() | list) }}
 {%- endmacro %}
+
+{#- The last non-NULL value of `expr` in a window frame (write `over (...)` after it). -#}
+{% macro last_known_value(expr) -%}
+    {{ return(adapter.dispatch('last_known_value', 'crm_warehouse')(expr)) }}
+{%- endmacro %}
+
+{% macro default__last_known_value(expr) -%}
+    last_value({{ expr }} ignore nulls)
+{%- endmacro %}
+
+{% macro spark__last_known_value(expr) -%}
+    last_value({{ expr }}, true)
+{%- endmacro %}

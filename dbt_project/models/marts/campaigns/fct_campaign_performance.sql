@@ -186,7 +186,15 @@ attributed as (
 ),
 
 -- Hold-out: customers with an account on the campaign's platform seen before its first
--- push, not pushed by it.
+-- push, not pushed by it; their stage as of the campaign's date and whether they ordered
+-- within the attribution window after its first push. Counted without pairing every
+-- campaign with every follower (campaigns x followers grows with customers times history):
+-- a follower's state (seen yet, stage, an order in the next 30 days) changes at a few
+-- instants (first seen; the start of each stage span of its order dates; 30 days before
+-- and at each order), so the followers in each state at any instant are running sums of
+-- the state changes, read at each campaign's first push; its pushed customers are taken
+-- back out. Ties at the push instant: a follower first seen at it does not count, a stage
+-- or window that starts at it does (`tie` orders them around the campaign's reading).
 platform_customers as (
     select
         customer_id,
@@ -197,10 +205,315 @@ platform_customers as (
     group by customer_id, platform
 ),
 
-holdout as (
+-- The instants the campaigns read the followers at (each campaign's first push), and the
+-- business date of the first: an event after the last reading changes none, an order's
+-- window only counts where it spans a reading, and a follower's stage at the first
+-- reading follows from its first order and its last order up to that date.
+readings as (
+    select
+        min(first_pushed_at) as first_reading_at,
+        max(first_pushed_at) as last_reading_at,
+        min(campaign_date) as first_reading_date
+    from campaigns
+),
+
+first_orders as (
+    select
+        orders.customer_id,
+        min(orders.order_date) as first_order_date,
+        max(case when orders.order_date <= readings.first_reading_date then orders.order_date end)
+            as last_order_date_at_first_reading
+    from orders
+    cross join readings
+    group by orders.customer_id
+),
+
+-- the order dates whose stage spans can start after the first reading
+order_dates as (
+    select distinct
+        orders.customer_id,
+        orders.order_date
+    from orders
+    cross join readings
+    where orders.order_date >= {{ add_days('readings.first_reading_date', -(var('lifecycle_dormant_days') + 2)) }}
+),
+
+order_date_spans as (
+    select
+        order_dates.customer_id,
+        order_dates.order_date,
+        first_orders.first_order_date,
+        lead(order_dates.order_date) over (
+            partition by order_dates.customer_id order by order_dates.order_date
+        ) as next_order_date
+    from order_dates
+    inner join first_orders on order_dates.customer_id = first_orders.customer_id
+),
+
+-- metrics.md lifecycle_stage as spans of days after each order date (macro lifecycle_stage)
+stage_phases as (
+    select
+        'active' as stage_name,
+        0 as from_days,
+        {{ var('lifecycle_active_days') + 1 }} as to_days
+    union all
+    select
+        'dormant' as stage_name,
+        {{ var('lifecycle_active_days') + 1 }} as from_days,
+        {{ var('lifecycle_dormant_days') + 1 }} as to_days
+    union all
+    select
+        'churned' as stage_name,
+        {{ var('lifecycle_dormant_days') + 1 }} as from_days,
+        null as to_days
+),
+
+-- The first day of each stage span: new from the first order for lifecycle_new_days + 1
+-- days; after that, from each order date up to the next, active, dormant, churned.
+stage_starts as (
+    select
+        customer_id,
+        first_order_date as start_date,
+        'new' as stage_name
+    from first_orders
+    union all
+    select
+        customer_id,
+        start_date,
+        stage_name
+    from (
+        select
+            order_date_spans.customer_id,
+            stage_phases.stage_name,
+            order_date_spans.next_order_date,
+            greatest(
+                {{ add_days('order_date_spans.order_date', 'stage_phases.from_days') }},
+                {{ add_days('order_date_spans.first_order_date', var('lifecycle_new_days') + 1) }}
+            ) as start_date,
+            {{ add_days('order_date_spans.order_date', 'stage_phases.to_days') }} as end_date
+        from order_date_spans
+        cross join stage_phases
+    ) as spans
+    where
+        (next_order_date is null or start_date < next_order_date)
+        and (end_date is null or start_date < end_date)
+),
+
+stage_events as (
+    select
+        customer_id,
+        stage_name,
+        {{ business_day_end_utc(add_days('start_date', -1)) }} as event_at
+    from stage_starts
+),
+
+stage_events_read as (
+    select
+        stage_events.customer_id,
+        stage_events.stage_name,
+        stage_events.event_at
+    from stage_events
+    cross join readings
+    where stage_events.event_at > readings.first_reading_at and stage_events.event_at <= readings.last_reading_at
+    union all
+    select
+        first_orders.customer_id,
+        {{ lifecycle_stage(
+            'case when first_orders.first_order_date <= readings.first_reading_date then first_orders.first_order_date end',
+            'first_orders.last_order_date_at_first_reading',
+            'readings.first_reading_date'
+        ) }} as stage_name,
+        readings.first_reading_at as event_at
+    from first_orders
+    cross join readings
+),
+
+order_windows as (
+    select
+        orders.customer_id,
+        {{ add_minutes('orders.ordered_at', -attribution_minutes) }} as opens_at,
+        orders.ordered_at as closes_at
+    from orders
+    cross join readings
+    where
+        orders.ordered_at > readings.first_reading_at
+        and {{ add_minutes('orders.ordered_at', -attribution_minutes) }} <= readings.last_reading_at
+),
+
+follower_events as (
+    select
+        platform_customers.customer_id,
+        platform_customers.platform,
+        stage_events_read.event_at,
+        0 as tie,
+        stage_events_read.stage_name,
+        0 as window_change,
+        0 as seen
+    from stage_events_read
+    inner join platform_customers on stage_events_read.customer_id = platform_customers.customer_id
+    union all
+    select
+        platform_customers.customer_id,
+        platform_customers.platform,
+        order_windows.opens_at as event_at,
+        0 as tie,
+        null as stage_name,
+        1 as window_change,
+        0 as seen
+    from order_windows
+    inner join platform_customers on order_windows.customer_id = platform_customers.customer_id
+    union all
+    select
+        platform_customers.customer_id,
+        platform_customers.platform,
+        order_windows.closes_at as event_at,
+        0 as tie,
+        null as stage_name,
+        -1 as window_change,
+        0 as seen
+    from order_windows
+    inner join platform_customers on order_windows.customer_id = platform_customers.customer_id
+    union all
+    select
+        platform_customers.customer_id,
+        platform_customers.platform,
+        platform_customers.first_seen_at as event_at,
+        2 as tie,
+        null as stage_name,
+        0 as window_change,
+        1 as seen
+    from platform_customers
+    cross join readings
+    where platform_customers.first_seen_at < readings.last_reading_at
+),
+
+-- each follower's state after the events of each instant (peers share their frame)
+follower_states as (
+    select distinct
+        customer_id,
+        platform,
+        event_at,
+        tie,
+        coalesce({{ last_known_value('stage_name') }} over follower_timeline, 'prospect') as stage_name,
+        sum(window_change) over follower_timeline > 0 as is_converted,
+        max(seen) over follower_timeline = 1 as is_seen
+    from follower_events
+    window follower_timeline as (partition by customer_id, platform order by event_at, tie)
+),
+
+follower_steps as (
+    select
+        platform,
+        event_at,
+        tie,
+        stage_name,
+        is_converted,
+        is_seen,
+        lag(stage_name) over follower_order as previous_stage,
+        lag(is_converted) over follower_order as previous_is_converted,
+        coalesce(lag(is_seen) over follower_order, false) as was_seen
+    from follower_states
+    window follower_order as (partition by customer_id, platform order by event_at, tie)
+),
+
+follower_changes as (
+    select
+        platform,
+        event_at,
+        tie,
+        stage_name,
+        is_converted,
+        sum(follower_change) as follower_change
+    from (
+        select
+            platform,
+            event_at,
+            tie,
+            stage_name,
+            is_converted,
+            1 as follower_change
+        from follower_steps
+        where is_seen
+        union all
+        select
+            platform,
+            event_at,
+            tie,
+            previous_stage as stage_name,
+            previous_is_converted as is_converted,
+            -1 as follower_change
+        from follower_steps
+        where was_seen
+    ) as changes
+    group by platform, event_at, tie, stage_name, is_converted
+),
+
+reading_states as (
+    select distinct stage_name from stage_phases
+    union all
+    select 'new' as stage_name
+    union all
+    select 'prospect' as stage_name
+),
+
+reading_flags as (
+    select true as is_converted
+    union all
+    select false as is_converted
+),
+
+campaign_readings as (
     select
         campaigns.campaign_id,
-        platform_customers.customer_id,
+        campaigns.platform,
+        campaigns.first_pushed_at as event_at,
+        1 as tie,
+        reading_states.stage_name,
+        reading_flags.is_converted,
+        0 as follower_change
+    from campaigns
+    cross join reading_states
+    cross join reading_flags
+),
+
+followers_at_push as (
+    select
+        campaign_id,
+        stage_name,
+        is_converted,
+        sum(follower_change) over (
+            partition by platform, stage_name, is_converted
+            order by event_at, tie
+            rows between unbounded preceding and current row
+        ) as followers
+    from (
+        select
+            cast(null as string) as campaign_id,
+            platform,
+            event_at,
+            tie,
+            stage_name,
+            is_converted,
+            follower_change
+        from follower_changes
+        union all
+        select
+            campaign_id,
+            platform,
+            event_at,
+            tie,
+            stage_name,
+            is_converted,
+            follower_change
+        from campaign_readings
+    ) as timeline
+),
+
+-- the campaign's own pushed customers among those followers, taken back out
+pushed_followers as (
+    select
+        campaigns.campaign_id,
+        campaign_customers.customer_id,
         campaigns.campaign_date,
         min(case when orders.order_date <= campaigns.campaign_date then orders.order_date end) as first_order_date,
         max(case when orders.order_date <= campaigns.campaign_date then orders.order_date end) as last_order_date,
@@ -212,27 +525,46 @@ holdout as (
                 else 0
             end
         ) as is_converted
-    from campaigns
+    from campaign_customers
+    inner join campaigns on campaign_customers.campaign_id = campaigns.campaign_id
     inner join platform_customers
         on
-            campaigns.platform = platform_customers.platform
+            campaign_customers.customer_id = platform_customers.customer_id
+            and campaigns.platform = platform_customers.platform
             and campaigns.first_pushed_at > platform_customers.first_seen_at
-    left join campaign_customers
-        on
-            campaigns.campaign_id = campaign_customers.campaign_id
-            and platform_customers.customer_id = campaign_customers.customer_id
-    left join orders
-        on platform_customers.customer_id = orders.customer_id
-    where campaign_customers.customer_id is null
-    group by campaigns.campaign_id, platform_customers.customer_id, campaigns.campaign_date
+    left join orders on campaign_customers.customer_id = orders.customer_id
+    group by campaigns.campaign_id, campaign_customers.customer_id, campaigns.campaign_date
 ),
 
-holdout_segmented as (
+pushed_follower_groups as (
     select
         campaign_id,
         {{ lifecycle_stage('first_order_date', 'last_order_date', 'campaign_date') }} as segment,
-        is_converted
-    from holdout
+        count(*) as customers,
+        sum(is_converted) as converted_customers
+    from pushed_followers
+    group by campaign_id, {{ lifecycle_stage('first_order_date', 'last_order_date', 'campaign_date') }}
+),
+
+holdout_groups as (
+    select
+        followers.campaign_id,
+        followers.segment,
+        followers.followers - coalesce(pushed_follower_groups.customers, 0) as holdout_customers,
+        followers.converted_followers - coalesce(pushed_follower_groups.converted_customers, 0)
+            as holdout_converted_customers
+    from (
+        select
+            campaign_id,
+            stage_name as segment,
+            sum(followers) as followers,
+            sum(case when is_converted then followers else 0 end) as converted_followers
+        from followers_at_push
+        where campaign_id is not null
+        group by campaign_id, stage_name
+    ) as followers
+    left join pushed_follower_groups
+        on followers.campaign_id = pushed_follower_groups.campaign_id and followers.segment = pushed_follower_groups.segment
 ),
 
 reached_groups as (
@@ -244,16 +576,6 @@ reached_groups as (
         count(case when segment = 'dormant' then 1 end) as dormant_reached_customers,
         sum(case when segment = 'dormant' then is_converted else 0 end) as reactivated_customers
     from reached_segmented
-    group by campaign_id, segment
-),
-
-holdout_groups as (
-    select
-        campaign_id,
-        segment,
-        count(*) as holdout_customers,
-        sum(is_converted) as holdout_converted_customers
-    from holdout_segmented
     group by campaign_id, segment
 ),
 
