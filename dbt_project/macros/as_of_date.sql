@@ -85,23 +85,17 @@
     {%- if test.get('name') not in ['not_null', 'accepted_values', 'unique'] or not column -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set tested = [] -%}
-    {%- for node in graph.nodes.values() -%}
-        {%- if node.resource_type == 'model' and (node.alias or node.name) == relation.identifier
-            and node.schema == relation.schema -%}
-            {%- do tested.append(node) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- set key = tested[0].config.get('unique_key') if tested | length == 1 else none -%}
+    {%- set log = written_keys_relation(relation) -%}
+    {%- if adapter.get_relation(log.database, log.schema, log.identifier) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set tested = graph.nodes.get(model.get('attached_node') or '') -%}
+    {%- set key = tested.config.get('unique_key') if tested else none -%}
     {%- if key is none or key is not string or (test.get('name') == 'unique' and column != key) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set as_of = modules.datetime.date.fromisoformat(as_of_date_string()) -%}
     {%- if as_of.isoweekday() == var('whole_data_tests_weekday') | int -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set log = written_keys_relation(relation) -%}
-    {%- if adapter.get_relation(log.database, log.schema, log.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set tested = tested_builds_relation() -%}
