@@ -189,6 +189,17 @@ def _reproduce_lines(results: dict[str, dict]) -> list[str]:
     ]
 
 
+def _preset_rows(results: dict[str, dict], row, columns: int) -> list[str]:
+    """One row per preset: `row(preset, result)`, or "pending" and the `columns` - 2 empty
+    cells of a preset without a result."""
+    return [
+        row(preset, results[preset])
+        if preset in results
+        else f"| {preset} | {_pending(preset)} " + "|" * (columns - 1)
+        for preset in PRESETS
+    ]
+
+
 def _results_row(preset: str, r: dict) -> str:
     full, night, floor = r["phases"]["full"], r["phases"]["night"], r["floor"]
     peer = r.get("peer")
@@ -207,13 +218,8 @@ def _results_lines(results: dict[str, dict]) -> list[str]:
         "",
         "| preset | deliveries | landing MB | raw rows | full build s | full peak RSS MiB | night s | night peak RSS MiB | floor s | floor peak RSS MiB | pandas peer s | peer peak RSS MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_preset_rows(results, _results_row, 12),
     ]
-    for preset in PRESETS:
-        r = results.get(preset)
-        if r is None:
-            lines.append(f"| {preset} | {_pending(preset)} |||||||||||")
-        else:
-            lines.append(_results_row(preset, r))
     return [
         *lines,
         "",
@@ -334,13 +340,8 @@ def _ratio_lines(results: dict[str, dict]) -> list[str]:
         "",
         "| preset | night / full (time) | night / full (peak RSS) | full build dbt + gates / floor | night dbt + gates / floor | pandas peer / floor | pandas peer / full build dbt + gates | peer peak RSS / full build peak RSS |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *_preset_rows(results, _ratio_row, 8),
     ]
-    for preset in PRESETS:
-        r = results.get(preset)
-        if r is None:
-            lines.append(f"| {preset} | {_pending(preset)} |||||||")
-        else:
-            lines.append(_ratio_row(preset, r))
     return [
         *lines,
         "",
@@ -373,13 +374,8 @@ def _target_lines(results: dict[str, dict]) -> list[str]:
         "",
         "| preset | night s | night / full build | night of 5 deliveries s | 5 deliveries / 1 | full build / floor | rebuilt from scratch (proxy) s | night / proxy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *_preset_rows(results, _target_row, 8),
     ]
-    for preset in PRESETS:
-        r = results.get(preset)
-        if r is None:
-            lines.append(f"| {preset} | {_pending(preset)} |||||||")
-        else:
-            lines.append(_target_row(preset, r))
     return [
         *lines,
         "",

@@ -340,6 +340,21 @@ order_windows as (
         and {{ add_minutes('orders.ordered_at', -attribution_minutes) }} <= readings.last_reading_at
 ),
 
+-- each window opens (+1) at 30 days before its order and closes (-1) at the order
+order_window_edges as (
+    select
+        customer_id,
+        opens_at as event_at,
+        1 as window_change
+    from order_windows
+    union all
+    select
+        customer_id,
+        closes_at as event_at,
+        -1 as window_change
+    from order_windows
+),
+
 follower_events as (
     select
         platform_customers.customer_id,
@@ -355,24 +370,13 @@ follower_events as (
     select
         platform_customers.customer_id,
         platform_customers.platform,
-        order_windows.opens_at as event_at,
+        order_window_edges.event_at,
         0 as tie,
         null as stage_name,
-        1 as window_change,
+        order_window_edges.window_change,
         0 as seen
-    from order_windows
-    inner join platform_customers on order_windows.customer_id = platform_customers.customer_id
-    union all
-    select
-        platform_customers.customer_id,
-        platform_customers.platform,
-        order_windows.closes_at as event_at,
-        0 as tie,
-        null as stage_name,
-        -1 as window_change,
-        0 as seen
-    from order_windows
-    inner join platform_customers on order_windows.customer_id = platform_customers.customer_id
+    from order_window_edges
+    inner join platform_customers on order_window_edges.customer_id = platform_customers.customer_id
     union all
     select
         platform_customers.customer_id,
