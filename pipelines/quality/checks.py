@@ -198,6 +198,19 @@ def build_gate_check(
             for check in check_results(result, spec):
                 if dg.AssetCheckKey(check.asset_key, check.check_name) in selected:
                     yield check
+        # the step's failure names each failed blocking expectation and its offending keys
+        # (the run's summary prints it; Dagster's own message names the checks only)
+        failed = [
+            f"{dg.AssetKey(list(spec.asset_key)).to_user_string()}: {spec.name}_{INTEGRITY}: "
+            f"{spec.name}: {item.describe()}"
+            for spec, result in zip(chosen, gate.suites, strict=True)
+            for item in result.blocking_failed
+        ]
+        if failed:
+            raise dg.Failure(
+                description="blocking quality checks failed:\n" + "\n".join(failed),
+                allow_retries=False,
+            )
 
     return _gate
 
