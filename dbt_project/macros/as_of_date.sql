@@ -98,12 +98,12 @@
     {%- if as_of.isoweekday() == var('whole_data_tests_weekday') | int -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set tested = tested_builds_relation() -%}
-    {%- if adapter.get_relation(relation.database, target.schema, 'crm_tested_builds') is none -%}
+    {%- set tested_builds = tested_builds_relation() -%}
+    {%- if adapter.get_relation(relation.database, target.schema, tested_builds.split('.')[-1]) is none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set since = run_query(
-        'select max(build) from ' ~ tested ~ " where model = '" ~ relation.identifier ~ "'"
+        'select max(build) from ' ~ tested_builds ~ " where model = '" ~ relation.identifier ~ "'"
     ).rows[0][0] -%}
     {%- if since is none or run_query(
         'select count(*) from ' ~ log ~ ' where whole and build > ' ~ since
