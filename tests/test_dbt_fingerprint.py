@@ -13,16 +13,14 @@ dbt log, the fingerprints from the build records (`<model>__last_build`,
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
+from support.dbt_tiny import run_dbt_on_stores
 
 from pipelines.generate.engine import generate
 from pipelines.ingest.discovery import discover_partitions
@@ -43,19 +41,8 @@ pytestmark = [pytest.mark.xdist_group("dbt_fingerprint"), pytest.mark.slow]
 
 def dbt(work: Path, as_of: date, command: str = "run", select: str = SELECT) -> str:
     """`dbt <command>` of the project copy in `work` on the stores in `work`; its stdout."""
-    project = work / "dbt_project"
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), command, "--select", select,
-         "--vars", f"{{as_of_date: {as_of.isoformat()}}}",
-         "--profiles-dir", str(project), "--project-dir", str(project),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=project,
-        env=dict(os.environ, CRM_WAREHOUSE_DB=str(work / "warehouse.duckdb"),
-                 CRM_RESTRICTED_DB=str(work / "restricted.duckdb")),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    return proc.stdout
+    args = [command, "--select", select, "--vars", f"{{as_of_date: {as_of.isoformat()}}}"]
+    return run_dbt_on_stores(work, args, project=work / "dbt_project")
 
 
 def plans(out: str, complete: bool = True) -> dict[str, str]:

@@ -23,16 +23,14 @@ Each build's plan (incremental or full rebuild, and why) is read from the dbt lo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from support.dbt_tiny import run_dbt_on_stores
 
 from pipelines.generate.engine import generate
 from pipelines.ingest.discovery import discover_partitions
@@ -40,7 +38,6 @@ from pipelines.ingest.engine import load_partition
 from pipelines.ingest.mapping import load_mappings
 
 REPO = Path(__file__).resolve().parents[1]
-DBT_DIR = REPO / "dbt_project"
 MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 STAGING = ("stg_raw__customers", "stg_raw__orders", "stg_raw__service_events",
            "stg_raw__social_interactions")  # fmt: skip
@@ -157,19 +154,8 @@ def dbt_run(
     """`dbt run` (or `command`) of the staging and identity models (up to the customer-change
     log and the golden record, or `select`) as of `as_of` on the stores in `work`; its
     stdout."""
-    dbt = Path(sys.executable).parent / "dbt"
-    proc = subprocess.run(
-        [str(dbt), command, "--select", select, *extra,
-         "--vars", f"{{as_of_date: {as_of.isoformat()}, business_timezone: {timezone}}}",
-         "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=DBT_DIR,
-        env=dict(os.environ, CRM_WAREHOUSE_DB=str(work / "warehouse.duckdb"),
-                 CRM_RESTRICTED_DB=str(work / "restricted.duckdb")),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    return proc.stdout
+    dbt_vars = f"{{as_of_date: {as_of.isoformat()}, business_timezone: {timezone}}}"
+    return run_dbt_on_stores(work, [command, "--select", select, *extra, "--vars", dbt_vars])
 
 
 def plans(stdout: str) -> dict[str, str]:

@@ -26,15 +26,13 @@ last build, and the KPI months those rows touch).
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from support.dbt_tiny import run_dbt_on_stores
 
 from pipelines.generate.engine import generate
 from pipelines.generate.presets import Rates
@@ -46,7 +44,6 @@ from pipelines.quality.runner import run_gate
 from pipelines.targets import load_targets, read_targets
 
 REPO = Path(__file__).resolve().parents[1]
-DBT_DIR = REPO / "dbt_project"
 MAPPINGS = REPO / "pipelines" / "ingest" / "mappings" / "demo"
 MARTS = (
     "fct_orders", "fct_order_lines", "fct_service_tickets", "fct_social_interactions",
@@ -66,20 +63,10 @@ pytestmark = [pytest.mark.xdist_group("dbt_late_corrections"), pytest.mark.slow]
 def dbt(work: Path, command: str, as_of: date, *extra: str, ok: bool = True, **dbt_vars) -> str:
     """`dbt <command>` as of `as_of` on the stores in `work` (and `dbt_vars`); its stdout.
     `ok`: whether it must succeed (False: must fail)."""
-    exe = Path(sys.executable).parent / "dbt"
     given = "".join(f", {name}: {value}" for name, value in dbt_vars.items())
-    proc = subprocess.run(
-        [str(exe), command, *extra,
-         "--vars", f"{{as_of_date: {as_of.isoformat()}, checks_from_date: {as_of.isoformat()}{given}}}",
-         "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=DBT_DIR,
-        env=dict(os.environ, CRM_WAREHOUSE_DB=str(work / "warehouse.duckdb"),
-                 CRM_RESTRICTED_DB=str(work / "restricted.duckdb")),
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert (proc.returncode == 0) == ok, proc.stdout[-6000:] + proc.stderr[-2000:]
-    return proc.stdout
+    day = as_of.isoformat()
+    args = [command, *extra, "--vars", f"{{as_of_date: {day}, checks_from_date: {day}{given}}}"]
+    return run_dbt_on_stores(work, args, ok=ok, timeout=1200)
 
 
 def load(work: Path, landing: Path, days: list[date]) -> None:

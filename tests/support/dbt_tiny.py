@@ -31,32 +31,60 @@ def venv_bin(name: str) -> str:
 
 
 def run_dbt(
-    args: list[str], work: Path, db: Path, check: bool = True
+    args: list[str],
+    work: Path,
+    db: Path,
+    check: bool = True,
+    *,
+    restricted: Path | None = None,
+    project: Path = DBT_DIR,
+    timeout: int = 900,
 ) -> subprocess.CompletedProcess:
+    """`dbt <args>` of `project` on the warehouse `db` (and the restricted store
+    `restricted`, by default `<db stem>_restricted.duckdb` beside it), with its target/ and
+    logs/ in `work`. `check`: fail the test, with the end of dbt's output, unless dbt
+    succeeded."""
+    if restricted is None:
+        restricted = db.with_name(db.stem + "_restricted.duckdb")
     env = dict(
         os.environ,
         CRM_WAREHOUSE_DB=str(db),
-        CRM_RESTRICTED_DB=str(db.with_name(db.stem + "_restricted.duckdb")),
+        CRM_RESTRICTED_DB=str(restricted),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
     )
     cmd = [
         venv_bin("dbt"),
         *args,
         "--profiles-dir",
-        str(DBT_DIR),
+        str(project),
         "--project-dir",
-        str(DBT_DIR),
+        str(project),
         "--target-path",
         str(work / "target"),
         "--log-path",
         str(work / "logs"),
     ]
-    proc = subprocess.run(cmd, cwd=DBT_DIR, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
         )
     return proc
+
+
+def run_dbt_on_stores(
+    work: Path, args: list[str], ok: bool = True, project: Path = DBT_DIR, timeout: int = 900
+) -> str:
+    """`dbt <args>` on the stores in `work` (warehouse.duckdb, restricted.duckdb); its
+    stdout. `ok`: whether it must succeed (False: must fail)."""
+    proc = run_dbt(
+        args, work, work / "warehouse.duckdb", check=False,
+        restricted=work / "restricted.duckdb", project=project, timeout=timeout,
+    )  # fmt: skip
+    assert (proc.returncode == 0) == ok, proc.stdout[-6000:] + proc.stderr[-2000:]
+    return proc.stdout
 
 
 def build_vars(as_of: str = AS_OF) -> str:
