@@ -1,4 +1,15 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized=crm_incremental_materialization(),
+        incremental_strategy='delete+insert',
+        unique_key='month',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+-- depends_on: {{ ref('stg_raw__orders') }}, {{ ref('stg_raw__service_events') }},
+-- {{ ref('stg_raw__social_interactions') }}, {{ ref('stg_raw__customers') }},
+-- {{ ref('int_source_records_logged') }} (read by recomputed_months_from in incremental runs)
 
 -- Segment movement month over month (docs/warehouse.md, "Segment history"): for each month
 -- M of fct_customer_segments_monthly and each segment type (lifecycle_stage, rfm_segment,
@@ -8,15 +19,41 @@
 -- by an identity merge) goes to `none`. A NULL segment is `unsegmented` (an RF score pair
 -- the seed maps to no segment) or, for the quadrant, `unknown` (a month no build as of its
 -- last day computed). vip: `vip` / `not_vip`.
+-- Incremental by month like fct_customer_segments_monthly, its only input: a night
+-- recomputes the months from recomputed_months_from() (the months its input recomputed,
+-- or earlier when this model was built less often) and reads the month before them; every
+-- month when no build of this model is recorded.
 
 with
 
+computed_from as (
+    -- the first month this build recomputes (NULL: every month)
+    {% if is_incremental() %}
+    select
+        case
+            when {{ last_built_as_of('fct_segment_transitions') }} is not null
+                then {{ recomputed_months_from() }}
+        end as month
+    {% else %}
+    select cast(null as date) as month
+    {% endif %}
+),
+
 history as (
-    select * from {{ ref('fct_customer_segments_monthly') }}
+    -- the computed months and the month before them
+    select history.*
+    from {{ ref('fct_customer_segments_monthly') }} as history
+    cross join computed_from
+    where
+        computed_from.month is null
+        or history.month >= {{ add_months('computed_from.month', -1) }}
 ),
 
 stored_months as (
-    select distinct month from history
+    select distinct history.month
+    from history
+    cross join computed_from
+    where computed_from.month is null or history.month >= computed_from.month
 ),
 
 memberships as (
@@ -50,6 +87,7 @@ current_memberships as (
         on memberships.customer_id = previous.customer_id
             and memberships.segment_type = previous.segment_type
             and previous.month = {{ add_months('memberships.month', -1) }}
+    where memberships.month in (select stored_months.month from stored_months)
 ),
 
 departed as (
