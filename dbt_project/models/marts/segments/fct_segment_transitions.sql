@@ -26,34 +26,36 @@
 
 with
 
+{% if is_incremental() -%}
 computed_from as (
     -- the first month this build recomputes (NULL: every month)
-    {% if is_incremental() %}
     select
         case
             when {{ last_built_as_of('fct_segment_transitions') }} is not null
                 then {{ recomputed_months_from() }}
         end as month
-    {% else %}
-    select cast(null as date) as month
-    {% endif %}
 ),
+{%- endif %}
 
 history as (
-    -- the computed months and the month before them
+    -- in an incremental build, the computed months and the month before them
     select history.*
     from {{ ref('fct_customer_segments_monthly') }} as history
+    {% if is_incremental() -%}
     cross join computed_from
     where
         computed_from.month is null
         or history.month >= {{ add_months('computed_from.month', -1) }}
+    {%- endif %}
 ),
 
 stored_months as (
     select distinct history.month
     from history
+    {% if is_incremental() -%}
     cross join computed_from
     where computed_from.month is null or history.month >= computed_from.month
+    {%- endif %}
 ),
 
 memberships as (
@@ -87,7 +89,9 @@ current_memberships as (
         on memberships.customer_id = previous.customer_id
             and memberships.segment_type = previous.segment_type
             and previous.month = {{ add_months('memberships.month', -1) }}
+    {% if is_incremental() -%}
     where memberships.month in (select stored_months.month from stored_months)
+    {%- endif %}
 ),
 
 departed as (
