@@ -44,10 +44,10 @@ MARKERS = {
 #: columns that legitimately differ between runs (load times, durations, build times)
 VOLATILE = {"_loaded_at", "loaded_at", "loaded_through", "seconds", "built_at",
             "first_logged_at", "changed_at", "rebuilt_at"}  # fmt: skip
-#: tables that record runs rather than data (one row per attempt; crm_tested_builds: a
-#: row per fact each time its data tests pass, with build numbers from the clock)
-RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_build_log",
-            "main.crm_tested_builds"}  # fmt: skip
+#: tables that record runs rather than data (one row per attempt; the build record models
+#: crm_builds_*: a row per model per successful build, tested_build numbers from the clock)
+RUN_LOGS = {"clv.clv_model_runs", "quality.dq_results", "main.crm_builds_warehouse",
+            "main.crm_builds_customer_marts"}  # fmt: skip
 #: what the last dbt build of an incremental identity model changed and which upstream
 #: builds it read (dbt invocation ids), and the staging state its changed keys were found
 #: from (`__changed_keys_from`), and the keys each build of a fact wrote

@@ -237,7 +237,7 @@ def test_a_merge_of_two_customers_rekeys_their_old_rows_in_a_nightly_run(built, 
     changed = query(nightly_db, """
         select entity, record_key, customer_id, changed_at > first_logged_at as is_change
         from intermediate.int_source_records_logged
-        where changed_at > (select min(built_at) from main.crm_build_log
+        where changed_at > (select min(built_at) from main.crm_builds_warehouse
                             where model = 'fct_orders' and as_of_date = date '2026-10-31')
         order by entity, record_key""")  # fmt: skip
     assert changed == [
@@ -523,3 +523,57 @@ def test_a_month_still_maturing_is_recomputed_every_night_until_complete(built, 
     nightly = query(db, rows)
     run_dbt(["run", "--full-refresh", "--vars", build_vars("2026-11-30")], tmp_path, db)
     assert nightly == query(db, rows)
+
+
+def test_a_night_without_build_records_recomputes_every_row_and_month(built, tmp_path):
+    """With no build recorded (the build record models dropped: an upgrade from the tables
+    that kept them before, or records lost), a nightly build finds every staged row
+    delivered since and every month restated: each fact rewrites all its keys and the
+    models incremental by month all their months. Rows deleted beforehand (the oldest order,
+    the first month of the customer months and of the KPIs) are back, every fact and month
+    equals a --full-refresh build, and the records are written again."""
+    nightly, full = tmp_path / "nightly", tmp_path / "full"
+    for work in (nightly, full):
+        work.mkdir()
+        copy_stores(built, work)
+    nightly_db, full_db = nightly / "warehouse.duckdb", full / "warehouse.duckdb"
+    con = duckdb.connect(str(nightly_db))
+    for record in ("crm_builds_warehouse", "crm_builds_customer_marts"):
+        con.execute(f"drop table main.{record}")
+    con.execute("delete from marts.fct_orders where order_id = "
+                "(select min(order_id) from marts.fct_orders)")  # fmt: skip
+    for table in ("intermediate.int_customer_months", "marts.fct_kpi_monthly"):
+        (deleted,) = con.execute(
+            f"delete from {table} where month = (select min(month) from {table})"
+        ).fetchone()
+        assert deleted > 0, table
+    con.close()
+    for half in (["--exclude", "source:clv+"], ["--select", "source:clv+"]):
+        run_dbt(["build", *half, "--vars", build_vars("2026-11-01")], nightly, nightly_db)
+    run_dbt(["build", "--full-refresh", "--vars", build_vars("2026-11-01")], full, full_db)
+    for fact, key in WRITTEN_KEYS.items():
+        written = query(nightly_db, f"""
+            select count(distinct {key}) from main.{fact}__written_keys
+            where build = (select max(build) from main.{fact}__written_keys)""")  # fmt: skip
+        assert written == query(nightly_db, f"select count(distinct {key}) from marts.{fact}"), fact
+    kpis = "select * exclude (computed_as_of_date) from {} where segment_type <> 'quadrant'"
+    con = duckdb.connect(str(nightly_db), read_only=True)
+    try:
+        con.execute(f"attach '{full_db}' as full_build (read_only)")
+        pairs = [(f"marts.{t}", f"full_build.marts.{t}") for t in FACT_CUSTOMERS]
+        pairs += [(t, f"full_build.{t}") for t in MONTHLY_TABLES]
+        pairs.append(
+            (f"({kpis.format('marts.fct_kpi_monthly')})",
+             f"({kpis.format('full_build.marts.fct_kpi_monthly')})")
+        )  # fmt: skip
+        for left, right in pairs:
+            assert con.execute(f"select count(*) from {left}").fetchone()[0] > 0, left
+            for a, b in ((left, right), (right, left)):
+                diff = con.execute(f"select * from {a} except all select * from {b}").fetchall()
+                assert diff == [], (a, diff)
+        recorded = con.execute("""
+            select model, as_of_date from main.crm_builds_warehouse
+            union all select model, as_of_date from main.crm_builds_customer_marts""").fetchall()
+    finally:
+        con.close()
+    assert len(recorded) == 10 and {d for _, d in recorded} == {date(2026, 11, 1)}, recorded

@@ -17,6 +17,7 @@ temporary folder, so parallel pytest workers never collide; the tests share the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -55,7 +56,8 @@ def manifest(tmp_path_factory) -> dict:
     return json.loads((work / "target" / "manifest.json").read_text(encoding="utf-8"))
 
 
-PREFIXES = {"staging": ("stg_",), "intermediate": ("int_",), "marts": ("dim_", "fct_", "rpt_")}
+PREFIXES = {"staging": ("stg_",), "intermediate": ("int_",), "marts": ("dim_", "fct_", "rpt_"),
+            "state": ("crm_builds_",)}  # fmt: skip
 
 
 def _models(manifest: dict) -> list[dict]:
@@ -163,10 +165,117 @@ def test_no_packages_and_no_extensions():
     assert "extensions" not in profiles
 
 
+#: The build record models (models/state) and the dbt step of the night that builds each:
+#: the warehouse step builds everything not downstream of the CLV scores
+#: (pipelines/transform/assets.py, AFTER_CLV).
+BUILD_RECORDS = {"crm_builds_warehouse": False, "crm_builds_customer_marts": True}
+#: The macros that read the build records (macros/incremental.sql).
+READS_BUILD_RECORDS = {"last_built_as_of", "last_built_at", "last_tested_build"}
+
+
+def test_every_model_reading_its_last_build_is_recorded_by_its_step(manifest):
+    """No side table: what a model's last build was lives in a declared build record model
+    (a child of the models it records, so dbt writes it after them and their tests). Every
+    model whose SQL calls a macro that reads the records (directly or through other macros),
+    and every model a macro reads by name (fct_kpi_monthly, read by its building blocks), is
+    a parent of the record model of the dbt step that builds it, and of no other."""
+    macros = manifest["macros"]
+    own = {m["name"]: m for m in macros.values() if m["package_name"] == "crm_warehouse"}
+
+    def reads(name: str, seen: frozenset = frozenset()) -> bool:
+        if name in READS_BUILD_RECORDS:
+            return True
+        calls = own[name]["depends_on"]["macros"] if name in own else []
+        return any(
+            reads(c.split(".")[-1], seen | {name})
+            for c in calls
+            if c.startswith("macro.crm_warehouse.") and c.split(".")[-1] not in seen
+        )
+
+    readers_macros = {name for name in own if reads(name)} - {"build_records"}
+    assert {"incremental_cutoff_date", "recomputed_months_from", "keys_with_changed_customer",
+            "delivered_since_build", "restated_from"} <= readers_macros  # fmt: skip
+    call = re.compile(r"\b(" + "|".join(sorted(readers_macros)) + r")\s*\(")
+    # the macros whose first argument is the model whose record they read
+    by_name = sorted(n for n in readers_macros | READS_BUILD_RECORDS
+                     if re.search(rf"macro {n}\(\s*model_name\b", own[n]["macro_sql"]))  # fmt: skip
+    assert "restated_from" in by_name
+    named = re.compile(r"\b(?:" + "|".join(by_name) + r")\(\s*'(\w+)'"
+                       r"|model_name\s*=\s*'(\w+)'")  # fmt: skip
+    models = {n["name"]: n for n in _models(manifest)}
+    readers = {name for name, node in models.items() if call.search(node["raw_code"])}
+    for text in [n["raw_code"] for n in models.values()] + [m["macro_sql"] for m in own.values()]:
+        readers |= {a or b for a, b in named.findall(text)}
+    readers -= set(BUILD_RECORDS)
+    assert {"fct_orders", "int_customer_months", "fct_kpi_monthly"} <= readers, readers
+    after_clv = set()
+    frontier = [k for k in manifest["sources"] if k.split(".")[2] == "clv"]
+    while frontier:
+        for child in manifest["child_map"].get(frontier.pop(), []):
+            if child not in after_clv:
+                after_clv.add(child)
+                frontier.append(child)
+    recorded: dict[str, list[str]] = {}
+    for record, is_after_clv in BUILD_RECORDS.items():
+        node = models[record]
+        assert (node["unique_id"] in after_clv) == is_after_clv, record
+        assert node["config"]["materialized"] == "incremental", record
+        assert node["config"]["incremental_strategy"] == "append", record
+        for parent in node["depends_on"]["nodes"]:
+            recorded.setdefault(parent.split(".")[-1], []).append(record)
+    assert set(recorded) == readers, set(recorded) ^ readers
+    for reader in readers:
+        uid = models[reader]["unique_id"]
+        expected = next(r for r, a in BUILD_RECORDS.items() if (uid in after_clv) == a)
+        assert recorded[reader] == [expected], (reader, recorded[reader])
+
+
+def test_no_hook_writes_a_table_no_model_declares():
+    """The build records and the tested builds are models: no on-run hook or post-hook of
+    the project creates them."""
+    project = (DBT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
+    assert "on-run-end" not in project
+    for gone in ("crm_build_log", "crm_tested_builds", "record_build", "create_build_log"):
+        assert gone not in project, gone
+        for path in [*(DBT_DIR / "macros").rglob("*.sql"), *(DBT_DIR / "models").rglob("*.sql")]:
+            assert gone not in path.read_text(encoding="utf-8"), (gone, path)
+
+
 # --------------------------------------------------------------------------- (b) the build
 def test_both_halves_build_and_run_every_test(built):
     assert "Completed successfully" in built["logs"]
     assert "unit test" in built["logs"]
+
+
+def test_each_step_records_the_builds_its_models_read_next(built):
+    """The two halves of `dbt build` (the night's two dbt steps) append one row per recorded
+    model: the run's D, and for each fact (a written-keys log, every data test of it alone
+    run in the build) the build its tests checked, the log's last; none for the other
+    models."""
+    rows = query(built["db"], """
+        select 'crm_builds_warehouse', * from main.crm_builds_warehouse
+        union all select 'crm_builds_customer_marts', * from main.crm_builds_customer_marts
+        order by all""")  # fmt: skip
+    by_model = {r[3]: r for r in rows}
+    assert len(by_model) == len(rows)
+    assert {m for m, r in by_model.items() if r[0] == "crm_builds_warehouse"} == {
+        "fct_orders", "fct_order_lines", "fct_service_tickets", "fct_social_interactions",
+        "int_customer_months", "int_kpi_social_monthly", "fct_campaign_performance",
+    }  # fmt: skip
+    assert {m for m, r in by_model.items() if r[0] == "crm_builds_customer_marts"} == {
+        "fct_kpi_monthly", "fct_customer_segments_monthly", "fct_segment_transitions",
+    }  # fmt: skip
+    invocations = {r[0]: r[2] for r in rows}
+    assert len(set(invocations.values())) == 2  # one dbt invocation per step
+    for _record, build_id, invocation, model, as_of, built_at, tested in rows:
+        assert build_id == f"{invocation}:{model}" and as_of == date(2026, 10, 31), model
+        assert isinstance(built_at, datetime)
+        if model in ("fct_orders", "fct_order_lines", "fct_service_tickets",
+                     "fct_social_interactions"):  # fmt: skip
+            (last,) = query(built["db"], f"select max(build) from main.{model}__written_keys")[0]
+            assert tested == last, model
+        else:
+            assert tested is None, model
 
 
 def test_customers_are_resolved_transitively_and_supernodes_link_nothing(built):

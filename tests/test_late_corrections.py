@@ -263,32 +263,40 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
 
 def night_tests_check_the_rows_the_night_wrote(work: Path, night: date) -> None:
     """The fact tests scoped to the keys written since the last build whose tests passed
-    (macros written_rows_filter, record_tested_builds) see a bad row of a key written
-    since, not one of an older key; a failed test run records nothing, so the next run
-    checks the same rows again; every row is checked on the weekday var
-    whole_data_tests_weekday."""
+    (macro written_rows_filter; column tested_build of the build record model
+    crm_builds_warehouse, macro build_records) see a bad row of a key written since, not one
+    of an older key; a `dbt build` whose tests pass records the build they checked, one whose
+    tests fail records nothing (dbt skips the record model), so the next runs check the same
+    rows again; every row is checked on the weekday var whole_data_tests_weekday."""
     scoped = work / "scoped"
     scoped.mkdir()
     for name in ("warehouse.duckdb", "restricted.duckdb"):
         shutil.copy(work / name, scoped / name)
     test = ("test", night, "--select", "fct_orders,test_name:accepted_values")
+    build = ("build", night, "--select", "fct_orders", "crm_builds_warehouse")
     never = {"whole_data_tests_weekday": 0}
     log = "main.fct_orders__written_keys"
 
-    def sql(query: str, *params) -> list:
-        con = duckdb.connect(str(scoped / "warehouse.duckdb"))
+    def sql(query: str, *params, store: str = "warehouse") -> list:
+        con = duckdb.connect(str(scoped / f"{store}.duckdb"))
         try:
             return con.execute(query, list(params)).fetchall()
         finally:
             con.close()
 
     def tested() -> list:
-        return sql("select build from main.crm_tested_builds where model = 'fct_orders'")
+        return sql(
+            "select tested_build from main.crm_builds_warehouse "
+            "where model = 'fct_orders' and tested_build is not null order by built_at"
+        )
 
-    dbt(scoped, *test, **never)  # no tested build recorded: every row, all pass
+    # the nights ran `dbt run`: no tested build recorded; a `dbt build` of the fact tests
+    # every row and records the build its tests checked
+    assert tested() == []
+    dbt(scoped, *build, **never)
     (passed_build,) = sql(f"select max(build) from {log}")[0]
     assert tested() == [(passed_build,)]
-    dbt(scoped, "run", night, "--select", "fct_orders")  # the next build writes its window
+    dbt(scoped, "run", night, "--select", "fct_orders")  # writes its window, tests nothing
     (written, older) = (
         sql(
             f"select min(order_id) from marts.fct_orders where order_id {op} "
@@ -305,13 +313,28 @@ def night_tests_check_the_rows_the_night_wrote(work: Path, night: date) -> None:
     every_row = dbt(scoped, *test, ok=False, whole_data_tests_weekday=night.isoweekday())
     assert "FAIL 1 accepted_values_fct_orders_status" in every_row, every_row[-3000:]
     sql("update marts.fct_orders set status = 'completed' where order_id = ?", older)
+    # a `dbt test` records nothing; a `dbt build` whose tests pass records the build
     dbt(scoped, *test, **never)
+    assert tested()[-1] == (passed_build,)
+    dbt(scoped, *build, **never)
     (new_build,) = sql(f"select max(build) from {log}")[0]
     assert new_build > passed_build and tested()[-1] == (new_build,)
-    # a bad row written by a build whose tests failed stays in the next runs' rows
-    sql("delete from main.crm_tested_builds where build = ?", new_build)
-    sql("update marts.fct_orders set status = 'bogus' where order_id = ?", written)
-    for _ in range(2):
-        night_rows = dbt(scoped, *test, ok=False, **never)
-        assert "FAIL 1 accepted_values_fct_orders_status" in night_rows, night_rows[-3000:]
-    assert tested()[-1] == (passed_build,)
+    # a build that writes a bad row fails its test and records nothing: the next runs
+    # check that row again
+    kept = scoped / "restricted.kept"
+    shutil.copy(scoped / "restricted.duckdb", kept)
+    (lines,) = sql(
+        "update staging.stg_raw__orders set status = 'bogus', is_cancelled = false "
+        "where order_id = ?", written, store="restricted",
+    )[0]  # fmt: skip
+    assert lines > 0
+    failed = dbt(scoped, *build, ok=False, **never)
+    assert "FAIL 1 accepted_values_fct_orders_status" in failed, failed[-3000:]
+    assert "SKIP" in failed and tested()[-1] == (new_build,), failed[-3000:]
+    (failed_build,) = sql(f"select max(build) from {log}")[0]
+    assert failed_build > new_build
+    night_rows = dbt(scoped, *test, ok=False, **never)
+    assert "FAIL 1 accepted_values_fct_orders_status" in night_rows, night_rows[-3000:]
+    shutil.move(kept, scoped / "restricted.duckdb")
+    dbt(scoped, *build, **never)
+    assert tested()[-1] > (failed_build,)

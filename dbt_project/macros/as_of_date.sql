@@ -67,9 +67,9 @@
 {%- endmacro %}
 
 {#- A night's data tests of a fact built `delete+insert` by its unique_key check the rows
-    its builds wrote since the last build whose tests all passed (crm_tested_builds, macro
-    record_tested_builds): the rows of every other key were written by a build whose tests
-    checked them. Scoped: `not_null` and `accepted_values` (each row judged by itself) and
+    its builds wrote since the last build whose tests all passed (column tested_build of the
+    build records, macros build_records and last_tested_build): the rows of every other key
+    were written by a build whose tests checked them. Scoped: `not_null` and `accepted_values` (each row judged by itself) and
     `unique` on the unique_key (the rows of a key are all written together), on a model
     with a written-keys log (macro keep_written_keys). None (every row) when no tested
     build is recorded, when a build since was whole (first build, --full-refresh, the log
@@ -98,13 +98,8 @@
     {%- if as_of.isoweekday() == var('whole_data_tests_weekday') | int -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set tested_builds = tested_builds_relation() -%}
-    {%- if adapter.get_relation(relation.database, target.schema, tested_builds.split('.')[-1]) is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set since = run_query(
-        'select max(build) from ' ~ tested_builds ~ " where model = '" ~ relation.identifier ~ "'"
-    ).rows[0][0] -%}
+    {%- set since_sql = last_tested_build(relation.identifier) | trim -%}
+    {%- set since = run_query('select ' ~ since_sql).rows[0][0] -%}
     {%- if since is none or run_query(
         'select count(*) from ' ~ log ~ ' where whole and build > ' ~ since
     ).rows[0][0] > 0 -%}

@@ -103,49 +103,131 @@
     )
 {%- endmacro %}
 
+{#- The builds of the models that read their own last build (and fct_kpi_monthly's, read by
+    its building blocks) are recorded by two declared models, one per dbt step of the night
+    (models/state): `crm_builds_warehouse` and `crm_builds_customer_marts`. Each is
+    incremental (append) and a child of the models it records, so dbt builds it after them
+    and after their data tests, and skips it when one of them failed: a build is recorded only
+    when it and its tests succeeded. The models read the records by name, not by ref() (the
+    record of a model is written after it, for its next build). -#}
+{% macro build_record_models() -%}
+    {{ return(['crm_builds_warehouse', 'crm_builds_customer_marts']) }}
+{%- endmacro %}
+
+{#- The rows of every build record that exists (none before the first build, and on engines
+    other than DuckDB, where every model is rebuilt whole). -#}
+{% macro build_record_relations() -%}
+    {%- set relations = [] -%}
+    {%- if execute -%}
+        {%- for name in build_record_models() -%}
+            {%- set relation = adapter.get_relation(database=target.database, schema=target.schema, identifier=name) -%}
+            {%- if relation is not none -%}
+                {%- do relations.append(relation) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(relations) }}
+{%- endmacro %}
+
+{#- `aggregate` over the recorded builds of `model_name`, or NULL of `type` when none is
+    recorded. -#}
+{% macro recorded_build(model_name, aggregate, type) -%}
+    {%- set relations = build_record_relations() -%}
+    {%- if relations | length == 0 -%}
+        cast(null as {{ type }})
+    {%- else -%}
+        (
+            select {{ aggregate }}
+            from (
+                {%- for relation in relations %}
+                    select model, as_of_date, built_at, tested_build from {{ relation }}
+                    {%- if not loop.last %} union all{% endif %}
+                {%- endfor %}
+            ) as builds
+            where model = '{{ model_name }}'
+        )
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The last D the model was built as of (NULL: no build recorded). -#}
 {% macro last_built_as_of(model_name) -%}
-    (select max(as_of_date) from {{ build_log_relation() }} where model = '{{ model_name }}')
-{%- endmacro %}
-
-{#- The table where every mart records the D it was built as of (post-hook, see
-    dbt_project.yml); incremental_cutoff_date reads it. -#}
-{% macro build_log_relation() -%}
-    {{ target.schema }}.crm_build_log
-{%- endmacro %}
-
-{% macro create_build_log() -%}
-    {{ return(adapter.dispatch('create_build_log', 'crm_warehouse')()) }}
-{%- endmacro %}
-
-{% macro spark__create_build_log() -%}
-    {%- if execute -%}
-        {%- do run_query('create schema if not exists ' ~ target.schema) -%}
-        {%- do run_query(
-            'create table if not exists ' ~ build_log_relation()
-            ~ ' (model string, as_of_date date, built_at timestamp) using parquet'
-        ) -%}
-    {%- endif -%}
-{%- endmacro %}
-
-{% macro default__create_build_log() -%}
-    {%- if execute -%}
-        create table if not exists {{ build_log_relation() }} (
-            model string,
-            as_of_date date,
-            built_at timestamp
-        );
-    {%- endif -%}
-{%- endmacro %}
-
-{% macro record_build() -%}
-    insert into {{ build_log_relation() }}
-    values ('{{ this.identifier }}', {{ as_of_date() }}, cast(current_timestamp as timestamp))
+    {{ recorded_build(model_name, 'max(as_of_date)', 'date') }}
 {%- endmacro %}
 
 {#- The last time the model was built (NULL: no build recorded). -#}
 {% macro last_built_at(model_name) -%}
-    (select max(built_at) from {{ build_log_relation() }} where model = '{{ model_name }}')
+    {{ recorded_build(model_name, 'max(built_at)', 'timestamp') }}
+{%- endmacro %}
+
+{#- The last build of the fact's written-keys log whose data tests all passed (NULL: none
+    recorded). -#}
+{% macro last_tested_build(model_name) -%}
+    {{ recorded_build(model_name, 'max(tested_build)', 'bigint') }}
+{%- endmacro %}
+
+{#- The SQL of a build record model (models/state): a row per model of `models` selected in
+    this invocation (key: dbt's invocation_id and the model), with the run's D, the time of the record and, for a fact with a
+    written-keys log whose data tests were all selected in a `dbt build`, the log's last
+    build (the build its tests checked: dbt runs this model only after they passed or
+    warned). Each model of `models` is a parent of the record (ref), so a failed model or
+    test skips the record and the next build recomputes (and tests) from the last recorded
+    one. -#}
+{% macro build_records(models) -%}
+    {%- set recorded = [] -%}
+    {%- for name in models -%}
+        {%- set relation = ref(name) -%}
+        {%- if execute and ('model.' ~ project_name ~ '.' ~ name) in selected_resources -%}
+            {%- do recorded.append((name, relation)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    select
+        cast(invocation_id || ':' || model as varchar) as build_id,
+        cast(invocation_id as varchar) as invocation_id,
+        cast(model as varchar) as model,
+        cast(as_of_date as date) as as_of_date,
+        cast(built_at as timestamp) as built_at,
+        cast(tested_build as bigint) as tested_build
+    from (
+        select
+            null as invocation_id,
+            null as model,
+            null as as_of_date,
+            null as built_at,
+            null as tested_build
+        {%- for name, relation in recorded %}
+            union all
+            select
+                '{{ invocation_id }}',
+                '{{ name }}',
+                {{ as_of_date() }},
+                cast(current_timestamp as timestamp),
+                {{ tested_build(name, relation) }}
+        {%- endfor %}
+    ) as builds
+    where model is not null
+{%- endmacro %}
+
+{#- The last build of the written-keys log of `name` when this `dbt build` ran every data
+    test of it alone (those that block its children: a failure skips the build record), else
+    NULL. Tests that also read other models (relationships to dim_customers, built by the
+    next step) check every row anyway (macro written_rows_filter). The log is looked up in
+    the database, not in dbt's relation cache: a first build creates it in a post-hook. -#}
+{% macro tested_build(name, relation) -%}
+    {%- set log = written_keys_relation(relation) -%}
+    {%- set unique_id = 'model.' ~ project_name ~ '.' ~ name -%}
+    {%- set tests = [] -%}
+    {%- for node in graph.nodes.values() -%}
+        {%- if node.resource_type == 'test' and node.depends_on.nodes | list == [unique_id] -%}
+            {%- do tests.append(node.unique_id) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if flags.WHICH == 'build' and tests | length > 0
+        and tests | reject('in', selected_resources) | list | length == 0
+        and relation_exists_now(log) -%}
+        (select max(build) from {{ log }})
+    {%- else -%}
+        cast(null as bigint)
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Keys (record_key of int_source_records_logged, e.g. order_id, ticket_id, the clear

@@ -58,42 +58,8 @@
 {%- endmacro %}
 
 {#- Where the keys written by the builds of `relation` (a fact) are kept: in the warehouse's
-    own schema, beside crm_build_log, so that the publication (every table of `marts`)
-    does not publish them. -#}
+    own schema, beside the build records (models/state), so that the publication (every
+    table of `marts`) does not publish them. -#}
 {% macro written_keys_relation(relation) -%}
     {{ return(api.Relation.create(database=relation.database, schema=target.schema, identifier=relation.identifier ~ '__written_keys')) }}
-{%- endmacro %}
-
-{#- on-run-end: for each fact with a written-keys log whose data tests ran in this
-    invocation and all passed (or warned), record the last build of the log as tested
-    (`<target schema>.crm_tested_builds`). A night's scoped tests check the keys of every
-    build after the last one recorded (written_rows_filter), so the rows of a night whose
-    tests failed are checked again by the next nights until they pass. -#}
-{% macro record_tested_builds(results) -%}
-    {%- if execute and target.type == 'duckdb' -%}
-        {%- set outcomes = {} -%}
-        {%- for result in results if result.node.resource_type == 'test' -%}
-            {%- set attached = result.node.attached_node -%}
-            {%- if attached -%}
-                {%- do outcomes.setdefault(attached, []).append(result.status | string) -%}
-            {%- endif -%}
-        {%- endfor -%}
-        {%- do run_query('create table if not exists ' ~ tested_builds_relation()
-            ~ ' (model varchar, build bigint, tested_at timestamp)') -%}
-        {%- for unique_id, statuses in outcomes.items() -%}
-            {%- set node = graph.nodes.get(unique_id) -%}
-            {%- set log = written_keys_relation(api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias or node.name)) if node else none -%}
-            {%- if log is not none and statuses | reject('in', ['pass', 'warn']) | list | length == 0
-                and adapter.get_relation(log.database, log.schema, log.identifier) is not none -%}
-                {%- do run_query(
-                    'insert into ' ~ tested_builds_relation() ~ " select '" ~ node.name ~ "', max(build), "
-                    ~ 'cast(current_timestamp as timestamp) from ' ~ log ~ ' having max(build) is not null'
-                ) -%}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- endif -%}
-{%- endmacro %}
-
-{% macro tested_builds_relation() -%}
-    {{ return(target.schema ~ '.crm_tested_builds') }}
 {%- endmacro %}

@@ -4,7 +4,6 @@
         incremental_strategy='delete+insert',
         unique_key='month',
         on_schema_change='append_new_columns',
-        post_hook="{{ record_build() }}",
     )
 }}
 

@@ -4,7 +4,6 @@
         incremental_strategy='delete+insert',
         unique_key='month',
         on_schema_change='append_new_columns',
-        post_hook="{{ record_build() }}",
         pre_hook="{% if is_incremental() %}delete from {{ this }} where month >= {{ recomputed_months_from(maturity=true) }}{% endif %}",
     )
 }}
