@@ -170,7 +170,8 @@ def test_no_packages_and_no_extensions():
 #: (pipelines/transform/assets.py, AFTER_CLV).
 BUILD_RECORDS = {"crm_builds_warehouse": False, "crm_builds_customer_marts": True}
 #: The macros that read the build records (macros/incremental.sql).
-READS_BUILD_RECORDS = {"last_built_as_of", "last_built_at", "last_tested_build"}
+READS_BUILD_RECORDS = {"last_built_as_of", "last_built_at", "last_tested_build", "recorded_build",
+                       "build_record_relations"}  # fmt: skip
 
 
 def test_every_model_reading_its_last_build_is_recorded_by_its_step(manifest):
@@ -192,20 +193,25 @@ def test_every_model_reading_its_last_build_is_recorded_by_its_step(manifest):
             if c.startswith("macro.crm_warehouse.") and c.split(".")[-1] not in seen
         )
 
-    readers_macros = {name for name in own if reads(name)} - {"build_records"}
+    readers_macros = {name for name in own if reads(name)} - {"build_record_rows"}
     assert {"incremental_cutoff_date", "recomputed_months_from", "keys_with_changed_customer",
             "delivered_since_build", "restated_from"} <= readers_macros  # fmt: skip
     call = re.compile(r"\b(" + "|".join(sorted(readers_macros)) + r")\s*\(")
-    # the macros whose first argument is the model whose record they read
-    by_name = sorted(n for n in readers_macros | READS_BUILD_RECORDS
-                     if re.search(rf"macro {n}\(\s*model_name\b", own[n]["macro_sql"]))  # fmt: skip
-    assert "restated_from" in by_name
-    named = re.compile(r"\b(?:" + "|".join(by_name) + r")\(\s*'(\w+)'"
-                       r"|model_name\s*=\s*'(\w+)'")  # fmt: skip
+    # where each of those macros takes the name of the model whose record it reads
+    position = {}
+    for name in readers_macros:
+        signature = re.search(rf"macro {name}\(([^)]*)\)", own[name]["macro_sql"]).group(1)
+        params = [p.split("=")[0].strip() for p in signature.split(",") if p.strip()]
+        if "model_name" in params:
+            position[name] = params.index("model_name")
+    assert {"restated_from", "incremental_cutoff_date", "last_built_as_of"} <= set(position)
     models = {n["name"]: n for n in _models(manifest)}
     readers = {name for name, node in models.items() if call.search(node["raw_code"])}
-    for text in [n["raw_code"] for n in models.values()] + [m["macro_sql"] for m in own.values()]:
-        readers |= {a or b for a, b in named.findall(text)}
+    texts = [n["raw_code"] for n in models.values()] + [m["macro_sql"] for m in own.values()]
+    texts += [json.dumps(n["config"]) for n in models.values()]  # hooks set in YAML
+    for text in texts:
+        for match in call.finditer(text):
+            readers |= set(_model_name_arguments(text, match.end(), position.get(match[1])))
     readers -= set(BUILD_RECORDS)
     assert {"fct_orders", "int_customer_months", "fct_kpi_monthly"} <= readers, readers
     after_clv = set()
@@ -224,10 +230,39 @@ def test_every_model_reading_its_last_build_is_recorded_by_its_step(manifest):
         for parent in node["depends_on"]["nodes"]:
             recorded.setdefault(parent.split(".")[-1], []).append(record)
     assert set(recorded) == readers, set(recorded) ^ readers
+    # the records name the model (this.identifier is looked up): no alias
+    assert [r for r in readers | set(BUILD_RECORDS) if models[r]["alias"] != r] == []
     for reader in readers:
         uid = models[reader]["unique_id"]
         expected = next(r for r, a in BUILD_RECORDS.items() if (uid in after_clv) == a)
         assert recorded[reader] == [expected], (reader, recorded[reader])
+
+
+def _model_name_arguments(text: str, start: int, position: int | None) -> list[str]:
+    """The literal model names given as `model_name` (by keyword, or at `position`) in the
+    call whose arguments start at `start` of `text`."""
+    depth, args, current = 0, [], ""
+    for char in text[start:]:
+        if char == ")" and depth == 0:
+            break
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            args.append(current)
+            current = ""
+        else:
+            current += char
+    args.append(current)
+    names = []
+    for index, arg in enumerate(a.strip() for a in args):
+        keyword, _, value = arg.partition("=")
+        if value and keyword.strip() == "model_name":
+            arg = value.strip()
+        elif value or index != position:
+            continue
+        literal = re.fullmatch(r"""(['"])(\w+)\1""", arg.replace("\\", ""))
+        if literal:
+            names.append(literal[2])
+    return names
 
 
 def test_no_hook_writes_a_table_no_model_declares():

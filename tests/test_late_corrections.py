@@ -264,7 +264,7 @@ def test_nights_with_late_corrections_equal_a_full_rebuild(landing, tmp_path: Pa
 def night_tests_check_the_rows_the_night_wrote(work: Path, night: date) -> None:
     """The fact tests scoped to the keys written since the last build whose tests passed
     (macro written_rows_filter; column tested_build of the build record model
-    crm_builds_warehouse, macro build_records) see a bad row of a key written since, not one
+    crm_builds_warehouse, macro build_record_rows) see a bad row of a key written since, not one
     of an older key; a `dbt build` whose tests pass records the build they checked, one whose
     tests fail records nothing (dbt skips the record model), so the next runs check the same
     rows again; every row is checked on the weekday var whole_data_tests_weekday."""

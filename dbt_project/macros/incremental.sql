@@ -172,7 +172,7 @@
     warned). Each model of `models` is a parent of the record (ref), so a failed model or
     test skips the record and the next build recomputes (and tests) from the last recorded
     one. -#}
-{% macro build_records(models) -%}
+{% macro build_record_rows(models) -%}
     {%- set recorded = [] -%}
     {%- for name in models -%}
         {%- set relation = ref(name) -%}
@@ -209,19 +209,25 @@
 
 {#- The last build of the written-keys log of `name` when this `dbt build` ran every data
     test of it alone (those that block its children: a failure skips the build record), else
-    NULL. Tests that also read other models (relationships to dim_customers, built by the
+    NULL; NULL too when one of those tests may pass with failing rows (a `warn` severity, an
+    `error_if` other than the default `!=0`): a warning does not skip the record, and the
+    rows it flagged must stay in the next nights' checks. Tests that also read other models (relationships to dim_customers, built by the
     next step) check every row anyway (macro written_rows_filter). The log is looked up in
     the database, not in dbt's relation cache: a first build creates it in a post-hook. -#}
 {% macro tested_build(name, relation) -%}
     {%- set log = written_keys_relation(relation) -%}
     {%- set unique_id = 'model.' ~ project_name ~ '.' ~ name -%}
     {%- set tests = [] -%}
+    {%- set lenient = [] -%}
     {%- for node in graph.nodes.values() -%}
         {%- if node.resource_type == 'test' and node.depends_on.nodes | list == [unique_id] -%}
             {%- do tests.append(node.unique_id) -%}
+            {%- if (node.config.severity | lower) != 'error' or (node.config.error_if | replace(' ', '')) != '!=0' -%}
+                {%- do lenient.append(node.unique_id) -%}
+            {%- endif -%}
         {%- endif -%}
     {%- endfor -%}
-    {%- if flags.WHICH == 'build' and tests | length > 0
+    {%- if flags.WHICH == 'build' and tests | length > 0 and lenient | length == 0
         and tests | reject('in', selected_resources) | list | length == 0
         and relation_exists_now(log) -%}
         (select max(build) from {{ log }})
