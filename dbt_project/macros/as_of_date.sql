@@ -68,9 +68,9 @@
 
 {#- A night's data tests of a fact built `delete+insert` by its unique_key check the rows
     its builds wrote since the last build whose tests all passed (column tested_build of the
-    build records, macros build_record_rows and last_tested_build): the rows of every other key
-    were written by a build whose tests checked them. Scoped: `not_null` and `accepted_values` (each row judged by itself) and
-    `unique` on the unique_key (the rows of a key are all written together), on a model
+    build records, macros build_record_rows and last_tested_build): the rows of every other
+    key were written by a build whose tests checked them. Scoped: `not_null` and
+    `accepted_values` (each row judged by itself) and `unique` on the unique_key (the rows of a key are all written together), on a model
     with a written-keys log (macro keep_written_keys). None (every row) when no tested
     build is recorded, when a build since was whole (first build, --full-refresh, the log
     started or pruned), on the ISO weekday var whole_data_tests_weekday of D, on other

@@ -166,10 +166,9 @@
 {%- endmacro %}
 
 {#- The SQL of a build record model (models/state): a row per model of `models` selected in
-    this invocation (key: dbt's invocation_id and the model), with the run's D, the time of the record and, for a fact with a
-    written-keys log whose data tests were all selected in a `dbt build`, the log's last
-    build (the build its tests checked: dbt runs this model only after they passed or
-    warned). Each model of `models` is a parent of the record (ref), so a failed model or
+    this invocation (key: dbt's invocation_id and the model), with the run's D, the time of
+    the record and, for a fact with a written-keys log, the build its tests checked
+    (tested_build). Each model of `models` is a parent of the record (ref), so a failed model or
     test skips the record and the next build recomputes (and tests) from the last recorded
     one. -#}
 {% macro build_record_rows(models) -%}
@@ -211,8 +210,9 @@
     test of it alone (those that block its children: a failure skips the build record), else
     NULL; NULL too when one of those tests may pass with failing rows (a `warn` severity, an
     `error_if` other than the default `!=0`): a warning does not skip the record, and the
-    rows it flagged must stay in the next nights' checks. Tests that also read other models (relationships to dim_customers, built by the
-    next step) check every row anyway (macro written_rows_filter). The log is looked up in
+    rows it flagged must stay in the next nights' checks. Tests that also read other models
+    (relationships to dim_customers, built by the next step) check every row anyway (macro
+    written_rows_filter). The log is looked up in
     the database, not in dbt's relation cache: a first build creates it in a post-hook. -#}
 {% macro tested_build(name, relation) -%}
     {%- set log = written_keys_relation(relation) -%}
